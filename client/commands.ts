@@ -1,0 +1,226 @@
+/**
+ * Parse one line a person typed into a typed {@linkcode Command}.
+ *
+ * One table, {@linkcode COMMAND_SPECS}, describes every command: the parser reads its argument
+ * shapes and {@linkcode HELP_TEXT} is printed from it, so help and parser cannot disagree.
+ *
+ * @module
+ */
+
+import { UsageError } from "../shared/errors.ts";
+import { nameProblem } from "../shared/names.ts";
+
+/** Everything a person can ask the client to do. */
+export type Command =
+  | { command: "help" }
+  | { command: "who" }
+  | { command: "msg"; to: string; text: string }
+  | { command: "verify"; name: string }
+  | { command: "trust"; name: string }
+  | { command: "videos" }
+  | { command: "play"; video: string }
+  | { command: "stop" }
+  | { command: "quit" };
+
+/** The names of the commands. */
+export type CommandName = Command["command"];
+
+/**
+ * How one argument is read: `name` is one word that must be a valid person's name, `rest` is
+ * everything left on the line (inner spaces kept) and must not be empty.
+ */
+export interface ArgSpec {
+  /** Shown in the usage line, e.g. `NAME`. */
+  label: string;
+  kind: "name" | "rest";
+}
+
+/** One row of the command table. */
+export interface CommandSpec {
+  command: CommandName;
+  /** Other spellings, e.g. `exit` for `quit`. */
+  aliases: readonly string[];
+  args: readonly ArgSpec[];
+  summary: string;
+}
+
+const NAME: ArgSpec = { label: "NAME", kind: "name" };
+
+/** The single source of truth for parsing and for help. */
+export const COMMAND_SPECS: readonly CommandSpec[] = [
+  { command: "help", aliases: [], args: [], summary: "Show this list" },
+  { command: "who", aliases: [], args: [], summary: "List who is online, with fingerprints" },
+  {
+    command: "msg",
+    aliases: [],
+    args: [NAME, { label: "TEXT", kind: "rest" }],
+    summary: "Send an end-to-end encrypted message",
+  },
+  {
+    command: "verify",
+    aliases: [],
+    args: [NAME],
+    summary: "Show the code to compare with NAME out of band",
+  },
+  {
+    command: "trust",
+    aliases: [],
+    args: [NAME],
+    summary: "Accept NAME's current key (after /verify)",
+  },
+  { command: "videos", aliases: [], args: [], summary: "List the server's videos" },
+  {
+    command: "play",
+    aliases: [],
+    args: [{ label: "VIDEO", kind: "rest" }],
+    summary: "Stream a video (the name may contain spaces)",
+  },
+  { command: "stop", aliases: [], args: [], summary: "Stop the running video" },
+  { command: "quit", aliases: ["exit"], args: [], summary: "Leave (also /exit)" },
+];
+
+/**
+ * A line that is not a valid command. `usage` is the usage line to show with it, or `/help`
+ * when there is no single command to point to. The `code` is `usage`, `unknown-command` or
+ * `not-a-command`.
+ *
+ * @example
+ * ```ts
+ * import { CommandError, parseCommand } from "./commands.ts";
+ * try {
+ *   parseCommand("/msg bob");
+ * } catch (error) {
+ *   if (error instanceof CommandError) error.usage; // "Usage: /msg NAME TEXT"
+ * }
+ * ```
+ */
+export class CommandError extends UsageError {
+  /** The usage line of the command concerned, e.g. `Usage: /msg NAME TEXT`. */
+  readonly usage: string;
+
+  /** Creates a command error; the usage line is appended to the message. */
+  constructor(problem: string, usage: string, code = "usage") {
+    super(`${problem}. ${usage}`, code);
+    this.name = "CommandError";
+    this.usage = usage;
+  }
+}
+
+/**
+ * The synopsis of a command, e.g. `/msg NAME TEXT`.
+ *
+ * @example
+ * ```ts
+ * import { COMMAND_SPECS, synopsis } from "./commands.ts";
+ * synopsis(COMMAND_SPECS[2]); // "/msg NAME TEXT"
+ * ```
+ */
+export function synopsis(spec: CommandSpec): string {
+  return ["/" + spec.command, ...spec.args.map((arg) => arg.label)].join(" ");
+}
+
+/**
+ * The usage line of a command, e.g. `Usage: /msg NAME TEXT`.
+ *
+ * @example
+ * ```ts
+ * import { COMMAND_SPECS, usageLine } from "./commands.ts";
+ * usageLine(COMMAND_SPECS[2]); // "Usage: /msg NAME TEXT"
+ * ```
+ */
+export function usageLine(spec: CommandSpec): string {
+  return `Usage: ${synopsis(spec)}`;
+}
+
+/**
+ * The help text: one line per command, summaries aligned in one column.
+ *
+ * @example
+ * ```ts
+ * import { helpText } from "./commands.ts";
+ * helpText().split("\n")[0]; // "/help              Show this list"
+ * ```
+ */
+export function helpText(specs: readonly CommandSpec[] = COMMAND_SPECS): string {
+  const width = Math.max(...specs.map((spec) => synopsis(spec).length));
+  return specs.map((spec) => `${synopsis(spec).padEnd(width)}  ${spec.summary}`).join("\n");
+}
+
+/** {@linkcode helpText} for the built-in table, computed once. */
+export const HELP_TEXT: string = helpText();
+
+const HELP_HINT = "Type /help for the list of commands";
+
+/**
+ * Parses one input line. Returns `undefined` for a blank line; throws {@linkcode CommandError}
+ * for anything that is not a valid command. Command names ignore case (`/MSG` works).
+ *
+ * @example
+ * ```ts
+ * import { parseCommand } from "./commands.ts";
+ * parseCommand("/msg bob  hello   there"); // { command: "msg", to: "bob", text: "hello   there" }
+ * parseCommand("/play My Cats.mp4"); // { command: "play", video: "My Cats.mp4" }
+ * parseCommand("   "); // undefined
+ * ```
+ */
+export function parseCommand(line: string): Command | undefined {
+  const trimmed = line.trim();
+  if (trimmed === "") return undefined;
+  if (!trimmed.startsWith("/")) {
+    throw new CommandError("Not a command", "To chat, type /msg NAME TEXT", "not-a-command");
+  }
+  const [word, rest] = splitWord(trimmed.slice(1));
+  const spec = findSpec(word);
+  if (!spec) {
+    throw new CommandError(`Unknown command "/${word}"`, HELP_HINT, "unknown-command");
+  }
+  return build(spec, readArgs(spec, rest));
+}
+
+function findSpec(word: string): CommandSpec | undefined {
+  const key = word.toLowerCase();
+  return COMMAND_SPECS.find((spec) => spec.command === key || spec.aliases.includes(key));
+}
+
+/** Splits off the first whitespace-delimited word; the rest starts at the next word. */
+function splitWord(text: string): [string, string] {
+  const match = /^(\S*)\s*([\s\S]*)$/.exec(text);
+  return match ? [match[1], match[2]] : [text, ""];
+}
+
+/** Reads the arguments in table order; the values are keyed by label. */
+function readArgs(spec: CommandSpec, text: string): Map<string, string> {
+  const values = new Map<string, string>();
+  let rest = text;
+  for (const arg of spec.args) {
+    const [value, next] = arg.kind === "rest" ? [rest, ""] : splitWord(rest);
+    values.set(arg.label, checkArg(spec, arg, value));
+    rest = next;
+  }
+  if (rest !== "") throw new CommandError("Too many arguments", usageLine(spec));
+  return values;
+}
+
+function checkArg(spec: CommandSpec, arg: ArgSpec, value: string): string {
+  if (value === "") throw new CommandError(`Missing ${arg.label}`, usageLine(spec));
+  if (arg.kind === "name") {
+    const problem = nameProblem(value);
+    if (problem) throw new CommandError(problem, usageLine(spec));
+  }
+  return value;
+}
+
+function build(spec: CommandSpec, args: Map<string, string>): Command {
+  const arg = (label: string): string => args.get(label) ?? "";
+  switch (spec.command) {
+    case "msg":
+      return { command: "msg", to: arg("NAME"), text: arg("TEXT") };
+    case "verify":
+    case "trust":
+      return { command: spec.command, name: arg("NAME") };
+    case "play":
+      return { command: "play", video: arg("VIDEO") };
+    default:
+      return { command: spec.command };
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * Everything a client session reports, as one discriminated union. The terminal prints these
+ * for people; `--json` prints each as one JSON object per line. Field names are part of the
+ * scripting interface documented in docs/events.md: add fields, never rename them.
+ *
+ * @module
+ */
+
+import type { SegmentPlan, StreamEndReason, VideoListing } from "../shared/protocol/messages.ts";
+
+/** A person in the directory as the client sees them. */
+export interface PeerView {
+  name: string;
+  fingerprint: string;
+  /** `pinned`: key matches the pinned one; `new`: first sight, now pinned; `changed`: blocked. */
+  trust: "pinned" | "new" | "changed";
+}
+
+/** Every event a session emits. */
+export type ClientEvent =
+  | { event: "welcome"; server: string; name: string; fingerprint: string; online: number }
+  | { event: "joined"; name: string; fingerprint: string; trust: PeerView["trust"] }
+  | { event: "left"; name: string }
+  | { event: "who"; peers: PeerView[] }
+  | { event: "message"; from: string; text: string; id: string; sentAt: number; missing: number }
+  | { event: "sent"; to: string; id: string }
+  | {
+    event: "key-changed";
+    name: string;
+    fingerprint: string;
+    pinnedFingerprint: string;
+  }
+  | { event: "verify"; name: string; code: string; fingerprint: string; yourFingerprint: string }
+  | { event: "trusted"; name: string; fingerprint: string }
+  | { event: "videos"; videos: VideoListing[] }
+  | { event: "stream-started"; video: string; duration: number; segments: SegmentPlan[] }
+  | { event: "segment"; video: string; index: number; height: number; width: number }
+  | {
+    event: "progress";
+    video: string;
+    index: number;
+    height: number;
+    position: number;
+    duration: number;
+    bytes: number;
+  }
+  | {
+    event: "stream-ended";
+    video: string;
+    bytes: number;
+    reason: StreamEndReason;
+    message?: string;
+  }
+  | { event: "error"; code: string; message: string }
+  | { event: "disconnected"; reason: string; code: string };
+
+/** The `event` names. */
+export type ClientEventName = ClientEvent["event"];

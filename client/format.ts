@@ -1,0 +1,327 @@
+/**
+ * Human-readable lines for every {@linkcode ClientEvent}: what a person sees in the terminal.
+ *
+ * Text that came from other people (messages, names of videos, error reasons) is passed
+ * through {@linkcode printable} first, so a peer cannot move the cursor, recolor the screen or
+ * reorder text with escape sequences or bidi controls.
+ *
+ * @module
+ */
+
+import type { VideoListing } from "../shared/protocol/messages.ts";
+import type { ClientEvent, PeerView } from "./events.ts";
+import { textWidth } from "./_line_editor.ts";
+
+/** How to format. */
+export interface FormatOptions {
+  /** Use ANSI colors (only when writing to a terminal, and not when NO_COLOR is set). */
+  color: boolean;
+}
+
+type Paint = (text: string) => string;
+
+interface Palette {
+  red: Paint;
+  yellow: Paint;
+  green: Paint;
+  dim: Paint;
+  bold: Paint;
+  loud: Paint;
+}
+
+function sgr(open: string): Paint {
+  return (text) => `\x1b[${open}m${text}\x1b[0m`;
+}
+
+const COLORS: Palette = {
+  red: sgr("31"),
+  yellow: sgr("33"),
+  green: sgr("32"),
+  dim: sgr("2"),
+  bold: sgr("1"),
+  loud: sgr("1;97;41"),
+};
+
+const plain: Paint = (text) => text;
+const NO_COLORS: Palette = {
+  red: plain,
+  yellow: plain,
+  green: plain,
+  dim: plain,
+  bold: plain,
+  loud: plain,
+};
+
+/**
+ * Makes untrusted text safe to print: control characters become visible symbols (␛ for
+ * ESC, ␇ for BEL…), C1 controls and bidi overrides become U+FFFD.
+ *
+ * @example
+ * ```ts
+ * import { printable } from "./format.ts";
+ * printable("hi\x1b[2J"); // "hi␛[2J"
+ * ```
+ */
+export function printable(text: string): string {
+  return text.replace(
+    // deno-lint-ignore no-control-regex -- matching control characters is the point
+    /[\x00-\x1f\x7f]|[\x80-\x9f\u202a-\u202e\u2066-\u2069]/g,
+    (char) => {
+      const code = char.charCodeAt(0);
+      if (code < 0x20) return String.fromCharCode(0x2400 + code);
+      return code === 0x7f ? "\u2421" : "\uFFFD";
+    },
+  );
+}
+
+/**
+ * Seconds as `m:ss`, or `h:mm:ss` from one hour on.
+ *
+ * @example
+ * ```ts
+ * import { formatDuration } from "./format.ts";
+ * formatDuration(123.9); // "2:03"
+ * formatDuration(3725); // "1:02:05"
+ * ```
+ */
+export function formatDuration(seconds: number): string {
+  const total = Number.isFinite(seconds) && seconds > 0 ? Math.floor(seconds) : 0;
+  const s = String(total % 60).padStart(2, "0");
+  const minutes = Math.floor(total / 60);
+  if (minutes < 60) return `${minutes}:${s}`;
+  return `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, "0")}:${s}`;
+}
+
+const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
+
+/**
+ * A byte count in binary units: `512 B`, `1.5 KiB`, `12 MiB`.
+ *
+ * @example
+ * ```ts
+ * import { formatBytes } from "./format.ts";
+ * formatBytes(1536); // "1.5 KiB"
+ * formatBytes(25 * 1024 * 1024); // "25 MiB"
+ * ```
+ */
+export function formatBytes(bytes: number): string {
+  let value = Number.isFinite(bytes) && bytes > 0 ? bytes : 0;
+  let unit = 0;
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  if (unit === 0) return `${value} B`;
+  const shown = value < 10 ? value.toFixed(1).replace(/\.0$/, "") : String(Math.round(value));
+  return `${shown} ${UNITS[unit]}`;
+}
+
+/**
+ * Aligns rows into columns separated by two spaces; the last column is not padded.
+ *
+ * @example
+ * ```ts
+ * import { formatTable } from "./format.ts";
+ * formatTable([["NAME", "TRUST"], ["alice", "pinned"]]); // "NAME   TRUST\nalice  pinned"
+ * ```
+ */
+export function formatTable(rows: readonly (readonly string[])[]): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => widths[i] = Math.max(widths[i] ?? 0, textWidth(cell)));
+  }
+  const pad = (cell: string, i: number, row: readonly string[]) =>
+    i === row.length - 1 ? cell : cell + " ".repeat(widths[i] - textWidth(cell));
+  return rows.map((row) => row.map((cell, i) => pad(cell, i, row)).join("  ")).join("\n");
+}
+
+/** {@linkcode printable} applied to every string inside a JSON-like value. */
+function printableDeep<T>(value: T): T {
+  if (typeof value === "string") return printable(value) as T;
+  if (Array.isArray(value)) return value.map(printableDeep) as T;
+  if (value === null || typeof value !== "object") return value;
+  const entries = Object.entries(value).map(([key, inner]) => [key, printableDeep(inner)]);
+  return Object.fromEntries(entries) as T;
+}
+
+/** The local time of day as `HH:MM`. */
+function clock(epochMs: number): string {
+  const date = new Date(epochMs);
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${two(date.getHours())}:${two(date.getMinutes())}`;
+}
+
+/**
+ * Formats events for a person. It remembers how many parts each playing video has, because
+ * `segment` and `progress` events carry only the part's index.
+ *
+ * @example
+ * ```ts
+ * import { EventFormatter } from "./format.ts";
+ * const format = new EventFormatter({ color: false });
+ * format.format({ event: "left", name: "bob" }); // "← bob left"
+ * ```
+ */
+export class EventFormatter {
+  #paint: Palette;
+  #parts = new Map<string, number>();
+
+  /** Creates a formatter; `color` adds ANSI colors. */
+  constructor(options: FormatOptions) {
+    this.#paint = options.color ? COLORS : NO_COLORS;
+  }
+
+  /** The text for one event; it may span several lines (tables, warnings). */
+  format(untrusted: ClientEvent): string {
+    const event = printableDeep(untrusted);
+    const p = this.#paint;
+    switch (event.event) {
+      case "welcome":
+        return `Connected to ${event.server} as ${p.bold(event.name)} ` +
+          `(${event.fingerprint}), ${event.online} online. Type /help for commands.`;
+      case "joined":
+        return this.#joined(event);
+      case "left":
+        return p.dim(`← ${event.name} left`);
+      case "who":
+        return this.#who(event.peers);
+      case "message":
+        return this.#message(event);
+      case "sent":
+        return p.dim(`✓ sent to ${event.to}`);
+      case "key-changed":
+        return this.#keyChanged(event);
+      case "verify":
+        return this.#verify(event);
+      case "trusted":
+        return p.green(`✓ ${event.name}'s key is now trusted (${event.fingerprint})`);
+      case "videos":
+        return this.#videos(event.videos);
+      default:
+        return this.#streamOrStatus(event);
+    }
+  }
+
+  #streamOrStatus(event: ClientEvent): string {
+    const p = this.#paint;
+    switch (event.event) {
+      case "stream-started":
+        this.#parts.set(event.video, event.segments.length);
+        return `▶ ${event.video}  ${formatDuration(event.duration)}, ` +
+          `${event.segments.length} parts: ${event.segments.map((s) => `${s.height}p`).join(" ")}`;
+      case "segment":
+        return `▶ ${event.video}  ${this.#part(event.video, event.index)}  ` +
+          `${event.width}x${event.height}`;
+      case "progress":
+        return `▶ ${event.video}  ${this.#part(event.video, event.index)}  ` +
+          `${event.height}p  ${formatDuration(event.position)} / ${
+            formatDuration(event.duration)
+          }  ${formatBytes(event.bytes)}`;
+      case "stream-ended":
+        return this.#streamEnded(event);
+      case "error":
+        return this.#error(event.code, event.message);
+      case "disconnected":
+        return p.red(`Disconnected: ${event.reason}`);
+      default:
+        return JSON.stringify(event);
+    }
+  }
+
+  #part(video: string, index: number): string {
+    const total = this.#parts.get(video);
+    return total === undefined ? `part ${index + 1}` : `part ${index + 1}/${total}`;
+  }
+
+  #joined(event: Extract<ClientEvent, { event: "joined" }>): string {
+    const p = this.#paint;
+    if (event.trust === "changed") {
+      return p.red(`→ ${event.name} joined with a CHANGED key: messages blocked, see below`);
+    }
+    const note = event.trust === "new" ? "first time seen, key pinned" : "known key";
+    return `→ ${event.name} joined ${p.dim(`(${note}: ${event.fingerprint})`)}`;
+  }
+
+  #who(peers: readonly PeerView[]): string {
+    if (peers.length === 0) return "Nobody else is online.";
+    const p = this.#paint;
+    const rows = [["NAME", "FINGERPRINT", "TRUST"], ...peers.map((peer) => [
+      peer.name,
+      peer.fingerprint,
+      peer.trust,
+    ])];
+    const lines = formatTable(rows).split("\n");
+    return lines.map((line, i) => {
+      if (i === 0) return p.dim(line);
+      return peers[i - 1].trust === "changed" ? p.red(line) : line;
+    }).join("\n");
+  }
+
+  #message(event: Extract<ClientEvent, { event: "message" }>): string {
+    const p = this.#paint;
+    const line = `${p.dim(`[${clock(event.sentAt)}]`)} ${p.bold(event.from)}: ${
+      event.text
+    }`;
+    if (event.missing <= 0) return line;
+    const lost = event.missing === 1 ? "1 earlier message" : `${event.missing} earlier messages`;
+    return `${p.yellow(`⚠ ${lost} from ${event.from} never arrived`)}\n${line}`;
+  }
+
+  #keyChanged(event: Extract<ClientEvent, { event: "key-changed" }>): string {
+    const p = this.#paint;
+    const name = event.name;
+    return [
+      p.loud(` WARNING: ${name.toUpperCase()}'S KEY HAS CHANGED `),
+      p.red(`Pinned key: ${event.pinnedFingerprint}`),
+      p.red(`New key:    ${event.fingerprint}`),
+      p.red(`Someone may be pretending to be ${name}, or ${name} reinstalled reelay.`),
+      p.red(`Messages to and from ${name} are blocked until you decide:`),
+      p.yellow(`  1. /verify ${name}   and compare the code with ${name} in person or by phone`),
+      p.yellow(`  2. /trust ${name}    ONLY if the codes match`),
+    ].join("\n");
+  }
+
+  #verify(event: Extract<ClientEvent, { event: "verify" }>): string {
+    const p = this.#paint;
+    return [
+      `Verification code with ${event.name}: ${p.bold(event.code)}`,
+      formatTable([
+        [`  ${event.name}'s fingerprint:`, event.fingerprint],
+        ["  your fingerprint:", event.yourFingerprint],
+      ]),
+      `Compare the code with ${event.name} in person or by phone. ` +
+      `If it matches: /trust ${event.name}`,
+    ].join("\n");
+  }
+
+  #videos(videos: readonly VideoListing[]): string {
+    if (videos.length === 0) return "No videos on the server.";
+    const rows = [["VIDEO", "LENGTH", "RESOLUTION", "FPS", "AUDIO"], ...videos.map((video) => [
+      video.name,
+      formatDuration(video.duration),
+      `${video.width}x${video.height}`,
+      String(Math.round(video.fps * 100) / 100),
+      video.hasAudio ? "yes" : "no",
+    ])];
+    const [header, ...lines] = formatTable(rows).split("\n");
+    return [this.#paint.dim(header), ...lines].join("\n");
+  }
+
+  #streamEnded(event: Extract<ClientEvent, { event: "stream-ended" }>): string {
+    const p = this.#paint;
+    this.#parts.delete(event.video);
+    const video = event.video;
+    const size = formatBytes(event.bytes);
+    if (event.reason === "complete") return `■ ${video} finished (${size})`;
+    if (event.reason === "stopped") return `■ ${video} stopped (${size})`;
+    const why = event.message ? `: ${event.message}` : "";
+    return p.red(`✗ ${video} failed after ${size}${why}`);
+  }
+
+  #error(code: string, message: string): string {
+    const p = this.#paint;
+    // Mistakes in typing are the person's to fix (yellow); everything else is a failure (red).
+    const typo = code === "usage" || code === "unknown-command" || code === "not-a-command";
+    return typo ? p.yellow(message) : p.red(`✗ ${message} (${code})`);
+  }
+}

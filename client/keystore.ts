@@ -1,0 +1,312 @@
+/**
+ * Where the client keeps its secrets and trust decisions: the home folder, the identity file
+ * (created once, never silently replaced) and the peers pinned on first use (like SSH
+ * `known_hosts`). Files are written owner-only through a temporary file and a rename.
+ *
+ * @module
+ */
+
+import { posix, win32 } from "node:path";
+import { messageOf, ReelayError, UsageError } from "../shared/errors.ts";
+import {
+  fingerprintHash,
+  Identity,
+  parsePublicIdentity,
+  type PublicIdentity,
+} from "../shared/crypto/mod.ts";
+
+/** Name of the identity file inside the home folder. */
+export const IDENTITY_FILE = "identity.json";
+/** Name of the pinned-peers file inside the home folder. */
+export const KNOWN_PEERS_FILE = "known_peers.json";
+
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+const PEERS_FORMAT = "reelay-known-peers-v1";
+
+/** Where to look for the home folder; `env` is usually `Deno.env`. */
+export interface HomeOptions {
+  /** The `--home` flag, if given. */
+  home?: string;
+  /** Environment lookup, e.g. `Deno.env`. */
+  env: { get(name: string): string | undefined };
+  /** Operating system; defaults to `Deno.build.os`. */
+  os?: typeof Deno.build.os;
+}
+
+/**
+ * Resolves the home folder: `--home`, else `$REELAY_HOME`, else the user's config folder
+ * (`%APPDATA%\reelay` on Windows, `~/Library/Application Support/reelay` on macOS,
+ * `$XDG_CONFIG_HOME/reelay` or `~/.config/reelay` elsewhere). Throws a usage error if none.
+ *
+ * @example
+ * ```ts
+ * import { resolveHome } from "./keystore.ts";
+ * const home = resolveHome({ home: undefined, env: Deno.env });
+ * ```
+ */
+export function resolveHome(options: HomeOptions): string {
+  const given = options.home || options.env.get("REELAY_HOME");
+  if (given) return given;
+  const os = options.os ?? Deno.build.os;
+  const env = (name: string) => options.env.get(name) || undefined;
+  if (os === "windows") {
+    const appData = env("APPDATA");
+    if (appData) return win32.join(appData, "reelay");
+  } else {
+    const xdg = env("XDG_CONFIG_HOME");
+    if (os !== "darwin" && xdg && posix.isAbsolute(xdg)) return posix.join(xdg, "reelay");
+    const home = env("HOME");
+    if (home && os === "darwin") {
+      return posix.join(home, "Library", "Application Support", "reelay");
+    }
+    if (home) return posix.join(home, ".config", "reelay");
+  }
+  throw new UsageError("Cannot find a folder for reelay's keys: pass --home or set REELAY_HOME");
+}
+
+function isWindows(): boolean {
+  return Deno.build.os === "windows";
+}
+
+function join(home: string, file: string): string {
+  return isWindows() ? win32.join(home, file) : posix.join(home, file);
+}
+
+/** Creates `home` (owner-only) if it does not exist yet; an existing folder is left as is. */
+async function ensureHome(home: string): Promise<void> {
+  if (await exists(home)) return;
+  try {
+    await Deno.mkdir(home, { recursive: true, mode: DIR_MODE });
+    if (!isWindows()) await Deno.chmod(home, DIR_MODE);
+  } catch (error) {
+    throw new ReelayError("home-unusable", `Cannot create folder "${home}": ${messageOf(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** Writes `text` to a new owner-only temporary file next to `path`, flushed to disk. */
+async function writeTemp(path: string, text: string): Promise<string> {
+  const temp = `${path}.${crypto.randomUUID()}.tmp`;
+  const file = await Deno.open(temp, { write: true, createNew: true, mode: FILE_MODE });
+  try {
+    const bytes = new TextEncoder().encode(text);
+    for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+    await file.syncData();
+  } finally {
+    file.close();
+  }
+  if (!isWindows()) await Deno.chmod(temp, FILE_MODE);
+  return temp;
+}
+
+/** Atomically replaces `path` with `text` (owner-only). */
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const temp = await writeTemp(path, text);
+  try {
+    await Deno.rename(temp, path);
+  } catch (error) {
+    await Deno.remove(temp).catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * Atomically creates `path` with `text` unless it already exists; returns false if it did.
+ * A hard link never overwrites, so two first runs racing cannot replace each other's identity.
+ */
+async function writeNew(path: string, text: string): Promise<boolean> {
+  const temp = await writeTemp(path, text);
+  try {
+    await Deno.link(temp, path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) return false;
+    if (await exists(path)) return false;
+    await Deno.rename(temp, path); // file systems without hard links
+    return true;
+  } finally {
+    await Deno.remove(temp).catch(() => {});
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** Reads a file, returning `undefined` only when it does not exist. */
+async function readIfExists(path: string, code: string, what: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw new ReelayError(code, `Cannot read ${what} "${path}": ${messageOf(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** The identity in use, and whether it was just created. */
+export interface LoadedIdentity {
+  /** The long-term identity. */
+  identity: Identity;
+  /** True on the first run, when the identity was generated and saved. */
+  created: boolean;
+  /** Path of the identity file. */
+  file: string;
+}
+
+/**
+ * Loads `identity.json` from `home`, or on the very first run generates and saves it
+ * (folder 0o700, file 0o600). An existing file that cannot be read or parsed throws
+ * `identity-unreadable`; it is never replaced.
+ *
+ * @example
+ * ```ts
+ * import { loadOrCreateIdentity } from "./keystore.ts";
+ * const { identity, created } = await loadOrCreateIdentity(await Deno.makeTempDir());
+ * ```
+ */
+export async function loadOrCreateIdentity(home: string): Promise<LoadedIdentity> {
+  await ensureHome(home);
+  const file = join(home, IDENTITY_FILE);
+  const text = await readIfExists(file, "identity-unreadable", "identity file");
+  if (text !== undefined) {
+    return { identity: await parseIdentity(file, text), created: false, file };
+  }
+  const identity = await Identity.generate();
+  if (await writeNew(file, JSON.stringify(identity, null, 2) + "\n")) {
+    return { identity, created: true, file };
+  }
+  return loadOrCreateIdentity(home); // another process created it first: use theirs
+}
+
+async function parseIdentity(file: string, text: string): Promise<Identity> {
+  try {
+    return await Identity.fromJSON(JSON.parse(text));
+  } catch (error) {
+    throw new ReelayError(
+      "identity-unreadable",
+      `Identity file "${file}" is corrupt (${messageOf(error)}); reelay will not replace it. ` +
+        `Restore it from a backup, or move it away to create a new identity`,
+      { cause: error },
+    );
+  }
+}
+
+/** Result of comparing a peer's keys with the pinned ones. */
+export type PeerCheck = "new" | "match" | "changed";
+
+interface PinnedPeer {
+  keys: PublicIdentity;
+  fingerprint: string;
+  pinnedAt: string;
+}
+
+/**
+ * Peers pinned on first use, persisted in `known_peers.json`. A changed key is reported and
+ * never replaced unless the person runs `/trust`.
+ *
+ * @example
+ * ```ts
+ * import { Identity } from "../shared/crypto/mod.ts";
+ * import { KnownPeers } from "./keystore.ts";
+ * const peers = await KnownPeers.load(await Deno.makeTempDir());
+ * const bob = await Identity.generate();
+ * await peers.check("bob", bob.public); // "new", now pinned
+ * await peers.check("bob", bob.public); // "match"
+ * ```
+ */
+export class KnownPeers {
+  /** Path of the pinned-peers file. */
+  readonly file: string;
+  readonly #home: string;
+  readonly #peers: Map<string, PinnedPeer>;
+  #writing: Promise<void> = Promise.resolve();
+
+  private constructor(home: string, file: string, peers: Map<string, PinnedPeer>) {
+    this.#home = home;
+    this.file = file;
+    this.#peers = peers;
+  }
+
+  /** Loads the pinned peers of `home`; throws `known-peers-unreadable` if the file is corrupt. */
+  static async load(home: string): Promise<KnownPeers> {
+    const file = join(home, KNOWN_PEERS_FILE);
+    const text = await readIfExists(file, "known-peers-unreadable", "known peers file");
+    const peers = text === undefined ? new Map() : await parsePeers(file, text);
+    return new KnownPeers(home, file, peers);
+  }
+
+  /** The keys pinned for `name`, if any. */
+  get(name: string): PublicIdentity | undefined {
+    const keys = this.#peers.get(name)?.keys;
+    return keys && { ...keys };
+  }
+
+  /**
+   * Compares `pub` with the keys pinned for `name`: `"new"` pins and saves them, `"match"`
+   * means the same keys, `"changed"` means different keys (the pin is kept).
+   */
+  async check(name: string, pub: PublicIdentity): Promise<PeerCheck> {
+    const pinned = this.#peers.get(name);
+    const hash = await fingerprintHash(pub);
+    if (pinned) return pinned.fingerprint === hash ? "match" : "changed";
+    await this.#pin(name, pub, hash);
+    return "new";
+  }
+
+  /** Pins `pub` for `name`, replacing any earlier key (after the person ran `/trust`). */
+  async trust(name: string, pub: PublicIdentity): Promise<void> {
+    await this.#pin(name, pub, await fingerprintHash(pub));
+  }
+
+  async #pin(name: string, pub: PublicIdentity, fingerprint: string): Promise<void> {
+    const keys = { encryptionKey: pub.encryptionKey, signingKey: pub.signingKey };
+    this.#peers.set(name, { keys, fingerprint, pinnedAt: new Date().toISOString() });
+    await this.#save();
+  }
+
+  /** Saves one write at a time, each a full snapshot, so the file is always whole. */
+  #save(): Promise<void> {
+    const write = this.#writing.then(async () => {
+      await ensureHome(this.#home);
+      const peers = [...this.#peers].map(([name, peer]) => ({ name, ...peer }));
+      await writeAtomic(this.file, JSON.stringify({ format: PEERS_FORMAT, peers }, null, 2) + "\n");
+    });
+    this.#writing = write.catch(() => {});
+    return write;
+  }
+}
+
+async function parsePeers(file: string, text: string): Promise<Map<string, PinnedPeer>> {
+  try {
+    const value = JSON.parse(text);
+    if (value?.format !== PEERS_FORMAT || !Array.isArray(value.peers)) {
+      throw new Error(`format is not "${PEERS_FORMAT}"`);
+    }
+    const peers = new Map<string, PinnedPeer>();
+    for (const entry of value.peers) {
+      if (typeof entry?.name !== "string" || peers.has(entry.name)) {
+        throw new Error("an entry has a missing or repeated name");
+      }
+      const keys = await parsePublicIdentity(entry.keys);
+      const pinnedAt = typeof entry.pinnedAt === "string" ? entry.pinnedAt : "";
+      peers.set(entry.name, { keys, fingerprint: await fingerprintHash(keys), pinnedAt });
+    }
+    return peers;
+  } catch (error) {
+    throw new ReelayError(
+      "known-peers-unreadable",
+      `Known peers file "${file}" is corrupt (${messageOf(error)}); fix or move it away`,
+      { cause: error },
+    );
+  }
+}

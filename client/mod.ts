@@ -1,0 +1,77 @@
+/**
+ * The client's public face: {@linkcode ClientSession} for programs and tests, and
+ * {@linkcode runClient} for `reelay client`.
+ *
+ * @module
+ */
+
+import { loadConfig, parseHostPort } from "../shared/config.ts";
+import { EXIT_FAILURE, ReelayError, UsageError } from "../shared/errors.ts";
+import { nameProblem } from "../shared/names.ts";
+import { runClientApp } from "./app.ts";
+import { KnownPeers, loadOrCreateIdentity, resolveHome } from "./keystore.ts";
+import { sinkFactory } from "./player.ts";
+import { ClientSession } from "./session.ts";
+
+export { ClientSession, type SessionEnd, type SessionOptions } from "./session.ts";
+export type { ClientEvent, PeerView } from "./events.ts";
+
+/** Flags of `reelay client`. */
+export interface ClientFlags {
+  server?: string;
+  name?: string;
+  home?: string;
+  json?: boolean;
+  player?: string;
+  config: string;
+  configGiven: boolean;
+}
+
+function defaultName(): string {
+  const user = Deno.env.get("USER") ?? Deno.env.get("USERNAME") ?? "";
+  const cleaned = user.replace(/[^A-Za-z0-9_.-]/g, "").slice(0, 32);
+  if (!cleaned || nameProblem(cleaned)) {
+    throw new UsageError("No name given: pass --name NAME");
+  }
+  return cleaned;
+}
+
+/**
+ * `reelay client`: joins, runs the interactive or scripted command loop, returns the exit code.
+ *
+ * @example
+ * ```ts ignore
+ * import { runClient } from "./mod.ts";
+ * Deno.exit(await runClient({ name: "alice", config: "config.ini", configGiven: false }));
+ * ```
+ */
+export async function runClient(flags: ClientFlags): Promise<number> {
+  const config = await loadConfig(flags.config, { explicit: flags.configGiven });
+  const address = parseHostPort(flags.server ?? config.client.server, 9000);
+  const name = flags.name ?? defaultName();
+  const problem = nameProblem(name);
+  if (problem) throw new UsageError(problem, "bad-name");
+  const sinks = sinkFactory(flags.player ?? config.client.player, {
+    DISPLAY: Deno.env.get("DISPLAY"),
+    WAYLAND_DISPLAY: Deno.env.get("WAYLAND_DISPLAY"),
+  });
+  const home = resolveHome({ home: flags.home, env: Deno.env });
+  let session: ClientSession;
+  try {
+    const { identity } = await loadOrCreateIdentity(home);
+    const knownPeers = await KnownPeers.load(home);
+    session = await ClientSession.connect({ ...address, name, identity, knownPeers, sinks });
+  } catch (error) {
+    if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;
+    reportFatal(error, flags.json ?? false);
+    return EXIT_FAILURE;
+  }
+  return await runClientApp({ session, json: flags.json ?? false });
+}
+
+function reportFatal(error: ReelayError, json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify({ event: "error", code: error.code, message: error.message }));
+  }
+  console.error(`reelay: ${error.message}`);
+}

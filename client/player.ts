@@ -1,0 +1,149 @@
+/**
+ * Where a received stream goes: a player process reading it on stdin (ffplay or mpv in a
+ * window), or nowhere (`none`, which still lets the session report progress). The client never
+ * writes the stream to a file by itself.
+ *
+ * @module
+ */
+
+import { ReelayError, UsageError } from "../shared/errors.ts";
+
+/** Receives one stream's bytes in order. */
+export interface StreamSink {
+  /** Resolves once the bytes are handed on (this is what paces the server). */
+  write(chunk: Uint8Array): Promise<void>;
+  /** The stream is complete: let the player finish playing, then end it. */
+  finish(): Promise<void>;
+  /** Stop now: end the player at once. Idempotent. */
+  abort(): Promise<void>;
+  /** Resolves if the player goes away on its own (window closed). */
+  readonly gone: Promise<void>;
+}
+
+/** Makes a sink for a video, given its name. */
+export type SinkFactory = (video: string) => StreamSink;
+
+const KNOWN_PLAYERS: Record<string, string[]> = {
+  ffplay: ["-hide_banner", "-loglevel", "error", "-autoexit", "-window_title", "reelay", "-i", "-"],
+  mpv: ["--really-quiet", "--force-window=yes", "--title=reelay", "-"],
+};
+
+/**
+ * Picks the player command for `--player`: `auto` means ffplay in a window when a display is
+ * available, else `none`. A bare `ffplay` or `mpv` gets the arguments to read stdin.
+ *
+ * @example
+ * ```ts
+ * import { resolvePlayer } from "./player.ts";
+ * resolvePlayer("none", {}); // []
+ * resolvePlayer("mpv", {}); // ["mpv", "--really-quiet", ...]
+ * ```
+ */
+export function resolvePlayer(
+  choice: string,
+  env: { DISPLAY?: string; WAYLAND_DISPLAY?: string },
+): string[] {
+  const words = choice.trim().split(/\s+/).filter((word) => word !== "");
+  if (words.length === 0) throw new UsageError(`Player ${JSON.stringify(choice)} is empty`);
+  if (words.length === 1 && words[0] === "none") return [];
+  if (words.length === 1 && words[0] === "auto") {
+    const hasDisplay = Deno.build.os !== "linux" || Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
+    return hasDisplay ? ["ffplay", ...KNOWN_PLAYERS.ffplay] : [];
+  }
+  const known = words.length === 1 ? KNOWN_PLAYERS[words[0]] : undefined;
+  return known ? [words[0], ...known] : words;
+}
+
+/**
+ * A sink that drops every byte (for `--player none` and scripts).
+ *
+ * @example
+ * ```ts
+ * import { discardSink } from "./player.ts";
+ * const sink = discardSink();
+ * await sink.write(new Uint8Array(10));
+ * ```
+ */
+export function discardSink(): StreamSink {
+  return {
+    write: () => Promise.resolve(),
+    finish: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+    gone: new Promise<void>(() => {}),
+  };
+}
+
+/**
+ * A sink that spawns `command` and pipes the stream into its stdin. The process is killed on
+ * abort and awaited on every path.
+ *
+ * @example
+ * ```ts ignore
+ * import { playerSink } from "./player.ts";
+ * const sink = playerSink(["ffplay", "-autoexit", "-i", "-"]);
+ * ```
+ */
+export function playerSink(command: string[]): StreamSink {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command[0], {
+      args: command.slice(1),
+      stdin: "piped",
+      stdout: "null",
+      stderr: "inherit",
+    }).spawn();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new ReelayError(
+        "player-missing",
+        `Player ${JSON.stringify(command[0])} was not found: install it or pass --player none`,
+      );
+    }
+    throw error;
+  }
+  const writer = child.stdin.getWriter();
+  let ended = false;
+  const gone = child.status.then(() => {});
+  const end = async (kill: boolean) => {
+    if (ended) return await child.status.then(() => {});
+    ended = true;
+    await writer.close().catch(() => {});
+    if (kill) {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+    }
+    await child.status;
+  };
+  return {
+    write: async (chunk) => {
+      try {
+        await writer.write(chunk);
+      } catch {
+        throw new ReelayError("player-closed", "Player closed its input");
+      }
+    },
+    finish: () => end(false),
+    abort: () => end(true),
+    gone,
+  };
+}
+
+/**
+ * The sink factory for a `--player` choice.
+ *
+ * @example
+ * ```ts
+ * import { sinkFactory } from "./player.ts";
+ * const make = sinkFactory("none", {});
+ * ```
+ */
+export function sinkFactory(
+  choice: string,
+  env: { DISPLAY?: string; WAYLAND_DISPLAY?: string },
+): SinkFactory {
+  const command = resolvePlayer(choice, env);
+  return () => command.length === 0 ? discardSink() : playerSink(command);
+}

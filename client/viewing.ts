@@ -1,0 +1,263 @@
+/**
+ * The client's side of one video stream: match stream bytes to the stream the server started,
+ * hand them to the sink in order, grant the server credit as the sink consumes (so a slow
+ * player slows the server's ffmpeg, not the chat), and report segments, progress and the end.
+ *
+ * @module
+ */
+
+import { ReelayError } from "../shared/errors.ts";
+import type { StreamChunk } from "../shared/protocol/frame.ts";
+import type { FramedConnection } from "../shared/protocol/framed.ts";
+import type { ServerMessage, StreamEndReason, VideoListing } from "../shared/protocol/messages.ts";
+import type { ClientEvent } from "./events.ts";
+import { discardSink, type StreamSink } from "./player.ts";
+import { TsClock } from "./_ts_clock.ts";
+
+type StreamStart = ServerMessage & { type: "stream-start" };
+type StreamEnd = ServerMessage & { type: "stream-end" };
+
+/** How often progress is reported, in ms of wall time. */
+const PROGRESS_EVERY_MS = 1000;
+/** How long `/stop` waits for the server's confirmation before giving up on it. */
+const STOP_TIMEOUT_MS = 3000;
+
+interface Active {
+  ref: number;
+  sink: StreamSink;
+  stream?: number;
+  video?: VideoListing;
+  queue: Uint8Array[];
+  queuedBytes: number;
+  received: number;
+  consumed: number;
+  credited: number;
+  segment: number;
+  clock: TsClock;
+  lastProgress: number;
+  pumping: Promise<void>;
+  wake?: () => void;
+  end?: { reason: StreamEndReason; bytes: number; message?: string };
+  finished: Promise<void>;
+  finish: () => void;
+}
+
+/**
+ * At most one stream at a time, tied to one connection.
+ *
+ * @example
+ * ```ts ignore
+ * const viewing = new Viewing(framed, emit, onIdle, 1 << 20);
+ * viewing.expect(ref, sink); // before sending "play"
+ * ```
+ */
+export class Viewing {
+  readonly #framed: FramedConnection;
+  readonly #emit: (event: ClientEvent) => void;
+  readonly #onIdle: () => void;
+  #windowBytes = 1024 * 1024;
+  #active: Active | undefined;
+
+  /** Wires the viewer to a connection and an event listener. */
+  constructor(framed: FramedConnection, emit: (event: ClientEvent) => void, onIdle: () => void) {
+    this.#framed = framed;
+    this.#emit = emit;
+    this.#onIdle = onIdle;
+  }
+
+  /** Whether a stream is requested or running. */
+  get active(): boolean {
+    return this.#active !== undefined;
+  }
+
+  /** Sets the window the server announced. */
+  set windowBytes(bytes: number) {
+    this.#windowBytes = bytes;
+  }
+
+  /** Prepares for the answer to play request `ref`. */
+  expect(ref: number, sink: StreamSink | undefined): void {
+    let finish!: () => void;
+    const finished = new Promise<void>((resolve) => finish = resolve);
+    this.#active = {
+      ref,
+      sink: sink ?? discardSink(),
+      queue: [],
+      queuedBytes: 0,
+      received: 0,
+      consumed: 0,
+      credited: 0,
+      segment: -1,
+      clock: new TsClock(),
+      lastProgress: 0,
+      pumping: Promise.resolve(),
+      finished,
+      finish,
+    };
+  }
+
+  /** The server started the stream asked for. */
+  started(message: StreamStart): void {
+    const active = this.#active;
+    if (!active || active.ref !== message.ref) return;
+    active.stream = message.stream;
+    active.video = message.video;
+    this.#emit({
+      event: "stream-started",
+      video: message.video.name,
+      duration: message.video.duration,
+      segments: message.video.segments,
+    });
+    active.pumping = this.#pump(active);
+    void active.sink.gone.then(() => {
+      if (this.#active === active && !active.end) void this.stop();
+    });
+  }
+
+  /** Stream bytes arrived. */
+  data(chunk: StreamChunk): void {
+    const active = this.#active;
+    if (!active || active.stream !== chunk.streamId || active.end) return;
+    if (active.queuedBytes > 2 * this.#windowBytes + chunk.media.length) {
+      throw new ReelayError(
+        "window-exceeded",
+        "Server sent more stream data than the window allows",
+      );
+    }
+    if (chunk.segment !== active.segment) this.#enterSegment(active, chunk.segment);
+    const media = chunk.media.slice();
+    active.received += media.length;
+    active.clock.push(media);
+    active.queue.push(media);
+    active.queuedBytes += media.length;
+    this.#reportProgress(active, false);
+    active.wake?.();
+  }
+
+  /** The server ended the stream; what is queued still reaches the sink first. */
+  ended(message: StreamEnd): void {
+    const active = this.#active;
+    if (!active || active.stream !== message.stream) return;
+    active.end = { reason: message.reason, bytes: message.bytes, message: message.message };
+    active.wake?.();
+  }
+
+  /** Asks the server to stop and waits for it to confirm (or a short timeout). */
+  async stop(): Promise<void> {
+    const active = this.#active;
+    if (!active) return;
+    if (!active.end && !this.#framed.closed) this.#framed.sendMessage({ type: "stop" });
+    const timeout = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, STOP_TIMEOUT_MS);
+      active.finished.then(() => clearTimeout(timer));
+    });
+    await active.sink.abort();
+    await Promise.race([active.finished, timeout]);
+    if (this.#active === active) await this.#close(active, "stopped", "Stopped");
+  }
+
+  /** A play request failed: release its sink. */
+  async cancel(ref: number): Promise<void> {
+    const active = this.#active;
+    if (!active || active.ref !== ref) return;
+    this.#active = undefined;
+    await active.sink.abort();
+    this.#onIdle();
+  }
+
+  /** The connection is gone: end the stream as an error. */
+  async abort(reason: string): Promise<void> {
+    const active = this.#active;
+    if (!active) return;
+    if (active.stream === undefined) return await this.cancel(active.ref);
+    await this.#close(active, "error", reason);
+  }
+
+  #enterSegment(active: Active, index: number): void {
+    active.segment = index;
+    const plan = active.video?.segments[index];
+    this.#emit({
+      event: "segment",
+      video: active.video?.name ?? "",
+      index,
+      height: plan?.height ?? 0,
+      width: plan?.width ?? 0,
+    });
+    this.#reportProgress(active, true);
+  }
+
+  #reportProgress(active: Active, force: boolean): void {
+    const now = Date.now();
+    if (!force && now - active.lastProgress < PROGRESS_EVERY_MS) return;
+    active.lastProgress = now;
+    const video = active.video;
+    this.#emit({
+      event: "progress",
+      video: video?.name ?? "",
+      index: Math.max(active.segment, 0),
+      height: video?.segments[Math.max(active.segment, 0)]?.height ?? 0,
+      position: Math.round(active.clock.position * 10) / 10,
+      duration: video?.duration ?? 0,
+      bytes: active.received,
+    });
+  }
+
+  async #pump(active: Active): Promise<void> {
+    while (this.#active === active) {
+      const chunk = active.queue.shift();
+      if (!chunk) {
+        if (active.end) return await this.#complete(active);
+        await new Promise<void>((resolve) => active.wake = resolve);
+        continue;
+      }
+      active.queuedBytes -= chunk.length;
+      try {
+        await active.sink.write(chunk);
+      } catch {
+        // The player went away; `gone` asks the server to stop.
+        active.queue.length = 0;
+        active.queuedBytes = 0;
+        await new Promise<void>((resolve) => active.wake = resolve);
+        continue;
+      }
+      active.consumed += chunk.length;
+      this.#grantCredit(active);
+    }
+  }
+
+  #grantCredit(active: Active): void {
+    const owed = active.consumed - active.credited;
+    if (owed < this.#windowBytes / 4 || active.stream === undefined || active.end) return;
+    active.credited = active.consumed;
+    this.#framed.sendMessage({ type: "credit", stream: active.stream, bytes: owed });
+  }
+
+  async #complete(active: Active): Promise<void> {
+    const end = active.end!;
+    let { reason, message } = end;
+    if (reason === "complete" && end.bytes !== active.received) {
+      reason = "error";
+      message = `Stream ended after ${active.received} of ${end.bytes} bytes`;
+    }
+    if (reason === "complete") await active.sink.finish();
+    await this.#close(active, reason, message);
+  }
+
+  async #close(active: Active, reason: StreamEndReason, message?: string): Promise<void> {
+    if (this.#active !== active) return;
+    this.#active = undefined;
+    active.queue.length = 0;
+    active.wake?.();
+    await active.sink.abort();
+    this.#reportProgress(active, true);
+    this.#emit({
+      event: "stream-ended",
+      video: active.video?.name ?? "",
+      bytes: active.received,
+      reason,
+      ...(message === undefined ? {} : { message }),
+    });
+    active.finish();
+    this.#onIdle();
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * reelay: one binary, two roles. `reelay server` serves a directory of people, end-to-end
+ * encrypted chat relay and on-the-fly transcoded video; `reelay client` talks to it from a
+ * terminal or a script.
+ *
+ * @module
+ */
+
+import { Command, CommanderError, Option } from "commander";
+import denoConfig from "./deno.json" with { type: "json" };
+import { EXIT_USAGE, ReelayError, UsageError } from "./shared/errors.ts";
+import { runServer, type ServerFlags } from "./server/mod.ts";
+import { type ClientFlags, runClient } from "./client/mod.ts";
+
+/** The version printed by `reelay --version`. */
+export const VERSION: string = denoConfig.version;
+
+function buildProgram(setExitCode: (code: number) => void): Command {
+  const program = new Command("reelay")
+    .description("LAN chat, end-to-end encrypted, and video transcoded on the fly")
+    .version(VERSION, "-V, --version", "print the version")
+    .helpOption("-h, --help", "show help")
+    .showHelpAfterError()
+    .exitOverride();
+
+  program.command("server")
+    .description("serve the directory, relay encrypted chat, and stream videos")
+    .option("--host <host>", "address to listen on (config: [server] host, default 0.0.0.0)")
+    .option("--port <port>", "TCP port; 0 picks a free one (config: [server] port, default 9000)")
+    .option(
+      "--videos <dir>",
+      "folder of videos to offer (config: [server] videos, default ./videos)",
+    )
+    .option("--config <file>", "config file", "config.ini")
+    .showHelpAfterError()
+    .exitOverride()
+    .action(async (flags: ServerFlags, command: Command) => {
+      setExitCode(await runServer({ ...flags, configGiven: isExplicit(command, "config") }));
+    });
+
+  program.command("client")
+    .description("join a server: chat, list and watch videos (reads commands from stdin)")
+    .option(
+      "--server <host:port>",
+      "server to join (config: [client] server, default 127.0.0.1:9000)",
+    )
+    .option("--name <name>", "your name: 1-32 letters, digits, _ - . (default: your user name)")
+    .option("--home <dir>", "where your keys live (env REELAY_HOME, default your config folder)")
+    .option("--json", "print one JSON object per event on stdout")
+    .addOption(
+      new Option(
+        "--player <cmd>",
+        "program that plays streams from stdin: auto, ffplay, mpv, none, or a command",
+      ),
+    )
+    .option("--config <file>", "config file", "config.ini")
+    .showHelpAfterError()
+    .exitOverride()
+    .action(async (flags: ClientFlags, command: Command) => {
+      setExitCode(await runClient({ ...flags, configGiven: isExplicit(command, "config") }));
+    });
+
+  return program;
+}
+
+function isExplicit(command: Command, option: string): boolean {
+  return command.getOptionValueSource(option) === "cli";
+}
+
+/** Runs the command line; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  let exitCode = 0;
+  const program = buildProgram((code) => exitCode = code);
+  try {
+    if (args.length === 0) {
+      program.outputHelp();
+      return EXIT_USAGE;
+    }
+    await program.parseAsync(args, { from: "user" });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      const ok = ["commander.helpDisplayed", "commander.version", "commander.help"].includes(
+        error.code,
+      );
+      return ok ? 0 : EXIT_USAGE;
+    }
+    if (error instanceof UsageError) {
+      console.error(`reelay: ${error.message}`);
+      console.error("Run 'reelay --help' for usage.");
+      return error.exitCode;
+    }
+    if (error instanceof ReelayError) {
+      console.error(`reelay: ${error.message}`);
+      return error.exitCode;
+    }
+    throw error;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,136 @@
+/**
+ * Private helpers shared by the media modules: keeping a bounded tail of a child's stderr and
+ * running a short ffmpeg/ffprobe command to completion.
+ *
+ * @module
+ */
+
+import { ReelayError } from "../shared/errors.ts";
+
+/** How much of a child's stderr is kept for error messages. */
+const DEFAULT_TAIL_BYTES = 4096;
+
+/**
+ * Keeps the last few kilobytes of a byte stream (a child's stderr) so error messages can quote
+ * them, while draining the stream so the child never blocks on a full stderr pipe.
+ *
+ * @example
+ * ```ts
+ * import { StderrTail } from "./_ffmpeg.ts";
+ * const child = new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "piped" })
+ *   .spawn();
+ * const tail = new StderrTail();
+ * await Promise.all([tail.drain(child.stderr), child.status]);
+ * console.log(tail.lastLines(3));
+ * ```
+ */
+export class StderrTail {
+  #bytes = new Uint8Array(0);
+  readonly #limit: number;
+
+  /** Creates an empty tail keeping at most `limit` bytes. */
+  constructor(limit = DEFAULT_TAIL_BYTES) {
+    this.#limit = limit;
+  }
+
+  /** Appends bytes, forgetting the oldest ones beyond the limit. */
+  push(chunk: Uint8Array): void {
+    const joined = new Uint8Array(this.#bytes.length + chunk.length);
+    joined.set(this.#bytes);
+    joined.set(chunk, this.#bytes.length);
+    this.#bytes = joined.length > this.#limit ? joined.slice(joined.length - this.#limit) : joined;
+  }
+
+  /** Reads `stream` to its end (or until it errors), keeping its tail; never throws. */
+  async drain(stream: ReadableStream<Uint8Array>): Promise<void> {
+    try {
+      for await (const chunk of stream) this.push(chunk);
+    } catch {
+      // The pipe broke because the child was killed: what we kept is all there is.
+    }
+  }
+
+  /** The last `count` non-empty lines, joined with newlines. */
+  lastLines(count = 5): string {
+    const text = new TextDecoder().decode(this.#bytes);
+    return text.split(/\r?\n|\r/).map((line) => line.trim()).filter((line) => line !== "")
+      .slice(-count).join("\n");
+  }
+}
+
+/** What a finished short command produced. */
+export interface CommandResult {
+  /** The exit code (non-zero when it failed or was killed). */
+  code: number;
+  /** Everything it wrote to stdout. */
+  stdout: Uint8Array;
+  /** The last lines it wrote to stderr. */
+  stderr: string;
+}
+
+/**
+ * Runs a short command (ffprobe, `ffmpeg -version`) with stdin closed, collecting stdout and the
+ * tail of stderr. It is killed after `timeoutMs`. A missing program becomes a ReelayError with
+ * code `ffmpeg-missing`.
+ *
+ * @example
+ * ```ts
+ * import { runToEnd } from "./_ffmpeg.ts";
+ * const result = await runToEnd("ffprobe", ["-version"]);
+ * console.log(result.code);
+ * ```
+ */
+export async function runToEnd(
+  program: string,
+  args: string[],
+  timeoutMs = 30_000,
+): Promise<CommandResult> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  try {
+    const output = await new Deno.Command(program, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      signal: abort.signal,
+    }).output();
+    const tail = new StderrTail();
+    tail.push(output.stderr);
+    return { code: output.code, stdout: output.stdout, stderr: tail.lastLines() };
+  } catch (error) {
+    throw missingProgramError(program, error) ?? error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Turns "the program could not be started" into a ReelayError with code `ffmpeg-missing` that
+ * names the fix; returns undefined for any other error.
+ *
+ * @example
+ * ```ts
+ * import { missingProgramError } from "./_ffmpeg.ts";
+ * const error = missingProgramError("ffmpeg", new Deno.errors.NotFound("no such file"));
+ * console.log(error?.code); // "ffmpeg-missing"
+ * ```
+ */
+export function missingProgramError(program: string, error: unknown): ReelayError | undefined {
+  if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
+    return new ReelayError(
+      "ffmpeg-missing",
+      `Program "${program}" could not be started; install ffmpeg ` +
+        "(apt-get install -y ffmpeg, or brew install ffmpeg) or put ffmpeg and ffprobe on PATH",
+      { cause: error },
+    );
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    return new ReelayError(
+      "ffmpeg-missing",
+      `Program "${program}" is not allowed to run; start reelay with --allow-run=${program}`,
+      { cause: error },
+    );
+  }
+  return undefined;
+}

@@ -1,0 +1,295 @@
+/**
+ * One peer on the server: the join deadline, the read loop, and what each message does.
+ * Writes go through the peer's single {@linkcode FramedConnection} writer.
+ *
+ * @module
+ */
+
+import { messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
+import { nameProblem } from "../shared/names.ts";
+import { KIND_CONTROL } from "../shared/protocol/frame.ts";
+import type { FramedConnection } from "../shared/protocol/framed.ts";
+import {
+  type Announcement,
+  type ClientMessage,
+  parseClientMessage,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+} from "../shared/protocol/messages.ts";
+import type { Config } from "../shared/config.ts";
+import type { Directory, Member } from "./directory.ts";
+import type { Logger } from "./log.ts";
+import { TokenBucket } from "./rate_limit.ts";
+
+/** A viewer's video controls, owned by one connection (see `streaming.ts`). */
+export interface Viewer {
+  list(ref: number | undefined): void;
+  play(ref: number | undefined, video: string): Promise<void>;
+  stop(ref: number | undefined): Promise<void>;
+  credit(stream: number, bytes: number): void;
+  /** Ends any stream and kills its processes. */
+  close(): Promise<void>;
+}
+
+/** What a connection needs from the server that owns it. */
+export interface ServerContext {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly directory: Directory<PeerConnection>;
+  verifyAnnouncement(announcement: Announcement): Promise<boolean>;
+  createViewer(framed: FramedConnection): Viewer;
+  /** Whether another client may join now (the total cap). */
+  hasRoomForClient(): boolean;
+}
+
+/** Consecutive malformed messages tolerated before a peer is cut off. */
+const MAX_BAD_MESSAGES = 16;
+
+/**
+ * A connected peer, from accept to close.
+ *
+ * @example
+ * ```ts ignore
+ * const peer = new PeerConnection(framed, context);
+ * await peer.run(); // returns once the peer is gone and everything it held is released
+ * ```
+ */
+export class PeerConnection implements Member {
+  readonly framed: FramedConnection;
+  readonly #context: ServerContext;
+  readonly #viewer: Viewer;
+  readonly #chat: TokenBucket;
+  #announcement: Announcement | undefined;
+  #badMessages = 0;
+  #lastFrameAt = Date.now();
+
+  /** Wraps an accepted, framed socket. */
+  constructor(framed: FramedConnection, context: ServerContext) {
+    this.framed = framed;
+    this.#context = context;
+    this.#viewer = context.createViewer(framed);
+    const { chatRate, chatBurst } = context.config.limits;
+    this.#chat = new TokenBucket(chatRate, chatBurst);
+  }
+
+  /** The signed announcement this peer joined with (only once joined). */
+  get announcement(): Announcement {
+    if (!this.#announcement) throw new Error("Peer has not joined");
+    return this.#announcement;
+  }
+
+  /** Whether the peer has completed its join. */
+  get joined(): boolean {
+    return this.#announcement !== undefined;
+  }
+
+  /** When the peer last completed a frame (keepalive and trickle detection). */
+  get lastFrameAt(): number {
+    return this.#lastFrameAt;
+  }
+
+  /** A short label for logs. */
+  get label(): string {
+    return this.#announcement
+      ? `${JSON.stringify(this.#announcement.name)} (${this.framed.remote})`
+      : this.framed.remote;
+  }
+
+  /** Queues a message on the urgent lane. */
+  notify(message: ServerMessage): void {
+    this.framed.sendMessage(message);
+  }
+
+  /** Runs the read loop until the peer leaves; always releases the name and any stream. */
+  async run(): Promise<void> {
+    const { joinTimeoutMs } = this.#context.config.limits;
+    const joinTimer = setTimeout(() => {
+      if (!this.joined) {
+        void this.hangUp(
+          new ReelayError("join-timeout", `Join did not complete within ${joinTimeoutMs} ms`),
+        );
+      }
+    }, joinTimeoutMs);
+    try {
+      await this.#readLoop();
+    } catch (error) {
+      if (error instanceof ReelayError) {
+        await this.hangUp(error);
+      } else {
+        this.#context.log(
+          "error",
+          `Bug while serving ${this.label}: ${(error as Error)?.stack ?? error}`,
+        );
+        this.framed.close();
+      }
+    } finally {
+      clearTimeout(joinTimer);
+      await this.#viewer.close();
+      this.framed.close();
+      if (this.#announcement) this.#context.directory.leave(this);
+      await this.framed.done;
+      const why = this.framed.closeReason ? ` (${this.framed.closeReason.code})` : "";
+      this.#context.log("info", `${this.label} disconnected${why}`);
+    }
+  }
+
+  /** Sends an error (when the socket still takes it) and closes the connection. */
+  async hangUp(error: ReelayError): Promise<void> {
+    if (this.framed.closed) return;
+    this.#context.log("warn", `Closing ${this.label}: ${error.message}`);
+    this.framed.sendMessage({ type: "error", code: error.code, message: error.message });
+    await this.framed.flushAndClose(error, 500);
+  }
+
+  async #readLoop(): Promise<void> {
+    for await (const frame of this.framed.frames()) {
+      this.#lastFrameAt = Date.now();
+      if (frame.kind !== KIND_CONTROL) {
+        throw new ProtocolError(
+          "unexpected-frame",
+          `Frame kind ${frame.kind} is not accepted from clients`,
+        );
+      }
+      let message: ClientMessage;
+      try {
+        message = parseClientMessage(frame.payload);
+      } catch (error) {
+        if (!(error instanceof ProtocolError) || !this.joined) throw error;
+        this.#rejectMalformed(error);
+        continue;
+      }
+      this.#badMessages = 0;
+      await this.#dispatch(message);
+    }
+  }
+
+  #rejectMalformed(error: ProtocolError): void {
+    this.#badMessages++;
+    if (this.#badMessages > MAX_BAD_MESSAGES) {
+      throw new ProtocolError(
+        "too-many-errors",
+        `More than ${MAX_BAD_MESSAGES} malformed messages in a row`,
+      );
+    }
+    this.notify({ type: "error", code: error.code, message: error.message });
+  }
+
+  async #dispatch(message: ClientMessage): Promise<void> {
+    if (message.type === "ping") return this.notify({ type: "pong" });
+    if (message.type === "pong") return;
+    if (!this.joined) {
+      if (message.type !== "hello") {
+        throw new ProtocolError(
+          "not-joined",
+          `Message ${JSON.stringify(message.type)} came before hello`,
+        );
+      }
+      return await this.#join(message);
+    }
+    const ref = "ref" in message ? message.ref : undefined;
+    try {
+      await this.#handleJoined(message);
+    } catch (error) {
+      if (!(error instanceof ReelayError) || error instanceof ProtocolError) throw error;
+      this.notify({
+        type: "error",
+        ...(ref === undefined ? {} : { ref }),
+        code: error.code,
+        message: error.message,
+      });
+    }
+  }
+
+  async #handleJoined(message: ClientMessage): Promise<void> {
+    switch (message.type) {
+      case "hello":
+        throw new ReelayError("already-joined", "Hello was already received on this connection");
+      case "send":
+        return this.#relay(message.ref, message.to, message.envelope);
+      case "videos":
+        return this.#viewer.list(message.ref);
+      case "play":
+        return await this.#viewer.play(message.ref, message.video);
+      case "stop":
+        return await this.#viewer.stop(message.ref);
+      case "credit":
+        return this.#viewer.credit(message.stream, message.bytes);
+      case "bye":
+        this.framed.close();
+        return;
+    }
+  }
+
+  async #join(hello: ClientMessage & { type: "hello" }): Promise<void> {
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      throw new ProtocolError(
+        "unsupported-protocol",
+        `Protocol version ${hello.protocol} is not supported (this server speaks ${PROTOCOL_VERSION})`,
+      );
+    }
+    const problem = nameProblem(hello.name);
+    if (problem) throw new ReelayError("bad-name", problem);
+    const announcement: Announcement = {
+      name: hello.name,
+      keys: hello.keys,
+      epoch: hello.epoch,
+      signature: hello.signature,
+    };
+    if (!(await this.#verify(announcement))) {
+      throw new ReelayError("bad-signature", "Hello is not signed by the keys it announces");
+    }
+    if (this.framed.closed) return;
+    if (!this.#context.hasRoomForClient()) {
+      throw new ReelayError("server-full", "Server is full: try again later");
+    }
+    this.#announcement = announcement;
+    let present: Announcement[];
+    try {
+      present = this.#context.directory.join(this);
+    } catch (error) {
+      this.#announcement = undefined;
+      throw error;
+    }
+    const { maxFrameBytes, chatRate, chatBurst } = this.#context.config.limits;
+    this.notify({
+      type: "welcome",
+      protocol: PROTOCOL_VERSION,
+      name: announcement.name,
+      peers: present,
+      limits: {
+        maxFrameBytes,
+        chatRate,
+        chatBurst,
+        windowBytes: this.#context.config.stream.windowBytes,
+      },
+    });
+    this.#context.log("info", `${this.label} joined`);
+  }
+
+  async #verify(announcement: Announcement): Promise<boolean> {
+    try {
+      return await this.#context.verifyAnnouncement(announcement);
+    } catch (error) {
+      throw new ReelayError("bad-key", `Announced keys are not usable: ${messageOf(error)}`);
+    }
+  }
+
+  #relay(ref: number | undefined, to: string, envelope: string): void {
+    const withRef = ref === undefined ? {} : { ref };
+    if (!this.#chat.take()) {
+      throw new ReelayError(
+        "rate-limited",
+        `Too many messages: the limit is ${this.#context.config.limits.chatRate} a second`,
+      );
+    }
+    const recipient = this.#context.directory.get(to);
+    if (!recipient) {
+      throw new ReelayError("unknown-recipient", `Nobody called ${JSON.stringify(to)} is online`);
+    }
+    if (recipient === this) {
+      throw new ReelayError("unknown-recipient", "Messages to yourself are not relayed");
+    }
+    recipient.notify({ type: "deliver", from: this.announcement.name, envelope });
+    this.notify({ type: "relayed", ...withRef, to: recipient.announcement.name });
+  }
+}

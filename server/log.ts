@@ -1,0 +1,28 @@
+/**
+ * The server's log: connections and errors, one line each on stderr. Never message contents.
+ *
+ * @module
+ */
+
+/** Severity of a log line. */
+export type LogLevel = "info" | "warn" | "error";
+
+/** Where the server and its parts write log lines. */
+export type Logger = (level: LogLevel, message: string) => void;
+
+/**
+ * A logger writing `time level message` lines to stderr.
+ *
+ * @example
+ * ```ts
+ * import { stderrLogger } from "./log.ts";
+ * stderrLogger("info", "listening on 0.0.0.0:9000");
+ * ```
+ */
+export const stderrLogger: Logger = (level, message) => {
+  const line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}\n`;
+  Deno.stderr.writeSync(new TextEncoder().encode(line));
+};
+
+/** A logger that drops everything (tests and benchmarks). */
+export const silentLogger: Logger = () => {};

@@ -1,0 +1,178 @@
+/**
+ * The reelay server: listens, accepts, enforces connection caps, keeps peers alive, and shuts
+ * everything down (sockets and ffmpeg children) on {@linkcode ReelayServer.close}.
+ *
+ * @module
+ */
+
+import type { Config } from "../shared/config.ts";
+import { ReelayError } from "../shared/errors.ts";
+import { FramedConnection, isDisconnect } from "../shared/protocol/framed.ts";
+import type { Announcement } from "../shared/protocol/messages.ts";
+import { Directory } from "./directory.ts";
+import { PeerConnection, type ServerContext, type Viewer } from "./connection.ts";
+import type { Logger } from "./log.ts";
+
+/** What the server is given besides its config. */
+export interface ServerDeps {
+  log: Logger;
+  verifyAnnouncement(announcement: Announcement): Promise<boolean>;
+  /** Video service for one connection; absent means the server streams nothing. */
+  createViewer(framed: FramedConnection): Viewer;
+  /** Called once on close, after every connection ended (stops the catalog watcher etc.). */
+  onClose?: () => Promise<void>;
+}
+
+/**
+ * A running server.
+ *
+ * @example
+ * ```ts ignore
+ * const server = ReelayServer.listen(config, deps);
+ * console.log(server.port);
+ * await server.close();
+ * ```
+ */
+export class ReelayServer {
+  readonly #listener: Deno.TcpListener;
+  readonly #context: ServerContext;
+  readonly #peers = new Set<PeerConnection>();
+  readonly #running = new Set<Promise<void>>();
+  readonly #deps: ServerDeps;
+  readonly #accepting: Promise<void>;
+  readonly #sweeper: ReturnType<typeof setInterval>;
+  #closing: Promise<void> | undefined;
+
+  private constructor(listener: Deno.TcpListener, config: Config, deps: ServerDeps) {
+    this.#listener = listener;
+    this.#deps = deps;
+    const directory = new Directory<PeerConnection>();
+    this.#context = {
+      config,
+      log: deps.log,
+      directory,
+      verifyAnnouncement: deps.verifyAnnouncement,
+      createViewer: deps.createViewer,
+      hasRoomForClient: () => directory.size < config.limits.maxClients,
+    };
+    this.#accepting = this.#acceptLoop();
+    const { keepaliveMs } = config.limits;
+    this.#sweeper = setInterval(() => this.#sweep(), Math.min(1000, keepaliveMs / 2));
+  }
+
+  /** Starts listening on the configured host and port (port 0 picks a free one). */
+  static listen(config: Config, deps: ServerDeps): ReelayServer {
+    let listener: Deno.TcpListener;
+    try {
+      listener = Deno.listen({ hostname: config.server.host, port: config.server.port });
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) {
+        throw new ReelayError(
+          "port-in-use",
+          `Port ${config.server.port} on ${config.server.host} is in use: stop the other server or pass --port`,
+        );
+      }
+      throw error;
+    }
+    const server = new ReelayServer(listener, config, deps);
+    deps.log("info", `Listening on ${config.server.host}:${server.port}`);
+    return server;
+  }
+
+  /** The port actually listened on. */
+  get port(): number {
+    return this.#listener.addr.port;
+  }
+
+  /** How many peers are connected (joined or not). */
+  get connections(): number {
+    return this.#peers.size;
+  }
+
+  /** How many peers have joined. */
+  get members(): number {
+    return this.#context.directory.size;
+  }
+
+  /**
+   * Tells every client, ends every stream (killing ffmpeg), closes every socket. Idempotent.
+   */
+  close(message = "Server is shutting down"): Promise<void> {
+    this.#closing ??= this.#shutdown(message);
+    return this.#closing;
+  }
+
+  async #shutdown(message: string): Promise<void> {
+    clearInterval(this.#sweeper);
+    this.#listener.close();
+    await this.#accepting;
+    for (const peer of this.#peers) {
+      peer.notify({ type: "shutdown", message });
+      void peer.framed.flushAndClose(new ReelayError("shutdown", message), 500);
+    }
+    await Promise.all(this.#running);
+    await this.#deps.onClose?.();
+    this.#deps.log("info", "Server stopped");
+  }
+
+  async #acceptLoop(): Promise<void> {
+    while (true) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (error instanceof Deno.errors.BadResource || this.#closing) return;
+        if (isDisconnect(error)) continue;
+        this.#deps.log("error", `Accept failed: ${String(error)}`);
+        continue;
+      }
+      this.#admit(conn);
+    }
+  }
+
+  #admit(conn: Deno.TcpConn): void {
+    const { limits } = this.#context.config;
+    try {
+      conn.setNoDelay(true);
+    } catch {
+      // The peer may already be gone; the read loop will notice.
+    }
+    const framed = new FramedConnection(conn, limits);
+    const pending = this.#peers.size - this.#context.directory.size;
+    if (pending >= limits.maxPending) {
+      framed.sendMessage({
+        type: "error",
+        code: "too-many-pending",
+        message: "Too many connections are joining at once: try again later",
+      });
+      const closing = framed.flushAndClose(undefined, 200);
+      this.#track(closing);
+      return;
+    }
+    const peer = new PeerConnection(framed, this.#context);
+    this.#peers.add(peer);
+    this.#deps.log("info", `Connection from ${framed.remote}`);
+    this.#track(peer.run().finally(() => this.#peers.delete(peer)));
+  }
+
+  #track(task: Promise<void>): void {
+    this.#running.add(task);
+    task.finally(() => this.#running.delete(task));
+  }
+
+  /** Pings quiet peers and cuts off those silent past the idle timeout. */
+  #sweep(): void {
+    const { keepaliveMs, idleTimeoutMs } = this.#context.config.limits;
+    const now = Date.now();
+    for (const peer of this.#peers) {
+      const quiet = now - peer.lastFrameAt;
+      if (quiet > idleTimeoutMs) {
+        void peer.hangUp(
+          new ReelayError("idle-timeout", `No frame received for ${Math.round(quiet / 1000)} s`),
+        );
+      } else if (quiet > keepaliveMs && peer.joined) {
+        peer.notify({ type: "ping" });
+      }
+    }
+  }
+}

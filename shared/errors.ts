@@ -1,0 +1,77 @@
+/**
+ * Typed errors shared by the server and the client.
+ *
+ * Every error a person can cause carries a stable `code` (used on the wire and in JSON events)
+ * and a message written for that person. Anything else that escapes is a bug and keeps its stack.
+ *
+ * @module
+ */
+
+/** Exit code for a usage or configuration error, as in most command-line tools. */
+export const EXIT_USAGE = 2;
+
+/** Exit code for a runtime failure that is not the user's fault (server gone, ffmpeg failed). */
+export const EXIT_FAILURE = 1;
+
+/**
+ * An error meant for a person: its message is shown as is, without a stack.
+ *
+ * @example Throwing a user-facing error
+ * ```ts
+ * import { ReelayError } from "./errors.ts";
+ * throw new ReelayError("unknown-video", `Video "cats.mp4" is not in the catalog`);
+ * ```
+ */
+export class ReelayError extends Error {
+  /** A stable, kebab-case identifier such as `name-taken`. */
+  readonly code: string;
+  /** The process exit code to use when this error ends the program. */
+  readonly exitCode: number;
+
+  /** Creates an error with a stable code and a message for a person. */
+  constructor(code: string, message: string, options?: { exitCode?: number; cause?: unknown }) {
+    super(message, { cause: options?.cause });
+    this.name = "ReelayError";
+    this.code = code;
+    this.exitCode = options?.exitCode ?? EXIT_FAILURE;
+  }
+}
+
+/**
+ * A mistake in how the program was invoked or configured: exits 2, shown with usage.
+ *
+ * @example
+ * ```ts
+ * import { UsageError } from "./errors.ts";
+ * throw new UsageError(`Port "99999" is out of range (1-65535)`);
+ * ```
+ */
+export class UsageError extends ReelayError {
+  /** Creates a usage error; `code` defaults to `usage`. */
+  constructor(message: string, code = "usage") {
+    super(code, message, { exitCode: EXIT_USAGE });
+    this.name = "UsageError";
+  }
+}
+
+/**
+ * A peer broke the wire protocol (bad frame, bad message). The connection that sent it is closed.
+ *
+ * @example
+ * ```ts
+ * import { ProtocolError } from "./errors.ts";
+ * throw new ProtocolError("frame-too-large", `Frame of 9999999 bytes exceeds the cap of 1048576`);
+ * ```
+ */
+export class ProtocolError extends ReelayError {
+  /** Creates a protocol error with a stable code. */
+  constructor(code: string, message: string) {
+    super(code, message);
+    this.name = "ProtocolError";
+  }
+}
+
+/** Returns a readable message for any thrown value. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,197 @@
+/**
+ * Length-prefixed frames: the unit of everything reelay sends over TCP.
+ *
+ * Layout: a 4-byte big-endian length `L` of what follows, then `L` bytes: one kind byte and the
+ * payload. The length is checked against the cap before any buffer is allocated for the body.
+ *
+ * @module
+ */
+
+import { ProtocolError } from "../errors.ts";
+
+/** A control message: the payload is one UTF-8 JSON object. */
+export const KIND_CONTROL = 1;
+/** Stream data: a 4-byte stream id, a 1-byte segment index, then media bytes. */
+export const KIND_STREAM = 2;
+
+/** Bytes before the payload: length (4) and kind (1). */
+export const FRAME_HEADER_BYTES = 5;
+/** Bytes of a stream frame's own header: stream id (4) and segment index (1). */
+export const STREAM_HEADER_BYTES = 5;
+/** The default cap on a frame's length field (1 MiB). */
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024;
+
+/** A decoded frame: its kind and payload (a view into the decoder's buffer until copied). */
+export interface Frame {
+  kind: number;
+  payload: Uint8Array;
+}
+
+/**
+ * Encodes one frame.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, KIND_CONTROL } from "./frame.ts";
+ * const bytes = encodeFrame(KIND_CONTROL, new TextEncoder().encode('{"type":"ping"}'));
+ * ```
+ */
+export function encodeFrame(kind: number, payload: Uint8Array): Uint8Array<ArrayBuffer> {
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, payload.length + 1);
+  frame[4] = kind;
+  frame.set(payload, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/**
+ * Encodes a stream-data frame carrying media bytes of one segment of one stream.
+ *
+ * @example
+ * ```ts
+ * import { encodeStreamFrame } from "./frame.ts";
+ * const frame = encodeStreamFrame(7, 0, new Uint8Array(188));
+ * ```
+ */
+export function encodeStreamFrame(
+  streamId: number,
+  segment: number,
+  media: Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + STREAM_HEADER_BYTES + media.length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, 1 + STREAM_HEADER_BYTES + media.length);
+  frame[4] = KIND_STREAM;
+  view.setUint32(5, streamId);
+  frame[9] = segment;
+  frame.set(media, FRAME_HEADER_BYTES + STREAM_HEADER_BYTES);
+  return frame;
+}
+
+/** A stream frame's parts. */
+export interface StreamChunk {
+  streamId: number;
+  segment: number;
+  media: Uint8Array;
+}
+
+/**
+ * Splits a stream frame's payload into stream id, segment index and media bytes.
+ *
+ * @example
+ * ```ts
+ * import { decodeStreamPayload } from "./frame.ts";
+ * const { streamId } = decodeStreamPayload(new Uint8Array([0, 0, 0, 7, 1]));
+ * ```
+ */
+export function decodeStreamPayload(payload: Uint8Array): StreamChunk {
+  if (payload.length < STREAM_HEADER_BYTES) {
+    throw new ProtocolError(
+      "malformed-frame",
+      `Stream frame of ${payload.length} bytes is too short`,
+    );
+  }
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  return {
+    streamId: view.getUint32(0),
+    segment: payload[4],
+    media: payload.subarray(STREAM_HEADER_BYTES),
+  };
+}
+
+/**
+ * Incremental frame decoder over one growable buffer: feed it bytes as they arrive, take whole
+ * frames out. It never allocates more than the cap allows, whatever the peer claims.
+ *
+ * @example
+ * ```ts
+ * import { encodeFrame, FrameDecoder, KIND_CONTROL } from "./frame.ts";
+ * const decoder = new FrameDecoder(1024);
+ * decoder.push(encodeFrame(KIND_CONTROL, new Uint8Array([123, 125])));
+ * const frame = decoder.next(); // { kind: 1, payload: Uint8Array [123, 125] }
+ * ```
+ */
+export class FrameDecoder {
+  #buffer: Uint8Array<ArrayBuffer>;
+  #start = 0;
+  #end = 0;
+  readonly #maxFrameBytes: number;
+  readonly #initialBytes: number;
+
+  /** Creates a decoder that rejects frames longer than `maxFrameBytes`. */
+  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES, initialBytes = 16 * 1024) {
+    this.#maxFrameBytes = maxFrameBytes;
+    this.#initialBytes = initialBytes;
+    this.#buffer = new Uint8Array(initialBytes);
+  }
+
+  /** Bytes received but not yet returned as frames. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /** A writable region of at least `min` free bytes, for reading from a socket into. */
+  writable(min = 16 * 1024): Uint8Array<ArrayBuffer> {
+    this.#reserve(min);
+    return this.#buffer.subarray(this.#end);
+  }
+
+  /** Marks `count` bytes written into the region from {@linkcode writable} as received. */
+  commit(count: number): void {
+    this.#end += count;
+  }
+
+  /** Copies bytes in (for callers that do not read into {@linkcode writable}). */
+  push(bytes: Uint8Array): void {
+    this.#reserve(bytes.length);
+    this.#buffer.set(bytes, this.#end);
+    this.#end += bytes.length;
+  }
+
+  /**
+   * Returns the next whole frame, or `undefined` if more bytes are needed. The payload is a view
+   * that stays valid only until the next call to {@linkcode writable} or {@linkcode push}.
+   * Throws a {@linkcode ProtocolError} for an oversize or empty frame.
+   */
+  next(): Frame | undefined {
+    if (this.buffered < 4) return undefined;
+    const view = new DataView(this.#buffer.buffer, this.#start, 4);
+    const length = view.getUint32(0);
+    if (length === 0) {
+      throw new ProtocolError("malformed-frame", "Frame has a length of 0");
+    }
+    if (length > this.#maxFrameBytes) {
+      throw new ProtocolError(
+        "frame-too-large",
+        `Frame of ${length} bytes exceeds the cap of ${this.#maxFrameBytes} bytes`,
+      );
+    }
+    if (this.buffered < 4 + length) return undefined;
+    const body = this.#start + 4;
+    this.#start = body + length;
+    return { kind: this.#buffer[body], payload: this.#buffer.subarray(body + 1, body + length) };
+  }
+
+  #reserve(min: number): void {
+    const pending = this.buffered;
+    if (pending === 0) {
+      this.#start = this.#end = 0;
+      // An idle connection should not keep the memory of the largest frame it ever received.
+      if (this.#buffer.length > this.#initialBytes * 4 && min <= this.#initialBytes) {
+        this.#buffer = new Uint8Array(this.#initialBytes);
+      }
+    }
+    if (this.#buffer.length - this.#end >= min) return;
+    const wanted = Math.max(pending + min, 4096);
+    if (wanted <= this.#buffer.length && this.#start > 0) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+    } else {
+      const grown = new Uint8Array(Math.max(wanted, Math.min(this.#buffer.length * 2, wanted * 2)));
+      grown.set(this.#buffer.subarray(this.#start, this.#end));
+      this.#buffer = grown;
+    }
+    this.#start = 0;
+    this.#end = pending;
+  }
+}

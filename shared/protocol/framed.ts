@@ -1,0 +1,286 @@
+/**
+ * One TCP connection speaking frames: a read loop over one growable buffer and exactly one
+ * writer, so frames from different tasks never interleave.
+ *
+ * The writer has two lanes. The urgent lane (chat, directory, errors, keepalive) always goes
+ * first and is capped in bytes: a peer that stops reading is cut off instead of growing our
+ * memory. The ordered lane (stream data and the control messages that must stay in order with
+ * it) is paced by its producer, which awaits each frame being written.
+ *
+ * @module
+ */
+
+import { ProtocolError, ReelayError } from "../errors.ts";
+import { encodeFrame, type Frame, FrameDecoder, KIND_CONTROL } from "./frame.ts";
+import { type ClientMessage, encodeMessage, type ServerMessage } from "./messages.ts";
+
+/** Options for a {@linkcode FramedConnection}. */
+export interface FramedOptions {
+  /** Cap on a received frame's length. */
+  maxFrameBytes: number;
+  /** Cap on bytes waiting in the urgent lane before the connection is cut off. */
+  maxQueueBytes: number;
+}
+
+interface OrderedFrame {
+  bytes: Uint8Array;
+  done: () => void;
+  failed: (error: Error) => void;
+}
+
+/** Most bytes of urgent frames coalesced into one socket write. */
+const BATCH_BYTES = 64 * 1024;
+
+/**
+ * A framed connection with one reader and one writer.
+ *
+ * @example
+ * ```ts ignore
+ * import { FramedConnection } from "./framed.ts";
+ * const conn = await Deno.connect({ port: 9000 });
+ * const framed = new FramedConnection(conn, { maxFrameBytes: 1 << 20, maxQueueBytes: 8 << 20 });
+ * framed.sendMessage({ type: "ping" });
+ * for await (const frame of framed.frames()) console.log(frame.kind);
+ * ```
+ */
+export class FramedConnection {
+  readonly #conn: Deno.Conn;
+  readonly #options: FramedOptions;
+  readonly #urgent: Uint8Array[] = [];
+  #urgentBytes = 0;
+  readonly #ordered: OrderedFrame[] = [];
+  #wake: (() => void) | undefined;
+  #closed = false;
+  #closeReason: ReelayError | undefined;
+  readonly #writerDone: Promise<void>;
+  #lastReceived = Date.now();
+  #bytesReceived = 0;
+  #drained: (() => void)[] = [];
+
+  /** Wraps a connected socket; starts its writer at once. */
+  constructor(conn: Deno.Conn, options: FramedOptions) {
+    this.#conn = conn;
+    this.#options = options;
+    this.#writerDone = this.#writeLoop();
+  }
+
+  /** Milliseconds since epoch when the peer last sent any byte. */
+  get lastReceived(): number {
+    return this.#lastReceived;
+  }
+
+  /** Total bytes received from the peer. */
+  get bytesReceived(): number {
+    return this.#bytesReceived;
+  }
+
+  /** Bytes waiting in the urgent lane. */
+  get queuedBytes(): number {
+    return this.#urgentBytes;
+  }
+
+  /** Whether the connection has been closed by either side. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Why the connection was closed, when it was closed for a reason. */
+  get closeReason(): ReelayError | undefined {
+    return this.#closeReason;
+  }
+
+  /** The peer's address as `host:port`. */
+  get remote(): string {
+    const address = this.#conn.remoteAddr;
+    return address.transport === "tcp" ? `${address.hostname}:${address.port}` : "unknown";
+  }
+
+  /**
+   * Yields whole frames until the peer closes, the connection is closed, or a frame breaks the
+   * protocol (then throws a {@linkcode ProtocolError}). A payload is valid until the next frame.
+   */
+  async *frames(): AsyncGenerator<Frame> {
+    const decoder = new FrameDecoder(this.#options.maxFrameBytes);
+    while (!this.#closed) {
+      let frame: Frame | undefined;
+      while ((frame = decoder.next()) !== undefined) {
+        yield frame;
+        if (this.#closed) return;
+      }
+      let count: number | null;
+      try {
+        count = await this.#conn.read(decoder.writable());
+      } catch (error) {
+        if (this.#closed || isDisconnect(error)) return;
+        throw error;
+      }
+      if (count === null) return;
+      decoder.commit(count);
+      this.#bytesReceived += count;
+      this.#lastReceived = Date.now();
+    }
+  }
+
+  /** Queues a control message on the urgent lane. */
+  sendMessage(message: ClientMessage | ServerMessage): void {
+    this.sendUrgent(encodeFrame(KIND_CONTROL, encodeMessage(message)));
+  }
+
+  /**
+   * Queues an encoded frame on the urgent lane. When the lane is over its cap, the peer is not
+   * reading: the connection is closed with code `slow-consumer`.
+   */
+  sendUrgent(frame: Uint8Array): void {
+    if (this.#closed) return;
+    if (this.#urgentBytes + frame.length > this.#options.maxQueueBytes) {
+      this.close(
+        new ReelayError(
+          "slow-consumer",
+          `Outbound queue of ${this.#urgentBytes} bytes is full: the peer is not reading`,
+        ),
+      );
+      return;
+    }
+    this.#urgent.push(frame);
+    this.#urgentBytes += frame.length;
+    this.#wakeWriter();
+  }
+
+  /** Queues a control message on the ordered lane; resolves once it has been written. */
+  sendOrderedMessage(message: ServerMessage): Promise<void> {
+    return this.sendOrdered(encodeFrame(KIND_CONTROL, encodeMessage(message)));
+  }
+
+  /**
+   * Queues a frame on the ordered lane and resolves once it has been written to the socket, so
+   * a producer that awaits each frame is paced by the network. Rejects if the connection closes.
+   */
+  sendOrdered(frame: Uint8Array): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closedError());
+    return new Promise((done, failed) => {
+      this.#ordered.push({ bytes: frame, done, failed });
+      this.#wakeWriter();
+    });
+  }
+
+  /** Resolves when the urgent lane is empty (or the connection closed). */
+  drained(): Promise<void> {
+    if (this.#urgentBytes === 0 || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#drained.push(resolve));
+  }
+
+  /**
+   * Sends what is queued on the urgent lane (waiting at most `timeoutMs`), then closes.
+   * Used to deliver a final error or goodbye before hanging up.
+   */
+  async flushAndClose(reason?: ReelayError, timeoutMs = 1000): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
+    await Promise.race([this.drained(), timeout]);
+    clearTimeout(timer);
+    this.close(reason);
+    await this.#writerDone;
+  }
+
+  /** Closes the socket at once; pending ordered frames are rejected. Idempotent. */
+  close(reason?: ReelayError): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closeReason = reason;
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the runtime after an error: nothing left to release.
+    }
+    const error = this.#closedError();
+    for (const frame of this.#ordered.splice(0)) frame.failed(error);
+    this.#urgent.length = 0;
+    this.#urgentBytes = 0;
+    this.#resolveDrained();
+    this.#wakeWriter();
+  }
+
+  /** Resolves when the writer has stopped (after {@linkcode close}). */
+  get done(): Promise<void> {
+    return this.#writerDone;
+  }
+
+  #closedError(): ReelayError {
+    return this.#closeReason ?? new ProtocolError("connection-closed", "Connection is closed");
+  }
+
+  #wakeWriter(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #resolveDrained(): void {
+    for (const resolve of this.#drained.splice(0)) resolve();
+  }
+
+  #takeBatch(): { bytes: Uint8Array; ordered?: OrderedFrame } | undefined {
+    if (this.#urgent.length > 0) {
+      let size = 0;
+      let count = 0;
+      while (
+        count < this.#urgent.length &&
+        (count === 0 || size + this.#urgent[count].length <= BATCH_BYTES)
+      ) {
+        size += this.#urgent[count].length;
+        count++;
+      }
+      const frames = this.#urgent.splice(0, count);
+      this.#urgentBytes -= size;
+      if (count === 1) return { bytes: frames[0] };
+      const bytes = new Uint8Array(size);
+      let offset = 0;
+      for (const frame of frames) {
+        bytes.set(frame, offset);
+        offset += frame.length;
+      }
+      return { bytes };
+    }
+    const ordered = this.#ordered.shift();
+    return ordered && { bytes: ordered.bytes, ordered };
+  }
+
+  async #writeLoop(): Promise<void> {
+    while (!this.#closed) {
+      const batch = this.#takeBatch();
+      if (!batch) {
+        this.#resolveDrained();
+        await new Promise<void>((resolve) => this.#wake = resolve);
+        continue;
+      }
+      try {
+        await writeAll(this.#conn, batch.bytes);
+      } catch (error) {
+        batch.ordered?.failed(this.#closedError());
+        if (!this.#closed) {
+          this.close(new ReelayError("connection-lost", `Write failed: ${String(error)}`));
+        }
+        return;
+      }
+      batch.ordered?.done();
+    }
+  }
+}
+
+/** Writes every byte, looping over partial writes. */
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    offset += await conn.write(bytes.subarray(offset));
+  }
+}
+
+/** Whether an error only means the peer went away. */
+export function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
+}
