@@ -9,8 +9,10 @@
 import { Command, CommanderError, Option } from "commander";
 import denoConfig from "./deno.json" with { type: "json" };
 import { EXIT_USAGE, ReelayError, UsageError } from "./shared/errors.ts";
+import { printError } from "./shared/io.ts";
 import { runServer, type ServerFlags } from "./server/mod.ts";
 import { type ClientFlags, runClient } from "./client/mod.ts";
+import { HELP_TEXT } from "./client/commands.ts";
 
 /** The version printed by `reelay --version`. */
 export const VERSION: string = denoConfig.version;
@@ -54,6 +56,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       ),
     )
     .option("--config <file>", "config file", "config.ini")
+    .addHelpText(
+      "after",
+      `\nCommands, typed at the prompt or one per line on stdin:\n${indent(HELP_TEXT)}`,
+    )
     .showHelpAfterError()
     .exitOverride()
     .action(async (flags: ClientFlags, command: Command) => {
@@ -61,6 +67,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     });
 
   return program;
+}
+
+function indent(text: string): string {
+  return text.split("\n").map((line) => `  ${line}`).join("\n");
 }
 
 function isExplicit(command: Command, option: string): boolean {
@@ -86,12 +96,11 @@ export async function main(args: string[]): Promise<number> {
       return ok ? 0 : EXIT_USAGE;
     }
     if (error instanceof UsageError) {
-      console.error(`reelay: ${error.message}`);
-      console.error("Run 'reelay --help' for usage.");
+      await printError(`reelay: ${error.message}\nRun 'reelay --help' for usage.`);
       return error.exitCode;
     }
     if (error instanceof ReelayError) {
-      console.error(`reelay: ${error.message}`);
+      await printError(`reelay: ${error.message}`);
       return error.exitCode;
     }
     throw error;

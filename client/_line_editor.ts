@@ -196,6 +196,7 @@ export interface EditorState {
 
 /** What a key did besides changing the state. */
 export interface KeyResult {
+  /** The state after the key. */
   state: EditorState;
   /** A line was submitted with Enter. */
   submit?: string;

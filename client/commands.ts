@@ -32,15 +32,19 @@ export type CommandName = Command["command"];
 export interface ArgSpec {
   /** Shown in the usage line, e.g. `NAME`. */
   label: string;
+  /** How the argument is read from the line. */
   kind: "name" | "rest";
 }
 
 /** One row of the command table. */
 export interface CommandSpec {
+  /** The name typed after `/`. */
   command: CommandName;
   /** Other spellings, e.g. `exit` for `quit`. */
   aliases: readonly string[];
+  /** The arguments, in order; at most the last one may be `rest`. */
   args: readonly ArgSpec[];
+  /** One line for the help text. */
   summary: string;
 }
 

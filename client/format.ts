@@ -245,11 +245,14 @@ export class EventFormatter {
   #who(peers: readonly PeerView[]): string {
     if (peers.length === 0) return "Nobody else is online.";
     const p = this.#paint;
-    const rows = [["NAME", "FINGERPRINT", "TRUST"], ...peers.map((peer) => [
-      peer.name,
-      peer.fingerprint,
-      peer.trust,
-    ])];
+    const rows = [
+      ["NAME", "FINGERPRINT", "TRUST"],
+      ...peers.map((peer) => [
+        peer.name,
+        peer.fingerprint,
+        peer.trust,
+      ]),
+    ];
     const lines = formatTable(rows).split("\n");
     return lines.map((line, i) => {
       if (i === 0) return p.dim(line);
@@ -259,9 +262,7 @@ export class EventFormatter {
 
   #message(event: Extract<ClientEvent, { event: "message" }>): string {
     const p = this.#paint;
-    const line = `${p.dim(`[${clock(event.sentAt)}]`)} ${p.bold(event.from)}: ${
-      event.text
-    }`;
+    const line = `${p.dim(`[${clock(event.sentAt)}]`)} ${p.bold(event.from)}: ${event.text}`;
     if (event.missing <= 0) return line;
     const lost = event.missing === 1 ? "1 earlier message" : `${event.missing} earlier messages`;
     return `${p.yellow(`⚠ ${lost} from ${event.from} never arrived`)}\n${line}`;
@@ -296,13 +297,16 @@ export class EventFormatter {
 
   #videos(videos: readonly VideoListing[]): string {
     if (videos.length === 0) return "No videos on the server.";
-    const rows = [["VIDEO", "LENGTH", "RESOLUTION", "FPS", "AUDIO"], ...videos.map((video) => [
-      video.name,
-      formatDuration(video.duration),
-      `${video.width}x${video.height}`,
-      String(Math.round(video.fps * 100) / 100),
-      video.hasAudio ? "yes" : "no",
-    ])];
+    const rows = [
+      ["VIDEO", "LENGTH", "RESOLUTION", "FPS", "AUDIO"],
+      ...videos.map((video) => [
+        video.name,
+        formatDuration(video.duration),
+        `${video.width}x${video.height}`,
+        String(Math.round(video.fps * 100) / 100),
+        video.hasAudio ? "yes" : "no",
+      ]),
+    ];
     const [header, ...lines] = formatTable(rows).split("\n");
     return [this.#paint.dim(header), ...lines].join("\n");
   }

@@ -8,11 +8,11 @@
  */
 
 import type { ClientEvent } from "./events.ts";
+import { type PartialWriter, writeAll } from "../shared/io.ts";
+
+export type { PartialWriter } from "../shared/io.ts";
 
 /** A writer in the style of `Deno.stdout`: may write fewer bytes than given. */
-export interface PartialWriter {
-  write(bytes: Uint8Array): Promise<number>;
-}
 
 /** Where JSON lines go: `Deno.stdout`, an open file, or any byte `WritableStream`. */
 export type ByteSink = PartialWriter | WritableStream<Uint8Array>;
@@ -31,25 +31,6 @@ const encoder = new TextEncoder();
  */
 export function encodeEventLine(event: ClientEvent): Uint8Array {
   return encoder.encode(JSON.stringify(event) + "\n");
-}
-
-/**
- * Writes all of `bytes`, calling `write` again for whatever a short write left over.
- *
- * @example
- * ```ts
- * import { writeAll } from "./json_events.ts";
- * await writeAll(Deno.stdout, new TextEncoder().encode("done\n"));
- * ```
- */
-export async function writeAll(writer: PartialWriter, bytes: Uint8Array): Promise<void> {
-  let rest = bytes;
-  while (rest.length > 0) {
-    const written = await writer.write(rest);
-    // A writer that accepts nothing would spin forever; treat it as broken.
-    if (written <= 0) throw new Error("The output accepted no bytes");
-    rest = rest.subarray(written);
-  }
 }
 
 /**

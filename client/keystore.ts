@@ -8,6 +8,7 @@
 
 import { posix, win32 } from "node:path";
 import { messageOf, ReelayError, UsageError } from "../shared/errors.ts";
+import { nameKey } from "../shared/names.ts";
 import {
   fingerprintHash,
   Identity,
@@ -205,6 +206,7 @@ async function parseIdentity(file: string, text: string): Promise<Identity> {
 export type PeerCheck = "new" | "match" | "changed";
 
 interface PinnedPeer {
+  name: string;
   keys: PublicIdentity;
   fingerprint: string;
   pinnedAt: string;
@@ -212,7 +214,8 @@ interface PinnedPeer {
 
 /**
  * Peers pinned on first use, persisted in `known_peers.json`. A changed key is reported and
- * never replaced unless the person runs `/trust`.
+ * never replaced unless the person runs `/trust`. Names match as the server matches them
+ * (`nameKey`, case-insensitive), so "BOB" cannot pass as new next to a pinned "bob".
  *
  * @example
  * ```ts
@@ -247,7 +250,7 @@ export class KnownPeers {
 
   /** The keys pinned for `name`, if any. */
   get(name: string): PublicIdentity | undefined {
-    const keys = this.#peers.get(name)?.keys;
+    const keys = this.#peers.get(nameKey(name))?.keys;
     return keys && { ...keys };
   }
 
@@ -256,7 +259,7 @@ export class KnownPeers {
    * means the same keys, `"changed"` means different keys (the pin is kept).
    */
   async check(name: string, pub: PublicIdentity): Promise<PeerCheck> {
-    const pinned = this.#peers.get(name);
+    const pinned = this.#peers.get(nameKey(name));
     const hash = await fingerprintHash(pub);
     if (pinned) return pinned.fingerprint === hash ? "match" : "changed";
     await this.#pin(name, pub, hash);
@@ -270,7 +273,8 @@ export class KnownPeers {
 
   async #pin(name: string, pub: PublicIdentity, fingerprint: string): Promise<void> {
     const keys = { encryptionKey: pub.encryptionKey, signingKey: pub.signingKey };
-    this.#peers.set(name, { keys, fingerprint, pinnedAt: new Date().toISOString() });
+    const pinnedAt = new Date().toISOString();
+    this.#peers.set(nameKey(name), { name, keys, fingerprint, pinnedAt });
     await this.#save();
   }
 
@@ -278,7 +282,7 @@ export class KnownPeers {
   #save(): Promise<void> {
     const write = this.#writing.then(async () => {
       await ensureHome(this.#home);
-      const peers = [...this.#peers].map(([name, peer]) => ({ name, ...peer }));
+      const peers = [...this.#peers.values()];
       await writeAtomic(this.file, JSON.stringify({ format: PEERS_FORMAT, peers }, null, 2) + "\n");
     });
     this.#writing = write.catch(() => {});
@@ -294,12 +298,13 @@ async function parsePeers(file: string, text: string): Promise<Map<string, Pinne
     }
     const peers = new Map<string, PinnedPeer>();
     for (const entry of value.peers) {
-      if (typeof entry?.name !== "string" || peers.has(entry.name)) {
+      if (typeof entry?.name !== "string" || peers.has(nameKey(entry.name))) {
         throw new Error("an entry has a missing or repeated name");
       }
       const keys = await parsePublicIdentity(entry.keys);
       const pinnedAt = typeof entry.pinnedAt === "string" ? entry.pinnedAt : "";
-      peers.set(entry.name, { keys, fingerprint: await fingerprintHash(keys), pinnedAt });
+      const fingerprint = await fingerprintHash(keys);
+      peers.set(nameKey(entry.name), { name: entry.name, keys, fingerprint, pinnedAt });
     }
     return peers;
   } catch (error) {

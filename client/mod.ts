@@ -9,6 +9,8 @@ import { loadConfig, parseHostPort } from "../shared/config.ts";
 import { EXIT_FAILURE, ReelayError, UsageError } from "../shared/errors.ts";
 import { nameProblem } from "../shared/names.ts";
 import { runClientApp } from "./app.ts";
+import { JsonEventWriter } from "./json_events.ts";
+import { printError } from "../shared/io.ts";
 import { KnownPeers, loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
 import { ClientSession } from "./session.ts";
@@ -63,15 +65,17 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     session = await ClientSession.connect({ ...address, name, identity, knownPeers, sinks });
   } catch (error) {
     if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;
-    reportFatal(error, flags.json ?? false);
+    await reportFatal(error, flags.json ?? false);
     return EXIT_FAILURE;
   }
   return await runClientApp({ session, json: flags.json ?? false });
 }
 
-function reportFatal(error: ReelayError, json: boolean): void {
+async function reportFatal(error: ReelayError, json: boolean): Promise<void> {
   if (json) {
-    console.log(JSON.stringify({ event: "error", code: error.code, message: error.message }));
+    const writer = new JsonEventWriter();
+    writer.write({ event: "error", code: error.code, message: error.message });
+    await writer.flush().catch(() => {});
   }
-  console.error(`reelay: ${error.message}`);
+  await printError(`reelay: ${error.message}`);
 }

@@ -95,6 +95,7 @@ export class ClientSession {
   readonly #peers = new Map<string, Peer>();
   readonly #pending = new Map<number, Pending>();
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
+  readonly #early: ClientEvent[] = [];
   readonly #viewing: Viewing;
   #nextRef = 1;
   #inFlight = 0;
@@ -150,9 +151,13 @@ export class ClientSession {
     return session;
   }
 
-  /** Subscribes to every event. */
+  /**
+   * Subscribes to every event. Events from before the first subscription (the welcome and the
+   * people already online) are replayed to it, so nothing said during the join is lost.
+   */
   onEvent(listener: (event: ClientEvent) => void): void {
     this.#listeners.push(listener);
+    for (const event of this.#early.splice(0)) listener(event);
   }
 
   /** The people online (a local copy kept current by join and leave notices). */
@@ -538,6 +543,7 @@ export class ClientSession {
   }
 
   #emit(event: ClientEvent): void {
+    if (this.#listeners.length === 0) this.#early.push(event);
     for (const listener of this.#listeners) listener(event);
   }
 }

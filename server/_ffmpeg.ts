@@ -128,7 +128,8 @@ export function missingProgramError(program: string, error: unknown): ReelayErro
   if (error instanceof Deno.errors.NotCapable) {
     return new ReelayError(
       "ffmpeg-missing",
-      `Program "${program}" is not allowed to run; start reelay with --allow-run=${program}`,
+      `Program "${program}" is not allowed to run; install ffmpeg (apt-get install -y ffmpeg, ` +
+        "or brew install ffmpeg) or put ffmpeg and ffprobe on PATH, or allow it with --allow-run",
       { cause: error },
     );
   }

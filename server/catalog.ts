@@ -56,6 +56,8 @@ export interface VideoInfo {
   displayWidth: number;
   /** Frame rate as a fraction, e.g. 30000/1001. */
   frameRate: { num: number; den: number };
+  /** The container as ffprobe names it, e.g. `mov,mp4,m4a,3gp,3g2,mj2` or `mpegts`. */
+  formatName: string;
   /** Start of the video stream in seconds on a timeline where the file starts at 0. */
   videoStart: number;
   /** Index of the video stream among all the file's streams. */
@@ -70,6 +72,12 @@ export interface VideoInfo {
   audioChannels?: number;
   /** Start of the audio stream in seconds on the file's zero-based timeline. */
   audioStart?: number;
+  /**
+   * Samples per audio frame to snap the first decoded frame's timestamp to, for containers whose
+   * timestamps are coarser than one sample (Matroska and FLV count milliseconds); 1 when the
+   * container's timestamps are exact enough.
+   */
+  audioFrameGrid?: number;
 }
 
 /** What a refresh changed, by name. */
@@ -112,12 +120,15 @@ interface FfprobeStream {
   duration?: string;
   sample_rate?: string;
   channels?: number;
+  codec_name?: string;
+  profile?: string;
+  time_base?: string;
   disposition?: { attached_pic?: number };
 }
 
 interface FfprobeOutput {
   streams?: FfprobeStream[];
-  format?: { duration?: string; start_time?: string };
+  format?: { duration?: string; start_time?: string; format_name?: string };
 }
 
 /** How many ffprobe processes a refresh runs at once. */
@@ -136,6 +147,8 @@ const PROBE_CONCURRENCY = 2;
  */
 export async function probeVideo(path: string, ffprobePath = "ffprobe"): Promise<VideoInfo> {
   const name = path.split("/").pop() ?? path;
+  // An absolute path can never be mistaken for an option or a protocol by ffmpeg.
+  path = await Deno.realPath(path);
   const stat = await Deno.stat(path);
   const result = await runToEnd(ffprobePath, [
     "-v",
@@ -196,6 +209,7 @@ function infoFromProbe(
     height: video.height ?? 0,
     displayWidth: sar ? width * sar.num / sar.den : width,
     frameRate,
+    formatName: probe.format?.format_name ?? "",
     videoStart,
     videoStreamIndex: video.index,
     hasAudio: false,
@@ -208,8 +222,29 @@ function infoFromProbe(
     info.audioSampleRate = sampleRate;
     info.audioChannels = audio.channels ?? 2;
     info.audioStart = Math.max(0, (parseNumber(audio.start_time) ?? formatStart) - formatStart);
+    const timeBase = parseRate(audio.time_base);
+    const coarse = !timeBase || timeBase.den / timeBase.num < sampleRate;
+    info.audioFrameGrid = coarse ? codecFrameSize(audio, sampleRate) : 1;
   }
   return info;
+}
+
+/** Samples per frame of common fixed-frame audio codecs; 1 when unknown or variable. */
+function codecFrameSize(stream: FfprobeStream, sampleRate: number): number {
+  switch (stream.codec_name) {
+    case "aac":
+      return /HE/.test(stream.profile ?? "") ? 2048 : 1024;
+    case "mp3":
+    case "mp2":
+      return sampleRate < 32000 ? 576 : 1152;
+    case "ac3":
+    case "eac3":
+      return 1536;
+    case "opus":
+      return 960;
+    default:
+      return 1;
+  }
 }
 
 function parseNumber(text: string | undefined): number | undefined {

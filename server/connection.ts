@@ -62,6 +62,8 @@ export class PeerConnection implements Member {
   #announcement: Announcement | undefined;
   #badMessages = 0;
   #lastFrameAt = Date.now();
+  /** When the server last pinged this peer (keepalive; set by the server's sweep). */
+  lastPingAt = 0;
 
   /** Wraps an accepted, framed socket. */
   constructor(framed: FramedConnection, context: ServerContext) {
@@ -105,9 +107,9 @@ export class PeerConnection implements Member {
     const { joinTimeoutMs } = this.#context.config.limits;
     const joinTimer = setTimeout(() => {
       if (!this.joined) {
-        void this.hangUp(
+        this.hangUp(
           new ReelayError("join-timeout", `Join did not complete within ${joinTimeoutMs} ms`),
-        );
+        ).catch(() => this.framed.close());
       }
     }, joinTimeoutMs);
     try {
@@ -124,9 +126,17 @@ export class PeerConnection implements Member {
       }
     } finally {
       clearTimeout(joinTimer);
-      await this.#viewer.close();
+      // Release the name at once so nobody waits on the stream's teardown to see "left".
       this.framed.close();
       if (this.#announcement) this.#context.directory.leave(this);
+      try {
+        await this.#viewer.close();
+      } catch (error) {
+        this.#context.log(
+          "error",
+          `Bug while stopping the stream of ${this.label}: ${(error as Error)?.stack ?? error}`,
+        );
+      }
       await this.framed.done;
       const why = this.framed.closeReason ? ` (${this.framed.closeReason.code})` : "";
       this.#context.log("info", `${this.label} disconnected${why}`);

@@ -19,10 +19,10 @@ export type Logger = (level: LogLevel, message: string) => void;
  * stderrLogger("info", "listening on 0.0.0.0:9000");
  * ```
  */
-export const stderrLogger: Logger = (level, message) => {
+export const stderrLogger: Logger = (level: LogLevel, message: string): void => {
   const line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}\n`;
   Deno.stderr.writeSync(new TextEncoder().encode(line));
 };
 
 /** A logger that drops everything (tests and benchmarks). */
-export const silentLogger: Logger = () => {};
+export const silentLogger: Logger = (): void => {};

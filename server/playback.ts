@@ -254,6 +254,11 @@ class ReadAhead {
     producer?.();
   }
 
+  /** Bytes read from the source and not yet taken. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   /** The next chunk, undefined at the end; throws what the source threw. */
   async next(): Promise<Uint8Array | undefined> {
     while (true) {
@@ -335,6 +340,11 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
   /** Process ids of every ffmpeg this stream started, in order. */
   get pids(): readonly number[] {
     return this.#pids;
+  }
+
+  /** Bytes read from ffmpeg and not yet taken by the reader, over all running parts. */
+  get bufferedBytes(): number {
+    return this.#parts.reduce((sum, part) => sum + (part?.buffer.bytes ?? 0), 0);
   }
 
   /** True once the stream was stopped (by `stop()`, an error, or reaching its end). */

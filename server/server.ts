@@ -13,6 +13,9 @@ import { Directory } from "./directory.ts";
 import { PeerConnection, type ServerContext, type Viewer } from "./connection.ts";
 import type { Logger } from "./log.ts";
 
+/** Pause after a failed accept (e.g. out of file descriptors) before trying again. */
+const ACCEPT_RETRY_MS = 100;
+
 /** What the server is given besides its config. */
 export interface ServerDeps {
   log: Logger;
@@ -42,6 +45,8 @@ export class ReelayServer {
   readonly #accepting: Promise<void>;
   readonly #sweeper: ReturnType<typeof setInterval>;
   #closing: Promise<void> | undefined;
+  /** Wakes the accept loop early from an accept-failure pause (on close). */
+  #wakeAccept: (() => void) | undefined;
 
   private constructor(listener: Deno.TcpListener, config: Config, deps: ServerDeps) {
     this.#listener = listener;
@@ -57,7 +62,13 @@ export class ReelayServer {
     };
     this.#accepting = this.#acceptLoop();
     const { keepaliveMs } = config.limits;
-    this.#sweeper = setInterval(() => this.#sweep(), Math.min(1000, keepaliveMs / 2));
+    this.#sweeper = setInterval(() => {
+      try {
+        this.#sweep();
+      } catch (error) {
+        deps.log("error", `Keepalive sweep failed: ${(error as Error)?.stack ?? error}`);
+      }
+    }, Math.min(1000, keepaliveMs / 2));
   }
 
   /** Starts listening on the configured host and port (port 0 picks a free one). */
@@ -94,6 +105,11 @@ export class ReelayServer {
     return this.#context.directory.size;
   }
 
+  /** How many connections are still joining (counted against `[limits] max_pending`). */
+  get pending(): number {
+    return this.#peers.size - this.#context.directory.size;
+  }
+
   /**
    * Tells every client, ends every stream (killing ffmpeg), closes every socket. Idempotent.
    */
@@ -105,6 +121,7 @@ export class ReelayServer {
   async #shutdown(message: string): Promise<void> {
     clearInterval(this.#sweeper);
     this.#listener.close();
+    this.#wakeAccept?.();
     await this.#accepting;
     for (const peer of this.#peers) {
       peer.notify({ type: "shutdown", message });
@@ -123,11 +140,34 @@ export class ReelayServer {
       } catch (error) {
         if (error instanceof Deno.errors.BadResource || this.#closing) return;
         if (isDisconnect(error)) continue;
+        // Typically out of file descriptors: pause instead of spinning on a failing accept.
         this.#deps.log("error", `Accept failed: ${String(error)}`);
+        await this.#acceptPause(ACCEPT_RETRY_MS);
+        if (this.#closing) return;
         continue;
       }
-      this.#admit(conn);
+      try {
+        this.#admit(conn);
+      } catch (error) {
+        this.#deps.log("error", `Could not admit a connection: ${String(error)}`);
+        try {
+          conn.close();
+        } catch {
+          // Already closed.
+        }
+      }
     }
+  }
+
+  #acceptPause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wakeAccept = done;
+    });
   }
 
   #admit(conn: Deno.TcpConn): void {
@@ -155,9 +195,13 @@ export class ReelayServer {
     this.#track(peer.run().finally(() => this.#peers.delete(peer)));
   }
 
+  /** Keeps a connection's task until it ends; a failure in it is logged, never fatal. */
   #track(task: Promise<void>): void {
-    this.#running.add(task);
-    task.finally(() => this.#running.delete(task));
+    const tracked = task.catch((error) => {
+      this.#deps.log("error", `Connection task failed: ${(error as Error)?.stack ?? error}`);
+    });
+    this.#running.add(tracked);
+    tracked.finally(() => this.#running.delete(tracked));
   }
 
   /** Pings quiet peers and cuts off those silent past the idle timeout. */
@@ -170,7 +214,8 @@ export class ReelayServer {
         void peer.hangUp(
           new ReelayError("idle-timeout", `No frame received for ${Math.round(quiet / 1000)} s`),
         );
-      } else if (quiet > keepaliveMs && peer.joined) {
+      } else if (quiet > keepaliveMs && peer.joined && now - peer.lastPingAt > keepaliveMs) {
+        peer.lastPingAt = now;
         peer.notify({ type: "ping" });
       }
     }

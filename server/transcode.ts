@@ -68,8 +68,21 @@ export const AUDIO_LEAD_FRAMES = 2;
 /** Extra AAC frames encoded after a part's audio (and dropped again). */
 export const AUDIO_TAIL_FRAMES = 2;
 
+/** Seconds read past a cut, so the exact trim filters see every frame they keep. */
+const INPUT_END_MARGIN = 0.5;
+
 /** Seconds of source read before an audio cut, so the decoder has warmed up before it. */
 const AUDIO_SEEK_MARGIN = 0.5;
+
+/**
+ * Seconds of source read before a video cut in containers without a keyframe index (MPEG-TS,
+ * MPEG-PS, FLV): their seek lands on any frame, and frames before the next keyframe cannot be
+ * decoded. Reading from earlier and trimming exactly keeps every frame.
+ */
+const UNINDEXED_SEEK_MARGIN = 5;
+
+/** Containers whose seek lands on a keyframe, so no margin is needed. */
+const INDEXED_FORMATS = /mov|mp4|matroska|webm|avi|asf/;
 
 /** Sample rates the AAC encoder accepts; other sources are resampled to 48 kHz. */
 const AAC_RATES = [
@@ -161,9 +174,18 @@ export function buildFfmpegArgs(
   args.push("-copyts", "-start_at_zero");
 
   // Input 0: the video. Cut halfway between frames so rounding never moves a frame across.
-  if (segment.startFrame > 0) args.push("-ss", seconds(frameTime(segment.startFrame - 0.5)));
-  if (!segment.last) args.push("-to", seconds(frameTime(segment.endFrame - 0.5)));
+  const margin = INDEXED_FORMATS.test(info.formatName) ? 0 : UNINDEXED_SEEK_MARGIN;
+  const videoFrom = segment.startFrame > 0 ? frameTime(segment.startFrame - 0.5) : undefined;
+  const videoTo = segment.last ? undefined : frameTime(segment.endFrame - 0.5);
+  // Input seeking only bounds what is read; the trim filter makes the cut exact (an input -to
+  // without -ss would count from the first timestamp, not from 0).
+  if (videoFrom !== undefined) args.push("-ss", seconds(videoFrom - margin));
+  if (videoTo !== undefined) args.push("-to", seconds(videoTo + INPUT_END_MARGIN));
   args.push("-i", info.path);
+  const trimParts = [];
+  if (videoFrom !== undefined) trimParts.push(`start=${seconds(videoFrom)}`);
+  if (videoTo !== undefined) trimParts.push(`end=${seconds(videoTo)}`);
+  const videoTrim = trimParts.length > 0 ? `trim=${trimParts.join(":")},` : "";
 
   const audio = info.hasAudio && info.audioStreamIndex !== undefined &&
     segment.audioStartSample !== undefined;
@@ -177,15 +199,24 @@ export function buildFfmpegArgs(
     const to = segment.last
       ? undefined
       : (segment.audioEndSample ?? 0) + AUDIO_TAIL_FRAMES * AAC_FRAME;
-    // Input 1: the same file again, for the audio with its extra frames around the cut.
+    // Input 1: the same file again, for the audio with its extra frames around the cut. No
+    // accurate seek: whole decoded frames keep the first timestamp on the codec's frame grid.
+    args.push("-noaccurate_seek");
     if (segment.index > 0) args.push("-ss", seconds(from / rate - AUDIO_SEEK_MARGIN));
-    if (to !== undefined) args.push("-to", seconds(to / rate + AUDIO_SEEK_MARGIN));
+    if (to !== undefined) args.push("-to", seconds(to / rate + INPUT_END_MARGIN));
     args.push("-i", info.path);
     const trims = [];
     if (segment.index > 0) trims.push(`start_pts=${from}`);
     if (to !== undefined) trims.push(`end_pts=${to}`);
-    const filters = [];
-    if (rate !== info.audioSampleRate) filters.push(`aresample=${rate}`);
+    // Count samples from the first decoded frame, whose timestamp is snapped to the codec's frame
+    // grid when the container rounds timestamps: every part then agrees on where each sample is.
+    const sourceRate = info.audioSampleRate ?? rate;
+    const origin = Math.round((info.audioStart ?? 0) * sourceRate);
+    const grid = Math.max(1, info.audioFrameGrid ?? 1);
+    const filters = [
+      `asetpts=(round((STARTPTS*TB*SR-${origin})/${grid})*${grid}+${origin}+N)/(SR*TB)`,
+    ];
+    if (rate !== sourceRate) filters.push(`aresample=${rate}`);
     if (trims.length > 0) filters.push(`atrim=${trims.join(":")}`);
     audioFilter = filters.join(",");
     // The encoder emits one priming packet, then one packet per 1024 samples from `from`.
@@ -207,7 +238,7 @@ export function buildFfmpegArgs(
   const maxrate = maxrateFor(segment.width, segment.height, fps);
   args.push(
     "-vf",
-    `scale=${segment.width}:${segment.height}:out_color_matrix=bt709:out_range=tv,` +
+    `${videoTrim}scale=${segment.width}:${segment.height}:out_color_matrix=bt709:out_range=tv,` +
       "format=yuv420p,setsar=1",
     "-c:v",
     "libx264",
@@ -223,6 +254,10 @@ export function buildFfmpegArgs(
     String(gop),
     "-fps_mode",
     "passthrough",
+    // Keep the source's timestamps instead of rounding them to a 1/fps grid, so audio and video
+    // stay in sync when the video does not start on that grid.
+    "-enc_time_base:v",
+    "-1",
     "-colorspace",
     "bt709",
     "-color_primaries",

@@ -123,7 +123,9 @@ const bool: Reader<boolean> = (text, where) => {
 function nonEmpty(max = 4096): Reader<string> {
   return (text, where) => {
     const value = text.trim();
-    if (value === "" || value.length > max) bad(where, text, "a non-empty value");
+    if (value === "" || value.length > max) {
+      bad(where, text, `a non-empty value of at most ${max} characters`);
+    }
     return value;
   };
 }
@@ -207,10 +209,19 @@ const SCHEMA = {
  * ```
  */
 export function configFromIni(text: string, file: string): Config {
+  checkSectionHeaders(text, file);
   const parsed: Record<string, unknown> = ini.parse(text);
   const config = structuredClone(DEFAULT_CONFIG) as Config;
   for (const [section, entries] of Object.entries(parsed)) {
-    if (!Object.hasOwn(SCHEMA, section) || typeof entries !== "object" || entries === null) {
+    if (typeof entries !== "object" || entries === null || Array.isArray(entries)) {
+      throw new UsageError(
+        `Config file ${file} has the key ${section} outside any section: put it under one of ${
+          Object.keys(SCHEMA).map((name) => `[${name}]`).join(", ")
+        }`,
+        "bad-config",
+      );
+    }
+    if (!Object.hasOwn(SCHEMA, section)) {
       throw new UsageError(
         `Config file ${file} has an unknown section [${section}] (known: ${
           Object.keys(SCHEMA).join(", ")
@@ -231,19 +242,46 @@ export function configFromIni(text: string, file: string): Config {
           "bad-config",
         );
       }
-      if (typeof raw !== "string") bad(where, String(raw), "a single value");
+      // ini turns bare true/false into booleans; everything else arrives as a string.
+      const text = typeof raw === "boolean" ? String(raw) : raw;
+      if (typeof text !== "string") bad(where, String(raw), "a single value");
       const [field, read] = schema[key];
-      target[field] = read(raw, where);
+      target[field] = read(text, where);
     }
   }
   checkConsistency(config, file);
   return config;
 }
 
+/**
+ * ini silently drops some sections (`[__proto__]`) and nests dotted ones; every header is
+ * checked against the known sections first, so none is ever ignored.
+ */
+function checkSectionHeaders(text: string, file: string): void {
+  for (const line of text.split(/\r?\n/)) {
+    const header = /^\s*\[(.*)\]\s*(?:[;#].*)?$/.exec(line);
+    if (header && !Object.hasOwn(SCHEMA, header[1].trim())) {
+      throw new UsageError(
+        `Config file ${file} has an unknown section [${header[1]}] (known: ${
+          Object.keys(SCHEMA).join(", ")
+        })`,
+        "bad-config",
+      );
+    }
+  }
+}
+
 function checkConsistency(config: Config, file: string): void {
   if (config.limits.idleTimeoutMs <= config.limits.keepaliveMs) {
     throw new UsageError(
       `Config key [limits] idle_timeout_ms in ${file} must be larger than keepalive_ms`,
+      "bad-config",
+    );
+  }
+  if (config.limits.maxQueueBytes < config.limits.maxFrameBytes) {
+    throw new UsageError(
+      `Config key [limits] max_queue_bytes in ${file} must be at least max_frame_bytes ` +
+        `(${config.limits.maxFrameBytes}), or one large message would cut its reader off`,
       "bad-config",
     );
   }

@@ -5,12 +5,17 @@
  * {@linkcode Inbox} checks names, epochs, signature, session order and counter before it
  * accepts a message.
  *
+ * The Outbox attaches the session's signed init to every envelope of the session, so a first
+ * message lost or spoiled on the way does not cut the session off: any later message sets it
+ * up. The Inbox spends RSA only on an init it has not accepted yet; for the live session it
+ * just checks that the attached init is byte for byte the one it accepted.
+ *
  * Wire form (integers big-endian, see `docs/security.md`):
  *
  * ```text
  * u8 version = 1 | u8 flags (bit 0: init present, other bits 0)
  * u16 len + sender name (UTF-8, 1-256) | u16 len + recipient name (UTF-8, 1-256)
- * 16 session id | u64 counter (0 if and only if init is present)
+ * 16 session id | u64 counter (a counter of 0 requires the init)
  * [init: 16 sender epoch | 16 recipient epoch | u64 session sequence
  *        | u16 len + wrapped key (256-512) | u16 len + signature (256-512)]
  * u32 len + AES-GCM ciphertext with its 16-byte tag
@@ -24,6 +29,7 @@ import {
   ByteReader,
   type Bytes,
   concat,
+  constantTimeEqual,
   encodeFields,
   fromUtf8,
   randomBytes,
@@ -48,8 +54,11 @@ import {
 export const ENVELOPE_VERSION = 1;
 /** Longest message text, in UTF-8 bytes. */
 export const MAX_TEXT_BYTES = 16 * 1024;
-/** Longest plaintext: JSON may escape one text byte into six (`\u0001`), plus the frame. */
-export const MAX_PLAINTEXT_BYTES = 6 * MAX_TEXT_BYTES + 64;
+/**
+ * Longest plaintext (the JSON of text and send time): room for every quote or backslash to be
+ * escaped. Texts whose escaped form is longer (many control characters) are `message-too-long`.
+ */
+export const MAX_PLAINTEXT_BYTES = 2 * MAX_TEXT_BYTES + 64;
 
 const ID_BYTES = 16;
 const KEY_BYTES = 32;
@@ -168,8 +177,8 @@ function readEnvelope(reader: ByteReader): Envelope {
   const recipient = readName(reader);
   const sessionId = reader.fixed(ID_BYTES);
   const counter = reader.u64();
-  if ((flags === INIT_FLAG) !== (counter === 0)) {
-    throw new RangeError("A session init must come with counter 0, and only then");
+  if (counter === 0 && flags !== INIT_FLAG) {
+    throw new RangeError("The first message of a session must carry its init");
   }
   const init = flags === INIT_FLAG ? readInit(reader) : undefined;
   const ciphertext = reader.prefixed32(TAG_BYTES, MAX_CIPHERTEXT_BYTES);
@@ -246,7 +255,14 @@ function encodePlaintext(text: string, sentAt: number): Bytes {
   if (!Number.isSafeInteger(sentAt) || sentAt < 0) {
     throw fail("bad-message", `Send time "${sentAt}" is not a whole number of milliseconds`);
   }
-  return utf8(JSON.stringify({ text, sentAt }));
+  const plaintext = utf8(JSON.stringify({ text, sentAt }));
+  if (plaintext.length > MAX_PLAINTEXT_BYTES) {
+    throw fail(
+      "message-too-long",
+      `Message of "${plaintext.length}" bytes once escaped exceeds ${MAX_PLAINTEXT_BYTES}`,
+    );
+  }
+  return plaintext;
 }
 
 function decodePlaintext(bytes: Uint8Array): { text: string; sentAt: number } {
@@ -356,8 +372,7 @@ export class Outbox {
     const ciphertext = new Uint8Array(
       await crypto.subtle.encrypt(params, session.key, plaintext),
     );
-    const init = counter === 0 ? session.init : undefined;
-    const bytes = encodeEnvelope({ ...header, init, ciphertext });
+    const bytes = encodeEnvelope({ ...header, init: session.init, ciphertext });
     return { bytes, id: messageId(session.sessionId, counter) };
   }
 
@@ -402,6 +417,8 @@ interface InSession {
   sessionId: string;
   key: CryptoKey;
   last: number;
+  /** The accepted init, encoded, to compare with the copy every later envelope carries. */
+  init: Bytes;
 }
 
 /**
@@ -413,10 +430,10 @@ interface InSession {
  *
  * Error codes: `bad-envelope` (malformed), `redirected` (names do not match who the server says
  * sent it or who we are), `stale-session` (made for another connection, older than the live
- * session, or set up with another key), `replay` (session or counter already accepted; this
- * also rejects reordered messages), `bad-signature`, `unknown-session` (not the live session,
- * e.g. its first message never arrived: the sender must start a new one) and `tampered`
- * (authentication tag failed).
+ * session, or set up with another key), `replay` (counter already accepted in this session;
+ * this also rejects reordered messages), `bad-signature` (init not signed by the pinned key),
+ * `unknown-session` (an envelope without init for a session that is not live; the Outbox
+ * never sends those) and `tampered` (authentication failed, or the init was altered).
  *
  * @example
  * ```ts
@@ -463,8 +480,10 @@ export class Inbox {
     if (envelope.sender !== fromName || envelope.recipient !== this.name) {
       throw fail(
         "redirected",
-        `Envelope from "${envelope.sender}" to "${envelope.recipient}" arrived as from ` +
-          `"${fromName}" to "${this.name}"`,
+        `Envelope from ${JSON.stringify(envelope.sender)} to ${
+          JSON.stringify(envelope.recipient)
+        } ` +
+          `arrived as from ${JSON.stringify(fromName)} to ${JSON.stringify(this.name)}`,
       );
     }
     const sender = { name: fromName, keys: { ...fromPublic }, epoch: toHex(epochBytes(fromEpoch)) };
@@ -472,9 +491,9 @@ export class Inbox {
   }
 
   async #open(sender: Sender, envelope: Envelope): Promise<OpenedMessage> {
-    const session = envelope.init
-      ? await this.#acceptInit(sender, envelope, envelope.init)
-      : this.#liveSession(sender, envelope);
+    const session = this.#isLive(sender, envelope)
+      ? this.#liveSession(sender, envelope)
+      : await this.#acceptInit(sender, envelope);
     const params = {
       name: "AES-GCM",
       iv: messageIv(envelope.counter),
@@ -500,6 +519,12 @@ export class Inbox {
     };
   }
 
+  /** True if the envelope belongs to the sender's live session, or carries no init to set one up. */
+  #isLive(sender: Sender, envelope: Envelope): boolean {
+    return !envelope.init ||
+      this.#sessions.get(sender.name)?.sessionId === toHex(envelope.sessionId);
+  }
+
   #liveSession(sender: Sender, envelope: Envelope): InSession {
     const id = toHex(envelope.sessionId);
     const session = this.#sessions.get(sender.name);
@@ -508,6 +533,9 @@ export class Inbox {
         "unknown-session",
         `Session ${id} from "${sender.name}" is not the live one; it must start a new session`,
       );
+    }
+    if (envelope.init && !constantTimeEqual(session.init, concat(encodeInit(envelope.init)))) {
+      throw fail("tampered", `The session init of message ${id}:${envelope.counter} was altered`);
     }
     if (!sameKeys(session.keys, sender.keys)) {
       throw fail("stale-session", `Session ${id} was set up with another key of "${sender.name}"`);
@@ -518,7 +546,8 @@ export class Inbox {
     return session;
   }
 
-  async #acceptInit(sender: Sender, envelope: Envelope, init: SessionInit): Promise<InSession> {
+  async #acceptInit(sender: Sender, envelope: Envelope): Promise<InSession> {
+    const init = envelope.init!;
     const sessionId = toHex(envelope.sessionId);
     this.#checkInitOrder(sender, sessionId, init);
     await this.#verifyInit(sender, envelope, init);
@@ -526,7 +555,8 @@ export class Inbox {
     const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]);
     raw.fill(0);
     const { keys, epoch: senderEpoch } = sender;
-    return { keys, senderEpoch, sequence: init.sequence, sessionId, key, last: -1 };
+    const encoded = concat(encodeInit(init));
+    return { keys, senderEpoch, sequence: init.sequence, sessionId, key, last: -1, init: encoded };
   }
 
   /** Refuses sessions made for other connections, replays, and sessions older than the live one. */
@@ -545,9 +575,6 @@ export class Inbox {
       );
     }
     const live = this.#sessions.get(from);
-    if (live?.sessionId === sessionId) {
-      throw fail("replay", `Session ${sessionId} from "${from}" is a replay`);
-    }
     if (live && live.senderEpoch === sender.epoch && init.sequence <= live.sequence) {
       throw fail("stale-session", `Session ${sessionId} from "${from}" is older than the live one`);
     }

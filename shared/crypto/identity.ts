@@ -224,7 +224,9 @@ export function checkName(name: unknown): string {
   if (!ok) {
     throw new ReelayError(
       "bad-name",
-      `Name "${String(name).slice(0, 40)}" must be 1-${MAX_NAME_BYTES} bytes of valid text`,
+      `Name ${
+        JSON.stringify(String(name).slice(0, 40))
+      } must be 1-${MAX_NAME_BYTES} bytes of valid text`,
     );
   }
   return name;
@@ -421,7 +423,8 @@ export function newEpoch(): string {
 export function epochBytes(epoch: unknown): Bytes {
   const bytes = typeof epoch === "string" && epoch.length <= 64 ? fromBase64(epoch) : undefined;
   if (!bytes || bytes.length !== EPOCH_BYTES) {
-    throw new ReelayError("bad-epoch", `Epoch "${String(epoch).slice(0, 40)}" is not 16 bytes`);
+    const shown = JSON.stringify(String(epoch).slice(0, 40));
+    throw new ReelayError("bad-epoch", `Epoch ${shown} is not base64 of 16 bytes`);
   }
   return bytes;
 }

@@ -187,7 +187,11 @@ export class FrameDecoder {
     if (wanted <= this.#buffer.length && this.#start > 0) {
       this.#buffer.copyWithin(0, this.#start, this.#end);
     } else {
-      const grown = new Uint8Array(Math.max(wanted, Math.min(this.#buffer.length * 2, wanted * 2)));
+      // Grow geometrically, but never past what one whole frame plus one read can need.
+      const ceiling = FRAME_HEADER_BYTES + this.#maxFrameBytes + min;
+      const grown = new Uint8Array(
+        Math.max(wanted, Math.min(this.#buffer.length * 2, wanted * 2, ceiling)),
+      );
       grown.set(this.#buffer.subarray(this.#start, this.#end));
       this.#buffer = grown;
     }

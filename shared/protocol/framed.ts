@@ -11,6 +11,10 @@
  */
 
 import { ProtocolError, ReelayError } from "../errors.ts";
+import { writeAll } from "../io.ts";
+
+/** Re-exported: `writeAll` lived here first and callers may still import it from here. */
+export { writeAll } from "../io.ts";
 import { encodeFrame, type Frame, FrameDecoder, KIND_CONTROL } from "./frame.ts";
 import { type ClientMessage, encodeMessage, type ServerMessage } from "./messages.ts";
 
@@ -56,6 +60,8 @@ export class FramedConnection {
   #lastReceived = Date.now();
   #bytesReceived = 0;
   #drained: (() => void)[] = [];
+  /** Whether the writer is writing a batch taken from the urgent lane right now. */
+  #writingUrgent = false;
 
   /** Wraps a connected socket; starts its writer at once. */
   constructor(conn: Deno.Conn, options: FramedOptions) {
@@ -163,9 +169,12 @@ export class FramedConnection {
     });
   }
 
-  /** Resolves when the urgent lane is empty (or the connection closed). */
+  /**
+   * Resolves when the urgent lane is empty and its last batch has been handed to the socket (or
+   * the connection closed).
+   */
   drained(): Promise<void> {
-    if (this.#urgentBytes === 0 || this.#closed) return Promise.resolve();
+    if ((this.#urgentBytes === 0 && !this.#writingUrgent) || this.#closed) return Promise.resolve();
     return new Promise((resolve) => this.#drained.push(resolve));
   }
 
@@ -253,6 +262,7 @@ export class FramedConnection {
         await new Promise<void>((resolve) => this.#wake = resolve);
         continue;
       }
+      this.#writingUrgent = batch.ordered === undefined;
       try {
         await writeAll(this.#conn, batch.bytes);
       } catch (error) {
@@ -261,17 +271,11 @@ export class FramedConnection {
           this.close(new ReelayError("connection-lost", `Write failed: ${String(error)}`));
         }
         return;
+      } finally {
+        this.#writingUrgent = false;
       }
       batch.ordered?.done();
     }
-  }
-}
-
-/** Writes every byte, looping over partial writes. */
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    offset += await conn.write(bytes.subarray(offset));
   }
 }
 

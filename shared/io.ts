@@ -1,0 +1,43 @@
+/**
+ * Byte output that survives short writes: sockets, pipes and terminals all accept fewer bytes
+ * than offered at times.
+ *
+ * @module
+ */
+
+/** Anything with a `write` that may accept only part of what it is given. */
+export interface PartialWriter {
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/**
+ * Writes all of `bytes`, calling `write` again for whatever a short write left over.
+ *
+ * @example
+ * ```ts
+ * import { writeAll } from "./io.ts";
+ * await writeAll(Deno.stdout, new TextEncoder().encode("done\n"));
+ * ```
+ */
+export async function writeAll(writer: PartialWriter, bytes: Uint8Array): Promise<void> {
+  let rest = bytes;
+  while (rest.length > 0) {
+    const written = await writer.write(rest);
+    // A writer that accepts nothing would spin forever; treat it as broken.
+    if (written <= 0) throw new Error("The output accepted no bytes");
+    rest = rest.subarray(written);
+  }
+}
+
+/**
+ * Writes one line to stderr (for messages that end the program).
+ *
+ * @example
+ * ```ts
+ * import { printError } from "./io.ts";
+ * await printError("reelay: port 9000 is in use");
+ * ```
+ */
+export async function printError(line: string): Promise<void> {
+  await writeAll(Deno.stderr, new TextEncoder().encode(line.endsWith("\n") ? line : `${line}\n`));
+}

@@ -1,0 +1,303 @@
+/**
+ * Test helpers for the media pipeline: small generated videos in a temp folder, ffprobe/ffmpeg
+ * analysis of a produced stream, and a look at which processes mention a marker.
+ *
+ * @module
+ */
+
+/** How to generate one test video. */
+export interface VideoSpec {
+  /** Picture width (even, for libx264). */
+  width: number;
+  /** Picture height (even, for libx264). */
+  height: number;
+  /** Frame rate as ffmpeg writes it, e.g. `30` or `30000/1001`. */
+  rate: string;
+  /** Length in seconds. */
+  seconds: number;
+  /** Audio sample rate, or undefined for a video without audio. */
+  audioRate?: number;
+  /** Audio channel count (default 1). */
+  channels?: number;
+  /** Sine frequency of the audio (default 440 Hz). */
+  frequency?: number;
+}
+
+/**
+ * Creates a temp folder whose name carries a unique marker, so processes reading files from it
+ * can be found by their command line.
+ *
+ * @example
+ * ```ts
+ * import { makeMediaDir } from "./_media.ts";
+ * const { dir, marker } = await makeMediaDir("catalog");
+ * ```
+ */
+export async function makeMediaDir(prefix: string): Promise<{ dir: string; marker: string }> {
+  const marker = `reelay-${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+  const dir = await Deno.makeTempDir({ prefix: `${marker}-` });
+  return { dir, marker };
+}
+
+/**
+ * Generates a video with a test pattern and (optionally) a sine tone; the container follows the
+ * file name's extension.
+ *
+ * @example
+ * ```ts
+ * import { makeVideo } from "./_media.ts";
+ * await makeVideo("/tmp/x/a.mp4", { width: 320, height: 180, rate: "30", seconds: 3, audioRate: 48000 });
+ * ```
+ */
+export async function makeVideo(path: string, spec: VideoSpec): Promise<void> {
+  const args = [
+    "-v",
+    "error",
+    "-y",
+    "-f",
+    "lavfi",
+    "-i",
+    `testsrc2=size=${spec.width}x${spec.height}:rate=${spec.rate}`,
+  ];
+  if (spec.audioRate) {
+    args.push(
+      "-f",
+      "lavfi",
+      "-i",
+      `sine=frequency=${spec.frequency ?? 440}:sample_rate=${spec.audioRate}`,
+    );
+  }
+  args.push("-t", String(spec.seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "24");
+  args.push("-pix_fmt", "yuv420p");
+  if (spec.audioRate) args.push("-c:a", "aac", "-ac", String(spec.channels ?? 1));
+  args.push(path);
+  await run("ffmpeg", args);
+}
+
+/**
+ * Writes `size` random bytes: a file no program can read as a video.
+ *
+ * @example
+ * ```ts
+ * import { makeBroken } from "./_media.ts";
+ * await makeBroken("/tmp/x/broken.mp4");
+ * ```
+ */
+export async function makeBroken(path: string, size = 64 * 1024): Promise<void> {
+  const bytes = new Uint8Array(size);
+  for (let offset = 0; offset < size; offset += 65536) {
+    crypto.getRandomValues(bytes.subarray(offset, Math.min(size, offset + 65536)));
+  }
+  await Deno.writeFile(path, bytes);
+}
+
+/**
+ * Runs a program to the end and returns its stdout; throws with stderr when it fails.
+ *
+ * @example
+ * ```ts
+ * import { run } from "./_media.ts";
+ * const version = new TextDecoder().decode(await run("ffmpeg", ["-version"]));
+ * ```
+ */
+export async function run(program: string, args: string[]): Promise<Uint8Array> {
+  const output = await new Deno.Command(program, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!output.success) {
+    throw new Error(
+      `${program} ${args.join(" ")} failed: ${new TextDecoder().decode(output.stderr)}`,
+    );
+  }
+  return output.stdout;
+}
+
+/**
+ * Runs a program and returns what it printed on stderr (for `ffmpeg -v warning`).
+ *
+ * @example
+ * ```ts
+ * import { stderrOf } from "./_media.ts";
+ * const warnings = await stderrOf("ffmpeg", ["-v", "warning", "-i", "a.ts", "-f", "null", "-"]);
+ * ```
+ */
+export async function stderrOf(program: string, args: string[]): Promise<string> {
+  const output = await new Deno.Command(program, {
+    args,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  return new TextDecoder().decode(output.stderr).trim();
+}
+
+/** One packet of a stream as ffprobe reports it (timestamps in the stream's time base). */
+export interface Packet {
+  /** `video` or `audio`. */
+  type: string;
+  /** Presentation timestamp. */
+  pts: number;
+  /** Decoding timestamp. */
+  dts: number;
+}
+
+/** One decoded video frame. */
+export interface Frame {
+  /** Presentation timestamp (90 kHz in MPEG-TS). */
+  pts: number;
+  /** Width in pixels. */
+  width: number;
+  /** Height in pixels. */
+  height: number;
+}
+
+/**
+ * Packets of every stream of `path`, in file order.
+ *
+ * @example
+ * ```ts
+ * import { packetsOf } from "./_media.ts";
+ * const audio = (await packetsOf("out.ts")).filter((p) => p.type === "audio");
+ * ```
+ */
+export async function packetsOf(path: string): Promise<Packet[]> {
+  const json = await probeJson(path, [
+    "-show_entries",
+    "packet=codec_type,pts,dts",
+    "-show_entries",
+    "stream=index,codec_type",
+  ]);
+  const packets = (json.packets ?? []) as { codec_type?: string; pts?: number; dts?: number }[];
+  return packets.map((p) => ({ type: p.codec_type ?? "", pts: p.pts ?? NaN, dts: p.dts ?? NaN }));
+}
+
+/**
+ * Decoded video frames of `path` in presentation order.
+ *
+ * @example
+ * ```ts
+ * import { framesOf } from "./_media.ts";
+ * const heights = new Set((await framesOf("out.ts")).map((f) => f.height));
+ * ```
+ */
+export async function framesOf(path: string): Promise<Frame[]> {
+  const json = await probeJson(path, [
+    "-select_streams",
+    "v:0",
+    "-show_entries",
+    "frame=pts,width,height",
+  ]);
+  const frames = (json.frames ?? []) as { pts?: number; width?: number; height?: number }[];
+  return frames.map((f) => ({ pts: f.pts ?? NaN, width: f.width ?? 0, height: f.height ?? 0 }))
+    .sort((a, b) => a.pts - b.pts);
+}
+
+/**
+ * Streams of `path` as ffprobe reports them.
+ *
+ * @example
+ * ```ts
+ * import { streamsOf } from "./_media.ts";
+ * const hasAudio = (await streamsOf("out.ts")).some((s) => s.codec_type === "audio");
+ * ```
+ */
+export async function streamsOf(path: string): Promise<Record<string, unknown>[]> {
+  const json = await probeJson(path, ["-show_streams"]);
+  return (json.streams ?? []) as Record<string, unknown>[];
+}
+
+async function probeJson(path: string, args: string[]): Promise<Record<string, unknown[]>> {
+  const stdout = await run("ffprobe", ["-v", "error", "-of", "json", ...args, path]);
+  return JSON.parse(new TextDecoder().decode(stdout));
+}
+
+/**
+ * Decodes the first audio stream of `path` to mono 32-bit float samples.
+ *
+ * @example
+ * ```ts
+ * import { decodeAudio } from "./_media.ts";
+ * const samples = await decodeAudio("out.ts");
+ * ```
+ */
+export async function decodeAudio(path: string): Promise<Float32Array> {
+  const bytes = await run("ffmpeg", [
+    "-v",
+    "error",
+    "-i",
+    path,
+    "-map",
+    "0:a:0",
+    "-ac",
+    "1",
+    "-f",
+    "f32le",
+    "pipe:1",
+  ]);
+  return new Float32Array(bytes.buffer, bytes.byteOffset, Math.floor(bytes.length / 4));
+}
+
+/**
+ * Process ids whose command line mentions `marker`. Reading /proc needs more permissions than
+ * the tests have, so a short `deno eval` (which runs with full permissions) looks instead.
+ *
+ * @example
+ * ```ts
+ * import { processesMentioning } from "./_media.ts";
+ * const left = await processesMentioning("reelay-playback-1234abcd");
+ * ```
+ */
+export async function processesMentioning(marker: string): Promise<number[]> {
+  const code = `
+    const found = [];
+    for (const entry of Deno.readDirSync("/proc")) {
+      if (!/^\\d+$/.test(entry.name) || entry.name === String(Deno.pid)) continue;
+      try {
+        const cmdline = Deno.readTextFileSync("/proc/" + entry.name + "/cmdline");
+        if (cmdline.includes(Deno.args[0])) found.push(Number(entry.name));
+      } catch { /* it ended while we looked */ }
+    }
+    console.log(JSON.stringify(found));`;
+  const stdout = await run("deno", ["eval", code, marker]);
+  return JSON.parse(new TextDecoder().decode(stdout));
+}
+
+/**
+ * What a process is blocked in (its /proc wchan), e.g. `anon_pipe_write` when it waits for a
+ * full pipe to be read; empty when it no longer exists.
+ *
+ * @example
+ * ```ts
+ * import { waitChannelOf } from "./_media.ts";
+ * console.log(await waitChannelOf(1234));
+ * ```
+ */
+export async function waitChannelOf(pid: number): Promise<string> {
+  const code =
+    `try { console.log(Deno.readTextFileSync("/proc/${pid}/wchan")); } catch { console.log(""); }`;
+  const stdout = await run("deno", ["eval", code]);
+  return new TextDecoder().decode(stdout).trim();
+}
+
+/**
+ * Joins chunks into one byte array.
+ *
+ * @example
+ * ```ts
+ * import { concat } from "./_media.ts";
+ * concat([new Uint8Array([1]), new Uint8Array([2, 3])]); // Uint8Array [1, 2, 3]
+ * ```
+ */
+export function concat(chunks: Uint8Array[]): Uint8Array {
+  const total = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  const joined = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    joined.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return joined;
+}

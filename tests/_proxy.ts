@@ -1,0 +1,129 @@
+/**
+ * A hostile relay for tests: a TCP proxy between one client and the server that sees every
+ * frame and may drop, change, repeat or reorder them, the way a compromised server could.
+ *
+ * @module
+ */
+
+import { encodeFrame, FrameDecoder, KIND_CONTROL } from "../shared/protocol/frame.ts";
+import { writeAll } from "../shared/io.ts";
+
+/** Which way a frame travels. */
+export type Direction = "to-server" | "to-client";
+
+/** A control message as plain JSON, for rewriting. */
+export type Json = Record<string, unknown>;
+
+/** Decides what to forward in place of one control message (return [] to drop it). */
+export type Rewrite = (direction: Direction, message: Json) => Json[];
+
+/**
+ * Listens on a free loopback port and forwards one client to `serverPort`.
+ *
+ * @example
+ * ```ts ignore
+ * const proxy = new HostileProxy(server.port, (direction, message) => [message]);
+ * const bob = await joinClient(proxy.port, "bob");
+ * ```
+ */
+export class HostileProxy {
+  readonly #listener: Deno.TcpListener;
+  readonly #serverPort: number;
+  readonly #tasks: Promise<void>[] = [];
+  readonly #conns: Deno.Conn[] = [];
+  /** Every byte that passed, both ways, as sent on the wire. */
+  readonly captured: Uint8Array[] = [];
+  rewrite: Rewrite;
+
+  /** Starts listening. */
+  constructor(serverPort: number, rewrite: Rewrite = (_direction, message) => [message]) {
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#serverPort = serverPort;
+    this.rewrite = rewrite;
+    this.#tasks.push(this.#accept());
+  }
+
+  /** The port clients connect to. */
+  get port(): number {
+    return this.#listener.addr.port;
+  }
+
+  /** Whether `needle` appears anywhere in the captured bytes. */
+  sawBytes(needle: Uint8Array): boolean {
+    const all = new Uint8Array(this.captured.reduce((sum, part) => sum + part.length, 0));
+    let offset = 0;
+    for (const part of this.captured) {
+      all.set(part, offset);
+      offset += part.length;
+    }
+    outer: for (let i = 0; i + needle.length <= all.length; i++) {
+      for (let j = 0; j < needle.length; j++) if (all[i + j] !== needle[j]) continue outer;
+      return true;
+    }
+    return false;
+  }
+
+  /** Stops listening and closes both sides. */
+  async close(): Promise<void> {
+    this.#listener.close();
+    for (const conn of this.#conns) {
+      try {
+        conn.close();
+      } catch {
+        // Already closed by the other side.
+      }
+    }
+    await Promise.all(this.#tasks);
+  }
+
+  async #accept(): Promise<void> {
+    let client: Deno.Conn;
+    try {
+      client = await this.#listener.accept();
+    } catch {
+      return;
+    }
+    const server = await Deno.connect({ hostname: "127.0.0.1", port: this.#serverPort });
+    this.#conns.push(client, server);
+    this.#tasks.push(
+      this.#pipe(client, server, "to-server"),
+      this.#pipe(server, client, "to-client"),
+    );
+  }
+
+  async #pipe(from: Deno.Conn, to: Deno.Conn, direction: Direction): Promise<void> {
+    const decoder = new FrameDecoder(16 * 1024 * 1024);
+    try {
+      while (true) {
+        const count = await from.read(decoder.writable());
+        if (count === null) break;
+        decoder.commit(count);
+        for (let frame = decoder.next(); frame; frame = decoder.next()) {
+          if (frame.kind !== KIND_CONTROL) {
+            await this.#forward(to, encodeFrame(frame.kind, frame.payload.slice()));
+            continue;
+          }
+          const message = JSON.parse(new TextDecoder().decode(frame.payload)) as Json;
+          for (const out of this.rewrite(direction, message)) {
+            await this.#forward(
+              to,
+              encodeFrame(KIND_CONTROL, new TextEncoder().encode(JSON.stringify(out))),
+            );
+          }
+        }
+      }
+    } catch {
+      // One side went away; closing the other below ends the mirror task too.
+    }
+    try {
+      to.close();
+    } catch {
+      // Already closed.
+    }
+  }
+
+  async #forward(to: Deno.Conn, bytes: Uint8Array): Promise<void> {
+    this.captured.push(bytes);
+    await writeAll(to, bytes);
+  }
+}

@@ -1,0 +1,362 @@
+/**
+ * Test helpers for hostile peers: a raw TCP client that speaks frames by hand (or not at all),
+ * a server whose log lines a test can read, and a bounded wait for a condition.
+ *
+ * @module
+ */
+
+import { type Config, DEFAULT_CONFIG } from "../shared/config.ts";
+import { Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
+import { encodeFrame, type Frame, FrameDecoder, KIND_CONTROL } from "../shared/protocol/frame.ts";
+import { isDisconnect } from "../shared/protocol/framed.ts";
+import { writeAll } from "../shared/io.ts";
+import type { ClientMessage, ServerMessage } from "../shared/protocol/messages.ts";
+import { type RunningServer, startServer } from "../server/mod.ts";
+
+/** A control message as plain JSON. */
+export type Json = Record<string, unknown>;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Encodes a JSON value as a control frame, without any validation. */
+export function controlFrame(value: unknown): Uint8Array<ArrayBuffer> {
+  return encodeFrame(KIND_CONTROL, encoder.encode(JSON.stringify(value)));
+}
+
+/** A frame header claiming `length` bytes follow, and nothing else. */
+export function frameHeader(length: number, kind = KIND_CONTROL): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(5);
+  new DataView(bytes.buffer).setUint32(0, length);
+  bytes[4] = kind;
+  return bytes;
+}
+
+/**
+ * A raw TCP client. Incoming frames are read by one background task into a list that tests
+ * wait on; nothing is answered automatically unless {@linkcode RawClient.answerPings} is set.
+ */
+export class RawClient {
+  readonly conn: Deno.TcpConn;
+  /** Every control message received, in order. */
+  readonly messages: Json[] = [];
+  /** Frames that were not control frames, or not JSON. */
+  readonly otherFrames: Frame[] = [];
+  /** Resolves when the server closed the connection (EOF or reset) or we did. */
+  readonly ended: Promise<void>;
+  /** Whether to answer the server's pings with pongs. */
+  answerPings = false;
+  #ended = false;
+  #waiters: (() => void)[] = [];
+  #reading = true;
+  #closedByUs = false;
+
+  private constructor(conn: Deno.TcpConn, read: boolean) {
+    this.conn = conn;
+    this.#reading = read;
+    this.ended = read ? this.#readLoop() : Promise.resolve();
+  }
+
+  /**
+   * Connects to `port`. With `read: false` the client never reads (a peer that stops reading);
+   * its `ended` then resolves at once and only {@linkcode RawClient.close} releases it.
+   */
+  static async connect(port: number, options: { read?: boolean } = {}): Promise<RawClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    return new RawClient(conn, options.read ?? true);
+  }
+
+  /** Whether the connection has ended (only tracked while reading). */
+  get isEnded(): boolean {
+    return this.#ended;
+  }
+
+  /** Writes bytes; returns false when the server has already gone. */
+  async write(bytes: Uint8Array): Promise<boolean> {
+    try {
+      await writeAll(this.conn, bytes);
+      return true;
+    } catch (error) {
+      if (isDisconnect(error) || this.#ended) return false;
+      throw error;
+    }
+  }
+
+  /** Sends one control message (any JSON, valid or not). */
+  send(value: unknown): Promise<boolean> {
+    return this.write(controlFrame(value));
+  }
+
+  /** Sends a correctly signed hello for `name` and waits for `welcome` or `error`. */
+  async join(name: string, identity: Identity): Promise<Json> {
+    const hello = await signAnnouncement(identity, name, newEpoch());
+    await this.send({ type: "hello", protocol: 1, ...hello });
+    return await this.waitFor((message) => message.type === "welcome" || message.type === "error");
+  }
+
+  /**
+   * Resolves with the first message (already received or future) matching `match`. Rejects
+   * when the connection ends first or after `timeoutMs`.
+   */
+  waitFor(match: (message: Json) => boolean, timeoutMs = 15_000): Promise<Json> {
+    return new Promise((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const check = (): boolean => {
+        const found = this.messages.find(match);
+        if (found) {
+          clearTimeout(timer);
+          resolve(found);
+          return true;
+        }
+        if (this.#ended) {
+          clearTimeout(timer);
+          reject(
+            new Error(
+              `Connection ended before the expected message; got ${JSON.stringify(this.messages)}`,
+            ),
+          );
+          return true;
+        }
+        return false;
+      };
+      if (check()) return;
+      const waiter = () => {
+        if (!check()) this.#waiters.push(waiter);
+      };
+      this.#waiters.push(waiter);
+      timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((other) => other !== waiter);
+        reject(
+          new Error(`Timed out waiting for a message; got ${JSON.stringify(this.messages)}`),
+        );
+      }, timeoutMs);
+    });
+  }
+
+  /** Waits for an `error` message with `code` (and `ref`, when given). */
+  waitForError(code: string, ref?: number, timeoutMs?: number): Promise<Json> {
+    return this.waitFor(
+      (message) =>
+        message.type === "error" && message.code === code &&
+        (ref === undefined || message.ref === ref),
+      timeoutMs,
+    );
+  }
+
+  /** Waits until the server closes the connection; fails after `timeoutMs`. */
+  async waitEnded(timeoutMs = 15_000): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Server did not close the connection within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.ended, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Closes our side (idempotent) and waits for the reader to stop. */
+  async close(): Promise<void> {
+    if (!this.#closedByUs) {
+      this.#closedByUs = true;
+      try {
+        this.conn.close();
+      } catch {
+        // Already closed.
+      }
+    }
+    await this.ended;
+  }
+
+  async #readLoop(): Promise<void> {
+    const frames = new FrameDecoder(64 * 1024 * 1024);
+    try {
+      while (this.#reading) {
+        const count = await this.conn.read(frames.writable());
+        if (count === null) break;
+        frames.commit(count);
+        for (let frame = frames.next(); frame; frame = frames.next()) {
+          this.#take(frame);
+        }
+      }
+    } catch (error) {
+      if (!this.#closedByUs && !isDisconnect(error)) throw error;
+    } finally {
+      this.#ended = true;
+      this.#wake();
+    }
+  }
+
+  #take(frame: Frame): void {
+    if (frame.kind !== KIND_CONTROL) {
+      this.otherFrames.push({ kind: frame.kind, payload: frame.payload.slice() });
+      return;
+    }
+    let message: Json;
+    try {
+      message = JSON.parse(decoder.decode(frame.payload));
+    } catch {
+      this.otherFrames.push({ kind: frame.kind, payload: frame.payload.slice() });
+      return;
+    }
+    this.messages.push(message);
+    if (this.answerPings && message.type === "ping") void this.send({ type: "pong" });
+    this.#wake();
+  }
+
+  #wake(): void {
+    for (const waiter of this.#waiters.splice(0)) waiter();
+  }
+}
+
+/** One identity for every raw client of a test file (generating one costs up to half a second). */
+let shared: Promise<Identity> | undefined;
+
+/** A lazily generated identity shared by the raw clients of one test file. */
+export function rawIdentity(): Promise<Identity> {
+  shared ??= Identity.generate();
+  return shared;
+}
+
+/** A server whose log lines are kept, for tests that check why a connection ended. */
+export interface LoggedServer extends RunningServer {
+  readonly videos: string;
+  readonly lines: string[];
+  /** Closes the server and removes its temporary videos folder. */
+  stop(): Promise<void>;
+}
+
+/** Starts an in-process server on a free loopback port, with small limits from `patch`. */
+export async function startLoggedServer(
+  patch: (config: Config) => void = () => {},
+): Promise<LoggedServer> {
+  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+  const config = structuredClone(DEFAULT_CONFIG) as Config;
+  config.server.host = "127.0.0.1";
+  config.server.port = 0;
+  config.server.videos = videos;
+  patch(config);
+  const lines: string[] = [];
+  const running = await startServer(config, {
+    log: (level, message) => lines.push(`${level} ${message}`),
+  });
+  return Object.assign(running, {
+    videos,
+    lines,
+    async stop() {
+      await running.close();
+      await Deno.remove(videos, { recursive: true });
+    },
+  });
+}
+
+/**
+ * Polls `condition` every few milliseconds until it holds; fails with `what` after
+ * `timeoutMs`. For states no event announces (counts, process tables).
+ */
+export async function waitUntil(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** A seeded PRNG (mulberry32): the same seed gives the same sequence. */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** `count` pseudo-random bytes from `random`. */
+export function randomBytes(random: () => number, count: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(count);
+  for (let i = 0; i < count; i++) bytes[i] = Math.floor(random() * 256);
+  return bytes;
+}
+
+/** A well-formed (unsigned) announcement for message tests. */
+export const announcement = {
+  name: "alice",
+  keys: { encryptionKey: "QUJD", signingKey: "REVG" },
+  epoch: "AAAAAAAAAAAAAAAAAAAAAA==",
+  signature: "c2ln",
+};
+
+/** A well-formed segment plan. */
+export const segment = {
+  index: 0,
+  start: 0,
+  end: 3.5,
+  width: 256,
+  height: 144,
+  requestedHeight: 144,
+  capped: false,
+};
+
+/** A well-formed video listing. */
+export const listing = {
+  name: "cats.mp4",
+  duration: 10.5,
+  width: 1920,
+  height: 1080,
+  fps: 29.97,
+  hasAudio: true,
+  segments: [segment, { ...segment, index: 1 }, { ...segment, index: 2, capped: true }],
+};
+
+/** One valid example of every client message. */
+export const CLIENT_EXAMPLES: ClientMessage[] = [
+  { type: "hello", protocol: 1, ...announcement },
+  { type: "send", ref: 3, to: "bob", envelope: "AAAA" },
+  { type: "send", to: "bob", envelope: "" },
+  { type: "videos", ref: 0 },
+  { type: "videos" },
+  { type: "play", ref: 9, video: "cats.mp4" },
+  { type: "stop", ref: 4 },
+  { type: "stop" },
+  { type: "credit", stream: 1, bytes: 65536 },
+  { type: "ping" },
+  { type: "pong" },
+  { type: "bye" },
+];
+
+/** One valid example of every server message. */
+export const SERVER_EXAMPLES: ServerMessage[] = [
+  {
+    type: "welcome",
+    protocol: 1,
+    name: "alice",
+    peers: [announcement],
+    limits: { maxFrameBytes: 1048576, chatRate: 10, chatBurst: 20, windowBytes: 1048576 },
+  },
+  { type: "joined", peer: announcement },
+  { type: "left", name: "bob" },
+  { type: "deliver", from: "bob", envelope: "AAAA" },
+  { type: "relayed", ref: 2, to: "bob" },
+  { type: "relayed", to: "bob" },
+  { type: "videos", ref: 1, videos: [listing] },
+  { type: "videos", videos: [] },
+  { type: "stream-start", ref: 5, stream: 7, video: listing },
+  { type: "stream-end", stream: 7, bytes: 123456, reason: "complete" },
+  { type: "stream-end", stream: 7, bytes: 0, reason: "error", message: "ffmpeg failed" },
+  { type: "error", ref: 3, code: "rate-limited", message: "slow down" },
+  { type: "error", code: "name-taken", message: "taken" },
+  { type: "ping" },
+  { type: "pong" },
+  { type: "shutdown", message: "bye" },
+];

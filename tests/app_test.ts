@@ -1,0 +1,471 @@
+import assert from "node:assert/strict";
+import { type ChatSession, runClientApp } from "../client/app.ts";
+import type { ClientEvent, PeerView } from "../client/events.ts";
+import { HELP_TEXT } from "../client/commands.ts";
+import {
+  type InputEnd,
+  type LineInput,
+  PipedInput,
+  type SyncWriter,
+  TerminalInput,
+} from "../client/terminal.ts";
+import { JsonEventWriter } from "../client/json_events.ts";
+import { ReelayError } from "../shared/errors.ts";
+import type { VideoListing } from "../shared/protocol/messages.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+const FP_BOB = "b0b0:b0b0:b0b0:b0b0:b0b0:b0b0:b0b0:b0b0:b0b0:b0b0";
+const FP_ME = "a11c:a11c:a11c:a11c:a11c:a11c:a11c:a11c:a11c:a11c";
+const CATS: VideoListing = {
+  name: "cats.mp4",
+  duration: 9,
+  width: 640,
+  height: 360,
+  fps: 25,
+  hasAudio: false,
+  segments: [],
+};
+
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => resolve = r);
+  return { promise, resolve };
+}
+
+const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * An in-memory session. `log` records calls and the events it emits, in order, so tests can
+ * check sequencing (e.g. that quit comes after the stream ended).
+ */
+class FakeSession implements ChatSession {
+  readonly name = "alice";
+  readonly log: string[] = [];
+  peers: PeerView[] = [{ name: "Bob", fingerprint: FP_BOB, trust: "changed" }];
+  /** Like the real session, emit `trusted` from trust(). */
+  emitsTrusted = false;
+  /** When set, send() waits for it. */
+  sendGate: Promise<void> | undefined;
+  streamMs = 30;
+  #listeners: ((event: ClientEvent) => void)[] = [];
+  #streams = 0;
+  #timers = new Set<ReturnType<typeof setTimeout>>();
+  #idleWaiters: (() => void)[] = [];
+  #closed = deferred<{ code: string; reason: string }>();
+  readonly closed = this.#closed.promise;
+
+  emit(event: ClientEvent): void {
+    this.log.push(`event:${event.event}`);
+    for (const listener of this.#listeners) listener(event);
+  }
+
+  onEvent(listener: (event: ClientEvent) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  who(): PeerView[] {
+    this.log.push("who");
+    return this.peers.map((peer) => ({ ...peer }));
+  }
+
+  async send(to: string, text: string): Promise<void> {
+    this.log.push(`send:${to}:${text}`);
+    if (to !== "bob") throw new ReelayError("unknown-recipient", `Nobody called ${to} is online`);
+    await this.sendGate;
+    this.emit({ event: "sent", to: "Bob", id: `m-${text}` });
+  }
+
+  verify(name: string) {
+    this.log.push(`verify:${name}`);
+    return Promise.resolve({ code: "111 222 333", fingerprint: FP_BOB, yourFingerprint: FP_ME });
+  }
+
+  trust(name: string): Promise<void> {
+    this.log.push(`trust:${name}`);
+    this.peers = this.peers.map((peer) => ({ ...peer, trust: "pinned" }));
+    if (this.emitsTrusted) this.emit({ event: "trusted", name: "Bob", fingerprint: FP_BOB });
+    return Promise.resolve();
+  }
+
+  listVideos(): Promise<VideoListing[]> {
+    this.log.push("videos");
+    return Promise.resolve([CATS]);
+  }
+
+  play(video: string): Promise<void> {
+    this.log.push(`play:${video}`);
+    if (video !== "cats.mp4") {
+      return Promise.reject(new ReelayError("unknown-video", `No video called ${video}`));
+    }
+    this.#streams++;
+    this.emit({ event: "stream-started", video, duration: 9, segments: [] });
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      this.emit({ event: "stream-ended", video, bytes: 4096, reason: "complete" });
+      this.#streams--;
+      this.#settle();
+    }, this.streamMs);
+    this.#timers.add(timer);
+    return Promise.resolve();
+  }
+
+  stop(): Promise<void> {
+    this.log.push("stop");
+    return Promise.resolve();
+  }
+
+  idle(): Promise<void> {
+    this.log.push("idle");
+    if (this.#streams === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  quit(): Promise<void> {
+    this.log.push("quit");
+    this.#closed.resolve({ code: "quit", reason: "You left" });
+    return Promise.resolve();
+  }
+
+  /** The server went away. */
+  drop(reason: string, announce: boolean): void {
+    for (const timer of this.#timers) clearTimeout(timer);
+    if (announce) this.emit({ event: "disconnected", code: "connection-lost", reason });
+    this.#closed.resolve({ code: "connection-lost", reason });
+  }
+
+  #settle(): void {
+    if (this.#streams > 0) return;
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+}
+
+/** Collects what was written to a byte sink. */
+function collector() {
+  const chunks: Uint8Array[] = [];
+  const stream = new WritableStream<Uint8Array>({ write: (chunk) => void chunks.push(chunk) });
+  const text = () => chunks.map((chunk) => decoder.decode(chunk)).join("");
+  return {
+    stream,
+    text,
+    events: () => text().split("\n").filter(Boolean).map((l) => JSON.parse(l)),
+  };
+}
+
+function syncCollector(): SyncWriter & { text: () => string } {
+  let out = "";
+  return {
+    writeSync(bytes: Uint8Array): number {
+      out += decoder.decode(bytes);
+      return bytes.length;
+    },
+    text: () => out,
+  };
+}
+
+/** Piped input from fixed text; it ends after the text (or stays open if `open`). */
+function piped(text: string, open = false) {
+  const output = syncCollector();
+  const input = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(encoder.encode(text));
+      if (!open) controller.close();
+    },
+  });
+  return { input: new PipedInput({ input, output, signals: false }), output };
+}
+
+/** Input that yields lines, then ends with the given reason without closing on its own. */
+class ScriptedInput implements LineInput {
+  printed: string[] = [];
+  endReason: InputEnd | undefined;
+  constructor(private script: string[], private end: InputEnd, private hold?: Promise<void>) {}
+  async *lines(): AsyncGenerator<string> {
+    for (const line of this.script) yield line;
+    await this.hold;
+    this.endReason = this.end;
+  }
+  print(text: string): void {
+    this.printed.push(text);
+  }
+  close(): void {}
+}
+
+Deno.test("app: --json emits exactly one event object per line, in command order", async () => {
+  const session = new FakeSession();
+  const sink = collector();
+  const help: string[] = [];
+  const { input } = piped(
+    "/who\r\n/msg bob hi  there\n/msg zed hello\nhello\n/verify bob\n/trust bob\n/videos\n" +
+      "/help\n\n/bogus\n/msg bob last line without newline",
+  );
+  const code = await runClientApp({
+    session,
+    input,
+    json: true,
+    jsonOutput: sink.stream,
+    diagnostics: (text) => help.push(text),
+  });
+  assert.equal(code, 0);
+  assert.deepEqual(sink.events(), [
+    { event: "who", peers: [{ name: "Bob", fingerprint: FP_BOB, trust: "changed" }] },
+    { event: "sent", to: "Bob", id: "m-hi  there" },
+    { event: "error", code: "unknown-recipient", message: "Nobody called zed is online" },
+    {
+      event: "error",
+      code: "not-a-command",
+      message: "Not a command. To chat, type /msg NAME TEXT",
+    },
+    {
+      event: "verify",
+      name: "Bob",
+      code: "111 222 333",
+      fingerprint: FP_BOB,
+      yourFingerprint: FP_ME,
+    },
+    { event: "trusted", name: "Bob", fingerprint: FP_BOB },
+    { event: "videos", videos: [CATS] },
+    {
+      event: "error",
+      code: "unknown-command",
+      message: 'Unknown command "/bogus". Type /help for the list of commands',
+    },
+    { event: "sent", to: "Bob", id: "m-last line without newline" },
+  ]);
+  assert.deepEqual(help, [HELP_TEXT], "help goes to diagnostics, not into the JSON stream");
+  assert.deepEqual(session.log.slice(-2), ["idle", "quit"]);
+});
+
+Deno.test("app: a session that emits trusted itself is not echoed twice", async () => {
+  const session = new FakeSession();
+  session.emitsTrusted = true;
+  const sink = collector();
+  const { input } = piped("/trust bob\n/trust bob\n");
+  assert.equal(await runClientApp({ session, input, json: true, jsonOutput: sink.stream }), 0);
+  assert.deepEqual(sink.events().map((event) => event.event), ["trusted", "trusted"]);
+});
+
+Deno.test("app: end of input waits for the running stream, then quits", async () => {
+  const session = new FakeSession();
+  session.streamMs = 50;
+  const sink = collector();
+  const { input } = piped("/play cats.mp4\n");
+  const code = await runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  assert.equal(code, 0);
+  assert.deepEqual(session.log, [
+    "play:cats.mp4",
+    "event:stream-started",
+    "idle",
+    "event:stream-ended",
+    "quit",
+  ]);
+  assert.deepEqual(sink.events().map((event) => event.event), ["stream-started", "stream-ended"]);
+});
+
+Deno.test("app: end of input lets queued commands finish before waiting for idle", async () => {
+  const session = new FakeSession();
+  const gate = deferred();
+  session.sendGate = gate.promise;
+  const sink = collector();
+  const { input } = piped("/msg bob one\n/who\n");
+  const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  await tick(20);
+  assert.deepEqual(session.log, ["send:bob:one"], "the /who waits for the send");
+  gate.resolve();
+  assert.equal(await running, 0);
+  assert.deepEqual(session.log, ["send:bob:one", "event:sent", "who", "idle", "quit"]);
+  assert.deepEqual(sink.events().map((event) => event.event), ["sent", "who"]);
+});
+
+Deno.test("app: server gone while input is open exits 1 with the reason", async () => {
+  const session = new FakeSession();
+  const sink = collector();
+  const { input } = piped("/who\n", true);
+  const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  await tick(10);
+  session.drop("Connection reset by the server", false);
+  assert.equal(await running, 1);
+  assert.deepEqual(sink.events().at(-1), {
+    event: "disconnected",
+    code: "connection-lost",
+    reason: "Connection reset by the server",
+  });
+  assert.ok(!session.log.includes("quit"), "nothing to say goodbye to");
+});
+
+Deno.test("app: a disconnect the session announced is not repeated", async () => {
+  const session = new FakeSession();
+  const sink = collector();
+  const { input } = piped("", true);
+  const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  await tick(5);
+  session.drop("Server shut down", true);
+  assert.equal(await running, 1);
+  assert.deepEqual(sink.events().map((event) => event.event), ["disconnected"]);
+});
+
+Deno.test("app: server gone while waiting for idle at end of input exits 1", async () => {
+  const session = new FakeSession();
+  session.streamMs = 10_000;
+  const sink = collector();
+  const { input } = piped("/play cats.mp4\n");
+  const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  await tick(20);
+  assert.deepEqual(session.log.at(-1), "idle");
+  session.drop("Connection lost", true);
+  assert.equal(await running, 1);
+  assert.ok(!session.log.includes("quit"));
+});
+
+Deno.test("app: /quit quits at once and skips the lines after it", async () => {
+  const session = new FakeSession();
+  const sink = collector();
+  const { input } = piped("/who\n/quit\n/msg bob never\n");
+  assert.equal(await runClientApp({ session, input, json: true, jsonOutput: sink.stream }), 0);
+  assert.deepEqual(session.log, ["who", "quit"]);
+});
+
+Deno.test("app: Ctrl-C quits even while a command is waiting on the network", async () => {
+  const session = new FakeSession();
+  const gate = deferred();
+  session.sendGate = gate.promise;
+  const input = new ScriptedInput(["/msg bob stuck"], "interrupt");
+  const code = await runClientApp({ session, input, json: false, color: false });
+  assert.equal(code, 0);
+  assert.deepEqual(session.log, ["send:bob:stuck", "quit"]);
+  gate.resolve();
+});
+
+Deno.test("app: human output prints plain lines through the input, help included", async () => {
+  const session = new FakeSession();
+  const { input, output } = piped("/help\n/msg zed hi\n/who\n");
+  assert.equal(await runClientApp({ session, input, json: false, color: false }), 0);
+  const text = output.text();
+  assert.ok(text.startsWith(HELP_TEXT + "\n"));
+  assert.ok(text.includes("✗ Nobody called zed is online (unknown-recipient)\n"));
+  assert.ok(text.includes(`Bob   ${FP_BOB}  changed\n`));
+  assert.ok(!text.includes("\x1b"));
+});
+
+Deno.test("app: human output shows progress at most once per interval unless the part changes", async () => {
+  const session = new FakeSession();
+  let now = 0;
+  const hold = deferred();
+  const input = new ScriptedInput([], "eof", hold.promise);
+  const running = runClientApp({
+    session,
+    input,
+    json: false,
+    color: false,
+    progressIntervalMs: 1000,
+    now: () => now,
+  });
+  const progress = (index: number, position: number): ClientEvent => ({
+    event: "progress",
+    video: "cats.mp4",
+    index,
+    height: 360,
+    position,
+    duration: 9,
+    bytes: 0,
+  });
+  for (const [at, index, position] of [[0, 0, 0], [500, 0, 1], [1000, 0, 2], [1100, 1, 3]]) {
+    now = at;
+    session.emit(progress(index, position));
+  }
+  hold.resolve();
+  assert.equal(await running, 0);
+  assert.deepEqual(input.printed.map((line) => line.split("  ")[2]), ["360p", "360p", "360p"]);
+  assert.deepEqual(input.printed.map((line) => line.split("  ")[3]), [
+    "0:00 / 0:09",
+    "0:02 / 0:09",
+    "0:03 / 0:09",
+  ]);
+});
+
+Deno.test("piped input: CRLF, a last line without newline, and lines split across chunks", async () => {
+  const chunks = ["/who\r", "\n/msg bob h", "é\n\n/quit"].map((text) => encoder.encode(text));
+  const input = new PipedInput({ input: ReadableStream.from(chunks), signals: false });
+  const lines: string[] = [];
+  for await (const line of input.lines()) lines.push(line);
+  assert.deepEqual(lines, ["/who", "/msg bob hé", "", "/quit"]);
+  assert.equal(input.endReason, "eof");
+});
+
+Deno.test("json writer: short writes are completed and lines never interleave", async () => {
+  let out = "";
+  const slow = {
+    async write(bytes: Uint8Array): Promise<number> {
+      if (Math.random() < 0.3) await tick();
+      const n = Math.min(7, bytes.length);
+      out += decoder.decode(bytes.subarray(0, n));
+      return n;
+    },
+  };
+  const writer = new JsonEventWriter(slow);
+  const sent: ClientEvent[] = [];
+  for (let i = 0; i < 20; i++) {
+    const event: ClientEvent = { event: "sent", to: "bob", id: `message-${i}-${"x".repeat(i)}` };
+    sent.push(event);
+    writer.write(event);
+  }
+  await writer.flush();
+  assert.deepEqual(out.trimEnd().split("\n").map((line) => JSON.parse(line)), sent);
+});
+
+Deno.test("json writer: a broken output is reported by flush, and write never throws", async () => {
+  const writer = new JsonEventWriter({ write: () => Promise.reject(new Error("Broken pipe")) });
+  writer.write({ event: "left", name: "bob" });
+  writer.write({ event: "left", name: "carol" });
+  await assert.rejects(writer.flush(), /Broken pipe/);
+  assert.equal(writer.failed, true);
+});
+
+Deno.test("terminal input: raw mode while reading, prints above the prompt, restores on Ctrl-C", async () => {
+  const raw: boolean[] = [];
+  const output = syncCollector();
+  let feed!: ReadableStreamDefaultController<Uint8Array>;
+  const readable = new ReadableStream<Uint8Array>({ start: (c) => void (feed = c) });
+  const input = new TerminalInput({
+    prompt: "> ",
+    input: { readable, setRaw: (mode) => void raw.push(mode) },
+    output,
+    columns: () => 40,
+    signals: false,
+  });
+  const lines: string[] = [];
+  const reading = (async () => {
+    for await (const line of input.lines()) lines.push(line);
+  })();
+  await tick();
+  feed.enqueue(encoder.encode("/who\r/ms"));
+  await tick();
+  input.print("bob joined");
+  assert.ok(output.text().endsWith("\r\x1b[2Kbob joined\r\n\r\x1b[2K> /ms\r\x1b[5C"));
+  feed.enqueue(encoder.encode("\x03"));
+  await reading;
+  assert.deepEqual(lines, ["/who"]);
+  assert.deepEqual(raw, [true, false]);
+  assert.equal(input.endReason, "interrupt");
+  input.print("after");
+  assert.ok(output.text().endsWith("\r\x1b[2Kafter\n"), "plain output once restored");
+});
+
+Deno.test("terminal input: close() from outside restores the terminal and ends lines()", async () => {
+  const raw: boolean[] = [];
+  const readable = new ReadableStream<Uint8Array>();
+  const input = new TerminalInput({
+    input: { readable, setRaw: (mode) => void raw.push(mode) },
+    output: syncCollector(),
+    signals: false,
+  });
+  const reading = (async () => {
+    for await (const _ of input.lines()) assert.fail("no lines expected");
+  })();
+  await tick();
+  input.close();
+  input.close();
+  await reading;
+  assert.deepEqual(raw, [true, false]);
+});

@@ -1,0 +1,138 @@
+import assert from "node:assert/strict";
+import {
+  COMMAND_SPECS,
+  CommandError,
+  HELP_TEXT,
+  parseCommand,
+  synopsis,
+  usageLine,
+} from "../client/commands.ts";
+import { UsageError } from "../shared/errors.ts";
+
+function usageOf(line: string): CommandError {
+  try {
+    parseCommand(line);
+  } catch (error) {
+    assert.ok(error instanceof CommandError, `expected a CommandError for ${line}`);
+    return error;
+  }
+  assert.fail(`expected ${JSON.stringify(line)} to be rejected`);
+}
+
+Deno.test("commands: every command without arguments", () => {
+  assert.deepEqual(parseCommand("/help"), { command: "help" });
+  assert.deepEqual(parseCommand("/who"), { command: "who" });
+  assert.deepEqual(parseCommand("/videos"), { command: "videos" });
+  assert.deepEqual(parseCommand("/stop"), { command: "stop" });
+  assert.deepEqual(parseCommand("/quit"), { command: "quit" });
+  assert.deepEqual(parseCommand("/exit"), { command: "quit" });
+});
+
+Deno.test("commands: /msg keeps the text's inner spaces", () => {
+  assert.deepEqual(parseCommand("/msg bob hello   there, bob!"), {
+    command: "msg",
+    to: "bob",
+    text: "hello   there, bob!",
+  });
+  assert.deepEqual(parseCommand("  /msg   bob    hi  "), { command: "msg", to: "bob", text: "hi" });
+  assert.deepEqual(parseCommand("/msg bob /who is not a command here"), {
+    command: "msg",
+    to: "bob",
+    text: "/who is not a command here",
+  });
+  assert.deepEqual(parseCommand("/msg bob héllo 👋\ttab"), {
+    command: "msg",
+    to: "bob",
+    text: "héllo 👋\ttab",
+  });
+});
+
+Deno.test("commands: /msg without text or name is a usage error", () => {
+  for (const line of ["/msg", "/msg bob", "/msg bob    "]) {
+    const error = usageOf(line);
+    assert.equal(error.code, "usage");
+    assert.equal(error.usage, "Usage: /msg NAME TEXT");
+    assert.match(error.message, /Usage: \/msg NAME TEXT$/);
+    assert.ok(error instanceof UsageError);
+  }
+  assert.match(usageOf("/msg bob").message, /^Missing TEXT/);
+  assert.match(usageOf("/msg").message, /^Missing NAME/);
+});
+
+Deno.test("commands: names are checked with the server's rules", () => {
+  const error = usageOf("/msg ../etc hi");
+  assert.match(error.message, /not allowed/);
+  assert.equal(error.usage, "Usage: /msg NAME TEXT");
+  assert.equal(usageOf("/verify -bob").usage, "Usage: /verify NAME");
+});
+
+Deno.test("commands: /verify and /trust take exactly one name", () => {
+  assert.deepEqual(parseCommand("/verify bob"), { command: "verify", name: "bob" });
+  assert.deepEqual(parseCommand("/trust Bob.K"), { command: "trust", name: "Bob.K" });
+  assert.equal(usageOf("/verify").usage, "Usage: /verify NAME");
+  assert.equal(usageOf("/trust bob carol").usage, "Usage: /trust NAME");
+  assert.match(usageOf("/trust bob carol").message, /^Too many arguments/);
+});
+
+Deno.test("commands: /play takes the rest of the line as the video name", () => {
+  assert.deepEqual(parseCommand("/play cats.mp4"), { command: "play", video: "cats.mp4" });
+  assert.deepEqual(parseCommand("/play  My Holiday  2024.mkv "), {
+    command: "play",
+    video: "My Holiday  2024.mkv",
+  });
+  assert.equal(usageOf("/play").usage, "Usage: /play VIDEO");
+});
+
+Deno.test("commands: arguments to commands that take none are rejected", () => {
+  assert.equal(usageOf("/who bob").usage, "Usage: /who");
+  assert.equal(usageOf("/quit now").usage, "Usage: /quit");
+});
+
+Deno.test("commands: blank lines are nothing", () => {
+  assert.equal(parseCommand(""), undefined);
+  assert.equal(parseCommand("   \t "), undefined);
+});
+
+Deno.test("commands: command names ignore case", () => {
+  assert.deepEqual(parseCommand("/WHO"), { command: "who" });
+  assert.deepEqual(parseCommand("/Msg bob Hi"), { command: "msg", to: "bob", text: "Hi" });
+});
+
+Deno.test("commands: unknown commands point to /help", () => {
+  const error = usageOf("/frobnicate now");
+  assert.equal(error.code, "unknown-command");
+  assert.match(error.message, /Unknown command "\/frobnicate"/);
+  assert.match(error.message, /\/help/);
+  assert.equal(usageOf("/").code, "unknown-command");
+});
+
+Deno.test("commands: text without a slash suggests /msg", () => {
+  const error = usageOf("hello bob");
+  assert.equal(error.code, "not-a-command");
+  assert.match(error.message, /\/msg NAME TEXT/);
+});
+
+Deno.test("commands: help has one aligned line per command, from the same table", () => {
+  const lines = HELP_TEXT.split("\n");
+  assert.equal(lines.length, COMMAND_SPECS.length);
+  const column = lines[0].indexOf("Show this list");
+  for (const [i, spec] of COMMAND_SPECS.entries()) {
+    assert.ok(lines[i].startsWith(synopsis(spec) + " "), lines[i]);
+    assert.equal(lines[i].indexOf(spec.summary), column, `summary column of ${spec.command}`);
+  }
+  assert.ok(HELP_TEXT.includes("/msg NAME TEXT"));
+  assert.ok(HELP_TEXT.includes("/play VIDEO"));
+});
+
+Deno.test("commands: every usage line in the table matches what the parser asks for", () => {
+  for (const spec of COMMAND_SPECS) {
+    if (spec.args.length === 0) {
+      assert.equal(usageOf(`/${spec.command} extra`).usage, usageLine(spec));
+    } else {
+      assert.equal(usageOf(`/${spec.command}`).usage, usageLine(spec));
+    }
+    for (const alias of spec.aliases) {
+      assert.equal(parseCommand(`/${alias}`)?.command, spec.command);
+    }
+  }
+});

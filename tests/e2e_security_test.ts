@@ -1,0 +1,180 @@
+/**
+ * The server as an attacker: a hostile relay between the server and one client changes,
+ * repeats, reorders and redirects sealed messages. Every trick must be caught by the client.
+ */
+import assert from "node:assert/strict";
+import { HostileProxy, type Json } from "./_proxy.ts";
+import { joinClient, startTestServer } from "./_harness.ts";
+
+function flipBit(base64: string, bit: number): string {
+  const bytes = Uint8Array.from(atob(base64), (char) => char.charCodeAt(0));
+  bytes[Math.floor(bit / 8) % bytes.length] ^= 1 << (bit % 8);
+  return btoa(String.fromCharCode(...bytes));
+}
+
+async function withBobBehindProxy(
+  test: (parts: {
+    proxy: HostileProxy;
+    alice: Awaited<ReturnType<typeof joinClient>>;
+    bob: Awaited<ReturnType<typeof joinClient>>;
+  }) => Promise<void>,
+): Promise<void> {
+  const server = await startTestServer();
+  const proxy = new HostileProxy(server.port);
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const bob = await joinClient(proxy.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    await test({ proxy, alice, bob });
+    await alice.session.quit();
+    await bob.session.quit();
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+}
+
+Deno.test("a tampered envelope is rejected, later messages still arrive", async () => {
+  await withBobBehindProxy(async ({ proxy, alice, bob }) => {
+    let tamper = true;
+    proxy.rewrite = (direction, message) => {
+      if (direction === "to-client" && message.type === "deliver" && tamper) {
+        tamper = false;
+        return [{ ...message, envelope: flipBit(message.envelope as string, 900) }];
+      }
+      return [message];
+    };
+    await alice.session.send("bob", "first");
+    const error = await bob.log.waitFor("error");
+    assert.match(error.message, /Rejected a message/);
+    await alice.session.send("bob", "second");
+    const message = await bob.log.waitFor("message");
+    assert.equal(message.text, "second");
+    assert.deepEqual(bob.log.of("message").map((event) => event.text), ["second"]);
+  });
+});
+
+Deno.test("a replayed envelope is rejected", async () => {
+  await withBobBehindProxy(async ({ proxy, alice, bob }) => {
+    proxy.rewrite = (direction, message) =>
+      direction === "to-client" && message.type === "deliver" ? [message, message] : [message];
+    await alice.session.send("bob", "once");
+    const error = await bob.log.waitFor("error");
+    assert.equal(error.code, "replay");
+    assert.deepEqual(bob.log.of("message").map((event) => event.text), ["once"]);
+  });
+});
+
+Deno.test("reordered envelopes: the late one is rejected and the gap reported", async () => {
+  await withBobBehindProxy(async ({ proxy, alice, bob }) => {
+    const held: Json[] = [];
+    proxy.rewrite = (direction, message) => {
+      if (direction !== "to-client" || message.type !== "deliver") return [message];
+      held.push(message);
+      // Let the session's first message through, then swap the next two.
+      if (held.length === 1) return [message];
+      if (held.length === 3) return [held[2], held[1]];
+      return [];
+    };
+    await alice.session.send("bob", "one");
+    await alice.session.send("bob", "two");
+    await alice.session.send("bob", "three");
+    const error = await bob.log.waitFor("error");
+    assert.equal(error.code, "replay");
+    const texts = bob.log.of("message").map((event) => [event.text, event.missing]);
+    assert.deepEqual(texts, [["one", 0], ["three", 1]]);
+  });
+});
+
+Deno.test("an envelope claimed to come from someone else is rejected", async () => {
+  const server = await startTestServer();
+  const proxy = new HostileProxy(server.port);
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const carol = await joinClient(server.port, "carol");
+    const bob = await joinClient(proxy.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    await carol.log.waitFor("joined", (event) => event.name === "bob");
+    proxy.rewrite = (direction, message) =>
+      direction === "to-client" && message.type === "deliver"
+        ? [{ ...message, from: "carol" }]
+        : [message];
+    await alice.session.send("bob", "from alice");
+    const error = await bob.log.waitFor("error");
+    assert.equal(error.code, "redirected");
+    assert.equal(bob.log.of("message").length, 0);
+    for (const client of [alice, carol, bob]) await client.session.quit();
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+});
+
+Deno.test("an envelope redirected to another person is rejected by them", async () => {
+  const server = await startTestServer();
+  const proxy = new HostileProxy(server.port);
+  try {
+    const carol = await joinClient(server.port, "carol");
+    const bob = await joinClient(server.port, "bob");
+    const alice = await joinClient(proxy.port, "alice");
+    await carol.log.waitFor("joined", (event) => event.name === "alice");
+    await bob.log.waitFor("joined", (event) => event.name === "alice");
+    proxy.rewrite = (direction, message) =>
+      direction === "to-server" && message.type === "send"
+        ? [{ ...message, to: "carol" }]
+        : [message];
+    await alice.session.send("bob", "for bob");
+    const error = await carol.log.waitFor("error");
+    assert.equal(error.code, "redirected");
+    assert.equal(carol.log.of("message").length, 0);
+    assert.equal(bob.log.of("message").length, 0);
+    for (const client of [alice, carol, bob]) await client.session.quit();
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+});
+
+Deno.test("the bytes through the server never contain a message's plaintext", async () => {
+  await withBobBehindProxy(async ({ proxy, alice, bob }) => {
+    const secret = "the eagle lands at midnight";
+    await alice.session.send("bob", secret);
+    await bob.log.waitFor("message", (event) => event.text === secret);
+    await bob.session.send("alice", secret);
+    await alice.log.waitFor("message", (event) => event.text === secret);
+    const encoder = new TextEncoder();
+    assert.equal(proxy.sawBytes(encoder.encode(secret)), false);
+    assert.equal(proxy.sawBytes(encoder.encode(btoa(secret).slice(0, 20))), false);
+    assert.equal(proxy.sawBytes(encoder.encode("eagle")), false);
+  });
+});
+
+Deno.test("a changed key is flagged and blocks sending until /trust", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    await bob.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "bob");
+    const impostor = await joinClient(server.port, "BOB");
+    const changed = await alice.log.waitFor("key-changed");
+    assert.equal(changed.name, "BOB");
+    assert.notEqual(changed.fingerprint, changed.pinnedFingerprint);
+    await assert.rejects(alice.session.send("bob", "hi"), (error: Error & { code?: string }) => {
+      assert.equal(error.code, "key-changed");
+      return true;
+    });
+    const mine = await alice.session.verify("bob");
+    const theirs = await impostor.session.verify("alice");
+    assert.equal(mine.code, theirs.code);
+    await alice.session.trust("bob");
+    await alice.session.send("bob", "after trust");
+    const got = await impostor.log.waitFor("message");
+    assert.equal(got.text, "after trust");
+    await alice.session.quit();
+    await impostor.session.quit();
+  } finally {
+    await server.close();
+  }
+});
