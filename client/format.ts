@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { VideoListing } from "../shared/protocol/messages.ts";
+import type { SegmentPlan, VideoListing } from "../shared/protocol/messages.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { textWidth } from "./_line_editor.ts";
 
@@ -208,10 +208,10 @@ export class EventFormatter {
       case "stream-started":
         this.#parts.set(event.video, event.segments.length);
         return `▶ ${event.video}  ${formatDuration(event.duration)}, ` +
-          `${event.segments.length} parts: ${event.segments.map((s) => `${s.height}p`).join(" ")}`;
+          `${event.segments.length} parts: ${event.segments.map(segmentLabel).join(", ")}`;
       case "segment":
         return `▶ ${event.video}  ${this.#part(event.video, event.index)}  ` +
-          `${event.width}x${event.height}`;
+          `now ${event.height}p (${event.width}x${event.height})`;
       case "progress":
         return `▶ ${event.video}  ${this.#part(event.video, event.index)}  ` +
           `${event.height}p  ${formatDuration(event.position)} / ${
@@ -298,13 +298,14 @@ export class EventFormatter {
   #videos(videos: readonly VideoListing[]): string {
     if (videos.length === 0) return "No videos on the server.";
     const rows = [
-      ["VIDEO", "LENGTH", "RESOLUTION", "FPS", "AUDIO"],
+      ["VIDEO", "LENGTH", "SOURCE", "FPS", "AUDIO", "PLAYS AT (BY THIRDS)"],
       ...videos.map((video) => [
         video.name,
         formatDuration(video.duration),
         `${video.width}x${video.height}`,
         String(Math.round(video.fps * 100) / 100),
         video.hasAudio ? "yes" : "no",
+        video.segments.map(segmentLabel).join(", "),
       ]),
     ];
     const [header, ...lines] = formatTable(rows).split("\n");
@@ -328,4 +329,11 @@ export class EventFormatter {
     const typo = code === "usage" || code === "unknown-command" || code === "not-a-command";
     return typo ? p.yellow(message) : p.red(`✗ ${message} (${code})`);
   }
+}
+
+/** `720p`, or `1080p (1440p capped)` when the source is smaller than asked for. */
+function segmentLabel(segment: SegmentPlan): string {
+  return segment.capped
+    ? `${segment.height}p (${segment.requestedHeight}p capped)`
+    : `${segment.height}p`;
 }

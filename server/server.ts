@@ -6,7 +6,7 @@
  */
 
 import type { Config } from "../shared/config.ts";
-import { ReelayError } from "../shared/errors.ts";
+import { messageOf, ReelayError } from "../shared/errors.ts";
 import { FramedConnection, isDisconnect } from "../shared/protocol/framed.ts";
 import type { Announcement } from "../shared/protocol/messages.ts";
 import { Directory } from "./directory.ts";
@@ -83,7 +83,13 @@ export class ReelayServer {
           `Port ${config.server.port} on ${config.server.host} is in use: stop the other server or pass --port`,
         );
       }
-      throw error;
+      // A host that does not resolve or is not this machine's, a port needing privileges, ...
+      throw new ReelayError(
+        "listen-failed",
+        `Cannot listen on ${config.server.host}:${config.server.port} (${messageOf(error)}): ` +
+          "check [server] host and port in the config, or pass --host and --port",
+        { cause: error },
+      );
     }
     const server = new ReelayServer(listener, config, deps);
     deps.log("info", `Listening on ${config.server.host}:${server.port}`);
@@ -107,7 +113,9 @@ export class ReelayServer {
 
   /** How many connections are still joining (counted against `[limits] max_pending`). */
   get pending(): number {
-    return this.#peers.size - this.#context.directory.size;
+    let joining = 0;
+    for (const peer of this.#peers) if (!peer.joined) joining++;
+    return joining;
   }
 
   /**
@@ -178,8 +186,7 @@ export class ReelayServer {
       // The peer may already be gone; the read loop will notice.
     }
     const framed = new FramedConnection(conn, limits);
-    const pending = this.#peers.size - this.#context.directory.size;
-    if (pending >= limits.maxPending) {
+    if (this.pending >= limits.maxPending) {
       framed.sendMessage({
         type: "error",
         code: "too-many-pending",

@@ -1,78 +1,248 @@
 /**
  * Test helpers that look at processes through Linux's /proc: children by program name, open
- * file descriptors and sockets, resident memory. Tests that use them are skipped elsewhere.
+ * file descriptors and sockets, resident memory.
+ *
+ * Deno lets only `--allow-all` read /proc, and the tests run with narrower permissions, so a
+ * short-lived `deno eval` (which runs with every permission) reads it and answers in JSON. The
+ * test command allows running `deno` by name; that is how it is started.
  *
  * @module
  */
 
-/** Whether /proc can be read here (Linux). */
-export const HAS_PROC: boolean = (() => {
-  try {
-    Deno.statSync("/proc/self/status");
-    return true;
-  } catch {
-    return false;
+/** What /proc says about one process. */
+export interface ProcSnapshot {
+  /** Targets of the open file descriptors (`socket:[123]`, `/dev/null`, ...). */
+  fds: string[];
+  /** Resident memory in bytes (VmRSS). */
+  rss: number;
+  /** Direct children: pid and program name. */
+  children: { pid: number; comm: string }[];
+}
+
+const PROBE = `
+const pid = Number(Deno.args[0]);
+const fds = [];
+for (const entry of Deno.readDirSync("/proc/" + pid + "/fd")) {
+  try { fds.push(Deno.readLinkSync("/proc/" + pid + "/fd/" + entry.name)); } catch { /* gone */ }
+}
+const status = Deno.readTextFileSync("/proc/" + pid + "/status");
+const rss = Number(/^VmRSS:\\s+(\\d+)\\s+kB$/m.exec(status)?.[1] ?? "0") * 1024;
+const children = [];
+for (const entry of Deno.readDirSync("/proc")) {
+  if (!/^\\d+$/.test(entry.name)) continue;
+  let stat;
+  try { stat = Deno.readTextFileSync("/proc/" + entry.name + "/stat"); } catch { continue; }
+  const close = stat.lastIndexOf(")");
+  const ppid = Number(stat.slice(close + 2).split(" ")[1]);
+  if (ppid === pid) children.push({ pid: Number(entry.name), comm: stat.slice(stat.indexOf("(") + 1, close) });
+}
+console.log(JSON.stringify({ fds, rss, children }));
+`;
+
+/** Reads /proc for `pid` (this process by default). */
+export async function snapshot(pid: number = Deno.pid): Promise<ProcSnapshot> {
+  const output = await new Deno.Command("deno", {
+    args: ["eval", "--quiet", PROBE, String(pid)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!output.success) {
+    throw new Error(`Reading /proc/${pid} failed: ${new TextDecoder().decode(output.stderr)}`);
   }
-})();
-
-/** Field 4 of /proc/PID/stat (the parent pid), and the program name (field 2). */
-function readStat(pid: number): { ppid: number; comm: string } | undefined {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return undefined; // Gone between listing and reading.
-  }
-  const open = text.indexOf("(");
-  const close = text.lastIndexOf(")");
-  const comm = text.slice(open + 1, close);
-  const rest = text.slice(close + 2).split(" ");
-  return { ppid: Number(rest[1]), comm };
+  return JSON.parse(new TextDecoder().decode(output.stdout)) as ProcSnapshot;
 }
 
-/** Pids of the direct children of `parent` whose program name is `program`. */
-export function childrenNamed(program: string, parent: number = Deno.pid): number[] {
-  const found: number[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    const stat = readStat(Number(entry.name));
-    if (stat && stat.ppid === parent && stat.comm === program) found.push(Number(entry.name));
-  }
-  return found;
+/** Which of `pids` still exist (zombies included: a zombie is a child nobody awaited). */
+export async function stillRunning(pids: number[]): Promise<number[]> {
+  const script = `console.log(JSON.stringify(Deno.args.map(Number).filter((pid) => {
+    try { Deno.statSync("/proc/" + pid); return true; } catch { return false; }
+  })))`;
+  const output = await new Deno.Command("deno", {
+    args: ["eval", "--quiet", script, ...pids.map(String)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return JSON.parse(new TextDecoder().decode(output.stdout)) as number[];
 }
 
-/** How many ffmpeg processes `parent` (this process by default) has running. */
-export function ffmpegChildren(parent: number = Deno.pid): number {
-  return childrenNamed("ffmpeg", parent).length;
+/** How many sockets `pid` has open. */
+export async function openSockets(pid: number = Deno.pid): Promise<number> {
+  return (await snapshot(pid)).fds.filter((target) => target.startsWith("socket:")).length;
 }
 
-/** The targets of a process's open file descriptors (e.g. `socket:[123]`, `/dev/null`). */
-export function openFds(pid: number | "self" = "self"): string[] {
-  const targets: string[] = [];
-  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
-    try {
-      targets.push(Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`));
-    } catch {
-      // Closed while listing (the listing's own descriptor, for one).
-    }
-  }
-  return targets;
+/** How many ffmpeg processes `pid` (this process by default) has running as children. */
+export async function ffmpegChildren(pid: number = Deno.pid): Promise<number> {
+  return (await snapshot(pid)).children.filter((child) => child.comm === "ffmpeg").length;
 }
 
-/** How many sockets a process has open. */
-export function openSockets(pid: number | "self" = "self"): number {
-  return openFds(pid).filter((target) => target.startsWith("socket:")).length;
+/** Resident memory of `pid` in bytes. */
+export async function rssBytes(pid: number = Deno.pid): Promise<number> {
+  return (await snapshot(pid)).rss;
 }
 
-/** Resident memory of a process in bytes (VmRSS). */
-export function rssBytes(pid: number | "self" = "self"): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(status);
-  if (!match) throw new Error(`No VmRSS for process ${pid}`);
-  return Number(match[1]) * 1024;
+/** Prints a measured number (memory, sockets) so the test output records it. */
+export function reportMeasurement(line: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(`measured: ${line}\n`));
 }
 
-/** Bytes as MiB with one decimal, for messages. */
+/** Bytes as MiB with one decimal, for messages and reports. */
 export function mib(bytes: number): string {
   return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+/**
+ * The absolute path of the `deno` found on PATH. The tests may run `deno` by name only, and this
+ * path is the one that name resolves to, so it is allowed too, and it still works for a child
+ * whose PATH is changed.
+ */
+export function denoOnPath(): string {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (!dir) continue;
+    try {
+      if (Deno.statSync(`${dir}/deno`).isFile) return `${dir}/deno`;
+    } catch {
+      // Not in this folder.
+    }
+  }
+  throw new Error("No deno on PATH");
+}
+
+/** The permissions `deno task start` gives reelay. */
+export const REELAY_PERMISSIONS: string[] = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-run=ffmpeg,ffprobe,ffplay,mpv",
+];
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const REPO = new URL("..", import.meta.url).pathname;
+
+/**
+ * `deno run main.ts ...args` as a child process, with its output collected as it arrives so a
+ * test can wait for a line, and with stdin kept open until {@linkcode Cli.closeStdin}.
+ */
+export class Cli {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #pumps: Promise<void>;
+  #waiters: (() => void)[] = [];
+  #stdinClosed = false;
+
+  constructor(args: string[], options: { env?: Record<string, string> } = {}) {
+    this.child = new Deno.Command(denoOnPath(), {
+      args: ["run", ...REELAY_PERMISSIONS, MAIN, ...args],
+      cwd: REPO,
+      env: { NO_COLOR: "1", ...options.env },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#stdin = this.child.stdin.getWriter();
+    this.#pumps = Promise.all([
+      this.#pump(this.child.stdout, (text) => this.stdout += text),
+      this.#pump(this.child.stderr, (text) => this.stderr += text),
+    ]).then(() => {});
+  }
+
+  /** Resolves with the first match of `pattern` in stdout + stderr; fails after `timeoutMs`. */
+  waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((other) => other !== check);
+        reject(
+          new Error(
+            `Timed out waiting for ${pattern}; stdout: ${this.stdout}\nstderr: ${this.stderr}`,
+          ),
+        );
+      }, timeoutMs);
+      const check = () => {
+        const match = pattern.exec(this.stdout) ?? pattern.exec(this.stderr);
+        if (match) {
+          clearTimeout(timer);
+          this.#waiters = this.#waiters.filter((other) => other !== check);
+          resolve(match);
+        }
+      };
+      this.#waiters.push(check);
+      check();
+    });
+  }
+
+  /** Writes a line to the program's stdin. */
+  async writeLine(line: string): Promise<void> {
+    await this.#stdin.write(new TextEncoder().encode(`${line}\n`));
+  }
+
+  /** Closes stdin (EOF for the program). Idempotent. */
+  async closeStdin(): Promise<void> {
+    if (this.#stdinClosed) return;
+    this.#stdinClosed = true;
+    await this.#stdin.close().catch(() => {});
+  }
+
+  /** Waits for the exit (bounded by `timeoutMs`, then killed) and all output. */
+  async exit(timeoutMs = 30_000): Promise<Deno.CommandStatus> {
+    const timer = setTimeout(() => {
+      try {
+        this.child.kill("SIGKILL");
+      } catch {
+        // Already exited.
+      }
+    }, timeoutMs);
+    try {
+      const status = await this.child.status;
+      await this.closeStdin();
+      await this.#pumps;
+      return status;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Kills the process if it still runs, and releases everything. */
+  async dispose(): Promise<void> {
+    try {
+      this.child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+    await this.exit();
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, add: (text: string) => void): Promise<void> {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      add(text);
+      for (const waiter of [...this.#waiters]) waiter();
+    }
+  }
+}
+
+/** Starts `reelay server` on a free loopback port; resolves once it listens. */
+export async function startCliServer(
+  videos: string,
+  extraArgs: string[] = [],
+): Promise<{ cli: Cli; port: number }> {
+  const cli = new Cli([
+    "server",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--videos",
+    videos,
+    ...extraArgs,
+  ]);
+  try {
+    const match = await cli.waitFor(/Listening on [^\s]+:(\d+)/);
+    return { cli, port: Number(match[1]) };
+  } catch (error) {
+    await cli.dispose();
+    throw error;
+  }
 }

@@ -48,22 +48,27 @@ export class RawClient {
   answerPings = false;
   #ended = false;
   #waiters: (() => void)[] = [];
-  #reading = true;
   #closedByUs = false;
+  #stopReading = false;
+  readonly #closing = Promise.withResolvers<void>();
 
-  private constructor(conn: Deno.TcpConn, read: boolean) {
+  private constructor(conn: Deno.TcpConn) {
     this.conn = conn;
-    this.#reading = read;
-    this.ended = read ? this.#readLoop() : Promise.resolve();
+    this.ended = this.#readLoop();
+  }
+
+  /** Connects to `port` and starts reading. */
+  static async connect(port: number): Promise<RawClient> {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    return new RawClient(conn);
   }
 
   /**
-   * Connects to `port`. With `read: false` the client never reads (a peer that stops reading);
-   * its `ended` then resolves at once and only {@linkcode RawClient.close} releases it.
+   * Stops reading for good (a peer whose program hung): after the read already under way, the
+   * socket is left alone until {@linkcode RawClient.close}, so the kernel buffers fill up.
    */
-  static async connect(port: number, options: { read?: boolean } = {}): Promise<RawClient> {
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    return new RawClient(conn, options.read ?? true);
+  stopReading(): void {
+    this.#stopReading = true;
   }
 
   /** Whether the connection has ended (only tracked while reading). */
@@ -100,7 +105,12 @@ export class RawClient {
    */
   waitFor(match: (message: Json) => boolean, timeoutMs = 15_000): Promise<Json> {
     return new Promise((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((other) => other !== waiter);
+        reject(
+          new Error(`Timed out waiting for a message; got ${JSON.stringify(this.messages)}`),
+        );
+      }, timeoutMs);
       const check = (): boolean => {
         const found = this.messages.find(match);
         if (found) {
@@ -119,17 +129,10 @@ export class RawClient {
         }
         return false;
       };
-      if (check()) return;
       const waiter = () => {
         if (!check()) this.#waiters.push(waiter);
       };
-      this.#waiters.push(waiter);
-      timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((other) => other !== waiter);
-        reject(
-          new Error(`Timed out waiting for a message; got ${JSON.stringify(this.messages)}`),
-        );
-      }, timeoutMs);
+      if (!check()) this.#waiters.push(waiter);
     });
   }
 
@@ -163,6 +166,7 @@ export class RawClient {
   async close(): Promise<void> {
     if (!this.#closedByUs) {
       this.#closedByUs = true;
+      this.#closing.resolve();
       try {
         this.conn.close();
       } catch {
@@ -175,7 +179,9 @@ export class RawClient {
   async #readLoop(): Promise<void> {
     const frames = new FrameDecoder(64 * 1024 * 1024);
     try {
-      while (this.#reading) {
+      while (true) {
+        if (this.#stopReading) await this.#closing.promise;
+        if (this.#closedByUs) break;
         const count = await this.conn.read(frames.writable());
         if (count === null) break;
         frames.commit(count);

@@ -32,11 +32,11 @@ class Scene {
   /** Sockets this process had open once alice and bob were in. */
   readonly baselineSockets: number;
 
-  private constructor(server: LoggedServer, alice: Joined, bob: Joined) {
+  private constructor(server: LoggedServer, alice: Joined, bob: Joined, sockets: number) {
     this.server = server;
     this.alice = alice;
     this.bob = bob;
-    this.baselineSockets = openSockets();
+    this.baselineSockets = sockets;
   }
 
   static async open(patch: (config: Config) => void = () => {}): Promise<Scene> {
@@ -44,7 +44,7 @@ class Scene {
     const alice = await joinClient(server.port, "alice");
     const bob = await joinClient(server.port, "bob");
     await alice.log.waitFor("joined", (event) => event.name === "bob");
-    return new Scene(server, alice, bob);
+    return new Scene(server, alice, bob, await openSockets());
   }
 
   async raw(): Promise<RawClient> {
@@ -68,9 +68,10 @@ class Scene {
       () => this.server.server.connections === members && this.server.server.members === members,
       `server back to ${members} connections (has ${this.server.server.connections})`,
     );
+    let sockets = -1;
     await waitUntil(
-      () => openSockets() === this.baselineSockets,
-      `sockets back to ${this.baselineSockets} (now ${openSockets()})`,
+      async () => (sockets = await openSockets()) === this.baselineSockets,
+      `sockets back to ${this.baselineSockets} (last seen ${sockets})`,
     );
   }
 

@@ -1,0 +1,289 @@
+/**
+ * Processes for the benchmarks: the real `reelay server` CLI as a child process (its port, its
+ * RSS, a clean SIGTERM shutdown), programs run to the end, and facts about this machine.
+ *
+ * @module
+ */
+
+/** The repository root (where main.ts and deno.json live). */
+export const REPO_ROOT: string = new URL("..", import.meta.url).pathname;
+
+const decoder = new TextDecoder();
+
+/** Runs a program to the end; returns stdout and stderr as text (throws when it cannot start). */
+export async function capture(
+  program: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(program, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/**
+ * Reads files under /proc. Deno asks for --allow-all to read /proc, so one long-lived
+ * `deno eval` helper (the benchmark may run `deno`) reads them on request: one path per line in,
+ * one JSON string (or null when unreadable) per line out.
+ */
+class ProcReader {
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #waiting: ((text: string | null) => void)[] = [];
+  readonly #reading: Promise<void>;
+
+  constructor() {
+    const code = `
+      const lines = Deno.stdin.readable.pipeThrough(new TextDecoderStream());
+      let carry = "";
+      for await (const text of lines) {
+        carry += text;
+        let newline;
+        while ((newline = carry.indexOf("\\n")) >= 0) {
+          const path = carry.slice(0, newline);
+          carry = carry.slice(newline + 1);
+          let answer = null;
+          try { answer = Deno.readTextFileSync(path); } catch { answer = null; }
+          Deno.stdout.writeSync(new TextEncoder().encode(JSON.stringify(answer) + "\\n"));
+        }
+      }`;
+    const child = new Deno.Command("deno", {
+      args: ["eval", code],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.#child = child;
+    this.#writer = child.stdin.getWriter();
+    this.#reading = (async () => {
+      let carry = "";
+      for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+        carry += text;
+        let newline: number;
+        while ((newline = carry.indexOf("\n")) >= 0) {
+          const line = carry.slice(0, newline);
+          carry = carry.slice(newline + 1);
+          this.#waiting.shift()?.(JSON.parse(line));
+        }
+      }
+      for (const waiter of this.#waiting.splice(0)) waiter(null);
+    })();
+  }
+
+  /** The text of `path`, or null when it cannot be read. */
+  async read(path: string): Promise<string | null> {
+    const answer = new Promise<string | null>((resolve) => this.#waiting.push(resolve));
+    await this.#writer.write(new TextEncoder().encode(path + "\n"));
+    return await answer;
+  }
+
+  async close(): Promise<void> {
+    await this.#writer.close().catch(() => {});
+    await this.#reading;
+    await this.#child.status;
+  }
+}
+
+let procReader: ProcReader | undefined;
+
+/** Reads a file under /proc (through the helper); null when it cannot be read. */
+export function readProc(path: string): Promise<string | null> {
+  procReader ??= new ProcReader();
+  return procReader.read(path);
+}
+
+/** Stops the /proc helper (call once at the end of the run). */
+export async function closeProcReader(): Promise<void> {
+  const reader = procReader;
+  procReader = undefined;
+  await reader?.close();
+}
+
+/** Resident memory of process `pid` in bytes (VmRSS from /proc), or NaN when it is gone. */
+export async function rssOf(pid: number): Promise<number> {
+  const status = await readProc(`/proc/${pid}/status`);
+  const match = status === null ? null : /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  return match ? Number(match[1]) * 1024 : NaN;
+}
+
+/** The soft and hard limits on open files of this process (children inherit them). */
+export async function openFileLimit(): Promise<{ soft: number; hard: number }> {
+  const limits = await readProc(`/proc/${Deno.pid}/limits`) ?? "";
+  const match = /^Max open files\s+(\S+)\s+(\S+)/m.exec(limits);
+  const read = (text: string | undefined) =>
+    text === undefined ? NaN : text === "unlimited" ? Infinity : Number(text);
+  return { soft: read(match?.[1]), hard: read(match?.[2]) };
+}
+
+/** What the report says about the machine the figures come from. */
+export interface MachineInfo {
+  cpuModel: string;
+  cores: number;
+  memoryBytes: number;
+  os: string;
+  deno: string;
+  v8: string;
+  ffmpeg: string;
+}
+
+/** Describes this machine: CPU model and core count, memory, Deno and ffmpeg versions. */
+export async function machineInfo(): Promise<MachineInfo> {
+  let cpuModel = "unknown";
+  let cores = navigator.hardwareConcurrency;
+  const cpuinfo = await readProc("/proc/cpuinfo");
+  if (cpuinfo !== null) {
+    cpuModel = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ?? cpuModel;
+    const processors = cpuinfo.match(/^processor\s*:/gm)?.length;
+    if (processors) cores = processors;
+  }
+  let memoryBytes = NaN;
+  try {
+    memoryBytes = Deno.systemMemoryInfo().total;
+  } catch {
+    // Needs --allow-sys.
+  }
+  const ffmpeg = (await capture("ffmpeg", ["-hide_banner", "-version"])).stdout.split("\n")[0]
+    .replace(/ Copyright.*$/, "");
+  return {
+    cpuModel,
+    cores,
+    memoryBytes,
+    os: `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    ffmpeg,
+  };
+}
+
+/** A `reelay server` running as its own process. */
+export interface ServerProcess {
+  readonly pid: number;
+  readonly port: number;
+  /** Its current resident memory in bytes. */
+  rss(): Promise<number>;
+  /** The last log lines it printed (for error messages). */
+  tail(): string;
+  /** SIGTERM (the server shuts down cleanly, killing its ffmpeg), SIGKILL after 10 s. */
+  stop(): Promise<{ code: number; signal: Deno.Signal | null }>;
+}
+
+/**
+ * Starts `deno run … main.ts server` on a free loopback port with `configIni` as its config and
+ * `videos` as its folder, and waits for its `Listening on HOST:PORT` line. Its stderr is read
+ * all along (a full pipe would block the server's logging).
+ */
+export async function spawnServer(options: {
+  videos: string;
+  configIni: string;
+  tempDir: string;
+}): Promise<ServerProcess> {
+  const configPath = `${options.tempDir}/bench-config-${crypto.randomUUID().slice(0, 8)}.ini`;
+  await Deno.writeTextFile(configPath, options.configIni);
+  const child = new Deno.Command("deno", {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-run=ffmpeg,ffprobe",
+      "main.ts",
+      "server",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--videos",
+      options.videos,
+      "--config",
+      configPath,
+    ],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const listening = Promise.withResolvers<number>();
+  const drained = (async () => {
+    let carry = "";
+    const textDecoder = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      carry += textDecoder.decode(chunk, { stream: true });
+      let newline: number;
+      while ((newline = carry.indexOf("\n")) >= 0) {
+        const line = carry.slice(0, newline);
+        carry = carry.slice(newline + 1);
+        lines.push(line);
+        if (lines.length > 50) lines.shift();
+        const match = /Listening on \S+:(\d+)/.exec(line);
+        if (match) listening.resolve(Number(match[1]));
+      }
+    }
+    listening.reject(new Error(`Server exited before listening:\n${lines.join("\n")}`));
+  })();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("Server did not listen within 30 s")), 30_000);
+  });
+  let port: number;
+  try {
+    port = await Promise.race([listening.promise, timeout]);
+  } catch (error) {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+    await child.status;
+    await drained;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  let stopping: Promise<{ code: number; signal: Deno.Signal | null }> | undefined;
+  return {
+    pid: child.pid,
+    port,
+    rss: () => rssOf(child.pid),
+    tail: () => lines.join("\n"),
+    stop: () => {
+      stopping ??= (async () => {
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // Already gone.
+        }
+        let killTimer: ReturnType<typeof setTimeout> | undefined;
+        const grace = new Promise<"late">((resolve) => {
+          killTimer = setTimeout(() => resolve("late"), 10_000);
+        });
+        if (await Promise.race([child.status, grace]) === "late") {
+          try {
+            child.kill("SIGKILL");
+          } catch {
+            // Gone meanwhile.
+          }
+        }
+        clearTimeout(killTimer);
+        const status = await child.status;
+        await drained;
+        await Deno.remove(configPath).catch(() => {});
+        return { code: status.code, signal: status.signal };
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,230 @@
+/**
+ * `deno task demo`: reelay end to end on a built-in sample, in about half a minute.
+ *
+ * Generates a short video with sound, starts a server on a free port, joins two scripted
+ * clients that find each other and exchange sealed messages, streams the sample in three
+ * resolutions (to a player window when there is a display), and cleans up. Each step says which
+ * file does the work.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { type Config, DEFAULT_CONFIG } from "../shared/config.ts";
+import { type ClientEvent, ClientSession } from "../client/mod.ts";
+import { KnownPeers, loadOrCreateIdentity } from "../client/keystore.ts";
+import { discardSink, sinkFactory, type StreamSink } from "../client/player.ts";
+import { EventFormatter } from "../client/format.ts";
+import { startServer } from "../server/mod.ts";
+import { generateVideo } from "./sample.ts";
+import { printError, writeAll } from "../shared/io.ts";
+
+const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
+const paint = (code: string, text: string) => color ? `\x1b[${code}m${text}\x1b[0m` : text;
+const formatter = new EventFormatter({ color });
+let step = 0;
+
+async function out(line: string): Promise<void> {
+  await writeAll(Deno.stdout, new TextEncoder().encode(`${line}\n`));
+}
+
+async function chapter(title: string, where: string): Promise<void> {
+  step++;
+  await out(`\n${paint("1", `${step}. ${title}`)}  ${paint("2", `(${where})`)}`);
+}
+
+function say(who: string, event: ClientEvent): Promise<void> {
+  const [first, ...rest] = formatter.format(event).split("\n");
+  const indent = " ".repeat(9);
+  return out(
+    [`   ${paint("36", who.padEnd(5))} ${first}`, ...rest.map((line) => indent + line)].join("\n"),
+  );
+}
+
+/** Resolves with the first event from `session` that matches. */
+function next<N extends ClientEvent["event"]>(
+  events: ClientEvent[],
+  session: ClientSession,
+  name: N,
+  where: (event: Extract<ClientEvent, { event: N }>) => boolean = () => true,
+): Promise<Extract<ClientEvent, { event: N }>> {
+  const match = (event: ClientEvent): event is Extract<ClientEvent, { event: N }> =>
+    event.event === name && where(event as Extract<ClientEvent, { event: N }>);
+  const seen = events.find(match);
+  if (seen) return Promise.resolve(seen);
+  return new Promise((resolve) => session.onEvent((event) => match(event) && resolve(event)));
+}
+
+async function join_(
+  port: number,
+  name: string,
+  home: string,
+  sinks?: (video: string) => StreamSink,
+) {
+  const { identity, created } = await loadOrCreateIdentity(home);
+  const knownPeers = await KnownPeers.load(home);
+  const session = await ClientSession.connect({
+    hostname: "127.0.0.1",
+    port,
+    name,
+    identity,
+    knownPeers,
+    sinks,
+  });
+  const events: ClientEvent[] = [];
+  session.onEvent((event) => events.push(event));
+  return { session, events, created };
+}
+
+/** Counts live ffmpeg children of this process (Linux; elsewhere unknown). */
+async function ffmpegChildren(): Promise<number | undefined> {
+  if (Deno.build.os !== "linux") return undefined;
+  let count = 0;
+  for await (const entry of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (stat.includes("(ffmpeg)") && Number(fields[1]) === Deno.pid) count++;
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return count;
+}
+
+async function demo(root: string): Promise<void> {
+  await out(
+    paint("1", "reelay demo: a server, two people, sealed chat and a three-resolution stream"),
+  );
+
+  await chapter(
+    "Make a sample video with ffmpeg: 6 s, 1920x1080, 30 fps, with a tone",
+    "demo/sample.ts",
+  );
+  const videos = join(root, "videos");
+  await Deno.mkdir(videos);
+  await generateVideo(join(videos, "sample.mp4"), {
+    width: 1920,
+    height: 1080,
+    rate: "30",
+    seconds: 6,
+    audioRate: 48000,
+  });
+  await out("   videos/sample.mp4 written in a temporary folder");
+
+  await chapter(
+    "Start a server on a free port; probe the catalog with ffprobe",
+    "server/mod.ts, server/catalog.ts",
+  );
+  const config = structuredClone(DEFAULT_CONFIG) as Config;
+  config.server = { host: "127.0.0.1", port: 0, videos };
+  const logLines: string[] = [];
+  const server = await startServer(config, {
+    log: (level, message) => logLines.push(`${level} ${message}`),
+  });
+  try {
+    await out(`   listening on 127.0.0.1:${server.port}, ${server.catalog.list().length} video(s)`);
+
+    await chapter(
+      "alice and bob join; each creates an RSA identity and signs a fresh announcement",
+      "client/keystore.ts, shared/crypto/identity.ts, server/directory.ts",
+    );
+    const hasDisplay = Boolean(Deno.env.get("DISPLAY") || Deno.env.get("WAYLAND_DISPLAY"));
+    const player = sinkFactory(hasDisplay ? "auto" : "none", {
+      DISPLAY: Deno.env.get("DISPLAY"),
+      WAYLAND_DISPLAY: Deno.env.get("WAYLAND_DISPLAY"),
+    });
+    let received = 0;
+    const counting = (video: string): StreamSink => {
+      const sink = hasDisplay ? player(video) : discardSink();
+      return { ...sink, write: (chunk) => (received += chunk.length, sink.write(chunk)) };
+    };
+    const alice = await join_(server.port, "alice", join(root, "alice"));
+    const bob = await join_(server.port, "bob", join(root, "bob"), counting);
+    await say("alice", alice.events[0]);
+    await say("bob", bob.events[0]);
+    await say(
+      "alice",
+      await next(alice.events, alice.session, "joined", (event) => event.name === "bob"),
+    );
+
+    await chapter(
+      "alice sends bob a sealed message; the server relays bytes it cannot read",
+      "shared/crypto/envelope.ts, server/connection.ts, client/session.ts",
+    );
+    await alice.session.send("bob", "Hi bob! Only you can read this.");
+    await say("alice", await next(alice.events, alice.session, "sent"));
+    await say("bob", await next(bob.events, bob.session, "message"));
+    await bob.session.send("alice", "Hi alice, loud and clear.");
+    await say("alice", await next(alice.events, alice.session, "message"));
+
+    await chapter(
+      "Both compare the verification code out of band",
+      "shared/crypto/identity.ts (/verify)",
+    );
+    const mine = await alice.session.verify("bob");
+    const theirs = await bob.session.verify("alice");
+    await out(
+      `   alice sees ${mine.code}\n   bob   sees ${theirs.code}  ${
+        mine.code === theirs.code ? "✓ same" : "✗ DIFFERENT"
+      }`,
+    );
+
+    await chapter(
+      `bob plays sample.mp4 ${
+        hasDisplay ? "in a player window" : "headless (no display: --player none)"
+      }: three ffmpeg parts, one stream`,
+      "server/streaming.ts, server/playback.ts, server/transcode.ts, client/viewing.ts",
+    );
+    const videos_ = await bob.session.listVideos();
+    await say("bob", { event: "videos", videos: videos_ });
+    const ended = next(bob.events, bob.session, "stream-ended");
+    bob.session.onEvent((event) => {
+      if (event.event === "stream-started" || event.event === "segment") void say("bob", event);
+    });
+    await bob.session.play("sample.mp4");
+    await next(bob.events, bob.session, "segment", (event) => event.index === 1);
+    await alice.session.send("bob", "Chat still works while you watch.");
+    await say(
+      "bob",
+      await next(bob.events, bob.session, "message", (event) => event.text.startsWith("Chat")),
+    );
+    const end = await ended;
+    await say("bob", end);
+    await out(`   ${received} bytes of MPEG-TS reached bob's player; nothing was written to disk`);
+
+    await chapter(
+      "Everyone leaves; the server shuts down and ends every ffmpeg",
+      "server/server.ts",
+    );
+    await bob.session.quit();
+    await say("alice", await next(alice.events, alice.session, "left"));
+    await alice.session.quit();
+    if (end.reason !== "complete") {
+      throw new Error(`The stream ended with ${end.reason}: ${end.message}`);
+    }
+  } finally {
+    await server.close();
+  }
+  const left = await ffmpegChildren();
+  await out(`   server closed; ffmpeg processes left: ${left ?? "unknown on this system"}`);
+  if (left) throw new Error(`${left} ffmpeg process(es) outlived the server`);
+  await out(
+    `\n${paint("32", "Demo complete.")} Next: README.md ("Running a real server and clients").`,
+  );
+}
+
+if (import.meta.main) {
+  const root = await Deno.makeTempDir({ prefix: "reelay-demo-" });
+  let code = 0;
+  try {
+    await demo(root);
+  } catch (error) {
+    await printError(`demo failed: ${(error as Error)?.stack ?? error}`);
+    code = 1;
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+  Deno.exit(code);
+}

@@ -1,0 +1,200 @@
+/**
+ * Video end to end: a real server transcoding with real ffmpeg, real clients over loopback TCP,
+ * and the received stream checked with ffprobe.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { StreamSink } from "../client/player.ts";
+import type { Config } from "../shared/config.ts";
+import { joinClient, startTestServer } from "./_harness.ts";
+import {
+  concat,
+  framesOf,
+  makeBroken,
+  makeMediaDir,
+  makeVideo,
+  packetsOf,
+  processesMentioning,
+} from "./_media.ts";
+
+/** A sink that keeps the stream in memory (the test writes it out only to run ffprobe). */
+function memorySink(): { sink: StreamSink; chunks: Uint8Array[] } {
+  const chunks: Uint8Array[] = [];
+  const sink: StreamSink = {
+    write: (chunk) => {
+      chunks.push(chunk);
+      return Promise.resolve();
+    },
+    finish: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+    gone: new Promise<void>(() => {}),
+  };
+  return { sink, chunks };
+}
+
+const media = await makeMediaDir("streaming");
+await makeVideo(join(media.dir, "clip.mp4"), {
+  width: 480,
+  height: 270,
+  rate: "30",
+  seconds: 3,
+  audioRate: 48000,
+});
+await makeVideo(join(media.dir, "long.mp4"), { width: 320, height: 180, rate: "30", seconds: 60 });
+await makeBroken(join(media.dir, "broken.mp4"));
+
+function server(patch?: (config: Config) => void) {
+  return startTestServer({
+    videos: media.dir,
+    patch: (config) => {
+      config.stream.heights = [144, 180, 270];
+      config.stream.preset = "ultrafast";
+      patch?.(config);
+    },
+  });
+}
+
+Deno.test("the catalog lists playable videos with their three resolutions", async () => {
+  const running = await server((config) => config.stream.heights = [144, 240, 720]);
+  try {
+    const alice = await joinClient(running.port, "alice");
+    const videos = await alice.session.listVideos();
+    assert.deepEqual(videos.map((video) => video.name), ["clip.mp4", "long.mp4"]);
+    const clip = videos[0];
+    assert.equal(clip.height, 270);
+    assert.equal(clip.hasAudio, true);
+    assert.deepEqual(clip.segments.map((s) => [s.height, s.requestedHeight, s.capped]), [
+      [144, 144, false],
+      [240, 240, false],
+      [270, 720, true],
+    ]);
+    assert.ok(clip.segments.every((s) => s.width % 2 === 0));
+    await alice.session.quit();
+  } finally {
+    await running.close();
+  }
+});
+
+Deno.test("a played video arrives as one stream switching height at the thirds", async () => {
+  const running = await server();
+  try {
+    const { sink, chunks } = memorySink();
+    const bob = await joinClient(running.port, "bob", { sinks: () => sink });
+    await bob.session.play("clip.mp4");
+    const ended = await bob.log.waitFor("stream-ended", () => true, 60_000);
+    assert.equal(ended.reason, "complete");
+    assert.deepEqual(bob.log.of("segment").map((event) => event.height), [144, 180, 270]);
+    const file = join(await Deno.makeTempDir(), "received.ts");
+    await Deno.writeFile(file, concat(chunks));
+    const frames = await framesOf(file);
+    assert.ok(Math.abs(frames.length - 90) <= 2, `${frames.length} frames, expected 90`);
+    const heights = frames.map((frame) => frame.height);
+    assert.equal(heights[0], 144);
+    assert.equal(heights[45], 180);
+    assert.equal(heights.at(-1), 270);
+    const audio = (await packetsOf(file)).filter((packet) => packet.type === "audio");
+    for (let i = 1; i < audio.length; i++) {
+      assert.equal(audio[i].pts - audio[i - 1].pts, 1920, `audio gap at packet ${i}`);
+    }
+    await bob.session.quit();
+  } finally {
+    await running.close();
+  }
+});
+
+Deno.test("chat is delivered while a stream runs", async () => {
+  const running = await server();
+  try {
+    const alice = await joinClient(running.port, "alice");
+    const bob = await joinClient(running.port, "bob");
+    await bob.session.play("long.mp4");
+    await bob.log.waitFor("segment");
+    await alice.session.send("bob", "still there?");
+    const message = await bob.log.waitFor("message");
+    assert.equal(message.text, "still there?");
+    assert.equal(bob.log.of("stream-ended").length, 0, "the stream was still running");
+    await bob.session.stop();
+    await alice.session.quit();
+    await bob.session.quit();
+  } finally {
+    await running.close();
+  }
+});
+
+Deno.test("/stop mid-stream ends the stream and leaves no ffmpeg", async () => {
+  const running = await server();
+  try {
+    const bob = await joinClient(running.port, "bob");
+    await bob.session.play("long.mp4");
+    await bob.log.waitFor("segment");
+    assert.ok(
+      (await processesMentioning(media.marker)).length > 0,
+      "ffmpeg runs during the stream",
+    );
+    await bob.session.stop();
+    const ended = await bob.log.waitFor("stream-ended");
+    assert.equal(ended.reason, "stopped");
+    assert.deepEqual(await processesMentioning(media.marker), []);
+    await bob.session.quit();
+  } finally {
+    await running.close();
+  }
+});
+
+Deno.test("a viewer vanishing mid-stream leaves no ffmpeg, and others go on", async () => {
+  const running = await server();
+  try {
+    const alice = await joinClient(running.port, "alice");
+    const bob = await joinClient(running.port, "bob");
+    await bob.session.play("long.mp4");
+    await bob.log.waitFor("segment");
+    const gone = alice.log.waitFor("left", (event) => event.name === "bob");
+    await bob.session.quit();
+    await gone;
+    assert.deepEqual(await processesMentioning(media.marker), []);
+    const videos = await alice.session.listVideos();
+    assert.equal(videos.length, 2);
+    await alice.session.quit();
+  } finally {
+    await running.close();
+  }
+});
+
+Deno.test("unknown names, paths and broken files get a clear error", async () => {
+  const running = await server();
+  try {
+    const bob = await joinClient(running.port, "bob");
+    for (const name of ["nope.mp4", "../clip.mp4", "/etc/passwd", "broken.mp4"]) {
+      await assert.rejects(bob.session.play(name), (error: Error & { code?: string }) => {
+        assert.equal(error.code, "unknown-video");
+        assert.match(error.message, /is not in the catalog/);
+        return true;
+      });
+    }
+    await bob.session.play("clip.mp4");
+    const ended = await bob.log.waitFor("stream-ended", () => true, 60_000);
+    assert.equal(ended.reason, "complete");
+    await bob.session.quit();
+  } finally {
+    await running.close();
+  }
+});
+
+Deno.test("beyond the transcode cap, play answers busy", async () => {
+  const running = await server((config) => config.stream.maxTranscodes = 1);
+  try {
+    const alice = await joinClient(running.port, "alice");
+    const bob = await joinClient(running.port, "bob");
+    await alice.session.play("long.mp4");
+    await alice.log.waitFor("segment");
+    await assert.rejects(bob.session.play("clip.mp4"), (error: Error & { code?: string }) => {
+      assert.equal(error.code, "busy");
+      return true;
+    });
+    await alice.session.stop();
+    await alice.session.quit();
+    await bob.session.quit();
+  } finally {
+    await running.close();
+  }
+});

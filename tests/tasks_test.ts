@@ -1,0 +1,22 @@
+import assert from "node:assert/strict";
+import { PERMISSIONS } from "../.ci/compile.ts";
+import denoConfig from "../deno.json" with { type: "json" };
+
+const tasks: Record<string, string> = denoConfig.tasks;
+
+function flagsOf(task: string): string[] {
+  return task.split(/\s+/).filter((word) => word.startsWith("--allow-"));
+}
+
+Deno.test("start and demo run with exactly the compiled binary's permissions", () => {
+  for (const name of ["start", "demo"]) {
+    assert.deepEqual(flagsOf(tasks[name]), [...PERMISSIONS], `task ${name}`);
+  }
+});
+
+Deno.test("tests add only running deno to the compiled binary's permissions", () => {
+  const expected = PERMISSIONS.map((flag) =>
+    flag.startsWith("--allow-run=") ? `${flag},deno` : flag
+  );
+  assert.deepEqual(flagsOf(tasks.test), expected);
+});
