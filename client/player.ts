@@ -29,29 +29,30 @@ const KNOWN_PLAYERS: Record<string, string[]> = {
 };
 
 /**
- * Picks the player command for `--player`: `auto` means ffplay in a window when a display is
- * available, else `none`. A bare `ffplay` or `mpv` gets the arguments to read stdin.
+ * The player commands to try, in order, for a `--player` choice: `auto` means ffplay in a window
+ * (or mpv when ffplay is missing) when a display is available, and nothing otherwise; `none`
+ * means nothing. A bare `ffplay` or `mpv` gets the arguments to read stdin.
  *
  * @example
  * ```ts
  * import { resolvePlayer } from "./player.ts";
  * resolvePlayer("none", {}); // []
- * resolvePlayer("mpv", {}); // ["mpv", "--really-quiet", ...]
+ * resolvePlayer("mpv", {}); // [["mpv", "--really-quiet", ...]]
  * ```
  */
 export function resolvePlayer(
   choice: string,
   env: { DISPLAY?: string; WAYLAND_DISPLAY?: string },
-): string[] {
+): string[][] {
   const words = choice.trim().split(/\s+/).filter((word) => word !== "");
   if (words.length === 0) throw new UsageError(`Player ${JSON.stringify(choice)} is empty`);
   if (words.length === 1 && words[0] === "none") return [];
   if (words.length === 1 && words[0] === "auto") {
     const hasDisplay = Deno.build.os !== "linux" || Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
-    return hasDisplay ? ["ffplay", ...KNOWN_PLAYERS.ffplay] : [];
+    return hasDisplay ? Object.entries(KNOWN_PLAYERS).map(([name, args]) => [name, ...args]) : [];
   }
   const known = words.length === 1 ? KNOWN_PLAYERS[words[0]] : undefined;
-  return known ? [words[0], ...known] : words;
+  return [known ? [words[0], ...known] : words];
 }
 
 /**
@@ -74,33 +75,17 @@ export function discardSink(): StreamSink {
 }
 
 /**
- * A sink that spawns `command` and pipes the stream into its stdin. The process is killed on
- * abort and awaited on every path.
+ * A sink that spawns the first of `candidates` that exists and pipes the stream into its stdin.
+ * The process is killed on abort and awaited on every path.
  *
  * @example
  * ```ts ignore
  * import { playerSink } from "./player.ts";
- * const sink = playerSink(["ffplay", "-autoexit", "-i", "-"]);
+ * const sink = playerSink([["ffplay", "-autoexit", "-i", "-"]]);
  * ```
  */
-export function playerSink(command: string[]): StreamSink {
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command(command[0], {
-      args: command.slice(1),
-      stdin: "piped",
-      stdout: "null",
-      stderr: "inherit",
-    }).spawn();
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new ReelayError(
-        "player-missing",
-        `Player ${JSON.stringify(command[0])} was not found: install it or pass --player none`,
-      );
-    }
-    throw error;
-  }
+export function playerSink(candidates: string[][]): StreamSink {
+  const child = spawnFirst(candidates);
   const writer = child.stdin.getWriter();
   let ended = false;
   const gone = child.status.then(() => {});
@@ -144,6 +129,29 @@ export function sinkFactory(
   choice: string,
   env: { DISPLAY?: string; WAYLAND_DISPLAY?: string },
 ): SinkFactory {
-  const command = resolvePlayer(choice, env);
-  return () => command.length === 0 ? discardSink() : playerSink(command);
+  const candidates = resolvePlayer(choice, env);
+  return () => candidates.length === 0 ? discardSink() : playerSink(candidates);
+}
+
+function spawnFirst(candidates: string[][]): Deno.ChildProcess {
+  for (const [program, ...args] of candidates) {
+    try {
+      return new Deno.Command(program, { args, stdin: "piped", stdout: "null", stderr: "inherit" })
+        .spawn();
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) {
+        throw new ReelayError(
+          "player-not-allowed",
+          `Player ${JSON.stringify(program)} is not allowed: reelay may run only ffplay or mpv ` +
+            `(with any arguments, e.g. --player "mpv --fs"), or --player none`,
+        );
+      }
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  const names = candidates.map(([program]) => JSON.stringify(program)).join(" or ");
+  throw new ReelayError(
+    "player-missing",
+    `Player ${names} was not found: install it (ffplay comes with ffmpeg) or pass --player none`,
+  );
 }

@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { discardSink, playerSink, resolvePlayer } from "../client/player.ts";
+
+Deno.test("auto plays in a window only when there is a display", () => {
+  if (Deno.build.os === "linux") assert.deepEqual(resolvePlayer("auto", {}), []);
+  const withDisplay = resolvePlayer("auto", { DISPLAY: ":0" });
+  assert.deepEqual(withDisplay.map(([program]) => program), ["ffplay", "mpv"]);
+  assert.ok(withDisplay[0].includes("-"), "ffplay reads stdin");
+});
+
+Deno.test("named players read stdin; other commands run as given", () => {
+  assert.deepEqual(resolvePlayer("none", { DISPLAY: ":0" }), []);
+  assert.equal(resolvePlayer("mpv", {})[0].at(-1), "-");
+  assert.deepEqual(resolvePlayer("  mpv   --fs - ", {}), [["mpv", "--fs", "-"]]);
+  assert.throws(() => resolvePlayer("   ", {}), /is empty/);
+});
+
+Deno.test("a player process receives the stream and is awaited", async () => {
+  const sink = playerSink([[
+    "ffmpeg",
+    "-v",
+    "error",
+    "-f",
+    "mpegts",
+    "-i",
+    "-",
+    "-f",
+    "null",
+    "-",
+  ]]);
+  await sink.write(new Uint8Array(188 * 10).map((_, i) => i % 188 === 0 ? 0x47 : 0xff));
+  await sink.finish();
+  await sink.gone;
+});
+
+Deno.test("abort ends a player at once", async () => {
+  const sink = playerSink([[
+    "ffmpeg",
+    "-v",
+    "quiet",
+    "-f",
+    "mpegts",
+    "-i",
+    "-",
+    "-f",
+    "null",
+    "-",
+  ]]);
+  await sink.abort();
+  await sink.gone;
+  await assert.rejects(sink.write(new Uint8Array(10)), /Player closed its input/);
+});
+
+Deno.test("a missing or disallowed player is a clear error", () => {
+  assert.throws(() => playerSink([["vlc", "-"]]), (error: Error & { code?: string }) => {
+    assert.ok(["player-missing", "player-not-allowed"].includes(error.code ?? ""));
+    return true;
+  });
+});
+
+Deno.test("the discarding sink takes anything", async () => {
+  const sink = discardSink();
+  await sink.write(new Uint8Array(1000));
+  await sink.finish();
+  await sink.abort();
+});
