@@ -58,7 +58,16 @@ export class StderrTail {
   }
 }
 
-/** What a finished short command produced. */
+/**
+ * What a finished short command produced.
+ *
+ * @example
+ * ```ts
+ * import { type CommandResult, runToEnd } from "./_ffmpeg.ts";
+ * const result: CommandResult = await runToEnd("ffprobe", ["-version"]);
+ * console.log(result.code, result.stderr);
+ * ```
+ */
 export interface CommandResult {
   /** The exit code (non-zero when it failed or was killed). */
   code: number;

@@ -11,7 +11,15 @@
 import { messageOf, ReelayError } from "../shared/errors.ts";
 import { runToEnd } from "./_ffmpeg.ts";
 
-/** File extensions (lower case, without the dot) that the catalog considers. */
+/**
+ * File extensions (lower case, without the dot) that the catalog considers.
+ *
+ * @example
+ * ```ts
+ * import { VIDEO_EXTENSIONS } from "./catalog.ts";
+ * VIDEO_EXTENSIONS.includes("mkv"); // true
+ * ```
+ */
 export const VIDEO_EXTENSIONS: readonly string[] = [
   "mp4",
   "m4v",
@@ -30,13 +38,37 @@ export const VIDEO_EXTENSIONS: readonly string[] = [
   "3gp",
 ];
 
-/** Severity of a catalog log line. */
+/**
+ * Severity of a catalog log line.
+ *
+ * @example
+ * ```ts
+ * import type { LogLevel } from "./catalog.ts";
+ * const level: LogLevel = "warn";
+ * ```
+ */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
-/** Where the catalog reports what it did; it never prints by itself. */
+/**
+ * Where the catalog reports what it did; it never prints by itself.
+ *
+ * @example
+ * ```ts
+ * import type { LogFn } from "./catalog.ts";
+ * const log: LogFn = (level, message) => console.error(`[${level}] ${message}`);
+ * ```
+ */
 export type LogFn = (level: LogLevel, message: string) => void;
 
-/** Everything the media pipeline needs to know about one video, measured once by ffprobe. */
+/**
+ * Everything the media pipeline needs to know about one video, measured once by ffprobe.
+ *
+ * @example
+ * ```ts
+ * import type { VideoInfo } from "./catalog.ts";
+ * const describe = (v: VideoInfo) => `${v.name}: ${v.width}x${v.height}, ${v.duration} s`;
+ * ```
+ */
 export interface VideoInfo {
   /** The file name, which is also the name users play it by. */
   name: string;
@@ -80,7 +112,16 @@ export interface VideoInfo {
   audioFrameGrid?: number;
 }
 
-/** What a refresh changed, by name. */
+/**
+ * What a refresh changed, by name.
+ *
+ * @example
+ * ```ts
+ * import { Catalog, type CatalogChange } from "./catalog.ts";
+ * const catalog = await Catalog.open("./videos");
+ * catalog.onChange((change: CatalogChange) => console.log(change.added, change.removed));
+ * ```
+ */
 export interface CatalogChange {
   /** Names that became playable. */
   added: string[];
@@ -90,7 +131,16 @@ export interface CatalogChange {
   updated: string[];
 }
 
-/** Options for {@link Catalog.open}. */
+/**
+ * Options for {@link Catalog.open}.
+ *
+ * @example
+ * ```ts
+ * import { Catalog, type CatalogOptions } from "./catalog.ts";
+ * const options: CatalogOptions = { ffprobePath: "ffprobe", watch: true, debounceMs: 300 };
+ * const catalog = await Catalog.open("./videos", options);
+ * ```
+ */
 export interface CatalogOptions {
   /** The ffprobe program; defaults to `ffprobe`. */
   ffprobePath?: string;

@@ -17,7 +17,15 @@ import {
   Transcode,
 } from "./transcode.ts";
 
-/** One planned part: what to transcode, and how its height was chosen. */
+/**
+ * One planned part: what to transcode, and how its height was chosen.
+ *
+ * @example
+ * ```ts
+ * import type { PlannedSegment } from "./playback.ts";
+ * const label = (s: PlannedSegment) => `${s.height}p${s.capped ? ` (asked ${s.requestedHeight}p)` : ""}`;
+ * ```
+ */
 export interface PlannedSegment extends SegmentSpec {
   /** The height asked for by the configuration. */
   requestedHeight: number;
@@ -25,7 +33,19 @@ export interface PlannedSegment extends SegmentSpec {
   capped: boolean;
 }
 
-/** The parts of one video, in playing order. */
+/**
+ * The parts of one video, in playing order.
+ *
+ * @example
+ * ```ts
+ * import { planPlayback, type PlaybackPlan } from "./playback.ts";
+ * import { probeVideo } from "./catalog.ts";
+ * const plan: PlaybackPlan = planPlayback(await probeVideo("/srv/videos/cats.mp4"), {
+ *   heights: [144, 720, 1440],
+ *   capToSource: true,
+ * });
+ * ```
+ */
 export interface PlaybackPlan {
   /** The video's catalog name. */
   name: string;
@@ -107,7 +127,16 @@ export function planPlayback(
   return { name: info.name, duration: info.duration, frameCount, segments };
 }
 
-/** A held transcode slot; `release()` gives it back and is safe to call twice. */
+/**
+ * A held transcode slot; `release()` gives it back and is safe to call twice.
+ *
+ * @example
+ * ```ts
+ * import { TranscodeSlots, type SlotLease } from "./playback.ts";
+ * const lease: SlotLease = new TranscodeSlots(2).acquire();
+ * lease.release();
+ * ```
+ */
 export interface SlotLease {
   /** Gives the slot back. */
   release(): void;
@@ -171,7 +200,15 @@ export class TranscodeSlots {
   }
 }
 
-/** Options for {@link streamVideo}. */
+/**
+ * Options for {@link streamVideo}.
+ *
+ * @example
+ * ```ts
+ * import { type StreamOptions, TranscodeSlots } from "./playback.ts";
+ * const options: StreamOptions = { preset: "veryfast", slots: new TranscodeSlots(4), readAheadBytes: 4 << 20 };
+ * ```
+ */
 export interface StreamOptions {
   /** The ffmpeg program (default `ffmpeg`). */
   ffmpegPath?: string;
@@ -183,7 +220,15 @@ export interface StreamOptions {
   readAheadBytes?: number;
 }
 
-/** What a stream yields: a part begins, or bytes of the current part. */
+/**
+ * What a stream yields: a part begins, or bytes of the current part.
+ *
+ * @example
+ * ```ts
+ * import type { StreamEvent } from "./playback.ts";
+ * const show = (e: StreamEvent) => e.type === "chunk" ? `${e.chunk.length} bytes` : `${e.height}p starts`;
+ * ```
+ */
 export type StreamEvent =
   | {
     type: "segment-start";

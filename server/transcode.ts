@@ -15,7 +15,15 @@ import { messageOf, ReelayError } from "../shared/errors.ts";
 import { missingProgramError, runToEnd, StderrTail } from "./_ffmpeg.ts";
 import type { VideoInfo } from "./catalog.ts";
 
-/** Media settings, filled by the server from config.ini. */
+/**
+ * Media settings, filled by the server from config.ini.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MEDIA_OPTIONS, type MediaOptions } from "./transcode.ts";
+ * const options: MediaOptions = { ...DEFAULT_MEDIA_OPTIONS, heights: [240, 480, 1080] };
+ * ```
+ */
 export interface MediaOptions {
   /** Output heights of the three parts, in order (default [144, 720, 1440]). */
   heights: number[];
@@ -49,12 +57,26 @@ export const DEFAULT_MEDIA_OPTIONS: Readonly<MediaOptions> = Object.freeze({
   maxTranscodes: 4,
 });
 
-/** Samples in one AAC frame. */
+/**
+ * Samples in one AAC frame.
+ *
+ * @example
+ * ```ts
+ * import { AAC_FRAME } from "./transcode.ts";
+ * const seconds = AAC_FRAME / 48000; // 21.3 ms
+ * ```
+ */
 export const AAC_FRAME = 1024;
 
 /**
  * Constant offset (seconds) added to every timestamp so all parts share one base; it must be
  * larger than one AAC frame so the first part's priming frame never has a negative timestamp.
+ *
+ * @example
+ * ```ts
+ * import { TIMESTAMP_BASE_SECONDS } from "./transcode.ts";
+ * const firstPts = TIMESTAMP_BASE_SECONDS * 90000; // MPEG-TS ticks of the first frame
+ * ```
  */
 export const TIMESTAMP_BASE_SECONDS = 10;
 
@@ -62,14 +84,25 @@ export const TIMESTAMP_BASE_SECONDS = 10;
  * Extra AAC frames encoded before a part's audio (and dropped again). Measured here: with one
  * frame the encoder still treats the jump from silence as a transient and a click remains at the
  * join; with two the decoded join matches the source.
+ *
+ * @example
+ * ```ts
+ * import { AAC_FRAME, AUDIO_LEAD_FRAMES } from "./transcode.ts";
+ * const extraSamples = AUDIO_LEAD_FRAMES * AAC_FRAME;
+ * ```
  */
 export const AUDIO_LEAD_FRAMES = 2;
 
-/** Extra AAC frames encoded after a part's audio (and dropped again). */
+/**
+ * Extra AAC frames encoded after a part's audio (and dropped again).
+ *
+ * @example
+ * ```ts
+ * import { AAC_FRAME, AUDIO_TAIL_FRAMES } from "./transcode.ts";
+ * const extraSamples = AUDIO_TAIL_FRAMES * AAC_FRAME;
+ * ```
+ */
 export const AUDIO_TAIL_FRAMES = 2;
-
-/** Seconds read past a cut, so the exact trim filters see every frame they keep. */
-const INPUT_END_MARGIN = 0.5;
 
 /** Seconds of source read before an audio cut, so the decoder has warmed up before it. */
 const AUDIO_SEEK_MARGIN = 0.5;
@@ -100,7 +133,15 @@ const AAC_RATES = [
   8000,
 ];
 
-/** What one part transcodes: which frames, which audio samples, at what size. */
+/**
+ * What one part transcodes: which frames, which audio samples, at what size.
+ *
+ * @example
+ * ```ts
+ * import type { SegmentSpec } from "./transcode.ts";
+ * const frames = (s: SegmentSpec) => s.endFrame - s.startFrame;
+ * ```
+ */
 export interface SegmentSpec {
   /** Position of this part in the stream, from 0. */
   index: number;
@@ -124,7 +165,16 @@ export interface SegmentSpec {
   audioEndSample?: number;
 }
 
-/** The audio sample rate a source is encoded at. */
+/**
+ * The audio sample rate a source is encoded at.
+ *
+ * @example
+ * ```ts
+ * import { outputSampleRate } from "./transcode.ts";
+ * outputSampleRate({ audioSampleRate: 44100 }); // 44100
+ * outputSampleRate({ audioSampleRate: 37800 }); // 48000
+ * ```
+ */
 export function outputSampleRate(info: Pick<VideoInfo, "audioSampleRate">): number {
   const rate = info.audioSampleRate ?? 48000;
   return AAC_RATES.includes(rate) ? rate : 48000;
@@ -173,18 +223,21 @@ export function buildFfmpegArgs(
   const args = ["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"];
   args.push("-copyts", "-start_at_zero");
 
-  // Input 0: the video. Cut halfway between frames so rounding never moves a frame across.
+  // Every input is shifted by the common base with -itsoffset. (Besides giving all parts one
+  // timeline, this keeps ffmpeg from re-basing an MPEG-TS input on the start of the mapped
+  // streams only, which would move video against audio.) Input seeking only bounds what is read;
+  // the trim filters, in shifted time, make the cuts exact. There is no input -to: it would count
+  // from the seek point in unshifted time.
+  const base = TIMESTAMP_BASE_SECONDS;
   const margin = INDEXED_FORMATS.test(info.formatName) ? 0 : UNINDEXED_SEEK_MARGIN;
+  // Cut halfway between frames so timestamp rounding never moves a frame across a cut.
   const videoFrom = segment.startFrame > 0 ? frameTime(segment.startFrame - 0.5) : undefined;
   const videoTo = segment.last ? undefined : frameTime(segment.endFrame - 0.5);
-  // Input seeking only bounds what is read; the trim filter makes the cut exact (an input -to
-  // without -ss would count from the first timestamp, not from 0).
   if (videoFrom !== undefined) args.push("-ss", seconds(videoFrom - margin));
-  if (videoTo !== undefined) args.push("-to", seconds(videoTo + INPUT_END_MARGIN));
-  args.push("-i", info.path);
+  args.push("-itsoffset", String(base), "-i", info.path);
   const trimParts = [];
-  if (videoFrom !== undefined) trimParts.push(`start=${seconds(videoFrom)}`);
-  if (videoTo !== undefined) trimParts.push(`end=${seconds(videoTo)}`);
+  if (videoFrom !== undefined) trimParts.push(`start=${seconds(base + videoFrom)}`);
+  if (videoTo !== undefined) trimParts.push(`end=${seconds(base + videoTo)}`);
   const videoTrim = trimParts.length > 0 ? `trim=${trimParts.join(":")},` : "";
 
   const audio = info.hasAudio && info.audioStreamIndex !== undefined &&
@@ -203,15 +256,15 @@ export function buildFfmpegArgs(
     // accurate seek: whole decoded frames keep the first timestamp on the codec's frame grid.
     args.push("-noaccurate_seek");
     if (segment.index > 0) args.push("-ss", seconds(from / rate - AUDIO_SEEK_MARGIN));
-    if (to !== undefined) args.push("-to", seconds(to / rate + INPUT_END_MARGIN));
-    args.push("-i", info.path);
+    args.push("-itsoffset", String(base), "-i", info.path);
+    const shift = base * rate;
     const trims = [];
-    if (segment.index > 0) trims.push(`start_pts=${from}`);
-    if (to !== undefined) trims.push(`end_pts=${to}`);
+    if (segment.index > 0) trims.push(`start_pts=${shift + from}`);
+    if (to !== undefined) trims.push(`end_pts=${shift + to}`);
     // Count samples from the first decoded frame, whose timestamp is snapped to the codec's frame
     // grid when the container rounds timestamps: every part then agrees on where each sample is.
     const sourceRate = info.audioSampleRate ?? rate;
-    const origin = Math.round((info.audioStart ?? 0) * sourceRate);
+    const origin = base * sourceRate + Math.round((info.audioStart ?? 0) * sourceRate);
     const grid = Math.max(1, info.audioFrameGrid ?? 1);
     const filters = [
       `asetpts=(round((STARTPTS*TB*SR-${origin})/${grid})*${grid}+${origin}+N)/(SR*TB)`,
@@ -274,8 +327,6 @@ export function buildFfmpegArgs(
     if (dropExpression) args.push("-bsf:a", `noise=drop=${dropExpression}`);
   }
   args.push(
-    "-output_ts_offset",
-    String(TIMESTAMP_BASE_SECONDS),
     "-avoid_negative_ts",
     "disabled",
     "-muxdelay",
@@ -294,7 +345,18 @@ export function buildFfmpegArgs(
 /** How long {@link Transcode.kill} waits after SIGTERM before sending SIGKILL. */
 const KILL_GRACE_MS = 1000;
 
-/** How a {@link Transcode} ended. */
+/**
+ * How a {@link Transcode} ended.
+ *
+ * @example
+ * ```ts
+ * import { Transcode, type TranscodeStatus } from "./transcode.ts";
+ * const part = Transcode.start("ffmpeg", ["-version"]);
+ * await part.stdout.cancel();
+ * const status: TranscodeStatus = await part.status;
+ * if (status.error) throw status.error;
+ * ```
+ */
 export interface TranscodeStatus {
   /** Exit code (non-zero on failure or when killed). */
   code: number;
@@ -363,18 +425,25 @@ export class Transcode {
     this.stdout = new ReadableStream<Uint8Array>(
       {
         pull: async (controller) => {
+          // After a cancel the controller refuses chunks; there is nobody left to tell.
+          const settle = (action: () => void) => {
+            try {
+              action();
+            } catch {
+              // Cancelled while this read was in flight.
+            }
+          };
           let read: ReadableStreamReadResult<Uint8Array>;
           try {
             read = await this.#reader.read();
           } catch (error) {
-            if (this.#killed) return controller.close();
+            if (this.#killed) return settle(() => controller.close());
             const status = await this.status;
-            return controller.error(status.error ?? error);
+            return settle(() => controller.error(status.error ?? error));
           }
-          if (!read.done) return controller.enqueue(read.value);
+          if (!read.done) return settle(() => controller.enqueue(read.value));
           const status = await this.status;
-          if (status.error) controller.error(status.error);
-          else controller.close();
+          settle(() => status.error ? controller.error(status.error) : controller.close());
         },
         cancel: () => this.kill(),
       },

@@ -80,7 +80,7 @@ Deno.test("transcode", async (t) => {
       for (
         const expected of [
           "-copyts -start_at_zero",
-          `-output_ts_offset ${TIMESTAMP_BASE_SECONDS}`,
+          `-itsoffset ${TIMESTAMP_BASE_SECONDS} -i ${info.path}`,
           "-muxdelay 0 -muxpreload 0",
           "-mpegts_flags +initial_discontinuity",
           "-colorspace bt709 -color_primaries bt709 -color_trc bt709",
