@@ -16,6 +16,7 @@ import { KnownPeers, loadOrCreateIdentity } from "../client/keystore.ts";
 import { discardSink, sinkFactory, type StreamSink } from "../client/player.ts";
 import { EventFormatter } from "../client/format.ts";
 import { startServer } from "../server/mod.ts";
+import { Transcode } from "../server/transcode.ts";
 import { generateVideo } from "./sample.ts";
 import { printError, writeAll } from "../shared/io.ts";
 
@@ -74,23 +75,6 @@ async function join_(
   const events: ClientEvent[] = [];
   session.onEvent((event) => events.push(event));
   return { session, events, created };
-}
-
-/** Counts live ffmpeg children of this process (Linux; elsewhere unknown). */
-async function ffmpegChildren(): Promise<number | undefined> {
-  if (Deno.build.os !== "linux") return undefined;
-  let count = 0;
-  for await (const entry of Deno.readDir("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (stat.includes("(ffmpeg)") && Number(fields[1]) === Deno.pid) count++;
-    } catch {
-      // The process ended while we looked.
-    }
-  }
-  return count;
 }
 
 async function demo(root: string): Promise<void> {
@@ -207,9 +191,9 @@ async function demo(root: string): Promise<void> {
   } finally {
     await server.close();
   }
-  const left = await ffmpegChildren();
-  await out(`   server closed; ffmpeg processes left: ${left ?? "unknown on this system"}`);
-  if (left) throw new Error(`${left} ffmpeg process(es) outlived the server`);
+  const left = Transcode.running;
+  await out(`   server closed; ffmpeg processes left running: ${left}`);
+  if (left > 0) throw new Error(`${left} ffmpeg process(es) outlived the server`);
   await out(
     `\n${paint("32", "Demo complete.")} Next: README.md ("Running a real server and clients").`,
   );

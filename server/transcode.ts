@@ -397,11 +397,19 @@ export class Transcode {
   readonly #tail = new StderrTail();
   #killed = false;
   #killing?: Promise<void>;
+  static #running = 0;
+
+  /** How many ffmpeg processes started by this process have not exited yet. */
+  static get running(): number {
+    return Transcode.#running;
+  }
 
   private constructor(child: Deno.ChildProcess, label: string) {
     this.#child = child;
     this.pid = child.pid;
     this.label = label;
+    Transcode.#running++;
+    child.status.finally(() => Transcode.#running--);
     this.#reader = child.stdout.getReader();
     const stderrDone = this.#tail.drain(child.stderr);
     this.status = Promise.all([child.status, stderrDone]).then(([status]) => {
