@@ -170,41 +170,54 @@ export interface ServerProcess {
   rss(): Promise<number>;
   /** The last log lines it printed (for error messages). */
   tail(): string;
+  /** The inspector's WebSocket URL, when started with `inspect`. */
+  readonly inspector?: string;
   /** SIGTERM (the server shuts down cleanly, killing its ffmpeg), SIGKILL after 10 s. */
   stop(): Promise<{ code: number; signal: Deno.Signal | null }>;
 }
 
 /**
  * Starts `deno run … main.ts server` on a free loopback port with `configIni` as its config and
- * `videos` as its folder, and waits for its `Listening on HOST:PORT` line. Its stderr is read
- * all along (a full pipe would block the server's logging).
+ * `videos` as its folder, and waits for its `Listening on HOST:PORT` line.
  */
 export async function spawnServer(options: {
   videos: string;
   configIni: string;
   tempDir: string;
+  /** Open the V8 inspector on a free loopback port (to force a GC and read heap sizes). */
+  inspect?: boolean;
 }): Promise<ServerProcess> {
   const configPath = `${options.tempDir}/bench-config-${crypto.randomUUID().slice(0, 8)}.ini`;
   await Deno.writeTextFile(configPath, options.configIni);
+  const args = [
+    "run",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-run=ffmpeg,ffprobe",
+    ...(options.inspect ? ["--inspect=127.0.0.1:0"] : []),
+    "main.ts",
+    "server",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--videos",
+    options.videos,
+    "--config",
+    configPath,
+  ];
+  return await spawnListening(args);
+}
+
+/**
+ * Starts `deno <args>` in the repository and waits for a `Listening on HOST:PORT` line on its
+ * stderr, which is read all along (a full pipe would block the server's logging).
+ */
+export async function spawnListening(args: string[]): Promise<ServerProcess> {
   const child = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-run=ffmpeg,ffprobe",
-      "main.ts",
-      "server",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--videos",
-      options.videos,
-      "--config",
-      configPath,
-    ],
+    args,
     cwd: REPO_ROOT,
     stdin: "null",
     stdout: "null",
@@ -212,6 +225,7 @@ export async function spawnServer(options: {
   }).spawn();
   const lines: string[] = [];
   const listening = Promise.withResolvers<number>();
+  let inspector: string | undefined;
   const drained = (async () => {
     let carry = "";
     const textDecoder = new TextDecoder();
@@ -223,6 +237,7 @@ export async function spawnServer(options: {
         carry = carry.slice(newline + 1);
         lines.push(line);
         if (lines.length > 50) lines.shift();
+        inspector ??= /Debugger listening on (ws:\/\/\S+)/.exec(line)?.[1];
         const match = /Listening on \S+:(\d+)/.exec(line);
         if (match) listening.resolve(Number(match[1]));
       }
@@ -252,6 +267,7 @@ export async function spawnServer(options: {
   return {
     pid: child.pid,
     port,
+    inspector,
     rss: () => rssOf(child.pid),
     tail: () => lines.join("\n"),
     stop: () => {
@@ -275,12 +291,77 @@ export async function spawnServer(options: {
         clearTimeout(killTimer);
         const status = await child.status;
         await drained;
-        await Deno.remove(configPath).catch(() => {});
         return { code: status.code, signal: status.signal };
       })();
       return stopping;
     },
   };
+}
+
+/** Heap figures V8 reports (`Runtime.getHeapUsage`), in bytes. */
+export interface HeapUsage {
+  usedSize: number;
+  totalSize: number;
+  /** Bytes held by ArrayBuffers (outside the JS heap). */
+  backingStorageSize: number;
+}
+
+/** A connection to a process's V8 inspector, for forcing a full GC and reading heap sizes. */
+export class Inspector {
+  readonly #socket: WebSocket;
+  readonly #waiting = new Map<number, (result: Record<string, unknown>) => void>();
+  #nextId = 1;
+
+  private constructor(socket: WebSocket) {
+    this.#socket = socket;
+    socket.onmessage = (event) => {
+      const message = JSON.parse(String(event.data));
+      if (typeof message.id === "number") {
+        this.#waiting.get(message.id)?.(message.result ?? {});
+        this.#waiting.delete(message.id);
+      }
+    };
+  }
+
+  /** Connects to the inspector at `url` (a `ws://` URL printed by `--inspect`). */
+  static async connect(url: string): Promise<Inspector> {
+    const socket = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      socket.onopen = () => resolve();
+      socket.onerror = () => reject(new Error(`Cannot reach the inspector at ${url}`));
+    });
+    return new Inspector(socket);
+  }
+
+  #call(method: string): Promise<Record<string, unknown>> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#waiting.set(id, resolve);
+      this.#socket.send(JSON.stringify({ id, method, params: {} }));
+    });
+  }
+
+  /** Runs a full garbage collection in the inspected process. */
+  async collectGarbage(): Promise<void> {
+    await this.#call("HeapProfiler.collectGarbage");
+  }
+
+  /** The inspected process's heap sizes. */
+  async heapUsage(): Promise<HeapUsage> {
+    const result = await this.#call("Runtime.getHeapUsage");
+    return {
+      usedSize: Number(result.usedSize),
+      totalSize: Number(result.totalSize),
+      backingStorageSize: Number(result.backingStorageSize),
+    };
+  }
+
+  /** Closes the connection. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#socket.onclose = () => resolve());
+    this.#socket.close();
+    await closed;
+  }
 }
 
 /** Resolves after `ms`. */

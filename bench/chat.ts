@@ -1,7 +1,518 @@
-import type { BenchContext } from "./_context.ts";
-import type { GroupResult } from "./report.ts";
+/**
+ * Chat figures through the real server (the `reelay server` CLI in its own process): one-way
+ * latency and messages/s for one pair of {@linkcode ClientSession}s (seal, relay, verify, open),
+ * against the same messages relayed as bare frames without crypto by raw peers, and against
+ * seal+open alone in this process; then 50 pairs among 100 connected clients.
+ *
+ * @module
+ */
 
-/** Stub. */
-export function runChat(_ctx: BenchContext): Promise<GroupResult> {
-  return Promise.resolve({ title: "chat", method: [], figures: [], findings: [], seconds: 0 });
+import { ClientSession } from "../client/session.ts";
+import { KnownPeers, loadOrCreateIdentity } from "../client/keystore.ts";
+import { type Identity, Inbox, newEpoch, Outbox } from "../shared/crypto/mod.ts";
+import type { BenchContext } from "./_context.ts";
+import { sleep, spawnServer } from "./_procs.ts";
+import { percentile, ratios, summarize } from "./_stats.ts";
+import { type Json, RawPeer } from "./_wire.ts";
+import type { Figure, GroupResult } from "./report.ts";
+
+const REPS = 3;
+const TEXT_BYTES = 100;
+const STEADY_RATE = 10;
+const STEADY_SECONDS = 5;
+const SATURATION_MESSAGES = 2000;
+/** Messages a saturating sender keeps in flight (sent, not yet acknowledged by the server). */
+const SATURATION_WINDOW = 32;
+const CROWD = 100;
+const CROWD_MESSAGES = 100;
+const CROWD_WINDOW = 8;
+
+/** The config the bench server runs with: the chat rate limit raised out of the way. */
+const CHAT_CONFIG = `; deno task bench: chat
+[limits]
+chat_rate = 1000000
+chat_burst = 1000000
+`;
+
+/** A message text of TEXT_BYTES that carries its run and sequence number. */
+function textFor(run: number, seq: number): string {
+  return `${run}:${seq}:`.padEnd(TEXT_BYTES, "x");
+}
+
+function parseText(text: string): { run: number; seq: number } {
+  const [run, seq] = text.split(":", 2).map(Number);
+  return { run, seq };
+}
+
+/** An opaque envelope of `length` base64 characters carrying a sequence number. */
+function rawEnvelope(seq: number, length: number): string {
+  return seq.toString(36).padStart(8, "0") + "A".repeat(Math.max(0, length - 8));
+}
+
+function rawSeq(envelope: string): number {
+  return parseInt(envelope.slice(0, 8), 36);
+}
+
+/** Send and receive times of one run, by sequence number. */
+class Timings {
+  readonly sentAt: number[] = [];
+  readonly receivedAt: number[] = [];
+  received = 0;
+  readonly done = Promise.withResolvers<void>();
+
+  constructor(readonly run: number, readonly count: number) {}
+
+  receive(seq: number): void {
+    if (seq < 0 || seq >= this.count || this.receivedAt[seq] !== undefined) return;
+    this.receivedAt[seq] = performance.now();
+    if (++this.received === this.count) this.done.resolve();
+  }
+
+  latencies(): number[] {
+    return this.sentAt.map((sent, seq) => this.receivedAt[seq] - sent);
+  }
+
+  /** Messages per second, first send to last receipt. */
+  rate(): number {
+    const last = Math.max(...this.receivedAt);
+    return this.count / ((last - this.sentAt[0]) / 1000);
+  }
+
+  async wait(timeoutMs = 60_000): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Run ${this.run}: ${this.received}/${this.count} arrived`)),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.done.promise, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+let nextRun = 1;
+
+/** A session whose received messages go to the current Timings of their run. */
+class ChatClient {
+  readonly runs = new Map<number, Timings>();
+  errors: string[] = [];
+
+  constructor(readonly session: ClientSession) {
+    session.onEvent((event) => {
+      if (event.event === "message") {
+        const { run, seq } = parseText(event.text);
+        this.runs.get(run)?.receive(seq);
+      } else if (event.event === "error") {
+        if (this.errors.length < 5) this.errors.push(`${event.code}: ${event.message}`);
+      }
+    });
+  }
+
+  static async connect(
+    port: number,
+    name: string,
+    identity: Identity,
+    knownPeers: KnownPeers,
+  ): Promise<ChatClient> {
+    const session = await ClientSession.connect({
+      hostname: "127.0.0.1",
+      port,
+      name,
+      identity,
+      knownPeers,
+    });
+    return new ChatClient(session);
+  }
+}
+
+/** A raw peer whose deliveries go to the current Timings of a run (one run at a time). */
+function attachRaw(peer: RawPeer, onRelayed?: () => void): { timings?: Timings } {
+  const slot: { timings?: Timings } = {};
+  peer.handlers = {
+    onControl: (message: Json) => {
+      if (message.type === "deliver") slot.timings?.receive(rawSeq(String(message.envelope)));
+      else if (message.type === "relayed") onRelayed?.();
+    },
+  };
+  return slot;
+}
+
+/** Sends `count` messages with at most `window` unacknowledged, through `send`. */
+async function saturate(
+  timings: Timings,
+  window: number,
+  send: (seq: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: window }, async () => {
+    while (next < timings.count) {
+      const seq = next++;
+      timings.sentAt[seq] = performance.now();
+      await send(seq);
+    }
+  });
+  await Promise.all(workers);
+}
+
+/** A raw sender: `send` resolves when the server acknowledged (relayed) the message. */
+function rawSender(
+  from: RawPeer,
+  to: string,
+  envelopeLength: number,
+): { send: (seq: number) => Promise<void>; relayed: () => void } {
+  const waiting: (() => void)[] = [];
+  return {
+    send: (seq) =>
+      new Promise<void>((resolve) => {
+        waiting.push(resolve);
+        from.send({ type: "send", to, envelope: rawEnvelope(seq, envelopeLength) });
+      }),
+    relayed: () => waiting.shift()?.(),
+  };
+}
+
+/** Seal then open `count` messages, pipelined (seals queued, opened in order as they finish). */
+async function cryptoRate(alice: Identity, bob: Identity, count: number): Promise<number> {
+  const outbox = new Outbox(alice, "alice", newEpoch());
+  const inbox = new Inbox(bob, "bob", newEpoch());
+  const warm = await outbox.seal("bob", bob.public, inbox.epoch, textFor(0, 0));
+  await inbox.open("alice", alice.public, outbox.epoch, warm.bytes);
+  const t0 = performance.now();
+  const sealed = Array.from(
+    { length: count },
+    (_, i) => outbox.seal("bob", bob.public, inbox.epoch, textFor(0, i + 1)),
+  );
+  for (const message of sealed) {
+    await inbox.open("alice", alice.public, outbox.epoch, (await message).bytes);
+  }
+  return count / ((performance.now() - t0) / 1000);
+}
+
+/** Runs the chat group. */
+export async function runChat(ctx: BenchContext): Promise<GroupResult> {
+  const began = performance.now();
+  const videos = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "chat-videos-" });
+  const server = await spawnServer({ videos, configIni: CHAT_CONFIG, tempDir: ctx.tempDir });
+  const figures: Figure[] = [];
+  const findings: string[] = [];
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    const homeA = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "alice-" });
+    const homeB = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "bob-" });
+    const [a, b] = await Promise.all([loadOrCreateIdentity(homeA), loadOrCreateIdentity(homeB)]);
+    const alice = await ChatClient.connect(
+      server.port,
+      "alice",
+      a.identity,
+      await KnownPeers.load(homeA),
+    );
+    closers.push(() => alice.session.quit());
+    const bob = await ChatClient.connect(
+      server.port,
+      "bob",
+      b.identity,
+      await KnownPeers.load(homeB),
+    );
+    closers.push(() => bob.session.quit());
+    const ra = await RawPeer.join(server.port, "raw-a", a.identity);
+    closers.push(() => ra.close());
+    const rb = await RawPeer.join(server.port, "raw-b", b.identity);
+    closers.push(() => rb.close());
+    while (!alice.session.who().some((peer) => peer.name === "bob")) await sleep(10);
+
+    // The size of a real envelope, so raw frames carry as many bytes.
+    const probe = new Outbox(a.identity, "alice", newEpoch());
+    const inboxEpoch = newEpoch();
+    await probe.seal("bob", b.identity.public, inboxEpoch, textFor(0, 0));
+    const second = await probe.seal("bob", b.identity.public, inboxEpoch, textFor(0, 1));
+    const envelopeLength = Math.ceil(second.bytes.length / 3) * 4;
+
+    const rawSlot = attachRaw(rb);
+    const sender = rawSender(ra, "raw-b", envelopeLength);
+    attachRaw(ra, () => sender.relayed());
+
+    // Warm-up: the pair's first message sets up its session (RSA), not measured.
+    {
+      const warm = new Timings(nextRun++, 1);
+      bob.runs.set(warm.run, warm);
+      warm.sentAt[0] = performance.now();
+      await alice.session.send("bob", textFor(warm.run, 0));
+      await warm.wait();
+      rawSlot.timings = new Timings(nextRun++, 1);
+      rawSlot.timings.sentAt[0] = performance.now();
+      await sender.send(0);
+      await rawSlot.timings.wait();
+    }
+
+    ctx.log("chat: crypto-only ceiling");
+    const ceiling: number[] = [];
+    for (let rep = 0; rep < REPS; rep++) {
+      ceiling.push(await cryptoRate(a.identity, b.identity, SATURATION_MESSAGES));
+    }
+
+    ctx.log(`chat: steady ${STEADY_RATE} msg/s for ${STEADY_SECONDS} s, e2e and raw interleaved`);
+    const steady = { p50: [] as number[], p99: [] as number[] };
+    const steadyRaw = { p50: [] as number[], p99: [] as number[] };
+    const count = STEADY_RATE * STEADY_SECONDS;
+    const period = 1000 / STEADY_RATE;
+    for (let rep = 0; rep < REPS; rep++) {
+      const e2e = new Timings(nextRun++, count);
+      const raw = new Timings(nextRun++, count);
+      bob.runs.set(e2e.run, e2e);
+      rawSlot.timings = raw;
+      const t0 = performance.now();
+      const pending: Promise<void>[] = [];
+      for (let seq = 0; seq < count; seq++) {
+        await sleep(Math.max(0, t0 + seq * period - performance.now()));
+        e2e.sentAt[seq] = performance.now();
+        pending.push(alice.session.send("bob", textFor(e2e.run, seq)));
+        await sleep(Math.max(0, t0 + seq * period + period / 2 - performance.now()));
+        raw.sentAt[seq] = performance.now();
+        pending.push(sender.send(seq));
+      }
+      await Promise.all(pending);
+      await Promise.all([e2e.wait(), raw.wait()]);
+      steady.p50.push(percentile(e2e.latencies(), 0.5));
+      steady.p99.push(percentile(e2e.latencies(), 0.99));
+      steadyRaw.p50.push(percentile(raw.latencies(), 0.5));
+      steadyRaw.p99.push(percentile(raw.latencies(), 0.99));
+    }
+
+    ctx.log(`chat: saturation, ${SATURATION_MESSAGES} messages, ${SATURATION_WINDOW} in flight`);
+    const sat = { rate: [] as number[], p50: [] as number[], p99: [] as number[] };
+    const satRaw = { rate: [] as number[], p50: [] as number[], p99: [] as number[] };
+    for (let rep = 0; rep < REPS; rep++) {
+      const runE2e = async () => {
+        const timings = new Timings(nextRun++, SATURATION_MESSAGES);
+        bob.runs.set(timings.run, timings);
+        await saturate(
+          timings,
+          SATURATION_WINDOW,
+          (seq) => alice.session.send("bob", textFor(timings.run, seq)),
+        );
+        await timings.wait();
+        sat.rate.push(timings.rate());
+        sat.p50.push(percentile(timings.latencies(), 0.5));
+        sat.p99.push(percentile(timings.latencies(), 0.99));
+        bob.runs.delete(timings.run);
+      };
+      const runRaw = async () => {
+        const timings = new Timings(nextRun++, SATURATION_MESSAGES);
+        rawSlot.timings = timings;
+        await saturate(timings, SATURATION_WINDOW, (seq) => sender.send(seq));
+        await timings.wait();
+        satRaw.rate.push(timings.rate());
+        satRaw.p50.push(percentile(timings.latencies(), 0.5));
+        satRaw.p99.push(percentile(timings.latencies(), 0.99));
+      };
+      if (rep % 2 === 0) {
+        await runRaw();
+        await runE2e();
+      } else {
+        await runE2e();
+        await runRaw();
+      }
+    }
+    if (bob.errors.length > 0) findings.push(`Errors at the receiver: ${bob.errors.join("; ")}`);
+
+    figures.push(
+      {
+        name: `pair at ${STEADY_RATE} msg/s: one-way latency p50`,
+        value: summarize(steady.p50),
+        unit: "ms",
+        baseline: { label: "raw frames, no crypto", value: summarize(steadyRaw.p50), unit: "ms" },
+        ratio: summarize(ratios(steady.p50, steadyRaw.p50)),
+        ratioLabel: "e2e ÷ raw",
+      },
+      {
+        name: `pair at ${STEADY_RATE} msg/s: one-way latency p99`,
+        value: summarize(steady.p99),
+        unit: "ms",
+        baseline: { label: "raw frames, no crypto", value: summarize(steadyRaw.p99), unit: "ms" },
+        ratio: summarize(ratios(steady.p99, steadyRaw.p99)),
+        ratioLabel: "e2e ÷ raw",
+      },
+      {
+        name: "pair at saturation: messages/s",
+        value: summarize(sat.rate),
+        unit: "msg/s",
+        baseline: { label: "raw frames, no crypto", value: summarize(satRaw.rate), unit: "msg/s" },
+        ratio: summarize(ratios(sat.rate, satRaw.rate)),
+        ratioLabel: "e2e ÷ raw",
+      },
+      {
+        name: "pair at saturation: messages/s vs crypto alone",
+        value: summarize(sat.rate),
+        unit: "msg/s",
+        baseline: { label: "seal+open only", value: summarize(ceiling), unit: "msg/s" },
+        ratio: summarize(ratios(sat.rate, ceiling)),
+        ratioLabel: "e2e ÷ crypto",
+      },
+      {
+        name: "pair at saturation: one-way latency p50",
+        value: summarize(sat.p50),
+        unit: "ms",
+        baseline: { label: "raw frames, no crypto", value: summarize(satRaw.p50), unit: "ms" },
+        ratio: summarize(ratios(sat.p50, satRaw.p50)),
+        ratioLabel: "e2e ÷ raw",
+      },
+      {
+        name: "pair at saturation: one-way latency p99",
+        value: summarize(sat.p99),
+        unit: "ms",
+        baseline: { label: "raw frames, no crypto", value: summarize(satRaw.p99), unit: "ms" },
+        ratio: summarize(ratios(sat.p99, satRaw.p99)),
+        ratioLabel: "e2e ÷ raw",
+      },
+    );
+
+    // 100 connected clients, 50 pairs sending at once: raw first, then real sessions.
+    for (const close of closers.splice(0).reverse()) await close();
+    ctx.log(`chat: ${CROWD} raw clients, ${CROWD / 2} pairs`);
+    const crowdRaw = await crowdRawRates(server.port, a.identity, envelopeLength);
+    ctx.log(`chat: ${CROWD} client sessions, ${CROWD / 2} pairs`);
+    const crowdHome = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "crowd-" });
+    const crowd = await crowdSessionRates(server.port, a.identity, crowdHome, ctx, findings);
+    figures.push({
+      name: `${CROWD} clients, ${CROWD / 2} pairs at once: messages/s`,
+      value: summarize(crowd),
+      unit: "msg/s",
+      baseline: { label: "raw frames, no crypto", value: summarize(crowdRaw), unit: "msg/s" },
+      ratio: summarize(ratios(crowd, crowdRaw)),
+      ratioLabel: "e2e ÷ raw",
+    });
+  } finally {
+    for (const close of closers.reverse()) await close().catch(() => {});
+    const status = await server.stop();
+    if (status.code !== 0) findings.push(`Server exited with ${status.code}: ${server.tail()}`);
+  }
+  return {
+    title: "Chat",
+    method: [
+      `Server: the real \`reelay server\` CLI in its own process on loopback, with ` +
+      `\`[limits] chat_rate = chat_burst = 1000000\` in its config so the per-client rate ` +
+      `limit (default 1000/s, burst 2000) does not cap the saturation runs. Clients run in ` +
+      `the benchmark process. Messages are ${TEXT_BYTES} characters; each carries its ` +
+      `sequence number, and latency is the receiver's \`performance.now()\` at the \`message\` ` +
+      `event minus the sender's just before \`send()\` (same process, same clock), so it ` +
+      `includes sealing, the relay through the server, verifying and opening.`,
+      `Baselines, same run: raw peers (FramedConnection, signed hello) relaying frames of the ` +
+      `same size with an opaque envelope through the same server (no crypto, no validation ` +
+      `at the receiver beyond JSON parsing), and seal+open alone in this process ` +
+      `(\`Outbox.seal\` queued, \`Inbox.open\` in order, no network) as the crypto ceiling.`,
+      `Steady: ${STEADY_RATE} msg/s for ${STEADY_SECONDS} s (e2e and raw interleaved 50 ms ` +
+      `apart, so both see the same conditions). Saturation: ${SATURATION_MESSAGES} messages ` +
+      `with ${SATURATION_WINDOW} unacknowledged at most; messages/s is counted from the first ` +
+      `send to the last receipt. Crowd: ${CROWD} clients joined, ${CROWD / 2} disjoint pairs ` +
+      `each sending ${CROWD_MESSAGES} messages (${CROWD_WINDOW} in flight per sender) at ` +
+      `once, counted at the receivers; the ${CROWD} sessions share one identity (keys are ` +
+      `not what is measured) and one pinned-peers file. ${REPS} repetitions each; the first ` +
+      `message of every pair (RSA session setup) is sent before measuring.`,
+    ],
+    figures,
+    findings,
+    seconds: (performance.now() - began) / 1000,
+  };
+}
+
+async function joinAll<T>(count: number, batch: number, join: (i: number) => Promise<T>) {
+  const joined: T[] = [];
+  for (let start = 0; start < count; start += batch) {
+    const size = Math.min(batch, count - start);
+    joined.push(...await Promise.all(Array.from({ length: size }, (_, k) => join(start + k))));
+  }
+  return joined;
+}
+
+/** Messages/s at the receivers for 50 raw pairs at once, per repetition. */
+async function crowdRawRates(
+  port: number,
+  identity: Identity,
+  envelopeLength: number,
+): Promise<number[]> {
+  const name = (i: number) => `raw${String(i).padStart(3, "0")}`;
+  const peers = await joinAll(CROWD, 20, (i) => RawPeer.join(port, name(i), identity));
+  try {
+    const rates: number[] = [];
+    const pairs = Array.from({ length: CROWD / 2 }, (_, k) => {
+      const from = peers[2 * k];
+      const to = peers[2 * k + 1];
+      const sender = rawSender(from, to.name, envelopeLength);
+      attachRaw(from, () => sender.relayed());
+      return { sender, slot: attachRaw(to) };
+    });
+    for (let rep = 0; rep <= REPS; rep++) {
+      const all = pairs.map((pair) => {
+        pair.slot.timings = new Timings(nextRun++, CROWD_MESSAGES);
+        return pair.slot.timings;
+      });
+      const t0 = performance.now();
+      await Promise.all(pairs.map((pair, k) => saturate(all[k], CROWD_WINDOW, pair.sender.send)));
+      await Promise.all(all.map((timings) => timings.wait()));
+      const last = Math.max(...all.flatMap((timings) => timings.receivedAt));
+      // Repetition 0 is a warm-up.
+      if (rep > 0) rates.push(all.length * CROWD_MESSAGES / ((last - t0) / 1000));
+    }
+    return rates;
+  } finally {
+    await Promise.all(peers.map((peer) => peer.close()));
+  }
+}
+
+/** Messages/s at the receivers for 50 pairs of real sessions at once, per repetition. */
+async function crowdSessionRates(
+  port: number,
+  identity: Identity,
+  home: string,
+  ctx: BenchContext,
+  findings: string[],
+): Promise<number[]> {
+  const knownPeers = await KnownPeers.load(home);
+  const name = (i: number) => `user${String(i).padStart(3, "0")}`;
+  const joinStarted = performance.now();
+  const clients = await joinAll(
+    CROWD,
+    10,
+    (i) => ChatClient.connect(port, name(i), identity, knownPeers),
+  );
+  try {
+    // Everyone must know everyone before sending.
+    while (clients.some((client) => client.session.who().length < CROWD - 1)) await sleep(20);
+    const joinSeconds = (performance.now() - joinStarted) / 1000;
+    ctx.log(`chat: ${CROWD} sessions joined and saw each other in ${joinSeconds.toFixed(1)} s`);
+    findings.push(
+      `${CROWD} client sessions joined and each verified the other ${CROWD - 1} announcements ` +
+        `in ${joinSeconds.toFixed(1)} s (one process, sequential batches of 10).`,
+    );
+    const rates: number[] = [];
+    for (let rep = 0; rep <= REPS; rep++) {
+      const count = rep === 0 ? 1 : CROWD_MESSAGES;
+      const all = Array.from({ length: CROWD / 2 }, (_, k) => {
+        const timings = new Timings(nextRun++, count);
+        clients[2 * k + 1].runs.set(timings.run, timings);
+        return timings;
+      });
+      const t0 = performance.now();
+      await Promise.all(all.map((timings, k) =>
+        saturate(
+          timings,
+          CROWD_WINDOW,
+          (seq) => clients[2 * k].session.send(name(2 * k + 1), textFor(timings.run, seq)),
+        )
+      ));
+      await Promise.all(all.map((timings) => timings.wait()));
+      const last = Math.max(...all.flatMap((timings) => timings.receivedAt));
+      // Repetition 0 sets up every pair's session (RSA) and is not counted.
+      if (rep > 0) rates.push(all.length * count / ((last - t0) / 1000));
+    }
+    const errors = clients.flatMap((client) => client.errors);
+    if (errors.length > 0) findings.push(`Errors in the crowd: ${errors.slice(0, 3).join("; ")}`);
+    return rates;
+  } finally {
+    await Promise.all(clients.map((client) => client.session.quit()));
+  }
 }

@@ -89,17 +89,17 @@ class Viewer {
   static async join(port: number, name: string, home: string): Promise<Viewer> {
     const { identity } = await loadOrCreateIdentity(home);
     const knownPeers = await KnownPeers.load(home);
-    let viewer: Viewer | undefined;
+    const holder: { viewer?: Viewer } = {};
     const session = await ClientSession.connect({
       hostname: "127.0.0.1",
       port,
       name,
       identity,
       knownPeers,
-      sinks: () => viewer!.#sink(),
+      sinks: () => holder.viewer!.#sink(),
     });
-    viewer = new Viewer(session);
-    return viewer;
+    holder.viewer = new Viewer(session);
+    return holder.viewer;
   }
 
   #sink(): StreamSink {
@@ -305,7 +305,11 @@ export async function runVideo(ctx: BenchContext): Promise<GroupResult> {
           name: `switch ${index} (${from}p → ${to}p): largest arrival gap`,
           value: summarize(entry.gap),
           unit: "ms",
-          baseline: { label: "content lead at that moment", value: summarize(entry.lead), unit: "ms" },
+          baseline: {
+            label: "content lead at that moment",
+            value: summarize(entry.lead),
+            unit: "ms",
+          },
           ratio: summarize(ratios(entry.gap, entry.lead)),
           ratioLabel: "gap ÷ lead",
           aim: { on: "ratio", op: "<=", target: 1 },

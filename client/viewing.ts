@@ -134,12 +134,16 @@ export class Viewing {
     active.wake?.();
   }
 
-  /** The server ended the stream; what is queued still reaches the sink first. */
+  /**
+   * The server ended the stream. After a complete stream, what is queued still reaches the sink
+   * first; after a stop or an error, the rest is dropped and the player ends at once.
+   */
   ended(message: StreamEnd): void {
     const active = this.#active;
     if (!active || active.stream !== message.stream) return;
     active.end = { reason: message.reason, bytes: message.bytes, message: message.message };
-    active.wake?.();
+    if (message.reason === "complete") return active.wake?.();
+    void this.#close(active, message.reason, message.message);
   }
 
   /** Asks the server to stop and waits for it to confirm (or a short timeout). */

@@ -80,7 +80,7 @@ Deno.test("format: progress shows part, height and times", () => {
     duration: 123,
     segments: [segment(0, 1080), segment(1, 720), segment(2, 480)],
   });
-  assert.equal(started, "▶ cats.mp4  2:03, 3 parts: 1080p 720p 480p");
+  assert.equal(started, "▶ cats.mp4  2:03, 3 parts: 1080p, 720p, 480p");
   const progress: ClientEvent = {
     event: "progress",
     video: "cats.mp4",
@@ -93,7 +93,7 @@ Deno.test("format: progress shows part, height and times", () => {
   assert.equal(format.format(progress), "▶ cats.mp4  part 2/3  720p  0:41 / 2:03  3 MiB");
   assert.equal(
     format.format({ event: "segment", video: "cats.mp4", index: 2, width: 854, height: 480 }),
-    "▶ cats.mp4  part 3/3  854x480",
+    "▶ cats.mp4  part 3/3  now 480p (854x480)",
   );
   assert.equal(
     format.format({ event: "stream-ended", video: "cats.mp4", bytes: 2048, reason: "complete" }),
@@ -212,11 +212,16 @@ Deno.test("format: the other events have a line each", () => {
     height: 1080,
     fps: 29.97,
     hasAudio: true,
-    segments: [segment(0, 1080)],
+    segments: [segment(0, 144), segment(1, 720), {
+      ...segment(2, 1080),
+      requestedHeight: 1440,
+      capped: true,
+    }],
   };
   assert.equal(
     plain.format({ event: "videos", videos: [video] }),
-    "VIDEO     LENGTH  RESOLUTION  FPS    AUDIO\ncats.mp4  2:03    1920x1080   29.97  yes",
+    "VIDEO     LENGTH  SOURCE     FPS    AUDIO  PLAYS AT (BY THIRDS)\n" +
+      "cats.mp4  2:03    1920x1080  29.97  yes    144p, 720p, 1080p (1440p capped)",
   );
   assert.equal(plain.format({ event: "videos", videos: [] }), "No videos on the server.");
   assert.equal(plain.format({ event: "left", name: "bob" }), "← bob left");

@@ -1,0 +1,196 @@
+/**
+ * Faults while a video plays: ffmpeg dying, the file deleted under it, a viewer that stops
+ * reading, a viewer killed. The viewer gets a clear end, nobody else notices, no ffmpeg is left.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { StreamSink } from "../client/player.ts";
+import { joinClient, startTestServer } from "./_harness.ts";
+import { makeMediaDir, makeVideo, processesMentioning, run } from "./_media.ts";
+
+/** A sink whose writes wait until `open()` is called (or never, when it is not). */
+function gatedSink(): { sink: StreamSink; open: () => void } {
+  const gate = Promise.withResolvers<void>();
+  const sink: StreamSink = {
+    write: () => gate.promise,
+    finish: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+    gone: new Promise<void>(() => {}),
+  };
+  return { sink, open: () => gate.resolve() };
+}
+
+async function scene(options: { idleTimeoutMs?: number } = {}) {
+  const media = await makeMediaDir("faults");
+  await makeVideo(join(media.dir, "long.mp4"), {
+    width: 320,
+    height: 180,
+    rate: "30",
+    seconds: 60,
+    audioRate: 48000,
+  });
+  const server = await startTestServer({
+    videos: media.dir,
+    patch: (config) => {
+      config.stream.heights = [144, 160, 180];
+      config.stream.preset = "ultrafast";
+      config.stream.windowBytes = 64 * 1024;
+      if (options.idleTimeoutMs) {
+        config.limits.keepaliveMs = 200;
+        config.limits.idleTimeoutMs = options.idleTimeoutMs;
+      }
+    },
+  });
+  const gate = gatedSink();
+  const alice = await joinClient(server.port, "alice");
+  const bob = await joinClient(server.port, "bob", { sinks: () => gate.sink });
+  await alice.log.waitFor("joined", (event) => event.name === "bob");
+  const close = async () => {
+    gate.open();
+    await alice.session.quit();
+    await bob.session.quit();
+    await server.close();
+    assert.deepEqual(await processesMentioning(media.marker), [], "no ffmpeg is left");
+  };
+  return { media, server, alice, bob, gate, close };
+}
+
+async function chatStillWorks(
+  alice: Awaited<ReturnType<typeof joinClient>>,
+  bob: Awaited<ReturnType<typeof joinClient>>,
+) {
+  await bob.session.send("alice", "still here");
+  await alice.log.waitFor("message", (event) => event.text === "still here");
+}
+
+Deno.test("ffmpeg dying mid-stream ends the stream with an error; the server goes on", async () => {
+  const { media, alice, bob, gate, close } = await scene();
+  try {
+    await bob.session.play("long.mp4");
+    await bob.log.waitFor("segment");
+    const pids = await processesMentioning(media.marker);
+    assert.ok(pids.length > 0);
+    await run("deno", [
+      "eval",
+      `for (const pid of ${JSON.stringify(pids)}) Deno.kill(pid, "SIGKILL")`,
+    ]);
+    gate.open();
+    const ended = await bob.log.waitFor("stream-ended");
+    assert.equal(ended.reason, "error");
+    assert.match(ended.message ?? "", /ffmpeg was killed by SIGKILL|failed/);
+    await chatStillWorks(alice, bob);
+    await bob.session.play("long.mp4");
+    await bob.log.waitFor("stream-started", (event) => event.video === "long.mp4");
+    await bob.session.stop();
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a video deleted while watched ends with an error and leaves the catalog", async () => {
+  const { media, server, alice, bob, gate, close } = await scene();
+  try {
+    const dropped = new Promise<void>((resolve) =>
+      server.catalog.onChange((change) => change.removed.includes("long.mp4") && resolve())
+    );
+    await bob.session.play("long.mp4");
+    await bob.log.waitFor("segment");
+    await Deno.remove(join(media.dir, "long.mp4"));
+    gate.open();
+    const ended = await bob.log.waitFor("stream-ended", () => true, 60_000);
+    assert.equal(ended.reason, "error");
+    assert.match(ended.message ?? "", /long\.mp4/);
+    await chatStillWorks(alice, bob);
+    await dropped;
+    assert.deepEqual(await alice.session.listVideos(), []);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a video truncated while watched ends cleanly; the server goes on", async () => {
+  const { media, alice, bob, gate, close } = await scene();
+  try {
+    await bob.session.play("long.mp4");
+    await bob.log.waitFor("segment");
+    await Deno.truncate(join(media.dir, "long.mp4"), 2000);
+    gate.open();
+    const ended = await bob.log.waitFor("stream-ended", () => true, 60_000);
+    assert.ok(["error", "complete"].includes(ended.reason), ended.reason);
+    await chatStillWorks(alice, bob);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a viewer that takes no stream data is cut off as stalled", async () => {
+  const { bob, alice, close } = await scene({ idleTimeoutMs: 1500 });
+  try {
+    await bob.session.play("long.mp4");
+    const ended = await bob.log.waitFor("stream-ended");
+    assert.equal(ended.reason, "error");
+    assert.match(ended.message ?? "", /took no stream data/);
+    await chatStillWorks(alice, bob);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("a viewer process killed mid-stream leaves no ffmpeg", async () => {
+  const media = await makeMediaDir("killed-viewer");
+  await makeVideo(join(media.dir, "long.mp4"), {
+    width: 320,
+    height: 180,
+    rate: "30",
+    seconds: 60,
+  });
+  const server = await startTestServer({
+    videos: media.dir,
+    patch: (config) => config.stream.preset = "ultrafast",
+  });
+  const alice = await joinClient(server.port, "alice");
+  const home = await Deno.makeTempDir();
+  const viewer = new Deno.Command("deno", {
+    args: [
+      "run",
+      "--allow-net",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-run=ffmpeg,ffprobe,ffplay,mpv",
+      "main.ts",
+      "client",
+      `--server=127.0.0.1:${server.port}`,
+      "--name=viewer",
+      `--home=${home}`,
+      "--json",
+      "--player=none",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  try {
+    const writer = viewer.stdin.getWriter();
+    await writer.write(new TextEncoder().encode("/play long.mp4\n"));
+    const lines = viewer.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    while (!seen.includes('"event":"segment"')) {
+      const { value, done } = await lines.read();
+      assert.ok(!done, "the viewer reported a segment");
+      seen += value;
+    }
+    viewer.kill("SIGKILL");
+    await viewer.status;
+    await lines.cancel();
+    await writer.close().catch(() => {});
+    await alice.log.waitFor("left", (event) => event.name === "viewer");
+    for (let tries = 0; (await processesMentioning(media.marker)).length > 0; tries++) {
+      assert.ok(tries < 100, "ffmpeg ends after its viewer is gone");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    await alice.session.quit();
+    await server.close();
+  }
+});
