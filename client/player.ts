@@ -24,7 +24,21 @@ export interface StreamSink {
 export type SinkFactory = (video: string) => StreamSink;
 
 const KNOWN_PLAYERS: Record<string, string[]> = {
-  ffplay: ["-hide_banner", "-loglevel", "error", "-autoexit", "-window_title", "reelay", "-i", "-"],
+  // A fixed window: ffplay would otherwise keep the size of the first third (144p) all along.
+  ffplay: [
+    "-hide_banner",
+    "-loglevel",
+    "error",
+    "-autoexit",
+    "-window_title",
+    "reelay",
+    "-x",
+    "1280",
+    "-y",
+    "720",
+    "-i",
+    "-",
+  ],
   mpv: ["--really-quiet", "--force-window=yes", "--title=reelay", "-"],
 };
 
