@@ -9,7 +9,7 @@
  */
 
 import { createContext } from "./_context.ts";
-import { closeProcReader, machineInfo, REPO_ROOT } from "./_procs.ts";
+import { closeProcReader, machineInfo, readProc, REPO_ROOT } from "./_procs.ts";
 import { runChat } from "./chat.ts";
 import { runRelay } from "./relay.ts";
 import { type GroupResult, type RunReport, textTable, writeMarkdown } from "./report.ts";
@@ -33,6 +33,11 @@ function flag(name: string): string | undefined {
   return found.startsWith(prefix) ? found.slice(prefix.length) : "";
 }
 
+async function loadAverage(): Promise<string> {
+  const text = await readProc("/proc/loadavg");
+  return text?.split(" ").slice(0, 3).join(", ") ?? "unknown";
+}
+
 async function main(): Promise<number> {
   const only = flag("only")?.split(",").filter((name) => name !== "");
   for (const name of only ?? []) {
@@ -45,6 +50,7 @@ async function main(): Promise<number> {
   const groups: GroupResult[] = [];
   try {
     const machine = await machineInfo();
+    const loadStart = await loadAverage();
     ctx.log(`${machine.cpuModel}, ${machine.cores} cores, Deno ${machine.deno}`);
     for (const [name, run] of Object.entries(GROUPS)) {
       if (only && !only.includes(name)) continue;
@@ -56,6 +62,7 @@ async function main(): Promise<number> {
       date: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
       command: COMMAND,
       totalSeconds: (performance.now() - began) / 1000,
+      load: { start: loadStart, end: await loadAverage() },
       groups,
     };
     await Deno.stdout.write(new TextEncoder().encode(textTable(report) + "\n"));

@@ -52,6 +52,8 @@ export interface RunReport {
   date: string;
   command: string;
   totalSeconds: number;
+  /** /proc/loadavg at the start and at the end (the machine may be shared). */
+  load: { start: string; end: string };
   groups: GroupResult[];
 }
 
@@ -131,7 +133,11 @@ export function textTable(report: RunReport): string {
     for (const row of body) lines.push(line(row));
     for (const finding of group.findings) lines.push(`  * ${finding}`);
   }
-  lines.push("", `Total: ${report.totalSeconds.toFixed(1)} s`);
+  lines.push(
+    "",
+    `Total: ${report.totalSeconds.toFixed(1)} s; load average ${report.load.start} at the ` +
+      `start, ${report.load.end} at the end`,
+  );
   return lines.join("\n");
 }
 
@@ -158,6 +164,7 @@ export function markdown(report: RunReport): string {
     `| OS | ${machine.os} |`,
     `| Deno | ${machine.deno} (V8 ${machine.v8}) |`,
     `| ffmpeg | ${machine.ffmpeg} |`,
+    `| load average (1, 5, 15 min) | ${report.load.start} at the start, ${report.load.end} at the end |`,
     "",
     "Each figure is the median of its repetitions with (min–max); each ratio is computed per " +
       "repetition against the baseline measured next to it in the same run.",

@@ -13,7 +13,7 @@ import { JsonEventWriter } from "./json_events.ts";
 import { printError } from "../shared/io.ts";
 import { KnownPeers, loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
-import { ClientSession } from "./session.ts";
+import { ClientSession, type SessionOptions } from "./session.ts";
 
 export { ClientSession, type SessionEnd, type SessionOptions } from "./session.ts";
 export type { ClientEvent, PeerView } from "./events.ts";
@@ -27,6 +27,30 @@ export interface ClientFlags {
   player?: string;
   config: string;
   configGiven: boolean;
+}
+
+/** Where to connect, as whom, and where that person's keys live. */
+export interface OpenOptions extends Omit<SessionOptions, "identity" | "knownPeers"> {
+  /** The home folder holding `identity.json` and `known_peers.json`. */
+  home: string;
+}
+
+/**
+ * Loads (or on first use creates) the identity in `home` and joins the server with it.
+ *
+ * @example
+ * ```ts ignore
+ * import { openSession } from "./mod.ts";
+ * const session = await openSession({ hostname: "127.0.0.1", port: 9000, name: "alice", home: "/tmp/alice" });
+ * await session.send("bob", "hello");
+ * await session.quit();
+ * ```
+ */
+export async function openSession(options: OpenOptions): Promise<ClientSession> {
+  const { home, ...rest } = options;
+  const { identity } = await loadOrCreateIdentity(home);
+  const knownPeers = await KnownPeers.load(home);
+  return await ClientSession.connect({ ...rest, identity, knownPeers });
 }
 
 function defaultName(): string {
@@ -60,9 +84,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
   const home = resolveHome({ home: flags.home, env: Deno.env });
   let session: ClientSession;
   try {
-    const { identity } = await loadOrCreateIdentity(home);
-    const knownPeers = await KnownPeers.load(home);
-    session = await ClientSession.connect({ ...address, name, identity, knownPeers, sinks });
+    session = await openSession({ ...address, name, home, sinks });
   } catch (error) {
     if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;
     await reportFatal(error, flags.json ?? false);

@@ -11,8 +11,7 @@
 
 import { join } from "node:path";
 import { type Config, DEFAULT_CONFIG } from "../shared/config.ts";
-import { type ClientEvent, ClientSession } from "../client/mod.ts";
-import { KnownPeers, loadOrCreateIdentity } from "../client/keystore.ts";
+import { type ClientEvent, type ClientSession, openSession } from "../client/mod.ts";
 import { discardSink, sinkFactory, type StreamSink } from "../client/player.ts";
 import { EventFormatter } from "../client/format.ts";
 import { startServer } from "../server/mod.ts";
@@ -62,19 +61,10 @@ async function join_(
   home: string,
   sinks?: (video: string) => StreamSink,
 ) {
-  const { identity, created } = await loadOrCreateIdentity(home);
-  const knownPeers = await KnownPeers.load(home);
-  const session = await ClientSession.connect({
-    hostname: "127.0.0.1",
-    port,
-    name,
-    identity,
-    knownPeers,
-    sinks,
-  });
+  const session = await openSession({ hostname: "127.0.0.1", port, name, home, sinks });
   const events: ClientEvent[] = [];
   session.onEvent((event) => events.push(event));
-  return { session, events, created };
+  return { session, events };
 }
 
 async function demo(root: string): Promise<void> {

@@ -7,9 +7,9 @@
 
 import { type Config, DEFAULT_CONFIG } from "../shared/config.ts";
 import { type RunningServer, silentLogger, startServer } from "../server/mod.ts";
-import { ClientSession, type SessionOptions } from "../client/session.ts";
+import type { ClientSession, SessionOptions } from "../client/session.ts";
+import { openSession } from "../client/mod.ts";
 import type { ClientEvent } from "../client/events.ts";
-import { KnownPeers, loadOrCreateIdentity } from "../client/keystore.ts";
 
 /** A test config: loopback, a free port, and a temporary videos folder. */
 export function testConfig(videos: string, patch: (config: Config) => void = () => {}): Config {
@@ -91,15 +91,6 @@ export async function joinClient(
   options: Partial<SessionOptions> & { home?: string } = {},
 ): Promise<{ session: ClientSession; log: EventLog; home: string }> {
   const home = options.home ?? await Deno.makeTempDir({ prefix: `reelay-home-${name}-` });
-  const { identity } = await loadOrCreateIdentity(home);
-  const knownPeers = await KnownPeers.load(home);
-  const session = await ClientSession.connect({
-    hostname: "127.0.0.1",
-    port,
-    name,
-    identity,
-    knownPeers,
-    ...options,
-  });
+  const session = await openSession({ hostname: "127.0.0.1", port, name, ...options, home });
   return { session, log: new EventLog(session), home };
 }

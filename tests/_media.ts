@@ -5,23 +5,7 @@
  * @module
  */
 
-/** How to generate one test video. */
-export interface VideoSpec {
-  /** Picture width (even, for libx264). */
-  width: number;
-  /** Picture height (even, for libx264). */
-  height: number;
-  /** Frame rate as ffmpeg writes it, e.g. `30` or `30000/1001`. */
-  rate: string;
-  /** Length in seconds. */
-  seconds: number;
-  /** Audio sample rate, or undefined for a video without audio. */
-  audioRate?: number;
-  /** Audio channel count (default 1). */
-  channels?: number;
-  /** Sine frequency of the audio (default 440 Hz). */
-  frequency?: number;
-}
+export { generateVideo as makeVideo, type VideoSpec } from "../demo/sample.ts";
 
 /**
  * Creates a temp folder whose name carries a unique marker, so processes reading files from it
@@ -37,41 +21,6 @@ export async function makeMediaDir(prefix: string): Promise<{ dir: string; marke
   const marker = `reelay-${prefix}-${crypto.randomUUID().slice(0, 8)}`;
   const dir = await Deno.makeTempDir({ prefix: `${marker}-` });
   return { dir, marker };
-}
-
-/**
- * Generates a video with a test pattern and (optionally) a sine tone; the container follows the
- * file name's extension.
- *
- * @example
- * ```ts
- * import { makeVideo } from "./_media.ts";
- * await makeVideo("/tmp/x/a.mp4", { width: 320, height: 180, rate: "30", seconds: 3, audioRate: 48000 });
- * ```
- */
-export async function makeVideo(path: string, spec: VideoSpec): Promise<void> {
-  const args = [
-    "-v",
-    "error",
-    "-y",
-    "-f",
-    "lavfi",
-    "-i",
-    `testsrc2=size=${spec.width}x${spec.height}:rate=${spec.rate}`,
-  ];
-  if (spec.audioRate) {
-    args.push(
-      "-f",
-      "lavfi",
-      "-i",
-      `sine=frequency=${spec.frequency ?? 440}:sample_rate=${spec.audioRate}`,
-    );
-  }
-  args.push("-t", String(spec.seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "24");
-  args.push("-pix_fmt", "yuv420p");
-  if (spec.audioRate) args.push("-c:a", "aac", "-ac", String(spec.channels ?? 1));
-  args.push(path);
-  await run("ffmpeg", args);
 }
 
 /**
