@@ -7,6 +7,7 @@
  */
 
 import { ReelayError } from "../errors.ts";
+import { assertName } from "../names.ts";
 import {
   type Bytes,
   concat,
@@ -217,18 +218,12 @@ export async function fingerprint(pub: PublicIdentity): Promise<string> {
   return hex.match(/.{4}/g)!.join(":");
 }
 
-/** Throws `bad-name` unless `name` is a well-formed, non-empty string of bounded size. */
+/** Throws `bad-name` unless `name` follows reelay's name rules (see `shared/names.ts`). */
 export function checkName(name: unknown): string {
-  const ok = typeof name === "string" && name.length > 0 && name.isWellFormed() &&
-    utf8(name).length <= MAX_NAME_BYTES;
-  if (!ok) {
-    throw new ReelayError(
-      "bad-name",
-      `Name ${
-        JSON.stringify(String(name).slice(0, 40))
-      } must be 1-${MAX_NAME_BYTES} bytes of valid text`,
-    );
+  if (typeof name !== "string") {
+    throw new ReelayError("bad-name", `Name must be text, not ${typeof name}`);
   }
+  assertName(name);
   return name;
 }
 
