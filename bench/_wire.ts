@@ -40,8 +40,10 @@ export class RawPeer {
   readonly name: string;
   readonly framed: FramedConnection;
   readonly reading: Promise<void>;
-  /** Length of the welcome frame's payload, in bytes. */
+  /** Bytes of the directory pages and the welcome received while joining. */
   welcomeBytes = 0;
+  /** The largest single frame received while joining, in bytes. */
+  largestJoinFrame = 0;
   /** Every byte received. */
   get bytesReceived(): number {
     return this.framed.bytesReceived;
@@ -57,7 +59,7 @@ export class RawPeer {
 
   /**
    * Connects to `port`, says hello as `name` with a fresh epoch signed by `identity`, and waits
-   * for the welcome. `maxFrameBytes` caps frames from the server (a welcome lists everyone).
+   * for the welcome. `maxFrameBytes` caps frames from the server.
    */
   static async join(
     port: number,
@@ -113,9 +115,10 @@ export class RawPeer {
         if (frame.kind !== KIND_CONTROL) continue;
         if (!joined) {
           const message = JSON.parse(textDecoder.decode(frame.payload)) as Json;
+          this.welcomeBytes += frame.payload.length;
+          this.largestJoinFrame = Math.max(this.largestJoinFrame, frame.payload.length);
           if (message.type === "welcome" || message.type === "error") {
             joined = true;
-            this.welcomeBytes = frame.payload.length;
             this.#joined.resolve(message);
           }
           continue;

@@ -8,7 +8,7 @@
  */
 
 import { writeAll } from "../shared/io.ts";
-import { decodeStreamPayload, encodeStreamFrame } from "../shared/protocol/frame.ts";
+import { decodeStreamPayload, encodeStreamHeader } from "../shared/protocol/frame.ts";
 import { FramedConnection } from "../shared/protocol/framed.ts";
 import type { BenchContext } from "./_context.ts";
 import { ratios, summarize } from "./_stats.ts";
@@ -69,7 +69,7 @@ async function framedCopy(chunk: Uint8Array): Promise<number> {
   const t0 = performance.now();
   const sending = (async () => {
     for (let sent = 0; sent < TOTAL; sent += chunk.length) {
-      await sender.sendOrdered(encodeStreamFrame(1, 0, chunk));
+      await sender.sendOrdered(encodeStreamHeader(1, 0, chunk.length), chunk);
     }
   })();
   let received = 0;

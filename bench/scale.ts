@@ -293,6 +293,7 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
       afterGc.push((await steadyRss(server, 3, 100) - before) / clients);
     }
     const largestWelcome = Math.max(...peers.map((peer) => peer.welcomeBytes));
+    const largestFrame = Math.max(...peers.map((peer) => peer.largestJoinFrame));
     const traffic = peers.reduce((sum, peer) => sum + peer.bytesReceived, 0);
     const bareKiB = summarize(bare.map((value) => value / KIB));
     figures.push({
@@ -352,12 +353,13 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
         `drained after ${settledSeconds.toFixed(1)} s.`,
     );
     findings.push(
-      `The last client's \`welcome\` was ${(largestWelcome / MIB).toFixed(2)} MiB (every ` +
-        `announcement, ~${Math.round(largestWelcome / (clients - 1))} bytes each). ` +
-        (largestWelcome > DEFAULT_MAX_FRAME_BYTES
-          ? `That exceeds the ${DEFAULT_MAX_FRAME_BYTES / MIB} MiB frame cap a \`ClientSession\` ` +
+      `The last client's directory was ${(largestWelcome / MIB).toFixed(2)} MiB (every ` +
+        `announcement, ~${Math.round(largestWelcome / (clients - 1))} bytes each), sent in pages ` +
+        `whose largest frame was ${(largestFrame / KIB).toFixed(0)} KiB: ` +
+        (largestFrame > DEFAULT_MAX_FRAME_BYTES
+          ? `that exceeds the ${DEFAULT_MAX_FRAME_BYTES / MIB} MiB frame cap a \`ClientSession\` ` +
             `enforces by default, so ${await realClientJoin(server.port, identity)}`
-          : `That is within the ${DEFAULT_MAX_FRAME_BYTES / MIB} MiB frame cap of a client.`),
+          : `within the ${DEFAULT_MAX_FRAME_BYTES / MIB} MiB frame cap of a client.`),
     );
   } finally {
     await inspector.close();

@@ -325,9 +325,11 @@ export class ClientSession {
   /** Handles one server message; returns why the session ends when it is a goodbye. */
   async #handle(message: ServerMessage): Promise<SessionEnd | undefined> {
     switch (message.type) {
+      case "directory":
+        for (const peer of message.peers) await this.#addPeer(peer, this.#joinWaiter === undefined);
+        break;
       case "welcome":
         this.#viewing.windowBytes = message.limits.windowBytes;
-        for (const peer of message.peers) await this.#addPeer(peer, false);
         this.#joinWaiter?.resolve(message.name);
         break;
       case "joined":

@@ -102,6 +102,11 @@ export class PeerConnection implements Member {
     this.framed.sendMessage(message);
   }
 
+  /** Queues an already encoded frame on the urgent lane (a notice shared by many peers). */
+  sendFrame(frame: Uint8Array): void {
+    this.framed.sendUrgent(frame);
+  }
+
   /** Runs the read loop until the peer leaves; always releases the name and any stream. */
   async run(): Promise<void> {
     const { joinTimeoutMs } = this.#context.config.limits;
@@ -253,19 +258,20 @@ export class PeerConnection implements Member {
       throw new ReelayError("server-full", "Server is full: try again later");
     }
     this.#announcement = announcement;
-    let present: Announcement[];
+    let directory: Uint8Array[];
     try {
-      present = this.#context.directory.join(this);
+      directory = this.#context.directory.join(this);
     } catch (error) {
       this.#announcement = undefined;
       throw error;
     }
+    // The people present go first, in pages, so the welcome itself stays small at any size.
+    for (const page of directory) this.sendFrame(page);
     const { maxFrameBytes, chatRate, chatBurst } = this.#context.config.limits;
     this.notify({
       type: "welcome",
       protocol: PROTOCOL_VERSION,
       name: announcement.name,
-      peers: present,
       limits: {
         maxFrameBytes,
         chatRate,

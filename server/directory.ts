@@ -7,13 +7,19 @@
 
 import { ReelayError } from "../shared/errors.ts";
 import { nameKey } from "../shared/names.ts";
-import type { Announcement, ServerMessage } from "../shared/protocol/messages.ts";
+import { encodeFrame, KIND_CONTROL } from "../shared/protocol/frame.ts";
+import {
+  encodeMessage,
+  MAX_DIRECTORY_PAGE,
+  type ServerMessage,
+} from "../shared/protocol/messages.ts";
+import type { Announcement } from "../shared/protocol/messages.ts";
 
 /** What the directory needs of a connected member. */
 export interface Member {
   readonly announcement: Announcement;
-  /** Queues a message for this member (never blocks). */
-  notify(message: ServerMessage): void;
+  /** Queues an encoded control frame for this member (never blocks). */
+  sendFrame(frame: Uint8Array): void;
 }
 
 /**
@@ -47,9 +53,9 @@ export class Directory<M extends Member> {
 
   /**
    * Adds a member and tells everyone else. Throws `name-taken` when the name is in use.
-   * Returns the announcements of everyone already present, for the welcome.
+   * Returns the `directory` pages describing everyone already present, for the newcomer.
    */
-  join(member: M): Announcement[] {
+  join(member: M): Uint8Array[] {
     const key = nameKey(member.announcement.name);
     const holder = this.#members.get(key);
     if (holder) {
@@ -58,10 +64,10 @@ export class Directory<M extends Member> {
         `Name ${JSON.stringify(holder.announcement.name)} is taken: choose another with --name`,
       );
     }
-    const present = [...this.#members.values()].map((other) => other.announcement);
+    const pages = this.#pages();
     this.#members.set(key, member);
     this.#broadcast({ type: "joined", peer: member.announcement }, member);
-    return present;
+    return pages;
   }
 
   /** Removes a member (if it holds its name) and tells everyone else. Idempotent. */
@@ -72,9 +78,22 @@ export class Directory<M extends Member> {
     this.#broadcast({ type: "left", name: member.announcement.name }, member);
   }
 
+  /** The people present as `directory` frames, each encoded once. */
+  #pages(): Uint8Array[] {
+    const present = [...this.#members.values()].map((member) => member.announcement);
+    const pages: Uint8Array[] = [];
+    for (let start = 0; start < present.length; start += MAX_DIRECTORY_PAGE) {
+      const peers = present.slice(start, start + MAX_DIRECTORY_PAGE);
+      pages.push(encodeFrame(KIND_CONTROL, encodeMessage({ type: "directory", peers })));
+    }
+    return pages;
+  }
+
+  /** Encodes the notice once and queues the same bytes for everyone but `except`. */
   #broadcast(message: ServerMessage, except: M): void {
+    const frame = encodeFrame(KIND_CONTROL, encodeMessage(message));
     for (const other of this.#members.values()) {
-      if (other !== except) other.notify(message);
+      if (other !== except) other.sendFrame(frame);
     }
   }
 }

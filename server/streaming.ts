@@ -7,7 +7,7 @@
 
 import type { Config } from "../shared/config.ts";
 import { messageOf, ReelayError } from "../shared/errors.ts";
-import { encodeStreamFrame } from "../shared/protocol/frame.ts";
+import { encodeStreamHeader } from "../shared/protocol/frame.ts";
 import type { FramedConnection } from "../shared/protocol/framed.ts";
 import type { StreamEndReason, VideoListing } from "../shared/protocol/messages.ts";
 import { type Catalog, requireVideo, type VideoInfo } from "./catalog.ts";
@@ -218,9 +218,8 @@ class StreamViewer implements Viewer {
         if (playing.stopReason) break;
         playing.inFlight += event.chunk.length;
         playing.bytes += event.chunk.length;
-        await this.#framed.sendOrdered(
-          encodeStreamFrame(playing.id, event.segmentIndex, event.chunk),
-        );
+        const header = encodeStreamHeader(playing.id, event.segmentIndex, event.chunk.length);
+        await this.#framed.sendOrdered(header, event.chunk);
       }
     } catch (error) {
       reason = "error";

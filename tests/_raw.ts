@@ -343,11 +343,11 @@ export const CLIENT_EXAMPLES: ClientMessage[] = [
 
 /** One valid example of every server message. */
 export const SERVER_EXAMPLES: ServerMessage[] = [
+  { type: "directory", peers: [announcement] },
   {
     type: "welcome",
     protocol: 1,
     name: "alice",
-    peers: [announcement],
     limits: { maxFrameBytes: 1048576, chatRate: 10, chatBurst: 20, windowBytes: 1048576 },
   },
   { type: "joined", peer: announcement },

@@ -98,8 +98,9 @@ async function withScene(
 }
 
 /** Every control message the client got, as `type:code` strings, for readable assertions. */
+/** What a raw client was told, in order; directory pages (who is online) are left out. */
 function codes(raw: RawClient): string[] {
-  return raw.messages.map((message) =>
+  return raw.messages.filter((message) => message.type !== "directory").map((message) =>
     message.type === "error" ? `error:${message.code}` : String(message.type)
   );
 }

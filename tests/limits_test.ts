@@ -240,3 +240,23 @@ Deno.test("chat rate limit: excess sends get rate-limited errors with their refs
     await server.stop();
   }
 });
+
+Deno.test("a newcomer receives a directory of any size in pages within the frame cap", async () => {
+  const server = await startLoggedServer((config) => config.limits.maxPending = 400);
+  const identity = await rawIdentity();
+  const present: RawClient[] = [];
+  try {
+    for (let i = 0; i < 300; i++) {
+      const raw = await RawClient.connect(server.port);
+      present.push(raw);
+      assert.equal((await raw.join(`member${i}`, identity)).type, "welcome");
+    }
+    const newcomer = await joinClient(server.port, "newcomer");
+    assert.equal(newcomer.session.who().length, 300);
+    assert.equal(newcomer.log.of("joined").length, 0, "people already present are not news");
+    await newcomer.session.quit();
+  } finally {
+    await Promise.all(present.map((raw) => raw.close()));
+    await server.close();
+  }
+});

@@ -124,11 +124,14 @@ Deno.test("client messages with bad fields are refused, naming the field", () =>
 });
 
 Deno.test("server messages with bad fields are refused", () => {
-  const welcome = SERVER_EXAMPLES[0] as Extract<ServerMessage, { type: "welcome" }>;
+  const welcome = SERVER_EXAMPLES.find((message) => message.type === "welcome") as Extract<
+    ServerMessage,
+    { type: "welcome" }
+  >;
   const bad: unknown[] = [
-    { ...welcome, peers: "alice" },
-    { ...welcome, peers: [{ ...announcement, keys: 1 }] },
-    { ...welcome, peers: new Array(10_001).fill(announcement) },
+    { type: "directory", peers: "alice" },
+    { type: "directory", peers: [{ ...announcement, keys: 1 }] },
+    { type: "directory", peers: new Array(257).fill(announcement) },
     { ...welcome, limits: undefined },
     { ...welcome, limits: { ...welcome.limits, maxFrameBytes: 0 } },
     { ...welcome, limits: { ...welcome.limits, chatRate: -1 } },

@@ -59,14 +59,35 @@ export function encodeStreamFrame(
   segment: number,
   media: Uint8Array,
 ): Uint8Array<ArrayBuffer> {
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + STREAM_HEADER_BYTES + media.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, 1 + STREAM_HEADER_BYTES + media.length);
-  frame[4] = KIND_STREAM;
-  view.setUint32(5, streamId);
-  frame[9] = segment;
-  frame.set(media, FRAME_HEADER_BYTES + STREAM_HEADER_BYTES);
+  const header = encodeStreamHeader(streamId, segment, media.length);
+  const frame = new Uint8Array(header.length + media.length);
+  frame.set(header);
+  frame.set(media, header.length);
   return frame;
+}
+
+/**
+ * The header of a stream frame carrying `mediaLength` bytes, to send before the media bytes
+ * themselves (so a large chunk is never copied).
+ *
+ * @example
+ * ```ts
+ * import { encodeStreamHeader } from "./frame.ts";
+ * const header = encodeStreamHeader(7, 0, 65536); // then write the 65536 media bytes
+ * ```
+ */
+export function encodeStreamHeader(
+  streamId: number,
+  segment: number,
+  mediaLength: number,
+): Uint8Array<ArrayBuffer> {
+  const header = new Uint8Array(FRAME_HEADER_BYTES + STREAM_HEADER_BYTES);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, 1 + STREAM_HEADER_BYTES + mediaLength);
+  header[4] = KIND_STREAM;
+  view.setUint32(5, streamId);
+  header[9] = segment;
+  return header;
 }
 
 /** A stream frame's parts. */

@@ -27,10 +27,15 @@ export interface FramedOptions {
 }
 
 interface OrderedFrame {
-  bytes: Uint8Array;
+  /** Written back to back, nothing in between (a frame header, then its payload). */
+  parts: Uint8Array[];
+  size: number;
   done: () => void;
   failed: (error: Error) => void;
 }
+
+/** Bytes the ordered lane may hold before a producer has to wait for its frame's write. */
+export const ORDERED_BUDGET_BYTES = 256 * 1024;
 
 /** Most bytes of urgent frames coalesced into one socket write. */
 const BATCH_BYTES = 64 * 1024;
@@ -53,6 +58,7 @@ export class FramedConnection {
   readonly #urgent: Uint8Array[] = [];
   #urgentBytes = 0;
   readonly #ordered: OrderedFrame[] = [];
+  #orderedBytes = 0;
   #wake: (() => void) | undefined;
   #closed = false;
   #closeReason: ReelayError | undefined;
@@ -158,13 +164,23 @@ export class FramedConnection {
   }
 
   /**
-   * Queues a frame on the ordered lane and resolves once it has been written to the socket, so
-   * a producer that awaits each frame is paced by the network. Rejects if the connection closes.
+   * Queues a frame on the ordered lane, given whole or as parts written back to back (a header
+   * and a payload, so large payloads are not copied). Resolves at once while the lane holds at most
+   * {@linkcode ORDERED_BUDGET_BYTES}, else once this frame has been written: a producer that
+   * awaits each frame keeps the socket busy without waiting for every write, and is still paced
+   * by the network. Rejects if the connection is closed.
    */
-  sendOrdered(frame: Uint8Array): Promise<void> {
+  sendOrdered(...parts: Uint8Array[]): Promise<void> {
     if (this.#closed) return Promise.reject(this.#closedError());
+    const size = parts.reduce((sum, part) => sum + part.length, 0);
+    this.#orderedBytes += size;
+    if (this.#orderedBytes <= ORDERED_BUDGET_BYTES) {
+      this.#ordered.push({ parts, size, done: () => {}, failed: () => {} });
+      this.#wakeWriter();
+      return Promise.resolve();
+    }
     return new Promise((done, failed) => {
-      this.#ordered.push({ bytes: frame, done, failed });
+      this.#ordered.push({ parts, size, done, failed });
       this.#wakeWriter();
     });
   }
@@ -203,6 +219,7 @@ export class FramedConnection {
     }
     const error = this.#closedError();
     for (const frame of this.#ordered.splice(0)) frame.failed(error);
+    this.#orderedBytes = 0;
     this.#urgent.length = 0;
     this.#urgentBytes = 0;
     this.#resolveDrained();
@@ -228,7 +245,7 @@ export class FramedConnection {
     for (const resolve of this.#drained.splice(0)) resolve();
   }
 
-  #takeBatch(): { bytes: Uint8Array; ordered?: OrderedFrame } | undefined {
+  #takeBatch(): { parts: Uint8Array[]; ordered?: OrderedFrame } | undefined {
     if (this.#urgent.length > 0) {
       let size = 0;
       let count = 0;
@@ -241,17 +258,18 @@ export class FramedConnection {
       }
       const frames = this.#urgent.splice(0, count);
       this.#urgentBytes -= size;
-      if (count === 1) return { bytes: frames[0] };
+      if (count === 1) return { parts: frames };
       const bytes = new Uint8Array(size);
       let offset = 0;
       for (const frame of frames) {
         bytes.set(frame, offset);
         offset += frame.length;
       }
-      return { bytes };
+      return { parts: [bytes] };
     }
     const ordered = this.#ordered.shift();
-    return ordered && { bytes: ordered.bytes, ordered };
+    if (ordered) this.#orderedBytes -= ordered.size;
+    return ordered && { parts: ordered.parts, ordered };
   }
 
   async #writeLoop(): Promise<void> {
@@ -264,7 +282,7 @@ export class FramedConnection {
       }
       this.#writingUrgent = batch.ordered === undefined;
       try {
-        await writeAll(this.#conn, batch.bytes);
+        for (const part of batch.parts) await writeAll(this.#conn, part);
       } catch (error) {
         batch.ordered?.failed(this.#closedError());
         if (!this.#closed) {

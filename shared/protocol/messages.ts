@@ -27,6 +27,8 @@ export const MAX_ENVELOPE_TEXT = 64 * 1024;
 
 const MAX_KEY_TEXT = 2048;
 const MAX_LIST = 10_000;
+/** Most announcements in one `directory` message. */
+export const MAX_DIRECTORY_PAGE = 256;
 
 /** A person's public keys, base64 SPKI. */
 export interface PublicKeys {
@@ -89,7 +91,8 @@ export type ClientMessage =
 
 /** Messages the server sends. */
 export type ServerMessage =
-  | { type: "welcome"; protocol: number; name: string; peers: Announcement[]; limits: ServerLimits }
+  | { type: "directory"; peers: Announcement[] }
+  | { type: "welcome"; protocol: number; name: string; limits: ServerLimits }
   | { type: "joined"; peer: Announcement }
   | { type: "left"; name: string }
   | { type: "deliver"; from: string; envelope: string }
@@ -262,12 +265,13 @@ export function parseServerMessage(payload: Uint8Array): ServerMessage {
   const fields = decodeJson(payload);
   const type = string(fields, "type", 32);
   switch (type) {
+    case "directory":
+      return { type, peers: array(fields, "peers", MAX_DIRECTORY_PAGE, announcementValue) };
     case "welcome":
       return {
         type,
         protocol: integer(fields, "protocol", 0, 1000),
         name: string(fields, "name", 64),
-        peers: array(fields, "peers", MAX_LIST, announcementValue),
         limits: limits(fields.limits),
       };
     case "joined":
