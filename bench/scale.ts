@@ -310,14 +310,14 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
       aim: { on: "value", op: "<=", target: 64 },
       whyMissed:
         "Almost all of it is memory the process keeps after the join storm, not memory the " +
-        "clients hold: with n clients, the n welcomes and n(n−1)/2 `joined` notices are " +
-        "~1.2 GB of frames, each `joined` JSON-encoded again for every recipient. After a " +
-        "forced GC the live JS heap plus ArrayBuffers is ~25 KiB per client (next rows), " +
-        "about what a bare Deno connection costs; the rest is V8 heap pages and malloc " +
-        "arenas that stay mapped at their high-water mark. To close it: encode each " +
-        "directory notice once and queue the same bytes to every recipient, send the " +
-        "directory to a joiner in pages instead of one welcome listing everyone, and cap " +
-        "allocator arenas (MALLOC_ARENA_MAX) for the server",
+        "clients hold: with n clients, the n directories and n(n−1)/2 `joined` notices are " +
+        "~1.2 GB of frames. Each notice is now encoded once and full directory pages are " +
+        "shared, but each recipient's writer still copies queued notices into one buffer per " +
+        "socket write. After a forced GC the live JS heap plus ArrayBuffers is ~26 KiB per " +
+        "client (next rows), about what a bare Deno connection costs; the rest is V8 heap " +
+        "pages and malloc arenas that stay mapped at their high-water mark. To close it: " +
+        "write shared notices without the coalescing copy (a vectored write, which Deno " +
+        "lacks), and cap allocator arenas (MALLOC_ARENA_MAX) for the server",
     });
     figures.push({
       name: "… RSS per client after a forced full GC",
@@ -330,8 +330,8 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
       whyMissed:
         "After a full GC V8's own live data is small (next row), but RSS stays far above it: " +
         "freed V8 pages and malloc arenas from the join storm stay mapped. The fixes are " +
-        "those of the row above: allocate less during joins (encode each notice once, page " +
-        "the directory) and cap the allocator's arenas",
+        "those of the row above: allocate less during joins (no coalescing copy of shared " +
+        "notices) and cap the allocator's arenas",
     });
     figures.push({
       name: "… live JS heap + ArrayBuffers per client after that GC",
@@ -348,7 +348,9 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
         `${((before + median(afterGc) * clients) / MIB).toFixed(1)} MiB after a forced GC ` +
         `(the server runs with \`--inspect\` for that). Joining took ` +
         `${joinSeconds.toFixed(1)} s (batches of ${JOIN_BATCH}); the join notices ` +
-        `(${(traffic / MIB).toFixed(0)} MiB to the clients in all: each welcome lists everyone ` +
+        `(${
+          (traffic / MIB).toFixed(0)
+        } MiB to the clients in all: each newcomer gets a directory of everyone ` +
         `present, and each join is announced to everyone present) ` +
         `drained after ${settledSeconds.toFixed(1)} s.`,
     );

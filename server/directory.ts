@@ -35,6 +35,7 @@ export interface Member {
  */
 export class Directory<M extends Member> {
   readonly #members = new Map<string, M>();
+  readonly #fullPages: Uint8Array[] = [];
 
   /** How many people are connected. */
   get size(): number {
@@ -75,16 +76,25 @@ export class Directory<M extends Member> {
     const key = nameKey(member.announcement.name);
     if (this.#members.get(key) !== member) return;
     this.#members.delete(key);
+    this.#fullPages.length = 0;
     this.#broadcast({ type: "left", name: member.announcement.name }, member);
   }
 
-  /** The people present as `directory` frames, each encoded once. */
+  /**
+   * The people present as `directory` frames. Full pages are kept and shared by every newcomer
+   * until someone leaves (joins only append), so a burst of joins does not encode or hold the
+   * same announcements once per joiner.
+   */
   #pages(): Uint8Array[] {
     const present = [...this.#members.values()].map((member) => member.announcement);
     const pages: Uint8Array[] = [];
-    for (let start = 0; start < present.length; start += MAX_DIRECTORY_PAGE) {
+    for (let index = 0; index * MAX_DIRECTORY_PAGE < present.length; index++) {
+      const start = index * MAX_DIRECTORY_PAGE;
       const peers = present.slice(start, start + MAX_DIRECTORY_PAGE);
-      pages.push(encodeFrame(KIND_CONTROL, encodeMessage({ type: "directory", peers })));
+      const page = this.#fullPages[index] ??
+        encodeFrame(KIND_CONTROL, encodeMessage({ type: "directory", peers }));
+      if (peers.length === MAX_DIRECTORY_PAGE) this.#fullPages[index] = page;
+      pages.push(page);
     }
     return pages;
   }
