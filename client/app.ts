@@ -302,8 +302,16 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
   });
   const loop = new CommandLoop(session, output);
   const closed = session.closed.then((info) => ({ gone: info }));
+  // A signal ends the session cleanly (the player is stopped too) whatever the input is doing,
+  // including after stdin has already ended and a stream is still playing.
+  const signalled = Promise.withResolvers<LoopEnd>();
+  const stopSignals = onTermination(() => signalled.resolve("interrupt"));
   try {
-    const outcome = await Promise.race([waitForWork(loop, input, session), closed]);
+    const outcome = await Promise.race([
+      waitForWork(loop, input, session),
+      signalled.promise,
+      closed,
+    ]);
     loop.stop();
     if (typeof outcome === "object") {
       if (!reportedGone) output.emit({ event: "disconnected", ...outcome.gone });
@@ -312,9 +320,19 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
     await session.quit().catch(() => {}); // leaving anyway: a failed goodbye changes nothing
     return 0;
   } finally {
+    stopSignals();
     input.close();
     await output.flush().catch(() => {}); // stdout closed under us: nobody left to tell
   }
+}
+
+/** Calls `listener` on SIGINT or SIGTERM (SIGINT only on Windows); returns how to stop. */
+function onTermination(listener: () => void): () => void {
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  for (const signal of signals) Deno.addSignalListener(signal, listener);
+  return () => {
+    for (const signal of signals) Deno.removeSignalListener(signal, listener);
+  };
 }
 
 /**

@@ -54,7 +54,7 @@ export async function openSession(options: OpenOptions): Promise<ClientSession> 
 }
 
 function defaultName(): string {
-  const user = Deno.env.get("USER") ?? Deno.env.get("USERNAME") ?? "";
+  const user = Deno.env.get("USER") ?? Deno.env.get("LOGNAME") ?? Deno.env.get("USERNAME") ?? "";
   const cleaned = user.replace(/[^A-Za-z0-9_.-]/g, "").slice(0, 32);
   if (!cleaned || nameProblem(cleaned)) {
     throw new UsageError("No name given: pass --name NAME");

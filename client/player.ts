@@ -16,57 +16,65 @@ export interface StreamSink {
   finish(): Promise<void>;
   /** Stop now: end the player at once. Idempotent. */
   abort(): Promise<void>;
-  /** Resolves if the player goes away on its own (window closed). */
+  /** Resolves if the player goes away on its own (window closed, or it failed). */
   readonly gone: Promise<void>;
+  /** Why the player failed, once it has (its last lines of error output). */
+  readonly failure?: string;
 }
 
 /** Makes a sink for a video, given its name. */
 export type SinkFactory = (video: string) => StreamSink;
 
-const KNOWN_PLAYERS: Record<string, string[]> = {
+/** A known player: options before the user's own, then how it reads stdin. */
+interface KnownPlayer {
+  options: string[];
+  stdin: string[];
+}
+
+const KNOWN_PLAYERS: Record<string, KnownPlayer> = {
   // A fixed window: ffplay would otherwise keep the size of the first third (144p) all along.
-  ffplay: [
-    "-hide_banner",
-    "-loglevel",
-    "error",
-    "-autoexit",
-    "-window_title",
-    "reelay",
-    "-x",
-    "1280",
-    "-y",
-    "720",
-    "-i",
-    "-",
-  ],
-  mpv: ["--really-quiet", "--force-window=yes", "--title=reelay", "-"],
+  ffplay: {
+    options: ["-hide_banner", "-loglevel", "error", "-autoexit", "-window_title", "reelay"],
+    stdin: ["-x", "1280", "-y", "720", "-i", "-"],
+  },
+  mpv: { options: ["--really-quiet", "--force-window=yes", "--title=reelay"], stdin: ["-"] },
 };
+
+/** How long a player may take to exit after SIGTERM before it is killed. */
+const KILL_GRACE_MS = 2000;
+/** How much of a player's error output is kept to explain a failure. */
+const STDERR_TAIL_CHARS = 2000;
 
 /**
  * The player commands to try, in order, for a `--player` choice: `auto` means ffplay in a window
  * (or mpv when ffplay is missing) when a display is available, and nothing otherwise; `none`
- * means nothing. A bare `ffplay` or `mpv` gets the arguments to read stdin.
+ * means nothing. `ffplay` and `mpv` get the options to read stdin around any options given
+ * (`--player "mpv --fs"`).
  *
  * @example
  * ```ts
  * import { resolvePlayer } from "./player.ts";
  * resolvePlayer("none", {}); // []
- * resolvePlayer("mpv", {}); // [["mpv", "--really-quiet", ...]]
+ * resolvePlayer("mpv --fs", {}); // [["mpv", "--really-quiet", ..., "--fs", "-"]]
  * ```
  */
 export function resolvePlayer(
   choice: string,
   env: { DISPLAY?: string; WAYLAND_DISPLAY?: string },
 ): string[][] {
-  const words = choice.trim().split(/\s+/).filter((word) => word !== "");
-  if (words.length === 0) throw new UsageError(`Player ${JSON.stringify(choice)} is empty`);
-  if (words.length === 1 && words[0] === "none") return [];
-  if (words.length === 1 && words[0] === "auto") {
+  const [program, ...extra] = choice.trim().split(/\s+/).filter((word) => word !== "");
+  if (program === undefined) throw new UsageError(`Player ${JSON.stringify(choice)} is empty`);
+  if (program === "none" && extra.length === 0) return [];
+  if (program === "auto" && extra.length === 0) {
     const hasDisplay = Deno.build.os !== "linux" || Boolean(env.DISPLAY || env.WAYLAND_DISPLAY);
-    return hasDisplay ? Object.entries(KNOWN_PLAYERS).map(([name, args]) => [name, ...args]) : [];
+    return hasDisplay ? Object.keys(KNOWN_PLAYERS).map((name) => withStdin(name, [])) : [];
   }
-  const known = words.length === 1 ? KNOWN_PLAYERS[words[0]] : undefined;
-  return [known ? [words[0], ...known] : words];
+  return [withStdin(program, extra)];
+}
+
+function withStdin(program: string, extra: string[]): string[] {
+  const known = KNOWN_PLAYERS[program];
+  return known ? [program, ...known.options, ...extra, ...known.stdin] : [program, ...extra];
 }
 
 /**
@@ -90,7 +98,8 @@ export function discardSink(): StreamSink {
 
 /**
  * A sink that spawns the first of `candidates` that exists and pipes the stream into its stdin.
- * The process is killed on abort and awaited on every path.
+ * Its error output is kept (not printed over the prompt) to explain a failure. The process is
+ * ended on abort (SIGTERM, then SIGKILL if it lingers) and awaited on every path.
  *
  * @example
  * ```ts ignore
@@ -101,22 +110,16 @@ export function discardSink(): StreamSink {
 export function playerSink(candidates: string[][]): StreamSink {
   const child = spawnFirst(candidates);
   const writer = child.stdin.getWriter();
-  let ended = false;
-  const gone = child.status.then(() => {});
-  const end = async (kill: boolean) => {
-    if (ended) return await child.status.then(() => {});
-    ended = true;
-    await writer.close().catch(() => {});
-    if (kill) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already exited.
-      }
-    }
-    await child.status;
-  };
-  return {
+  let stderr = "";
+  const drained = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({
+      write: (text) => void (stderr = (stderr + text).slice(-STDERR_TAIL_CHARS)),
+    }),
+  ).catch(() => {});
+  const exited = Promise.all([child.status, drained]).then(([status]) => status);
+  let ending: Promise<void> | undefined;
+  let failure: string | undefined;
+  const sink: StreamSink = {
     write: async (chunk) => {
       try {
         await writer.write(chunk);
@@ -124,10 +127,43 @@ export function playerSink(candidates: string[][]): StreamSink {
         throw new ReelayError("player-closed", "Player closed its input");
       }
     },
-    finish: () => end(false),
-    abort: () => end(true),
-    gone,
+    finish: () => ending ??= end(false),
+    abort: () => ending ??= end(true),
+    gone: exited.then((status) => {
+      if (!status.success && !ending) failure = lastLines(stderr) || `exit code ${status.code}`;
+    }),
+    get failure() {
+      return failure;
+    },
   };
+  async function end(kill: boolean): Promise<void> {
+    await writer.close().catch(() => {});
+    if (kill) stop(child, exited);
+    await exited;
+  }
+  return sink;
+}
+
+function stop(child: Deno.ChildProcess, exited: Promise<unknown>): void {
+  try {
+    child.kill("SIGTERM");
+  } catch {
+    return; // Already exited.
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Exited in the meantime.
+    }
+  }, KILL_GRACE_MS);
+  void exited.finally(() => clearTimeout(timer));
+}
+
+function lastLines(text: string): string {
+  return text.trim().split("\n").filter((line) => !line.startsWith("ALSA lib")).slice(-3).join(
+    "; ",
+  );
 }
 
 /**
@@ -150,14 +186,14 @@ export function sinkFactory(
 function spawnFirst(candidates: string[][]): Deno.ChildProcess {
   for (const [program, ...args] of candidates) {
     try {
-      return new Deno.Command(program, { args, stdin: "piped", stdout: "null", stderr: "inherit" })
+      return new Deno.Command(program, { args, stdin: "piped", stdout: "null", stderr: "piped" })
         .spawn();
     } catch (error) {
       if (error instanceof Deno.errors.NotCapable) {
         throw new ReelayError(
           "player-not-allowed",
           `Player ${JSON.stringify(program)} is not allowed: reelay may run only ffplay or mpv ` +
-            `(with any arguments, e.g. --player "mpv --fs"), or --player none`,
+            `(with options of your own, e.g. --player "mpv --fs"), or --player none`,
         );
       }
       if (!(error instanceof Deno.errors.NotFound)) throw error;

@@ -240,8 +240,9 @@ export class ClientSession {
     });
   }
 
-  /** Stops the current stream, if any. */
+  /** Stops the current stream; `not-playing` when nothing plays. */
   async stop(): Promise<void> {
+    if (!this.#viewing.active) throw new ReelayError("not-playing", "Nothing is playing");
     await this.#viewing.stop();
   }
 
@@ -270,7 +271,8 @@ export class ClientSession {
           reject(
             new ReelayError(
               "join-timeout",
-              `Server did not answer the join within ${timeoutMs} ms`,
+              `Server ${this.server} did not answer the join within ${timeoutMs / 1000} s: ` +
+                `is it a reelay server?`,
             ),
           ),
         timeoutMs,
@@ -310,7 +312,13 @@ export class ClientSession {
         }
       }
     } catch (error) {
-      end = error instanceof ReelayError
+      end = error instanceof ProtocolError && this.#joinWaiter
+        ? {
+          code: "not-reelay",
+          reason: `${this.server} is not a reelay server (it does not speak reelay's protocol: ` +
+            `${error.message})`,
+        }
+        : error instanceof ReelayError
         ? { code: error.code, reason: error.message }
         : isDisconnect(error)
         ? { code: "server-lost", reason: `Connection to ${this.server} was lost` }
@@ -472,6 +480,9 @@ export class ClientSession {
   }
 
   #peerFor(name: string): Peer {
+    if (nameKey(name) === nameKey(this.name)) {
+      throw new ReelayError("self", `${JSON.stringify(name)} is you: name someone else`);
+    }
     const peer = this.#peers.get(nameKey(name));
     if (!peer) {
       throw new ReelayError(
@@ -535,7 +546,7 @@ export class ClientSession {
     this.#joinWaiter?.reject(error);
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
-    await this.#viewing.abort(end.reason);
+    await this.#viewing.abort(end.reason, end.code === "quit" ? "stopped" : "error");
     if (end.code !== "quit" && end.code !== "join-failed") {
       this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
     }

@@ -38,6 +38,7 @@ interface Active {
   pumping: Promise<void>;
   wake?: () => void;
   end?: { reason: StreamEndReason; bytes: number; message?: string };
+  stopping?: { reason: StreamEndReason; message: string };
   finished: Promise<void>;
   finish: () => void;
 }
@@ -110,7 +111,12 @@ export class Viewing {
     });
     active.pumping = this.#pump(active);
     void active.sink.gone.then(() => {
-      if (this.#active === active && !active.end) void this.stop();
+      if (this.#active !== active || active.end) return;
+      const failure = active.sink.failure;
+      void this.stop(
+        failure ? "error" : "stopped",
+        failure ? `Player failed: ${failure}` : "Player closed",
+      );
     });
   }
 
@@ -143,13 +149,16 @@ export class Viewing {
     if (!active || active.stream !== message.stream) return;
     active.end = { reason: message.reason, bytes: message.bytes, message: message.message };
     if (message.reason === "complete") return active.wake?.();
-    void this.#close(active, message.reason, message.message);
+    // After our own /stop (or a failed player), our reason says more than the server's echo.
+    const local = active.stopping;
+    void this.#close(active, local?.reason ?? message.reason, local?.message ?? message.message);
   }
 
   /** Asks the server to stop and waits for it to confirm (or a short timeout). */
-  async stop(): Promise<void> {
+  async stop(reason: "stopped" | "error" = "stopped", message = "Stopped"): Promise<void> {
     const active = this.#active;
     if (!active) return;
+    active.stopping = { reason, message };
     if (!active.end && !this.#framed.closed) this.#framed.sendMessage({ type: "stop" });
     const timeout = new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, STOP_TIMEOUT_MS);
@@ -157,7 +166,7 @@ export class Viewing {
     });
     await active.sink.abort();
     await Promise.race([active.finished, timeout]);
-    if (this.#active === active) await this.#close(active, "stopped", "Stopped");
+    if (this.#active === active) await this.#close(active, reason, message);
   }
 
   /** A play request failed: release its sink. */
@@ -169,12 +178,12 @@ export class Viewing {
     this.#onIdle();
   }
 
-  /** The connection is gone: end the stream as an error. */
-  async abort(reason: string): Promise<void> {
+  /** The connection is gone: end the stream (as an error, or as stopped when the person left). */
+  async abort(reason: string, how: "stopped" | "error" = "error"): Promise<void> {
     const active = this.#active;
     if (!active) return;
     if (active.stream === undefined) return await this.cancel(active.ref);
-    await this.#close(active, "error", reason);
+    await this.#close(active, how, reason);
   }
 
   #enterSegment(active: Active, index: number): void {

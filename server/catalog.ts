@@ -491,7 +491,7 @@ export class Catalog {
     } catch (error) {
       if (error instanceof ReelayError && error.code === "ffmpeg-missing") throw error;
       if (before) change.removed.push(name);
-      this.#log("warn", `File "${name}" is left out of the catalog: ${messageOf(error)}`);
+      this.#log("warn", `Left out of the catalog: ${messageOf(error)}`);
     }
     this.#cache.set(name, entry);
   }

@@ -21,7 +21,11 @@ export type Logger = (level: LogLevel, message: string) => void;
  */
 export const stderrLogger: Logger = (level: LogLevel, message: string): void => {
   const line = `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}\n`;
-  Deno.stderr.writeSync(new TextEncoder().encode(line));
+  try {
+    Deno.stderr.writeSync(new TextEncoder().encode(line));
+  } catch {
+    // stderr closed (e.g. piped into `head`): the server keeps serving without its log.
+  }
 };
 
 /** A logger that drops everything (tests and benchmarks). */

@@ -193,7 +193,7 @@ export class TranscodeSlots {
     if (!lease) {
       throw new ReelayError(
         "busy",
-        `The server is already running ${this.max} transcodes; try again later`,
+        `The server is busy: all ${this.max} transcoding slots are in use; try again later`,
       );
     }
     return lease;

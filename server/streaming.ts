@@ -231,12 +231,11 @@ class StreamViewer implements Viewer {
       await playing.stream.stop();
     }
     if (playing.stopReason) reason = playing.stopReason;
-    if (reason === "error") {
-      this.#service.log(
-        "warn",
-        `Stream ${playing.id} of ${JSON.stringify(playing.name)} failed: ${message}`,
-      );
-    }
+    const ended = `Stream ${playing.id} of ${
+      JSON.stringify(playing.name)
+    } to ${this.#framed.remote}`;
+    if (reason === "error") this.#service.log("warn", `${ended} failed: ${message}`);
+    else this.#service.log("info", `${ended} ${reason} after ${playing.bytes} bytes`);
     if (this.#playing === playing) this.#playing = undefined;
     if (this.#framed.closed) return;
     await this.#framed.sendOrderedMessage({

@@ -8,10 +8,15 @@ Deno.test("auto plays in a window only when there is a display", () => {
   assert.ok(withDisplay[0].includes("-"), "ffplay reads stdin");
 });
 
-Deno.test("named players read stdin; other commands run as given", () => {
+Deno.test("ffplay and mpv read stdin around options of one's own; others run as given", () => {
   assert.deepEqual(resolvePlayer("none", { DISPLAY: ":0" }), []);
   assert.equal(resolvePlayer("mpv", {})[0].at(-1), "-");
-  assert.deepEqual(resolvePlayer("  mpv   --fs - ", {}), [["mpv", "--fs", "-"]]);
+  const [mpv] = resolvePlayer("  mpv   --fs ", {});
+  assert.deepEqual(mpv.slice(-2), ["--fs", "-"], "own options come before reading stdin");
+  const [ffplay] = resolvePlayer("ffplay -fs", {});
+  assert.deepEqual(ffplay.slice(-3), ["720", "-i", "-"]);
+  assert.ok(ffplay.includes("-fs"));
+  assert.deepEqual(resolvePlayer("vlc -", {}), [["vlc", "-"]]);
   assert.throws(() => resolvePlayer("   ", {}), /is empty/);
 });
 
@@ -62,5 +67,12 @@ Deno.test("the discarding sink takes anything", async () => {
   const sink = discardSink();
   await sink.write(new Uint8Array(1000));
   await sink.finish();
+  await sink.abort();
+});
+
+Deno.test("a player that fails says why", async () => {
+  const sink = playerSink([["ffmpeg", "-v", "error", "-i", "/nonexistent/input.ts"]]);
+  await sink.gone;
+  assert.match(sink.failure ?? "", /No such file or directory/);
   await sink.abort();
 });

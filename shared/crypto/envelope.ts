@@ -192,7 +192,10 @@ function readEnvelope(reader: ByteReader): Envelope {
  */
 function parseEnvelope(bytes: Uint8Array): Envelope {
   if (bytes.length > MAX_ENVELOPE_BYTES) {
-    throw fail("bad-envelope", `Envelope of "${bytes.length}" bytes exceeds ${MAX_ENVELOPE_BYTES}`);
+    throw fail(
+      "bad-envelope",
+      `Envelope of ${bytes.length} bytes exceeds the limit of ${MAX_ENVELOPE_BYTES} bytes`,
+    );
   }
   try {
     return readEnvelope(new ByteReader(bytes));
@@ -250,7 +253,10 @@ function encodePlaintext(text: string, sentAt: number): Bytes {
   if (typeof text !== "string") throw fail("bad-message", "Message text must be a string");
   const size = utf8(text).length;
   if (size > MAX_TEXT_BYTES) {
-    throw fail("message-too-long", `Message of "${size}" bytes exceeds ${MAX_TEXT_BYTES}`);
+    throw fail(
+      "message-too-long",
+      `Message of ${size} bytes is too long: the limit is ${MAX_TEXT_BYTES} bytes`,
+    );
   }
   if (!Number.isSafeInteger(sentAt) || sentAt < 0) {
     throw fail("bad-message", `Send time "${sentAt}" is not a whole number of milliseconds`);
