@@ -74,7 +74,7 @@ Deno.test("catalog", async (t) => {
         assert.equal(catalog.get("broken.mp4"), undefined);
         const line = logs.find((l) => l.includes(`"broken.mp4"`));
         assert.ok(line?.startsWith("warn: "), `log: ${logs.join("\n")}`);
-        assert.match(line ?? "", /left out/);
+        assert.match(line ?? "", /Left out of the catalog: File "broken.mp4"/);
       });
 
       await t.step("never resolves paths or unknown names", () => {
