@@ -102,6 +102,29 @@ Deno.test("a played video arrives as one stream switching height at the thirds",
   }
 });
 
+Deno.test("several viewers watch the same and different videos at once", async () => {
+  const running = await server();
+  try {
+    const viewers = await Promise.all(
+      ["ann", "ben", "cat"].map((name) => joinClient(running.port, name)),
+    );
+    const videos = ["clip.mp4", "clip.mp4", "long.mp4"];
+    await Promise.all(viewers.map((viewer, i) => viewer.session.play(videos[i])));
+    await Promise.all(
+      viewers.slice(0, 2).map((viewer) => viewer.log.waitFor("stream-ended", () => true, 60_000)),
+    );
+    for (const viewer of viewers.slice(0, 2)) {
+      assert.equal(viewer.log.of("stream-ended")[0].reason, "complete");
+      assert.deepEqual(viewer.log.of("segment").map((event) => event.index), [0, 1, 2]);
+    }
+    assert.equal(viewers[2].log.of("stream-ended").length, 0, "the long video is still playing");
+    await viewers[2].session.stop();
+    for (const viewer of viewers) await viewer.session.quit();
+  } finally {
+    await running.close();
+  }
+});
+
 Deno.test("chat is delivered while a stream runs", async () => {
   const running = await server();
   try {
