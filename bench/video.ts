@@ -7,10 +7,10 @@
  * @module
  */
 
-import { ClientSession } from "../client/session.ts";
+import type { ClientSession } from "../client/session.ts";
+import { openSession } from "../client/mod.ts";
 import type { StreamSink } from "../client/player.ts";
 import { TsClock } from "../client/_ts_clock.ts";
-import { KnownPeers, loadOrCreateIdentity } from "../client/keystore.ts";
 import type { RunningServer } from "../server/mod.ts";
 import { planPlayback } from "../server/playback.ts";
 import { buildFfmpegArgs } from "../server/transcode.ts";
@@ -87,15 +87,12 @@ class Viewer {
   }
 
   static async join(port: number, name: string, home: string): Promise<Viewer> {
-    const { identity } = await loadOrCreateIdentity(home);
-    const knownPeers = await KnownPeers.load(home);
     const holder: { viewer?: Viewer } = {};
-    const session = await ClientSession.connect({
+    const session = await openSession({
       hostname: "127.0.0.1",
       port,
       name,
-      identity,
-      knownPeers,
+      home,
       sinks: () => holder.viewer!.#sink(),
     });
     holder.viewer = new Viewer(session);
