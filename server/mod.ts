@@ -11,7 +11,7 @@ import { verifyAnnouncement } from "../shared/crypto/mod.ts";
 import type { Announcement } from "../shared/protocol/messages.ts";
 import { Catalog } from "./catalog.ts";
 import { type Logger, stderrLogger } from "./log.ts";
-import { ReelayServer } from "./server.ts";
+import { bindListener, ReelayServer } from "./server.ts";
 import { StreamingService } from "./streaming.ts";
 import { checkFfmpeg } from "./transcode.ts";
 
@@ -43,14 +43,16 @@ export async function startServer(
   options: { log: Logger },
 ): Promise<RunningServer> {
   const { log } = options;
-  await checkFfmpeg(config.stream.ffmpeg, config.stream.ffprobe);
-  await Deno.mkdir(config.server.videos, { recursive: true });
-  const catalog = await Catalog.open(config.server.videos, {
-    ffprobePath: config.stream.ffprobe,
-    log: (level, message) => {
-      if (level !== "debug") log(level, message);
-    },
-  });
+  const listener = bindListener(config);
+  let catalog: Catalog;
+  try {
+    await checkFfmpeg(config.stream.ffmpeg, config.stream.ffprobe);
+    await Deno.mkdir(config.server.videos, { recursive: true });
+    catalog = await openCatalog(config, log);
+  } catch (error) {
+    listener.close();
+    throw error;
+  }
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);
   const streaming = new StreamingService(catalog, config, log);
   const server = ReelayServer.listen(config, {
@@ -61,8 +63,17 @@ export async function startServer(
       await streaming.close();
       await catalog.close();
     },
-  });
+  }, listener);
   return { server, catalog, port: server.port, close: () => server.close() };
+}
+
+function openCatalog(config: Config, log: Logger): Promise<Catalog> {
+  return Catalog.open(config.server.videos, {
+    ffprobePath: config.stream.ffprobe,
+    log: (level, message) => {
+      if (level !== "debug") log(level, message);
+    },
+  });
 }
 
 async function verifyHello(announcement: Announcement): Promise<boolean> {

@@ -27,6 +27,35 @@ export interface ServerDeps {
 }
 
 /**
+ * Binds the configured host and port, with clear errors for a port in use or a host that is not
+ * this machine's. Done first, so a server that cannot listen says so before any other work.
+ *
+ * @example
+ * ```ts ignore
+ * const listener = bindListener(config);
+ * ```
+ */
+export function bindListener(config: Config): Deno.TcpListener {
+  try {
+    return Deno.listen({ hostname: config.server.host, port: config.server.port });
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new ReelayError(
+        "port-in-use",
+        `Port ${config.server.port} on ${config.server.host} is in use: stop the other server or pass --port`,
+      );
+    }
+    // A host that does not resolve or is not this machine's, a port needing privileges, ...
+    throw new ReelayError(
+      "listen-failed",
+      `Cannot listen on ${config.server.host}:${config.server.port} (${messageOf(error)}): ` +
+        "check [server] host and port in the config, or pass --host and --port",
+      { cause: error },
+    );
+  }
+}
+
+/**
  * A running server.
  *
  * @example
@@ -72,25 +101,11 @@ export class ReelayServer {
   }
 
   /** Starts listening on the configured host and port (port 0 picks a free one). */
-  static listen(config: Config, deps: ServerDeps): ReelayServer {
-    let listener: Deno.TcpListener;
-    try {
-      listener = Deno.listen({ hostname: config.server.host, port: config.server.port });
-    } catch (error) {
-      if (error instanceof Deno.errors.AddrInUse) {
-        throw new ReelayError(
-          "port-in-use",
-          `Port ${config.server.port} on ${config.server.host} is in use: stop the other server or pass --port`,
-        );
-      }
-      // A host that does not resolve or is not this machine's, a port needing privileges, ...
-      throw new ReelayError(
-        "listen-failed",
-        `Cannot listen on ${config.server.host}:${config.server.port} (${messageOf(error)}): ` +
-          "check [server] host and port in the config, or pass --host and --port",
-        { cause: error },
-      );
-    }
+  static listen(
+    config: Config,
+    deps: ServerDeps,
+    listener: Deno.TcpListener = bindListener(config),
+  ): ReelayServer {
     const server = new ReelayServer(listener, config, deps);
     deps.log("info", `Listening on ${config.server.host}:${server.port}`);
     return server;

@@ -258,16 +258,30 @@ export function configFromIni(text: string, file: string): Config {
  * checked against the known sections first, so none is ever ignored.
  */
 function checkSectionHeaders(text: string, file: string): void {
+  let section = "";
+  const seen = new Set<string>();
   for (const line of text.split(/\r?\n/)) {
     const header = /^\s*\[(.*)\]\s*(?:[;#].*)?$/.exec(line);
-    if (header && !Object.hasOwn(SCHEMA, header[1].trim())) {
-      throw new UsageError(
-        `Config file ${file} has an unknown section [${header[1]}] (known: ${
-          Object.keys(SCHEMA).join(", ")
-        })`,
-        "bad-config",
-      );
+    if (header) {
+      section = header[1].trim();
+      if (!Object.hasOwn(SCHEMA, section)) {
+        throw new UsageError(
+          `Config file ${file} has an unknown section [${header[1]}] (known: ${
+            Object.keys(SCHEMA).join(", ")
+          })`,
+          "bad-config",
+        );
+      }
+      continue;
     }
+    // ini keeps only the last of two equal keys: a repeated key is almost always a mistake.
+    const key = /^\s*([^=;#\s][^=]*?)\s*=/.exec(line)?.[1];
+    if (key === undefined) continue;
+    const where = `[${section}] ${key}`;
+    if (seen.has(where)) {
+      throw new UsageError(`Config key ${where} in ${file} is set twice`, "bad-config");
+    }
+    seen.add(where);
   }
 }
 

@@ -231,3 +231,14 @@ Deno.test("parseHostPort splits host and port, IPv6 in brackets", () => {
     assert.throws(() => parseHostPort(text, 9000), UsageError, text);
   }
 });
+
+Deno.test("a key set twice in one section is an error naming it", () => {
+  assert.throws(
+    () => configFromIni("[server]\nport = 9100\nport = 9200\n", "twice.ini"),
+    /Config key \[server\] port in twice\.ini is set twice/,
+  );
+  assert.equal(
+    configFromIni("[server]\nport = 9100\n[client]\nserver = x:1\n", "ok.ini").server.port,
+    9100,
+  );
+});
