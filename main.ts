@@ -83,7 +83,7 @@ export async function main(args: string[]): Promise<number> {
   const program = buildProgram((code) => exitCode = code);
   try {
     if (args.length === 0) {
-      program.outputHelp();
+      program.outputHelp({ error: true });
       return EXIT_USAGE;
     }
     await program.parseAsync(args, { from: "user" });
