@@ -127,8 +127,13 @@ export function playerSink(candidates: string[][]): StreamSink {
         throw new ReelayError("player-closed", "Player closed its input");
       }
     },
-    finish: () => ending ??= end(false),
-    abort: () => ending ??= end(true),
+    finish: () => ending ??= finishPlaying(),
+    abort: () => {
+      // Kill first: closing the input would wait for a player that stopped reading.
+      stop(child, exited);
+      void writer.abort().catch(() => {});
+      return ending ??= exited.then(() => {});
+    },
     gone: exited.then((status) => {
       if (!status.success && !ending) failure = lastLines(stderr) || `exit code ${status.code}`;
     }),
@@ -136,9 +141,8 @@ export function playerSink(candidates: string[][]): StreamSink {
       return failure;
     },
   };
-  async function end(kill: boolean): Promise<void> {
+  async function finishPlaying(): Promise<void> {
     await writer.close().catch(() => {});
-    if (kill) stop(child, exited);
     await exited;
   }
   return sink;

@@ -96,6 +96,8 @@ export class ClientSession {
   readonly #pending = new Map<number, Pending>();
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
   readonly #early: ClientEvent[] = [];
+  readonly #epochsSeen = new Map<string, Set<string>>();
+  readonly #verified = new Map<string, string>();
   readonly #viewing: Viewing;
   #nextRef = 1;
   #inFlight = 0;
@@ -141,9 +143,8 @@ export class ClientSession {
     conn.setNoDelay(true);
     const epoch = newEpoch();
     const session = new ClientSession(options, conn, epoch);
-    const hello = await signAnnouncement(options.identity, options.name, epoch);
     try {
-      await session.#join(hello);
+      await session.#join(await signAnnouncement(options.identity, options.name, epoch));
     } catch (error) {
       await session.#shutdown({ code: "join-failed", reason: messageOf(error) });
       throw error;
@@ -200,6 +201,7 @@ export class ClientSession {
       peer.announcement.name,
       peer.announcement.keys,
     );
+    this.#verified.set(nameKey(name), peer.fingerprint);
     return {
       code,
       fingerprint: peer.fingerprint,
@@ -207,12 +209,23 @@ export class ClientSession {
     };
   }
 
-  /** Accepts the key `name` shows now, replacing the pinned one. */
+  /**
+   * Accepts the key `name` shows, replacing the pinned one: only the key whose code `/verify`
+   * showed, so a key swapped in between the two commands is never the one trusted.
+   */
   async trust(name: string): Promise<void> {
     const peer = this.#peerFor(name);
+    const verified = this.#verified.get(nameKey(name));
+    if (verified !== peer.fingerprint) {
+      throw new ReelayError(
+        "verify-first",
+        verified === undefined
+          ? `Run /verify ${name} and compare the code with them before /trust ${name}`
+          : `The key of ${JSON.stringify(name)} changed since /verify: run /verify ${name} again`,
+      );
+    }
     await this.#options.knownPeers.trust(peer.announcement.name, peer.announcement.keys);
     peer.trust = "pinned";
-    this.#outbox.forget(peer.announcement.name);
     this.#emit({ event: "trusted", name: peer.announcement.name, fingerprint: peer.fingerprint });
   }
 
@@ -400,6 +413,8 @@ export class ClientSession {
     } catch (error) {
       return this.#emit({ event: "error", code: "bad-announcement", message: messageOf(error) });
     }
+    const refused = this.#refuseAnnouncement(announcement);
+    if (refused) return this.#emit({ event: "error", ...refused });
     const check = await this.#options.knownPeers.check(announcement.name, announcement.keys);
     const print = await fingerprint(announcement.keys);
     const peer: Peer = {
@@ -408,7 +423,6 @@ export class ClientSession {
       trust: check === "changed" ? "changed" : check === "new" ? "new" : "pinned",
     };
     this.#peers.set(nameKey(announcement.name), peer);
-    this.#outbox.forget(announcement.name);
     if (announce) {
       this.#emit({
         event: "joined",
@@ -428,11 +442,40 @@ export class ClientSession {
     }
   }
 
+  /**
+   * Why a verified announcement must still be ignored: it claims our own name, or it brings back
+   * an epoch this person already replaced (a server replaying an old connection to replay its
+   * sessions). Epochs are remembered for the whole connection.
+   */
+  #refuseAnnouncement(announcement: Announcement): { code: string; message: string } | undefined {
+    const key = nameKey(announcement.name);
+    if (key === nameKey(this.name)) {
+      return {
+        code: "impersonation",
+        message: `The server announced someone else as you (${
+          JSON.stringify(announcement.name)
+        }): ignored`,
+      };
+    }
+    const seen = this.#epochsSeen.get(key) ?? new Set<string>();
+    const current = this.#peers.get(key)?.announcement.epoch;
+    if (seen.has(announcement.epoch) && current !== announcement.epoch) {
+      return {
+        code: "replayed-announcement",
+        message: `An old announcement of ${
+          JSON.stringify(announcement.name)
+        } was replayed: ignored`,
+      };
+    }
+    seen.add(announcement.epoch);
+    this.#epochsSeen.set(key, seen);
+    return undefined;
+  }
+
   #removePeer(name: string): void {
     const peer = this.#peers.get(nameKey(name));
     if (!peer) return;
     this.#peers.delete(nameKey(name));
-    this.#outbox.forget(peer.announcement.name);
     this.#emit({ event: "left", name: peer.announcement.name });
   }
 

@@ -164,8 +164,7 @@ export class Viewing {
       const timer = setTimeout(resolve, STOP_TIMEOUT_MS);
       active.finished.then(() => clearTimeout(timer));
     });
-    await active.sink.abort();
-    await Promise.race([active.finished, timeout]);
+    await Promise.race([Promise.all([active.sink.abort(), active.finished]), timeout]);
     if (this.#active === active) await this.#close(active, reason, message);
   }
 

@@ -306,6 +306,13 @@ export class PeerConnection implements Member {
       throw new ReelayError("unknown-recipient", "Messages to yourself are not relayed");
     }
     recipient.notify({ type: "deliver", from: this.announcement.name, envelope });
+    if (recipient.framed.closed) {
+      // Queuing it cut the recipient off (or they were leaving): the message went nowhere.
+      throw new ReelayError(
+        "unknown-recipient",
+        `${JSON.stringify(to)} is no longer online: the message was not delivered`,
+      );
+    }
     this.notify({ type: "relayed", ...withRef, to: recipient.announcement.name });
   }
 }

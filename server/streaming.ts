@@ -196,8 +196,35 @@ class StreamViewer implements Viewer {
   credit(stream: number, bytes: number): void {
     const playing = this.#playing;
     if (!playing || playing.id !== stream) return;
-    playing.inFlight = Math.max(0, playing.inFlight - bytes);
+    if (bytes > playing.inFlight) {
+      // Credit for bytes never sent would let a client that does not read hold ffmpeg forever.
+      throw new ReelayError(
+        "bad-credit",
+        `Credit of ${bytes} bytes exceeds the ${playing.inFlight} bytes in flight`,
+      );
+    }
+    playing.inFlight -= bytes;
     playing.creditArrived?.();
+  }
+
+  /** Waits for a write, or gives up on a viewer whose socket takes nothing for too long. */
+  async #withinStall(write: Promise<void>): Promise<void> {
+    const stallMs = this.#service.config.limits.idleTimeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new ReelayError("viewer-stalled", `Viewer took no stream data for ${stallMs / 1000} s`),
+          ),
+        stallMs,
+      );
+    });
+    try {
+      await Promise.race([write, stalled]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async close(): Promise<void> {
@@ -219,7 +246,7 @@ class StreamViewer implements Viewer {
         playing.inFlight += event.chunk.length;
         playing.bytes += event.chunk.length;
         const header = encodeStreamHeader(playing.id, event.segmentIndex, event.chunk.length);
-        await this.#framed.sendOrdered(header, event.chunk);
+        await this.#withinStall(this.#framed.sendOrdered(header, event.chunk));
       }
     } catch (error) {
       reason = "error";

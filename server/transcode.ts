@@ -35,7 +35,7 @@ export interface MediaOptions {
   ffmpegPath: string;
   /** The ffprobe program (default `ffprobe`). */
   ffprobePath: string;
-  /** How many ffmpeg processes may run at once across the server (default 4). */
+  /** How many ffmpeg processes may run at once across the server (default 6). */
   maxTranscodes: number;
 }
 
@@ -54,7 +54,7 @@ export const DEFAULT_MEDIA_OPTIONS: Readonly<MediaOptions> = Object.freeze({
   preset: "veryfast",
   ffmpegPath: "ffmpeg",
   ffprobePath: "ffprobe",
-  maxTranscodes: 4,
+  maxTranscodes: 6,
 });
 
 /**

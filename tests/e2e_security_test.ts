@@ -178,3 +178,84 @@ Deno.test("a changed key is flagged and blocks sending until /trust", async () =
     await server.close();
   }
 });
+
+Deno.test("an old connection replayed after a reconnect is refused with its messages", async () => {
+  const server = await startTestServer();
+  const proxy = new HostileProxy(server.port);
+  try {
+    const alice = await joinClient(proxy.port, "alice");
+    const recorded: Json[] = [];
+    proxy.rewrite = (direction, message) => {
+      if (direction !== "to-client") return [message];
+      if (message.type === "joined" && recorded.length === 0) recorded.push(message);
+      else if (message.type === "deliver" && recorded.length === 1) recorded.push(message);
+      else if (message.type === "joined" && recorded.length === 2) {
+        // bob is back with a new epoch: replay his old connection and its message around it.
+        return [message, ...recorded];
+      }
+      return [message];
+    };
+    const first = await joinClient(server.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    await first.session.send("alice", "transfer $100");
+    await alice.log.waitFor("message", (event) => event.text === "transfer $100");
+    await first.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "bob");
+    const again = await joinClient(server.port, "bob", { home: first.home });
+    const refused = await alice.log.waitFor(
+      "error",
+      (event) => event.code === "replayed-announcement",
+    );
+    assert.match(refused.message, /old announcement of "bob"/);
+    await again.session.send("alice", "hi again");
+    await alice.log.waitFor("message", (event) => event.text === "hi again");
+    assert.deepEqual(
+      alice.log.of("message").map((event) => event.text),
+      ["transfer $100", "hi again"],
+      "the old message was not accepted twice",
+    );
+    await again.session.quit();
+    await alice.session.quit();
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+});
+
+Deno.test("the server cannot announce someone else under your own name", async () => {
+  const server = await startTestServer();
+  const proxy = new HostileProxy(server.port);
+  try {
+    const alice = await joinClient(proxy.port, "alice");
+    proxy.rewrite = (direction, message) => {
+      if (direction !== "to-client" || message.type !== "joined") return [message];
+      const peer = message.peer as Json;
+      return [{ ...message, peer: { ...peer, name: "ALICE" } }];
+    };
+    const bob = await joinClient(server.port, "bob");
+    const error = await alice.log.waitFor("error");
+    assert.ok(["impersonation", "bad-announcement"].includes(error.code), error.code);
+    assert.deepEqual(alice.session.who(), []);
+    await bob.session.quit();
+    await alice.session.quit();
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+});
+
+Deno.test("/trust takes only the key whose code /verify showed", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    await assert.rejects(alice.session.trust("bob"), /Run \/verify bob/);
+    await alice.session.verify("bob");
+    await alice.session.trust("bob");
+    await bob.session.quit();
+    await alice.session.quit();
+  } finally {
+    await server.close();
+  }
+});

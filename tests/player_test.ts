@@ -76,3 +76,44 @@ Deno.test("a player that fails says why", async () => {
   assert.match(sink.failure ?? "", /No such file or directory/);
   await sink.abort();
 });
+
+Deno.test("abort ends a player that stopped reading, even with writes pending", async () => {
+  const sink = playerSink([[
+    "ffmpeg",
+    "-nostdin",
+    "-v",
+    "quiet",
+    "-re",
+    "-f",
+    "lavfi",
+    "-i",
+    "sine",
+    "-f",
+    "null",
+    "-",
+  ]]);
+  const pending = sink.write(new Uint8Array(4 * 1024 * 1024)).catch((error) => error);
+  await sink.abort();
+  await sink.gone;
+  assert.match(String(await pending), /Player closed its input/);
+});
+
+Deno.test("abort after finish still ends the player at once", async () => {
+  const sink = playerSink([[
+    "ffmpeg",
+    "-nostdin",
+    "-v",
+    "quiet",
+    "-re",
+    "-f",
+    "lavfi",
+    "-i",
+    "sine",
+    "-f",
+    "null",
+    "-",
+  ]]);
+  const finishing = sink.finish();
+  await sink.abort();
+  await finishing;
+});

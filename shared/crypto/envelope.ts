@@ -432,7 +432,9 @@ interface InSession {
  * a new epoch) for every connection: sessions made for an older epoch are refused, so old
  * traffic cannot be replayed across reconnects without storing anything. One session per
  * sender is live; a new one must come from the sender's current connection and carry a higher
- * sequence number, so even whole sessions cannot be replayed or reordered.
+ * sequence number. Which epoch is the sender's current one is the caller's to decide: the
+ * client refuses an announcement that brings back an epoch it has already seen replaced, so the
+ * server cannot make an old connection current again to replay its sessions.
  *
  * Error codes: `bad-envelope` (malformed), `redirected` (names do not match who the server says
  * sent it or who we are), `stale-session` (made for another connection, older than the live
