@@ -7,6 +7,7 @@
  */
 
 import { ReelayError, UsageError } from "../shared/errors.ts";
+import { StderrTail, terminate } from "../shared/process.ts";
 
 /** Receives one stream's bytes in order. */
 export interface StreamSink {
@@ -43,7 +44,7 @@ const KNOWN_PLAYERS: Record<string, KnownPlayer> = {
 /** How long a player may take to exit after SIGTERM before it is killed. */
 const KILL_GRACE_MS = 2000;
 /** How much of a player's error output is kept to explain a failure. */
-const STDERR_TAIL_CHARS = 2000;
+const STDERR_TAIL_BYTES = 2000;
 
 /**
  * The player commands to try, in order, for a `--player` choice: `auto` means ffplay in a window
@@ -110,12 +111,8 @@ export function discardSink(): StreamSink {
 export function playerSink(candidates: string[][]): StreamSink {
   const child = spawnFirst(candidates);
   const writer = child.stdin.getWriter();
-  let stderr = "";
-  const drained = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({
-      write: (text) => void (stderr = (stderr + text).slice(-STDERR_TAIL_CHARS)),
-    }),
-  ).catch(() => {});
+  const stderr = new StderrTail(STDERR_TAIL_BYTES);
+  const drained = stderr.drain(child.stderr);
   const exited = Promise.all([child.status, drained]).then(([status]) => status);
   let ending: Promise<void> | undefined;
   let failure: string | undefined;
@@ -130,7 +127,7 @@ export function playerSink(candidates: string[][]): StreamSink {
     finish: () => ending ??= finishPlaying(),
     abort: () => {
       // Kill first: closing the input would wait for a player that stopped reading.
-      stop(child, exited);
+      void terminate(child, exited, KILL_GRACE_MS);
       void writer.abort().catch(() => {});
       return ending ??= exited.then(() => {});
     },
@@ -148,26 +145,10 @@ export function playerSink(candidates: string[][]): StreamSink {
   return sink;
 }
 
-function stop(child: Deno.ChildProcess, exited: Promise<unknown>): void {
-  try {
-    child.kill("SIGTERM");
-  } catch {
-    return; // Already exited.
-  }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Exited in the meantime.
-    }
-  }, KILL_GRACE_MS);
-  void exited.finally(() => clearTimeout(timer));
-}
-
-function lastLines(text: string): string {
-  return text.trim().split("\n").filter((line) => !line.startsWith("ALSA lib")).slice(-3).join(
-    "; ",
-  );
+/** The player's last few error lines, without the sound-device noise of a machine without one. */
+function lastLines(tail: StderrTail): string {
+  return tail.lastLines(12).split("\n").filter((line) => !line.startsWith("ALSA lib")).slice(-3)
+    .join("; ");
 }
 
 /**

@@ -1,62 +1,12 @@
 /**
- * Private helpers shared by the media modules: keeping a bounded tail of a child's stderr and
- * running a short ffmpeg/ffprobe command to completion.
+ * Private helpers shared by the media modules: running a short ffmpeg/ffprobe command to
+ * completion.
  *
  * @module
  */
 
 import { ReelayError } from "../shared/errors.ts";
-
-/** How much of a child's stderr is kept for error messages. */
-const DEFAULT_TAIL_BYTES = 4096;
-
-/**
- * Keeps the last few kilobytes of a byte stream (a child's stderr) so error messages can quote
- * them, while draining the stream so the child never blocks on a full stderr pipe.
- *
- * @example
- * ```ts
- * import { StderrTail } from "./_ffmpeg.ts";
- * const child = new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "piped" })
- *   .spawn();
- * const tail = new StderrTail();
- * await Promise.all([tail.drain(child.stderr), child.status]);
- * console.log(tail.lastLines(3));
- * ```
- */
-export class StderrTail {
-  #bytes = new Uint8Array(0);
-  readonly #limit: number;
-
-  /** Creates an empty tail keeping at most `limit` bytes. */
-  constructor(limit = DEFAULT_TAIL_BYTES) {
-    this.#limit = limit;
-  }
-
-  /** Appends bytes, forgetting the oldest ones beyond the limit. */
-  push(chunk: Uint8Array): void {
-    const joined = new Uint8Array(this.#bytes.length + chunk.length);
-    joined.set(this.#bytes);
-    joined.set(chunk, this.#bytes.length);
-    this.#bytes = joined.length > this.#limit ? joined.slice(joined.length - this.#limit) : joined;
-  }
-
-  /** Reads `stream` to its end (or until it errors), keeping its tail; never throws. */
-  async drain(stream: ReadableStream<Uint8Array>): Promise<void> {
-    try {
-      for await (const chunk of stream) this.push(chunk);
-    } catch {
-      // The pipe broke because the child was killed: what we kept is all there is.
-    }
-  }
-
-  /** The last `count` non-empty lines, joined with newlines. */
-  lastLines(count = 5): string {
-    const text = new TextDecoder().decode(this.#bytes);
-    return text.split(/\r?\n|\r/).map((line) => line.trim()).filter((line) => line !== "")
-      .slice(-count).join("\n");
-  }
-}
+import { StderrTail } from "../shared/process.ts";
 
 /**
  * What a finished short command produced.

@@ -12,7 +12,8 @@
  */
 
 import { messageOf, ReelayError } from "../shared/errors.ts";
-import { missingProgramError, runToEnd, StderrTail } from "./_ffmpeg.ts";
+import { missingProgramError, runToEnd } from "./_ffmpeg.ts";
+import { StderrTail, terminate } from "../shared/process.ts";
 import type { VideoInfo } from "./catalog.ts";
 
 /**
@@ -500,29 +501,12 @@ export class Transcode {
   }
 
   async #kill(): Promise<void> {
-    let exited = false;
-    const status = this.status.then(() => {
-      exited = true;
-    });
     // Mark first so a read that fails because of the kill is not reported as a failure.
     this.#killed = true;
-    this.#signal("SIGTERM");
+    const ended = terminate(this.#child, this.status, KILL_GRACE_MS);
     // A blocked write to a full pipe fails at once when its reader goes away.
     await this.#reader.cancel().catch(() => {});
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, KILL_GRACE_MS));
-    await Promise.race([status, grace]);
-    clearTimeout(timer);
-    if (!exited) this.#signal("SIGKILL");
-    await status;
-  }
-
-  #signal(signal: Deno.Signal): void {
-    try {
-      this.#child.kill(signal);
-    } catch {
-      // It has already exited.
-    }
+    await ended;
   }
 }
 

@@ -13,8 +13,6 @@
 import { ProtocolError, ReelayError } from "../errors.ts";
 import { writeAll } from "../io.ts";
 
-/** Re-exported: `writeAll` lived here first and callers may still import it from here. */
-export { writeAll } from "../io.ts";
 import { encodeFrame, type Frame, FrameDecoder, KIND_CONTROL } from "./frame.ts";
 import { type ClientMessage, encodeMessage, type ServerMessage } from "./messages.ts";
 
