@@ -77,21 +77,24 @@ Deno.test("a player that fails says why", async () => {
   await sink.abort();
 });
 
+/** A "player" that never reads its input (it plays a tone it makes itself, in real time). */
+const NOT_READING = [
+  "ffmpeg",
+  "-nostdin",
+  "-v",
+  "quiet",
+  "-re",
+  "-f",
+  "lavfi",
+  "-i",
+  "sine",
+  "-f",
+  "null",
+  "-",
+];
+
 Deno.test("abort ends a player that stopped reading, even with writes pending", async () => {
-  const sink = playerSink([[
-    "ffmpeg",
-    "-nostdin",
-    "-v",
-    "quiet",
-    "-re",
-    "-f",
-    "lavfi",
-    "-i",
-    "sine",
-    "-f",
-    "null",
-    "-",
-  ]]);
+  const sink = playerSink([NOT_READING]);
   const pending = sink.write(new Uint8Array(4 * 1024 * 1024)).catch((error) => error);
   await sink.abort();
   await sink.gone;
@@ -99,20 +102,7 @@ Deno.test("abort ends a player that stopped reading, even with writes pending", 
 });
 
 Deno.test("abort after finish still ends the player at once", async () => {
-  const sink = playerSink([[
-    "ffmpeg",
-    "-nostdin",
-    "-v",
-    "quiet",
-    "-re",
-    "-f",
-    "lavfi",
-    "-i",
-    "sine",
-    "-f",
-    "null",
-    "-",
-  ]]);
+  const sink = playerSink([NOT_READING]);
   const finishing = sink.finish();
   await sink.abort();
   await finishing;
