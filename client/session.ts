@@ -15,7 +15,7 @@ import {
   verificationCode,
   verifyAnnouncement,
 } from "../shared/crypto/mod.ts";
-import { fromBase64, toBase64 } from "../shared/crypto/_bytes.ts";
+import { fromBase64, toBase64 } from "../shared/bytes.ts";
 import { fingerprint } from "../shared/crypto/identity.ts";
 import { messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
 import { nameKey } from "../shared/names.ts";

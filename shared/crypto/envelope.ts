@@ -36,7 +36,7 @@ import {
   toHex,
   u64,
   utf8,
-} from "./_bytes.ts";
+} from "../bytes.ts";
 import {
   checkName,
   EPOCH_BYTES,

@@ -17,7 +17,7 @@ import {
   toBase64,
   toHex,
   utf8,
-} from "./_bytes.ts";
+} from "../bytes.ts";
 
 /** Modulus size of newly generated keys. */
 export const RSA_BITS = 2048;

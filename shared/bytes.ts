@@ -1,9 +1,10 @@
 /**
- * Private byte helpers for the crypto modules: canonical base64, hex, concatenation, the
- * length-prefixed encoding that everything signed, hashed or authenticated goes through, and a
- * bounds-checked reader for parsing untrusted bytes.
+ * Byte helpers shared by the protocol, the secure channel and the crypto modules: canonical
+ * base64, hex, concatenation, the length-prefixed encoding that everything signed, hashed or
+ * authenticated goes through, and a bounds-checked reader for parsing untrusted bytes.
  *
- * Not part of the public API: import from `mod.ts` instead.
+ * Ours rather than a library's: the reader and the canonical base64 check are where untrusted
+ * bytes are parsed, and they are small enough to read in one sitting.
  *
  * @module
  */
@@ -19,7 +20,7 @@ const fatalDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  *
  * @example
  * ```ts
- * import { utf8 } from "./_bytes.ts";
+ * import { utf8 } from "./bytes.ts";
  * utf8("hi"); // Uint8Array [104, 105]
  * ```
  */
@@ -32,7 +33,7 @@ export function utf8(text: string): Bytes {
  *
  * @example
  * ```ts
- * import { fromUtf8 } from "./_bytes.ts";
+ * import { fromUtf8 } from "./bytes.ts";
  * fromUtf8(new Uint8Array([0xff])); // undefined
  * ```
  */
@@ -49,7 +50,7 @@ export function fromUtf8(bytes: Uint8Array): string | undefined {
  *
  * @example
  * ```ts
- * import { toBase64 } from "./_bytes.ts";
+ * import { toBase64 } from "./bytes.ts";
  * toBase64(new Uint8Array([1, 2, 3])); // "AQID"
  * ```
  */
@@ -63,7 +64,7 @@ export function toBase64(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
- * import { fromBase64 } from "./_bytes.ts";
+ * import { fromBase64 } from "./bytes.ts";
  * fromBase64("AQID"); // Uint8Array [1, 2, 3]
  * fromBase64("AQI D"); // undefined
  * ```
@@ -82,7 +83,7 @@ export function fromBase64(text: string): Bytes | undefined {
  *
  * @example
  * ```ts
- * import { toHex } from "./_bytes.ts";
+ * import { toHex } from "./bytes.ts";
  * toHex(new Uint8Array([171, 205])); // "abcd"
  * ```
  */
@@ -95,7 +96,7 @@ export function toHex(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
- * import { randomBytes } from "./_bytes.ts";
+ * import { randomBytes } from "./bytes.ts";
  * randomBytes(16).length; // 16
  * ```
  */
@@ -108,7 +109,7 @@ export function randomBytes(length: number): Bytes {
  *
  * @example
  * ```ts
- * import { concat } from "./_bytes.ts";
+ * import { concat } from "./bytes.ts";
  * concat([new Uint8Array([1]), new Uint8Array([2, 3])]); // Uint8Array [1, 2, 3]
  * ```
  */
@@ -127,7 +128,7 @@ export function concat(parts: readonly Uint8Array[]): Bytes {
  *
  * @example
  * ```ts
- * import { u64 } from "./_bytes.ts";
+ * import { u64 } from "./bytes.ts";
  * u64(258); // Uint8Array [0, 0, 0, 0, 0, 0, 1, 2]
  * ```
  */
@@ -146,7 +147,7 @@ export type Field = string | Uint8Array;
  *
  * @example
  * ```ts
- * import { encodeFields } from "./_bytes.ts";
+ * import { encodeFields } from "./bytes.ts";
  * encodeFields(["ab", new Uint8Array([7])]);
  * // Uint8Array [0, 0, 0, 2, 97, 98, 0, 0, 0, 1, 7]
  * ```
@@ -167,7 +168,7 @@ export function encodeFields(fields: readonly Field[]): Bytes {
  *
  * @example
  * ```ts
- * import { constantTimeEqual } from "./_bytes.ts";
+ * import { constantTimeEqual } from "./bytes.ts";
  * constantTimeEqual(new Uint8Array([1]), new Uint8Array([1])); // true
  * ```
  */
@@ -184,7 +185,7 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
  *
  * @example
  * ```ts
- * import { ByteReader } from "./_bytes.ts";
+ * import { ByteReader } from "./bytes.ts";
  * const reader = new ByteReader(new Uint8Array([1, 0, 2, 9, 9]));
  * reader.u8(); // 1
  * reader.prefixed16(1, 4); // Uint8Array [9, 9]
