@@ -11,8 +11,7 @@ import denoConfig from "./deno.json" with { type: "json" };
 import { EXIT_USAGE, ReelayError, UsageError } from "./shared/errors.ts";
 import { printError } from "./shared/io.ts";
 import { runServer, type ServerFlags } from "./server/mod.ts";
-import { type ClientFlags, runClient } from "./client/mod.ts";
-import { HELP_TEXT } from "./client/commands.ts";
+import { type ClientFlags, HELP_TEXT, runClient } from "./client/mod.ts";
 
 /** The version printed by `reelay --version`. */
 export const VERSION: string = denoConfig.version;

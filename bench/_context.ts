@@ -5,8 +5,8 @@
  * @module
  */
 
-import { probeVideo, type VideoInfo } from "../server/catalog.ts";
-import { makeVideo } from "../tests/_media.ts";
+import { probeVideo, type VideoInfo } from "../server/media/mod.ts";
+import { generateVideo } from "../testing/sample_video.ts";
 
 /** The source video every video figure is measured on. */
 export interface SourceVideo {
@@ -47,7 +47,7 @@ export function createContext(tempDir: string): BenchContext {
         await Deno.mkdir(dir, { recursive: true });
         const name = "source-1080p30.mp4";
         const started = performance.now();
-        await makeVideo(`${dir}/${name}`, {
+        await generateVideo(`${dir}/${name}`, {
           width: SOURCE.width,
           height: SOURCE.height,
           rate: String(SOURCE.rate),

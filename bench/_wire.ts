@@ -1,36 +1,30 @@
 /**
  * A bare protocol peer for the benchmarks: one {@linkcode FramedConnection} that joins with a
- * signed hello and then hands every frame to callbacks. No crypto on messages, no event objects,
- * no key pinning, so thousands of them cost the benchmark process little.
+ * signed hello and then hands every message and stream chunk to callbacks. No crypto on
+ * messages, no event objects, no key pinning, so thousands of them cost the benchmark process
+ * little.
  *
  * @module
  */
 
+import { withTimeout } from "../shared/async.ts";
 import { type Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
-import { decodeStreamPayload, KIND_CONTROL, KIND_STREAM } from "../shared/protocol/frame.ts";
-import { FramedConnection } from "../shared/protocol/framed.ts";
-import { type ClientMessage, PROTOCOL_VERSION } from "../shared/protocol/messages.ts";
+import {
+  type ClientConnection,
+  type ClientMessage,
+  encodeMessage,
+  FramedConnection,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+} from "../shared/protocol/mod.ts";
 
-/** A control message as parsed JSON. */
-export type Json = Record<string, unknown>;
-
-const textDecoder = new TextDecoder();
-
-/** Bytes of a `"type":"deliver"` marker, to recognise deliveries without parsing them. */
-const DELIVER_MARKER = new TextEncoder().encode('{"type":"deliver"');
-
-function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
-  if (bytes.length < prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
-  return true;
-}
+/** Bytes of a frame's length and kind, before its payload. */
+const FRAME_HEADER_BYTES = 5;
 
 /** Callbacks a peer calls for what arrives after its join. */
 export interface PeerHandlers {
-  /** A control message (parsed); not called for deliveries when `onDeliver` is set. */
-  onControl?: (message: Json) => void;
-  /** A `deliver` frame arrived (counted without parsing). */
-  onDeliver?: () => void;
+  /** A message from the server. */
+  onControl?: (message: ServerMessage) => void;
   /** Stream data arrived: its stream id, segment index and media length. */
   onStream?: (stream: number, segment: number, bytes: number) => void;
 }
@@ -38,7 +32,7 @@ export interface PeerHandlers {
 /** A joined raw peer. */
 export class RawPeer {
   readonly name: string;
-  readonly framed: FramedConnection;
+  readonly framed: ClientConnection;
   readonly reading: Promise<void>;
   /** Bytes of the directory pages and the welcome received while joining. */
   welcomeBytes = 0;
@@ -49,9 +43,9 @@ export class RawPeer {
     return this.framed.bytesReceived;
   }
   handlers: PeerHandlers = {};
-  #joined = Promise.withResolvers<Json>();
+  #joined = Promise.withResolvers<ServerMessage>();
 
-  private constructor(name: string, framed: FramedConnection) {
+  private constructor(name: string, framed: ClientConnection) {
     this.name = name;
     this.framed = framed;
     this.reading = this.#read();
@@ -70,23 +64,24 @@ export class RawPeer {
     const hello = await signAnnouncement(identity, name, newEpoch());
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     conn.setNoDelay(true);
-    const framed = new FramedConnection(conn, { maxFrameBytes, maxQueueBytes: 64 * 1024 * 1024 });
+    const framed = FramedConnection.forClient(conn, {
+      maxFrameBytes,
+      maxQueueBytes: 64 * 1024 * 1024,
+    });
     const peer = new RawPeer(name, framed);
     framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${name}: no welcome within 30 s`)), 30_000);
-    });
     try {
-      const answer = await Promise.race([peer.#joined.promise, timeout]);
-      if (answer.type !== "welcome") {
+      const answer = await withTimeout(
+        peer.#joined.promise,
+        30_000,
+        () => new Error(`${name}: no welcome within 30 s`),
+      );
+      if (answer.type === "error") {
         throw new Error(`${name} was refused: ${answer.code}: ${answer.message}`);
       }
     } catch (error) {
       await peer.close();
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
     return peer;
   }
@@ -106,29 +101,25 @@ export class RawPeer {
   async #read(): Promise<void> {
     let joined = false;
     try {
-      for await (const frame of this.framed.frames()) {
-        if (frame.kind === KIND_STREAM) {
-          const chunk = decodeStreamPayload(frame.payload);
-          this.handlers.onStream?.(chunk.streamId, chunk.segment, chunk.media.length);
+      for await (const item of this.framed.receive()) {
+        if (item.kind === "stream") {
+          const { streamId, segment, media } = item.chunk;
+          this.handlers.onStream?.(streamId, segment, media.length);
           continue;
         }
-        if (frame.kind !== KIND_CONTROL) continue;
+        if (item.kind === "malformed") throw item.error;
+        const message = item.message;
         if (!joined) {
-          const message = JSON.parse(textDecoder.decode(frame.payload)) as Json;
-          this.welcomeBytes += frame.payload.length;
-          this.largestJoinFrame = Math.max(this.largestJoinFrame, frame.payload.length);
+          const size = encodeMessage(message).length - FRAME_HEADER_BYTES;
+          this.welcomeBytes += size;
+          this.largestJoinFrame = Math.max(this.largestJoinFrame, size);
           if (message.type === "welcome" || message.type === "error") {
             joined = true;
             this.#joined.resolve(message);
           }
           continue;
         }
-        const { onControl, onDeliver } = this.handlers;
-        if (onDeliver && startsWith(frame.payload, DELIVER_MARKER)) {
-          onDeliver();
-          continue;
-        }
-        if (onControl) onControl(JSON.parse(textDecoder.decode(frame.payload)) as Json);
+        this.handlers.onControl?.(message);
       }
     } catch (error) {
       this.#joined.reject(error);

@@ -1,15 +1,13 @@
 /**
  * Relay figure: raw bytes per second through reelay's framing on a real loopback socket
- * (server side: `encodeStreamFrame` + {@linkcode FramedConnection.sendOrdered}, awaited frame by
- * frame as the stream pump does; client side: `FramedConnection.frames()` + `FrameDecoder` +
- * `decodeStreamPayload`), against a plain Deno TCP copy of the same bytes in the same run.
+ * (server side: {@linkcode FramedConnection.sendStream}, awaited frame by frame as the stream pump
+ * does; client side: `FramedConnection.receive()`, which decodes frames into stream chunks), against a plain Deno TCP copy of the same bytes in the same run.
  *
  * @module
  */
 
 import { writeAll } from "../shared/io.ts";
-import { decodeStreamPayload, encodeStreamHeader } from "../shared/protocol/frame.ts";
-import { FramedConnection } from "../shared/protocol/framed.ts";
+import { FramedConnection } from "../shared/protocol/mod.ts";
 import type { BenchContext } from "./_context.ts";
 import { ratios, summarize } from "./_stats.ts";
 import type { GroupResult } from "./report.ts";
@@ -64,17 +62,17 @@ async function plainCopy(chunk: Uint8Array): Promise<number> {
 /** Framed: stream frames on the ordered lane, decoded on the other side. Returns bytes/s. */
 async function framedCopy(chunk: Uint8Array): Promise<number> {
   const [senderConn, receiverConn] = await socketPair();
-  const sender = new FramedConnection(senderConn, LIMITS);
-  const receiver = new FramedConnection(receiverConn, LIMITS);
+  const sender = FramedConnection.forServer(senderConn, LIMITS);
+  const receiver = FramedConnection.forClient(receiverConn, LIMITS);
   const t0 = performance.now();
   const sending = (async () => {
     for (let sent = 0; sent < TOTAL; sent += chunk.length) {
-      await sender.sendOrdered(encodeStreamHeader(1, 0, chunk.length), chunk);
+      await sender.sendStream(1, 0, chunk);
     }
   })();
   let received = 0;
-  for await (const frame of receiver.frames()) {
-    received += decodeStreamPayload(frame.payload).media.length;
+  for await (const item of receiver.receive()) {
+    if (item.kind === "stream") received += item.chunk.media.length;
     if (received >= TOTAL) break;
   }
   const elapsed = performance.now() - t0;
@@ -110,11 +108,11 @@ export async function runRelay(ctx: BenchContext): Promise<GroupResult> {
     method: [
       `${TOTAL / 2 ** 20} MiB of random media in ${CHUNK / 1024} KiB chunks from one socket ` +
       `to the other of a loopback TCP pair, both ends in this process (one core for both). ` +
-      `reelay: each chunk goes out as a 10-byte stream header (\`encodeStreamHeader\`) and the ` +
-      `chunk itself, uncopied, through \`FramedConnection.sendOrdered\`, awaited before the next ` +
+      `reelay: each chunk goes out as a 10-byte stream header and the chunk itself, uncopied, ` +
+      `through \`FramedConnection.sendStream\`, awaited before the next ` +
       `(it resolves at once while the ordered lane holds under 256 KiB), exactly ` +
-      `as the server's stream pump does; the other end iterates \`FramedConnection.frames()\` ` +
-      `and splits each payload with \`decodeStreamPayload\`. Baseline: \`writeAll\` of the ` +
+      `as the server's stream pump does; the other end iterates \`FramedConnection.receive()\`, ` +
+      `which yields each frame as a stream chunk. Baseline: \`writeAll\` of the ` +
       `same chunks and \`conn.read\` into a 64 KiB buffer. ${REPS} repetitions, alternating; ` +
       `one warm-up of each.`,
     ],

@@ -10,7 +10,8 @@ import { ClientSession } from "../client/session.ts";
 import { KnownPeers } from "../client/keystore.ts";
 import { Identity, newEpoch } from "../shared/crypto/mod.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../shared/protocol/frame.ts";
-import { makeVideo, processesMentioning } from "../tests/_media.ts";
+import { generateVideo } from "../testing/sample_video.ts";
+import { processesMentioning } from "../testing/processes.ts";
 import type { BenchContext } from "./_context.ts";
 import {
   Inspector,
@@ -159,7 +160,7 @@ async function smallSource(tempDir: string): Promise<{ dir: string; name: string
   const dir = `${tempDir}/videos-small`;
   await Deno.mkdir(dir, { recursive: true });
   const name = "source-360p30.mp4";
-  await makeVideo(`${dir}/${name}`, {
+  await generateVideo(`${dir}/${name}`, {
     width: SMALL.width,
     height: SMALL.height,
     rate: "30",

@@ -10,12 +10,11 @@
 import type { ClientSession } from "../client/session.ts";
 import { openSession } from "../client/mod.ts";
 import type { StreamSink } from "../client/player.ts";
-import { TsClock } from "../client/_ts_clock.ts";
+import { TsClock } from "../client/ts_clock.ts";
 import type { RunningServer } from "../server/mod.ts";
-import { planPlayback } from "../server/playback.ts";
-import { buildFfmpegArgs } from "../server/transcode.ts";
-import type { Config } from "../shared/config.ts";
-import { startTestServer } from "../tests/_harness.ts";
+import { buildFfmpegArgs, planPlayback } from "../server/media/mod.ts";
+import type { Config } from "../shared/config/mod.ts";
+import { startTestServer } from "../testing/harness.ts";
 import type { BenchContext, SourceVideo } from "./_context.ts";
 import { ratios, summarize } from "./_stats.ts";
 import type { Figure, GroupResult } from "./report.ts";

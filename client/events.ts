@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { SegmentPlan, StreamEndReason, VideoListing } from "../shared/protocol/messages.ts";
+import type { SegmentPlan, StreamEndReason, VideoListing } from "../shared/protocol/mod.ts";
 
 /** A person in the directory as the client sees them. */
 export interface PeerView {

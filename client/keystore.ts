@@ -7,7 +7,9 @@
  */
 
 import { posix, win32 } from "node:path";
+import { SerialQueue } from "../shared/async.ts";
 import { messageOf, ReelayError, UsageError } from "../shared/errors.ts";
+import { writeAll } from "../shared/io.ts";
 import { nameKey } from "../shared/names.ts";
 import {
   fingerprintHash,
@@ -92,8 +94,7 @@ async function writeTemp(path: string, text: string): Promise<string> {
   const temp = `${path}.${crypto.randomUUID()}.tmp`;
   const file = await Deno.open(temp, { write: true, createNew: true, mode: FILE_MODE });
   try {
-    const bytes = new TextEncoder().encode(text);
-    for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+    await writeAll(file, new TextEncoder().encode(text));
     await file.syncData();
   } finally {
     file.close();
@@ -232,7 +233,7 @@ export class KnownPeers {
   readonly file: string;
   readonly #home: string;
   readonly #peers: Map<string, PinnedPeer>;
-  #writing: Promise<void> = Promise.resolve();
+  readonly #writes = new SerialQueue();
 
   private constructor(home: string, file: string, peers: Map<string, PinnedPeer>) {
     this.#home = home;
@@ -280,13 +281,11 @@ export class KnownPeers {
 
   /** Saves one write at a time, each a full snapshot, so the file is always whole. */
   #save(): Promise<void> {
-    const write = this.#writing.then(async () => {
+    return this.#writes.run(async () => {
       await ensureHome(this.#home);
       const peers = [...this.#peers.values()];
       await writeAtomic(this.file, JSON.stringify({ format: PEERS_FORMAT, peers }, null, 2) + "\n");
     });
-    this.#writing = write.catch(() => {});
-    return write;
   }
 }
 

@@ -1,22 +1,28 @@
 /**
- * The client's public face: {@linkcode ClientSession} for programs and tests, and
- * {@linkcode runClient} for `reelay client`.
+ * The client's public face: {@linkcode openSession} and {@linkcode ClientSession} for programs
+ * and tests, and {@linkcode runClient} for `reelay client`.
+ *
+ * Where things are: the connection, requests and keepalive are `session.ts`; the directory copy,
+ * pinned keys and trust `peers.ts` (pins on disk: `keystore.ts`); sealing and opening `chat.ts`;
+ * video `viewing.ts` and `player.ts`; the terminal and `--json` output `tui/`.
  *
  * @module
  */
 
-import { loadConfig, parseHostPort } from "../shared/config.ts";
+import { applyFlags, DEFAULT_CONFIG, loadConfig, parseHostPort } from "../shared/config/mod.ts";
 import { EXIT_FAILURE, ReelayError, UsageError } from "../shared/errors.ts";
-import { nameProblem } from "../shared/names.ts";
-import { runClientApp } from "./app.ts";
-import { JsonEventWriter } from "./json_events.ts";
 import { printError } from "../shared/io.ts";
+import { MAX_NAME_LENGTH, nameProblem } from "../shared/names.ts";
 import { KnownPeers, loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
+import { runClientApp } from "./tui/app.ts";
+import { JsonEventWriter } from "./tui/json.ts";
 
 export { ClientSession, type SessionEnd, type SessionOptions } from "./session.ts";
 export type { ClientEvent, PeerView } from "./events.ts";
+export { discardSink, type SinkFactory, sinkFactory, type StreamSink } from "./player.ts";
+export { HELP_TEXT } from "./tui/commands.ts";
 
 /** Flags of `reelay client`. */
 export interface ClientFlags {
@@ -55,7 +61,7 @@ export async function openSession(options: OpenOptions): Promise<ClientSession> 
 
 function defaultName(): string {
   const user = Deno.env.get("USER") ?? Deno.env.get("LOGNAME") ?? Deno.env.get("USERNAME") ?? "";
-  const cleaned = user.replace(/[^A-Za-z0-9_.-]/g, "").slice(0, 32);
+  const cleaned = user.replace(/[^A-Za-z0-9_.-]/g, "").slice(0, MAX_NAME_LENGTH);
   if (!cleaned || nameProblem(cleaned)) {
     throw new UsageError("No name given: pass --name NAME");
   }
@@ -72,12 +78,15 @@ function defaultName(): string {
  * ```
  */
 export async function runClient(flags: ClientFlags): Promise<number> {
-  const config = await loadConfig(flags.config, { explicit: flags.configGiven });
-  const address = parseHostPort(flags.server ?? config.client.server, 9000);
+  const config = applyFlags(
+    await loadConfig(flags.config, { explicit: flags.configGiven }),
+    { client: { server: flags.server, player: flags.player } },
+  );
+  const address = parseHostPort(config.client.server, DEFAULT_CONFIG.server.port);
   const name = flags.name ?? defaultName();
   const problem = nameProblem(name);
   if (problem) throw new UsageError(problem, "bad-name");
-  const sinks = sinkFactory(flags.player ?? config.client.player, {
+  const sinks = sinkFactory(config.client.player, {
     DISPLAY: Deno.env.get("DISPLAY"),
     WAYLAND_DISPLAY: Deno.env.get("WAYLAND_DISPLAY"),
   });

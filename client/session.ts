@@ -1,40 +1,30 @@
 /**
- * A client's connection to a reelay server: join, directory with pinned keys, sealed chat, and
- * video streams handed to a sink. It reports everything as {@linkcode ClientEvent}s and never
- * touches the terminal.
+ * A client's connection to a reelay server: the join, requests and their answers, keepalive and
+ * shutdown. The directory copy is `peers.ts`, sealing and opening `chat.ts`, video `viewing.ts`;
+ * the session wires them to the connection and reports everything as {@linkcode ClientEvent}s.
+ * It never touches the terminal.
  *
  * @module
  */
 
-import {
-  type Identity,
-  Inbox,
-  newEpoch,
-  Outbox,
-  signAnnouncement,
-  verificationCode,
-  verifyAnnouncement,
-} from "../shared/crypto/mod.ts";
-import { fromBase64, toBase64 } from "../shared/bytes.ts";
-import { fingerprint } from "../shared/crypto/identity.ts";
-import { messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
-import { nameKey } from "../shared/names.ts";
-import {
-  decodeStreamPayload,
-  DEFAULT_MAX_FRAME_BYTES,
-  KIND_CONTROL,
-  KIND_STREAM,
-} from "../shared/protocol/frame.ts";
-import { FramedConnection, isDisconnect } from "../shared/protocol/framed.ts";
+import { type Deferred, deferred, Wake, withTimeout } from "../shared/async.ts";
+import { type Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
+import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
 import {
   type Announcement,
-  parseServerMessage,
+  type ClientConnection,
+  type ClientMessage,
+  DEFAULT_MAX_FRAME_BYTES,
+  FramedConnection,
+  isDisconnect,
   PROTOCOL_VERSION,
   type ServerMessage,
   type VideoListing,
-} from "../shared/protocol/messages.ts";
+} from "../shared/protocol/mod.ts";
+import { Chat } from "./chat.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import type { KnownPeers } from "./keystore.ts";
+import { Peers } from "./peers.ts";
 import type { SinkFactory } from "./player.ts";
 import { Viewing } from "./viewing.ts";
 
@@ -55,22 +45,17 @@ export interface SessionOptions {
   joinTimeoutMs?: number;
 }
 
-interface Peer {
-  announcement: Announcement;
-  fingerprint: string;
-  trust: PeerView["trust"];
-}
-
-interface Pending {
-  resolve: (message: ServerMessage) => void;
-  reject: (error: ReelayError) => void;
-}
-
 /** Why a session ended. */
 export interface SessionEnd {
   code: string;
   reason: string;
 }
+
+/** Requests the session sends with a `ref`, answered by the server with the same `ref`. */
+type Request =
+  | { type: "send"; to: string; envelope: Uint8Array }
+  | { type: "videos" }
+  | { type: "play"; video: string };
 
 const CLIENT_QUEUE_BYTES = 64 * 1024 * 1024;
 
@@ -89,44 +74,34 @@ export class ClientSession {
   readonly name: string;
   readonly server: string;
   readonly #options: SessionOptions;
-  readonly #framed: FramedConnection;
-  readonly #inbox: Inbox;
-  readonly #outbox: Outbox;
-  readonly #peers = new Map<string, Peer>();
-  readonly #pending = new Map<number, Pending>();
+  readonly #framed: ClientConnection;
+  readonly #chat: Chat;
+  readonly #peers: Peers;
+  readonly #pending = new Map<number, Deferred<ServerMessage>>();
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
   readonly #early: ClientEvent[] = [];
-  readonly #epochsSeen = new Map<string, Set<string>>();
-  readonly #verified = new Map<string, string>();
   readonly #viewing: Viewing;
+  readonly #idle = new Wake();
+  readonly #closed = deferred<SessionEnd>();
   #nextRef = 1;
   #inFlight = 0;
-  #idleWaiters: (() => void)[] = [];
   #ended: SessionEnd | undefined;
-  readonly closed: Promise<SessionEnd>;
-  #resolveClosed!: (end: SessionEnd) => void;
   readonly #keepalive: ReturnType<typeof setInterval>;
   #reading: Promise<void> = Promise.resolve();
-  #joinWaiter:
-    | { resolve: (name: string) => void; reject: (error: ReelayError) => void }
-    | undefined;
+  #welcome: Deferred<string> | undefined;
 
   private constructor(options: SessionOptions, conn: Deno.TcpConn, epoch: string) {
     this.#options = options;
     this.name = options.name;
     this.server = `${options.hostname}:${options.port}`;
-    this.#framed = new FramedConnection(conn, {
+    this.#framed = FramedConnection.forClient(conn, {
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       maxQueueBytes: CLIENT_QUEUE_BYTES,
     });
-    this.#inbox = new Inbox(options.identity, options.name, epoch);
-    this.#outbox = new Outbox(options.identity, options.name, epoch);
-    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
-    this.#viewing = new Viewing(
-      this.#framed,
-      (event) => this.#emit(event),
-      () => this.#settleIdle(),
-    );
+    this.#chat = new Chat(options.identity, options.name, epoch);
+    const emit = (event: ClientEvent) => this.#emit(event);
+    this.#peers = new Peers(options, options.knownPeers, emit);
+    this.#viewing = new Viewing(this.#framed, emit, () => this.#settleIdle());
     const keepaliveMs = options.keepaliveMs ?? 15_000;
     this.#keepalive = setInterval(
       () => this.#checkAlive(keepaliveMs),
@@ -152,6 +127,11 @@ export class ClientSession {
     return session;
   }
 
+  /** Resolves when the connection ended, for any reason. */
+  get closed(): Promise<SessionEnd> {
+    return this.#closed.promise;
+  }
+
   /**
    * Subscribes to every event. Events from before the first subscription (the welcome and the
    * people already online) are replayed to it, so nothing said during the join is lost.
@@ -163,70 +143,28 @@ export class ClientSession {
 
   /** The people online (a local copy kept current by join and leave notices). */
   who(): PeerView[] {
-    return [...this.#peers.values()].map((peer) => ({
-      name: peer.announcement.name,
-      fingerprint: peer.fingerprint,
-      trust: peer.trust,
-    }));
+    return this.#peers.who();
   }
 
   /** Seals `text` for `to` and resolves once the server relayed it. */
   async send(to: string, text: string): Promise<void> {
-    const peer = this.#peerFor(to);
-    if (peer.trust === "changed") {
-      throw new ReelayError(
-        "key-changed",
-        `Key of ${
-          JSON.stringify(peer.announcement.name)
-        } changed: compare /verify ${peer.announcement.name} ` +
-          `with them, then /trust ${peer.announcement.name} to send again`,
-      );
-    }
-    const { name, keys, epoch } = peer.announcement;
+    const peer = this.#peers.sendable(to);
     await this.#tracked(async () => {
-      const sealed = await this.#outbox.seal(name, keys, epoch, text);
-      await this.#request({ type: "send", to: name, envelope: toBase64(sealed.bytes) });
+      const sealed = await this.#chat.seal(peer, text);
+      const name = peer.announcement.name;
+      await this.#request({ type: "send", to: name, envelope: sealed.bytes });
       this.#emit({ event: "sent", to: name, id: sealed.id });
     });
   }
 
   /** The verification code both people compare out of band. */
-  async verify(
-    name: string,
-  ): Promise<{ code: string; fingerprint: string; yourFingerprint: string }> {
-    const peer = this.#peerFor(name);
-    const code = await verificationCode(
-      this.name,
-      this.#options.identity.public,
-      peer.announcement.name,
-      peer.announcement.keys,
-    );
-    this.#verified.set(nameKey(name), peer.fingerprint);
-    return {
-      code,
-      fingerprint: peer.fingerprint,
-      yourFingerprint: this.#options.identity.fingerprint,
-    };
+  verify(name: string): Promise<{ code: string; fingerprint: string; yourFingerprint: string }> {
+    return this.#peers.verify(name);
   }
 
-  /**
-   * Accepts the key `name` shows, replacing the pinned one: only the key whose code `/verify`
-   * showed, so a key swapped in between the two commands is never the one trusted.
-   */
-  async trust(name: string): Promise<void> {
-    const peer = this.#peerFor(name);
-    const verified = this.#verified.get(nameKey(name));
-    if (verified !== peer.fingerprint) {
-      throw new ReelayError(
-        "verify-first",
-        verified === undefined
-          ? `Run /verify ${name} and compare the code with them before /trust ${name}`
-          : `The key of ${JSON.stringify(name)} changed since /verify: run /verify ${name} again`,
-      );
-    }
-    await this.#options.knownPeers.trust(peer.announcement.name, peer.announcement.keys);
-    peer.trust = "pinned";
-    this.#emit({ event: "trusted", name: peer.announcement.name, fingerprint: peer.fingerprint });
+  /** Accepts the key `name` shows (the one `/verify` showed); emits `trusted`. */
+  trust(name: string): Promise<void> {
+    return this.#peers.trust(name);
   }
 
   /** Asks the server for its catalog. */
@@ -260,9 +198,8 @@ export class ClientSession {
   }
 
   /** Resolves when no request is waiting for an answer and no stream is running. */
-  idle(): Promise<void> {
-    if (this.#isIdle()) return Promise.resolve();
-    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  async idle(): Promise<void> {
+    while (!this.#isIdle()) await this.#idle.wait();
   }
 
   /** Says goodbye and closes. Idempotent. */
@@ -276,25 +213,16 @@ export class ClientSession {
 
   async #join(hello: Announcement): Promise<void> {
     const timeoutMs = this.#options.joinTimeoutMs ?? 10_000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const welcome = new Promise<string>((resolve, reject) => {
-      this.#joinWaiter = { resolve, reject };
-      timer = setTimeout(
-        () =>
-          reject(
-            new ReelayError(
-              "join-timeout",
-              `Server ${this.server} did not answer the join within ${timeoutMs / 1000} s: ` +
-                `is it a reelay server?`,
-            ),
-          ),
-        timeoutMs,
-      );
-    });
+    this.#welcome = deferred<string>();
     this.#reading = this.#readLoop();
     this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
     try {
-      const name = await welcome;
+      const name = await withTimeout(this.#welcome.promise, timeoutMs, () =>
+        new ReelayError(
+          "join-timeout",
+          `Server ${this.server} did not answer the join within ${timeoutMs / 1000} s: ` +
+            `is it a reelay server?`,
+        ));
       this.#emit({
         event: "welcome",
         server: this.server,
@@ -303,8 +231,7 @@ export class ClientSession {
         online: this.#peers.size + 1,
       });
     } finally {
-      clearTimeout(timer);
-      this.#joinWaiter = undefined;
+      this.#welcome = undefined;
     }
   }
 
@@ -314,28 +241,13 @@ export class ClientSession {
       reason: `Server ${this.server} closed the connection`,
     };
     try {
-      for await (const frame of this.#framed.frames()) {
-        if (frame.kind === KIND_STREAM) {
-          this.#viewing.data(decodeStreamPayload(frame.payload));
-        } else if (frame.kind === KIND_CONTROL) {
-          const ended = await this.#handle(parseServerMessage(frame.payload));
-          if (ended) end = ended;
-        } else {
-          throw new ProtocolError("unexpected-frame", `Frame kind ${frame.kind} is unknown`);
-        }
+      for await (const item of this.#framed.receive()) {
+        if (item.kind === "stream") this.#viewing.data(item.chunk);
+        else if (item.kind === "malformed") throw item.error;
+        else end = await this.#handle(item.message) ?? end;
       }
     } catch (error) {
-      end = error instanceof ProtocolError && this.#joinWaiter
-        ? {
-          code: "not-reelay",
-          reason: `${this.server} is not a reelay server (it does not speak reelay's protocol: ` +
-            `${error.message})`,
-        }
-        : error instanceof ReelayError
-        ? { code: error.code, reason: error.message }
-        : isDisconnect(error)
-        ? { code: "server-lost", reason: `Connection to ${this.server} was lost` }
-        : { code: "bug", reason: (error as Error)?.stack ?? String(error) };
+      end = this.#endFor(error);
     }
     if (this.#framed.closeReason) {
       end = { code: this.#framed.closeReason.code, reason: this.#framed.closeReason.message };
@@ -343,24 +255,41 @@ export class ClientSession {
     await this.#shutdown(end);
   }
 
+  #endFor(error: unknown): SessionEnd {
+    if (error instanceof ProtocolError && this.#welcome) {
+      return {
+        code: "not-reelay",
+        reason: `${this.server} is not a reelay server (it does not speak reelay's protocol: ` +
+          `${error.message})`,
+      };
+    }
+    if (error instanceof ReelayError) return { code: error.code, reason: error.message };
+    if (isDisconnect(error)) {
+      return { code: "server-lost", reason: `Connection to ${this.server} was lost` };
+    }
+    return { code: "bug", reason: errorDetail(error) };
+  }
+
   /** Handles one server message; returns why the session ends when it is a goodbye. */
   async #handle(message: ServerMessage): Promise<SessionEnd | undefined> {
     switch (message.type) {
       case "directory":
-        for (const peer of message.peers) await this.#addPeer(peer, this.#joinWaiter === undefined);
+        for (const peer of message.peers) await this.#peers.add(peer, this.#welcome === undefined);
         break;
       case "welcome":
         this.#viewing.windowBytes = message.limits.windowBytes;
-        this.#joinWaiter?.resolve(message.name);
+        this.#welcome?.resolve(message.name);
         break;
       case "joined":
-        await this.#addPeer(message.peer, true);
+        await this.#peers.add(message.peer, true);
         break;
       case "left":
-        this.#removePeer(message.name);
+        this.#peers.remove(message.name);
         break;
       case "deliver":
-        await this.#receive(message.from, message.envelope);
+        this.#emit(
+          await this.#chat.open(message.from, this.#peers.find(message.from), message.envelope),
+        );
         break;
       case "stream-start":
         // Started here, in frame order, so no stream byte can arrive before the stream is known.
@@ -386,14 +315,15 @@ export class ClientSession {
   }
 
   #serverError(message: ServerMessage & { type: "error" }): SessionEnd | undefined {
-    if (this.#joinWaiter && message.ref === undefined) {
-      this.#joinWaiter.reject(new ReelayError(message.code, message.message));
+    const error = new ReelayError(message.code, message.message);
+    if (this.#welcome && message.ref === undefined) {
+      this.#welcome.reject(error);
       return { code: message.code, reason: message.message };
     }
-    if (message.ref !== undefined && this.#pending.has(message.ref)) {
-      const pending = this.#pending.get(message.ref)!;
+    const pending = message.ref === undefined ? undefined : this.#pending.get(message.ref);
+    if (pending && message.ref !== undefined) {
       this.#pending.delete(message.ref);
-      pending.reject(new ReelayError(message.code, message.message));
+      pending.reject(error);
       return;
     }
     this.#emit({ event: "error", code: message.code, message: message.message });
@@ -406,148 +336,12 @@ export class ClientSession {
     pending.resolve(message);
   }
 
-  async #addPeer(value: Announcement, announce: boolean): Promise<void> {
-    let announcement: Announcement;
-    try {
-      announcement = await verifyAnnouncement(value);
-    } catch (error) {
-      return this.#emit({ event: "error", code: "bad-announcement", message: messageOf(error) });
-    }
-    const refused = this.#refuseAnnouncement(announcement);
-    if (refused) return this.#emit({ event: "error", ...refused });
-    const check = await this.#options.knownPeers.check(announcement.name, announcement.keys);
-    const print = await fingerprint(announcement.keys);
-    const peer: Peer = {
-      announcement,
-      fingerprint: print,
-      trust: check === "changed" ? "changed" : check === "new" ? "new" : "pinned",
-    };
-    this.#peers.set(nameKey(announcement.name), peer);
-    if (announce) {
-      this.#emit({
-        event: "joined",
-        name: announcement.name,
-        fingerprint: print,
-        trust: peer.trust,
-      });
-    }
-    if (check === "changed") {
-      const pinned = this.#options.knownPeers.get(announcement.name);
-      this.#emit({
-        event: "key-changed",
-        name: announcement.name,
-        fingerprint: print,
-        pinnedFingerprint: pinned ? await fingerprint(pinned) : "unknown",
-      });
-    }
-  }
-
-  /**
-   * Why a verified announcement must still be ignored: it claims our own name, or it brings back
-   * an epoch this person already replaced (a server replaying an old connection to replay its
-   * sessions). Epochs are remembered for the whole connection.
-   */
-  #refuseAnnouncement(announcement: Announcement): { code: string; message: string } | undefined {
-    const key = nameKey(announcement.name);
-    if (key === nameKey(this.name)) {
-      return {
-        code: "impersonation",
-        message: `The server announced someone else as you (${
-          JSON.stringify(announcement.name)
-        }): ignored`,
-      };
-    }
-    const seen = this.#epochsSeen.get(key) ?? new Set<string>();
-    const current = this.#peers.get(key)?.announcement.epoch;
-    if (seen.has(announcement.epoch) && current !== announcement.epoch) {
-      return {
-        code: "replayed-announcement",
-        message: `An old announcement of ${
-          JSON.stringify(announcement.name)
-        } was replayed: ignored`,
-      };
-    }
-    seen.add(announcement.epoch);
-    this.#epochsSeen.set(key, seen);
-    return undefined;
-  }
-
-  #removePeer(name: string): void {
-    const peer = this.#peers.get(nameKey(name));
-    if (!peer) return;
-    this.#peers.delete(nameKey(name));
-    this.#emit({ event: "left", name: peer.announcement.name });
-  }
-
-  async #receive(from: string, envelope: string): Promise<void> {
-    const peer = this.#peers.get(nameKey(from));
-    const bytes = fromBase64(envelope);
-    try {
-      if (!peer) {
-        throw new ReelayError(
-          "unknown-sender",
-          `Message from ${JSON.stringify(from)}, who is not online`,
-        );
-      }
-      if (peer.trust === "changed") {
-        throw new ReelayError(
-          "key-changed",
-          `Message from ${JSON.stringify(from)} ignored: their key changed (see /verify ${from})`,
-        );
-      }
-      if (!bytes) {
-        throw new ReelayError("bad-envelope", `Message from ${JSON.stringify(from)} is not base64`);
-      }
-      const opened = await this.#inbox.open(
-        peer.announcement.name,
-        peer.announcement.keys,
-        peer.announcement.epoch,
-        bytes,
-      );
-      this.#emit({
-        event: "message",
-        from: opened.from,
-        text: opened.text,
-        id: opened.id,
-        sentAt: opened.sentAt,
-        missing: opened.missing,
-      });
-    } catch (error) {
-      if (!(error instanceof ReelayError)) throw error;
-      this.#emit({
-        event: "error",
-        code: error.code,
-        message: `Rejected a message: ${error.message}`,
-      });
-    }
-  }
-
-  #peerFor(name: string): Peer {
-    if (nameKey(name) === nameKey(this.name)) {
-      throw new ReelayError("self", `${JSON.stringify(name)} is you: name someone else`);
-    }
-    const peer = this.#peers.get(nameKey(name));
-    if (!peer) {
-      throw new ReelayError(
-        "unknown-recipient",
-        `Nobody called ${JSON.stringify(name)} is online (see /who)`,
-      );
-    }
-    return peer;
-  }
-
-  #request(
-    message: { type: "send"; to: string; envelope: string } | { type: "videos" } | {
-      type: "play";
-      video: string;
-    },
-    ref = this.#nextRef++,
-  ): Promise<ServerMessage> {
+  #request(request: Request, ref = this.#nextRef++): Promise<ServerMessage> {
     if (this.#ended) return Promise.reject(new ReelayError(this.#ended.code, this.#ended.reason));
-    return new Promise((resolve, reject) => {
-      this.#pending.set(ref, { resolve, reject });
-      this.#framed.sendMessage({ ...message, ref });
-    });
+    const answer = deferred<ServerMessage>();
+    this.#pending.set(ref, answer);
+    this.#framed.sendMessage({ ...request, ref } as ClientMessage);
+    return answer.promise;
   }
 
   async #tracked<T>(task: () => Promise<T>): Promise<T> {
@@ -565,8 +359,7 @@ export class ClientSession {
   }
 
   #settleIdle(): void {
-    if (!this.#isIdle()) return;
-    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+    if (this.#isIdle()) this.#idle.wake();
   }
 
   #checkAlive(keepaliveMs: number): void {
@@ -586,14 +379,14 @@ export class ClientSession {
     clearInterval(this.#keepalive);
     this.#framed.close();
     const error = new ReelayError(end.code, end.reason);
-    this.#joinWaiter?.reject(error);
+    this.#welcome?.reject(error);
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     await this.#viewing.abort(end.reason, end.code === "quit" ? "stopped" : "error");
     if (end.code !== "quit" && end.code !== "join-failed") {
       this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
     }
-    this.#resolveClosed(end);
+    this.#closed.resolve(end);
     this.#settleIdle();
     await this.#framed.done;
   }

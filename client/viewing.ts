@@ -3,22 +3,28 @@
  * hand them to the sink in order, grant the server credit as the sink consumes (so a slow
  * player slows the server's ffmpeg, not the chat), and report segments, progress and the end.
  *
+ * Progress is reported as it happens (every chunk); how often it is shown is decided by whoever
+ * shows it (`client/tui/`).
+ *
  * @module
  */
 
+import { deferred, settlesWithin, Wake } from "../shared/async.ts";
 import { ReelayError } from "../shared/errors.ts";
-import type { StreamChunk } from "../shared/protocol/frame.ts";
-import type { FramedConnection } from "../shared/protocol/framed.ts";
-import type { ServerMessage, StreamEndReason, VideoListing } from "../shared/protocol/messages.ts";
+import type {
+  ClientConnection,
+  ServerMessage,
+  StreamChunk,
+  StreamEndReason,
+  VideoListing,
+} from "../shared/protocol/mod.ts";
 import type { ClientEvent } from "./events.ts";
 import { discardSink, type StreamSink } from "./player.ts";
-import { TsClock } from "./_ts_clock.ts";
+import { TsClock } from "./ts_clock.ts";
 
 type StreamStart = ServerMessage & { type: "stream-start" };
 type StreamEnd = ServerMessage & { type: "stream-end" };
 
-/** How often progress is reported, in ms of wall time. */
-const PROGRESS_EVERY_MS = 1000;
 /** How long `/stop` waits for the server's confirmation before giving up on it. */
 const STOP_TIMEOUT_MS = 3000;
 
@@ -34,11 +40,12 @@ interface Active {
   credited: number;
   segment: number;
   clock: TsClock;
-  lastProgress: number;
   pumping: Promise<void>;
-  wake?: () => void;
+  /** Woken when bytes arrive or the stream ends. */
+  wake: Wake;
   end?: { reason: StreamEndReason; bytes: number; message?: string };
   stopping?: { reason: StreamEndReason; message: string };
+  /** Settles once the stream has ended and its sink is closed. */
   finished: Promise<void>;
   finish: () => void;
 }
@@ -53,14 +60,14 @@ interface Active {
  * ```
  */
 export class Viewing {
-  readonly #framed: FramedConnection;
+  readonly #framed: ClientConnection;
   readonly #emit: (event: ClientEvent) => void;
   readonly #onIdle: () => void;
   #windowBytes = 1024 * 1024;
   #active: Active | undefined;
 
   /** Wires the viewer to a connection and an event listener. */
-  constructor(framed: FramedConnection, emit: (event: ClientEvent) => void, onIdle: () => void) {
+  constructor(framed: ClientConnection, emit: (event: ClientEvent) => void, onIdle: () => void) {
     this.#framed = framed;
     this.#emit = emit;
     this.#onIdle = onIdle;
@@ -78,8 +85,7 @@ export class Viewing {
 
   /** Prepares for the answer to play request `ref`. */
   expect(ref: number, sink: StreamSink | undefined): void {
-    let finish!: () => void;
-    const finished = new Promise<void>((resolve) => finish = resolve);
+    const finished = deferred<void>();
     this.#active = {
       ref,
       sink: sink ?? discardSink(),
@@ -90,10 +96,10 @@ export class Viewing {
       credited: 0,
       segment: -1,
       clock: new TsClock(),
-      lastProgress: 0,
       pumping: Promise.resolve(),
-      finished,
-      finish,
+      wake: new Wake(),
+      finished: finished.promise,
+      finish: () => finished.resolve(),
     };
   }
 
@@ -136,8 +142,8 @@ export class Viewing {
     active.clock.push(media);
     active.queue.push(media);
     active.queuedBytes += media.length;
-    this.#reportProgress(active, false);
-    active.wake?.();
+    this.#reportProgress(active);
+    active.wake.wake();
   }
 
   /**
@@ -148,7 +154,7 @@ export class Viewing {
     const active = this.#active;
     if (!active || active.stream !== message.stream) return;
     active.end = { reason: message.reason, bytes: message.bytes, message: message.message };
-    if (message.reason === "complete") return active.wake?.();
+    if (message.reason === "complete") return active.wake.wake();
     // After our own /stop (or a failed player), our reason says more than the server's echo.
     const local = active.stopping;
     void this.#close(active, local?.reason ?? message.reason, local?.message ?? message.message);
@@ -160,11 +166,7 @@ export class Viewing {
     if (!active) return;
     active.stopping = { reason, message };
     if (!active.end && !this.#framed.closed) this.#framed.sendMessage({ type: "stop" });
-    const timeout = new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, STOP_TIMEOUT_MS);
-      active.finished.then(() => clearTimeout(timer));
-    });
-    await Promise.race([Promise.all([active.sink.abort(), active.finished]), timeout]);
+    await settlesWithin(Promise.all([active.sink.abort(), active.finished]), STOP_TIMEOUT_MS);
     if (this.#active === active) await this.#close(active, reason, message);
   }
 
@@ -195,13 +197,10 @@ export class Viewing {
       height: plan?.height ?? 0,
       width: plan?.width ?? 0,
     });
-    this.#reportProgress(active, true);
+    this.#reportProgress(active);
   }
 
-  #reportProgress(active: Active, force: boolean): void {
-    const now = Date.now();
-    if (!force && now - active.lastProgress < PROGRESS_EVERY_MS) return;
-    active.lastProgress = now;
+  #reportProgress(active: Active): void {
     const video = active.video;
     this.#emit({
       event: "progress",
@@ -219,7 +218,7 @@ export class Viewing {
       const chunk = active.queue.shift();
       if (!chunk) {
         if (active.end) return await this.#complete(active);
-        await new Promise<void>((resolve) => active.wake = resolve);
+        await active.wake.wait();
         continue;
       }
       active.queuedBytes -= chunk.length;
@@ -229,7 +228,7 @@ export class Viewing {
         // The player went away; `gone` asks the server to stop.
         active.queue.length = 0;
         active.queuedBytes = 0;
-        await new Promise<void>((resolve) => active.wake = resolve);
+        await active.wake.wait();
         continue;
       }
       active.consumed += chunk.length;
@@ -259,9 +258,9 @@ export class Viewing {
     if (this.#active !== active) return;
     this.#active = undefined;
     active.queue.length = 0;
-    active.wake?.();
+    active.wake.wake();
     await active.sink.abort();
-    this.#reportProgress(active, true);
+    this.#reportProgress(active);
     this.#emit({
       event: "stream-ended",
       video: active.video?.name ?? "",

@@ -10,13 +10,20 @@
  */
 
 import { join } from "node:path";
-import { type Config, DEFAULT_CONFIG } from "../shared/config.ts";
-import { type ClientEvent, type ClientSession, openSession } from "../client/mod.ts";
-import { discardSink, sinkFactory, type StreamSink } from "../client/player.ts";
-import { EventFormatter } from "../client/format.ts";
+import { defaultConfig } from "../shared/config/mod.ts";
+import {
+  type ClientEvent,
+  type ClientSession,
+  discardSink,
+  openSession,
+  sinkFactory,
+  type StreamSink,
+} from "../client/mod.ts";
+import { EventFormatter } from "../client/tui/format.ts";
 import { startServer } from "../server/mod.ts";
-import { Transcode } from "../server/transcode.ts";
-import { generateVideo } from "./sample.ts";
+import { Transcode } from "../server/media/mod.ts";
+import { generateVideo } from "../testing/sample_video.ts";
+import { errorDetail } from "../shared/errors.ts";
 import { printError, writeAll } from "../shared/io.ts";
 
 const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
@@ -74,7 +81,7 @@ async function demo(root: string): Promise<void> {
 
   await chapter(
     "Make a sample video with ffmpeg: 6 s, 1920x1080, 30 fps, with a tone",
-    "demo/sample.ts",
+    "testing/sample_video.ts",
   );
   const videos = join(root, "videos");
   await Deno.mkdir(videos);
@@ -89,9 +96,9 @@ async function demo(root: string): Promise<void> {
 
   await chapter(
     "Start a server on a free port; probe the catalog with ffprobe",
-    "server/mod.ts, server/catalog.ts",
+    "server/mod.ts, server/media/catalog.ts, server/media/probe.ts",
   );
-  const config = structuredClone(DEFAULT_CONFIG) as Config;
+  const config = defaultConfig();
   config.server = { host: "127.0.0.1", port: 0, videos };
   const logLines: string[] = [];
   const server = await startServer(config, {
@@ -102,7 +109,7 @@ async function demo(root: string): Promise<void> {
 
     await chapter(
       "alice and bob join; each creates an RSA identity and signs a fresh announcement",
-      "client/keystore.ts, shared/crypto/identity.ts, server/directory.ts",
+      "client/keystore.ts, shared/crypto/identity.ts, server/directory.ts, client/peers.ts",
     );
     const hasDisplay = Boolean(Deno.env.get("DISPLAY") || Deno.env.get("WAYLAND_DISPLAY"));
     const player = sinkFactory(hasDisplay ? "auto" : "none", {
@@ -125,7 +132,7 @@ async function demo(root: string): Promise<void> {
 
     await chapter(
       "alice sends bob a sealed message; the server relays bytes it cannot read",
-      "shared/crypto/envelope.ts, server/connection.ts, client/session.ts",
+      "client/chat.ts, shared/crypto/envelope.ts, shared/protocol/frame.ts, server/relay.ts",
     );
     await alice.session.send("bob", "Hi bob! Only you can read this.");
     await say("alice", await next(alice.events, alice.session, "sent"));
@@ -135,7 +142,7 @@ async function demo(root: string): Promise<void> {
 
     await chapter(
       "Both compare the verification code out of band",
-      "shared/crypto/identity.ts (/verify)",
+      "client/peers.ts, shared/crypto/identity.ts (/verify)",
     );
     const mine = await alice.session.verify("bob");
     const theirs = await bob.session.verify("alice");
@@ -149,7 +156,7 @@ async function demo(root: string): Promise<void> {
       `bob plays sample.mp4 ${
         hasDisplay ? "in a player window" : "headless (no display: --player none)"
       }: three ffmpeg parts, one stream`,
-      "server/streaming.ts, server/playback.ts, server/transcode.ts, client/viewing.ts",
+      "server/media/: plan.ts, ffmpeg_args.ts, transcode.ts, playback.ts, viewer.ts; client/viewing.ts",
     );
     const videos_ = await bob.session.listVideos();
     await say("bob", { event: "videos", videos: videos_ });
@@ -195,7 +202,7 @@ if (import.meta.main) {
   try {
     await demo(root);
   } catch (error) {
-    await printError(`demo failed: ${(error as Error)?.stack ?? error}`);
+    await printError(`demo failed: ${errorDetail(error)}`);
     code = 1;
   } finally {
     await Deno.remove(root, { recursive: true });

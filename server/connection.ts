@@ -1,43 +1,35 @@
 /**
  * One peer on the server: the join deadline, the read loop, and what each message does.
- * Writes go through the peer's single {@linkcode FramedConnection} writer.
+ * Writes go through the peer's single connection writer; chat goes through the relay, video
+ * through the peer's viewer.
  *
  * @module
  */
 
-import { messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
+import type { Config } from "../shared/config/mod.ts";
+import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
 import { nameProblem } from "../shared/names.ts";
-import { KIND_CONTROL } from "../shared/protocol/frame.ts";
-import type { FramedConnection } from "../shared/protocol/framed.ts";
 import {
   type Announcement,
   type ClientMessage,
-  parseClientMessage,
   PROTOCOL_VERSION,
+  type ServerConnection,
   type ServerMessage,
-} from "../shared/protocol/messages.ts";
-import type { Config } from "../shared/config.ts";
-import type { Directory, Member } from "./directory.ts";
-import type { Logger } from "./log.ts";
+} from "../shared/protocol/mod.ts";
+import type { Logger } from "../shared/log.ts";
+import type { Directory } from "./directory.ts";
+import type { Viewer } from "./media/mod.ts";
 import { TokenBucket } from "./rate_limit.ts";
-
-/** A viewer's video controls, owned by one connection (see `streaming.ts`). */
-export interface Viewer {
-  list(ref: number | undefined): void;
-  play(ref: number | undefined, video: string): Promise<void>;
-  stop(ref: number | undefined): Promise<void>;
-  credit(stream: number, bytes: number): void;
-  /** Ends any stream and kills its processes. */
-  close(): Promise<void>;
-}
+import type { Recipient, Relay } from "./relay.ts";
 
 /** What a connection needs from the server that owns it. */
 export interface ServerContext {
   readonly config: Config;
   readonly log: Logger;
   readonly directory: Directory<PeerConnection>;
+  readonly relay: Relay<PeerConnection>;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
-  createViewer(framed: FramedConnection): Viewer;
+  createViewer(framed: ServerConnection): Viewer;
   /** Whether another client may join now (the total cap). */
   hasRoomForClient(): boolean;
 }
@@ -54,8 +46,8 @@ const MAX_BAD_MESSAGES = 16;
  * await peer.run(); // returns once the peer is gone and everything it held is released
  * ```
  */
-export class PeerConnection implements Member {
-  readonly framed: FramedConnection;
+export class PeerConnection implements Recipient {
+  readonly framed: ServerConnection;
   readonly #context: ServerContext;
   readonly #viewer: Viewer;
   readonly #chat: TokenBucket;
@@ -66,7 +58,7 @@ export class PeerConnection implements Member {
   lastPingAt = 0;
 
   /** Wraps an accepted, framed socket. */
-  constructor(framed: FramedConnection, context: ServerContext) {
+  constructor(framed: ServerConnection, context: ServerContext) {
     this.framed = framed;
     this.#context = context;
     this.#viewer = context.createViewer(framed);
@@ -107,6 +99,12 @@ export class PeerConnection implements Member {
     this.framed.sendUrgent(frame);
   }
 
+  /** Queues a sealed envelope from `from`; false when this peer is gone (or was just cut off). */
+  deliver(from: string, envelope: Uint8Array): boolean {
+    this.framed.sendMessage({ type: "deliver", from, envelope });
+    return !this.framed.closed;
+  }
+
   /** Runs the read loop until the peer leaves; always releases the name and any stream. */
   async run(): Promise<void> {
     const { joinTimeoutMs } = this.#context.config.limits;
@@ -123,10 +121,7 @@ export class PeerConnection implements Member {
       if (error instanceof ReelayError) {
         await this.hangUp(error);
       } else {
-        this.#context.log(
-          "error",
-          `Bug while serving ${this.label}: ${(error as Error)?.stack ?? error}`,
-        );
+        this.#context.log("error", `Bug while serving ${this.label}: ${errorDetail(error)}`);
         this.framed.close();
       }
     } finally {
@@ -139,7 +134,7 @@ export class PeerConnection implements Member {
       } catch (error) {
         this.#context.log(
           "error",
-          `Bug while stopping the stream of ${this.label}: ${(error as Error)?.stack ?? error}`,
+          `Bug while stopping the stream of ${this.label}: ${errorDetail(error)}`,
         );
       }
       await this.framed.done;
@@ -157,24 +152,16 @@ export class PeerConnection implements Member {
   }
 
   async #readLoop(): Promise<void> {
-    for await (const frame of this.framed.frames()) {
+    for await (const item of this.framed.receive()) {
       this.#lastFrameAt = Date.now();
-      if (frame.kind !== KIND_CONTROL) {
-        throw new ProtocolError(
-          "unexpected-frame",
-          `Frame kind ${frame.kind} is not accepted from clients`,
-        );
-      }
-      let message: ClientMessage;
-      try {
-        message = parseClientMessage(frame.payload);
-      } catch (error) {
-        if (!(error instanceof ProtocolError) || !this.joined) throw error;
-        this.#rejectMalformed(error);
+      if (item.kind === "malformed") {
+        if (!this.joined) throw item.error;
+        this.#rejectMalformed(item.error);
         continue;
       }
+      if (item.kind !== "message") continue; // fromClient refuses stream data
       this.#badMessages = 0;
-      await this.#dispatch(message);
+      await this.#dispatch(item.message);
     }
   }
 
@@ -290,29 +277,14 @@ export class PeerConnection implements Member {
     }
   }
 
-  #relay(ref: number | undefined, to: string, envelope: string): void {
-    const withRef = ref === undefined ? {} : { ref };
+  #relay(ref: number | undefined, to: string, envelope: Uint8Array): void {
     if (!this.#chat.take()) {
       throw new ReelayError(
         "rate-limited",
         `Too many messages: the limit is ${this.#context.config.limits.chatRate} a second`,
       );
     }
-    const recipient = this.#context.directory.get(to);
-    if (!recipient) {
-      throw new ReelayError("unknown-recipient", `Nobody called ${JSON.stringify(to)} is online`);
-    }
-    if (recipient === this) {
-      throw new ReelayError("unknown-recipient", "Messages to yourself are not relayed");
-    }
-    recipient.notify({ type: "deliver", from: this.announcement.name, envelope });
-    if (recipient.framed.closed) {
-      // Queuing it cut the recipient off (or they were leaving): the message went nowhere.
-      throw new ReelayError(
-        "unknown-recipient",
-        `${JSON.stringify(to)} is no longer online: the message was not delivered`,
-      );
-    }
-    this.notify({ type: "relayed", ...withRef, to: recipient.announcement.name });
+    const name = this.#context.relay.route(this, to, envelope);
+    this.notify({ type: "relayed", ...(ref === undefined ? {} : { ref }), to: name });
   }
 }

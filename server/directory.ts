@@ -7,18 +7,17 @@
 
 import { ReelayError } from "../shared/errors.ts";
 import { nameKey } from "../shared/names.ts";
-import { encodeFrame, KIND_CONTROL } from "../shared/protocol/frame.ts";
 import {
+  type Announcement,
   encodeMessage,
   MAX_DIRECTORY_PAGE,
   type ServerMessage,
-} from "../shared/protocol/messages.ts";
-import type { Announcement } from "../shared/protocol/messages.ts";
+} from "../shared/protocol/mod.ts";
 
 /** What the directory needs of a connected member. */
 export interface Member {
   readonly announcement: Announcement;
-  /** Queues an encoded control frame for this member (never blocks). */
+  /** Queues an encoded message frame for this member (never blocks). */
   sendFrame(frame: Uint8Array): void;
 }
 
@@ -26,11 +25,22 @@ export interface Member {
  * Names to members. Claiming a taken name fails and leaves the holder in place.
  *
  * @example
- * ```ts ignore
- * import { Directory } from "./directory.ts";
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Directory, type Member } from "./directory.ts";
+ * const frames: Uint8Array[] = [];
+ * const member = (name: string): Member => ({
+ *   announcement: { name, keys: { encryptionKey: "", signingKey: "" }, epoch: "", signature: "" },
+ *   sendFrame: (frame) => frames.push(frame),
+ * });
  * const directory = new Directory<Member>();
- * directory.join(alice); // tells everyone else "joined"
- * directory.leave(alice); // tells everyone else "left"
+ * const [alice, bob] = [member("alice"), member("bob")];
+ * directory.join(alice);
+ * assert.equal(directory.join(bob).length, 1); // one page: alice
+ * assert.equal(frames.length, 1); // alice was told "joined"
+ * assert.throws(() => directory.join(member("ALICE")), /is taken/);
+ * directory.leave(alice); // bob is told "left"
+ * assert.equal(directory.size, 1);
  * ```
  */
 export class Directory<M extends Member> {
@@ -92,7 +102,7 @@ export class Directory<M extends Member> {
       const start = index * MAX_DIRECTORY_PAGE;
       const peers = present.slice(start, start + MAX_DIRECTORY_PAGE);
       const page = this.#fullPages[index] ??
-        encodeFrame(KIND_CONTROL, encodeMessage({ type: "directory", peers }));
+        encodeMessage({ type: "directory", peers });
       if (peers.length === MAX_DIRECTORY_PAGE) this.#fullPages[index] = page;
       pages.push(page);
     }
@@ -101,7 +111,7 @@ export class Directory<M extends Member> {
 
   /** Encodes the notice once and queues the same bytes for everyone but `except`. */
   #broadcast(message: ServerMessage, except: M): void {
-    const frame = encodeFrame(KIND_CONTROL, encodeMessage(message));
+    const frame = encodeMessage(message);
     for (const other of this.#members.values()) {
       if (other !== except) other.sendFrame(frame);
     }

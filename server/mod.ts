@@ -5,18 +5,16 @@
  * @module
  */
 
-import { type Config, loadConfig } from "../shared/config.ts";
-import { ReelayError, UsageError } from "../shared/errors.ts";
+import { deferred, onSignals, TERMINATION_SIGNALS } from "../shared/async.ts";
+import { applyFlags, type Config, loadConfig } from "../shared/config/mod.ts";
+import { ReelayError } from "../shared/errors.ts";
 import { verifyAnnouncement } from "../shared/crypto/mod.ts";
-import type { Announcement } from "../shared/protocol/messages.ts";
-import { Catalog } from "./catalog.ts";
-import { type Logger, stderrLogger } from "./log.ts";
+import { type Logger, stderrLogger } from "../shared/log.ts";
+import type { Announcement } from "../shared/protocol/mod.ts";
+import { Catalog, checkFfmpeg, MediaService } from "./media/mod.ts";
 import { bindListener, ReelayServer } from "./server.ts";
-import { StreamingService } from "./streaming.ts";
-import { checkFfmpeg } from "./transcode.ts";
 
 export { ReelayServer } from "./server.ts";
-export { type Logger, silentLogger, stderrLogger } from "./log.ts";
 
 /** A started server with its catalog. */
 export interface RunningServer {
@@ -31,10 +29,17 @@ export interface RunningServer {
  * Checks ffmpeg, scans the videos folder, and starts listening.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultConfig } from "../shared/config/mod.ts";
+ * import { silentLogger } from "../shared/log.ts";
  * import { startServer } from "./mod.ts";
- * import { DEFAULT_CONFIG } from "../shared/config.ts";
- * const running = await startServer(structuredClone(DEFAULT_CONFIG), { log: silentLogger });
+ * const config = defaultConfig();
+ * config.server.host = "127.0.0.1";
+ * config.server.port = 0;
+ * config.server.videos = await Deno.makeTempDir();
+ * const running = await startServer(config, { log: silentLogger });
+ * assert.ok(running.port > 0);
  * await running.close();
  * ```
  */
@@ -54,13 +59,13 @@ export async function startServer(
     throw error;
   }
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);
-  const streaming = new StreamingService(catalog, config, log);
+  const media = new MediaService(catalog, config, log);
   const server = ReelayServer.listen(config, {
     log,
     verifyAnnouncement: verifyHello,
-    createViewer: (framed) => streaming.viewer(framed),
+    createViewer: (framed) => media.viewer(framed),
     onClose: async () => {
-      await streaming.close();
+      await media.close();
       await catalog.close();
     },
   }, listener);
@@ -68,12 +73,7 @@ export async function startServer(
 }
 
 function openCatalog(config: Config, log: Logger): Promise<Catalog> {
-  return Catalog.open(config.server.videos, {
-    ffprobePath: config.stream.ffprobe,
-    log: (level, message) => {
-      if (level !== "debug") log(level, message);
-    },
-  });
+  return Catalog.open(config.server.videos, { ffprobePath: config.stream.ffprobe, log });
 }
 
 async function verifyHello(announcement: Announcement): Promise<boolean> {
@@ -95,20 +95,6 @@ export interface ServerFlags {
   configGiven: boolean;
 }
 
-/** Applies command-line flags over the config file's values. */
-export function applyServerFlags(config: Config, flags: ServerFlags): Config {
-  if (flags.host !== undefined) config.server.host = flags.host;
-  if (flags.videos !== undefined) config.server.videos = flags.videos;
-  if (flags.port !== undefined) {
-    const port = Number(flags.port);
-    if (!/^\d+$/.test(flags.port) || port > 65535) {
-      throw new UsageError(`Port ${JSON.stringify(flags.port)} is not a number from 0 to 65535`);
-    }
-    config.server.port = port;
-  }
-  return config;
-}
-
 /**
  * `reelay server`: runs until SIGINT or SIGTERM, then shuts down cleanly and returns 0.
  *
@@ -119,21 +105,17 @@ export function applyServerFlags(config: Config, flags: ServerFlags): Config {
  * ```
  */
 export async function runServer(flags: ServerFlags): Promise<number> {
-  const config = applyServerFlags(
+  const { host, port, videos } = flags;
+  const config = applyFlags(
     await loadConfig(flags.config, { explicit: flags.configGiven }),
-    flags,
+    { server: { host, port, videos } },
   );
   const running = await startServer(config, { log: stderrLogger });
-  const stopped = Promise.withResolvers<string>();
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  const handlers = signals.map((signal) => {
-    const handler = () => stopped.resolve(signal);
-    Deno.addSignalListener(signal, handler);
-    return () => Deno.removeSignalListener(signal, handler);
-  });
+  const stopped = deferred<Deno.Signal>();
+  const stopListening = onSignals(TERMINATION_SIGNALS, stopped.resolve);
   const signal = await stopped.promise;
   stderrLogger("info", `Received ${signal}: shutting down`);
   await running.close();
-  for (const remove of handlers) remove();
+  stopListening();
   return 0;
 }

@@ -5,13 +5,20 @@
  * @module
  */
 
-import type { Config } from "../shared/config.ts";
-import { messageOf, ReelayError } from "../shared/errors.ts";
-import { FramedConnection, isDisconnect } from "../shared/protocol/framed.ts";
-import type { Announcement } from "../shared/protocol/messages.ts";
+import { settlesWithin, Wake } from "../shared/async.ts";
+import type { Config } from "../shared/config/mod.ts";
+import { errorDetail, messageOf, ReelayError } from "../shared/errors.ts";
+import type { Logger } from "../shared/log.ts";
+import {
+  type Announcement,
+  FramedConnection,
+  isDisconnect,
+  type ServerConnection,
+} from "../shared/protocol/mod.ts";
+import { PeerConnection, type ServerContext } from "./connection.ts";
 import { Directory } from "./directory.ts";
-import { PeerConnection, type ServerContext, type Viewer } from "./connection.ts";
-import type { Logger } from "./log.ts";
+import type { Viewer } from "./media/mod.ts";
+import { Relay } from "./relay.ts";
 
 /** Pause after a failed accept (e.g. out of file descriptors) before trying again. */
 const ACCEPT_RETRY_MS = 100;
@@ -21,7 +28,7 @@ export interface ServerDeps {
   log: Logger;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   /** Video service for one connection; absent means the server streams nothing. */
-  createViewer(framed: FramedConnection): Viewer;
+  createViewer(framed: ServerConnection): Viewer;
   /** Called once on close, after every connection ended (stops the catalog watcher etc.). */
   onClose?: () => Promise<void>;
 }
@@ -75,7 +82,7 @@ export class ReelayServer {
   readonly #sweeper: ReturnType<typeof setInterval>;
   #closing: Promise<void> | undefined;
   /** Wakes the accept loop early from an accept-failure pause (on close). */
-  #wakeAccept: (() => void) | undefined;
+  readonly #closeWake = new Wake();
 
   private constructor(listener: Deno.TcpListener, config: Config, deps: ServerDeps) {
     this.#listener = listener;
@@ -85,6 +92,7 @@ export class ReelayServer {
       config,
       log: deps.log,
       directory,
+      relay: new Relay(directory),
       verifyAnnouncement: deps.verifyAnnouncement,
       createViewer: deps.createViewer,
       hasRoomForClient: () => directory.size < config.limits.maxClients,
@@ -95,7 +103,7 @@ export class ReelayServer {
       try {
         this.#sweep();
       } catch (error) {
-        deps.log("error", `Keepalive sweep failed: ${(error as Error)?.stack ?? error}`);
+        deps.log("error", `Keepalive sweep failed: ${errorDetail(error)}`);
       }
     }, Math.min(1000, keepaliveMs / 2));
   }
@@ -144,7 +152,7 @@ export class ReelayServer {
   async #shutdown(message: string): Promise<void> {
     clearInterval(this.#sweeper);
     this.#listener.close();
-    this.#wakeAccept?.();
+    this.#closeWake.wake();
     await this.#accepting;
     for (const peer of this.#peers) {
       peer.notify({ type: "shutdown", message });
@@ -165,7 +173,7 @@ export class ReelayServer {
         if (isDisconnect(error)) continue;
         // Typically out of file descriptors: pause instead of spinning on a failing accept.
         this.#deps.log("error", `Accept failed: ${String(error)}`);
-        await this.#acceptPause(ACCEPT_RETRY_MS);
+        await settlesWithin(this.#closeWake.wait(), ACCEPT_RETRY_MS);
         if (this.#closing) return;
         continue;
       }
@@ -182,17 +190,6 @@ export class ReelayServer {
     }
   }
 
-  #acceptPause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#wakeAccept = done;
-    });
-  }
-
   #admit(conn: Deno.TcpConn): void {
     const { limits } = this.#context.config;
     try {
@@ -200,7 +197,7 @@ export class ReelayServer {
     } catch {
       // The peer may already be gone; the read loop will notice.
     }
-    const framed = new FramedConnection(conn, limits);
+    const framed = FramedConnection.forServer(conn, limits);
     if (this.pending >= limits.maxPending) {
       framed.sendMessage({
         type: "error",
@@ -220,7 +217,7 @@ export class ReelayServer {
   /** Keeps a connection's task until it ends; a failure in it is logged, never fatal. */
   #track(task: Promise<void>): void {
     const tracked = task.catch((error) => {
-      this.#deps.log("error", `Connection task failed: ${(error as Error)?.stack ?? error}`);
+      this.#deps.log("error", `Connection task failed: ${errorDetail(error)}`);
     });
     this.#running.add(tracked);
     tracked.finally(() => this.#running.delete(tracked));

@@ -18,8 +18,11 @@ export const EXIT_FAILURE = 1;
  *
  * @example Throwing a user-facing error
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ReelayError } from "./errors.ts";
- * throw new ReelayError("unknown-video", `Video "cats.mp4" is not in the catalog`);
+ * const error = new ReelayError("unknown-video", `Video "cats.mp4" is not in the catalog`);
+ * assert.equal(error.code, "unknown-video");
+ * assert.equal(error.exitCode, 1);
  * ```
  */
 export class ReelayError extends Error {
@@ -42,8 +45,9 @@ export class ReelayError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { UsageError } from "./errors.ts";
- * throw new UsageError(`Port "99999" is out of range (1-65535)`);
+ * assert.equal(new UsageError(`Port "99999" is out of range (1-65535)`).exitCode, 2);
  * ```
  */
 export class UsageError extends ReelayError {
@@ -59,8 +63,10 @@ export class UsageError extends ReelayError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ProtocolError } from "./errors.ts";
- * throw new ProtocolError("frame-too-large", `Frame of 9999999 bytes exceeds the cap of 1048576`);
+ * const error = new ProtocolError("frame-too-large", "Frame of 9999999 bytes is too large");
+ * assert.equal(error.code, "frame-too-large");
  * ```
  */
 export class ProtocolError extends ReelayError {
@@ -71,7 +77,36 @@ export class ProtocolError extends ReelayError {
   }
 }
 
-/** Returns a readable message for any thrown value. */
+/**
+ * Returns a readable message for any thrown value.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { messageOf } from "./errors.ts";
+ * assert.equal(messageOf(new Error("boom")), "boom");
+ * assert.equal(messageOf("plain"), "plain");
+ * ```
+ */
 export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * What to log about a thrown value: the message of a {@linkcode ReelayError} (it was expected,
+ * and written for a person), the stack of anything else (a bug, to be found and fixed).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { errorDetail, ReelayError } from "./errors.ts";
+ * assert.equal(errorDetail(new ReelayError("busy", "Server is busy")), "Server is busy");
+ * assert.match(errorDetail(new TypeError("x is undefined")), /TypeError: x is undefined\n\s+at /);
+ * assert.equal(errorDetail(42), "42");
+ * ```
+ */
+export function errorDetail(error: unknown): string {
+  if (error instanceof ReelayError) return error.message;
+  if (error instanceof Error) return error.stack ?? `${error.name}: ${error.message}`;
+  return String(error);
 }

@@ -29,6 +29,30 @@ export async function writeAll(writer: PartialWriter, bytes: Uint8Array): Promis
   }
 }
 
+/** Anything with a synchronous `writeSync` that may accept only part of what it is given. */
+export interface PartialSyncWriter {
+  writeSync(bytes: Uint8Array): number;
+}
+
+/**
+ * Writes all of `bytes` synchronously (for output that must never interleave with other
+ * output, such as lines printed above a prompt).
+ *
+ * @example
+ * ```ts
+ * import { writeAllSync } from "./io.ts";
+ * writeAllSync(Deno.stderr, new TextEncoder().encode("done\n"));
+ * ```
+ */
+export function writeAllSync(writer: PartialSyncWriter, bytes: Uint8Array): void {
+  let rest = bytes;
+  while (rest.length > 0) {
+    const written = writer.writeSync(rest);
+    if (written <= 0) throw new Error("The output accepted no bytes");
+    rest = rest.subarray(written);
+  }
+}
+
 /**
  * Writes one line to stderr (for messages that end the program).
  *

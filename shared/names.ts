@@ -10,19 +10,23 @@
 
 import { ReelayError } from "./errors.ts";
 
-/** The longest name allowed. */
+/**
+ * The longest name allowed, in characters (names are ASCII, so also in bytes). The protocol's
+ * name fields and the crypto layer's envelopes use this one limit.
+ */
 export const MAX_NAME_LENGTH = 32;
 
-const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
+const NAME_PATTERN = new RegExp(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,${MAX_NAME_LENGTH - 1}}$`);
 
 /**
  * Returns why a name is not allowed, or `undefined` when it is.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nameProblem } from "./names.ts";
- * nameProblem("alice"); // undefined
- * nameProblem("../etc"); // 'Name "../etc" must start with a letter or digit ...'
+ * assert.equal(nameProblem("alice"), undefined);
+ * assert.match(nameProblem("../etc") ?? "", /^Name "..\/etc" is not allowed/);
  * ```
  */
 export function nameProblem(name: string): string | undefined {
@@ -37,8 +41,10 @@ export function nameProblem(name: string): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assertName } from "./names.ts";
- * assertName("bob"); // fine
+ * assertName("bob");
+ * assert.throws(() => assertName("x".repeat(33)), /is not allowed/);
  * ```
  */
 export function assertName(name: string): void {
@@ -47,12 +53,32 @@ export function assertName(name: string): void {
 }
 
 /**
+ * Checks an untrusted value is a valid name and returns it typed; throws `bad-name` otherwise.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkName } from "./names.ts";
+ * assert.equal(checkName("alice"), "alice");
+ * assert.throws(() => checkName(7), /Name must be text/);
+ * ```
+ */
+export function checkName(name: unknown): string {
+  if (typeof name !== "string") {
+    throw new ReelayError("bad-name", `Name must be text, not ${typeof name}`);
+  }
+  assertName(name);
+  return name;
+}
+
+/**
  * The key under which a name is unique (names ignore case).
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nameKey } from "./names.ts";
- * nameKey("Alice") === nameKey("alice"); // true
+ * assert.equal(nameKey("Alice"), nameKey("alice"));
  * ```
  */
 export function nameKey(name: string): string {

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { settlesWithin } from "./async.ts";
+
 /** How much of a child's stderr is kept for error messages. */
 const DEFAULT_TAIL_BYTES = 4096;
 
@@ -15,12 +17,13 @@ const DEFAULT_TAIL_BYTES = 4096;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { StderrTail } from "./process.ts";
- * const child = new Deno.Command("ffmpeg", { args: ["-version"], stdout: "null", stderr: "piped" })
+ * const child = new Deno.Command("ffmpeg", { args: ["-bad-option"], stdout: "null", stderr: "piped" })
  *   .spawn();
  * const tail = new StderrTail();
  * await Promise.all([tail.drain(child.stderr), child.status]);
- * console.log(tail.lastLines(3));
+ * assert.match(tail.lastLines(3), /bad-option/);
  * ```
  */
 export class StderrTail {
@@ -62,10 +65,15 @@ export class StderrTail {
  * has exited. Safe on a child that already exited.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { terminate } from "./process.ts";
- * const child = new Deno.Command("sleep", { args: ["60"] }).spawn();
+ * const child = new Deno.Command("ffmpeg", {
+ *   args: ["-v", "error", "-re", "-f", "lavfi", "-i", "testsrc", "-f", "null", "-"],
+ *   stdin: "null",
+ * }).spawn();
  * await terminate(child, child.status, 1000);
+ * assert.equal((await child.status).success, false);
  * ```
  */
 export async function terminate(
@@ -73,17 +81,9 @@ export async function terminate(
   exited: Promise<unknown>,
   graceMs: number,
 ): Promise<void> {
-  let done = false;
-  const status = exited.then(() => {
-    done = true;
-  });
   signal(child, "SIGTERM");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs));
-  await Promise.race([status, grace]);
-  clearTimeout(timer);
-  if (!done) signal(child, "SIGKILL");
-  await status;
+  if (!(await settlesWithin(exited, graceMs))) signal(child, "SIGKILL");
+  await exited.catch(() => {});
 }
 
 function signal(child: Deno.ChildProcess, name: Deno.Signal): void {

@@ -1,11 +1,11 @@
 /**
- * Test helpers for the media pipeline: small generated videos in a temp folder, ffprobe/ffmpeg
- * analysis of a produced stream, and a look at which processes mention a marker.
+ * Test helpers for the media pipeline: temp folders with a marker, broken files, and
+ * ffprobe/ffmpeg analysis of a produced stream. (Videos are made by `testing/sample_video.ts`.)
  *
  * @module
  */
 
-export { generateVideo as makeVideo, type VideoSpec } from "../demo/sample.ts";
+import { run } from "../testing/processes.ts";
 
 /**
  * Creates a temp folder whose name carries a unique marker, so processes reading files from it
@@ -38,30 +38,6 @@ export async function makeBroken(path: string, size = 64 * 1024): Promise<void> 
     crypto.getRandomValues(bytes.subarray(offset, Math.min(size, offset + 65536)));
   }
   await Deno.writeFile(path, bytes);
-}
-
-/**
- * Runs a program to the end and returns its stdout; throws with stderr when it fails.
- *
- * @example
- * ```ts
- * import { run } from "./_media.ts";
- * const version = new TextDecoder().decode(await run("ffmpeg", ["-version"]));
- * ```
- */
-export async function run(program: string, args: string[]): Promise<Uint8Array> {
-  const output = await new Deno.Command(program, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!output.success) {
-    throw new Error(
-      `${program} ${args.join(" ")} failed: ${new TextDecoder().decode(output.stderr)}`,
-    );
-  }
-  return output.stdout;
 }
 
 /**
@@ -190,31 +166,6 @@ export async function decodeAudio(path: string): Promise<Float32Array> {
 }
 
 /**
- * Process ids whose command line mentions `marker`. Reading /proc needs more permissions than
- * the tests have, so a short `deno eval` (which runs with full permissions) looks instead.
- *
- * @example
- * ```ts
- * import { processesMentioning } from "./_media.ts";
- * const left = await processesMentioning("reelay-playback-1234abcd");
- * ```
- */
-export async function processesMentioning(marker: string): Promise<number[]> {
-  const code = `
-    const found = [];
-    for (const entry of Deno.readDirSync("/proc")) {
-      if (!/^\\d+$/.test(entry.name) || entry.name === String(Deno.pid)) continue;
-      try {
-        const cmdline = Deno.readTextFileSync("/proc/" + entry.name + "/cmdline");
-        if (cmdline.includes(Deno.args[0])) found.push(Number(entry.name));
-      } catch { /* it ended while we looked */ }
-    }
-    console.log(JSON.stringify(found));`;
-  const stdout = await run("deno", ["eval", code, marker]);
-  return JSON.parse(new TextDecoder().decode(stdout));
-}
-
-/**
  * What a process is blocked in (its /proc wchan), e.g. `anon_pipe_write` when it waits for a
  * full pipe to be read; empty when it no longer exists.
  *
@@ -229,24 +180,4 @@ export async function waitChannelOf(pid: number): Promise<string> {
     `try { console.log(Deno.readTextFileSync("/proc/${pid}/wchan")); } catch { console.log(""); }`;
   const stdout = await run("deno", ["eval", code]);
   return new TextDecoder().decode(stdout).trim();
-}
-
-/**
- * Joins chunks into one byte array.
- *
- * @example
- * ```ts
- * import { concat } from "./_media.ts";
- * concat([new Uint8Array([1]), new Uint8Array([2, 3])]); // Uint8Array [1, 2, 3]
- * ```
- */
-export function concat(chunks: Uint8Array[]): Uint8Array {
-  const total = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-  const joined = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return joined;
 }

@@ -5,14 +5,14 @@
  * @module
  */
 
-import { encodeFrame, FrameDecoder, KIND_CONTROL } from "../shared/protocol/frame.ts";
+import { encodeFrame, FrameDecoder } from "../shared/protocol/frame.ts";
 import { writeAll } from "../shared/io.ts";
+import { controlFrame, frameJson, type Json } from "./_raw.ts";
+
+export type { Json } from "./_raw.ts";
 
 /** Which way a frame travels. */
 export type Direction = "to-server" | "to-client";
-
-/** A control message as plain JSON, for rewriting. */
-export type Json = Record<string, unknown>;
 
 /** Decides what to forward in place of one control message (return [] to drop it). */
 export type Rewrite = (direction: Direction, message: Json) => Json[];
@@ -99,16 +99,13 @@ export class HostileProxy {
         if (count === null) break;
         decoder.commit(count);
         for (let frame = decoder.next(); frame; frame = decoder.next()) {
-          if (frame.kind !== KIND_CONTROL) {
+          const message = frameJson(frame);
+          if (message === undefined) {
             await this.#forward(to, encodeFrame(frame.kind, frame.payload.slice()));
             continue;
           }
-          const message = JSON.parse(new TextDecoder().decode(frame.payload)) as Json;
           for (const out of this.rewrite(direction, message)) {
-            await this.#forward(
-              to,
-              encodeFrame(KIND_CONTROL, new TextEncoder().encode(JSON.stringify(out))),
-            );
+            await this.#forward(to, controlFrame(out));
           }
         }
       }

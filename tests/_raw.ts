@@ -1,27 +1,67 @@
 /**
  * Test helpers for hostile peers: a raw TCP client that speaks frames by hand (or not at all),
- * a server whose log lines a test can read, and a bounded wait for a condition.
+ * the raw JSON form of messages, and a bounded wait for a condition.
  *
  * @module
  */
 
-import { type Config, DEFAULT_CONFIG } from "../shared/config.ts";
 import { Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
-import { encodeFrame, type Frame, FrameDecoder, KIND_CONTROL } from "../shared/protocol/frame.ts";
-import { isDisconnect } from "../shared/protocol/framed.ts";
+import {
+  decodeBodyPayload,
+  encodeBodyFrame,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  KIND_BODY,
+  KIND_CONTROL,
+} from "../shared/protocol/frame.ts";
+import {
+  type ClientMessage,
+  isDisconnect,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+} from "../shared/protocol/mod.ts";
 import { writeAll } from "../shared/io.ts";
-import type { ClientMessage, ServerMessage } from "../shared/protocol/messages.ts";
-import { type RunningServer, startServer } from "../server/mod.ts";
+import { withTimeout } from "../shared/async.ts";
 
-/** A control message as plain JSON. */
+/** A message as plain JSON; `envelope` (of `send` and `deliver`) is bytes. */
 export type Json = Record<string, unknown>;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** Encodes a JSON value as a control frame, without any validation. */
+/**
+ * Encodes any JSON value as the frame a peer would send, without validation: a body frame when
+ * it has an `envelope` (text is sent as its UTF-8 bytes), else a control frame.
+ */
 export function controlFrame(value: unknown): Uint8Array<ArrayBuffer> {
+  const record = value as Json;
+  const envelope = typeof value === "object" && value !== null ? record.envelope : undefined;
+  if (typeof envelope === "string" || envelope instanceof Uint8Array) {
+    const { envelope: _, ...header } = record;
+    const body = typeof envelope === "string" ? encoder.encode(envelope) : envelope;
+    return encodeBodyFrame(encoder.encode(JSON.stringify(header)), body);
+  }
   return encodeFrame(KIND_CONTROL, encoder.encode(JSON.stringify(value)));
+}
+
+/** A control or body frame as JSON (a body frame's envelope as a copy of its bytes). */
+export function frameJson(frame: Frame): Json | undefined {
+  try {
+    if (frame.kind === KIND_BODY) {
+      const { header, body } = decodeBodyPayload(frame.payload);
+      return { ...JSON.parse(decoder.decode(header)), envelope: body };
+    }
+    if (frame.kind === KIND_CONTROL) return JSON.parse(decoder.decode(frame.payload));
+  } catch {
+    // Not a message: the caller keeps it as a frame.
+  }
+  return undefined;
+}
+
+/** The text of a JSON message's envelope (tests send text envelopes to see them arrive). */
+export function envelopeText(message: Json): string {
+  return decoder.decode(message.envelope as Uint8Array);
 }
 
 /** A frame header claiming `length` bytes follow, and nothing else. */
@@ -95,7 +135,7 @@ export class RawClient {
   /** Sends a correctly signed hello for `name` and waits for `welcome` or `error`. */
   async join(name: string, identity: Identity): Promise<Json> {
     const hello = await signAnnouncement(identity, name, newEpoch());
-    await this.send({ type: "hello", protocol: 1, ...hello });
+    await this.send({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
     return await this.waitFor((message) => message.type === "welcome" || message.type === "error");
   }
 
@@ -147,19 +187,12 @@ export class RawClient {
   }
 
   /** Waits until the server closes the connection; fails after `timeoutMs`. */
-  async waitEnded(timeoutMs = 15_000): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`Server did not close the connection within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
-    try {
-      await Promise.race([this.ended, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  waitEnded(timeoutMs = 15_000): Promise<void> {
+    return withTimeout(
+      this.ended,
+      timeoutMs,
+      () => new Error(`Server did not close the connection within ${timeoutMs} ms`),
+    );
   }
 
   /** Closes our side (idempotent) and waits for the reader to stop. */
@@ -198,14 +231,8 @@ export class RawClient {
   }
 
   #take(frame: Frame): void {
-    if (frame.kind !== KIND_CONTROL) {
-      this.otherFrames.push({ kind: frame.kind, payload: frame.payload.slice() });
-      return;
-    }
-    let message: Json;
-    try {
-      message = JSON.parse(decoder.decode(frame.payload));
-    } catch {
+    const message = frameJson(frame);
+    if (message === undefined || typeof message !== "object" || message === null) {
       this.otherFrames.push({ kind: frame.kind, payload: frame.payload.slice() });
       return;
     }
@@ -226,38 +253,6 @@ let shared: Promise<Identity> | undefined;
 export function rawIdentity(): Promise<Identity> {
   shared ??= Identity.generate();
   return shared;
-}
-
-/** A server whose log lines are kept, for tests that check why a connection ended. */
-export interface LoggedServer extends RunningServer {
-  readonly videos: string;
-  readonly lines: string[];
-  /** Closes the server and removes its temporary videos folder. */
-  stop(): Promise<void>;
-}
-
-/** Starts an in-process server on a free loopback port, with small limits from `patch`. */
-export async function startLoggedServer(
-  patch: (config: Config) => void = () => {},
-): Promise<LoggedServer> {
-  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
-  const config = structuredClone(DEFAULT_CONFIG) as Config;
-  config.server.host = "127.0.0.1";
-  config.server.port = 0;
-  config.server.videos = videos;
-  patch(config);
-  const lines: string[] = [];
-  const running = await startServer(config, {
-    log: (level, message) => lines.push(`${level} ${message}`),
-  });
-  return Object.assign(running, {
-    videos,
-    lines,
-    async stop() {
-      await running.close();
-      await Deno.remove(videos, { recursive: true });
-    },
-  });
 }
 
 /**
@@ -327,9 +322,9 @@ export const listing = {
 
 /** One valid example of every client message. */
 export const CLIENT_EXAMPLES: ClientMessage[] = [
-  { type: "hello", protocol: 1, ...announcement },
-  { type: "send", ref: 3, to: "bob", envelope: "AAAA" },
-  { type: "send", to: "bob", envelope: "" },
+  { type: "hello", protocol: PROTOCOL_VERSION, ...announcement },
+  { type: "send", ref: 3, to: "bob", envelope: new Uint8Array([1, 2, 3]) },
+  { type: "send", to: "bob", envelope: new Uint8Array(0) },
   { type: "videos", ref: 0 },
   { type: "videos" },
   { type: "play", ref: 9, video: "cats.mp4" },
@@ -346,13 +341,13 @@ export const SERVER_EXAMPLES: ServerMessage[] = [
   { type: "directory", peers: [announcement] },
   {
     type: "welcome",
-    protocol: 1,
+    protocol: PROTOCOL_VERSION,
     name: "alice",
     limits: { maxFrameBytes: 1048576, chatRate: 10, chatBurst: 20, windowBytes: 1048576 },
   },
   { type: "joined", peer: announcement },
   { type: "left", name: "bob" },
-  { type: "deliver", from: "bob", envelope: "AAAA" },
+  { type: "deliver", from: "bob", envelope: new Uint8Array([1, 2, 3]) },
   { type: "relayed", ref: 2, to: "bob" },
   { type: "relayed", to: "bob" },
   { type: "videos", ref: 1, videos: [listing] },

@@ -5,19 +5,17 @@
  */
 
 import assert from "node:assert/strict";
-import type { Config } from "../shared/config.ts";
+import type { Config } from "../shared/config/mod.ts";
 import { encodeStreamFrame } from "../shared/protocol/frame.ts";
-import { joinClient } from "./_harness.ts";
+import { joinClient, type LoggedServer, startLoggedServer } from "../testing/harness.ts";
 import { openSockets } from "./_procs.ts";
 import {
   controlFrame,
   frameHeader,
-  type LoggedServer,
   mulberry32,
   randomBytes,
   RawClient,
   rawIdentity,
-  startLoggedServer,
   waitUntil,
 } from "./_raw.ts";
 
@@ -304,7 +302,7 @@ Deno.test("malformed messages get malformed-message errors; a run of them closes
     await raw.write(encodeFrame(KIND_CONTROL, encoder.encode("{not json")));
     await raw.send({ type: "send", to: 5, envelope: "A", ref: 9 });
     await raw.send({ type: "dance" });
-    await raw.send({ type: "hello", protocol: 1 });
+    await raw.send({ type: "hello", protocol: 2 });
     await raw.send({ type: "ping" });
     await raw.waitFor((message) => message.type === "pong");
     assert.deepEqual(codes(raw).slice(1), [
@@ -350,12 +348,13 @@ Deno.test("before the join, anything but a valid hello or ping is an error and a
     const { signAnnouncement, newEpoch } = await import("../shared/crypto/mod.ts");
     const signed = await signAnnouncement(identity, "honest", newEpoch());
     const helloCases: [Record<string, unknown>, string][] = [
-      [{ type: "hello", protocol: 2, ...signed }, "unsupported-protocol"],
-      [{ type: "hello", protocol: 1, ...signed, name: "forger" }, "bad-signature"],
-      [{ type: "hello", protocol: 1, ...signed, name: "../etc" }, "bad-name"],
-      [{ type: "hello", protocol: 1, ...signed, name: "alice" }, "bad-signature"],
+      // Version 1 carried envelopes as base64 text: its clients are refused by name.
+      [{ type: "hello", protocol: 1, ...signed }, "unsupported-protocol"],
+      [{ type: "hello", protocol: 2, ...signed, name: "forger" }, "bad-signature"],
+      [{ type: "hello", protocol: 2, ...signed, name: "../etc" }, "bad-name"],
+      [{ type: "hello", protocol: 2, ...signed, name: "alice" }, "bad-signature"],
       [
-        { type: "hello", protocol: 1, ...signed, keys: { ...signed.keys, signingKey: "AAAA" } },
+        { type: "hello", protocol: 2, ...signed, keys: { ...signed.keys, signingKey: "AAAA" } },
         "bad-key",
       ],
     ];
@@ -368,7 +367,7 @@ Deno.test("before the join, anything but a valid hello or ping is an error and a
     // A joined client saying hello again is told so and stays.
     const twice = await scene.raw();
     assert.equal((await twice.join("twice", identity)).type, "welcome");
-    await twice.send({ type: "hello", protocol: 1, ...signed });
+    await twice.send({ type: "hello", protocol: 2, ...signed });
     await twice.waitForError("already-joined");
     await twice.send({ type: "ping" });
     await twice.waitFor((message) => message.type === "pong");

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { Catalog, type CatalogChange, probeVideo, requireVideo } from "../server/catalog.ts";
+import { Catalog, type CatalogChange, probeVideo, requireVideo } from "../server/media/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
-import { makeBroken, makeMediaDir, makeVideo } from "./_media.ts";
+import { makeBroken, makeMediaDir } from "./_media.ts";
+import { generateVideo } from "../testing/sample_video.ts";
 
 function nextChange(
   catalog: Catalog,
@@ -20,7 +21,7 @@ Deno.test("catalog", async (t) => {
   const { dir } = await makeMediaDir("catalog");
   const spare = await Deno.makeTempDir({ prefix: "reelay-catalog-spare-" });
   try {
-    await makeVideo(`${dir}/a.mp4`, {
+    await generateVideo(`${dir}/a.mp4`, {
       width: 320,
       height: 180,
       rate: "30",
@@ -28,14 +29,14 @@ Deno.test("catalog", async (t) => {
       audioRate: 48000,
       channels: 2,
     });
-    await makeVideo(`${dir}/ntsc.mkv`, {
+    await generateVideo(`${dir}/ntsc.mkv`, {
       width: 318,
       height: 242,
       rate: "30000/1001",
       seconds: 3,
       audioRate: 44100,
     });
-    await makeVideo(`${dir}/silent.mp4`, { width: 160, height: 90, rate: "25", seconds: 2 });
+    await generateVideo(`${dir}/silent.mp4`, { width: 160, height: 90, rate: "25", seconds: 2 });
     await makeBroken(`${dir}/broken.mp4`);
     await Deno.writeTextFile(`${dir}/notes.txt`, "not a video");
     await Deno.copyFile(`${dir}/silent.mp4`, `${dir}/.hidden.mp4`);
@@ -95,7 +96,7 @@ Deno.test("catalog", async (t) => {
         assert.deepEqual(unchanged, { added: [], removed: [], updated: [] });
         assert.equal(logs.length, before, "nothing is probed again");
 
-        await makeVideo(`${spare}/a.mp4`, { width: 256, height: 144, rate: "24", seconds: 2 });
+        await generateVideo(`${spare}/a.mp4`, { width: 256, height: 144, rate: "24", seconds: 2 });
         await Deno.rename(`${spare}/a.mp4`, `${dir}/a.mp4`);
         const replaced = await catalog.refresh();
         assert.deepEqual(replaced.updated, ["a.mp4"]);
@@ -114,7 +115,12 @@ Deno.test("catalog", async (t) => {
     await t.step("a watched folder notices added and removed files", async () => {
       const watched = await Catalog.open(dir, { debounceMs: 50 });
       try {
-        await makeVideo(`${spare}/new.mp4`, { width: 160, height: 120, rate: "25", seconds: 1 });
+        await generateVideo(`${spare}/new.mp4`, {
+          width: 160,
+          height: 120,
+          rate: "25",
+          seconds: 1,
+        });
         const added = nextChange(watched, (c) => c.added.includes("new.mp4"));
         await Deno.rename(`${spare}/new.mp4`, `${dir}/new.mp4`);
         await added;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { joinClient, startTestServer } from "./_harness.ts";
+import { joinClient, startTestServer } from "../testing/harness.ts";
 
 Deno.test("people see each other join and leave, with fingerprints", async () => {
   const server = await startTestServer();

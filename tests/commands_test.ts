@@ -6,7 +6,7 @@ import {
   parseCommand,
   synopsis,
   usageLine,
-} from "../client/commands.ts";
+} from "../client/tui/commands.ts";
 import { UsageError } from "../shared/errors.ts";
 
 function usageOf(line: string): CommandError {

@@ -6,7 +6,7 @@ import {
   loadConfig,
   parseHeights,
   parseHostPort,
-} from "../shared/config.ts";
+} from "../shared/config/mod.ts";
 import { UsageError } from "../shared/errors.ts";
 
 const FILE = "test.ini";

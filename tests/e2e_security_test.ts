@@ -4,12 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { HostileProxy, type Json } from "./_proxy.ts";
-import { joinClient, startTestServer } from "./_harness.ts";
+import { joinClient, startTestServer } from "../testing/harness.ts";
 
-function flipBit(base64: string, bit: number): string {
-  const bytes = Uint8Array.from(atob(base64), (char) => char.charCodeAt(0));
+function flipBit(envelope: Uint8Array, bit: number): Uint8Array {
+  const bytes = envelope.slice();
   bytes[Math.floor(bit / 8) % bytes.length] ^= 1 << (bit % 8);
-  return btoa(String.fromCharCode(...bytes));
+  return bytes;
 }
 
 async function withBobBehindProxy(
@@ -40,7 +40,7 @@ Deno.test("a tampered envelope is rejected, later messages still arrive", async 
     proxy.rewrite = (direction, message) => {
       if (direction === "to-client" && message.type === "deliver" && tamper) {
         tamper = false;
-        return [{ ...message, envelope: flipBit(message.envelope as string, 900) }];
+        return [{ ...message, envelope: flipBit(message.envelope as Uint8Array, 900) }];
       }
       return [message];
     };

@@ -6,7 +6,7 @@ import {
   formatDuration,
   formatTable,
   printable,
-} from "../client/format.ts";
+} from "../client/tui/format.ts";
 import type { SegmentPlan, VideoListing } from "../shared/protocol/messages.ts";
 
 // deno-lint-ignore no-control-regex -- stripping ANSI codes to compare text

@@ -14,7 +14,7 @@ import {
   MAX_HISTORY,
   renderPrompt,
   textWidth,
-} from "../client/_line_editor.ts";
+} from "../client/tui/line_editor.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 

@@ -1,37 +1,52 @@
 import assert from "node:assert/strict";
 import { ProtocolError } from "../shared/errors.ts";
+import { MAX_NAME_LENGTH } from "../shared/names.ts";
+import { MAX_ENVELOPE_BYTES, MAX_KEY_TEXT } from "../shared/crypto/mod.ts";
+import { decodeFrame, type Frame, KIND_CONTROL } from "../shared/protocol/frame.ts";
 import {
   encodeMessage,
-  MAX_ENVELOPE_TEXT,
   parseClientMessage,
   parseServerMessage,
   type ServerMessage,
 } from "../shared/protocol/messages.ts";
-import { announcement, CLIENT_EXAMPLES, listing, segment, SERVER_EXAMPLES } from "./_raw.ts";
+import {
+  announcement,
+  CLIENT_EXAMPLES,
+  controlFrame,
+  listing,
+  segment,
+  SERVER_EXAMPLES,
+} from "./_raw.ts";
 
 const encoder = new TextEncoder();
 
-function json(value: unknown): Uint8Array {
-  return encoder.encode(JSON.stringify(value));
+/** A control frame carrying `text` as is. */
+function raw(text: string | Uint8Array): Frame {
+  return { kind: KIND_CONTROL, payload: typeof text === "string" ? encoder.encode(text) : text };
 }
 
-function rejects(parse: (payload: Uint8Array) => unknown, payload: Uint8Array, code: string) {
-  assert.throws(() => parse(payload), (error: unknown) => {
+/** The frame a peer sending `value` as is would send (a body frame when it has an envelope). */
+function json(value: unknown): Frame {
+  return decodeFrame(controlFrame(value), 1 << 20);
+}
+
+function rejects(parse: (frame: Frame) => unknown, frame: Frame, code: string) {
+  assert.throws(() => parse(frame), (error: unknown) => {
     assert.ok(error instanceof ProtocolError, `expected a ProtocolError, got ${error}`);
-    assert.equal(error.code, code, `for ${new TextDecoder().decode(payload).slice(0, 200)}`);
+    assert.equal(error.code, code, `for ${new TextDecoder().decode(frame.payload).slice(0, 200)}`);
     return true;
   });
 }
 
 Deno.test("every client message type round-trips through encode and parse", () => {
   for (const message of CLIENT_EXAMPLES) {
-    assert.deepEqual(parseClientMessage(encodeMessage(message)), message);
+    assert.deepEqual(parseClientMessage(decodeFrame(encodeMessage(message))), message);
   }
 });
 
 Deno.test("every server message type round-trips through encode and parse", () => {
   for (const message of SERVER_EXAMPLES) {
-    assert.deepEqual(parseServerMessage(encodeMessage(message)), message);
+    assert.deepEqual(parseServerMessage(decodeFrame(encodeMessage(message))), message);
   }
 });
 
@@ -39,21 +54,21 @@ Deno.test("unknown fields are dropped, not passed on", () => {
   const parsed = parseClientMessage(json({ type: "ping", extra: "x".repeat(100) }));
   assert.deepEqual(parsed, { type: "ping" });
   const send = parseClientMessage(json({ type: "send", to: "bob", envelope: "A", admin: true }));
-  assert.deepEqual(send, { type: "send", to: "bob", envelope: "A" });
+  assert.deepEqual(send, { type: "send", to: "bob", envelope: new TextEncoder().encode("A") });
 });
 
 Deno.test("payloads that are not a UTF-8 JSON object are malformed", () => {
-  const cases: Uint8Array[] = [
-    new Uint8Array(0),
-    encoder.encode("not json"),
-    encoder.encode('{"type":"ping"'),
-    new Uint8Array([0xff, 0xfe, 0x7b, 0x7d]),
-    new Uint8Array([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d]), // {"\xc3(":1}
+  const cases: Frame[] = [
+    raw(new Uint8Array(0)),
+    raw("not json"),
+    raw('{"type":"ping"'),
+    raw(new Uint8Array([0xff, 0xfe, 0x7b, 0x7d])),
+    raw(new Uint8Array([0x7b, 0x22, 0xc3, 0x28, 0x22, 0x3a, 0x31, 0x7d])), // {"\xc3(":1}
     json(null),
     json([{ type: "ping" }]),
     json("ping"),
     json(42),
-    encoder.encode("[".repeat(100_000) + "]".repeat(100_000)),
+    raw("[".repeat(100_000) + "]".repeat(100_000)),
   ];
   for (const payload of cases) {
     rejects(parseClientMessage, payload, "malformed-message");
@@ -80,18 +95,19 @@ Deno.test("client messages with bad fields are refused, naming the field", () =>
     { ...hello, protocol: -1 },
     { ...hello, protocol: 1001 },
     { ...hello, name: 7 },
-    { ...hello, name: "x".repeat(65) },
+    { ...hello, name: "x".repeat(MAX_NAME_LENGTH + 1) },
     { ...hello, keys: "QUJD" },
     { ...hello, keys: null },
     { ...hello, keys: [] },
     { ...hello, keys: { encryptionKey: "A" } },
-    { ...hello, keys: { encryptionKey: "A", signingKey: "x".repeat(2049) } },
+    { ...hello, keys: { encryptionKey: "A", signingKey: "x".repeat(MAX_KEY_TEXT + 1) } },
     { ...hello, epoch: undefined },
     { ...hello, epoch: "x".repeat(65) },
     { ...hello, signature: {} },
     { type: "send", to: "bob" },
     { type: "send", envelope: "A" },
-    { type: "send", to: "bob", envelope: "x".repeat(MAX_ENVELOPE_TEXT + 1) },
+    { type: "send", to: "bob", envelope: "x".repeat(MAX_ENVELOPE_BYTES + 1) },
+    { type: "ping", envelope: "A" },
     { type: "send", to: "bob", envelope: "A", ref: -1 },
     { type: "send", to: "bob", envelope: "A", ref: 2 ** 32 + 1 },
     { type: "send", to: "bob", envelope: "A", ref: "1" },
@@ -118,7 +134,7 @@ Deno.test("client messages with bad fields are refused, naming the field", () =>
   // NaN and Infinity are not JSON: they arrive as null and are refused the same way.
   rejects(
     parseClientMessage,
-    encoder.encode('{"type":"credit","stream":1,"bytes":NaN}'),
+    raw('{"type":"credit","stream":1,"bytes":NaN}'),
     "malformed-message",
   );
 });
@@ -158,8 +174,12 @@ Deno.test("server messages with bad fields are refused", () => {
   }
 });
 
-Deno.test("limits on strings count characters, so multi-byte text is measured fairly", () => {
-  const envelope = "é".repeat(MAX_ENVELOPE_TEXT);
+Deno.test("envelopes travel as raw bytes, up to the largest sealed envelope", () => {
+  const envelope = new Uint8Array(MAX_ENVELOPE_BYTES).fill(0xff);
   const parsed = parseClientMessage(json({ type: "send", to: "bob", envelope }));
-  assert.equal(parsed.type === "send" && parsed.envelope.length, MAX_ENVELOPE_TEXT);
+  assert.deepEqual(parsed, { type: "send", to: "bob", envelope });
+  const bytes = encodeMessage({ type: "deliver", from: "bob", envelope });
+  assert.ok(bytes.length < MAX_ENVELOPE_BYTES + 64, "no base64: the frame is the envelope's size");
+  rejects(parseClientMessage, json({ type: "send", to: "bob" }), "malformed-message");
+  rejects(parseServerMessage, json({ type: "left", name: "bob", envelope }), "malformed-message");
 });

@@ -1,28 +1,29 @@
 import assert from "node:assert/strict";
-import { probeVideo, type VideoInfo } from "../server/catalog.ts";
 import {
   planPlayback,
   type PlaybackPlan,
+  probeVideo,
   type StreamEvent,
   streamVideo,
   TranscodeSlots,
+  type VideoInfo,
   type VideoStream,
-} from "../server/playback.ts";
-import { TIMESTAMP_BASE_SECONDS } from "../server/transcode.ts";
+} from "../server/media/mod.ts";
+import { TIMESTAMP_BASE_SECONDS } from "../server/media/ffmpeg_args.ts";
+import { concat } from "../shared/bytes.ts";
 import { ReelayError } from "../shared/errors.ts";
 import {
-  concat,
   decodeAudio,
   framesOf,
   makeBroken,
   makeMediaDir,
-  makeVideo,
   packetsOf,
-  processesMentioning,
   stderrOf,
   streamsOf,
   waitChannelOf,
 } from "./_media.ts";
+import { generateVideo } from "../testing/sample_video.ts";
+import { processesMentioning } from "../testing/processes.ts";
 
 const TS_HZ = 90000;
 const DEFAULTS = { heights: [144, 720, 1440], capToSource: true };
@@ -205,7 +206,7 @@ Deno.test("planPlayback", async (t) => {
 Deno.test("streamVideo", async (t) => {
   const { dir, marker } = await makeMediaDir("playback");
   try {
-    await makeVideo(`${dir}/a48.mp4`, {
+    await generateVideo(`${dir}/a48.mp4`, {
       width: 640,
       height: 360,
       rate: "30",
@@ -214,7 +215,7 @@ Deno.test("streamVideo", async (t) => {
       channels: 2,
       frequency: 440,
     });
-    await makeVideo(`${dir}/ntsc44.mkv`, {
+    await generateVideo(`${dir}/ntsc44.mkv`, {
       width: 318,
       height: 242,
       rate: "30000/1001",
@@ -222,8 +223,8 @@ Deno.test("streamVideo", async (t) => {
       audioRate: 44100,
       frequency: 330,
     });
-    await makeVideo(`${dir}/silent.mp4`, { width: 320, height: 180, rate: "25", seconds: 3 });
-    await makeVideo(`${dir}/clip.ts`, {
+    await generateVideo(`${dir}/silent.mp4`, { width: 320, height: 180, rate: "25", seconds: 3 });
+    await generateVideo(`${dir}/clip.ts`, {
       width: 320,
       height: 180,
       rate: "25",
@@ -231,7 +232,7 @@ Deno.test("streamVideo", async (t) => {
       audioRate: 48000,
       frequency: 550,
     });
-    await makeVideo(`${dir}/long.mp4`, {
+    await generateVideo(`${dir}/long.mp4`, {
       width: 640,
       height: 360,
       rate: "30",

@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { joinClient } from "./_harness.ts";
-import { makeVideo } from "./_media.ts";
+import { joinClient } from "../testing/harness.ts";
+import { generateVideo } from "../testing/sample_video.ts";
 import {
   Cli,
   mib,
@@ -278,7 +278,7 @@ Deno.test("reelay server process: RSS and sockets come back after 500 connection
 
 Deno.test("reelay server on SIGTERM mid-stream kills and reaps every ffmpeg it started", async () => {
   const videos = await tempDir("reelay-videos-");
-  await makeVideo(`${videos}/long.mp4`, {
+  await generateVideo(`${videos}/long.mp4`, {
     width: 320,
     height: 180,
     rate: "25",

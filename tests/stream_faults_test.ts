@@ -5,8 +5,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { StreamSink } from "../client/player.ts";
-import { joinClient, startTestServer } from "./_harness.ts";
-import { makeMediaDir, makeVideo, processesMentioning, run } from "./_media.ts";
+import { joinClient, startTestServer } from "../testing/harness.ts";
+import { makeMediaDir } from "./_media.ts";
+import { generateVideo } from "../testing/sample_video.ts";
+import { processesMentioning, run } from "../testing/processes.ts";
 
 /** A sink whose writes wait until `open()` is called (or never, when it is not). */
 function gatedSink(): { sink: StreamSink; open: () => void } {
@@ -22,7 +24,7 @@ function gatedSink(): { sink: StreamSink; open: () => void } {
 
 async function scene(options: { idleTimeoutMs?: number } = {}) {
   const media = await makeMediaDir("faults");
-  await makeVideo(join(media.dir, "long.mp4"), {
+  await generateVideo(join(media.dir, "long.mp4"), {
     width: 320,
     height: 180,
     rate: "30",
@@ -138,7 +140,7 @@ Deno.test("a viewer that takes no stream data is cut off as stalled", async () =
 
 Deno.test("a viewer process killed mid-stream leaves no ffmpeg", async () => {
   const media = await makeMediaDir("killed-viewer");
-  await makeVideo(join(media.dir, "long.mp4"), {
+  await generateVideo(join(media.dir, "long.mp4"), {
     width: 320,
     height: 180,
     rate: "30",

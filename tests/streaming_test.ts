@@ -5,17 +5,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { StreamSink } from "../client/player.ts";
-import type { Config } from "../shared/config.ts";
-import { joinClient, startTestServer } from "./_harness.ts";
-import {
-  concat,
-  framesOf,
-  makeBroken,
-  makeMediaDir,
-  makeVideo,
-  packetsOf,
-  processesMentioning,
-} from "./_media.ts";
+import { concat } from "../shared/bytes.ts";
+import type { Config } from "../shared/config/mod.ts";
+import { joinClient, startTestServer } from "../testing/harness.ts";
+import { framesOf, makeBroken, makeMediaDir, packetsOf } from "./_media.ts";
+import { generateVideo } from "../testing/sample_video.ts";
+import { processesMentioning } from "../testing/processes.ts";
 
 /** A sink that keeps the stream in memory (the test writes it out only to run ffprobe). */
 function memorySink(): { sink: StreamSink; chunks: Uint8Array[] } {
@@ -33,14 +28,19 @@ function memorySink(): { sink: StreamSink; chunks: Uint8Array[] } {
 }
 
 const media = await makeMediaDir("streaming");
-await makeVideo(join(media.dir, "clip.mp4"), {
+await generateVideo(join(media.dir, "clip.mp4"), {
   width: 480,
   height: 270,
   rate: "30",
   seconds: 3,
   audioRate: 48000,
 });
-await makeVideo(join(media.dir, "long.mp4"), { width: 320, height: 180, rate: "30", seconds: 60 });
+await generateVideo(join(media.dir, "long.mp4"), {
+  width: 320,
+  height: 180,
+  rate: "30",
+  seconds: 60,
+});
 await makeBroken(join(media.dir, "broken.mp4"));
 
 function server(patch?: (config: Config) => void) {

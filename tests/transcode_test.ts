@@ -1,23 +1,18 @@
 import assert from "node:assert/strict";
-import { probeVideo, type VideoInfo } from "../server/catalog.ts";
-import { planPlayback } from "../server/playback.ts";
 import {
   buildFfmpegArgs,
   checkFfmpeg,
-  maxrateFor,
-  TIMESTAMP_BASE_SECONDS,
+  planPlayback,
+  probeVideo,
   Transcode,
-} from "../server/transcode.ts";
+  type VideoInfo,
+} from "../server/media/mod.ts";
+import { maxrateFor, TIMESTAMP_BASE_SECONDS } from "../server/media/ffmpeg_args.ts";
+import { concat } from "../shared/bytes.ts";
 import { ReelayError } from "../shared/errors.ts";
-import {
-  concat,
-  framesOf,
-  makeBroken,
-  makeMediaDir,
-  makeVideo,
-  processesMentioning,
-  stderrOf,
-} from "./_media.ts";
+import { framesOf, makeBroken, makeMediaDir, stderrOf } from "./_media.ts";
+import { generateVideo } from "../testing/sample_video.ts";
+import { processesMentioning } from "../testing/processes.ts";
 
 const isCode = (code: string) => (error: unknown) =>
   error instanceof ReelayError && error.code === code;
@@ -60,14 +55,14 @@ Deno.test("Transcode.start reports a missing ffmpeg clearly", () => {
 Deno.test("transcode", async (t) => {
   const { dir, marker } = await makeMediaDir("transcode");
   try {
-    await makeVideo(`${dir}/a.mp4`, {
+    await generateVideo(`${dir}/a.mp4`, {
       width: 640,
       height: 360,
       rate: "30",
       seconds: 3,
       audioRate: 48000,
     });
-    await makeVideo(`${dir}/silent.mp4`, { width: 320, height: 240, rate: "25", seconds: 2 });
+    await generateVideo(`${dir}/silent.mp4`, { width: 320, height: 240, rate: "25", seconds: 2 });
     await makeBroken(`${dir}/broken.mp4`);
     const info = await probeVideo(`${dir}/a.mp4`);
     const silent = await probeVideo(`${dir}/silent.mp4`);

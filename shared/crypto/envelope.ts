@@ -14,7 +14,7 @@
  *
  * ```text
  * u8 version = 1 | u8 flags (bit 0: init present, other bits 0)
- * u16 len + sender name (UTF-8, 1-256) | u16 len + recipient name (UTF-8, 1-256)
+ * u16 len + sender name (ASCII, 1-32) | u16 len + recipient name (ASCII, 1-32)
  * 16 session id | u64 counter (a counter of 0 requires the init)
  * [init: 16 sender epoch | 16 recipient epoch | u64 session sequence
  *        | u16 len + wrapped key (256-512) | u16 len + signature (256-512)]
@@ -24,7 +24,9 @@
  * @module
  */
 
-import { ReelayError } from "../errors.ts";
+import { SerialQueue } from "../async.ts";
+import { messageOf, ReelayError } from "../errors.ts";
+import { MAX_NAME_LENGTH } from "../names.ts";
 import {
   ByteReader,
   type Bytes,
@@ -45,7 +47,6 @@ import {
   type Identity,
   importEncryptionKey,
   importVerifyKey,
-  MAX_NAME_BYTES,
   type PublicIdentity,
   verifyPss,
 } from "./identity.ts";
@@ -70,7 +71,7 @@ const MAX_CIPHERTEXT_BYTES = MAX_PLAINTEXT_BYTES + TAG_BYTES;
 const INIT_MAX_BYTES = 2 * EPOCH_BYTES + 8 + 2 * (2 + MAX_RSA_BYTES);
 
 /** Largest possible envelope in bytes; anything longer is rejected unparsed. */
-export const MAX_ENVELOPE_BYTES = 2 + 2 * (2 + MAX_NAME_BYTES) + ID_BYTES + 8 + INIT_MAX_BYTES +
+export const MAX_ENVELOPE_BYTES = 2 + 2 * (2 + MAX_NAME_LENGTH) + ID_BYTES + 8 + INIT_MAX_BYTES +
   4 + MAX_CIPHERTEXT_BYTES;
 
 /** A sealed message ready to relay. */
@@ -154,7 +155,7 @@ function encodeEnvelope(envelope: Envelope): Bytes {
 }
 
 function readName(reader: ByteReader): string {
-  const name = fromUtf8(reader.prefixed16(1, MAX_NAME_BYTES));
+  const name = fromUtf8(reader.prefixed16(1, MAX_NAME_LENGTH));
   if (name === undefined) throw new RangeError("Name is not valid UTF-8");
   return name;
 }
@@ -200,7 +201,7 @@ function parseEnvelope(bytes: Uint8Array): Envelope {
   try {
     return readEnvelope(new ByteReader(bytes));
   } catch (error) {
-    throw fail("bad-envelope", `Envelope is malformed: ${(error as Error).message}`, error);
+    throw fail("bad-envelope", `Envelope is malformed: ${messageOf(error)}`, error);
   }
 }
 
@@ -287,17 +288,6 @@ function decodePlaintext(bytes: Uint8Array): { text: string; sentAt: number } {
     utf8(text).length <= MAX_TEXT_BYTES && Number.isSafeInteger(sentAt) && Number(sentAt) >= 0;
   if (!ok) throw fail("bad-envelope", "Message content is not a valid reelay message");
   return { text: text as string, sentAt: sentAt as number };
-}
-
-/** Runs tasks one after another, so state checks and updates never interleave. */
-class SerialQueue {
-  #tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.#tail.then(task);
-    this.#tail = result.catch(() => {});
-    return result;
-  }
 }
 
 interface OutSession {

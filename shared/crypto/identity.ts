@@ -7,7 +7,7 @@
  */
 
 import { ReelayError } from "../errors.ts";
-import { assertName } from "../names.ts";
+import { checkName } from "../names.ts";
 import {
   type Bytes,
   concat,
@@ -27,18 +27,26 @@ export const MIN_RSA_BITS = 2048;
 export const MAX_RSA_BITS = 4096;
 /** RSA-PSS salt length in bytes (the SHA-256 output size). */
 export const PSS_SALT_BYTES = 32;
-/** Longest name, in UTF-8 bytes, that the crypto layer signs or seals. */
-export const MAX_NAME_BYTES = 256;
 /** Size of a connection epoch in bytes. */
 export const EPOCH_BYTES = 16;
+/** Longest epoch text accepted (base64 of 16 bytes is 24 characters). */
+export const MAX_EPOCH_TEXT = 64;
+/**
+ * Longest base64 text of a key or signature accepted anywhere (the wire, the key files): room
+ * for the PKCS#8 form of an RSA-4096 private key, the largest key reelay accepts.
+ */
+export const MAX_KEY_TEXT = 4096;
 
-const MAX_KEY_TEXT = 4096;
+export { checkName };
 const OAEP: RsaHashedImportParams = { name: "RSA-OAEP", hash: "SHA-256" };
 const PSS: RsaHashedImportParams = { name: "RSA-PSS", hash: "SHA-256" };
 const STORED_FORMAT = "reelay-identity-v1" as const;
 const SELF_TEST = utf8("reelay-identity-self-test");
 
-/** A person's public keys, each a base64 DER SubjectPublicKeyInfo. */
+/**
+ * A person's public keys, each a base64 DER SubjectPublicKeyInfo. This is also their wire form
+ * (the protocol carries it as is).
+ */
 export interface PublicIdentity {
   /** RSA-OAEP (SHA-256) key that session keys are wrapped to. */
   encryptionKey: string;
@@ -56,7 +64,10 @@ export interface StoredIdentity {
   signingKey: string;
 }
 
-/** A signed statement "the holder of these keys is joining as `name` for connection `epoch`". */
+/**
+ * A signed statement "the holder of these keys is joining as `name` for connection `epoch`":
+ * the one definition, which the protocol's `hello`, `directory` and `joined` carry as is.
+ */
 export interface Announcement {
   /** The name being claimed. */
   name: string;
@@ -216,15 +227,6 @@ export async function fingerprintHash(pub: PublicIdentity): Promise<string> {
 export async function fingerprint(pub: PublicIdentity): Promise<string> {
   const hex = toHex((await fingerprintBytes(pub)).subarray(0, 20));
   return hex.match(/.{4}/g)!.join(":");
-}
-
-/** Throws `bad-name` unless `name` follows reelay's name rules (see `shared/names.ts`). */
-export function checkName(name: unknown): string {
-  if (typeof name !== "string") {
-    throw new ReelayError("bad-name", `Name must be text, not ${typeof name}`);
-  }
-  assertName(name);
-  return name;
 }
 
 /**
@@ -416,7 +418,9 @@ export function newEpoch(): string {
 
 /** Decodes an epoch, throwing `bad-epoch` unless it is base64 of exactly 16 bytes. */
 export function epochBytes(epoch: unknown): Bytes {
-  const bytes = typeof epoch === "string" && epoch.length <= 64 ? fromBase64(epoch) : undefined;
+  const bytes = typeof epoch === "string" && epoch.length <= MAX_EPOCH_TEXT
+    ? fromBase64(epoch)
+    : undefined;
   if (!bytes || bytes.length !== EPOCH_BYTES) {
     const shown = JSON.stringify(String(epoch).slice(0, 40));
     throw new ReelayError("bad-epoch", `Epoch ${shown} is not base64 of 16 bytes`);

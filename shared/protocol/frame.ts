@@ -1,5 +1,6 @@
 /**
- * Length-prefixed frames: the unit of everything reelay sends over TCP.
+ * Length-prefixed frames: the unit of everything reelay sends over TCP. The one place a frame is
+ * encoded and decoded; frame kinds are private to `shared/protocol/`.
  *
  * Layout: a 4-byte big-endian length `L` of what follows, then `L` bytes: one kind byte and the
  * payload. The length is checked against the cap before any buffer is allocated for the body.
@@ -13,6 +14,11 @@ import { ProtocolError } from "../errors.ts";
 export const KIND_CONTROL = 1;
 /** Stream data: a 4-byte stream id, a 1-byte segment index, then media bytes. */
 export const KIND_STREAM = 2;
+/**
+ * A control message with a binary body (a sealed chat envelope): a 2-byte length `H`, `H` bytes
+ * of UTF-8 JSON header, then the body bytes.
+ */
+export const KIND_BODY = 3;
 
 /** Bytes before the payload: length (4) and kind (1). */
 export const FRAME_HEADER_BYTES = 5;
@@ -27,13 +33,20 @@ export interface Frame {
   payload: Uint8Array;
 }
 
+/** Bytes of a body frame's header length field. */
+const BODY_HEADER_LENGTH_BYTES = 2;
+/** Longest JSON header of a body frame. */
+export const MAX_BODY_HEADER_BYTES = 0xffff;
+
 /**
  * Encodes one frame.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeFrame, KIND_CONTROL } from "./frame.ts";
  * const bytes = encodeFrame(KIND_CONTROL, new TextEncoder().encode('{"type":"ping"}'));
+ * assert.deepEqual([...bytes.subarray(0, 5)], [0, 0, 0, 16, 1]);
  * ```
  */
 export function encodeFrame(kind: number, payload: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -46,12 +59,72 @@ export function encodeFrame(kind: number, payload: Uint8Array): Uint8Array<Array
 }
 
 /**
+ * Encodes a frame of a JSON header and a binary body (kind {@linkcode KIND_BODY}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeBodyPayload, decodeFrame, encodeBodyFrame } from "./frame.ts";
+ * const header = new TextEncoder().encode('{"type":"send","to":"bob"}');
+ * const frame = decodeFrame(encodeBodyFrame(header, new Uint8Array([1, 2, 3])));
+ * assert.deepEqual([...decodeBodyPayload(frame.payload).body], [1, 2, 3]);
+ * ```
+ */
+export function encodeBodyFrame(header: Uint8Array, body: Uint8Array): Uint8Array<ArrayBuffer> {
+  if (header.length > MAX_BODY_HEADER_BYTES) {
+    throw new RangeError(`Body frame header of ${header.length} bytes is too long`);
+  }
+  const payloadLength = BODY_HEADER_LENGTH_BYTES + header.length + body.length;
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + payloadLength);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, payloadLength + 1);
+  frame[4] = KIND_BODY;
+  view.setUint16(FRAME_HEADER_BYTES, header.length);
+  frame.set(header, FRAME_HEADER_BYTES + BODY_HEADER_LENGTH_BYTES);
+  frame.set(body, FRAME_HEADER_BYTES + BODY_HEADER_LENGTH_BYTES + header.length);
+  return frame;
+}
+
+/**
+ * Splits a body frame's payload into its JSON header and a copy of its body. Throws a
+ * {@linkcode ProtocolError} when the header length runs past the payload.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeBodyPayload } from "./frame.ts";
+ * const { header, body } = decodeBodyPayload(new Uint8Array([0, 2, 123, 125, 9]));
+ * assert.equal(new TextDecoder().decode(header), "{}");
+ * assert.deepEqual([...body], [9]);
+ * ```
+ */
+export function decodeBodyPayload(payload: Uint8Array): { header: Uint8Array; body: Uint8Array } {
+  if (payload.length < BODY_HEADER_LENGTH_BYTES) {
+    throw new ProtocolError(
+      "malformed-frame",
+      `Body frame of ${payload.length} bytes is too short`,
+    );
+  }
+  const length = new DataView(payload.buffer, payload.byteOffset, 2).getUint16(0);
+  const end = BODY_HEADER_LENGTH_BYTES + length;
+  if (end > payload.length) {
+    throw new ProtocolError(
+      "malformed-frame",
+      `Body frame header of ${length} bytes runs past the frame's ${payload.length} bytes`,
+    );
+  }
+  return { header: payload.subarray(BODY_HEADER_LENGTH_BYTES, end), body: payload.slice(end) };
+}
+
+/**
  * Encodes a stream-data frame carrying media bytes of one segment of one stream.
  *
  * @example
  * ```ts
- * import { encodeStreamFrame } from "./frame.ts";
- * const frame = encodeStreamFrame(7, 0, new Uint8Array(188));
+ * import assert from "node:assert/strict";
+ * import { decodeFrame, decodeStreamPayload, encodeStreamFrame } from "./frame.ts";
+ * const frame = decodeFrame(encodeStreamFrame(7, 0, new Uint8Array(188)));
+ * assert.equal(decodeStreamPayload(frame.payload).streamId, 7);
  * ```
  */
 export function encodeStreamFrame(
@@ -72,8 +145,10 @@ export function encodeStreamFrame(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeStreamHeader } from "./frame.ts";
  * const header = encodeStreamHeader(7, 0, 65536); // then write the 65536 media bytes
+ * assert.equal(header.length, 10);
  * ```
  */
 export function encodeStreamHeader(
@@ -102,8 +177,10 @@ export interface StreamChunk {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeStreamPayload } from "./frame.ts";
- * const { streamId } = decodeStreamPayload(new Uint8Array([0, 0, 0, 7, 1]));
+ * const { streamId, segment } = decodeStreamPayload(new Uint8Array([0, 0, 0, 7, 1]));
+ * assert.deepEqual([streamId, segment], [7, 1]);
  * ```
  */
 export function decodeStreamPayload(payload: Uint8Array): StreamChunk {
@@ -127,10 +204,12 @@ export function decodeStreamPayload(payload: Uint8Array): StreamChunk {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeFrame, FrameDecoder, KIND_CONTROL } from "./frame.ts";
  * const decoder = new FrameDecoder(1024);
  * decoder.push(encodeFrame(KIND_CONTROL, new Uint8Array([123, 125])));
- * const frame = decoder.next(); // { kind: 1, payload: Uint8Array [123, 125] }
+ * assert.deepEqual(decoder.next(), { kind: 1, payload: new Uint8Array([123, 125]) });
+ * assert.equal(decoder.next(), undefined);
  * ```
  */
 export class FrameDecoder {
@@ -219,4 +298,25 @@ export class FrameDecoder {
     this.#start = 0;
     this.#end = pending;
   }
+}
+
+/**
+ * Decodes bytes that hold exactly one whole frame (for tests and tools; connections use
+ * {@linkcode FrameDecoder}). Throws a {@linkcode ProtocolError} otherwise.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeFrame, encodeFrame, KIND_CONTROL } from "./frame.ts";
+ * assert.equal(decodeFrame(encodeFrame(KIND_CONTROL, new Uint8Array([1]))).kind, KIND_CONTROL);
+ * ```
+ */
+export function decodeFrame(bytes: Uint8Array, maxFrameBytes = DEFAULT_MAX_FRAME_BYTES): Frame {
+  const decoder = new FrameDecoder(maxFrameBytes);
+  decoder.push(bytes);
+  const frame = decoder.next();
+  if (!frame || decoder.buffered !== 0) {
+    throw new ProtocolError("malformed-frame", `${bytes.length} bytes are not exactly one frame`);
+  }
+  return { kind: frame.kind, payload: frame.payload.slice() };
 }

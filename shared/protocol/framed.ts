@@ -10,11 +10,19 @@
  * @module
  */
 
+import { settlesWithin, Wake } from "../async.ts";
 import { ProtocolError, ReelayError } from "../errors.ts";
 import { writeAll } from "../io.ts";
 
-import { encodeFrame, type Frame, FrameDecoder, KIND_CONTROL } from "./frame.ts";
-import { type ClientMessage, encodeMessage, type ServerMessage } from "./messages.ts";
+import { encodeStreamHeader, type Frame, FrameDecoder } from "./frame.ts";
+import {
+  type ClientMessage,
+  encodeMessage,
+  fromClient,
+  fromServer,
+  type Received,
+  type ServerMessage,
+} from "./messages.ts";
 
 /** Options for a {@linkcode FramedConnection}. */
 export interface FramedOptions {
@@ -39,39 +47,73 @@ export const ORDERED_BUDGET_BYTES = 256 * 1024;
 const BATCH_BYTES = 64 * 1024;
 
 /**
- * A framed connection with one reader and one writer.
+ * A framed connection with one reader and one writer, typed by what it receives (`In`) and what
+ * it sends (`Out`). Make one with {@linkcode FramedConnection.forServer} (the server's side of a
+ * client) or {@linkcode FramedConnection.forClient}.
  *
  * @example
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { FramedConnection } from "./framed.ts";
- * const conn = await Deno.connect({ port: 9000 });
- * const framed = new FramedConnection(conn, { maxFrameBytes: 1 << 20, maxQueueBytes: 8 << 20 });
- * framed.sendMessage({ type: "ping" });
- * for await (const frame of framed.frames()) console.log(frame.kind);
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const limits = { maxFrameBytes: 1 << 20, maxQueueBytes: 8 << 20 };
+ * const [accepted, dialed] = await Promise.all([
+ *   listener.accept(),
+ *   Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port }),
+ * ]);
+ * listener.close();
+ * const server = FramedConnection.forServer(accepted, limits);
+ * const client = FramedConnection.forClient(dialed, limits);
+ * client.sendMessage({ type: "ping" });
+ * for await (const item of server.receive()) {
+ *   assert.deepEqual(item, { kind: "message", message: { type: "ping" } });
+ *   break;
+ * }
+ * client.close();
+ * server.close();
+ * await Promise.all([client.done, server.done]);
  * ```
  */
-export class FramedConnection {
+export class FramedConnection<In, Out extends ClientMessage | ServerMessage> {
   readonly #conn: Deno.Conn;
   readonly #options: FramedOptions;
+  readonly #decode: (frame: Frame) => Received<In>;
   readonly #urgent: Uint8Array[] = [];
   #urgentBytes = 0;
   readonly #ordered: OrderedFrame[] = [];
   #orderedBytes = 0;
-  #wake: (() => void) | undefined;
+  readonly #work = new Wake();
   #closed = false;
   #closeReason: ReelayError | undefined;
   readonly #writerDone: Promise<void>;
   #lastReceived = Date.now();
   #bytesReceived = 0;
-  #drained: (() => void)[] = [];
+  readonly #drained = new Wake();
   /** Whether the writer is writing a batch taken from the urgent lane right now. */
   #writingUrgent = false;
 
-  /** Wraps a connected socket; starts its writer at once. */
-  constructor(conn: Deno.Conn, options: FramedOptions) {
+  /** Wraps a connected socket; starts its writer at once. `decode` says what each frame is. */
+  constructor(conn: Deno.Conn, options: FramedOptions, decode: (frame: Frame) => Received<In>) {
     this.#conn = conn;
     this.#options = options;
+    this.#decode = decode;
     this.#writerDone = this.#writeLoop();
+  }
+
+  /** The server's side of a connection from a client. */
+  static forServer(
+    conn: Deno.Conn,
+    options: FramedOptions,
+  ): FramedConnection<ClientMessage, ServerMessage> {
+    return new FramedConnection(conn, options, fromClient);
+  }
+
+  /** A client's side of its connection to the server. */
+  static forClient(
+    conn: Deno.Conn,
+    options: FramedOptions,
+  ): FramedConnection<ServerMessage, ClientMessage> {
+    return new FramedConnection(conn, options, fromServer);
   }
 
   /** Milliseconds since epoch when the peer last sent any byte. */
@@ -106,10 +148,15 @@ export class FramedConnection {
   }
 
   /**
-   * Yields whole frames until the peer closes, the connection is closed, or a frame breaks the
-   * protocol (then throws a {@linkcode ProtocolError}). A payload is valid until the next frame.
+   * Yields what arrives, frame by frame, until the peer closes, the connection is closed, or a
+   * frame breaks the protocol (then throws a {@linkcode ProtocolError}). Stream bytes are a view
+   * valid until the next item.
    */
-  async *frames(): AsyncGenerator<Frame> {
+  async *receive(): AsyncGenerator<Received<In>> {
+    for await (const frame of this.#frames()) yield this.#decode(frame);
+  }
+
+  async *#frames(): AsyncGenerator<Frame> {
     const decoder = new FrameDecoder(this.#options.maxFrameBytes);
     while (!this.#closed) {
       let frame: Frame | undefined;
@@ -131,14 +178,15 @@ export class FramedConnection {
     }
   }
 
-  /** Queues a control message on the urgent lane. */
-  sendMessage(message: ClientMessage | ServerMessage): void {
-    this.sendUrgent(encodeFrame(KIND_CONTROL, encodeMessage(message)));
+  /** Queues a message on the urgent lane. */
+  sendMessage(message: Out): void {
+    this.sendUrgent(encodeMessage(message));
   }
 
   /**
-   * Queues an encoded frame on the urgent lane. When the lane is over its cap, the peer is not
-   * reading: the connection is closed with code `slow-consumer`.
+   * Queues an encoded frame (from `encodeMessage`, shared by many connections) on the urgent
+   * lane. When the lane is over its cap, the peer is not reading: the connection is closed with
+   * code `slow-consumer`.
    */
   sendUrgent(frame: Uint8Array): void {
     if (this.#closed) return;
@@ -153,33 +201,37 @@ export class FramedConnection {
     }
     this.#urgent.push(frame);
     this.#urgentBytes += frame.length;
-    this.#wakeWriter();
+    this.#work.wake();
   }
 
-  /** Queues a control message on the ordered lane; resolves once it has been written. */
-  sendOrderedMessage(message: ServerMessage): Promise<void> {
-    return this.sendOrdered(encodeFrame(KIND_CONTROL, encodeMessage(message)));
+  /** Queues a message on the ordered lane (see {@linkcode FramedConnection.sendStream}). */
+  sendOrderedMessage(message: Out): Promise<void> {
+    return this.#sendOrdered(encodeMessage(message));
   }
 
   /**
-   * Queues a frame on the ordered lane, given whole or as parts written back to back (a header
-   * and a payload, so large payloads are not copied). Resolves at once while the lane holds at most
+   * Queues stream bytes of one segment of one stream on the ordered lane, as a frame header and
+   * the media itself (never copied). Resolves at once while the lane holds at most
    * {@linkcode ORDERED_BUDGET_BYTES}, else once this frame has been written: a producer that
    * awaits each frame keeps the socket busy without waiting for every write, and is still paced
    * by the network. Rejects if the connection is closed.
    */
-  sendOrdered(...parts: Uint8Array[]): Promise<void> {
+  sendStream(streamId: number, segment: number, media: Uint8Array): Promise<void> {
+    return this.#sendOrdered(encodeStreamHeader(streamId, segment, media.length), media);
+  }
+
+  #sendOrdered(...parts: Uint8Array[]): Promise<void> {
     if (this.#closed) return Promise.reject(this.#closedError());
     const size = parts.reduce((sum, part) => sum + part.length, 0);
     this.#orderedBytes += size;
     if (this.#orderedBytes <= ORDERED_BUDGET_BYTES) {
       this.#ordered.push({ parts, size, done: () => {}, failed: () => {} });
-      this.#wakeWriter();
+      this.#work.wake();
       return Promise.resolve();
     }
     return new Promise((done, failed) => {
       this.#ordered.push({ parts, size, done, failed });
-      this.#wakeWriter();
+      this.#work.wake();
     });
   }
 
@@ -189,7 +241,7 @@ export class FramedConnection {
    */
   drained(): Promise<void> {
     if ((this.#urgentBytes === 0 && !this.#writingUrgent) || this.#closed) return Promise.resolve();
-    return new Promise((resolve) => this.#drained.push(resolve));
+    return this.#drained.wait();
   }
 
   /**
@@ -197,10 +249,7 @@ export class FramedConnection {
    * Used to deliver a final error or goodbye before hanging up.
    */
   async flushAndClose(reason?: ReelayError, timeoutMs = 1000): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, timeoutMs));
-    await Promise.race([this.drained(), timeout]);
-    clearTimeout(timer);
+    await settlesWithin(this.drained(), timeoutMs);
     this.close(reason);
     await this.#writerDone;
   }
@@ -220,8 +269,8 @@ export class FramedConnection {
     this.#orderedBytes = 0;
     this.#urgent.length = 0;
     this.#urgentBytes = 0;
-    this.#resolveDrained();
-    this.#wakeWriter();
+    this.#drained.wake();
+    this.#work.wake();
   }
 
   /** Resolves when the writer has stopped (after {@linkcode close}). */
@@ -231,16 +280,6 @@ export class FramedConnection {
 
   #closedError(): ReelayError {
     return this.#closeReason ?? new ProtocolError("connection-closed", "Connection is closed");
-  }
-
-  #wakeWriter(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  #resolveDrained(): void {
-    for (const resolve of this.#drained.splice(0)) resolve();
   }
 
   #takeBatch(): { parts: Uint8Array[]; ordered?: OrderedFrame } | undefined {
@@ -274,8 +313,8 @@ export class FramedConnection {
     while (!this.#closed) {
       const batch = this.#takeBatch();
       if (!batch) {
-        this.#resolveDrained();
-        await new Promise<void>((resolve) => this.#wake = resolve);
+        this.#drained.wake();
+        await this.#work.wait();
         continue;
       }
       this.#writingUrgent = batch.ordered === undefined;
@@ -295,7 +334,17 @@ export class FramedConnection {
   }
 }
 
-/** Whether an error only means the peer went away. */
+/**
+ * Whether an error only means the peer went away.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isDisconnect } from "./framed.ts";
+ * assert.ok(isDisconnect(new Deno.errors.ConnectionReset("reset")));
+ * assert.ok(!isDisconnect(new TypeError("bug")));
+ * ```
+ */
 export function isDisconnect(error: unknown): boolean {
   return error instanceof Deno.errors.ConnectionReset ||
     error instanceof Deno.errors.BrokenPipe ||

@@ -1,11 +1,33 @@
 /**
- * Every control message of protocol version 1, as discriminated unions, with parsers that
- * validate untrusted JSON: decoding a message *is* validating it.
+ * Every control message of protocol version 2, as discriminated unions, with the one encoder
+ * and the parsers that validate untrusted frames: decoding a message *is* validating it.
+ *
+ * Sealed chat envelopes (`send`, `deliver`) travel as raw bytes: the frame holds the message's
+ * JSON header and then the envelope (see `frame.ts`); everything else is one JSON object.
  *
  * @module
  */
 
+import {
+  type Announcement,
+  MAX_ENVELOPE_BYTES,
+  MAX_EPOCH_TEXT,
+  MAX_KEY_TEXT,
+  type PublicIdentity,
+} from "../crypto/mod.ts";
 import { ProtocolError } from "../errors.ts";
+import { MAX_NAME_LENGTH } from "../names.ts";
+import {
+  decodeBodyPayload,
+  decodeStreamPayload,
+  encodeBodyFrame,
+  encodeFrame,
+  type Frame,
+  KIND_BODY,
+  KIND_CONTROL,
+  KIND_STREAM,
+  type StreamChunk,
+} from "./frame.ts";
 import {
   array,
   boolean,
@@ -19,30 +41,14 @@ import {
   string,
 } from "./_validate.ts";
 
-/** The protocol version this build speaks. */
-export const PROTOCOL_VERSION = 1;
+/** The protocol version this build speaks (2: sealed envelopes as binary frame bodies). */
+export const PROTOCOL_VERSION = 2;
 
-/** Longest base64 text of a sealed chat envelope accepted in a message. */
-export const MAX_ENVELOPE_TEXT = 64 * 1024;
-
-const MAX_KEY_TEXT = 2048;
 const MAX_LIST = 10_000;
 /** Most announcements in one `directory` message. */
 export const MAX_DIRECTORY_PAGE = 256;
 
-/** A person's public keys, base64 SPKI. */
-export interface PublicKeys {
-  encryptionKey: string;
-  signingKey: string;
-}
-
-/** A signed statement "name has these keys for this connection (epoch)". */
-export interface Announcement {
-  name: string;
-  keys: PublicKeys;
-  epoch: string;
-  signature: string;
-}
+export type { Announcement, PublicIdentity };
 
 /** One planned third of a video. */
 export interface SegmentPlan {
@@ -80,7 +86,7 @@ export type StreamEndReason = "complete" | "stopped" | "error";
 /** Messages a client sends. `ref` ties an answer or error to its request. */
 export type ClientMessage =
   | ({ type: "hello"; protocol: number } & Announcement)
-  | { type: "send"; ref?: number; to: string; envelope: string }
+  | { type: "send"; ref?: number; to: string; envelope: Uint8Array }
   | { type: "videos"; ref?: number }
   | { type: "play"; ref?: number; video: string }
   | { type: "stop"; ref?: number }
@@ -95,7 +101,7 @@ export type ServerMessage =
   | { type: "welcome"; protocol: number; name: string; limits: ServerLimits }
   | { type: "joined"; peer: Announcement }
   | { type: "left"; name: string }
-  | { type: "deliver"; from: string; envelope: string }
+  | { type: "deliver"; from: string; envelope: Uint8Array }
   | { type: "relayed"; ref?: number; to: string }
   | { type: "videos"; ref?: number; videos: VideoListing[] }
   | {
@@ -119,32 +125,77 @@ export type ServerMessage =
 /** The type names of client messages. */
 export type ClientMessageType = ClientMessage["type"];
 
+/**
+ * What a connection yields for each frame it receives: a valid message, stream bytes, or a
+ * message that failed validation (the receiver decides whether that ends the connection).
+ */
+export type Received<M> =
+  | { kind: "message"; message: M }
+  | { kind: "stream"; chunk: StreamChunk }
+  | { kind: "malformed"; error: ProtocolError };
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /**
- * Encodes a message as the UTF-8 JSON payload of a control frame.
+ * Encodes a message as the whole frame that carries it: a control frame of JSON, or for `send`
+ * and `deliver` a body frame of the JSON header and the envelope bytes.
  *
  * @example
  * ```ts
- * import { encodeMessage } from "./messages.ts";
- * const payload = encodeMessage({ type: "ping" });
+ * import assert from "node:assert/strict";
+ * import { decodeFrame } from "./frame.ts";
+ * import { encodeMessage, parseClientMessage } from "./messages.ts";
+ * const frame = decodeFrame(encodeMessage({ type: "send", to: "bob", envelope: new Uint8Array([7]) }));
+ * assert.deepEqual(parseClientMessage(frame), { type: "send", to: "bob", envelope: new Uint8Array([7]) });
  * ```
  */
-export function encodeMessage(message: ClientMessage | ServerMessage): Uint8Array {
-  return encoder.encode(JSON.stringify(message));
+export function encodeMessage(message: ClientMessage | ServerMessage): Uint8Array<ArrayBuffer> {
+  if (message.type === "send" || message.type === "deliver") {
+    const { envelope, ...header } = message;
+    return encodeBodyFrame(encoder.encode(JSON.stringify(header)), envelope);
+  }
+  return encodeFrame(KIND_CONTROL, encoder.encode(JSON.stringify(message)));
 }
 
-function decodeJson(payload: Uint8Array): Fields {
-  let text: string;
+/** A frame's JSON fields, and its body when it is a body frame. */
+function decodeJson(frame: Frame): { fields: Fields; body?: Uint8Array } {
+  if (frame.kind !== KIND_CONTROL && frame.kind !== KIND_BODY) {
+    throw new ProtocolError("unexpected-frame", `Frame kind ${frame.kind} carries no message`);
+  }
+  const { header, body } = frame.kind === KIND_BODY
+    ? decodeBodyPayload(frame.payload)
+    : { header: frame.payload, body: undefined };
   let value: unknown;
   try {
-    text = decoder.decode(payload);
-    value = JSON.parse(text);
+    value = JSON.parse(decoder.decode(header));
   } catch {
     throw new ProtocolError("malformed-message", "Control frame is not UTF-8 JSON");
   }
-  return object(value, "message");
+  return { fields: object(value, "message"), body };
+}
+
+/** The envelope a body frame carries; `send` and `deliver` need one, other messages none. */
+function envelope(type: string, body: Uint8Array | undefined): Uint8Array {
+  if (body === undefined) {
+    throw new ProtocolError(
+      "malformed-message",
+      `Message "${type}" must carry its envelope as the frame's body`,
+    );
+  }
+  if (body.length > MAX_ENVELOPE_BYTES) {
+    throw new ProtocolError(
+      "malformed-message",
+      `Field "envelope" is longer than ${MAX_ENVELOPE_BYTES} bytes`,
+    );
+  }
+  return body;
+}
+
+function noBody(type: string, body: Uint8Array | undefined): void {
+  if (body !== undefined) {
+    throw new ProtocolError("malformed-message", `Message "${type}" carries no body`);
+  }
 }
 
 function ref(fields: Fields): { ref?: number } {
@@ -152,7 +203,7 @@ function ref(fields: Fields): { ref?: number } {
   return value === undefined ? {} : { ref: value };
 }
 
-function keys(value: unknown, field: string): PublicKeys {
+function keys(value: unknown, field: string): PublicIdentity {
   const fields = object(value, field);
   return {
     encryptionKey: string(fields, "encryptionKey", MAX_KEY_TEXT),
@@ -162,9 +213,9 @@ function keys(value: unknown, field: string): PublicKeys {
 
 function announcement(fields: Fields): Announcement {
   return {
-    name: string(fields, "name", 64),
+    name: string(fields, "name", MAX_NAME_LENGTH),
     keys: keys(fields.keys, "keys"),
-    epoch: string(fields, "epoch", 64),
+    epoch: string(fields, "epoch", MAX_EPOCH_TEXT),
     signature: string(fields, "signature", MAX_KEY_TEXT),
   };
 }
@@ -174,27 +225,33 @@ function announcementValue(value: unknown, field: string): Announcement {
 }
 
 /**
- * Parses and validates a control frame from a client.
+ * Parses and validates a frame from a client; throws a {@linkcode ProtocolError} naming what is
+ * wrong.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeFrame } from "./frame.ts";
  * import { encodeMessage, parseClientMessage } from "./messages.ts";
- * parseClientMessage(encodeMessage({ type: "videos", ref: 1 })); // { type: "videos", ref: 1 }
+ * const frame = decodeFrame(encodeMessage({ type: "videos", ref: 1 }));
+ * assert.deepEqual(parseClientMessage(frame), { type: "videos", ref: 1 });
  * ```
  */
-export function parseClientMessage(payload: Uint8Array): ClientMessage {
-  const fields = decodeJson(payload);
+export function parseClientMessage(frame: Frame): ClientMessage {
+  const { fields, body } = decodeJson(frame);
   const type = string(fields, "type", 32);
+  if (type === "send") {
+    return {
+      type,
+      ...ref(fields),
+      to: string(fields, "to", MAX_NAME_LENGTH),
+      envelope: envelope(type, body),
+    };
+  }
+  noBody(type, body);
   switch (type) {
     case "hello":
       return { type, protocol: integer(fields, "protocol", 0, 1000), ...announcement(fields) };
-    case "send":
-      return {
-        type,
-        ...ref(fields),
-        to: string(fields, "to", 64),
-        envelope: string(fields, "envelope", MAX_ENVELOPE_TEXT),
-      };
     case "videos":
       return { type, ...ref(fields) };
     case "play":
@@ -253,17 +310,24 @@ function limits(value: unknown): ServerLimits {
 }
 
 /**
- * Parses and validates a control frame from the server (clients do not trust it either).
+ * Parses and validates a frame from the server (clients do not trust it either).
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeFrame } from "./frame.ts";
  * import { encodeMessage, parseServerMessage } from "./messages.ts";
- * parseServerMessage(encodeMessage({ type: "left", name: "bob" })); // { type: "left", name: "bob" }
+ * const frame = decodeFrame(encodeMessage({ type: "left", name: "bob" }));
+ * assert.deepEqual(parseServerMessage(frame), { type: "left", name: "bob" });
  * ```
  */
-export function parseServerMessage(payload: Uint8Array): ServerMessage {
-  const fields = decodeJson(payload);
+export function parseServerMessage(frame: Frame): ServerMessage {
+  const { fields, body } = decodeJson(frame);
   const type = string(fields, "type", 32);
+  if (type === "deliver") {
+    return { type, from: string(fields, "from", MAX_NAME_LENGTH), envelope: envelope(type, body) };
+  }
+  noBody(type, body);
   switch (type) {
     case "directory":
       return { type, peers: array(fields, "peers", MAX_DIRECTORY_PAGE, announcementValue) };
@@ -271,21 +335,15 @@ export function parseServerMessage(payload: Uint8Array): ServerMessage {
       return {
         type,
         protocol: integer(fields, "protocol", 0, 1000),
-        name: string(fields, "name", 64),
+        name: string(fields, "name", MAX_NAME_LENGTH),
         limits: limits(fields.limits),
       };
     case "joined":
       return { type, peer: announcementValue(fields.peer, "peer") };
     case "left":
-      return { type, name: string(fields, "name", 64) };
-    case "deliver":
-      return {
-        type,
-        from: string(fields, "from", 64),
-        envelope: string(fields, "envelope", MAX_ENVELOPE_TEXT),
-      };
+      return { type, name: string(fields, "name", MAX_NAME_LENGTH) };
     case "relayed":
-      return { type, ...ref(fields), to: string(fields, "to", 64) };
+      return { type, ...ref(fields), to: string(fields, "to", MAX_NAME_LENGTH) };
     case "videos":
       return { type, ...ref(fields), videos: array(fields, "videos", MAX_LIST, video) };
     case "stream-start":
@@ -320,4 +378,53 @@ export function parseServerMessage(payload: Uint8Array): ServerMessage {
     default:
       throw new ProtocolError("unknown-message", `Message type ${JSON.stringify(type)} is unknown`);
   }
+}
+
+function received<M>(frame: Frame, parse: (frame: Frame) => M): Received<M> {
+  try {
+    return { kind: "message", message: parse(frame) };
+  } catch (error) {
+    if (error instanceof ProtocolError && error.code !== "unexpected-frame") {
+      return { kind: "malformed", error };
+    }
+    throw error;
+  }
+}
+
+/**
+ * What a frame from a client is. Stream data or an unknown kind throws a
+ * {@linkcode ProtocolError} (`unexpected-frame`): that ends the connection.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeFrame } from "./frame.ts";
+ * import { encodeMessage, fromClient } from "./messages.ts";
+ * assert.equal(fromClient(decodeFrame(encodeMessage({ type: "ping" }))).kind, "message");
+ * ```
+ */
+export function fromClient(frame: Frame): Received<ClientMessage> {
+  if (frame.kind === KIND_STREAM) {
+    throw new ProtocolError("unexpected-frame", "Stream data is not accepted from clients");
+  }
+  return received(frame, parseClientMessage);
+}
+
+/**
+ * What a frame from the server is: a message, stream bytes (a view valid until the next frame),
+ * or a malformed message. An unknown kind throws a {@linkcode ProtocolError}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { decodeFrame, encodeStreamFrame } from "./frame.ts";
+ * import { fromServer } from "./messages.ts";
+ * assert.equal(fromServer(decodeFrame(encodeStreamFrame(1, 0, new Uint8Array(4)))).kind, "stream");
+ * ```
+ */
+export function fromServer(frame: Frame): Received<ServerMessage> {
+  if (frame.kind === KIND_STREAM) {
+    return { kind: "stream", chunk: decodeStreamPayload(frame.payload) };
+  }
+  return received(frame, parseServerMessage);
 }

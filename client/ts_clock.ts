@@ -1,6 +1,6 @@
 /**
  * Reads presentation timestamps out of an MPEG-TS byte stream as it passes by, so the client can
- * show a position without decoding anything. Private to the client.
+ * show a position without decoding anything (the viewing side and the video benchmark use it).
  *
  * @module
  */
@@ -14,10 +14,11 @@ const PTS_WRAP = 2 ** 33;
  *
  * @example
  * ```ts
- * import { TsClock } from "./_ts_clock.ts";
+ * import assert from "node:assert/strict";
+ * import { TsClock } from "./ts_clock.ts";
  * const clock = new TsClock();
  * clock.push(new Uint8Array(188));
- * clock.position; // 0 until a PES header with a PTS has passed
+ * assert.equal(clock.position, 0); // 0 until a PES header with a PTS has passed
  * ```
  */
 export class TsClock {

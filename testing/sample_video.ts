@@ -29,9 +29,12 @@ export interface VideoSpec {
  * Generates a video file with ffmpeg (`testsrc2` picture, `sine` tone).
  *
  * @example
- * ```ts ignore
- * import { generateVideo } from "./sample.ts";
- * await generateVideo("/tmp/sample.mp4", { width: 1280, height: 720, rate: "30", seconds: 6, audioRate: 48000 });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { generateVideo } from "./sample_video.ts";
+ * const path = `${await Deno.makeTempDir()}/sample.mp4`;
+ * await generateVideo(path, { width: 64, height: 36, rate: "10", seconds: 1, audioRate: 8000 });
+ * assert.ok((await Deno.stat(path)).size > 0);
  * ```
  */
 export async function generateVideo(

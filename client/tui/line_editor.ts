@@ -5,10 +5,18 @@
  * `terminal.ts` does the I/O.
  *
  * The buffer is a list of grapheme clusters, so Backspace removes a whole "é" or "👍🏽" rather
- * than half of one, and the cursor never lands inside a character.
+ * than half of one, and the cursor never lands inside a character. Column widths come from
+ * `npm:string-width`.
+ *
+ * Ours rather than a library's: the readline-style packages on npm own the terminal (raw mode,
+ * stdin, their own output), while reelay prints event lines above a prompt that must survive
+ * them, from one writer, and tests every key as a pure state change. What a line editor needs on
+ * top of that (a key decoder and a dozen editing keys) is this file.
  *
  * @module
  */
+
+import stringWidth from "string-width";
 
 /** Keys with a name; everything printable arrives as `{ kind: "text" }`. */
 export type NamedKey =
@@ -96,7 +104,7 @@ const META_KEYS: Readonly<Record<string, NamedKey>> = {
  *
  * @example
  * ```ts
- * import { KeyDecoder } from "./_line_editor.ts";
+ * import { KeyDecoder } from "./line_editor.ts";
  * const keys = new KeyDecoder();
  * keys.feed(new TextEncoder().encode("hé\x1b[D\r"));
  * // [{ kind: "text", text: "hé" }, { kind: "left" }, { kind: "enter" }]
@@ -218,7 +226,7 @@ const segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" });
  *
  * @example
  * ```ts
- * import { graphemes } from "./_line_editor.ts";
+ * import { graphemes } from "./line_editor.ts";
  * graphemes("e\u0301👍🏽"); // ["é", "👍🏽"]
  * ```
  */
@@ -231,7 +239,7 @@ export function graphemes(text: string): string[] {
  *
  * @example
  * ```ts
- * import { emptyEditor } from "./_line_editor.ts";
+ * import { emptyEditor } from "./line_editor.ts";
  * emptyEditor(["/who"]).historyIndex; // 1
  * ```
  */
@@ -244,7 +252,7 @@ export function emptyEditor(history: readonly string[] = []): EditorState {
  *
  * @example
  * ```ts
- * import { emptyEditor, lineText } from "./_line_editor.ts";
+ * import { emptyEditor, lineText } from "./line_editor.ts";
  * lineText(emptyEditor()); // ""
  * ```
  */
@@ -257,7 +265,7 @@ export function lineText(state: EditorState): string {
  *
  * @example
  * ```ts
- * import { applyKey, emptyEditor } from "./_line_editor.ts";
+ * import { applyKey, emptyEditor } from "./line_editor.ts";
  * let state = applyKey(emptyEditor(), { kind: "text", text: "hi" }).state;
  * applyKey(state, { kind: "enter" }).submit; // "hi"
  * ```
@@ -376,32 +384,20 @@ function browse(state: EditorState, step: -1 | 1): KeyResult {
 }
 
 /**
- * How many terminal columns a grapheme cluster takes: 2 for wide (CJK, emoji), 0 for
- * control characters, 1 otherwise. An approximation of wcwidth that is right for common text.
+ * How many terminal columns a grapheme cluster takes: 2 for wide (CJK, emoji), 0 for control
+ * and zero-width characters, 1 otherwise.
  *
  * @example
  * ```ts
- * import { charWidth } from "./_line_editor.ts";
- * charWidth("a"); // 1
- * charWidth("日"); // 2
+ * import assert from "node:assert/strict";
+ * import { charWidth } from "./line_editor.ts";
+ * assert.equal(charWidth("a"), 1);
+ * assert.equal(charWidth("日"), 2);
+ * assert.equal(charWidth("👍🏽"), 2);
  * ```
  */
 export function charWidth(char: string): number {
-  const code = char.codePointAt(0) ?? 0;
-  if (code < 0x20 || (code >= 0x7f && code < 0xa0)) return 0;
-  if (/\p{Emoji_Presentation}|\uFE0F/u.test(char) || isWide(code)) return 2;
-  return 1;
-}
-
-function isWide(code: number): boolean {
-  return (code >= 0x1100 && code <= 0x115f) ||
-    (code >= 0x2e80 && code <= 0xa4cf && code !== 0x303f) ||
-    (code >= 0xac00 && code <= 0xd7a3) ||
-    (code >= 0xf900 && code <= 0xfaff) ||
-    (code >= 0xfe30 && code <= 0xfe4f) ||
-    (code >= 0xff00 && code <= 0xff60) ||
-    (code >= 0xffe0 && code <= 0xffe6) ||
-    (code >= 0x20000 && code <= 0x3fffd);
+  return stringWidth(char);
 }
 
 /**
@@ -409,12 +405,12 @@ function isWide(code: number): boolean {
  *
  * @example
  * ```ts
- * import { textWidth } from "./_line_editor.ts";
+ * import { textWidth } from "./line_editor.ts";
  * textWidth("héllo"); // 5
  * ```
  */
 export function textWidth(text: string): number {
-  return graphemes(text).reduce((sum, char) => sum + charWidth(char), 0);
+  return stringWidth(text);
 }
 
 /** What to show on the prompt row. */
@@ -432,7 +428,7 @@ export interface PromptView {
  *
  * @example
  * ```ts
- * import { applyKey, emptyEditor, renderPrompt } from "./_line_editor.ts";
+ * import { applyKey, emptyEditor, renderPrompt } from "./line_editor.ts";
  * const state = applyKey(emptyEditor(), { kind: "text", text: "hi" }).state;
  * renderPrompt(state, "> ", 80); // { text: "> hi", cursorColumn: 4 }
  * ```
@@ -462,7 +458,7 @@ export const CLEAR_ROW = "\r\x1b[2K";
  *
  * @example
  * ```ts
- * import { drawPrompt } from "./_line_editor.ts";
+ * import { drawPrompt } from "./line_editor.ts";
  * drawPrompt({ text: "> hi", cursorColumn: 3 }); // "\r\x1b[2K> hi\r\x1b[3C"
  * ```
  */
@@ -477,7 +473,7 @@ export function drawPrompt(view: PromptView): string {
  *
  * @example
  * ```ts
- * import { drawAbove } from "./_line_editor.ts";
+ * import { drawAbove } from "./line_editor.ts";
  * drawAbove("bob: hi", { text: "> ", cursorColumn: 2 });
  * // "\r\x1b[2Kbob: hi\r\n\r\x1b[2K> \r\x1b[2C"
  * ```

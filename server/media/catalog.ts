@@ -1,6 +1,7 @@
 /**
- * The catalog: the video files in one folder, each probed once with ffprobe, kept fresh while
- * files are added, replaced or removed.
+ * The catalog: the video files in one folder, each probed once with ffprobe and cached by size
+ * and modification time, kept fresh by watching the folder while files are added, replaced or
+ * removed.
  *
  * Names are bare file names. Lookups go through a map of probed entries only, so a path, `..` or
  * an unknown name can never reach ffmpeg.
@@ -8,16 +9,19 @@
  * @module
  */
 
-import { messageOf, ReelayError } from "../shared/errors.ts";
-import { runToEnd } from "./_ffmpeg.ts";
+import { messageOf, ReelayError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import { describeVideo, type VideoInfo } from "./probe.ts";
+import { probeVideo } from "./tools.ts";
 
 /**
  * File extensions (lower case, without the dot) that the catalog considers.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { VIDEO_EXTENSIONS } from "./catalog.ts";
- * VIDEO_EXTENSIONS.includes("mkv"); // true
+ * assert.ok(VIDEO_EXTENSIONS.includes("mkv"));
  * ```
  */
 export const VIDEO_EXTENSIONS: readonly string[] = [
@@ -39,87 +43,14 @@ export const VIDEO_EXTENSIONS: readonly string[] = [
 ];
 
 /**
- * Severity of a catalog log line.
- *
- * @example
- * ```ts
- * import type { LogLevel } from "./catalog.ts";
- * const level: LogLevel = "warn";
- * ```
- */
-export type LogLevel = "debug" | "info" | "warn" | "error";
-
-/**
- * Where the catalog reports what it did; it never prints by itself.
- *
- * @example
- * ```ts
- * import type { LogFn } from "./catalog.ts";
- * const log: LogFn = (level, message) => console.error(`[${level}] ${message}`);
- * ```
- */
-export type LogFn = (level: LogLevel, message: string) => void;
-
-/**
- * Everything the media pipeline needs to know about one video, measured once by ffprobe.
- *
- * @example
- * ```ts
- * import type { VideoInfo } from "./catalog.ts";
- * const describe = (v: VideoInfo) => `${v.name}: ${v.width}x${v.height}, ${v.duration} s`;
- * ```
- */
-export interface VideoInfo {
-  /** The file name, which is also the name users play it by. */
-  name: string;
-  /** Absolute path of the file. */
-  path: string;
-  /** Size in bytes when probed. */
-  size: number;
-  /** Modification time (ms since the epoch) when probed, or 0 when unknown. */
-  mtimeMs: number;
-  /** Playable duration in seconds (of the video stream when known). */
-  duration: number;
-  /** Coded width of the video in pixels. */
-  width: number;
-  /** Coded height of the video in pixels. */
-  height: number;
-  /** Width the picture is shown at (coded width times the sample aspect ratio). */
-  displayWidth: number;
-  /** Frame rate as a fraction, e.g. 30000/1001. */
-  frameRate: { num: number; den: number };
-  /** The container as ffprobe names it, e.g. `mov,mp4,m4a,3gp,3g2,mj2` or `mpegts`. */
-  formatName: string;
-  /** Start of the video stream in seconds on a timeline where the file starts at 0. */
-  videoStart: number;
-  /** Index of the video stream among all the file's streams. */
-  videoStreamIndex: number;
-  /** Whether the file has an audio stream. */
-  hasAudio: boolean;
-  /** Index of the audio stream among all the file's streams, when there is one. */
-  audioStreamIndex?: number;
-  /** Audio sample rate in Hz, when there is audio. */
-  audioSampleRate?: number;
-  /** Audio channel count, when there is audio. */
-  audioChannels?: number;
-  /** Start of the audio stream in seconds on the file's zero-based timeline. */
-  audioStart?: number;
-  /**
-   * Samples per audio frame to snap the first decoded frame's timestamp to, for containers whose
-   * timestamps are coarser than one sample (Matroska and FLV count milliseconds); 1 when the
-   * container's timestamps are exact enough.
-   */
-  audioFrameGrid?: number;
-}
-
-/**
  * What a refresh changed, by name.
  *
  * @example
  * ```ts
  * import { Catalog, type CatalogChange } from "./catalog.ts";
- * const catalog = await Catalog.open("./videos");
+ * const catalog = await Catalog.open(await Deno.makeTempDir(), { watch: false });
  * catalog.onChange((change: CatalogChange) => console.log(change.added, change.removed));
+ * await catalog.close();
  * ```
  */
 export interface CatalogChange {
@@ -138,14 +69,15 @@ export interface CatalogChange {
  * ```ts
  * import { Catalog, type CatalogOptions } from "./catalog.ts";
  * const options: CatalogOptions = { ffprobePath: "ffprobe", watch: true, debounceMs: 300 };
- * const catalog = await Catalog.open("./videos", options);
+ * const catalog = await Catalog.open(await Deno.makeTempDir(), options);
+ * await catalog.close();
  * ```
  */
 export interface CatalogOptions {
   /** The ffprobe program; defaults to `ffprobe`. */
   ffprobePath?: string;
   /** Receives what the catalog did and why files were left out. */
-  log?: LogFn;
+  log?: Logger;
   /** Watch the folder for changes (default true). */
   watch?: boolean;
   /** Quiet time after the last file system event before rescanning (default 300 ms). */
@@ -158,158 +90,8 @@ interface CacheEntry {
   info?: VideoInfo;
 }
 
-interface FfprobeStream {
-  index?: number;
-  codec_type?: string;
-  width?: number;
-  height?: number;
-  sample_aspect_ratio?: string;
-  avg_frame_rate?: string;
-  r_frame_rate?: string;
-  start_time?: string;
-  duration?: string;
-  sample_rate?: string;
-  channels?: number;
-  codec_name?: string;
-  profile?: string;
-  time_base?: string;
-  disposition?: { attached_pic?: number };
-}
-
-interface FfprobeOutput {
-  streams?: FfprobeStream[];
-  format?: { duration?: string; start_time?: string; format_name?: string };
-}
-
 /** How many ffprobe processes a refresh runs at once. */
 const PROBE_CONCURRENCY = 2;
-
-/**
- * Probes one file with ffprobe and returns what the pipeline needs, or throws a ReelayError with
- * code `probe-failed` saying why the file cannot be played.
- *
- * @example
- * ```ts
- * import { probeVideo } from "./catalog.ts";
- * const info = await probeVideo("/srv/videos/cats.mp4");
- * console.log(info.duration, info.width, info.height, info.hasAudio);
- * ```
- */
-export async function probeVideo(path: string, ffprobePath = "ffprobe"): Promise<VideoInfo> {
-  const name = path.split("/").pop() ?? path;
-  // An absolute path can never be mistaken for an option or a protocol by ffmpeg.
-  path = await Deno.realPath(path);
-  const stat = await Deno.stat(path);
-  const result = await runToEnd(ffprobePath, [
-    "-v",
-    "error",
-    "-print_format",
-    "json",
-    "-show_format",
-    "-show_streams",
-    path,
-  ]);
-  if (result.code !== 0) {
-    const reason = result.stderr.split("\n").pop() || `ffprobe exited with code ${result.code}`;
-    throw new ReelayError("probe-failed", `File "${name}" cannot be read by ffprobe: ${reason}`);
-  }
-  let parsed: FfprobeOutput;
-  try {
-    parsed = JSON.parse(new TextDecoder().decode(result.stdout));
-  } catch (error) {
-    throw new ReelayError(
-      "probe-failed",
-      `File "${name}" gave unreadable ffprobe output: ${messageOf(error)}`,
-    );
-  }
-  return infoFromProbe(name, path, stat, parsed);
-}
-
-function infoFromProbe(
-  name: string,
-  path: string,
-  stat: Deno.FileInfo,
-  probe: FfprobeOutput,
-): VideoInfo {
-  const fail = (why: string) => new ReelayError("probe-failed", `File "${name}" ${why}`);
-  const streams = probe.streams ?? [];
-  const video = streams.find((s) =>
-    s.codec_type === "video" && !s.disposition?.attached_pic && (s.width ?? 0) > 0 &&
-    (s.height ?? 0) > 0
-  );
-  if (!video || video.index === undefined) throw fail("has no video stream");
-  const frameRate = parseRate(video.avg_frame_rate) ?? parseRate(video.r_frame_rate);
-  if (!frameRate) throw fail("has no usable frame rate");
-  const formatStart = parseNumber(probe.format?.start_time) ?? 0;
-  const videoStart = Math.max(0, (parseNumber(video.start_time) ?? formatStart) - formatStart);
-  const streamDuration = parseNumber(video.duration);
-  const formatDuration = parseNumber(probe.format?.duration);
-  const duration = streamDuration ??
-    (formatDuration === undefined ? undefined : formatDuration - videoStart);
-  if (duration === undefined || !(duration > 0)) throw fail("has no known duration");
-  const sar = parseRate(video.sample_aspect_ratio?.replace(":", "/"));
-  const width = video.width ?? 0;
-  const info: VideoInfo = {
-    name,
-    path,
-    size: stat.size,
-    mtimeMs: stat.mtime?.getTime() ?? 0,
-    duration,
-    width,
-    height: video.height ?? 0,
-    displayWidth: sar ? width * sar.num / sar.den : width,
-    frameRate,
-    formatName: probe.format?.format_name ?? "",
-    videoStart,
-    videoStreamIndex: video.index,
-    hasAudio: false,
-  };
-  const audio = streams.find((s) => s.codec_type === "audio" && s.index !== undefined);
-  const sampleRate = parseNumber(audio?.sample_rate);
-  if (audio && sampleRate && sampleRate > 0) {
-    info.hasAudio = true;
-    info.audioStreamIndex = audio.index;
-    info.audioSampleRate = sampleRate;
-    info.audioChannels = audio.channels ?? 2;
-    info.audioStart = Math.max(0, (parseNumber(audio.start_time) ?? formatStart) - formatStart);
-    const timeBase = parseRate(audio.time_base);
-    const coarse = !timeBase || timeBase.den / timeBase.num < sampleRate;
-    info.audioFrameGrid = coarse ? codecFrameSize(audio, sampleRate) : 1;
-  }
-  return info;
-}
-
-/** Samples per frame of common fixed-frame audio codecs; 1 when unknown or variable. */
-function codecFrameSize(stream: FfprobeStream, sampleRate: number): number {
-  switch (stream.codec_name) {
-    case "aac":
-      return /HE/.test(stream.profile ?? "") ? 2048 : 1024;
-    case "mp3":
-    case "mp2":
-      return sampleRate < 32000 ? 576 : 1152;
-    case "ac3":
-    case "eac3":
-      return 1536;
-    case "opus":
-      return 960;
-    default:
-      return 1;
-  }
-}
-
-function parseNumber(text: string | undefined): number | undefined {
-  if (text === undefined || text === "N/A") return undefined;
-  const value = Number(text);
-  return Number.isFinite(value) ? value : undefined;
-}
-
-function parseRate(text: string | undefined): { num: number; den: number } | undefined {
-  const match = /^(\d+)\/(\d+)$/.exec(text ?? "");
-  if (!match) return undefined;
-  const num = Number(match[1]);
-  const den = Number(match[2]);
-  return num > 0 && den > 0 ? { num, den } : undefined;
-}
 
 function isVideoName(name: string): boolean {
   if (name.startsWith(".")) return false;
@@ -322,9 +104,10 @@ function isVideoName(name: string): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Catalog } from "./catalog.ts";
- * const catalog = await Catalog.open("./videos", { log: (level, msg) => console.log(level, msg) });
- * for (const video of catalog.list()) console.log(video.name, video.duration);
+ * const catalog = await Catalog.open(await Deno.makeTempDir(), { watch: false });
+ * assert.deepEqual(catalog.list(), []);
  * await catalog.close();
  * ```
  */
@@ -332,7 +115,7 @@ export class Catalog {
   /** Absolute path of the folder. */
   readonly dir: string;
   readonly #ffprobePath: string;
-  readonly #log: LogFn;
+  readonly #log: Logger;
   readonly #debounceMs: number;
   #cache = new Map<string, CacheEntry>();
   #listeners = new Set<(change: CatalogChange) => void>();
@@ -356,9 +139,11 @@ export class Catalog {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Catalog } from "./catalog.ts";
-   * const catalog = await Catalog.open("./videos", { watch: false });
+   * const catalog = await Catalog.open(await Deno.makeTempDir(), { watch: false });
    * await catalog.close();
+   * await assert.rejects(Catalog.open("/no/such/folder"), /cannot be read/);
    * ```
    */
   static async open(dir: string, options: CatalogOptions = {}): Promise<Catalog> {
@@ -487,7 +272,7 @@ export class Catalog {
       entry.info.size = entry.size;
       entry.info.mtimeMs = entry.mtimeMs;
       (before ? change.updated : change.added).push(name);
-      this.#log("info", `Video "${name}" is in the catalog (${describe(entry.info)})`);
+      this.#log("info", `Video "${name}" is in the catalog (${describeVideo(entry.info)})`);
     } catch (error) {
       if (error instanceof ReelayError && error.code === "ffmpeg-missing") throw error;
       if (before) change.removed.push(name);
@@ -533,26 +318,15 @@ function mergeChanges(a: CatalogChange, b: CatalogChange): CatalogChange {
   };
 }
 
-function describe(info: VideoInfo): string {
-  const fps = info.frameRate.num / info.frameRate.den;
-  const audio = info.hasAudio ? `audio ${info.audioSampleRate} Hz` : "no audio";
-  return `${info.width}x${info.height}, ${fps.toFixed(3)} fps, ${
-    info.duration.toFixed(2)
-  } s, ${audio}`;
-}
-
 /**
  * Returns the catalog entry called `name` or throws a ReelayError with code `unknown-video`.
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Catalog, requireVideo } from "./catalog.ts";
- * const catalog = await Catalog.open("./videos", { watch: false });
- * try {
- *   requireVideo(catalog, "../etc/passwd");
- * } catch (error) {
- *   console.log((error as Error).message); // Video "../etc/passwd" is not in the catalog
- * }
+ * const catalog = await Catalog.open(await Deno.makeTempDir(), { watch: false });
+ * assert.throws(() => requireVideo(catalog, "../etc/passwd"), /is not in the catalog/);
  * await catalog.close();
  * ```
  */

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { UsageError } from "../shared/errors.ts";
-import { nameProblem } from "../shared/names.ts";
+import { UsageError } from "../../shared/errors.ts";
+import { nameProblem } from "../../shared/names.ts";
 
 /** Everything a person can ask the client to do. */
 export type Command =

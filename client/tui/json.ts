@@ -7,12 +7,9 @@
  * @module
  */
 
-import type { ClientEvent } from "./events.ts";
-import { type PartialWriter, writeAll } from "../shared/io.ts";
-
-export type { PartialWriter } from "../shared/io.ts";
-
-/** A writer in the style of `Deno.stdout`: may write fewer bytes than given. */
+import { SerialQueue } from "../../shared/async.ts";
+import { type PartialWriter, writeAll } from "../../shared/io.ts";
+import type { ClientEvent } from "../events.ts";
 
 /** Where JSON lines go: `Deno.stdout`, an open file, or any byte `WritableStream`. */
 export type ByteSink = PartialWriter | WritableStream<Uint8Array>;
@@ -24,7 +21,7 @@ const encoder = new TextEncoder();
  *
  * @example
  * ```ts
- * import { encodeEventLine } from "./json_events.ts";
+ * import { encodeEventLine } from "./json.ts";
  * new TextDecoder().decode(encodeEventLine({ event: "left", name: "bob" }));
  * // '{"event":"left","name":"bob"}\n'
  * ```
@@ -42,7 +39,7 @@ export function encodeEventLine(event: ClientEvent): Uint8Array {
  *
  * @example
  * ```ts
- * import { JsonEventWriter } from "./json_events.ts";
+ * import { JsonEventWriter } from "./json.ts";
  * const out = new JsonEventWriter(Deno.stdout);
  * out.write({ event: "sent", to: "bob", id: "m1" });
  * await out.flush();
@@ -51,7 +48,7 @@ export function encodeEventLine(event: ClientEvent): Uint8Array {
 export class JsonEventWriter {
   #write: (bytes: Uint8Array) => Promise<void>;
   #release: () => void = () => {};
-  #tail: Promise<void> = Promise.resolve();
+  readonly #queue = new SerialQueue();
   #error: unknown = undefined;
   #failed = false;
 
@@ -74,7 +71,7 @@ export class JsonEventWriter {
   /** Queues one event line behind every earlier one. */
   write(event: ClientEvent): void {
     const bytes = encodeEventLine(event);
-    this.#tail = this.#tail.then(async () => {
+    void this.#queue.run(async () => {
       if (this.#failed) return;
       try {
         await this.#write(bytes);
@@ -87,7 +84,7 @@ export class JsonEventWriter {
 
   /** Resolves when every queued line is written; rejects with the first write error. */
   async flush(): Promise<void> {
-    await this.#tail;
+    await this.#queue.idle();
     if (this.#failed) throw this.#error;
   }
 

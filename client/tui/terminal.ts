@@ -2,7 +2,7 @@
  * Where the client's input lines come from and where its human output goes.
  *
  * - {@linkcode TerminalInput}: an interactive prompt on a TTY. Raw mode, a small line editor
- *   (the pure logic is in `_line_editor.ts`), and {@linkcode LineInput.print} that shows event
+ *   (the pure logic is in `line_editor.ts`), and {@linkcode LineInput.print} that shows event
  *   lines above the prompt without disturbing what the person is typing.
  * - {@linkcode PipedInput}: lines read from a pipe or file; output is plain lines on stdout.
  *
@@ -22,7 +22,9 @@ import {
   type KeyResult,
   lineText,
   renderPrompt,
-} from "./_line_editor.ts";
+} from "./line_editor.ts";
+import { AsyncQueue, onSignals } from "../../shared/async.ts";
+import { type PartialSyncWriter, writeAllSync } from "../../shared/io.ts";
 
 /** Why the input ended: `eof` = no more input (finish what is running); `interrupt` = leave now. */
 export type InputEnd = "eof" | "interrupt";
@@ -40,10 +42,7 @@ export interface LineInput {
 }
 
 /** A synchronous writer such as `Deno.stdout` (a write may be partial). */
-export interface SyncWriter {
-  /** Writes some of `bytes`; returns how many. */
-  writeSync(bytes: Uint8Array): number;
-}
+export type SyncWriter = PartialSyncWriter;
 
 /** What the TTY prompt needs from stdin. */
 export interface RawInput {
@@ -56,55 +55,11 @@ export interface RawInput {
 const encoder = new TextEncoder();
 
 /**
- * Writes a whole string synchronously, looping over short writes. Being synchronous is what
- * keeps one printed line from ever interleaving with another.
+ * Writes a whole string synchronously. Being synchronous is what keeps one printed line from
+ * ever interleaving with another.
  */
 function writeText(out: SyncWriter, text: string): void {
-  let rest = encoder.encode(text);
-  while (rest.length > 0) rest = rest.subarray(out.writeSync(rest));
-}
-
-/** Calls `listener` on a signal where the platform supports it; returns how to stop. */
-function onSignal(signal: Deno.Signal, listener: () => void): () => void {
-  try {
-    Deno.addSignalListener(signal, listener);
-    return () => Deno.removeSignalListener(signal, listener);
-  } catch {
-    // Not supported here (e.g. SIGHUP on Windows): nothing to undo.
-    return () => {};
-  }
-}
-
-/** A queue of lines that one async iterator drains. */
-class LineQueue {
-  #items: string[] = [];
-  #ended = false;
-  #error: unknown = undefined;
-  #wake: () => void = () => {};
-
-  push(line: string): void {
-    this.#items.push(line);
-    this.#wake();
-  }
-
-  end(error?: unknown): void {
-    this.#ended = true;
-    this.#error ??= error;
-    this.#wake();
-  }
-
-  async *drain(): AsyncGenerator<string> {
-    while (true) {
-      const next = this.#items.shift();
-      if (next !== undefined) {
-        yield next;
-        continue;
-      }
-      if (this.#ended) break;
-      await new Promise<void>((resolve) => this.#wake = resolve);
-    }
-    if (this.#error !== undefined) throw this.#error;
-  }
+  writeAllSync(out, encoder.encode(text));
 }
 
 /** Options for {@linkcode TerminalInput}; the defaults are the real terminal. */
@@ -152,7 +107,7 @@ export class TerminalInput implements LineInput {
   #columns: () => number;
   #signals: boolean;
   #state: EditorState = emptyEditor();
-  #queue = new LineQueue();
+  #queue = new AsyncQueue<string>();
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   #active = false;
   #closed = false;
@@ -236,8 +191,8 @@ export class TerminalInput implements LineInput {
     if (!this.#signals) return;
     // In raw mode Ctrl-C is a key, not SIGINT; these are the signals that still arrive.
     const quit = () => this.#end("interrupt");
-    this.#cleanups.push(onSignal("SIGTERM", quit), onSignal("SIGHUP", quit));
-    this.#cleanups.push(onSignal("SIGWINCH", () => this.#redraw()));
+    this.#cleanups.push(onSignals(["SIGTERM", "SIGHUP"], quit));
+    this.#cleanups.push(onSignals(["SIGWINCH"], () => this.#redraw()));
   }
 
   async #pump(): Promise<void> {
@@ -344,14 +299,12 @@ export class PipedInput implements LineInput {
       this.#endReason ??= "interrupt";
       this.close();
     };
-    const stops = this.#signals
-      ? [onSignal("SIGINT", interrupt), onSignal("SIGTERM", interrupt)]
-      : [];
+    const stop = this.#signals ? onSignals(["SIGINT", "SIGTERM"], interrupt) : () => {};
     try {
       yield* this.#split(this.#reader);
       this.#endReason ??= "eof";
     } finally {
-      for (const stop of stops) stop();
+      stop();
       this.close();
     }
   }

@@ -8,9 +8,9 @@
  * @module
  */
 
-import type { SegmentPlan, VideoListing } from "../shared/protocol/messages.ts";
-import type { ClientEvent, PeerView } from "./events.ts";
-import { textWidth } from "./_line_editor.ts";
+import type { SegmentPlan, VideoListing } from "../../shared/protocol/mod.ts";
+import type { ClientEvent, PeerView } from "../events.ts";
+import { textWidth } from "./line_editor.ts";
 
 /** How to format. */
 export interface FormatOptions {

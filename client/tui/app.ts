@@ -16,14 +16,21 @@
  * @module
  */
 
-import { EXIT_FAILURE, messageOf, ReelayError } from "../shared/errors.ts";
-import { nameKey } from "../shared/names.ts";
-import type { VideoListing } from "../shared/protocol/messages.ts";
+import { deferred, onSignals, SerialQueue, TERMINATION_SIGNALS } from "../../shared/async.ts";
+import { EXIT_FAILURE, messageOf, ReelayError } from "../../shared/errors.ts";
+import { writeAllSync } from "../../shared/io.ts";
+import { nameKey } from "../../shared/names.ts";
+import type { VideoListing } from "../../shared/protocol/mod.ts";
+import type { ClientEvent, PeerView } from "../events.ts";
 import { type Command, HELP_TEXT, parseCommand } from "./commands.ts";
-import type { ClientEvent, PeerView } from "./events.ts";
 import { EventFormatter } from "./format.ts";
-import { type ByteSink, JsonEventWriter } from "./json_events.ts";
+import { type ByteSink, JsonEventWriter } from "./json.ts";
+import { ProgressThrottle } from "./progress.ts";
 import { type InputEnd, type LineInput, openLineInput, PipedInput } from "./terminal.ts";
+
+/** How often progress is shown to a person, and in `--json` output (ms). */
+const HUMAN_PROGRESS_MS = 5000;
+const JSON_PROGRESS_MS = 1000;
 
 /** What the app needs from a connected session (implemented by `client/session.ts`). */
 export interface ChatSession {
@@ -37,7 +44,7 @@ export interface ChatSession {
   send(to: string, text: string): Promise<void>;
   /** The verification code and both fingerprints to compare out of band. */
   verify(name: string): Promise<{ code: string; fingerprint: string; yourFingerprint: string }>;
-  /** Accepts a person's current key. */
+  /** Accepts a person's current key; emits `trusted`. */
   trust(name: string): Promise<void>;
   /** The server's catalog. */
   listVideos(): Promise<VideoListing[]>;
@@ -67,7 +74,10 @@ export interface ClientAppOptions {
   diagnostics?: (text: string) => void;
   /** Colors in human output. Default: when stdout is a terminal and NO_COLOR is unset. */
   color?: boolean;
-  /** Human output shows a video's progress at most this often (ms); a new part always shows. */
+  /**
+   * A video's progress is shown at most this often (ms); a new part always shows. Default 5 s
+   * for people, 1 s with `json`.
+   */
   progressIntervalMs?: number;
   /** The clock for progress throttling. Default `Date.now`. */
   now?: () => number;
@@ -91,15 +101,18 @@ function defaultColor(): boolean {
 }
 
 function writeStderr(text: string): void {
-  const bytes = new TextEncoder().encode(text + "\n");
-  let rest = bytes;
-  while (rest.length > 0) rest = rest.subarray(Deno.stderr.writeSync(rest));
+  writeAllSync(Deno.stderr, new TextEncoder().encode(text + "\n"));
+}
+
+function throttleFor(options: ClientAppOptions, defaultMs: number): ProgressThrottle {
+  return new ProgressThrottle(options.progressIntervalMs ?? defaultMs, options.now);
 }
 
 function jsonOutput(options: ClientAppOptions): Output {
   const writer = new JsonEventWriter(options.jsonOutput ?? Deno.stdout);
+  const throttle = throttleFor(options, JSON_PROGRESS_MS);
   return {
-    emit: (event) => writer.write(event),
+    emit: (event) => throttle.pass(event).forEach((shown) => writer.write(shown)),
     note: options.diagnostics ?? writeStderr,
     flush: () => writer.close(),
   };
@@ -107,67 +120,12 @@ function jsonOutput(options: ClientAppOptions): Output {
 
 function humanOutput(options: ClientAppOptions, input: LineInput): Output {
   const formatter = new EventFormatter({ color: options.color ?? defaultColor() });
-  const showProgress = progressThrottle(options.progressIntervalMs ?? 5000, options.now);
+  const throttle = throttleFor(options, HUMAN_PROGRESS_MS);
   return {
-    emit: (event) => {
-      if (showProgress(event)) input.print(formatter.format(event));
-    },
+    emit: (event) => throttle.pass(event).forEach((shown) => input.print(formatter.format(shown))),
     note: (text) => input.print(text),
     flush: () => Promise.resolve(),
   };
-}
-
-/**
- * Whether to show an event to a person: progress events arrive many times a second, so each
- * video shows one when its part changes or when `intervalMs` passed since the last one.
- */
-function progressThrottle(intervalMs: number, now = Date.now): (event: ClientEvent) => boolean {
-  const last = new Map<string, { index: number; at: number }>();
-  return (event) => {
-    if (event.event === "stream-ended") last.delete(event.video);
-    if (event.event !== "progress") return true;
-    const seen = last.get(event.video);
-    const at = now();
-    if (seen && seen.index === event.index && at - seen.at < intervalMs) return false;
-    last.set(event.video, { index: event.index, at });
-    return true;
-  };
-}
-
-/**
- * Emits the answer events of commands (`who`, `verify`, `trusted`, `videos`) unless the session
- * already emitted the same kind during that command, so each answer shows exactly once whether
- * or not a session implementation reports it itself.
- */
-class EchoGuard implements Output {
-  #inner: Output;
-  #seen = new Set<ClientEvent["event"]>();
-
-  constructor(inner: Output) {
-    this.#inner = inner;
-  }
-
-  /** Forgets what the session emitted; called as each command starts. */
-  startCommand(): void {
-    this.#seen.clear();
-  }
-
-  fromSession(event: ClientEvent): void {
-    this.#seen.add(event.event);
-    this.#inner.emit(event);
-  }
-
-  emit(event: ClientEvent): void {
-    if (!this.#seen.has(event.event) || event.event === "error") this.#inner.emit(event);
-  }
-
-  note(text: string): void {
-    this.#inner.note(text);
-  }
-
-  flush(): Promise<void> {
-    return this.#inner.flush();
-  }
 }
 
 /** The event for a command that failed. */
@@ -201,12 +159,8 @@ async function execute(
       const name = findPeer(session, command.name)?.name ?? command.name;
       return output.emit({ event: "verify", name, ...result });
     }
-    case "trust": {
-      await session.trust(command.name);
-      const peer = findPeer(session, command.name);
-      const name = peer?.name ?? command.name;
-      return output.emit({ event: "trusted", name, fingerprint: peer?.fingerprint ?? "" });
-    }
+    case "trust":
+      return await session.trust(command.name);
     case "videos":
       return output.emit({ event: "videos", videos: await session.listVideos() });
     case "play":
@@ -226,34 +180,34 @@ type LoopEnd = InputEnd | "quit";
  * seen at once even while a command waits on the network.
  */
 class CommandLoop {
-  #tail: Promise<void> = Promise.resolve();
+  readonly #queue = new SerialQueue();
   #stopped = false;
-  #quit: () => void = () => {};
-  /** Resolves when a `/quit` command ran. */
-  readonly quitRequested: Promise<"quit"> = new Promise((resolve) => {
-    this.#quit = () => resolve("quit");
-  });
-
+  readonly #quit = deferred<"quit">();
   #session: ChatSession;
-  #output: EchoGuard;
+  #output: Output;
 
-  constructor(session: ChatSession, output: EchoGuard) {
+  constructor(session: ChatSession, output: Output) {
     this.#session = session;
     this.#output = output;
+  }
+
+  /** Resolves when a `/quit` command ran. */
+  get quitRequested(): Promise<"quit"> {
+    return this.#quit.promise;
   }
 
   /** Reads every line; resolves when input ends, with why. */
   async read(input: LineInput): Promise<InputEnd> {
     for await (const line of input.lines()) {
       if (this.#stopped) break;
-      this.#tail = this.#tail.then(() => this.#run(line));
+      void this.#queue.run(() => this.#run(line));
     }
     return input.endReason ?? "eof";
   }
 
   /** Resolves when every line read so far has run. */
   drained(): Promise<void> {
-    return this.#tail;
+    return this.#queue.idle();
   }
 
   /** Skips lines not yet run. */
@@ -263,12 +217,11 @@ class CommandLoop {
 
   async #run(line: string): Promise<void> {
     if (this.#stopped) return;
-    this.#output.startCommand();
     try {
       const command = parseCommand(line);
       if (command && await execute(command, this.#session, this.#output) === "quit") {
         this.#stopped = true;
-        this.#quit();
+        this.#quit.resolve("quit");
       }
     } catch (error) {
       this.#output.emit(errorEvent(error));
@@ -284,7 +237,7 @@ class CommandLoop {
  * ```ts ignore
  * import { runClientApp } from "./app.ts";
  * import { openLineInput } from "./terminal.ts";
- * const session = await connectSession(config); // from session.ts
+ * const session = await openSession(options); // from client/mod.ts
  * const code = await runClientApp({ session, input: openLineInput({ prompt: "alice> " }) });
  * Deno.exit(code);
  * ```
@@ -294,18 +247,18 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
   // With --json, stdout belongs to the JSON lines: no prompt is drawn there, even on a TTY.
   const input = options.input ??
     (options.json ? new PipedInput() : openLineInput({ prompt: `${session.name}> ` }));
-  const output = new EchoGuard(options.json ? jsonOutput(options) : humanOutput(options, input));
+  const output = options.json ? jsonOutput(options) : humanOutput(options, input);
   let reportedGone = false;
   session.onEvent((event) => {
     if (event.event === "disconnected") reportedGone = true;
-    output.fromSession(event);
+    output.emit(event);
   });
   const loop = new CommandLoop(session, output);
   const closed = session.closed.then((info) => ({ gone: info }));
   // A signal ends the session cleanly (the player is stopped too) whatever the input is doing,
   // including after stdin has already ended and a stream is still playing.
-  const signalled = Promise.withResolvers<LoopEnd>();
-  const stopSignals = onTermination(() => signalled.resolve("interrupt"));
+  const signalled = deferred<LoopEnd>();
+  const stopSignals = onSignals(TERMINATION_SIGNALS, () => signalled.resolve("interrupt"));
   try {
     const outcome = await Promise.race([
       waitForWork(loop, input, session),
@@ -324,15 +277,6 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
     input.close();
     await output.flush().catch(() => {}); // stdout closed under us: nobody left to tell
   }
-}
-
-/** Calls `listener` on SIGINT or SIGTERM (SIGINT only on Windows); returns how to stop. */
-function onTermination(listener: () => void): () => void {
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
-  for (const signal of signals) Deno.addSignalListener(signal, listener);
-  return () => {
-    for (const signal of signals) Deno.removeSignalListener(signal, listener);
-  };
 }
 
 /**

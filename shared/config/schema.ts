@@ -1,0 +1,233 @@
+/**
+ * The one schema of reelay's configuration: every key's reader (validation with a message that
+ * says what was expected) and default, in one table. The {@linkcode Config} type and
+ * {@linkcode DEFAULT_CONFIG} are derived from it, and `config.ini` keys are its field names in
+ * snake case (`capToSource` is `cap_to_source`).
+ *
+ * Ours rather than a schema library's: ini and command-line flags hand over text, every key needs
+ * its own "expected ..." wording, and a table of small readers reads in one sitting.
+ *
+ * @module
+ */
+
+import { UsageError } from "../errors.ts";
+
+/**
+ * Reads one key's text; `where` names what was read in the error, e.g. `Config key [server] port
+ * in config.ini` or `Flag --port`.
+ */
+export type Reader<T> = (text: string, where: string) => T;
+
+/** One key: how its text is read, and its value when it is not set. */
+export interface Key<T> {
+  readonly read: Reader<T>;
+  readonly default: T;
+}
+
+function key<T>(read: Reader<T>, value: T): Key<T> {
+  return { read, default: value };
+}
+
+function bad(where: string, text: string, expected: string): never {
+  throw new UsageError(
+    `${where} has value ${JSON.stringify(text)}: expected ${expected}`,
+    "bad-config",
+  );
+}
+
+function intIn(min: number, max: number): Reader<number> {
+  return (text, where) => {
+    const value = Number(text.trim());
+    if (!/^\s*\d+\s*$/.test(text) || value < min || value > max) {
+      bad(where, text, `a whole number from ${min} to ${max}`);
+    }
+    return value;
+  };
+}
+
+function numberIn(min: number, max: number): Reader<number> {
+  return (text, where) => {
+    const value = Number(text.trim());
+    if (text.trim() === "" || !Number.isFinite(value) || value < min || value > max) {
+      bad(where, text, `a number from ${min} to ${max}`);
+    }
+    return value;
+  };
+}
+
+/**
+ * A TCP port: from 1 (0 too when `listening`, where it picks a free port) to 65535. The one port
+ * check: the config file, `--port` and the port of `--server HOST:PORT` all go through it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { readPort } from "./schema.ts";
+ * assert.equal(readPort({ listening: true })("0", "Flag --port"), 0);
+ * assert.throws(() => readPort({ listening: false })("0", "Flag --server"), /from 1 to 65535/);
+ * ```
+ */
+export function readPort(options: { listening: boolean }): Reader<number> {
+  return intIn(options.listening ? 0 : 1, 65535);
+}
+
+const bool: Reader<boolean> = (text, where) => {
+  const value = text.trim().toLowerCase();
+  if (["true", "yes", "on", "1"].includes(value)) return true;
+  if (["false", "no", "off", "0"].includes(value)) return false;
+  return bad(where, text, "true or false");
+};
+
+function nonEmpty(max = 4096): Reader<string> {
+  return (text, where) => {
+    const value = text.trim();
+    if (value === "" || value.length > max) {
+      bad(where, text, `a non-empty value of at most ${max} characters`);
+    }
+    return value;
+  };
+}
+
+const PRESETS = [
+  "ultrafast",
+  "superfast",
+  "veryfast",
+  "faster",
+  "fast",
+  "medium",
+  "slow",
+  "slower",
+  "veryslow",
+];
+
+const preset: Reader<string> = (text, where) => {
+  const value = text.trim();
+  if (!PRESETS.includes(value)) bad(where, text, `one of ${PRESETS.join(", ")}`);
+  return value;
+};
+
+/**
+ * Parses a list of three heights such as `144p, 720p, 1440p` (the `p` is optional).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHeights } from "./schema.ts";
+ * assert.deepEqual(parseHeights("144p,720p,1440p", "[stream] heights"), [144, 720, 1440]);
+ * ```
+ */
+export function parseHeights(text: string, where: string): number[] {
+  const parts = text.split(",").map((part) => part.trim().replace(/p$/i, ""));
+  const heights = parts.map(Number);
+  const valid = heights.length === 3 &&
+    heights.every((height, i) => /^\d+$/.test(parts[i]) && height >= 16 && height <= 4320);
+  if (!valid) bad(where, text, "three heights from 16 to 4320, such as 144p,720p,1440p");
+  return heights;
+}
+
+/** Every section and key, with its reader and default. The repository's config.ini lists them. */
+export const SCHEMA = {
+  server: {
+    host: key(nonEmpty(255), "0.0.0.0"),
+    port: key(readPort({ listening: true }), 9000),
+    videos: key(nonEmpty(), "videos"),
+  },
+  stream: {
+    heights: key(parseHeights, [144, 720, 1440]),
+    capToSource: key(bool, true),
+    preset: key(preset, "veryfast"),
+    ffmpeg: key(nonEmpty(), "ffmpeg"),
+    ffprobe: key(nonEmpty(), "ffprobe"),
+    maxTranscodes: key(intIn(1, 256), 6),
+    /** Stream bytes a client lets the server have in flight before it acknowledges them. */
+    windowBytes: key(intIn(64 * 1024, 256 * 1024 * 1024), 1024 * 1024),
+  },
+  limits: {
+    maxFrameBytes: key(intIn(64 * 1024, 64 * 1024 * 1024), 1024 * 1024),
+    joinTimeoutMs: key(intIn(100, 600_000), 5000),
+    maxPending: key(intIn(1, 100_000), 64),
+    maxClients: key(intIn(1, 1_000_000), 1000),
+    chatRate: key(numberIn(0.1, 1_000_000), 1000),
+    chatBurst: key(numberIn(1, 1_000_000), 2000),
+    maxQueueBytes: key(intIn(64 * 1024, 4 * 1024 * 1024 * 1024), 8 * 1024 * 1024),
+    keepaliveMs: key(intIn(100, 3_600_000), 15_000),
+    idleTimeoutMs: key(intIn(200, 7_200_000), 45_000),
+  },
+  client: {
+    server: key(nonEmpty(300), "127.0.0.1:9000"),
+    player: key(nonEmpty(), "auto"),
+  },
+};
+
+type Schema = typeof SCHEMA;
+
+/** The name of a config section. */
+export type Section = keyof Schema;
+
+/** The whole validated configuration, typed from {@linkcode SCHEMA}. */
+export type Config = {
+  -readonly [S in Section]: {
+    -readonly [K in keyof Schema[S]]: Schema[S][K] extends Key<infer T> ? T : never;
+  };
+};
+
+/**
+ * The ini name of a field: `capToSource` is `cap_to_source`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { iniKey } from "./schema.ts";
+ * assert.equal(iniKey("maxFrameBytes"), "max_frame_bytes");
+ * ```
+ */
+export function iniKey(field: string): string {
+  return field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+}
+
+/** The keys of a section as `[ini name, field, key]`. */
+export function keysOf(section: Section): [string, string, Key<unknown>][] {
+  return Object.entries(SCHEMA[section] as Record<string, Key<unknown>>)
+    .map(([field, entry]) => [iniKey(field), field, entry]);
+}
+
+function defaults(): Config {
+  const config: Record<string, Record<string, unknown>> = {};
+  for (const section of Object.keys(SCHEMA) as Section[]) {
+    config[section] = {};
+    for (const [, field, entry] of keysOf(section)) {
+      config[section][field] = structuredClone(entry.default);
+    }
+  }
+  return config as Config;
+}
+
+/**
+ * The built-in defaults, also written out in the repository's `config.ini`. Frozen: copy it
+ * with `structuredClone` (or {@linkcode defaultConfig}) to change a value.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_CONFIG } from "./schema.ts";
+ * assert.equal(DEFAULT_CONFIG.server.port, 9000);
+ * assert.equal(DEFAULT_CONFIG.stream.capToSource, true);
+ * ```
+ */
+export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze(defaults());
+
+/**
+ * A fresh, changeable copy of the defaults.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultConfig } from "./schema.ts";
+ * const config = defaultConfig();
+ * config.server.port = 0;
+ * assert.equal(defaultConfig().server.port, 9000);
+ * ```
+ */
+export function defaultConfig(): Config {
+  return defaults();
+}

@@ -1,0 +1,176 @@
+/**
+ * A real server on a loopback port, real clients with their own homes, and a way to wait for
+ * events without sleeping: what the tests and the benchmarks start reelay with.
+ *
+ * @module
+ */
+
+import {
+  type ClientEvent,
+  type ClientSession,
+  openSession,
+  type SessionOptions,
+} from "../client/mod.ts";
+import { type Config, defaultConfig } from "../shared/config/mod.ts";
+import { silentLogger } from "../shared/log.ts";
+import { type RunningServer, startServer } from "../server/mod.ts";
+import { withTimeout } from "../shared/async.ts";
+
+/**
+ * A test config: loopback, a free port, and the given videos folder.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { testConfig } from "./harness.ts";
+ * assert.equal(testConfig("/tmp/v", (config) => config.limits.maxClients = 3).server.port, 0);
+ * ```
+ */
+export function testConfig(videos: string, patch: (config: Config) => void = () => {}): Config {
+  const config = defaultConfig();
+  config.server.host = "127.0.0.1";
+  config.server.port = 0;
+  config.server.videos = videos;
+  patch(config);
+  return config;
+}
+
+/**
+ * Starts a server on a free loopback port with an empty (or given) videos folder.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startTestServer } from "./harness.ts";
+ * const server = await startTestServer();
+ * assert.ok(server.port > 0);
+ * await server.close();
+ * ```
+ */
+export async function startTestServer(
+  options: { videos?: string; patch?: (config: Config) => void } = {},
+): Promise<RunningServer & { videos: string }> {
+  const videos = options.videos ?? await Deno.makeTempDir({ prefix: "reelay-videos-" });
+  const running = await startServer(testConfig(videos, options.patch), { log: silentLogger });
+  return Object.assign(running, { videos });
+}
+
+/** A server whose log lines are kept, for tests that check why a connection ended. */
+export interface LoggedServer extends RunningServer {
+  readonly videos: string;
+  readonly lines: string[];
+  /** Closes the server and removes its temporary videos folder. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a server on a free loopback port that keeps its log lines, with limits from `patch`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startLoggedServer } from "./harness.ts";
+ * const server = await startLoggedServer();
+ * assert.ok(server.lines.some((line) => line.startsWith("info Listening on")));
+ * await server.stop();
+ * ```
+ */
+export async function startLoggedServer(
+  patch: (config: Config) => void = () => {},
+): Promise<LoggedServer> {
+  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+  const lines: string[] = [];
+  const running = await startServer(testConfig(videos, patch), {
+    log: (level, message) => lines.push(`${level} ${message}`),
+  });
+  return Object.assign(running, {
+    videos,
+    lines,
+    async stop() {
+      await running.close();
+      await Deno.remove(videos, { recursive: true });
+    },
+  });
+}
+
+/**
+ * Records a session's events and waits for the ones a test expects.
+ *
+ * @example
+ * ```ts ignore
+ * const { log } = await joinClient(server.port, "alice");
+ * await log.waitFor("joined", (event) => event.name === "bob");
+ * ```
+ */
+export class EventLog {
+  readonly events: ClientEvent[] = [];
+  #waiters: { match: (event: ClientEvent) => boolean; resolve: (event: ClientEvent) => void }[] =
+    [];
+
+  /** Listens to `session` from now on. */
+  constructor(session: ClientSession) {
+    session.onEvent((event) => {
+      this.events.push(event);
+      for (const waiter of [...this.#waiters]) {
+        if (waiter.match(event)) {
+          this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+          waiter.resolve(event);
+        }
+      }
+    });
+  }
+
+  /** Events of one kind seen so far. */
+  of<N extends ClientEvent["event"]>(name: N): Extract<ClientEvent, { event: N }>[] {
+    return this.events.filter((event) => event.event === name) as Extract<
+      ClientEvent,
+      { event: N }
+    >[];
+  }
+
+  /**
+   * Resolves with the first event (already seen or future) of kind `name` matching `where`.
+   * Fails after `timeoutMs` so a broken test ends instead of hanging.
+   */
+  waitFor<N extends ClientEvent["event"]>(
+    name: N,
+    where: (event: Extract<ClientEvent, { event: N }>) => boolean = () => true,
+    timeoutMs = 20_000,
+  ): Promise<Extract<ClientEvent, { event: N }>> {
+    const match = (event: ClientEvent) =>
+      event.event === name && where(event as Extract<ClientEvent, { event: N }>);
+    const seen = this.events.find(match);
+    if (seen) return Promise.resolve(seen as Extract<ClientEvent, { event: N }>);
+    const { promise, resolve } = Promise.withResolvers<ClientEvent>();
+    this.#waiters.push({ match, resolve });
+    const found = withTimeout(promise, timeoutMs, () => {
+      this.#waiters = this.#waiters.filter((waiter) => waiter.resolve !== resolve);
+      return new Error(`Timed out waiting for event ${name}`);
+    });
+    return found as Promise<Extract<ClientEvent, { event: N }>>;
+  }
+}
+
+/**
+ * A client joined to `port` as `name`, with its own home (made unless given).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { joinClient, startTestServer } from "./harness.ts";
+ * const server = await startTestServer();
+ * const { session, log } = await joinClient(server.port, "alice");
+ * assert.equal((await log.waitFor("welcome")).name, "alice");
+ * await session.quit();
+ * await server.close();
+ * ```
+ */
+export async function joinClient(
+  port: number,
+  name: string,
+  options: Partial<SessionOptions> & { home?: string } = {},
+): Promise<{ session: ClientSession; log: EventLog; home: string }> {
+  const home = options.home ?? await Deno.makeTempDir({ prefix: `reelay-home-${name}-` });
+  const session = await openSession({ hostname: "127.0.0.1", port, name, ...options, home });
+  return { session, log: new EventLog(session), home };
+}
