@@ -8,25 +8,9 @@
 /** The repository root (where main.ts and deno.json live). */
 export const REPO_ROOT: string = new URL("..", import.meta.url).pathname;
 
-const decoder = new TextDecoder();
-
-/** Runs a program to the end; returns stdout and stderr as text (throws when it cannot start). */
-export async function capture(
-  program: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const output = await new Deno.Command(program, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
+import { withTimeout } from "../shared/async.ts";
+import { terminate } from "../shared/process.ts";
+import { capture } from "../testing/processes.ts";
 
 /**
  * Reads files under /proc. Deno asks for --allow-all to read /proc, so one long-lived
@@ -244,24 +228,17 @@ export async function spawnListening(args: string[]): Promise<ServerProcess> {
     }
     listening.reject(new Error(`Server exited before listening:\n${lines.join("\n")}`));
   })();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("Server did not listen within 30 s")), 30_000);
-  });
   let port: number;
   try {
-    port = await Promise.race([listening.promise, timeout]);
+    port = await withTimeout(
+      listening.promise,
+      30_000,
+      () => new Error("Server did not listen within 30 s"),
+    );
   } catch (error) {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already gone.
-    }
-    await child.status;
+    await terminate(child, child.status, 0);
     await drained;
     throw error;
-  } finally {
-    clearTimeout(timer);
   }
   let stopping: Promise<{ code: number; signal: Deno.Signal | null }> | undefined;
   return {
@@ -272,23 +249,7 @@ export async function spawnListening(args: string[]): Promise<ServerProcess> {
     tail: () => lines.join("\n"),
     stop: () => {
       stopping ??= (async () => {
-        try {
-          child.kill("SIGTERM");
-        } catch {
-          // Already gone.
-        }
-        let killTimer: ReturnType<typeof setTimeout> | undefined;
-        const grace = new Promise<"late">((resolve) => {
-          killTimer = setTimeout(() => resolve("late"), 10_000);
-        });
-        if (await Promise.race([child.status, grace]) === "late") {
-          try {
-            child.kill("SIGKILL");
-          } catch {
-            // Gone meanwhile.
-          }
-        }
-        clearTimeout(killTimer);
+        await terminate(child, child.status, 10_000);
         const status = await child.status;
         await drained;
         return { code: status.code, signal: status.signal };

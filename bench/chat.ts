@@ -8,6 +8,7 @@
  */
 
 import { ClientSession } from "../client/session.ts";
+import { withTimeout } from "../shared/async.ts";
 import { KnownPeers, loadOrCreateIdentity } from "../client/keystore.ts";
 import { type Identity, Inbox, newEpoch, Outbox } from "../shared/crypto/mod.ts";
 import type { BenchContext } from "./_context.ts";
@@ -80,19 +81,12 @@ class Timings {
     return this.count / ((last - this.sentAt[0]) / 1000);
   }
 
-  async wait(timeoutMs = 60_000): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`Run ${this.run}: ${this.received}/${this.count} arrived`)),
-        timeoutMs,
-      );
-    });
-    try {
-      await Promise.race([this.done.promise, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  wait(timeoutMs = 60_000): Promise<void> {
+    return withTimeout(
+      this.done.promise,
+      timeoutMs,
+      () => new Error(`Run ${this.run}: ${this.received}/${this.count} arrived`),
+    );
   }
 }
 

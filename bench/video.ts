@@ -8,6 +8,7 @@
  */
 
 import type { ClientSession } from "../client/session.ts";
+import { withTimeout } from "../shared/async.ts";
 import { openSession } from "../client/mod.ts";
 import type { StreamSink } from "../client/player.ts";
 import { TsClock } from "../client/ts_clock.ts";
@@ -134,17 +135,13 @@ class Viewer {
 
   /** Waits for the stream to end and checks it completed. */
   async complete(recording: Recording, timeoutMs = 180_000): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("Stream did not end in time")), timeoutMs);
-    });
-    try {
-      const end = await Promise.race([recording.ended.promise, timeout]);
-      if (end.reason !== "complete") {
-        throw new Error(`Stream ended with ${end.reason}: ${end.message ?? ""}`);
-      }
-    } finally {
-      clearTimeout(timer);
+    const end = await withTimeout(
+      recording.ended.promise,
+      timeoutMs,
+      () => new Error("Stream did not end in time"),
+    );
+    if (end.reason !== "complete") {
+      throw new Error(`Stream ended with ${end.reason}: ${end.message ?? ""}`);
     }
     await this.session.idle();
   }

@@ -220,12 +220,13 @@ interface PinnedPeer {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "../shared/crypto/mod.ts";
  * import { KnownPeers } from "./keystore.ts";
  * const peers = await KnownPeers.load(await Deno.makeTempDir());
  * const bob = await Identity.generate();
  * await peers.check("bob", bob.public); // "new", now pinned
- * await peers.check("bob", bob.public); // "match"
+ * assert.equal(await peers.check("bob", bob.public), "match");
  * ```
  */
 export class KnownPeers {

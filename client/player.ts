@@ -54,9 +54,11 @@ const STDERR_TAIL_BYTES = 2000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { resolvePlayer } from "./player.ts";
- * resolvePlayer("none", {}); // []
- * resolvePlayer("mpv --fs", {}); // [["mpv", "--really-quiet", ..., "--fs", "-"]]
+ * assert.deepEqual(resolvePlayer("none", {}), []);
+ * const [mpv] = resolvePlayer("mpv --fs", {});
+ * assert.deepEqual([mpv[0], ...mpv.slice(-2)], ["mpv", "--fs", "-"]);
  * ```
  */
 export function resolvePlayer(

@@ -20,8 +20,9 @@ const fatalDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { utf8 } from "./bytes.ts";
- * utf8("hi"); // Uint8Array [104, 105]
+ * assert.deepEqual([...utf8("hi")], [104, 105]);
  * ```
  */
 export function utf8(text: string): Bytes {
@@ -33,8 +34,9 @@ export function utf8(text: string): Bytes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fromUtf8 } from "./bytes.ts";
- * fromUtf8(new Uint8Array([0xff])); // undefined
+ * assert.equal(fromUtf8(new Uint8Array([0xff])), undefined);
  * ```
  */
 export function fromUtf8(bytes: Uint8Array): string | undefined {
@@ -50,8 +52,9 @@ export function fromUtf8(bytes: Uint8Array): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toBase64 } from "./bytes.ts";
- * toBase64(new Uint8Array([1, 2, 3])); // "AQID"
+ * assert.equal(toBase64(new Uint8Array([1, 2, 3])), "AQID");
  * ```
  */
 export function toBase64(bytes: Uint8Array): string {
@@ -64,9 +67,10 @@ export function toBase64(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fromBase64 } from "./bytes.ts";
- * fromBase64("AQID"); // Uint8Array [1, 2, 3]
- * fromBase64("AQI D"); // undefined
+ * assert.deepEqual(fromBase64("AQID"), new Uint8Array([1, 2, 3]));
+ * assert.equal(fromBase64("AQI D"), undefined);
  * ```
  */
 export function fromBase64(text: string): Bytes | undefined {
@@ -83,8 +87,9 @@ export function fromBase64(text: string): Bytes | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { toHex } from "./bytes.ts";
- * toHex(new Uint8Array([171, 205])); // "abcd"
+ * assert.equal(toHex(new Uint8Array([171, 205])), "abcd");
  * ```
  */
 export function toHex(bytes: Uint8Array): string {
@@ -96,8 +101,9 @@ export function toHex(bytes: Uint8Array): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { randomBytes } from "./bytes.ts";
- * randomBytes(16).length; // 16
+ * assert.equal(randomBytes(16).length, 16);
  * ```
  */
 export function randomBytes(length: number): Bytes {
@@ -109,8 +115,9 @@ export function randomBytes(length: number): Bytes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { concat } from "./bytes.ts";
- * concat([new Uint8Array([1]), new Uint8Array([2, 3])]); // Uint8Array [1, 2, 3]
+ * assert.deepEqual([...concat([new Uint8Array([1]), new Uint8Array([2, 3])])], [1, 2, 3]);
  * ```
  */
 export function concat(parts: readonly Uint8Array[]): Bytes {
@@ -128,8 +135,9 @@ export function concat(parts: readonly Uint8Array[]): Bytes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { u64 } from "./bytes.ts";
- * u64(258); // Uint8Array [0, 0, 0, 0, 0, 0, 1, 2]
+ * assert.deepEqual([...u64(258)], [0, 0, 0, 0, 0, 0, 1, 2]);
  * ```
  */
 export function u64(value: number): Bytes {
@@ -168,8 +176,9 @@ export function encodeFields(fields: readonly Field[]): Bytes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { constantTimeEqual } from "./bytes.ts";
- * constantTimeEqual(new Uint8Array([1]), new Uint8Array([1])); // true
+ * assert.equal(constantTimeEqual(new Uint8Array([1]), new Uint8Array([1])), true);
  * ```
  */
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
@@ -185,10 +194,11 @@ export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ByteReader } from "./bytes.ts";
  * const reader = new ByteReader(new Uint8Array([1, 0, 2, 9, 9]));
- * reader.u8(); // 1
- * reader.prefixed16(1, 4); // Uint8Array [9, 9]
+ * assert.equal(reader.u8(), 1);
+ * assert.deepEqual([...reader.prefixed16(1, 4)], [9, 9]);
  * reader.end();
  * ```
  */

@@ -9,6 +9,10 @@
  * @module
  */
 
+import { PERMISSIONS } from "../.ci/compile.ts";
+import { settlesWithin } from "../shared/async.ts";
+import { terminate } from "../shared/process.ts";
+
 /** What /proc says about one process. */
 export interface ProcSnapshot {
   /** Targets of the open file descriptors (`socket:[123]`, `/dev/null`, ...). */
@@ -109,15 +113,6 @@ export function denoOnPath(): string {
   throw new Error("No deno on PATH");
 }
 
-/** The permissions `deno task start` gives reelay. */
-export const REELAY_PERMISSIONS: string[] = [
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-run=ffmpeg,ffprobe,ffplay,mpv",
-];
-
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname;
 
@@ -136,7 +131,7 @@ export class Cli {
 
   constructor(args: string[], options: { env?: Record<string, string> } = {}) {
     this.child = new Deno.Command(denoOnPath(), {
-      args: ["run", ...REELAY_PERMISSIONS, MAIN, ...args],
+      args: ["run", ...PERMISSIONS, MAIN, ...args],
       cwd: REPO,
       env: { NO_COLOR: "1", ...options.env },
       stdin: "piped",
@@ -188,30 +183,21 @@ export class Cli {
 
   /** Waits for the exit (bounded by `timeoutMs`, then killed) and all output. */
   async exit(timeoutMs = 30_000): Promise<Deno.CommandStatus> {
-    const timer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
-    }, timeoutMs);
-    try {
-      const status = await this.child.status;
-      await this.closeStdin();
-      await this.#pumps;
-      return status;
-    } finally {
-      clearTimeout(timer);
-    }
+    if (!(await settlesWithin(this.child.status, timeoutMs))) await this.#kill();
+    const status = await this.child.status;
+    await this.closeStdin();
+    await this.#pumps;
+    return status;
+  }
+
+  /** SIGTERM, then SIGKILL at once: a test's leftover process has no time to be polite. */
+  async #kill(): Promise<void> {
+    await terminate(this.child, this.child.status, 0);
   }
 
   /** Kills the process if it still runs, and releases everything. */
   async dispose(): Promise<void> {
-    try {
-      this.child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
+    await this.#kill();
     await this.exit();
   }
 

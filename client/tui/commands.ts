@@ -90,12 +90,12 @@ export const COMMAND_SPECS: readonly CommandSpec[] = [
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CommandError, parseCommand } from "./commands.ts";
- * try {
- *   parseCommand("/msg bob");
- * } catch (error) {
- *   if (error instanceof CommandError) error.usage; // "Usage: /msg NAME TEXT"
- * }
+ * assert.throws(
+ *   () => parseCommand("/msg bob"),
+ *   (error) => error instanceof CommandError && error.usage === "Usage: /msg NAME TEXT",
+ * );
  * ```
  */
 export class CommandError extends UsageError {
@@ -115,8 +115,9 @@ export class CommandError extends UsageError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { COMMAND_SPECS, synopsis } from "./commands.ts";
- * synopsis(COMMAND_SPECS[2]); // "/msg NAME TEXT"
+ * assert.equal(synopsis(COMMAND_SPECS[2]), "/msg NAME TEXT");
  * ```
  */
 export function synopsis(spec: CommandSpec): string {
@@ -128,8 +129,9 @@ export function synopsis(spec: CommandSpec): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { COMMAND_SPECS, usageLine } from "./commands.ts";
- * usageLine(COMMAND_SPECS[2]); // "Usage: /msg NAME TEXT"
+ * assert.equal(usageLine(COMMAND_SPECS[2]), "Usage: /msg NAME TEXT");
  * ```
  */
 export function usageLine(spec: CommandSpec): string {
@@ -141,8 +143,9 @@ export function usageLine(spec: CommandSpec): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { helpText } from "./commands.ts";
- * helpText().split("\n")[0]; // "/help              Show this list"
+ * assert.equal(helpText().split("\n")[0], "/help           Show this list");
  * ```
  */
 export function helpText(specs: readonly CommandSpec[] = COMMAND_SPECS): string {
@@ -161,10 +164,11 @@ const HELP_HINT = "Type /help for the list of commands";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseCommand } from "./commands.ts";
- * parseCommand("/msg bob  hello   there"); // { command: "msg", to: "bob", text: "hello   there" }
- * parseCommand("/play My Cats.mp4"); // { command: "play", video: "My Cats.mp4" }
- * parseCommand("   "); // undefined
+ * assert.deepEqual(parseCommand("/msg bob  hello   there"), { command: "msg", to: "bob", text: "hello   there" });
+ * assert.deepEqual(parseCommand("/play My Cats.mp4"), { command: "play", video: "My Cats.mp4" });
+ * assert.equal(parseCommand("   "), undefined);
  * ```
  */
 export function parseCommand(line: string): Command | undefined {

@@ -58,8 +58,9 @@ const NO_COLORS: Palette = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { printable } from "./format.ts";
- * printable("hi\x1b[2J"); // "hi␛[2J"
+ * assert.equal(printable("hi\x1b[2J"), "hi␛[2J");
  * ```
  */
 export function printable(text: string): string {
@@ -79,9 +80,10 @@ export function printable(text: string): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatDuration } from "./format.ts";
- * formatDuration(123.9); // "2:03"
- * formatDuration(3725); // "1:02:05"
+ * assert.equal(formatDuration(123.9), "2:03");
+ * assert.equal(formatDuration(3725), "1:02:05");
  * ```
  */
 export function formatDuration(seconds: number): string {
@@ -99,9 +101,10 @@ const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatBytes } from "./format.ts";
- * formatBytes(1536); // "1.5 KiB"
- * formatBytes(25 * 1024 * 1024); // "25 MiB"
+ * assert.equal(formatBytes(1536), "1.5 KiB");
+ * assert.equal(formatBytes(25 * 1024 * 1024), "25 MiB");
  * ```
  */
 export function formatBytes(bytes: number): string {
@@ -121,8 +124,9 @@ export function formatBytes(bytes: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { formatTable } from "./format.ts";
- * formatTable([["NAME", "TRUST"], ["alice", "pinned"]]); // "NAME   TRUST\nalice  pinned"
+ * assert.equal(formatTable([["NAME", "TRUST"], ["alice", "pinned"]]), "NAME   TRUST\nalice  pinned");
  * ```
  */
 export function formatTable(rows: readonly (readonly string[])[]): string {
@@ -157,9 +161,10 @@ function clock(epochMs: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { EventFormatter } from "./format.ts";
  * const format = new EventFormatter({ color: false });
- * format.format({ event: "left", name: "bob" }); // "← bob left"
+ * assert.equal(format.format({ event: "left", name: "bob" }), "← bob left");
  * ```
  */
 export class EventFormatter {

@@ -226,8 +226,9 @@ const segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" });
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { graphemes } from "./line_editor.ts";
- * graphemes("e\u0301👍🏽"); // ["é", "👍🏽"]
+ * assert.deepEqual(graphemes("e\u0301👍🏽"), ["e\u0301", "👍🏽"]);
  * ```
  */
 export function graphemes(text: string): string[] {
@@ -239,8 +240,9 @@ export function graphemes(text: string): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { emptyEditor } from "./line_editor.ts";
- * emptyEditor(["/who"]).historyIndex; // 1
+ * assert.equal(emptyEditor(["/who"]).historyIndex, 1);
  * ```
  */
 export function emptyEditor(history: readonly string[] = []): EditorState {
@@ -252,8 +254,9 @@ export function emptyEditor(history: readonly string[] = []): EditorState {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { emptyEditor, lineText } from "./line_editor.ts";
- * lineText(emptyEditor()); // ""
+ * assert.equal(lineText(emptyEditor()), "");
  * ```
  */
 export function lineText(state: EditorState): string {
@@ -265,9 +268,10 @@ export function lineText(state: EditorState): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyKey, emptyEditor } from "./line_editor.ts";
  * let state = applyKey(emptyEditor(), { kind: "text", text: "hi" }).state;
- * applyKey(state, { kind: "enter" }).submit; // "hi"
+ * assert.equal(applyKey(state, { kind: "enter" }).submit, "hi");
  * ```
  */
 export function applyKey(state: EditorState, key: Key): KeyResult {
@@ -405,8 +409,9 @@ export function charWidth(char: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { textWidth } from "./line_editor.ts";
- * textWidth("héllo"); // 5
+ * assert.equal(textWidth("héllo"), 5);
  * ```
  */
 export function textWidth(text: string): number {
@@ -428,9 +433,10 @@ export interface PromptView {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { applyKey, emptyEditor, renderPrompt } from "./line_editor.ts";
  * const state = applyKey(emptyEditor(), { kind: "text", text: "hi" }).state;
- * renderPrompt(state, "> ", 80); // { text: "> hi", cursorColumn: 4 }
+ * assert.deepEqual(renderPrompt(state, "> ", 80), { text: "> hi", cursorColumn: 4 });
  * ```
  */
 export function renderPrompt(state: EditorState, prompt: string, columns: number): PromptView {
@@ -458,8 +464,9 @@ export const CLEAR_ROW = "\r\x1b[2K";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { drawPrompt } from "./line_editor.ts";
- * drawPrompt({ text: "> hi", cursorColumn: 3 }); // "\r\x1b[2K> hi\r\x1b[3C"
+ * assert.equal(drawPrompt({ text: "> hi", cursorColumn: 3 }), "\r\x1b[2K> hi\r\x1b[3C");
  * ```
  */
 export function drawPrompt(view: PromptView): string {

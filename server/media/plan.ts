@@ -18,7 +18,7 @@ import type { VideoInfo } from "./probe.ts";
  * ```ts
  * import assert from "node:assert/strict";
  * import { AAC_FRAME } from "./plan.ts";
- * assert.equal(AAC_FRAME / 48000 * 1000, 21.333333333333336); // ms of one frame at 48 kHz
+ * assert.equal(AAC_FRAME, 1024);
  * ```
  */
 export const AAC_FRAME = 1024;

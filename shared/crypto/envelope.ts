@@ -307,6 +307,7 @@ interface OutSession {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, Inbox, newEpoch, Outbox } from "./mod.ts";
  * const [alice, bob] = [await Identity.generate(), await Identity.generate()];
  * const [aliceEpoch, bobEpoch] = [newEpoch(), newEpoch()];
@@ -314,7 +315,7 @@ interface OutSession {
  * const inbox = new Inbox(bob, "bob", bobEpoch);
  * const sealed = await outbox.seal("bob", bob.public, bobEpoch, "hello");
  * const opened = await inbox.open("alice", alice.public, aliceEpoch, sealed.bytes);
- * opened.text; // "hello"
+ * assert.equal(opened.text, "hello");
  * ```
  */
 export class Outbox {

@@ -186,9 +186,10 @@ function isRecord(value: unknown): value is Record<string, unknown> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fingerprintBytes, Identity } from "./identity.ts";
  * const me = await Identity.generate();
- * (await fingerprintBytes(me.public)).length; // 32
+ * assert.equal((await fingerprintBytes(me.public)).length, 32);
  * ```
  */
 export async function fingerprintBytes(pub: PublicIdentity): Promise<Bytes> {
@@ -204,9 +205,10 @@ export async function fingerprintBytes(pub: PublicIdentity): Promise<Bytes> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fingerprintHash, Identity } from "./identity.ts";
  * const me = await Identity.generate();
- * (await fingerprintHash(me.public)).length; // 64
+ * assert.equal((await fingerprintHash(me.public)).length, 64);
  * ```
  */
 export async function fingerprintHash(pub: PublicIdentity): Promise<string> {
@@ -219,9 +221,10 @@ export async function fingerprintHash(pub: PublicIdentity): Promise<string> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { fingerprint, Identity } from "./identity.ts";
  * const me = await Identity.generate();
- * (await fingerprint(me.public)).split(":").length; // 10
+ * assert.equal((await fingerprint(me.public)).split(":").length, 10);
  * ```
  */
 export async function fingerprint(pub: PublicIdentity): Promise<string> {
@@ -275,10 +278,11 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity } from "./identity.ts";
  * const me = await Identity.generate();
  * const again = await Identity.fromJSON(JSON.parse(JSON.stringify(me)));
- * again.fingerprint === me.fingerprint; // true
+ * assert.equal(again.fingerprint === me.fingerprint, true);
  * ```
  */
 export class Identity {
@@ -408,8 +412,9 @@ async function selfTest(pub: PublicIdentity, decryptKey: CryptoKey, signKey: Cry
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { newEpoch } from "./identity.ts";
- * newEpoch().length; // 24
+ * assert.equal(newEpoch().length, 24);
  * ```
  */
 export function newEpoch(): string {
@@ -500,10 +505,11 @@ export async function verifyAnnouncement(value: unknown): Promise<Announcement> 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, importVerifyKey, verifyPss } from "./identity.ts";
  * const me = await Identity.generate();
  * const data = new Uint8Array([1]);
- * await verifyPss(await importVerifyKey(me.public), await me.sign(data), data); // true
+ * assert.equal(await verifyPss(await importVerifyKey(me.public), await me.sign(data), data), true);
  * ```
  */
 export async function verifyPss(key: CryptoKey, signature: Bytes, data: Bytes): Promise<boolean> {

@@ -5,12 +5,13 @@
  *
  * @example Sending one message
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, Inbox, newEpoch, Outbox } from "./mod.ts";
  * const [alice, bob] = [await Identity.generate(), await Identity.generate()];
  * const outbox = new Outbox(alice, "alice", newEpoch());
  * const inbox = new Inbox(bob, "bob", newEpoch());
  * const sealed = await outbox.seal("bob", bob.public, inbox.epoch, "hi");
- * (await inbox.open("alice", alice.public, outbox.epoch, sealed.bytes)).text; // "hi"
+ * assert.equal((await inbox.open("alice", alice.public, outbox.epoch, sealed.bytes)).text, "hi");
  * ```
  *
  * @module
