@@ -10,7 +10,7 @@ export const REPO_ROOT: string = new URL("..", import.meta.url).pathname;
 
 import { withTimeout } from "../shared/async.ts";
 import { terminate } from "../shared/process.ts";
-import { capture } from "../testing/processes.ts";
+import { capture, loopbackServerArgs } from "../testing/processes.ts";
 
 /**
  * Reads files under /proc. Deno asks for --allow-all to read /proc, so one long-lived
@@ -182,15 +182,7 @@ export async function spawnServer(options: {
     "--allow-run=ffmpeg,ffprobe",
     ...(options.inspect ? ["--inspect=127.0.0.1:0"] : []),
     "main.ts",
-    "server",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-    "--videos",
-    options.videos,
-    "--config",
-    configPath,
+    ...loopbackServerArgs(options.videos, ["--config", configPath]),
   ];
   return await spawnListening(args);
 }

@@ -9,7 +9,7 @@
 import { ClientSession } from "../client/session.ts";
 import { KnownPeers } from "../client/keystore.ts";
 import { Identity, newEpoch } from "../shared/crypto/mod.ts";
-import { DEFAULT_MAX_FRAME_BYTES } from "../shared/protocol/frame.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "../shared/protocol/mod.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning } from "../testing/processes.ts";
 import type { BenchContext } from "./_context.ts";

@@ -83,3 +83,18 @@ export async function processesMentioning(marker: string): Promise<number[]> {
   const stdout = await run("deno", ["eval", code, marker]);
   return JSON.parse(decoder.decode(stdout));
 }
+
+/**
+ * The command-line arguments of `reelay server` on a free loopback port serving `videos`, then
+ * `extra`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { loopbackServerArgs } from "./processes.ts";
+ * assert.deepEqual(loopbackServerArgs("v").slice(0, 3), ["server", "--host", "127.0.0.1"]);
+ * ```
+ */
+export function loopbackServerArgs(videos: string, extra: string[] = []): string[] {
+  return ["server", "--host", "127.0.0.1", "--port", "0", "--videos", videos, ...extra];
+}

@@ -12,6 +12,7 @@
 import { PERMISSIONS } from "../.ci/compile.ts";
 import { settlesWithin } from "../shared/async.ts";
 import { terminate } from "../shared/process.ts";
+import { loopbackServerArgs } from "../testing/processes.ts";
 
 /** What /proc says about one process. */
 export interface ProcSnapshot {
@@ -214,16 +215,7 @@ export async function startCliServer(
   videos: string,
   extraArgs: string[] = [],
 ): Promise<{ cli: Cli; port: number }> {
-  const cli = new Cli([
-    "server",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-    "--videos",
-    videos,
-    ...extraArgs,
-  ]);
+  const cli = new Cli(loopbackServerArgs(videos, extraArgs));
   try {
     const match = await cli.waitFor(/Listening on [^\s]+:(\d+)/);
     return { cli, port: Number(match[1]) };

@@ -62,14 +62,22 @@ const CONTROL_KEYS: Readonly<Record<number, NamedKey>> = {
   0x7f: "backspace",
 };
 
-/** CSI sequences by their final byte and parameters (`ESC [ params final`). */
-const CSI_KEYS: Readonly<Record<string, NamedKey>> = {
+/**
+ * Keys a terminal sends as a final letter, after CSI (`ESC [`) or, in application-cursor mode,
+ * after SS3 (`ESC O`).
+ */
+const CURSOR_KEYS: Readonly<Record<string, NamedKey>> = {
   "A": "up",
   "B": "down",
   "C": "right",
   "D": "left",
   "H": "home",
   "F": "end",
+};
+
+/** CSI sequences by their final byte and parameters (`ESC [ params final`). */
+const CSI_KEYS: Readonly<Record<string, NamedKey>> = {
+  ...CURSOR_KEYS,
   "1;5C": "word-right",
   "1;5D": "word-left",
   "1;3C": "word-right",
@@ -82,14 +90,7 @@ const CSI_KEYS: Readonly<Record<string, NamedKey>> = {
 };
 
 /** SS3 sequences (`ESC O x`), sent by some terminals in application-cursor mode. */
-const SS3_KEYS: Readonly<Record<string, NamedKey>> = {
-  "A": "up",
-  "B": "down",
-  "C": "right",
-  "D": "left",
-  "H": "home",
-  "F": "end",
-};
+const SS3_KEYS = CURSOR_KEYS;
 
 /** Meta (Alt) combinations (`ESC x`). */
 const META_KEYS: Readonly<Record<string, NamedKey>> = {
