@@ -17,6 +17,13 @@ export const PERMISSIONS: readonly string[] = [
   "--allow-run=ffmpeg,ffprobe,ffplay,mpv",
 ];
 
+/**
+ * Runtime flags baked in besides the permissions: `--quiet` keeps Deno's own info lines (such as
+ * "Failed to resolve 'mpv' for allow-run" on a machine without mpv) away from people; reelay
+ * reports a missing player itself when that player is chosen. The tasks run Deno the same way.
+ */
+export const RUNTIME_FLAGS: readonly string[] = ["--quiet"];
+
 /** Deno's names for the platforms reelay is built for. */
 export const TARGETS: readonly string[] = [
   "x86_64-unknown-linux-gnu",
@@ -29,7 +36,12 @@ export const TARGETS: readonly string[] = [
 async function compile(target: string): Promise<boolean> {
   const output = `dist/reelay-${target}`;
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["compile", ...PERMISSIONS, "--target", target, "--output", output, "main.ts"],
+    args: [
+      "compile",
+      ...RUNTIME_FLAGS,
+      ...PERMISSIONS,
+      ...["--target", target, "--output", output, "main.ts"],
+    ],
     stdout: "inherit",
     stderr: "piped",
   }).output();

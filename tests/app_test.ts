@@ -10,6 +10,7 @@ import {
   TerminalInput,
 } from "../client/tui/terminal.ts";
 import { JsonEventWriter } from "../client/tui/json.ts";
+import { deferred } from "../shared/async.ts";
 import { ReelayError } from "../shared/errors.ts";
 import type { VideoListing } from "../shared/protocol/messages.ts";
 
@@ -27,12 +28,6 @@ const CATS: VideoListing = {
   hasAudio: false,
   segments: [],
 };
-
-function deferred<T = void>() {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => resolve = r);
-  return { promise, resolve };
-}
 
 const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -263,7 +258,7 @@ Deno.test("app: end of input waits for the running stream, then quits", async ()
 
 Deno.test("app: end of input lets queued commands finish before waiting for idle", async () => {
   const session = new FakeSession();
-  const gate = deferred();
+  const gate = deferred<void>();
   session.sendGate = gate.promise;
   const sink = collector();
   const { input } = piped("/msg bob one\n/who\n");
@@ -326,7 +321,7 @@ Deno.test("app: /quit quits at once and skips the lines after it", async () => {
 
 Deno.test("app: Ctrl-C quits even while a command is waiting on the network", async () => {
   const session = new FakeSession();
-  const gate = deferred();
+  const gate = deferred<void>();
   session.sendGate = gate.promise;
   const input = new ScriptedInput(["/msg bob stuck"], "interrupt");
   const code = await runClientApp({ session, input, json: false, color: false });
@@ -349,7 +344,7 @@ Deno.test("app: human output prints plain lines through the input, help included
 Deno.test("app: human output shows progress at most once per interval unless the part changes", async () => {
   const session = new FakeSession();
   let now = 0;
-  const hold = deferred();
+  const hold = deferred<void>();
   const input = new ScriptedInput([], "eof", hold.promise);
   const running = runClientApp({
     session,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { PERMISSIONS } from "../.ci/compile.ts";
+import { PERMISSIONS, RUNTIME_FLAGS } from "../.ci/compile.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 const tasks: Record<string, string> = denoConfig.tasks;
@@ -19,4 +19,11 @@ Deno.test("tests add only running deno to the compiled binary's permissions", ()
     flag.startsWith("--allow-run=") ? `${flag},deno` : flag
   );
   assert.deepEqual(flagsOf(tasks.test), expected);
+});
+
+Deno.test("every task that runs reelay runs Deno quietly, as the compiled binary does", () => {
+  for (const name of ["start", "demo", "test", "test:doc", "bench"]) {
+    assert.ok(tasks[name].split(/\s+/).includes("--quiet"), `task ${name}`);
+  }
+  assert.deepEqual([...RUNTIME_FLAGS], ["--quiet"]);
 });

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { DEFAULT_CONFIG } from "../../shared/config/mod.ts";
 import { messageOf, ReelayError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { describeVideo, type VideoInfo } from "./probe.ts";
@@ -74,7 +75,7 @@ export interface CatalogChange {
  * ```
  */
 export interface CatalogOptions {
-  /** The ffprobe program; defaults to `ffprobe`. */
+  /** The ffprobe program; defaults to `[stream] ffprobe`'s default. */
   ffprobePath?: string;
   /** Receives what the catalog did and why files were left out. */
   log?: Logger;
@@ -128,7 +129,7 @@ export class Catalog {
 
   private constructor(dir: string, options: CatalogOptions) {
     this.dir = dir;
-    this.#ffprobePath = options.ffprobePath ?? "ffprobe";
+    this.#ffprobePath = options.ffprobePath ?? DEFAULT_CONFIG.stream.ffprobe;
     this.#log = options.log ?? (() => {});
     this.#debounceMs = options.debounceMs ?? 300;
   }

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { DEFAULT_CONFIG } from "../../shared/config/mod.ts";
 import { ReelayError } from "../../shared/errors.ts";
 import { buildFfmpegArgs } from "./ffmpeg_args.ts";
 import type { PlannedSegment, PlaybackPlan } from "./plan.ts";
@@ -24,9 +25,9 @@ import { Transcode } from "./transcode.ts";
  * ```
  */
 export interface StreamOptions {
-  /** The ffmpeg program (default `ffmpeg`). */
+  /** The ffmpeg program (default: `[stream] ffmpeg`'s default). */
   ffmpegPath?: string;
-  /** libx264 preset (default `veryfast`). */
+  /** libx264 preset (default: `[stream] preset`'s default). */
   preset?: string;
   /** Server-wide slots; without them nothing is capped. */
   slots?: TranscodeSlots;
@@ -159,8 +160,8 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
     }
     this.plan = plan;
     this.#info = info;
-    this.#ffmpegPath = options.ffmpegPath ?? "ffmpeg";
-    this.#preset = options.preset ?? "veryfast";
+    this.#ffmpegPath = options.ffmpegPath ?? DEFAULT_CONFIG.stream.ffmpeg;
+    this.#preset = options.preset ?? DEFAULT_CONFIG.stream.preset;
     this.#slots = options.slots;
     this.#readAhead = Math.max(64 * 1024, options.readAheadBytes ?? 4 * 1024 * 1024);
     this.#parts = plan.segments.map(() => undefined);

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { DEFAULT_CONFIG } from "../../shared/config/mod.ts";
 import { messageOf, ReelayError } from "../../shared/errors.ts";
 import { StderrTail } from "../../shared/process.ts";
 import { type FfprobeOutput, type VideoInfo, videoInfoFromProbe } from "./probe.ts";
@@ -94,7 +95,10 @@ export function missingProgramError(program: string, error: unknown): ReelayErro
  * await assert.rejects(checkFfmpeg("no-such-ffmpeg", "ffprobe"), /could not be started/);
  * ```
  */
-export async function checkFfmpeg(ffmpegPath = "ffmpeg", ffprobePath = "ffprobe"): Promise<void> {
+export async function checkFfmpeg(
+  ffmpegPath: string = DEFAULT_CONFIG.stream.ffmpeg,
+  ffprobePath: string = DEFAULT_CONFIG.stream.ffprobe,
+): Promise<void> {
   for (const program of [ffmpegPath, ffprobePath]) {
     const result = await runToEnd(program, ["-version"], 10_000);
     if (result.code !== 0) {
@@ -118,7 +122,10 @@ export async function checkFfmpeg(ffmpegPath = "ffmpeg", ffprobePath = "ffprobe"
  * console.log(info.duration, info.width, info.height, info.hasAudio);
  * ```
  */
-export async function probeVideo(path: string, ffprobePath = "ffprobe"): Promise<VideoInfo> {
+export async function probeVideo(
+  path: string,
+  ffprobePath: string = DEFAULT_CONFIG.stream.ffprobe,
+): Promise<VideoInfo> {
   const name = path.split("/").pop() ?? path;
   // An absolute path can never be mistaken for an option or a protocol by ffmpeg.
   const absolute = await Deno.realPath(path);

@@ -153,15 +153,12 @@ export class FramedConnection<In, Out extends ClientMessage | ServerMessage> {
    * valid until the next item.
    */
   async *receive(): AsyncGenerator<Received<In>> {
-    for await (const frame of this.#frames()) yield this.#decode(frame);
-  }
-
-  async *#frames(): AsyncGenerator<Frame> {
     const decoder = new FrameDecoder(this.#options.maxFrameBytes);
     while (!this.#closed) {
       let frame: Frame | undefined;
       while ((frame = decoder.next()) !== undefined) {
-        yield frame;
+        // Decoded here, not in a generator of frames: one async hop per frame, not two.
+        yield this.#decode(frame);
         if (this.#closed) return;
       }
       let count: number | null;
