@@ -173,7 +173,7 @@ const HOSTILE_POOL = [
   0x20,
 ];
 
-Deno.test("sanitize: random hostile text comes out clean and stays the same when sanitized again", () => {
+Deno.test("sanitize: random hostile text comes out clean, and the same when sanitized again", () => {
   const next = random(12);
   const forbidden = new Set(INVISIBLE.concat(range(0x00, 0x1f), range(0x7f, 0x9f), [0x2028]));
   for (let round = 0; round < 500; round++) {

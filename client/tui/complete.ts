@@ -77,6 +77,7 @@ interface Target {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { complete } from "./complete.ts";
  * const sources = {
  *   commands: [
@@ -86,10 +87,14 @@ interface Target {
  *   names: ["alice", "bob", "bobby"],
  *   videos: ["My Cats.mp4"],
  * };
- * complete("/ms", 3, sources); // { line: "/msg ", cursor: 5, matches: ["/msg"] }
- * complete("/msg al", 7, sources).line; // "/msg alice "
- * complete("/msg b", 6, sources); // { line: "/msg bob", cursor: 8, matches: ["bob", "bobby"] }
- * complete("/play my c", 10, sources).line; // "/play My Cats.mp4"
+ * assert.deepEqual(complete("/ms", 3, sources), { line: "/msg ", cursor: 5, matches: ["/msg"] });
+ * assert.equal(complete("/msg al", 7, sources).line, "/msg alice ");
+ * assert.deepEqual(complete("/msg b", 6, sources), {
+ *   line: "/msg bob",
+ *   cursor: 8,
+ *   matches: ["bob", "bobby"],
+ * });
+ * assert.equal(complete("/play my c", 10, sources).line, "/play My Cats.mp4");
  * ```
  */
 export function complete(line: string, cursor: number, sources: CompletionSources): Completion {
@@ -240,10 +245,11 @@ function replaceWord(line: string, target: Target, match: string): Omit<Completi
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { editDistance } from "./complete.ts";
- * editDistance("mgs", "msg"); // 1
- * editDistance("kitten", "sitting"); // 3
- * editDistance("kitten", "sitting", 1); // 2
+ * assert.equal(editDistance("mgs", "msg"), 1);
+ * assert.equal(editDistance("kitten", "sitting"), 3);
+ * assert.equal(editDistance("kitten", "sitting", 1), 2);
  * ```
  */
 export function editDistance(a: string, b: string, limit = Infinity): number {
@@ -279,16 +285,17 @@ function allowedEdits(word: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { suggestCommand } from "./complete.ts";
  * const commands = [
  *   { command: "msg", aliases: [] },
  *   { command: "videos", aliases: [] },
  *   { command: "quit", aliases: ["exit"] },
  * ];
- * suggestCommand("/mgs", commands); // "/msg"
- * suggestCommand("vid", commands); // "/videos"
- * suggestCommand("/exti", commands); // "/exit"
- * suggestCommand("/zzz", commands); // undefined
+ * assert.equal(suggestCommand("/mgs", commands), "/msg");
+ * assert.equal(suggestCommand("vid", commands), "/videos");
+ * assert.equal(suggestCommand("/exti", commands), "/exit");
+ * assert.equal(suggestCommand("/zzz", commands), undefined);
  * ```
  */
 export function suggestCommand(
@@ -321,11 +328,12 @@ const LISTED = 5;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { findVideo } from "./complete.ts";
  * const videos = ["test.mp4", "testing.mkv", "My Cats.mp4"];
- * findVideo("test", videos); // "test.mp4"
- * findVideo("my cats", videos); // "My Cats.mp4"
- * findVideo("TESTI", videos); // "testing.mkv"
+ * assert.equal(findVideo("test", videos), "test.mp4");
+ * assert.equal(findVideo("my cats", videos), "My Cats.mp4");
+ * assert.equal(findVideo("TESTI", videos), "testing.mkv");
  * ```
  */
 export function findVideo(query: string, names: readonly string[]): string {

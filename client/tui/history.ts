@@ -51,12 +51,13 @@ export interface HistoryMatch {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { InputHistory } from "./history.ts";
  * let history = new InputHistory();
  * history = history.add("/msg bob hi").add("/who").add("/msg bob hi");
- * history.entries; // ["/who", "/msg bob hi"]
- * history.search("WHO"); // undefined: a capital makes the search exact
- * history.search("who"); // { index: 0, line: "/who", start: 1, end: 4 }
+ * assert.deepEqual(history.entries, ["/who", "/msg bob hi"]);
+ * assert.equal(history.search("WHO"), undefined);
+ * assert.deepEqual(history.search("who"), { index: 0, line: "/who", start: 1, end: 4 });
  * ```
  */
 export class InputHistory {
@@ -76,8 +77,10 @@ export class InputHistory {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { InputHistory } from "./history.ts";
-   * InputHistory.fromLines(["/who", "", "/who", "/videos\r"]).entries; // ["/who", "/videos"]
+   * const stored = ["/who", "", "/who", "/videos\r"];
+   * assert.deepEqual(InputHistory.fromLines(stored).entries, ["/who", "/videos"]);
    * ```
    */
   static fromLines(lines: Iterable<string>, options: HistoryOptions = {}): InputHistory {
@@ -90,8 +93,9 @@ export class InputHistory {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { InputHistory } from "./history.ts";
-   * new InputHistory(["/who", "hello"]).toLines(); // ["/who", "hello"]
+   * assert.deepEqual(new InputHistory(["/who", "hello"]).toLines(), ["/who", "hello"]);
    * ```
    */
   toLines(): string[] {
@@ -109,10 +113,11 @@ export class InputHistory {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { InputHistory } from "./history.ts";
    * const history = new InputHistory(["a", "b"]);
-   * history.add("a").entries; // ["b", "a"]
-   * history.add("   ") === history; // true
+   * assert.deepEqual(history.add("a").entries, ["b", "a"]);
+   * assert.equal(history.add("   "), history);
    * ```
    */
   add(line: string): InputHistory {
@@ -126,10 +131,11 @@ export class InputHistory {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { InputHistory } from "./history.ts";
    * const history = new InputHistory(["/msg bob hi", "/who", "/msg carol yo"]);
-   * history.older(history.size); // 2
-   * history.older(history.size, "/msg b"); // 0
+   * assert.equal(history.older(history.size), 2);
+   * assert.equal(history.older(history.size, "/msg b"), 0);
    * ```
    */
   older(from: number, prefix = ""): number | undefined {
@@ -145,10 +151,11 @@ export class InputHistory {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { InputHistory } from "./history.ts";
    * const history = new InputHistory(["/msg bob hi", "/who", "/msg bob yo"]);
-   * history.newer(0, "/msg"); // 2
-   * history.newer(2, "/msg"); // undefined
+   * assert.equal(history.newer(0, "/msg"), 2);
+   * assert.equal(history.newer(2, "/msg"), undefined);
    * ```
    */
   newer(from: number, prefix = ""): number | undefined {
@@ -171,11 +178,12 @@ export class InputHistory {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { InputHistory } from "./history.ts";
    * const history = new InputHistory(["/play Cats.mp4", "/msg bob cats!", "/who"]);
-   * history.search("cats")?.index; // 1
-   * history.search("cats", { before: 1 })?.index; // 0
-   * history.search("/m", { mode: "prefix" })?.line; // "/msg bob cats!"
+   * assert.equal(history.search("cats")?.index, 1);
+   * assert.equal(history.search("cats", { before: 1 })?.index, 0);
+   * assert.equal(history.search("/m", { mode: "prefix" })?.line, "/msg bob cats!");
    * ```
    */
   search(

@@ -74,13 +74,15 @@ const EXTENDER = /^[\p{M}\p{Grapheme_Extend}\p{Emoji_Modifier}]$/u;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sanitizeForDisplay } from "./sanitize.ts";
- * sanitizeForDisplay("hi\x1b[2J"); // "hi␛[2J"
- * sanitizeForDisplay("pay\u200Bpal\u202Egnp.exe"); // "paypalgnp.exe"
- * sanitizeForDisplay("hi" + " ".repeat(200) + "[00:01] bob: hi"); // "hi ␣ [00:01] bob: hi"
- * sanitizeForDisplay("❤️ 日本 👍🏽"); // "❤️ 日本 👍🏽"
- * sanitizeForDisplay("one\ntwo"); // "one␊two"
- * sanitizeForDisplay("one\r\ntwo", { newlines: "keep" }); // "one\ntwo"
+ * assert.equal(sanitizeForDisplay("hi\x1b[2J"), "hi␛[2J");
+ * assert.equal(sanitizeForDisplay("pay\u200Bpal\u202Egnp.exe"), "paypalgnp.exe");
+ * const padded = "hi" + " ".repeat(200) + "[00:01] bob: hi";
+ * assert.equal(sanitizeForDisplay(padded), "hi ␣ [00:01] bob: hi");
+ * assert.equal(sanitizeForDisplay("❤️ 日本 👍🏽"), "❤️ 日本 👍🏽");
+ * assert.equal(sanitizeForDisplay("one\ntwo"), "one␊two");
+ * assert.equal(sanitizeForDisplay("one\r\ntwo", { newlines: "keep" }), "one\ntwo");
  * ```
  */
 export function sanitizeForDisplay(text: string, options: SanitizeOptions = {}): string {

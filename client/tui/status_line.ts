@@ -82,6 +82,7 @@ interface Part {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { renderStatusLine } from "./status_line.ts";
  * const state = {
  *   conversation: "bob",
@@ -91,11 +92,16 @@ interface Part {
  *     position: 83, duration: 296, buffered: { seconds: 12 },
  *   },
  * };
- * renderStatusLine(state, 100);
- * // "talking to bob | unread: alice 2 | playing cats.mp4, part 2/3, 720p, 1:23 / 4:56, 12 s buffered"
- * renderStatusLine(state, 50); // "to bob | 2 unread | cats.mp4 2/3 720p 1:23/4:56"
- * renderStatusLine({ reconnecting: { attempt: 3, retryIn: 4 } }, 80);
- * // "reconnecting (attempt 3), next try in 4 s"
+ * assert.equal(
+ *   renderStatusLine(state, 100),
+ *   "talking to bob | unread: alice 2 | " +
+ *     "playing cats.mp4, part 2/3, 720p, 1:23 / 4:56, 12 s buffered",
+ * );
+ * assert.equal(renderStatusLine(state, 50), "to bob | 2 unread | cats.mp4 2/3 720p 1:23/4:56");
+ * assert.equal(
+ *   renderStatusLine({ reconnecting: { attempt: 3, retryIn: 4 } }, 80),
+ *   "reconnecting (attempt 3), next try in 4 s",
+ * );
  * ```
  */
 export function renderStatusLine(state: StatusState, width: number): string {

@@ -4,14 +4,15 @@
  * Columns start at their natural width (the widest cell). When the table is too wide, the
  * columns with the lowest priority shrink first, the widest of them first, down to their
  * minimum; when even the minimums do not fit, the lowest-priority columns are left out
- * (rightmost first among equals). Short columns (10 or fewer) are shown whole or not at all. Cells are cut with … by display width, so CJK and emoji
- * line up. Columns of numbers (`42`, `1:23`, `29.97`, `12 MiB`) are right-aligned.
+ * (rightmost first among equals). Short columns (10 or fewer) are shown whole or not at all.
+ * Cells are cut with … by display width, so CJK and emoji line up. Columns of numbers (`42`,
+ * `1:23`, `29.97`, `12 MiB`) are right-aligned.
  *
  * Every cell and header goes through `sanitizeForDisplay`, so cells from peers or the server
  * can be passed as they are. Color the lines afterwards, not the cells.
  *
- * We wrote our own: the npm table packages (`cli-table3`, `table`) wrap cells over several rows
- * or draw borders, and none leaves out columns by priority to fit a width.
+ * We wrote our own: the npm table packages (`cli-table3`, `table`) take fixed column widths;
+ * none fits a table to a given width by shrinking and leaving out columns by priority.
  *
  * @module
  */
@@ -55,17 +56,19 @@ interface Layout {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { renderTable } from "./table.ts";
- * renderTable(["VIDEO", "LENGTH"], [["cats.mp4", "4:56"], ["a long video name.mkv", "1:02:05"]], 24);
- * // ["VIDEO             LENGTH",
- * //  "cats.mp4            4:56",
- * //  "a long video n…  1:02:05"]
- * renderTable(
- *   [{ header: "NAME", priority: 1 }, { header: "FINGERPRINT" }],
- *   [["alice", "aaaa:bbbb:cccc:dddd"]],
- *   12,
- * );
- * // ["NAME", "alice"]
+ * const rows = [["cats.mp4", "4:56"], ["a long video name.mkv", "1:02:05"]];
+ * assert.deepEqual(renderTable(["VIDEO", "LENGTH"], rows, 24), [
+ *   "VIDEO             LENGTH",
+ *   "cats.mp4            4:56",
+ *   "a long video n…  1:02:05",
+ * ]);
+ * const columns = [{ header: "NAME", priority: 1 }, { header: "FINGERPRINT" }];
+ * assert.deepEqual(renderTable(columns, [["alice", "aaaa:bbbb:cccc:dddd"]], 12), [
+ *   "NAME",
+ *   "alice",
+ * ]);
  * ```
  */
 export function renderTable(

@@ -36,12 +36,13 @@ const SGR = /\x1b\[[0-9;:]*m/g;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { displayWidth } from "./width.ts";
- * displayWidth("abc"); // 3
- * displayWidth("日本"); // 4
- * displayWidth("👍🏽"); // 2
- * displayWidth("e\u0301"); // 1
- * displayWidth("\x1b[1mbob\x1b[0m"); // 3
+ * assert.equal(displayWidth("abc"), 3);
+ * assert.equal(displayWidth("日本"), 4);
+ * assert.equal(displayWidth("👍🏽"), 2);
+ * assert.equal(displayWidth("e\u0301"), 1);
+ * assert.equal(displayWidth("\x1b[1mbob\x1b[0m"), 3);
  * ```
  */
 export function displayWidth(text: string): number {
@@ -53,8 +54,9 @@ export function displayWidth(text: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { graphemes } from "./width.ts";
- * graphemes("e\u0301👍🏽!"); // ["é", "👍🏽", "!"]
+ * assert.deepEqual(graphemes("e\u0301👍🏽!"), ["e\u0301", "👍🏽", "!"]);
  * ```
  */
 export function graphemes(text: string): string[] {
@@ -66,9 +68,13 @@ export function graphemes(text: string): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { displayUnits } from "./width.ts";
- * displayUnits("\x1b[1m日a");
- * // [{ text: "\x1b[1m", width: 0 }, { text: "日", width: 2 }, { text: "a", width: 1 }]
+ * assert.deepEqual(displayUnits("\x1b[1m日a"), [
+ *   { text: "\x1b[1m", width: 0 },
+ *   { text: "日", width: 2 },
+ *   { text: "a", width: 1 },
+ * ]);
  * ```
  */
 export function displayUnits(text: string): DisplayUnit[] {
@@ -98,10 +104,11 @@ export const ELLIPSIS = "…";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { truncateToWidth } from "./width.ts";
- * truncateToWidth("hello world", 8); // "hello w…"
- * truncateToWidth("日本語テキスト", 7); // "日本語…"
- * truncateToWidth("short", 10); // "short"
+ * assert.equal(truncateToWidth("hello world", 8), "hello w…");
+ * assert.equal(truncateToWidth("日本語テキスト", 7), "日本語…");
+ * assert.equal(truncateToWidth("short", 10), "short");
  * ```
  */
 export function truncateToWidth(text: string, width: number, ellipsis = ELLIPSIS): string {
@@ -132,9 +139,10 @@ export function truncateToWidth(text: string, width: number, ellipsis = ELLIPSIS
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { padToWidth } from "./width.ts";
- * padToWidth("日本", 5); // "日本 "
- * padToWidth("42", 5, "end"); // "   42"
+ * assert.equal(padToWidth("日本", 5), "日本 ");
+ * assert.equal(padToWidth("42", 5, "end"), "   42");
  * ```
  */
 export function padToWidth(text: string, width: number, align: "start" | "end" = "start"): string {

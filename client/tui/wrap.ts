@@ -4,15 +4,17 @@
  * {@linkcode wrapText} breaks at spaces, breaks a word wider than a line between grapheme
  * clusters (never inside `é` or `👍🏽`), and starts every line after the first with an indent.
  * That indent is a safety property, not only layout: a continuation line always begins with
- * blanks, so text that a peer wrote can never appear at the start of a row and pass for a new
- * `[12:00] bob: …` line. Newlines in the input start a new, indented line too.
+ * it, so text that a peer wrote can never appear at the start of a row and pass for a new
+ * `[12:00] bob: …` line. Newlines in the input start a new, indented line too. This holds as
+ * long as the terminal draws characters as wide as we measure them, which is why invisible
+ * characters, whose width terminals disagree on, are removed by sanitizing first.
  *
  * The text should have been through `sanitizeForDisplay` (sanitize.ts) first; color codes added
  * by the formatter afterwards are fine (they take no columns and are never split).
  *
- * We wrote our own because the npm wrappers (`wrap-ansi`, `word-wrap`) do not promise the
- * indent on every continuation, and `wrap-ansi` pulls in three more packages for colors we
- * already handle.
+ * We wrote our own because the npm wrappers do not do this: `wrap-ansi` has no continuation
+ * indent, and `word-wrap` indents every line (the first too) and counts characters, not
+ * columns.
  *
  * @module
  */
@@ -44,11 +46,18 @@ interface Word {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { wrapText } from "./wrap.ts";
- * wrapText("[12:00] bob: the quick brown fox jumps", { width: 20 });
- * // ["[12:00] bob: the", "  quick brown fox", "  jumps"]
- * wrapText("日本語のテキストです", { width: 9, indent: 1 });
- * // ["日本語の", " テキスト", " です"]
+ * assert.deepEqual(wrapText("[12:00] bob: the quick brown fox jumps", { width: 20 }), [
+ *   "[12:00] bob: the",
+ *   "  quick brown fox",
+ *   "  jumps",
+ * ]);
+ * assert.deepEqual(wrapText("日本語のテキストです", { width: 9, indent: 1 }), [
+ *   "日本語の",
+ *   " テキスト",
+ *   " です",
+ * ]);
  * ```
  */
 export function wrapText(text: string, options: WrapOptions): string[] {
@@ -85,10 +94,10 @@ function wrapParagraph(text: string, first: string, layout: Layout, lines: strin
     [line, start, used, broken] = [indent, indentWidth, indentWidth, true];
   };
   for (const word of words(text)) {
-    const fresh = used === start;
     // A word that fits on a line of its own goes to the next line; a longer one is cut anyway,
     // so it starts here and fills this line first.
-    if (!fresh && used + word.gap + word.width > width && start + word.width <= width) {
+    const fits = used + word.gap + word.width <= width;
+    if (used > start && !fits && indentWidth + word.width <= width) {
       breakLine();
     }
     // Blanks at a break are dropped; blanks that start the text are kept while they leave room.
