@@ -18,16 +18,8 @@ import { ffmpegChildren, stillRunning } from "./_procs.ts";
 const FAKE = new URL("./_fake_ffmpeg.ts", import.meta.url).pathname;
 const VAAPI: Encoder = { kind: "vaapi", device: "/dev/dri/renderD128" };
 const PART = { width: 1280, height: 720, fps: 30, maxrate: 3_317_760 };
-const COLOUR = [
-  "-colorspace",
-  "bt709",
-  "-color_primaries",
-  "bt709",
-  "-color_trc",
-  "bt709",
-  "-color_range",
-  "tv",
-];
+const COLOUR = "-colorspace bt709 -color_primaries bt709 -color_trc bt709 -color_range tv"
+  .split(" ");
 const CPU_720 = "scale=1280:720:out_color_matrix=bt709:out_range=tv";
 const FAST_KEYS =
   "expr:if(isnan(prev_forced_t),1,gte(t-prev_forced_t,if(lte(n_forced,2),0.5,2)-0.016667))";
