@@ -271,6 +271,9 @@ const COLOUR_TAGS = [
 /**
  * Builds the encoder-specific ffmpeg arguments for one part. Pure.
  *
+ * Decoding stays on the CPU for every encoder, so any source the catalog accepts works and the
+ * part's trim filters see ordinary frames; only scaling (VA-API) and encoding move to the GPU.
+ *
  * Rate control matches libx264's CRF 23 with a `-maxrate`/`-bufsize` cap: NVENC uses its
  * constant-quality VBR with the same cap; VA-API and Quick Sync, whose quality modes are not
  * available on every driver, use VBR at half the cap with the cap as maximum.
