@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { settlesWithin, Wake } from "../shared/async.ts";
 import { ReelayError } from "../shared/errors.ts";
 import type { Bytes } from "../shared/bytes.ts";
 import type { NewNotice, NewSealedMail, OneTimeKey } from "../server/store/mod.ts";
@@ -93,7 +94,7 @@ export class StoreChild implements AsyncDisposable {
   readonly #lines: string[] = [];
   readonly #stderr: Promise<string>;
   readonly #stdout: Promise<void>;
-  #wake: () => void = () => {};
+  readonly #wake = new Wake();
   #ended = false;
 
   /** Starts the child. */
@@ -129,12 +130,7 @@ export class StoreChild implements AsyncDisposable {
             `stderr:\n${this.#ended ? await this.#stderr : "(still running)"}`,
         );
       }
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        timer = setTimeout(resolve, left);
-      });
-      clearTimeout(timer);
+      await settlesWithin(this.#wake.wait(), left);
     }
   }
 
@@ -177,10 +173,10 @@ export class StoreChild implements AsyncDisposable {
       const parts = (rest + text).split("\n");
       rest = parts.pop() ?? "";
       this.#lines.push(...parts);
-      this.#wake();
+      this.#wake.wake();
     }
     if (rest !== "") this.#lines.push(rest);
     this.#ended = true;
-    this.#wake();
+    this.#wake.wake();
   }
 }

@@ -94,10 +94,13 @@ Deno.test({
         assert.equal(await mode(`${state}/${file}`), 0o600, file);
       }
     }
-    // A file someone opened up is closed again.
+    // A file someone opened up is closed again, before its -wal and -shm copy its mode.
     await Deno.chmod(`${state}/${STORE_FILE_NAME}`, 0o644);
-    await using _reopened = await openSqliteStore(state);
-    assert.equal(await mode(`${state}/${STORE_FILE_NAME}`), 0o600);
+    await using reopened = await openSqliteStore(state);
+    await reopened.mailbox.put(sealed(1, 2, "after"));
+    for (const file of [STORE_FILE_NAME, `${STORE_FILE_NAME}-wal`, `${STORE_FILE_NAME}-shm`]) {
+      assert.equal(await mode(`${state}/${file}`), 0o600, file);
+    }
   },
 });
 
@@ -153,9 +156,17 @@ Deno.test("file: another program's file is refused and left as it was", async ()
   const other = new DatabaseSync(path);
   other.exec("CREATE TABLE contacts (name TEXT); INSERT INTO contacts VALUES ('bob')");
   other.close();
+  await Deno.chmod(path, 0o644);
   const before = await Deno.readFile(path);
   await rejectsWith(openSqliteStore(dir.path), "store-foreign", /database of another program/);
   assert.deepEqual(await Deno.readFile(path), before, "the foreign file was changed");
+  if (posix) assert.equal(await mode(path), 0o644, "the foreign file's mode was changed");
+
+  // One that carries another application id is refused from its header alone.
+  const tagged = new DatabaseSync(path);
+  tagged.exec("PRAGMA application_id = 1234");
+  tagged.close();
+  await rejectsWith(openSqliteStore(dir.path), "store-foreign", /database of another program/);
 });
 
 Deno.test("file: a file from a newer reelay is refused, not downgraded", async () => {

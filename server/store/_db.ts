@@ -54,6 +54,15 @@ export function corruptError(path: string, detail: string, cause?: unknown): Ree
   );
 }
 
+/** The advice for a file that is not ours: `what` it is instead. */
+export function foreignError(path: string, what: string): ReelayError {
+  return storeError(
+    "store-foreign",
+    `State file "${path}" is ${what}, not a reelay store: point reelay at another state ` +
+      `folder, or move the file away if it is not needed`,
+  );
+}
+
 function resultCode(error: Error): number | undefined {
   const code = (error as { errcode?: unknown }).errcode;
   if (typeof code === "number") return code & 0xff;

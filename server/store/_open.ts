@@ -7,8 +7,8 @@
 
 import { DatabaseSync } from "node:sqlite";
 import { messageOf } from "../../shared/errors.ts";
-import { corruptError, Db, mapSqliteError, storeError } from "./_db.ts";
-import { checkOwnership, migrate } from "./_schema.ts";
+import { corruptError, Db, foreignError, mapSqliteError, storeError } from "./_db.ts";
+import { APPLICATION_ID, checkOwnership, migrate } from "./_schema.ts";
 
 /** The file name inside the state folder. */
 export const STORE_FILE_NAME = "reelay.db";
@@ -18,6 +18,9 @@ export type StoreLocation = string;
 
 const MEMORY = ":memory:";
 const SQLITE_MAGIC = "SQLite format 3\0";
+// The database header is 100 bytes; the application id is a big-endian u32 at offset 68.
+const HEADER_BYTES = 100;
+const APPLICATION_ID_AT = 68;
 const FOLDER_MODE = 0o700;
 const FILE_MODE = 0o600;
 // After a checkpoint the WAL file is cut back to this, so it cannot stay large.
@@ -44,7 +47,7 @@ async function ensureFolder(dir: string): Promise<void> {
   }
 }
 
-/** Creates the file owner-only, or tightens an existing one, and returns its first bytes. */
+/** Creates the file owner-only if it is missing, and returns its header (empty when new). */
 async function ensureFile(path: string): Promise<Uint8Array> {
   try {
     (await Deno.open(path, { write: true, createNew: true, mode: FILE_MODE })).close();
@@ -56,28 +59,48 @@ async function ensureFile(path: string): Promise<Uint8Array> {
     }
   }
   try {
-    const info = await Deno.stat(path);
-    if (!info.isFile) throw new Error("it is not a regular file");
-    if (canChmod && info.mode !== null && (info.mode & 0o077) !== 0) {
-      await Deno.chmod(path, FILE_MODE);
-    }
+    if (!(await Deno.stat(path)).isFile) throw new Error("it is not a regular file");
     using file = await Deno.open(path, { read: true });
-    const head = new Uint8Array(SQLITE_MAGIC.length);
-    const read = await file.read(head);
-    return head.subarray(0, read ?? 0);
+    const head = new Uint8Array(HEADER_BYTES);
+    let length = 0;
+    while (length < head.length) {
+      const read = await file.read(head.subarray(length));
+      if (read === null) break;
+      length += read;
+    }
+    return head.subarray(0, length);
   } catch (error) {
     throw openFailed(`state file "${path}"`, error);
   }
 }
 
-function checkHeader(path: string, head: Uint8Array): void {
-  if (head.length === 0) return;
-  if (new TextDecoder().decode(head) !== SQLITE_MAGIC) {
-    throw storeError(
-      "store-foreign",
-      `State file "${path}" is not a SQLite database, so not a reelay store: point reelay at ` +
-        `another state folder, or move the file away if it is not needed`,
-    );
+/**
+ * Reads the header SQLite would: refuses what is not SQLite, or carries another program's
+ * application id, before SQLite touches it. Returns whether the file is already ours.
+ */
+function checkHeader(path: string, head: Uint8Array): boolean {
+  if (head.length === 0) return false;
+  if (new TextDecoder().decode(head.subarray(0, SQLITE_MAGIC.length)) !== SQLITE_MAGIC) {
+    throw foreignError(path, "not a SQLite database");
+  }
+  if (head.length < HEADER_BYTES) return false;
+  const applicationId = new DataView(head.buffer, head.byteOffset).getUint32(APPLICATION_ID_AT);
+  if (applicationId !== 0 && applicationId !== APPLICATION_ID) {
+    throw foreignError(path, "a database of another program");
+  }
+  return applicationId === APPLICATION_ID;
+}
+
+/** Takes group and other access away from the store's files that exist. */
+async function tighten(paths: string[]): Promise<void> {
+  if (!canChmod) return;
+  for (const path of paths) {
+    try {
+      const { mode } = await Deno.stat(path);
+      if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(path, FILE_MODE);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw openFailed(`state file "${path}"`, error);
+    }
   }
 }
 
@@ -132,7 +155,8 @@ export async function openDb(location: StoreLocation, busyTimeoutMs: number): Pr
     if (location === "") throw new RangeError("The store location is empty");
     await ensureFolder(location);
     path = `${location.endsWith("/") ? location : `${location}/`}${STORE_FILE_NAME}`;
-    checkHeader(path, await ensureFile(path));
+    // Ours already: owner-only before SQLite opens it, as its -wal and -shm copy its mode.
+    if (checkHeader(path, await ensureFile(path))) await tighten([path]);
   }
   const db = connect(path, busyTimeoutMs);
   try {
@@ -140,6 +164,7 @@ export async function openDb(location: StoreLocation, busyTimeoutMs: number): Pr
     configure(db, onDisk);
     migrate(db);
     checkIntegrity(db);
+    if (onDisk) await tighten([path, `${path}-wal`, `${path}-shm`]);
     return db;
   } catch (error) {
     db.close();

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type Db, storeError } from "./_db.ts";
+import { type Db, foreignError, storeError } from "./_db.ts";
 
 /** "REEL" in ASCII: the `application_id` in the header of every reelay store. */
 export const APPLICATION_ID = 0x5245454c;
@@ -122,11 +122,7 @@ export function checkOwnership(db: Db): void {
   if (applicationId === APPLICATION_ID) return checkVersion(db);
   const objects = Number(db.get("SELECT COUNT(*) AS n FROM sqlite_schema")?.n ?? 0);
   if (applicationId !== 0 || objects > 0) {
-    throw storeError(
-      "store-foreign",
-      `State file "${db.path}" is a database of another program, not a reelay store: point ` +
-        `reelay at another state folder, or move the file away if it is not needed`,
-    );
+    throw foreignError(db.path, "a database of another program");
   }
 }
 

@@ -68,11 +68,13 @@ export async function openSqliteStore(
     settled(() => {
       if (db.closed) return;
       try {
-        // Keeps the query planner's statistics current; cheap, and bounded by SQLite.
+        // Keeps the query planner's statistics current; cheap, bounded by SQLite, and optional,
+        // so a failure here (a busy or damaged file) must not keep the file open.
         db.exec("PRAGMA optimize");
-      } finally {
-        db.close();
+      } catch {
+        // The close below is what matters.
       }
+      db.close();
     });
   return {
     mailbox: new SqliteMailbox(db, limits, now),
