@@ -184,6 +184,27 @@ Deno.test("file: a file from a newer reelay is refused, not downgraded", async (
   assert.equal(pragmas(path).userVersion, SCHEMA_VERSION + 1);
 });
 
+Deno.test("file: a write lock held too long by another process is store-busy", async () => {
+  await using dir = await tempDir();
+  await using store = await openSqliteStore(dir.path, { busyTimeoutMs: 100 });
+  const other = new DatabaseSync(`${dir.path}/${STORE_FILE_NAME}`);
+  try {
+    other.exec("BEGIN IMMEDIATE");
+    await rejectsWith(
+      store.mailbox.put(sealed(1, 2, "m")),
+      "store-busy",
+      /stayed locked by another process for 100 ms/,
+      /same state folder/,
+    );
+    // Reads go on under WAL while another connection writes.
+    assert.deepEqual(await store.mailbox.stats(), { items: 0, bytes: 0, recipients: 0 });
+    other.exec("ROLLBACK");
+  } finally {
+    other.close();
+  }
+  await store.mailbox.put(sealed(1, 2, "m"));
+});
+
 Deno.test("file: a closed store refuses every call with store-closed", async () => {
   const store = await openSqliteStore(":memory:");
   await store.close();
