@@ -1,0 +1,324 @@
+/**
+ * The SQLite {@linkcode Mailbox}: one `mail` table in insertion order, per-recipient and total
+ * counters kept by triggers, and the bounds checked inside the inserting transaction.
+ *
+ * @module
+ */
+
+import type { Bytes } from "../../shared/bytes.ts";
+import { fromUtf8 } from "../../shared/bytes.ts";
+import { ReelayError } from "../../shared/errors.ts";
+import {
+  checkBytes,
+  checkFingerprint,
+  checkLimit,
+  checkMessageId,
+  checkText,
+  checkTime,
+  jsonBytes,
+  shown,
+} from "./_check.ts";
+import { type Row, settled } from "./_db.ts";
+import { SqlitePart } from "./_part.ts";
+import {
+  type EndedMail,
+  type JsonValue,
+  type Mailbox,
+  type MailboxStats,
+  type MailCount,
+  type MailEndReason,
+  type MailId,
+  type MailItem,
+  type MailParties,
+  type MailStamp,
+  MAX_NOTICE_BYTES,
+  MAX_PAGE,
+  type NewMail,
+  type PendingOptions,
+  type PutResult,
+} from "./mod.ts";
+
+/** What one `mail` row holds, checked. */
+interface MailRow {
+  recipientKey: string;
+  recipientName: string;
+  kind: "sealed" | "notice";
+  senderKey: string | null;
+  senderName: string | null;
+  messageId: string | null;
+  body: Uint8Array;
+}
+
+function rowOf(item: NewMail): MailRow {
+  const recipientKey = checkFingerprint(item.recipientKey, "Recipient key");
+  const recipientName = checkText(item.recipientName, "Recipient name");
+  if (item.kind === "sealed") {
+    return {
+      recipientKey,
+      recipientName,
+      kind: "sealed",
+      senderKey: checkFingerprint(item.senderKey, "Sender key"),
+      senderName: checkText(item.senderName, "Sender name"),
+      messageId: checkMessageId(item.messageId),
+      body: checkBytes(item.envelope, "Envelope"),
+    };
+  }
+  if (item.kind !== "notice") throw new TypeError(`Mail kind ${shown(item)} is unknown`);
+  const body = jsonBytes(
+    item.notice,
+    MAX_NOTICE_BYTES,
+    (bytes) =>
+      new RangeError(`Notice of ${bytes} bytes is over the ${MAX_NOTICE_BYTES}-byte bound`),
+  );
+  return {
+    recipientKey,
+    recipientName,
+    kind: "notice",
+    senderKey: null,
+    senderName: null,
+    messageId: null,
+    body,
+  };
+}
+
+const COLUMNS = "id, kind, recipient_key, recipient_name, sender_key, sender_name, message_id, " +
+  "size, queued_at, expires_at";
+
+function stampOf(row: Row): MailStamp {
+  return {
+    id: String(row.id),
+    queuedAt: Number(row.queued_at),
+    expiresAt: Number(row.expires_at),
+    bytes: Number(row.size),
+  };
+}
+
+function partiesOf(row: Row): MailParties {
+  const recipientKey = row.recipient_key as string;
+  const recipientName = row.recipient_name as string;
+  if (row.kind !== "sealed") return { kind: "notice", recipientKey, recipientName };
+  return {
+    kind: "sealed",
+    recipientKey,
+    recipientName,
+    senderKey: row.sender_key as string,
+    senderName: row.sender_name as string,
+    messageId: row.message_id as string,
+  };
+}
+
+function itemOf(row: Row): MailItem {
+  const parties = partiesOf(row);
+  const body = row.body as Bytes;
+  if (parties.kind === "sealed") return { ...parties, envelope: body, ...stampOf(row) };
+  const notice = JSON.parse(fromUtf8(body) ?? "null") as JsonValue;
+  return { ...parties, notice, ...stampOf(row) };
+}
+
+function endedOf(row: Row): EndedMail {
+  return { ...partiesOf(row), ...stampOf(row), reason: row.end_reason as MailEndReason };
+}
+
+/** Our ids are decimal row ids; anything else names no item here. */
+function rowIdOf(id: MailId): number | undefined {
+  if (typeof id !== "string" || !/^[1-9][0-9]{0,15}$/.test(id)) return undefined;
+  const value = Number(id);
+  return Number.isSafeInteger(value) ? value : undefined;
+}
+
+function countOf(row: Row | undefined): MailCount {
+  return { items: Number(row?.items ?? 0), bytes: Number(row?.bytes ?? 0) };
+}
+
+/**
+ * The mailbox over one `Db`.
+ *
+ * @example
+ * ```ts ignore
+ * const mailbox = new SqliteMailbox(db, DEFAULT_STORE_LIMITS, Date.now);
+ * ```
+ */
+export class SqliteMailbox extends SqlitePart implements Mailbox {
+  /** See {@linkcode Mailbox.put}. */
+  put(item: NewMail): Promise<PutResult> {
+    return settled(() => {
+      const row = rowOf(item);
+      return this.db.write(() => this.#duplicateOf(row) ?? this.#insert(row));
+    });
+  }
+
+  /** See {@linkcode Mailbox.pending}. */
+  pending(recipientKey: string, limit: number, options: PendingOptions = {}): Promise<MailItem[]> {
+    return settled(() => {
+      checkFingerprint(recipientKey, "Recipient key");
+      checkLimit(limit);
+      const after = options.after === undefined ? 0 : rowIdOf(options.after);
+      if (after === undefined) throw new RangeError(`Mail id ${shown(options.after)} is unknown`);
+      const now = this.now();
+      const last = this.#lastWithin(recipientKey, after, now, limit, options.maxBytes);
+      if (last === undefined) return [];
+      return this.db.all(
+        `SELECT ${COLUMNS}, body FROM mail
+          WHERE recipient_key = ? AND id > ? AND id <= ? AND expires_at > ?
+          ORDER BY id LIMIT ?`,
+        recipientKey,
+        after,
+        last,
+        now,
+        limit,
+      ).map(itemOf);
+    });
+  }
+
+  /** See {@linkcode Mailbox.remove}. */
+  remove(recipientKey: string, ids: readonly MailId[]): Promise<number> {
+    return settled(() => {
+      checkFingerprint(recipientKey, "Recipient key");
+      if (ids.length === 0) return 0;
+      checkLimit(ids.length, "Number of ids");
+      const rowIds = ids.map(rowIdOf).filter((id) => id !== undefined);
+      return this.db.write(() => {
+        let removed = 0;
+        for (const id of rowIds) {
+          removed += this.db.run(
+            "DELETE FROM mail WHERE id = ? AND recipient_key = ?",
+            id,
+            recipientKey,
+          );
+        }
+        return removed;
+      });
+    });
+  }
+
+  /** See {@linkcode Mailbox.expire}. */
+  expire(now: number, limit: number = MAX_PAGE): Promise<EndedMail[]> {
+    return settled(() => {
+      checkTime(now);
+      checkLimit(limit);
+      return this.db.write(() => {
+        const rows = this.db.all(
+          `SELECT ${COLUMNS}, end_reason FROM mail WHERE expires_at <= ?
+            ORDER BY expires_at, id LIMIT ?`,
+          now,
+          limit,
+        );
+        for (const row of rows) this.db.run("DELETE FROM mail WHERE id = ?", row.id as number);
+        return rows.map(endedOf);
+      });
+    });
+  }
+
+  /** See {@linkcode Mailbox.count}. */
+  count(recipientKey: string): Promise<MailCount> {
+    return settled(() => {
+      checkFingerprint(recipientKey, "Recipient key");
+      return countOf(
+        this.db.get(
+          "SELECT items, bytes FROM mail_recipient WHERE recipient_key = ?",
+          recipientKey,
+        ),
+      );
+    });
+  }
+
+  /** See {@linkcode Mailbox.stats}. */
+  stats(): Promise<MailboxStats> {
+    return settled(() => {
+      const row = this.db.get("SELECT items, bytes, recipients FROM mail_total WHERE id = 1");
+      return { ...countOf(row), recipients: Number(row?.recipients ?? 0) };
+    });
+  }
+
+  #duplicateOf(row: MailRow): PutResult | undefined {
+    if (row.kind !== "sealed") return undefined;
+    const found = this.db.get(
+      `SELECT id, expires_at FROM mail
+        WHERE recipient_key = ? AND sender_key = ? AND message_id = ? AND kind = 'sealed'`,
+      row.recipientKey,
+      row.senderKey,
+      row.messageId,
+    );
+    if (found === undefined) return undefined;
+    return { id: String(found.id), expiresAt: Number(found.expires_at), duplicate: true };
+  }
+
+  #insert(row: MailRow): PutResult {
+    const size = row.body.length;
+    this.#checkBounds(row.recipientName, row.recipientKey, size);
+    const queuedAt = this.now();
+    const expiresAt = queuedAt + this.limits.ttlMs;
+    const inserted = this.db.get(
+      `INSERT INTO mail (recipient_key, recipient_name, kind, sender_key, sender_name,
+          message_id, body, size, queued_at, expires_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+      row.recipientKey,
+      row.recipientName,
+      row.kind,
+      row.senderKey,
+      row.senderName,
+      row.messageId,
+      row.body,
+      size,
+      queuedAt,
+      expiresAt,
+    );
+    return { id: String(inserted?.id), expiresAt, duplicate: false };
+  }
+
+  #checkBounds(name: string, recipientKey: string, size: number): void {
+    const limits = this.limits;
+    const held = countOf(
+      this.db.get("SELECT items, bytes FROM mail_recipient WHERE recipient_key = ?", recipientKey),
+    );
+    if (held.items + 1 > limits.maxItemsPerRecipient) {
+      throw new ReelayError(
+        "recipient-mailbox-full",
+        `The mailbox for ${shown(name)} is full: ${held.items} items are held for them, the ` +
+          `most is ${limits.maxItemsPerRecipient}`,
+      );
+    }
+    if (held.bytes + size > limits.maxBytesPerRecipient) {
+      throw new ReelayError(
+        "recipient-mailbox-full",
+        `The mailbox for ${shown(name)} is full: ${held.bytes} bytes are held for them, and ` +
+          `${size} more would pass the most, ${limits.maxBytesPerRecipient} bytes`,
+      );
+    }
+    const total = countOf(this.db.get("SELECT items, bytes FROM mail_total WHERE id = 1"));
+    if (total.bytes + size > limits.maxTotalBytes) {
+      throw new ReelayError(
+        "mailbox-full",
+        `The server's mailbox is full: ${total.bytes} bytes are held for everyone, and ` +
+          `${size} more would pass the most, ${limits.maxTotalBytes} bytes`,
+      );
+    }
+  }
+
+  /** The id of the last item of the page, stopping at `maxBytes` (the first always fits). */
+  #lastWithin(
+    recipientKey: string,
+    after: number,
+    now: number,
+    limit: number,
+    maxBytes: number | undefined,
+  ): number | undefined {
+    if (maxBytes !== undefined) checkTime(maxBytes, "Byte budget");
+    const sizes = this.db.all(
+      `SELECT id, size FROM mail WHERE recipient_key = ? AND id > ? AND expires_at > ?
+        ORDER BY id LIMIT ?`,
+      recipientKey,
+      after,
+      now,
+      limit,
+    );
+    let last: number | undefined;
+    let bytes = 0;
+    for (const row of sizes) {
+      bytes += Number(row.size);
+      if (last !== undefined && maxBytes !== undefined && bytes > maxBytes) break;
+      last = Number(row.id);
+    }
+    return last;
+  }
+}
