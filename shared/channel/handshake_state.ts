@@ -43,6 +43,8 @@ export interface HandshakeOptions {
   psks?: readonly Uint8Array[];
   /** A fixed ephemeral key pair for the `e` token. For test vectors only. */
   ephemeral?: KeyPair;
+  /** The KEM for `hfs` patterns; ML-KEM-768 unless a test substitutes another. */
+  kem?: Kem;
 }
 
 /** Which way each transport cipher works, from this side's point of view. */
@@ -81,7 +83,7 @@ export class HandshakeState {
   readonly #protocol: ProtocolName;
   readonly #initiator: boolean;
   readonly #symmetric: SymmetricState;
-  readonly #kem: Kem = MLKEM768;
+  readonly #kem: Kem;
   readonly #psks: Uint8Array[];
   readonly #usesPsk: boolean;
   #s: KeyPair | undefined;
@@ -108,6 +110,7 @@ export class HandshakeState {
     this.#psks = [...(options.psks ?? [])];
     this.#usesPsk = protocol.pattern.messages.some((message) => message.includes("psk"));
     this.#fixedEphemeral = options.ephemeral;
+    this.#kem = options.kem ?? MLKEM768;
   }
 
   /**
