@@ -5,6 +5,7 @@
  * @module
  */
 
+import { concat } from "../shared/bytes.ts";
 import { writeAll } from "../shared/io.ts";
 
 /** Which way bytes travel. */
@@ -62,9 +63,7 @@ export function recordRewriter(
       skipped += head.length;
       data = data.subarray(head.length);
     }
-    const joined = new Uint8Array(pending.length + data.length);
-    joined.set(pending);
-    joined.set(data, pending.length);
+    const joined = concat([pending, data]);
     let start = 0;
     while (joined.length - start >= 2) {
       const end = start + 2 + ((joined[start] << 8) | joined[start + 1]);
@@ -105,14 +104,7 @@ export class ByteProxy {
 
   /** All bytes forwarded in `direction` as one array. */
   bytes(direction: Direction): Uint8Array {
-    const parts = this.captured[direction];
-    const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-    let offset = 0;
-    for (const part of parts) {
-      all.set(part, offset);
-      offset += part.length;
-    }
-    return all;
+    return concat(this.captured[direction]);
   }
 
   /** Whether `needle` appears in the bytes forwarded either way. */

@@ -13,6 +13,7 @@ import {
   respond,
   ServerKey,
 } from "../shared/channel/mod.ts";
+import { concat } from "../shared/bytes.ts";
 import { writeAll } from "../shared/io.ts";
 import { ByteProxy, type Direction, type Rewriter } from "./_byte_proxy.ts";
 
@@ -132,11 +133,5 @@ export async function receiveAll(
   } catch (caught) {
     error = caught;
   }
-  const bytes = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return { bytes, error };
+  return { bytes: concat(chunks), error };
 }

@@ -7,6 +7,7 @@ import {
   ServerKey,
   ServerPins,
 } from "../shared/channel/mod.ts";
+import { concat } from "../shared/bytes.ts";
 import { ReelayError } from "../shared/errors.ts";
 import { writeAll } from "../shared/io.ts";
 import { FramedConnection } from "../shared/protocol/framed.ts";
@@ -314,9 +315,7 @@ Deno.test("records that arrive with the server's handshake message are not lost"
   const coalesce = (chunk: Uint8Array | null) => {
     if (chunk) held.push(chunk), seen += chunk.length;
     if (chunk && seen <= HANDSHAKE_BYTES["to-client"]) return [];
-    const all = new Uint8Array(held.reduce((sum, part) => sum + part.length, 0));
-    let offset = 0;
-    for (const part of held) all.set(part, offset), offset += part.length;
+    const all = concat(held);
     held = [];
     return all.length ? [all] : [];
   };

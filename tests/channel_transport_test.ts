@@ -1,6 +1,7 @@
 // SecureConn's record layer: record sizes, the Deno.Conn calls, ordering and closing.
 import assert from "node:assert/strict";
 import { MAX_RECORD_PLAINTEXT, RECORD_HEADER_BYTES, TAGLEN } from "../shared/channel/mod.ts";
+import { concat } from "../shared/bytes.ts";
 import { patternBytes, receiveAll, securePair } from "./_channel.ts";
 
 const HANDSHAKE_TO_SERVER = 8 + 2 + 1216;
@@ -43,10 +44,7 @@ Deno.test("reads of any size get the bytes in order; writes in flight never inte
   await pair.server.transport.closeWrite();
   const received = await receiveAll(pair.client.transport, [1, 2, 3, 5000]);
   assert.equal(received.error, undefined);
-  const expected = new Uint8Array(pieces.reduce((sum, piece) => sum + piece.length, 0));
-  let offset = 0;
-  for (const piece of pieces) expected.set(piece, offset), offset += piece.length;
-  assert.deepEqual(received.bytes, expected);
+  assert.deepEqual(received.bytes, concat(pieces));
   await pair.close();
 });
 
