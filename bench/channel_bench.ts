@@ -16,6 +16,7 @@ import {
   respond,
   ServerKey,
 } from "../shared/channel/mod.ts";
+import { cpuUsage } from "node:process";
 import { writeAll } from "../shared/io.ts";
 import { percentile, ratios, summarize } from "./_stats.ts";
 
@@ -46,10 +47,17 @@ async function connectedPair(key: ServerKey, secure: boolean): Promise<[Conn, Co
   return [a.transport, b.transport];
 }
 
-/** Copies `total` bytes from one end to the other in 64 KiB writes; resolves to MB/s. */
-async function copy(from: Conn, to: Conn, total: number): Promise<number> {
+/** A copy's wall-clock rate and the process CPU time it took per MiB (all threads). */
+interface Rate {
+  megabytesPerSecond: number;
+  cpuMsPerMebibyte: number;
+}
+
+/** Copies `total` bytes from one end to the other in 64 KiB writes. */
+async function copy(from: Conn, to: Conn, total: number): Promise<Rate> {
   const chunk = new Uint8Array(WRITE_BYTES).fill(0x47);
   const sink = new Uint8Array(256 * 1024);
+  const cpu = cpuUsage();
   const start = performance.now();
   const writing = (async () => {
     for (let sent = 0; sent < total; sent += WRITE_BYTES) await writeAll(from, chunk);
@@ -60,7 +68,12 @@ async function copy(from: Conn, to: Conn, total: number): Promise<number> {
     received += count;
   }
   await writing;
-  return total / ((performance.now() - start) / 1000) / 1e6;
+  const seconds = (performance.now() - start) / 1000;
+  const used = cpuUsage(cpu);
+  return {
+    megabytesPerSecond: total / seconds / 1e6,
+    cpuMsPerMebibyte: (used.user + used.system) / 1000 / (total / 1024 / 1024),
+  };
 }
 
 async function benchHandshakes(key: ServerKey): Promise<void> {
@@ -105,8 +118,8 @@ async function benchHandshakes(key: ServerKey): Promise<void> {
 
 async function benchThroughput(key: ServerKey): Promise<void> {
   const total = mebibytes * 1024 * 1024;
-  const plain: number[] = [];
-  const secure: number[] = [];
+  const plain: Rate[] = [];
+  const secure: Rate[] = [];
   for (let i = 0; i < repetitions; i++) {
     for (const [secured, results] of [[false, plain], [true, secure]] as const) {
       const [client, server] = await connectedPair(key, secured);
@@ -115,18 +128,20 @@ async function benchThroughput(key: ServerKey): Promise<void> {
       server.close();
     }
   }
-  const show = (name: string, values: number[]) => {
-    const s = summarize(values);
+  const show = (name: string, rates: Rate[]) => {
+    const s = summarize(rates.map((rate) => rate.megabytesPerSecond));
+    const cpu = summarize(rates.map((rate) => rate.cpuMsPerMebibyte));
     console.log(
       `${name}: median ${s.median.toFixed(0)} MB/s (min ${s.min.toFixed(0)}, max ${
         s.max.toFixed(0)
-      }, n=${s.n})`,
+      }, n=${s.n}); CPU ${cpu.median.toFixed(2)} ms per MiB`,
     );
   };
   console.log(`bulk copy of ${mebibytes} MiB in 64 KiB writes, one process, loopback:`);
   show("  plain TCP", plain);
   show("  SecureConn", secure);
-  const ratio = summarize(ratios(secure, plain));
+  const rate = (rates: Rate[]) => rates.map((r) => r.megabytesPerSecond);
+  const ratio = summarize(ratios(rate(secure), rate(plain)));
   console.log(
     `  ratio SecureConn / plain: median ${ratio.median.toFixed(3)} (min ${
       ratio.min.toFixed(3)
