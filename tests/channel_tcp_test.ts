@@ -11,7 +11,6 @@ import { concat } from "../shared/bytes.ts";
 import { ReelayError } from "../shared/errors.ts";
 import { writeAll } from "../shared/io.ts";
 import { FramedConnection } from "../shared/protocol/framed.ts";
-import { encodeStreamFrame, KIND_CONTROL, KIND_STREAM } from "../shared/protocol/frame.ts";
 import { ByteProxy, type Direction, flipBit, recordRewriter } from "./_byte_proxy.ts";
 import {
   OneShotServer,
@@ -59,23 +58,26 @@ Deno.test("client and server exchange 10 MiB each way in varied write sizes", as
 Deno.test("FramedConnection runs over a SecureConn unchanged", async () => {
   const pair = await securePair();
   const options = { maxFrameBytes: 1 << 20, maxQueueBytes: 1 << 20 };
-  const client = new FramedConnection(pair.client.transport, options);
-  const server = new FramedConnection(pair.server.transport, options);
+  const client = FramedConnection.forClient(pair.client.transport, options);
+  const server = FramedConnection.forServer(pair.server.transport, options);
   assert.equal(
     server.remote,
     `127.0.0.1:${(pair.client.transport.localAddr as Deno.NetAddr).port}`,
   );
-  client.sendMessage({ type: "ping" });
-  await client.sendOrdered(encodeStreamFrame(7, 1, patternBytes(200_000, 3)));
-  const frames: { kind: number; length: number }[] = [];
-  for await (const frame of server.frames()) {
-    frames.push({ kind: frame.kind, length: frame.payload.length });
-    if (frames.length === 2) break;
+  const media = patternBytes(200_000, 3);
+  server.sendMessage({ type: "ping" });
+  await server.sendStream(7, 1, media);
+  const received: string[] = [];
+  for await (const item of client.receive()) {
+    if (item.kind === "message") received.push(item.message.type);
+    if (item.kind === "stream") {
+      assert.deepEqual([item.chunk.streamId, item.chunk.segment], [7, 1]);
+      assert.deepEqual(item.chunk.media, media);
+      received.push("stream");
+    }
+    if (received.length === 2) break;
   }
-  assert.deepEqual(frames, [{ kind: KIND_CONTROL, length: 15 }, {
-    kind: KIND_STREAM,
-    length: 200_005,
-  }]);
+  assert.deepEqual(received, ["ping", "stream"]);
   client.close();
   server.close();
   await Promise.all([client.done, server.done]);

@@ -25,11 +25,15 @@ const REKEY_NONCE = (1n << 64n) - 1n;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CipherState } from "./cipher_state.ts";
  * const key = new Uint8Array(32).fill(1);
  * const [alice, bob] = [await CipherState.withKey(key), await CipherState.withKey(key)];
- * const sealed = await alice.encryptWithAd(new Uint8Array(), new Uint8Array([42]));
- * await bob.decryptWithAd(new Uint8Array(), sealed); // Uint8Array [42]
+ * const first = await alice.encryptWithAd(new Uint8Array(), new Uint8Array([42]));
+ * const second = await alice.encryptWithAd(new Uint8Array(), new Uint8Array([43]));
+ * await assert.rejects(bob.decryptWithAd(new Uint8Array(), second)); // out of order
+ * assert.deepEqual(await bob.decryptWithAd(new Uint8Array(), first), new Uint8Array([42]));
+ * assert.deepEqual(await bob.decryptWithAd(new Uint8Array(), second), new Uint8Array([43]));
  * ```
  */
 export class CipherState {

@@ -85,6 +85,7 @@ export interface ClientHandshake extends Handshake {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { initiate, respond, ServerKey } from "./mod.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const serverKey = await ServerKey.generate();
@@ -96,7 +97,8 @@ export interface ClientHandshake extends Handshake {
  *   { prologue: "reelay/3" },
  * );
  * const server = await accepted;
- * client.serverFingerprint === serverKey.fingerprint; // true
+ * assert.equal(client.serverFingerprint, serverKey.fingerprint);
+ * assert.deepEqual(client.handshakeHash, server.handshakeHash);
  * client.transport.close();
  * server.transport.close();
  * listener.close();
@@ -131,11 +133,20 @@ export async function initiate(conn: ByteConn, options: InitiateOptions): Promis
  * `ServerKey`), and returns the encrypted connection. The client is not authenticated here: it
  * proves its identity afterwards by signing `handshakeHash`.
  *
- * @example See {@linkcode initiate}.
+ * @example A client that speaks something else (see {@linkcode initiate} for a handshake)
  * ```ts
+ * import assert from "node:assert/strict";
  * import { respond, ServerKey } from "./mod.ts";
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const stranger = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+ * await stranger.write(new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"));
  * const serverKey = await ServerKey.generate();
- * // for (const conn of listener) respond(conn, serverKey, { prologue: "reelay/3" }) ...
+ * await assert.rejects(
+ *   respond(await listener.accept(), serverKey, { prologue: "reelay/3" }),
+ *   { code: "not-reelay" },
+ * );
+ * stranger.close();
+ * listener.close();
  * ```
  */
 export async function respond(
@@ -193,7 +204,8 @@ function failed(peer: string, role: string, detail: string, cause?: unknown): Re
 
 /**
  * Runs `body` with a deadline: when it passes, the connection is closed, which ends any read
- * or write in progress. On any failure the connection is closed too.
+ * or write in progress. On any failure the connection is closed too. (Not `withTimeout` from
+ * `shared/async.ts`: racing would leave the read pending; only closing the socket ends it.)
  */
 async function withDeadline<T>(
   conn: ByteConn,

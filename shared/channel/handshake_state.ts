@@ -70,13 +70,20 @@ export class HandshakeMessageError extends ReelayError {
  *
  * @example A complete NN handshake
  * ```ts
+ * import assert from "node:assert/strict";
  * import { HandshakeState } from "./handshake_state.ts";
  * const protocolName = "Noise_NN_25519_ChaChaPoly_SHA256";
  * const alice = await HandshakeState.initialize({ protocolName, initiator: true });
  * const bob = await HandshakeState.initialize({ protocolName, initiator: false });
  * await bob.readMessage(await alice.writeMessage(new Uint8Array()));
- * await alice.readMessage(await bob.writeMessage(new Uint8Array()));
- * alice.finished && bob.finished; // true, with equal handshake hashes
+ * await alice.readMessage(await bob.writeMessage(new TextEncoder().encode("hi")));
+ * assert.ok(alice.finished && bob.finished);
+ * assert.deepEqual(alice.handshakeHash, bob.handshakeHash);
+ * const sealed = await alice.transport().send.encryptWithAd(new Uint8Array(), Uint8Array.of(1));
+ * assert.deepEqual(
+ *   await bob.transport().receive.decryptWithAd(new Uint8Array(), sealed),
+ *   Uint8Array.of(1),
+ * );
  * ```
  */
 export class HandshakeState {

@@ -11,6 +11,7 @@
  *
  * @example A client and a server on loopback
  * ```ts
+ * import assert from "node:assert/strict";
  * import { initiate, respond, ServerKey } from "./mod.ts";
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const serverKey = await ServerKey.generate();
@@ -24,7 +25,9 @@
  * const server = await accepted;
  * await client.transport.write(new TextEncoder().encode("hello"));
  * const buffer = new Uint8Array(64);
- * const count = await server.transport.read(buffer); // 5: "hello"
+ * const count = await server.transport.read(buffer);
+ * assert.equal(new TextDecoder().decode(buffer.subarray(0, count!)), "hello");
+ * assert.deepEqual(client.remoteStatic, serverKey.publicKey);
  * client.transport.close();
  * server.transport.close();
  * listener.close();

@@ -65,8 +65,9 @@ const DH_TOKENS: ReadonlySet<Token> = new Set(["ee", "es", "se", "ss"]);
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { pattern } from "./patterns.ts";
- * pattern("NXhfs").messages; // [["e", "e1"], ["e", "ee", "ekem1", "s", "es"]]
+ * assert.deepEqual(pattern("NXhfs").messages, [["e", "e1"], ["e", "ee", "ekem1", "s", "es"]]);
  * ```
  */
 export function pattern(name: string): HandshakePattern {
@@ -119,8 +120,10 @@ function withHfs(name: string, messages: Token[][]): Token[][] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseProtocolName } from "./patterns.ts";
- * parseProtocolName("Noise_NXhfs_25519+MLKEM768_ChaChaPoly_SHA256").kem; // "MLKEM768"
+ * assert.equal(parseProtocolName("Noise_NXhfs_25519+MLKEM768_ChaChaPoly_SHA256").kem, "MLKEM768");
+ * assert.throws(() => parseProtocolName("Noise_NX_448_AESGCM_BLAKE2b"), RangeError);
  * ```
  */
 export function parseProtocolName(name: string): ProtocolName {

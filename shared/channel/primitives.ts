@@ -98,8 +98,9 @@ const BASE_POINT = (() => {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateKeyPair } from "./primitives.ts";
- * (await generateKeyPair()).publicKey.length; // 32
+ * assert.equal((await generateKeyPair()).publicKey.length, 32);
  * ```
  */
 export async function generateKeyPair(): Promise<KeyPair> {
@@ -114,9 +115,16 @@ export async function generateKeyPair(): Promise<KeyPair> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { keyPairFromPrivate } from "./primitives.ts";
- * const pair = await keyPairFromPrivate(new Uint8Array(32).fill(7));
- * pair.publicKey.length; // 32
+ * // The private key of the cacophony test vectors' initiator, and its public key.
+ * const pair = await keyPairFromPrivate(
+ *   Uint8Array.fromHex("e61ef9919cde45dd5f82166404bd08e38bceb5dfdfded0a34c8df7ed542214d1"),
+ * );
+ * assert.equal(
+ *   pair.publicKey.toHex(),
+ *   "6bc3822a2aa7f4e6981d6538692b3cdf3e6df9eea6ed269eb41d93c22757b75a",
+ * );
  * ```
  */
 export async function keyPairFromPrivate(privateBytes: Uint8Array): Promise<KeyPair> {
@@ -136,9 +144,11 @@ export async function keyPairFromPrivate(privateBytes: Uint8Array): Promise<KeyP
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dh, generateKeyPair } from "./primitives.ts";
  * const [a, b] = [await generateKeyPair(), await generateKeyPair()];
- * (await dh(a, b.publicKey)).length; // 32, the same as dh(b, a.publicKey)
+ * assert.deepEqual(await dh(a, b.publicKey), await dh(b, a.publicKey));
+ * await assert.rejects(dh(a, new Uint8Array(32)), { code: "noise-crypto-failed" });
  * ```
  */
 export async function dh(keyPair: KeyPair, publicKey: Uint8Array): Promise<Bytes> {
@@ -177,10 +187,12 @@ const kemSubtle = crypto.subtle as unknown as KemSubtle;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { MLKEM768 } from "./primitives.ts";
  * const pair = await MLKEM768.generateKeyPair();
  * const { ciphertext, output } = await MLKEM768.encapsulate(pair.publicKey);
- * (await MLKEM768.decapsulate(pair, ciphertext)).length; // 32, equal to output
+ * assert.equal(output.length, 32);
+ * assert.deepEqual(await MLKEM768.decapsulate(pair, ciphertext), output);
  * ```
  */
 export const MLKEM768: Kem = {
@@ -223,8 +235,12 @@ export const MLKEM768: Kem = {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sha256 } from "./primitives.ts";
- * (await sha256(new Uint8Array())).length; // 32
+ * assert.equal(
+ *   (await sha256(new Uint8Array())).toHex(),
+ *   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+ * );
  * ```
  */
 export async function sha256(data: Uint8Array): Promise<Bytes> {
@@ -236,8 +252,14 @@ export async function sha256(data: Uint8Array): Promise<Bytes> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { hmacSha256 } from "./primitives.ts";
- * (await hmacSha256(new Uint8Array(32), new Uint8Array())).length; // 32
+ * // RFC 4231, test case 2.
+ * const mac = await hmacSha256(
+ *   new TextEncoder().encode("Jefe"),
+ *   new TextEncoder().encode("what do ya want for nothing?"),
+ * );
+ * assert.equal(mac.toHex(), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
  * ```
  */
 export async function hmacSha256(key: Uint8Array, data: Uint8Array): Promise<Bytes> {
@@ -252,8 +274,13 @@ export async function hmacSha256(key: Uint8Array, data: Uint8Array): Promise<Byt
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { hkdf } from "./primitives.ts";
  * const [ck, k] = await hkdf(new Uint8Array(32), new Uint8Array(32), 2);
+ * assert.equal(ck.length, 32);
+ * assert.notDeepEqual(ck, k);
+ * // The first outputs do not depend on how many are asked for.
+ * assert.deepEqual((await hkdf(new Uint8Array(32), new Uint8Array(32), 3))[1], k);
  * ```
  */
 export async function hkdf(
@@ -278,8 +305,11 @@ export async function hkdf(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { importCipherKey } from "./primitives.ts";
  * const key = await importCipherKey(new Uint8Array(32));
+ * assert.equal(key.algorithm.name, "ChaCha20-Poly1305");
+ * assert.throws(() => importCipherKey(new Uint8Array(16)), RangeError);
  * ```
  */
 export function importCipherKey(key: Uint8Array): Promise<CryptoKey> {
@@ -295,8 +325,9 @@ export function importCipherKey(key: Uint8Array): Promise<CryptoKey> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { chachaNonce } from "./primitives.ts";
- * chachaNonce(1); // Uint8Array [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+ * assert.deepEqual(chachaNonce(258), Uint8Array.of(0, 0, 0, 0, 2, 1, 0, 0, 0, 0, 0, 0));
  * ```
  */
 export function chachaNonce(n: number | bigint): Bytes {
@@ -310,9 +341,10 @@ export function chachaNonce(n: number | bigint): Bytes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encrypt, importCipherKey } from "./primitives.ts";
  * const key = await importCipherKey(new Uint8Array(32));
- * (await encrypt(key, 0, new Uint8Array(), new Uint8Array(5))).length; // 21
+ * assert.equal((await encrypt(key, 0, new Uint8Array(), new Uint8Array(5))).length, 5 + 16);
  * ```
  */
 export async function encrypt(
@@ -331,10 +363,12 @@ export async function encrypt(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decrypt, encrypt, importCipherKey } from "./primitives.ts";
  * const key = await importCipherKey(new Uint8Array(32));
  * const sealed = await encrypt(key, 3, new Uint8Array(), new Uint8Array([1]));
- * await decrypt(key, 3, new Uint8Array(), sealed); // Uint8Array [1]
+ * assert.deepEqual(await decrypt(key, 3, new Uint8Array(), sealed), new Uint8Array([1]));
+ * await assert.rejects(decrypt(key, 4, new Uint8Array(), sealed), { code: "noise-crypto-failed" });
  * ```
  */
 export async function decrypt(

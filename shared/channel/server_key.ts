@@ -13,6 +13,7 @@
  * @module
  */
 
+import { SerialQueue } from "../async.ts";
 import { type Bytes, constantTimeEqual, fromBase64, randomBytes, toBase64 } from "../bytes.ts";
 import { messageOf, ReelayError } from "../errors.ts";
 import {
@@ -44,8 +45,10 @@ export interface StoredServerKey {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { serverFingerprint } from "./server_key.ts";
- * (await serverFingerprint(new Uint8Array(32))).startsWith("SHA256:"); // true
+ * const fingerprint = await serverFingerprint(new Uint8Array(32).fill(1));
+ * assert.match(fingerprint, /^SHA256:[A-Za-z0-9+/]{43}$/);
  * ```
  */
 export async function serverFingerprint(publicKey: Uint8Array): Promise<string> {
@@ -57,11 +60,14 @@ export async function serverFingerprint(publicKey: Uint8Array): Promise<string> 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ServerKey } from "./server_key.ts";
- * const file = `${await Deno.makeTempDir()}/state/server_key.json`;
- * const first = await ServerKey.loadOrCreate(file);
- * const again = await ServerKey.loadOrCreate(file);
- * first.created && !again.created && first.key.fingerprint === again.key.fingerprint; // true
+ * const dir = await Deno.makeTempDir();
+ * const first = await ServerKey.loadOrCreate(`${dir}/state/server_key.json`);
+ * const again = await ServerKey.loadOrCreate(`${dir}/state/server_key.json`);
+ * assert.ok(first.created && !again.created);
+ * assert.equal(again.key.fingerprint, first.key.fingerprint);
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export class ServerKey implements KeyPair {
@@ -151,9 +157,14 @@ function keyField(value: unknown, name: string): Bytes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { assertServerKey, ServerKey } from "./server_key.ts";
- * const key = await ServerKey.generate();
- * await assertServerKey("127.0.0.1:9000", key.publicKey, key.publicKey); // passes
+ * const [pinned, other] = [await ServerKey.generate(), await ServerKey.generate()];
+ * await assertServerKey("10.0.0.5:9000", pinned.publicKey, pinned.publicKey);
+ * await assert.rejects(
+ *   assertServerKey("10.0.0.5:9000", pinned.publicKey, other.publicKey),
+ *   { code: "server-key-changed" },
+ * );
  * ```
  */
 export async function assertServerKey(
@@ -187,18 +198,24 @@ interface PinsFile {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ServerKey, ServerPins } from "./server_key.ts";
- * const pins = new ServerPins(`${await Deno.makeTempDir()}/server_pins.json`);
- * const key = await ServerKey.generate();
- * await pins.check("127.0.0.1:9000", key.publicKey); // "new"
- * await pins.pin("127.0.0.1:9000", key.publicKey);
- * await pins.check("127.0.0.1:9000", key.publicKey); // "match"
+ * const dir = await Deno.makeTempDir();
+ * const pins = new ServerPins(`${dir}/server_pins.json`);
+ * const [key, other] = [await ServerKey.generate(), await ServerKey.generate()];
+ * assert.equal(await pins.check("10.0.0.5:9000", key.publicKey), "new");
+ * await pins.pin("10.0.0.5:9000", key.publicKey);
+ * assert.equal(await pins.check("10.0.0.5:9000", key.publicKey), "match");
+ * assert.equal(await pins.check("10.0.0.5:9000", other.publicKey), "changed");
+ * await pins.replace("10.0.0.5:9000", other.publicKey); // the person accepted the new key
+ * assert.equal(await pins.check("10.0.0.5:9000", other.publicKey), "match");
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export class ServerPins {
   /** The pins file. */
   readonly file: string;
-  #writing: Promise<unknown> = Promise.resolve();
+  readonly #writes = new SerialQueue();
 
   /** Uses the pins in `file`, which need not exist yet. */
   constructor(file: string) {
@@ -254,14 +271,12 @@ export class ServerPins {
   ): Promise<void> {
     checkAddress(address);
     checkKey(key);
-    const result = this.#writing.then(async () => {
+    return this.#writes.run(async () => {
       const changed = await change(await this.#read());
       if (!changed) return;
       await ensureFolderOf(this.file);
       await replaceFile(this.file, JSON.stringify(changed, null, 2) + "\n");
     });
-    this.#writing = result.catch(() => {});
-    return result;
   }
 
   async #read(): Promise<PinsFile> {

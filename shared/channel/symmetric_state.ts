@@ -23,10 +23,14 @@ export interface SplitCiphers {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SymmetricState } from "./symmetric_state.ts";
  * const state = await SymmetricState.initialize("Noise_NN_25519_ChaChaPoly_SHA256");
- * await state.mixHash(new TextEncoder().encode("prologue"));
- * state.handshakeHash.length; // 32
+ * // A name of exactly 32 bytes is the first hash as it is.
+ * assert.equal(new TextDecoder().decode(state.handshakeHash), "Noise_NN_25519_ChaChaPoly_SHA256");
+ * assert.equal(state.hasKey(), false);
+ * await state.mixKey(new Uint8Array(32));
+ * assert.equal(state.hasKey(), true);
  * ```
  */
 export class SymmetricState {

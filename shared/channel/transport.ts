@@ -12,6 +12,7 @@
  * @module
  */
 
+import { SerialQueue } from "../async.ts";
 import type { Bytes } from "../bytes.ts";
 import { ReelayError } from "../errors.ts";
 import { writeAll } from "../io.ts";
@@ -53,8 +54,11 @@ export interface ByteConn {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { tamperedError } from "./transport.ts";
- * tamperedError("a record failed authentication").code; // "channel-tampered"
+ * const error = tamperedError("a record failed authentication");
+ * assert.equal(error.code, "channel-tampered");
+ * assert.match(error.message, /altered in transit/);
  * ```
  */
 export function tamperedError(detail: string): ReelayError {
@@ -73,6 +77,7 @@ export function tamperedError(detail: string): ReelayError {
  *
  * @example Two ends sharing keys over an in-memory pipe (normally `initiate` / `respond` make them)
  * ```ts
+ * import assert from "node:assert/strict";
  * import { CipherState, SecureConn } from "./mod.ts";
  * const key = new Uint8Array(32).fill(1);
  * const queue: Uint8Array[] = [];
@@ -91,8 +96,11 @@ export function tamperedError(detail: string): ReelayError {
  * });
  * const sender = new SecureConn(pipe, await ciphers());
  * const receiver = new SecureConn(pipe, await ciphers());
- * await sender.write(new TextEncoder().encode("hello")); // one record of 2 + 5 + 16 bytes
- * await receiver.read(new Uint8Array(16)); // 5
+ * await sender.write(new TextEncoder().encode("hello"));
+ * assert.equal(queue[0].length, 2 + 5 + 16); // one record: length, ciphertext, tag
+ * const buffer = new Uint8Array(16);
+ * assert.equal(await receiver.read(buffer), 5);
+ * assert.equal(new TextDecoder().decode(buffer.subarray(0, 5)), "hello");
  * ```
  */
 export class SecureConn implements Deno.Conn {
@@ -103,8 +111,8 @@ export class SecureConn implements Deno.Conn {
   #rawEnd = 0;
   readonly #plain: Bytes[] = [];
   #plainOffset = 0;
-  #reading: Promise<unknown> = Promise.resolve();
-  #writing: Promise<unknown> = Promise.resolve();
+  readonly #reads = new SerialQueue();
+  readonly #writes = new SerialQueue();
   #ended = false;
   #closed = false;
   #failure: ReelayError | undefined;
@@ -142,16 +150,12 @@ export class SecureConn implements Deno.Conn {
    * shorter than a tag, or is cut off by the end of the stream.
    */
   read(p: Uint8Array): Promise<number | null> {
-    const result = this.#reading.then(() => this.#read(p));
-    this.#reading = result.catch(() => {});
-    return result;
+    return this.#reads.run(() => this.#read(p));
   }
 
   /** Encrypts and sends all of `p` in as few records as the size limit allows. */
   write(p: Uint8Array): Promise<number> {
-    const result = this.#writing.then(() => this.#write(p));
-    this.#writing = result.catch(() => {});
-    return result;
+    return this.#writes.run(() => this.#write(p));
   }
 
   /** Closes the inner connection at once. Idempotent. */
@@ -167,7 +171,7 @@ export class SecureConn implements Deno.Conn {
 
   /** Sends what is queued, then shuts down the write direction of the inner connection. */
   async closeWrite(): Promise<void> {
-    await this.#writing;
+    await this.#writes.idle();
     if (!this.#inner.closeWrite) throw new TypeError("The inner connection cannot close writes");
     await this.#inner.closeWrite();
   }
