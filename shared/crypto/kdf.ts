@@ -12,10 +12,15 @@
  * salt and the constant as the (once-imported) input key material computes
  *
  * ```text
- * mk         = HMAC-SHA-256(ck, 0x01)                     (the specification's message key)
- * key||nonce = HKDF-Expand(mk, "reelay-message-v1", 44)   (AES-256 key, 96-bit GCM nonce)
- * ck'        = HKDF-Expand(HMAC-SHA-256(ck, 0x02), "reelay-chain-v1", 32)
+ * mk         = HMAC-SHA-256(ck, 0x01)                             (the specification's message key)
+ * key||nonce = HKDF-Expand(mk, fields("reelay-message-v1"), 44)   (AES-256 key, 96-bit GCM nonce)
+ * ck'        = HKDF-Expand(HMAC-SHA-256(ck, 0x02), fields("reelay-chain-v1"), 32)
+ * KDF_RK:      rk'||ck = HKDF(salt = rk, ikm = DH output, info = fields("reelay-root-v1"), 64)
  * ```
+ *
+ * (`fields(...)` is the length-prefixed `encodeFields` of `shared/bytes.ts`.) A fresh key per
+ * message would allow a constant nonce; deriving it too costs nothing, as it comes from the same
+ * call.
  *
  * The message key and nonce are thus derived from `mk` by HKDF exactly; the next chain key is
  * the specification's HMAC(ck, 0x02) passed once more through HKDF-Expand (a PRF keyed by it),

@@ -469,24 +469,29 @@ function loadDh(value: unknown): DhRecord {
   };
 }
 
-function loadSignedDh(value: unknown): SignedDhRecord {
-  const raw = isRecord(value) ? value : badState("A stored signed prekey must be an object");
+function loadSignature(raw: Record<string, unknown>): { createdAt: number; signature: Bytes } {
   return {
-    ...loadDh(raw),
     createdAt: checkTime(raw.createdAt, badState),
     signature: bytesField(raw.signature, "stored signature", SIGNATURE_LENGTH, badState),
   };
 }
 
+function loadSignedDh(value: unknown): SignedDhRecord {
+  const raw = isRecord(value) ? value : badState("A stored signed prekey must be an object");
+  return { ...loadDh(raw), ...loadSignature(raw) };
+}
+
 function loadKem(value: unknown): KemRecord {
   const raw = isRecord(value) ? value : badState("A stored PQ prekey must be an object");
-  return {
-    id: checkId(raw.id, badState),
-    publicKey: bytesField(raw.publicKey, "stored PQ prekey", exactly(KEM_PUBLIC_BYTES), badState),
-    seed: bytesField(raw.seed, "stored PQ seed", exactly(KEM_SEED_BYTES), badState),
-    createdAt: checkTime(raw.createdAt, badState),
-    signature: bytesField(raw.signature, "stored signature", SIGNATURE_LENGTH, badState),
-  };
+  const id = checkId(raw.id, badState);
+  const publicKey = bytesField(
+    raw.publicKey,
+    "stored PQ prekey",
+    exactly(KEM_PUBLIC_BYTES),
+    badState,
+  );
+  const seed = bytesField(raw.seed, "stored PQ seed", exactly(KEM_SEED_BYTES), badState);
+  return { id, publicKey, seed, ...loadSignature(raw) };
 }
 
 function loadGeneration(value: unknown, retired: boolean): Generation {

@@ -558,9 +558,10 @@ function storedKey(value: unknown, label: string): Bytes | null {
   return value === null ? null : storedBytes(value, label, KEY_BYTES);
 }
 
+/** A stored counter: a u32, or one past the largest u32 (the next number after it). */
 function counter(value: unknown): number {
-  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > MAX_COUNTER) {
-    refuse("bad-state", `Stored counter ${JSON.stringify(value)} is not a u32`);
+  if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > MAX_COUNTER + 1) {
+    refuse("bad-state", `Stored counter ${JSON.stringify(value)} is out of range`);
   }
   return value as number;
 }
