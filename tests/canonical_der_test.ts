@@ -56,8 +56,8 @@ Deno.test("a second DER encoding of one RSA key is refused, so one key has one f
   assert.equal(reexported.toHex(), signing.toHex());
   const twin = { ...me.public, signingKey: variant.toBase64() };
   assert.notEqual(await fingerprintHash(twin), await fingerprintHash(me.public));
-  for (const attempt of [parsePublicIdentity(twin), safetyNumberHalf("me", twin)]) {
-    await assert.rejects(attempt, (error: unknown) => {
+  for (const attempt of [() => parsePublicIdentity(twin), () => safetyNumberHalf("me", twin)]) {
+    await assert.rejects(attempt(), (error: unknown) => {
       assert.ok(error instanceof ReelayError);
       assert.equal(error.code, "bad-key");
       assert.match(error.message, /canonical DER/);

@@ -30,6 +30,11 @@
  * keys are dropped and their arrays zeroed at once; JavaScript cannot wipe copies the engine may
  * have made, nor the inside of a CryptoKey, so "erased" means unreachable from the state.
  *
+ * Persist {@linkcode Ratchet.toJSON} after every `encrypt` *before* the message leaves: a state
+ * restored from before a send would seal a different plaintext under the same key and nonce,
+ * which AES-GCM does not survive. After a `decrypt`, persist before acknowledging the message, so
+ * a crash in between means it is delivered and opened again rather than lost.
+ *
  * WebCrypto calls per message: 4 to seal (two HKDF derives side by side, an AES key import, the
  * encryption), 4 to open, plus one HKDF derive per skipped message and, with each change of
  * direction, two X25519 agreements, one key generation and two root derivations.
