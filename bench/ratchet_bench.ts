@@ -25,7 +25,7 @@ import {
   respond,
   verifyBundle,
 } from "../shared/crypto/mod.ts";
-import { PrekeyDirectory, text } from "../tests/_conversation.ts";
+import { PrekeyDirectory, text } from "../testing/conversation.ts";
 import { percentile } from "./_stats.ts";
 
 const MESSAGES = Number(Deno.args[0] ?? 4000);

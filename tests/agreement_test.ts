@@ -23,7 +23,7 @@ import {
   rejectsWith,
   startConversation,
   text,
-} from "./_conversation.ts";
+} from "../testing/conversation.ts";
 
 const [alice, bob, carol] = await Promise.all([
   Identity.generate(),

@@ -10,7 +10,7 @@ import {
   Ratchet,
   RATCHET_HEADER_BYTES,
 } from "../shared/crypto/mod.ts";
-import { read, rejectsWith, text } from "./_conversation.ts";
+import { read, rejectsWith, text } from "../testing/conversation.ts";
 
 async function pair(ad: Bytes = text("alice|bob")): Promise<{ alice: Ratchet; bob: Ratchet }> {
   const sessionKey = randomBytes(32);

@@ -86,8 +86,9 @@ function fromB64url(text: string | undefined): Bytes {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateDh } from "./_keys.ts";
- * (await generateDh()).publicKey.length; // 32
+ * assert.equal((await generateDh()).publicKey.length, 32);
  * ```
  */
 export async function generateDh(): Promise<DhKeyPair> {
@@ -127,6 +128,7 @@ export async function importDh(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dh, generateDh } from "./_keys.ts";
  * const [a, b] = [await generateDh(), await generateDh()];
  * (await dh(a.privateKey, b.publicKey)).toHex() === (await dh(b.privateKey, a.publicKey)).toHex();
@@ -155,8 +157,9 @@ export async function dh(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { generateKem } from "./_keys.ts";
- * (await generateKem()).publicKey.length; // 1184
+ * assert.equal((await generateKem()).publicKey.length, 1184);
  * ```
  */
 export async function generateKem(): Promise<KemKeyPair> {
@@ -203,9 +206,10 @@ export async function importKem(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { checkKemPublicKey } from "./_keys.ts";
- * checkKemPublicKey(new Uint8Array(1184)); // true
- * checkKemPublicKey(new Uint8Array(1184).fill(255)); // false
+ * assert.equal(checkKemPublicKey(new Uint8Array(1184)), true);
+ * assert.equal(checkKemPublicKey(new Uint8Array(1184).fill(255)), false);
  * ```
  */
 export function checkKemPublicKey(bytes: Uint8Array): boolean {
@@ -223,10 +227,11 @@ export function checkKemPublicKey(bytes: Uint8Array): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decapsulate, encapsulate, generateKem } from "./_keys.ts";
  * const bob = await generateKem();
  * const { ciphertext, sharedKey } = await encapsulate(bob.publicKey);
- * (await decapsulate(bob.privateKey, ciphertext)).toHex() === sharedKey.toHex(); // true
+ * assert.equal((await decapsulate(bob.privateKey, ciphertext)).toHex(), sharedKey.toHex());
  * ```
  */
 export async function encapsulate(

@@ -40,8 +40,8 @@
  *
  * ```text
  * u8   version = 1
- * u16  length + initiator name (UTF-8, 1-256)
- * u16  length + responder name (UTF-8, 1-256)
+ * u16  length + initiator name (1-32 bytes, see `shared/names.ts`)
+ * u16  length + responder name
  * 32   initiator identity fingerprint (SHA-256 over both RSA SPKIs)
  * 32   responder identity fingerprint
  * u32  signed prekey id
@@ -68,6 +68,7 @@ import {
   u64,
   utf8,
 } from "../bytes.ts";
+import { MAX_NAME_LENGTH } from "../names.ts";
 import { ConversationError } from "./conversation_error.ts";
 import {
   decapsulate,
@@ -82,7 +83,6 @@ import {
   fingerprintBytes,
   type Identity,
   importVerifyKey,
-  MAX_NAME_BYTES,
   parsePublicIdentity,
   type PublicIdentity,
   verifyPss,
@@ -103,7 +103,7 @@ const PQ_ONE_TIME = 0;
 const PQ_LAST_RESORT = 1;
 
 /** Largest init in bytes. */
-export const MAX_INIT_BYTES = 1 + 2 * (2 + MAX_NAME_BYTES) + 2 * FINGERPRINT_BYTES + 4 + 4 + 1 +
+export const MAX_INIT_BYTES = 1 + 2 * (2 + MAX_NAME_LENGTH) + 2 * FINGERPRINT_BYTES + 4 + 4 + 1 +
   1 + 4 + X25519_BYTES + KEM_CIPHERTEXT_BYTES + 2 + MAX_SIGNATURE_BYTES;
 /** Largest initial message (init plus first ratchet message) in bytes. */
 export const MAX_INITIAL_MESSAGE_BYTES = 4 + MAX_INIT_BYTES + MAX_RATCHET_MESSAGE_BYTES;
@@ -196,7 +196,7 @@ function readU32(reader: ByteReader): number {
 }
 
 function readName(reader: ByteReader): string {
-  const name = fromUtf8(reader.prefixed16(1, MAX_NAME_BYTES));
+  const name = fromUtf8(reader.prefixed16(1, MAX_NAME_LENGTH));
   if (name === undefined) throw new RangeError("A name is not UTF-8");
   return name;
 }
@@ -206,8 +206,10 @@ function readName(reader: ByteReader): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { conversationAd } from "./agreement.ts";
- * conversationAd(new Uint8Array(32), new Uint8Array(32), "alice", "bob").length; // 84
+ * const ad = conversationAd(new Uint8Array(32), new Uint8Array(32), "alice", "bob");
+ * assert.equal(ad.length, 4 + 32 + 4 + 32 + 4 + 5 + 4 + 3);
  * ```
  */
 export function conversationAd(
@@ -343,6 +345,7 @@ async function sessionKey(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encodeInitialMessage, Identity, initiate, PrekeyStore, respond } from "./mod.ts";
  * const [alice, bob] = [await Identity.generate(), await Identity.generate()];
  * const prekeys = await PrekeyStore.generate(bob, { oneTime: 1, pqOneTime: 1 });
@@ -357,12 +360,12 @@ async function sessionKey(
  *   identity: alice, name: "alice", peerName: "bob", peerIdentity: bob.public, bundle,
  * });
  * const first = await started.ratchet.encrypt(new TextEncoder().encode("hello"));
- * const wire = encodeInitialMessage(started.init, first);
+ * const wire = encodeInitialMessage(started.init, first); // what the server relays
  * const answered = await respond({
  *   identity: bob, name: "bob", prekeys, peerName: "alice", peerIdentity: alice.public,
  *   init: started.init, message: first,
  * });
- * new TextDecoder().decode(answered.plaintext); // "hello"
+ * assert.equal(new TextDecoder().decode(answered.plaintext), "hello");
  * ```
  */
 export async function initiate(options: InitiateOptions): Promise<Initiated> {
@@ -414,12 +417,9 @@ export async function initiate(options: InitiateOptions): Promise<Initiated> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { readInit } from "./agreement.ts";
- * try {
- *   readInit(new Uint8Array([1, 2, 3]));
- * } catch (error) {
- *   (error as { code: string }).code; // "bad-init"
- * }
+ * assert.throws(() => readInit(new Uint8Array([1, 2, 3])), { code: "bad-init" });
  * ```
  */
 export function readInit(init: Bytes): InitSummary {
@@ -488,9 +488,10 @@ export async function respond(options: RespondOptions): Promise<Responded> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decodeInitialMessage, encodeInitialMessage } from "./agreement.ts";
  * const wire = encodeInitialMessage(new Uint8Array([1]), new Uint8Array([2, 3]));
- * decodeInitialMessage(wire).message; // Uint8Array [2, 3]
+ * assert.deepEqual(decodeInitialMessage(wire).message, new Uint8Array([2, 3]));
  * ```
  */
 export function encodeInitialMessage(init: Bytes, message: Bytes): Bytes {

@@ -53,9 +53,10 @@ export type ConversationErrorCode =
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ConversationError } from "./conversation_error.ts";
  * const error = new ConversationError("replayed", `Message 3 of this chain was already read`);
- * error.code; // "replayed"
+ * assert.equal(error.code, "replayed");
  * ```
  */
 export class ConversationError extends ReelayError {

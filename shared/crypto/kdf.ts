@@ -62,9 +62,10 @@ async function derive(key: CryptoKey, salt: Bytes, info: Bytes, bytes: number): 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { hkdf } from "./kdf.ts";
  * const okm = await hkdf(new Uint8Array(32), new Uint8Array(32), ["example"], 32);
- * okm.length; // 32
+ * assert.equal(okm.length, 32);
  * ```
  */
 export async function hkdf(
@@ -83,9 +84,10 @@ export async function hkdf(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { kdfRoot } from "./kdf.ts";
  * const { rootKey, chainKey } = await kdfRoot(new Uint8Array(32), new Uint8Array(32).fill(7));
- * rootKey.length + chainKey.length; // 64
+ * assert.equal(rootKey.length + chainKey.length, 64);
  * ```
  */
 export async function kdfRoot(
@@ -112,9 +114,10 @@ export interface ChainStep {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { kdfChain } from "./kdf.ts";
  * const step = await kdfChain(new Uint8Array(32));
- * [step.key.length, step.nonce.length, step.nextChainKey.length]; // [32, 12, 32]
+ * assert.deepEqual([step.key.length, step.nonce.length, step.nextChainKey.length], [32, 12, 32]);
  * ```
  */
 export async function kdfChain(chainKey: Bytes): Promise<ChainStep> {
@@ -132,9 +135,10 @@ export async function kdfChain(chainKey: Bytes): Promise<ChainStep> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { kdfChain, nextChainKey } from "./kdf.ts";
  * const ck = new Uint8Array(32);
- * (await nextChainKey(ck)).toHex() === (await kdfChain(ck)).nextChainKey.toHex(); // true
+ * assert.equal((await nextChainKey(ck)).toHex(), (await kdfChain(ck)).nextChainKey.toHex());
  * ```
  */
 export async function nextChainKey(chainKey: Bytes): Promise<Bytes> {

@@ -340,6 +340,7 @@ async function checkSignature(key: CryptoKey, label: string, parsed: {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, PrekeyStore, verifyBundle } from "./mod.ts";
  * const bob = await Identity.generate();
  * const store = await PrekeyStore.generate(bob, { oneTime: 1, pqOneTime: 1 });
@@ -350,6 +351,7 @@ async function checkSignature(key: CryptoKey, label: string, parsed: {
  *   pqPrekey: parts.pqOneTime[0],
  *   oneTimePrekey: parts.oneTime[0],
  * }, bob.public);
+ * assert.equal(bundle.oneTimePrekey?.id, parts.oneTime[0].id);
  * ```
  */
 export async function verifyBundle(
@@ -386,11 +388,12 @@ export async function verifyBundle(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, PrekeyStore, verifyPublished } from "./mod.ts";
  * const bob = await Identity.generate();
  * const store = await PrekeyStore.generate(bob, { oneTime: 2, pqOneTime: 2 });
  * const checked = await verifyPublished(bob.public, JSON.parse(JSON.stringify(store.published())));
- * checked.oneTime.length; // 2
+ * assert.equal(checked.oneTime.length, 2);
  * ```
  */
 export async function verifyPublished(
@@ -562,12 +565,13 @@ function erase(...arrays: Uint8Array[]): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, PrekeyStore } from "./mod.ts";
  * const me = await Identity.generate();
  * const store = await PrekeyStore.generate(me, { oneTime: 10, pqOneTime: 10 });
  * const upload = store.published(); // hand to the server
  * const again = PrekeyStore.fromJSON(JSON.parse(JSON.stringify(store)));
- * again.counts(); // { oneTime: 10, pqOneTime: 10, previous: 0 }
+ * assert.deepEqual(again.counts(), { oneTime: 10, pqOneTime: 10, previous: 0 });
  * ```
  */
 export class PrekeyStore {

@@ -244,6 +244,7 @@ function erase(...keys: (Uint8Array | null)[]): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Ratchet } from "./ratchet.ts";
  * const sessionKey = crypto.getRandomValues(new Uint8Array(32));
  * const bobKey = crypto.getRandomValues(new Uint8Array(32)); // the responder's first ratchet key
@@ -251,7 +252,7 @@ function erase(...keys: (Uint8Array | null)[]): void {
  * const bob = await Ratchet.responder(sessionKey, bobKey, ad);
  * const alice = await Ratchet.initiator(sessionKey, bob.ratchetPublicKey, ad);
  * const sealed = await alice.encrypt(new TextEncoder().encode("hi"));
- * new TextDecoder().decode((await bob.decrypt(sealed)).plaintext); // "hi"
+ * assert.equal(new TextDecoder().decode((await bob.decrypt(sealed)).plaintext), "hi");
  * ```
  */
 export class Ratchet {

@@ -49,9 +49,10 @@ function digits(hash: Bytes): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, safetyNumberHalf } from "./mod.ts";
  * const me = await Identity.generate();
- * (await safetyNumberHalf("alice", me.public)).length; // 35
+ * assert.equal((await safetyNumberHalf("alice", me.public)).length, 35);
  * ```
  */
 export async function safetyNumberHalf(name: string, keys: PublicIdentity): Promise<string> {
@@ -67,10 +68,11 @@ export async function safetyNumberHalf(name: string, keys: PublicIdentity): Prom
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Identity, safetyNumber } from "./mod.ts";
  * const [a, b] = [await Identity.generate(), await Identity.generate()];
  * const number = await safetyNumber("alice", a.public, "bob", b.public);
- * number === await safetyNumber("bob", b.public, "alice", a.public); // true
+ * assert.equal(number, await safetyNumber("bob", b.public, "alice", a.public));
  * ```
  */
 export async function safetyNumber(

@@ -1,5 +1,5 @@
 /**
- * Helpers for the conversation tests and the ratchet benchmark: a stand-in for the server's
+ * Helpers for the conversation tests and the ratchet benchmark (never imported by product code): a stand-in for the server's
  * prekey directory (publishes checked prekeys, hands each one-time key out once), a way to start
  * a conversation between two identities, and an assertion on {@linkcode ConversationError} codes.
  *
@@ -26,17 +26,35 @@ import type { Bytes } from "../shared/bytes.ts";
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** UTF-8 bytes of `text`. */
+/**
+ * UTF-8 bytes of `text`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { read, text } from "./conversation.ts";
+ * assert.equal(read(text("hé")), "hé");
+ * ```
+ */
 export function text(value: string): Bytes {
   return encoder.encode(value) as Bytes;
 }
 
-/** `bytes` decoded as UTF-8. */
+/** `bytes` decoded as UTF-8 (see {@linkcode text}). */
 export function read(bytes: Uint8Array): string {
   return decoder.decode(bytes);
 }
 
-/** Asserts that `promise` rejects with a {@linkcode ConversationError} of `code`. */
+/**
+ * Asserts that `promise` rejects with a {@linkcode ConversationError} of `code`.
+ *
+ * @example
+ * ```ts
+ * import { ConversationError } from "../shared/crypto/mod.ts";
+ * import { rejectsWith } from "./conversation.ts";
+ * await rejectsWith(Promise.reject(new ConversationError("late", "Too late")), "late");
+ * ```
+ */
 export async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
     assert.ok(error instanceof ConversationError, `expected a ConversationError, got ${error}`);
@@ -53,7 +71,23 @@ export interface BundleChoice {
   pqOneTime?: boolean;
 }
 
-/** What the server will do: keep people's published prekeys and hand out bundles. */
+/**
+ * What the server will do: keep people's checked prekeys and hand out bundles, each one-time key
+ * once.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity, PrekeyStore } from "../shared/crypto/mod.ts";
+ * import { PrekeyDirectory } from "./conversation.ts";
+ * const bob = await Identity.generate();
+ * const keys = await PrekeyStore.generate(bob, { oneTime: 1, pqOneTime: 1 });
+ * const directory = new PrekeyDirectory();
+ * await directory.publish("bob", bob.public, keys.published());
+ * assert.ok(directory.bundle("bob").oneTimePrekey);
+ * assert.equal(directory.bundle("bob").oneTimePrekey, undefined);
+ * ```
+ */
 export class PrekeyDirectory {
   readonly #people = new Map<string, { identity: PublicIdentity; keys: PublishedPrekeys }>();
 
@@ -95,6 +129,25 @@ export interface Started {
 /**
  * Starts a conversation from `from` to `to` through `directory`, delivering the initial message
  * carrying `first`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity, PrekeyStore } from "../shared/crypto/mod.ts";
+ * import { PrekeyDirectory, read, startConversation, text } from "./conversation.ts";
+ * const [alice, bob] = [await Identity.generate(), await Identity.generate()];
+ * const prekeys = await PrekeyStore.generate(bob, { oneTime: 1, pqOneTime: 1 });
+ * const directory = new PrekeyDirectory();
+ * await directory.publish("bob", bob.public, prekeys.published());
+ * const started = await startConversation(
+ *   { identity: alice, name: "alice" },
+ *   { identity: bob, name: "bob", prekeys },
+ *   directory,
+ *   "hello",
+ * );
+ * const reply = await started.responder.encrypt(text("hi"));
+ * assert.equal(read((await started.initiator.decrypt(reply)).plaintext), "hi");
+ * ```
  */
 export async function startConversation(
   from: Side,
