@@ -113,10 +113,16 @@ async function importPublic(
 ): Promise<CryptoKey> {
   const der = keyBytes(text, label);
   let key: CryptoKey;
+  let canonical: Uint8Array;
   try {
-    key = await crypto.subtle.importKey("spki", der, params, false, [usage]);
+    key = await crypto.subtle.importKey("spki", der, params, true, [usage]);
+    canonical = new Uint8Array(await crypto.subtle.exportKey("spki", key));
   } catch (error) {
     throw badKey(`The ${label} is not an RSA public key`, error);
+  }
+  // One key, one encoding, one fingerprint: the parser also takes some non-DER variants.
+  if (toHex(canonical) !== toHex(der)) {
+    throw badKey(`The ${label} is not in its canonical DER encoding`);
   }
   return checkRsaKey(key, label);
 }

@@ -3,6 +3,10 @@
  * announcements, and the {@linkcode Outbox} / {@linkcode Inbox} that seal and open one-to-one
  * messages the server can relay but never read, forge, replay, reorder or redirect unnoticed.
  *
+ * Lasting conversations: {@linkcode PrekeyStore} (published prekeys), {@linkcode initiate} /
+ * {@linkcode respond} (the PQXDH-style agreement), {@linkcode Ratchet} (the Double Ratchet) and
+ * {@linkcode safetyNumber} (60-digit safety numbers).
+ *
  * @example Sending one message
  * ```ts
  * import assert from "node:assert/strict";
@@ -49,3 +53,60 @@ export {
   Outbox,
   type SealedMessage,
 } from "./envelope.ts";
+export { ConversationError, type ConversationErrorCode } from "./conversation_error.ts";
+export {
+  type ChainStep,
+  hkdf,
+  kdfChain,
+  kdfRoot,
+  KEY_BYTES,
+  nextChainKey,
+  NONCE_BYTES,
+} from "./kdf.ts";
+export {
+  DEFAULT_ONE_TIME_PREKEYS,
+  type InitPrekeyIds,
+  type InitPrekeys,
+  MAX_ONE_TIME_PREKEYS,
+  MAX_PREVIOUS_SIGNED_PREKEYS,
+  MAX_REMEMBERED_INITS,
+  type OneTimePrekey,
+  type PqPrekey,
+  type PrekeyBundle,
+  PrekeyStore,
+  type PublishedPrekeys,
+  SIGNED_PREKEY_GRACE_MS,
+  type SignedPrekey,
+  type StoredPrekeys,
+  verifyBundle,
+  verifyPublished,
+} from "./prekeys.ts";
+export {
+  conversationAd,
+  decodeInitialMessage,
+  encodeInitialMessage,
+  INIT_VERSION,
+  initiate,
+  type Initiated,
+  type InitiateOptions,
+  type InitSummary,
+  MAX_INIT_BYTES,
+  MAX_INITIAL_MESSAGE_BYTES,
+  readInit,
+  respond,
+  type Responded,
+  type RespondOptions,
+} from "./agreement.ts";
+export {
+  HISTORY_CHAINS,
+  MAX_RATCHET_MESSAGE_BYTES,
+  MAX_RATCHET_PLAINTEXT_BYTES,
+  MAX_SKIP,
+  type OpenedRatchetMessage,
+  Ratchet,
+  RATCHET_HEADER_BYTES,
+  RATCHET_VERSION,
+  type RatchetDebugState,
+  type StoredRatchet,
+} from "./ratchet.ts";
+export { SAFETY_HALF_DIGITS, SAFETY_ITERATIONS, safetyNumber, safetyNumberHalf } from "./safety.ts";
