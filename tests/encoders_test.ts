@@ -12,7 +12,9 @@ import {
 } from "../server/media/encoders.ts";
 import { ReelayError, UsageError } from "../shared/errors.ts";
 import { within } from "./_deadline.ts";
-import { makeMediaDir, makeVideo, run, stderrOf, streamsOf } from "./_media.ts";
+import { makeMediaDir, stderrOf, streamsOf } from "./_media.ts";
+import { generateVideo } from "../testing/sample_video.ts";
+import { run } from "../testing/processes.ts";
 import { ffmpegChildren, stillRunning } from "./_procs.ts";
 
 const FAKE = new URL("./_fake_ffmpeg.ts", import.meta.url).pathname;
@@ -352,7 +354,13 @@ Deno.test("a real software encode with the built arguments is valid MPEG-TS with
   const { dir } = await makeMediaDir("encoders");
   try {
     const source = `${dir}/source.mp4`;
-    await makeVideo(source, { width: 1280, height: 720, rate: "30", seconds: 5, audioRate: 48000 });
+    await generateVideo(source, {
+      width: 1280,
+      height: 720,
+      rate: "30",
+      seconds: 5,
+      audioRate: 48000,
+    });
     for (const fast of [true, false]) {
       const out = `${dir}/part-${fast}.ts`;
       await encodePart(source, out, fast);

@@ -3,7 +3,8 @@ import { FellBehindError, SharedStream } from "../server/media/fanout.ts";
 import { ReelayError } from "../shared/errors.ts";
 import { terminate } from "../shared/process.ts";
 import { within } from "./_deadline.ts";
-import { concat, framesOf, makeMediaDir, stderrOf } from "./_media.ts";
+import { concat } from "../shared/bytes.ts";
+import { framesOf, makeMediaDir, stderrOf } from "./_media.ts";
 import { ffmpegChildren } from "./_procs.ts";
 
 /** A source of known bytes in chunks of the given sizes, counting what was pulled from it. */

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { PartCache, partKey, sourceIdentity } from "../server/media/part_cache.ts";
 import { within } from "./_deadline.ts";
-import { concat, framesOf, makeMediaDir } from "./_media.ts";
+import { concat } from "../shared/bytes.ts";
+import { framesOf, makeMediaDir } from "./_media.ts";
 import { ffmpegChildren } from "./_procs.ts";
 
 const SOURCE = { path: "/srv/videos/cats.mp4", size: 1000, mtimeMs: 1_700_000_000_000 };
