@@ -77,7 +77,7 @@ class FakeSession implements ChatSession {
 
   trust(name: string): Promise<void> {
     this.log.push(`trust:${name}`);
-    this.peers = this.peers.map((peer) => ({ ...peer, trust: "pinned" }));
+    this.peers = this.peers.map((peer) => ({ ...peer, trust: "verified" }));
     // Like the real session: trust() itself reports `trusted`.
     this.emit({ event: "trusted", name: "Bob", fingerprint: FP_BOB });
     return Promise.resolve();

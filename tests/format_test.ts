@@ -57,7 +57,7 @@ Deno.test("format: who is an aligned table of name, fingerprint and trust", () =
   const text = plain.format({
     event: "who",
     peers: [
-      { name: "bob", fingerprint: FP_A, trust: "pinned" },
+      { name: "bob", fingerprint: FP_A, trust: "verified" },
       { name: "carolina", fingerprint: FP_B, trust: "changed" },
     ],
   });
@@ -65,7 +65,7 @@ Deno.test("format: who is an aligned table of name, fingerprint and trust", () =
     text,
     [
       `NAME      FINGERPRINT${" ".repeat(FP_A.length - 11)}  TRUST`,
-      `bob       ${FP_A}  pinned`,
+      `bob       ${FP_A}  verified`,
       `carolina  ${FP_B}  changed`,
     ].join("\n"),
   );
@@ -196,10 +196,10 @@ Deno.test("format: verify shows the code and both fingerprints", () => {
   assert.equal(
     text,
     [
-      "Verification code with bob: 123 456 789",
+      "Safety number with bob: 123 456 789",
       `  bob's fingerprint:  ${FP_B}`,
       `  your fingerprint:   ${FP_A}`,
-      "Compare the code with bob in person or by phone. If it matches: /trust bob",
+      "Compare the 60 digits with bob in person or by phone. If they match: /trust bob",
     ].join("\n"),
   );
 });
@@ -228,11 +228,11 @@ Deno.test("format: the other events have a line each", () => {
   assert.equal(plain.format({ event: "sent", to: "bob", id: "m1" }), "✓ sent to bob");
   assert.equal(
     plain.format({ event: "trusted", name: "bob", fingerprint: FP_B }),
-    `✓ bob's key is now trusted (${FP_B})`,
+    `✓ bob's key is now verified (${FP_B})`,
   );
   assert.equal(
-    plain.format({ event: "joined", name: "bob", fingerprint: FP_A, trust: "pinned" }),
-    `→ bob joined (known key: ${FP_A})`,
+    plain.format({ event: "joined", name: "bob", fingerprint: FP_A, trust: "verified" }),
+    `→ bob joined (verified: ${FP_A})`,
   );
   assert.match(
     plain.format({ event: "joined", name: "bob", fingerprint: FP_A, trust: "changed" }),
@@ -245,7 +245,22 @@ Deno.test("format: the other events have a line each", () => {
       name: "alice",
       fingerprint: FP_A,
       online: 3,
+      verified: 0,
+      changed: 0,
     }),
     `Connected to 10.0.0.2:9000 as alice (${FP_A}), 3 online. Type /help for commands.`,
+  );
+  assert.equal(
+    plain.format({
+      event: "welcome",
+      server: "10.0.0.2:9000",
+      name: "alice",
+      fingerprint: FP_A,
+      online: 3,
+      verified: 1,
+      changed: 1,
+    }),
+    `Connected to 10.0.0.2:9000 as alice (${FP_A}), 3 online (1 verified, 1 with a CHANGED ` +
+      "key). Type /help for commands.",
   );
 });

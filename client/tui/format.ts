@@ -126,7 +126,7 @@ export function formatBytes(bytes: number): string {
  * ```ts
  * import assert from "node:assert/strict";
  * import { formatTable } from "./format.ts";
- * assert.equal(formatTable([["NAME", "TRUST"], ["alice", "pinned"]]), "NAME   TRUST\nalice  pinned");
+ * assert.equal(formatTable([["NAME", "TRUST"], ["alice", "new"]]), "NAME   TRUST\nalice  new");
  * ```
  */
 export function formatTable(rows: readonly (readonly string[])[]): string {
@@ -181,9 +181,15 @@ export class EventFormatter {
     const event = printableDeep(untrusted);
     const p = this.#paint;
     switch (event.event) {
-      case "welcome":
+      case "welcome": {
+        const trust = [
+          event.verified > 0 ? `${event.verified} verified` : "",
+          event.changed > 0 ? p.red(`${event.changed} with a CHANGED key`) : "",
+        ].filter(Boolean).join(", ");
         return `Connected to ${event.server} as ${p.bold(event.name)} ` +
-          `(${event.fingerprint}), ${event.online} online. Type /help for commands.`;
+          `(${event.fingerprint}), ${event.online} online${trust ? ` (${trust})` : ""}. ` +
+          "Type /help for commands.";
+      }
       case "joined":
         return this.#joined(event);
       case "left":
@@ -199,7 +205,9 @@ export class EventFormatter {
       case "verify":
         return this.#verify(event);
       case "trusted":
-        return p.green(`✓ ${event.name}'s key is now trusted (${event.fingerprint})`);
+        return p.green(`✓ ${event.name}'s key is now verified (${event.fingerprint})`);
+      case "verify-hint":
+        return p.yellow(`ⓘ ${event.message}`);
       case "videos":
         return this.#videos(event.videos);
       default:
@@ -243,7 +251,7 @@ export class EventFormatter {
     if (event.trust === "changed") {
       return p.red(`→ ${event.name} joined with a CHANGED key: messages blocked, see below`);
     }
-    const note = event.trust === "new" ? "first time seen, key pinned" : "known key";
+    const note = event.trust === "verified" ? "verified" : "not verified: /verify " + event.name;
     return `→ ${event.name} joined ${p.dim(`(${note}: ${event.fingerprint})`)}`;
   }
 
@@ -290,13 +298,13 @@ export class EventFormatter {
   #verify(event: Extract<ClientEvent, { event: "verify" }>): string {
     const p = this.#paint;
     return [
-      `Verification code with ${event.name}: ${p.bold(event.code)}`,
+      `Safety number with ${event.name}: ${p.bold(event.code)}`,
       formatTable([
         [`  ${event.name}'s fingerprint:`, event.fingerprint],
         ["  your fingerprint:", event.yourFingerprint],
       ]),
-      `Compare the code with ${event.name} in person or by phone. ` +
-      `If it matches: /trust ${event.name}`,
+      `Compare the 60 digits with ${event.name} in person or by phone. ` +
+      `If they match: /trust ${event.name}`,
     ].join("\n");
   }
 
