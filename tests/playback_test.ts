@@ -374,6 +374,36 @@ Deno.test("streamVideo", async (t) => {
       assert.deepEqual(await processesMentioning(marker), []);
     });
 
+    await t.step("a source that ends early is an error, not complete", async () => {
+      // Probed whole, then cut to about a third: ffmpeg exits 0 on every part, delivering less.
+      const path = `${dir}/cut.ts`;
+      await generateVideo(path, {
+        width: 320,
+        height: 180,
+        rate: "25",
+        seconds: 6,
+        audioRate: 48000,
+      });
+      const info = await probeVideo(path);
+      await Deno.truncate(path, Math.floor((await Deno.stat(path)).size / 3));
+      const plan = planPlayback(info, { heights: [90, 144, 180], capToSource: true });
+      const stream = streamVideo(info, plan);
+      const segments: number[] = [];
+      await assert.rejects(
+        async () => {
+          for await (const event of stream) {
+            if (event.type === "segment-start") segments.push(event.index);
+          }
+        },
+        (error: unknown) =>
+          error instanceof ReelayError && error.code === "short-part" &&
+          /^Part \d of "cut\.ts" ended after \d+\.\d of 2\.0 s: the source ended early$/
+            .test(error.message),
+      );
+      assert.ok(segments.length < 3, `the stream stopped at the short part, not after ${segments}`);
+      assert.deepEqual(await processesMentioning(marker), []);
+    });
+
     await t.step("a missing ffmpeg is reported when the stream starts", () => {
       const slots = new TranscodeSlots(1);
       assert.throws(

@@ -13,6 +13,7 @@ import type { PlannedSegment, PlaybackPlan } from "./plan.ts";
 import type { VideoInfo } from "./probe.ts";
 import type { SlotLease, TranscodeSlots } from "./slots.ts";
 import { Transcode } from "./transcode.ts";
+import { checkCoverage } from "./honest_end.ts";
 
 /**
  * Options for {@link streamVideo}.
@@ -189,7 +190,13 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
     const label = `part ${index + 1} of "${this.#info.name}"`;
     const transcode = Transcode.start(this.#ffmpegPath, args, label);
     this.#pids.push(transcode.pid);
-    const buffer = new ReadAhead(transcode.stdout, this.#readAhead);
+    const fps = this.#info.frameRate.num / this.#info.frameRate.den;
+    const checked = checkCoverage(transcode.stdout, {
+      seconds: segment.end - segment.start,
+      fps,
+      label,
+    });
+    const buffer = new ReadAhead(checked, this.#readAhead);
     const part = { segment, transcode, buffer, lease };
     this.#parts[index] = part;
     return part;
