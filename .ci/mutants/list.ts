@@ -37,9 +37,9 @@ export const mutants: Mutant[] = [
   {
     name: "names case-sensitive",
     file: "shared/names.ts",
-    find: "return name.toLowerCase();",
-    replace: "return name;",
-    tests: ["tests/chat_test.ts"],
+    find: "for (const char of name.toLowerCase()) key",
+    replace: "for (const char of name) key",
+    tests: [{ file: "tests/chat_test.ts", filter: "regardless of case" }],
   },
   // Server: fairness and stream limits.
   {
@@ -47,13 +47,13 @@ export const mutants: Mutant[] = [
     file: "shared/protocol/framed.ts",
     find: "if (this.#urgent.length > 0) {",
     replace: "if (this.#urgent.length > 0 && this.#ordered.length === 0) {",
-    tests: [{ file: "tests/streaming_test.ts", filter: "chat is delivered" }],
+    tests: ["tests/framed_lanes_test.ts"],
   },
   {
     name: "bad-credit unchecked",
     file: "server/media/viewer.ts",
     find: "if (bytes > playing.inFlight) {",
     replace: "if (false) {",
-    tests: ["tests/stream_faults_test.ts"],
+    tests: [{ file: "tests/stream_faults_test.ts", filter: "bad-credit" }],
   },
 ];
