@@ -174,7 +174,8 @@ Deno.test("format: text from peers cannot carry terminal escapes", () => {
     [...text].every((char) => char.charCodeAt(0) >= 0x20 && !(char >= "\x7f" && char <= "\x9f")),
   );
   assert.ok(!text.includes("\u202e"));
-  assert.ok(text.endsWith("hi␛[2J␛]0;pwned␇␍␊fake line\uFFFDgnp.exe\uFFFD"));
+  // The override is invisible, so it is removed (not shown): the text reads as it was sent.
+  assert.ok(text.endsWith("hi␛[2J␛]0;pwned␇␍␊fake linegnp.exe\uFFFD"));
   assert.equal(printable("a\x7fb"), "a\u2421b");
   const video = plain.format({
     event: "stream-ended",

@@ -2,8 +2,9 @@
  * Human-readable lines for every {@linkcode ClientEvent}: what a person sees in the terminal.
  *
  * Text that came from other people (messages, names of videos, error reasons) is passed
- * through {@linkcode printable} first, so a peer cannot move the cursor, recolor the screen or
- * reorder text with escape sequences or bidi controls.
+ * through {@linkcode printable} first, so a peer cannot move the cursor, recolor the screen,
+ * reorder or hide text with escape sequences, bidi controls or invisible characters, or fake a
+ * line from someone else.
  *
  * @module
  */
@@ -11,6 +12,7 @@
 import type { SegmentPlan, VideoListing } from "../../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "../events.ts";
 import { textWidth } from "./line_editor.ts";
+import { sanitizeForDisplay } from "./sanitize.ts";
 
 /** How to format. */
 export interface FormatOptions {
@@ -53,26 +55,22 @@ const NO_COLORS: Palette = {
 };
 
 /**
- * Makes untrusted text safe to print: control characters become visible symbols (␛ for
- * ESC, ␇ for BEL…), C1 controls and bidi overrides become U+FFFD.
+ * Makes untrusted text safe to print with {@linkcode sanitizeForDisplay}: control characters
+ * become visible symbols (␛ for ESC, ␇ for BEL…), C1 controls become U+FFFD, invisible
+ * characters (zero-width, direction marks, tags) are removed, newlines show as ␊ and a long run
+ * of blanks shows as one ␣ marker, so a message stays on its own line and cannot pad a fake
+ * line from someone else onto the next terminal row.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { printable } from "./format.ts";
  * assert.equal(printable("hi\x1b[2J"), "hi␛[2J");
+ * assert.equal(printable("a\u200Bl\u200Eice\nx"), "alice␊x");
  * ```
  */
 export function printable(text: string): string {
-  return text.replace(
-    // deno-lint-ignore no-control-regex -- matching control characters is the point
-    /[\x00-\x1f\x7f]|[\x80-\x9f\u202a-\u202e\u2066-\u2069]/g,
-    (char) => {
-      const code = char.charCodeAt(0);
-      if (code < 0x20) return String.fromCharCode(0x2400 + code);
-      return code === 0x7f ? "\u2421" : "\uFFFD";
-    },
-  );
+  return sanitizeForDisplay(text);
 }
 
 /**
