@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import type { ClientEvent } from "../client/events.ts";
-import { EventFormatter, formatBytes, formatDuration, formatTable } from "../client/tui/format.ts";
+import {
+  EventFormatter,
+  formatBytes,
+  formatDuration,
+  formatTable,
+  printable,
+} from "../client/tui/format.ts";
 import type { SegmentPlan, VideoListing } from "../shared/protocol/messages.ts";
 
 // deno-lint-ignore no-control-regex -- stripping ANSI codes to compare text
@@ -168,7 +174,9 @@ Deno.test("format: text from peers cannot carry terminal escapes", () => {
     [...text].every((char) => char.charCodeAt(0) >= 0x20 && !(char >= "\x7f" && char <= "\x9f")),
   );
   assert.ok(!text.includes("\u202e"));
+  // The override is invisible, so it is removed (not shown): the text reads as it was sent.
   assert.ok(text.endsWith("hi␛[2J␛]0;pwned␇␍␊fake linegnp.exe\uFFFD"));
+  assert.equal(printable("a\x7fb"), "a\u2421b");
   const video = plain.format({
     event: "stream-ended",
     video: "x\x1b[31m",

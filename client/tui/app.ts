@@ -26,7 +26,7 @@
 import { deferred, onSignals, SerialQueue, TERMINATION_SIGNALS } from "../../shared/async.ts";
 import { EXIT_FAILURE, messageOf, ReelayError, UsageError } from "../../shared/errors.ts";
 import { writeAllSync } from "../../shared/io.ts";
-import { nameKey } from "../../shared/names.ts";
+import { sameName } from "../../shared/names.ts";
 import type { VideoListing } from "../../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "../events.ts";
 import { type Command, COMMAND_SPECS, HELP_TEXT, parseCommand } from "./commands.ts";
@@ -172,7 +172,7 @@ function errorEvent(error: unknown, line: number, input: string): ClientEvent {
 
 /** The directory entry for a name, ignoring case as names do. */
 function findPeer(session: ChatSession, name: string): PeerView | undefined {
-  return session.who().find((peer) => nameKey(peer.name) === nameKey(name));
+  return session.who().find((peer) => sameName(peer.name, name));
 }
 
 /** Everything one command may touch. */

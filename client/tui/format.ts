@@ -2,8 +2,9 @@
  * Human-readable lines for every {@linkcode ClientEvent}: what a person sees in the terminal.
  *
  * Text that came from other people (messages, names of videos, error reasons) is passed
- * through `sanitizeForDisplay` (sanitize.ts) first, so a peer cannot move the cursor, recolor the screen or
- * reorder text with escape sequences or bidi controls.
+ * through {@linkcode printable} first, so a peer cannot move the cursor, recolor the screen,
+ * reorder or hide text with escape sequences, bidi controls or invisible characters, or fake a
+ * line from someone else.
  *
  * @module
  */
@@ -55,6 +56,25 @@ const NO_COLORS: Palette = {
   bold: plain,
   loud: plain,
 };
+
+/**
+ * Makes untrusted text safe to print with {@linkcode sanitizeForDisplay}: control characters
+ * become visible symbols (␛ for ESC, ␇ for BEL…), C1 controls become U+FFFD, invisible
+ * characters (zero-width, direction marks, tags) are removed, newlines show as ␊ and a long run
+ * of blanks shows as one ␣ marker, so a message stays on its own line and cannot pad a fake
+ * line from someone else onto the next terminal row.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { printable } from "./format.ts";
+ * assert.equal(printable("hi\x1b[2J"), "hi␛[2J");
+ * assert.equal(printable("a\u200Bl\u200Eice\nx"), "alice␊x");
+ * ```
+ */
+export function printable(text: string): string {
+  return sanitizeForDisplay(text);
+}
 
 /**
  * Seconds as `m:ss`, or `h:mm:ss` from one hour on.
@@ -120,9 +140,9 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
   return rows.map((row) => row.map((cell, i) => pad(cell, i, row)).join("  ")).join("\n");
 }
 
-/** `sanitizeForDisplay` applied to every string inside a JSON-like value. */
+/** {@linkcode printable} applied to every string inside a JSON-like value. */
 function printableDeep<T>(value: T): T {
-  if (typeof value === "string") return sanitizeForDisplay(value) as T;
+  if (typeof value === "string") return printable(value) as T;
   if (Array.isArray(value)) return value.map(printableDeep) as T;
   if (value === null || typeof value !== "object") return value;
   const entries = Object.entries(value).map(([key, inner]) => [key, printableDeep(inner)]);
