@@ -18,7 +18,16 @@ export interface PeerView {
 
 /** Every event a session emits. */
 export type ClientEvent =
-  | { event: "welcome"; server: string; name: string; fingerprint: string; online: number }
+  | {
+    event: "welcome";
+    server: string;
+    name: string;
+    fingerprint: string;
+    /** How many are online, you included. */
+    online: number;
+    /** The names of the others online. */
+    names: string[];
+  }
   | { event: "joined"; name: string; fingerprint: string; trust: PeerView["trust"] }
   | { event: "left"; name: string }
   | { event: "who"; peers: PeerView[] }
@@ -51,7 +60,19 @@ export type ClientEvent =
     reason: StreamEndReason;
     message?: string;
   }
-  | { event: "error"; code: string; message: string }
+  | {
+    event: "error";
+    code: string;
+    message: string;
+    /** The input line (from 1) whose command failed; absent for errors no command caused. */
+    line?: number;
+    /** That line's text. */
+    input?: string;
+  }
+  /** `/query`: plain lines now go to `name`; no `name` when the conversation was left. */
+  | { event: "conversation"; name?: string }
+  /** `/ignore` and `/unignore`: the names ignored now. */
+  | { event: "ignored"; names: string[] }
   | { event: "disconnected"; reason: string; code: string };
 
 /** The `event` names. */

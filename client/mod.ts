@@ -17,6 +17,7 @@ import { KnownPeers, loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
 import { runClientApp } from "./tui/app.ts";
+import { FileIgnoreList } from "./tui/ignore.ts";
 import { JsonEventWriter } from "./tui/json.ts";
 
 export { ClientSession, type SessionEnd, type SessionOptions } from "./session.ts";
@@ -99,7 +100,12 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     await reportFatal(error, flags.json ?? false);
     return EXIT_FAILURE;
   }
-  return await runClientApp({ session, json: flags.json ?? false });
+  return await runClientApp({
+    session,
+    json: flags.json ?? false,
+    ignore: await FileIgnoreList.load(home),
+    bell: config.client.bell,
+  });
 }
 
 async function reportFatal(error: ReelayError, json: boolean): Promise<void> {

@@ -229,6 +229,7 @@ export class ClientSession {
         name,
         fingerprint: this.#options.identity.fingerprint,
         online: this.#peers.size + 1,
+        names: this.#peers.who().map((peer) => peer.name),
       });
     } finally {
       this.#welcome = undefined;
