@@ -246,6 +246,7 @@ export class ClientSession {
         name,
         fingerprint: this.#options.identity.fingerprint,
         online: this.#peers.size + 1,
+        names: this.#peers.who().map((peer) => peer.name),
         verified: this.#peers.who().filter((peer) => peer.trust === "verified").length,
         changed: this.#peers.who().filter((peer) => peer.trust === "changed").length,
       });
