@@ -39,6 +39,10 @@ export type ClientEvent =
   | { event: "who"; peers: PeerView[] }
   | { event: "message"; from: string; text: string; id: string; sentAt: number; missing: number }
   | { event: "sent"; to: string; id: string }
+  | { event: "queued"; to: string; id: string }
+  | { event: "delivered"; to: string; id: string }
+  | { event: "failed"; to: string; id: string; reason: string }
+  | { event: "sealed"; from: string; to: string; bytes: number; envelope: string }
   | {
     event: "key-changed";
     name: string;

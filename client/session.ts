@@ -8,8 +8,15 @@
  */
 
 import { type Deferred, deferred, Wake, withTimeout } from "../shared/async.ts";
-import { type Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
+import {
+  type Identity,
+  newEpoch,
+  type RatchetDebugState,
+  signAnnouncement,
+} from "../shared/crypto/mod.ts";
 import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
+import { toBase64 } from "../shared/bytes.ts";
+import { nameKey } from "../shared/names.ts";
 import {
   type Announcement,
   type ClientConnection,
@@ -21,9 +28,9 @@ import {
   type ServerMessage,
   type VideoListing,
 } from "../shared/protocol/mod.ts";
-import { Chat } from "./chat.ts";
+import { Conversations, type Correspondent } from "./conversations.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
-import { type Peer, Peers } from "./peers.ts";
+import { Peers } from "./peers.ts";
 import type { SinkFactory } from "./player.ts";
 import type { ClientStore } from "./store/mod.ts";
 import { Viewing } from "./viewing.ts";
@@ -54,7 +61,9 @@ export interface SessionEnd {
 
 /** Requests the session sends with a `ref`, answered by the server with the same `ref`. */
 type Request =
-  | { type: "send"; to: string; envelope: Uint8Array }
+  | Omit<ClientMessage & { type: "send" }, "ref">
+  | Omit<ClientMessage & { type: "prekeys" }, "ref">
+  | Omit<ClientMessage & { type: "bundle" }, "ref">
   | { type: "videos" }
   | { type: "play"; video: string };
 
@@ -76,7 +85,7 @@ export class ClientSession {
   readonly server: string;
   readonly #options: SessionOptions;
   readonly #framed: ClientConnection;
-  readonly #chat: Chat;
+  readonly #conversations: Conversations;
   readonly #peers: Peers;
   readonly #pending = new Map<number, Deferred<ServerMessage>>();
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
@@ -92,7 +101,7 @@ export class ClientSession {
   #reading: Promise<void> = Promise.resolve();
   #welcome: Deferred<string> | undefined;
 
-  private constructor(options: SessionOptions, conn: Deno.TcpConn, epoch: string) {
+  private constructor(options: SessionOptions, conn: Deno.TcpConn) {
     this.#options = options;
     this.name = options.name;
     this.server = `${options.hostname}:${options.port}`;
@@ -100,7 +109,18 @@ export class ClientSession {
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       maxQueueBytes: CLIENT_QUEUE_BYTES,
     });
-    this.#chat = new Chat(options.identity, options.name, epoch);
+    this.#conversations = new Conversations({
+      identity: options.identity,
+      name: options.name,
+      store: options.store,
+      emit: (event) => this.#emit(event),
+      link: {
+        request: (message) => this.#request(message as Request),
+        post: (message) => {
+          if (!this.#ended) this.#framed.sendMessage(message);
+        },
+      },
+    });
     const emit = (event: ClientEvent) => this.#emit(event);
     this.#peers = new Peers(options, options.store, emit);
     this.#viewing = new Viewing(this.#framed, emit, () => this.#settleIdle());
@@ -119,9 +139,10 @@ export class ClientSession {
     const conn = await dial(options.hostname, options.port);
     conn.setNoDelay(true);
     const epoch = newEpoch();
-    const session = new ClientSession(options, conn, epoch);
+    const session = new ClientSession(options, conn);
     try {
       await session.#join(await signAnnouncement(options.identity, options.name, epoch));
+      await session.#conversations.publishPrekeys();
     } catch (error) {
       await session.#shutdown({ code: "join-failed", reason: messageOf(error) });
       throw error;
@@ -148,17 +169,46 @@ export class ClientSession {
     return this.#peers.who();
   }
 
-  /** Seals `text` for `to` and resolves once the server relayed it. */
+  /**
+   * Seals `text` for `to` (online, or offline but talked with before) and resolves once the
+   * server relayed it (`sent`) or held it for them (`queued`); `delivered` follows when their
+   * client took it.
+   */
   async send(to: string, text: string): Promise<void> {
-    const peer = this.#peers.sendable(to);
-    this.#peers.interact(peer);
-    this.#hintVerify(peer);
-    await this.#tracked(async () => {
-      const sealed = await this.#chat.seal(peer, text);
-      const name = peer.announcement.name;
-      await this.#request({ type: "send", to: name, envelope: sealed.bytes });
-      this.#emit({ event: "sent", to: name, id: sealed.id });
-    });
+    const target = this.#correspondent(to);
+    await this.#tracked(() => this.#conversations.send(target, text));
+  }
+
+  /** Whom `to` names: someone online (pinned now if not yet), or someone pinned before. */
+  #correspondent(to: string): Correspondent {
+    const online = this.#peers.find(to);
+    if (online || nameKey(to) === nameKey(this.name)) {
+      const peer = this.#peers.sendable(to);
+      this.#peers.interact(peer);
+      this.#hintVerify(peer.announcement.name, peer.trust);
+      return {
+        name: peer.announcement.name,
+        keys: peer.announcement.keys,
+        fingerprint: peer.fullFingerprint,
+      };
+    }
+    const pin = this.#options.store.pinned(to);
+    if (!pin) {
+      throw new ReelayError(
+        "unknown-recipient",
+        `Nobody called ${JSON.stringify(to)} is online, and you never talked with them (see /who)`,
+      );
+    }
+    this.#hintVerify(pin.name, pin.state);
+    return { name: pin.name, keys: pin.keys, fingerprint: pin.fingerprint };
+  }
+
+  /**
+   * Test hook: what a test may see of the ratchet with `name` (hashes of chain keys, public
+   * ratchet keys, counters; never a key), if a conversation is open.
+   */
+  ratchetState(name: string): Promise<RatchetDebugState | undefined> {
+    return this.#conversations.ratchetWith(name)?.debugState() ?? Promise.resolve(undefined);
   }
 
   /** The 60-digit safety number both people compare out of band. */
@@ -216,10 +266,9 @@ export class ClientSession {
   }
 
   /** Says once per person and session how to verify someone who is not verified yet. */
-  #hintVerify(peer: Peer): void {
-    const name = peer.announcement.name;
-    if (peer.trust !== "new" || this.#hinted.has(name)) return;
-    this.#hinted.add(name);
+  #hintVerify(name: string, trust: string): void {
+    if (trust !== "new" || this.#hinted.has(nameKey(name))) return;
+    this.#hinted.add(nameKey(name));
     this.#emit({
       event: "verify-hint",
       name,
@@ -272,7 +321,7 @@ export class ClientSession {
     if (this.#framed.closeReason) {
       end = { code: this.#framed.closeReason.code, reason: this.#framed.closeReason.message };
     }
-    await this.#shutdown(end);
+    await this.#shutdown(end, true);
   }
 
   #endFor(error: unknown): SessionEnd {
@@ -307,18 +356,40 @@ export class ClientSession {
         this.#peers.remove(message.name);
         break;
       case "deliver": {
-        const peer = this.#peers.find(message.from);
-        const event = await this.#chat.open(message.from, peer, message.envelope);
-        if (peer && event.event === "message") this.#peers.interact(peer);
-        this.#emit(event);
+        const online = this.#peers.find(message.from);
+        const pin = this.#options.store.pinned(message.from);
+        // The keys the client verified in an announcement come first; the server's claim after.
+        const keys = online?.announcement.keys ?? message.fromKeys ?? pin?.keys;
+        await this.#conversations.receive(message, keys, pin?.fingerprint);
         break;
       }
+      case "refused": {
+        const pin = this.#options.store.pinned(message.from);
+        const keys = pin?.keys ?? this.#peers.find(message.from)?.announcement.keys;
+        await this.#conversations.refused(message, keys);
+        break;
+      }
+      case "failed":
+        this.#conversations.failed(message);
+        break;
+      case "sealed":
+        this.#emit({
+          event: "sealed",
+          from: message.from,
+          to: message.to,
+          bytes: message.envelope.length,
+          envelope: toBase64(message.envelope),
+        });
+        break;
       case "stream-start":
         // Started here, in frame order, so no stream byte can arrive before the stream is known.
         this.#viewing.started(message);
         this.#answer(message.ref, message);
         break;
       case "relayed":
+      case "queued":
+      case "bundle":
+      case "prekeys-stored":
       case "videos":
         this.#answer(message.ref, message);
         break;
@@ -395,8 +466,9 @@ export class ClientSession {
     }
   }
 
-  async #shutdown(end: SessionEnd): Promise<void> {
-    if (this.#ended) return await this.#reading;
+  async #shutdown(end: SessionEnd, fromReader = false): Promise<void> {
+    // The read loop ends by calling this: it must not wait for itself.
+    if (this.#ended) return fromReader ? undefined : await this.#reading;
     this.#ended = end;
     clearInterval(this.#keepalive);
     this.#framed.close();

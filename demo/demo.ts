@@ -99,7 +99,7 @@ async function demo(root: string): Promise<void> {
     "server/mod.ts, server/media/catalog.ts, server/media/probe.ts",
   );
   const config = defaultConfig();
-  config.server = { host: "127.0.0.1", port: 0, videos };
+  config.server = { host: "127.0.0.1", port: 0, videos, state: ":memory:" };
   const logLines: string[] = [];
   const server = await startServer(config, {
     log: (level, message) => logLines.push(`${level} ${message}`),

@@ -7,6 +7,7 @@
  */
 
 import type { Config } from "../shared/config/mod.ts";
+import { fingerprintHash } from "../shared/crypto/mod.ts";
 import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
 import { nameProblem } from "../shared/names.ts";
 import {
@@ -99,10 +100,19 @@ export class PeerConnection implements Recipient {
     this.framed.sendUrgent(frame);
   }
 
-  /** Queues a sealed envelope from `from`; false when this peer is gone (or was just cut off). */
-  deliver(from: string, envelope: Uint8Array): boolean {
-    this.framed.sendMessage({ type: "deliver", from, envelope });
-    return !this.framed.closed;
+  /** Bytes waiting to be written to this peer. */
+  get queuedBytes(): number {
+    return this.framed.queuedBytes;
+  }
+
+  /** Resolves once everything queued for this peer was written. */
+  drained(): Promise<void> {
+    return this.framed.drained();
+  }
+
+  /** Whether the connection is closed. */
+  get closed(): boolean {
+    return this.framed.closed;
   }
 
   /** Runs the read loop until the peer leaves; always releases the name and any stream. */
@@ -207,7 +217,19 @@ export class PeerConnection implements Recipient {
       case "hello":
         throw new ReelayError("already-joined", "Hello was already received on this connection");
       case "send":
-        return this.#relay(message.ref, message.to, message.envelope);
+        return await this.#send(message);
+      case "prekeys": {
+        const counts = await this.#context.relay.publish(this, message.published);
+        return this.notify({ type: "prekeys-stored", ...refOf(message.ref), ...counts });
+      }
+      case "bundle": {
+        const bundle = await this.#context.relay.bundle(message.name);
+        return this.notify({ type: "bundle", ...refOf(message.ref), ...bundle });
+      }
+      case "ack":
+        return await this.#context.relay.ack(this, message.mail);
+      case "refuse":
+        return await this.#context.relay.refuse(this, message);
       case "videos":
         return this.#viewer.list(message.ref);
       case "play":
@@ -240,6 +262,7 @@ export class PeerConnection implements Recipient {
     if (!(await this.#verify(announcement))) {
       throw new ReelayError("bad-signature", "Hello is not signed by the keys it announces");
     }
+    const fingerprint = await fingerprintHash(announcement.keys);
     if (this.framed.closed) return;
     if (!this.#context.hasRoomForClient()) {
       throw new ReelayError("server-full", "Server is full: try again later");
@@ -266,6 +289,7 @@ export class PeerConnection implements Recipient {
         windowBytes: this.#context.config.stream.windowBytes,
       },
     });
+    this.#context.relay.joined(this, fingerprint);
     this.#context.log("info", `${this.label} joined`);
   }
 
@@ -277,14 +301,19 @@ export class PeerConnection implements Recipient {
     }
   }
 
-  #relay(ref: number | undefined, to: string, envelope: Uint8Array): void {
+  async #send(message: ClientMessage & { type: "send" }): Promise<void> {
     if (!this.#chat.take()) {
       throw new ReelayError(
         "rate-limited",
         `Too many messages: the limit is ${this.#context.config.limits.chatRate} a second`,
       );
     }
-    const name = this.#context.relay.route(this, to, envelope);
-    this.notify({ type: "relayed", ...(ref === undefined ? {} : { ref }), to: name });
+    const routed = await this.#context.relay.send(this, message);
+    const { status: type, to, id } = routed;
+    this.notify({ type, ...refOf(message.ref), to, id });
   }
+}
+
+function refOf(ref: number | undefined): { ref?: number } {
+  return ref === undefined ? {} : { ref };
 }

@@ -13,6 +13,8 @@ import { type Logger, stderrLogger } from "../shared/log.ts";
 import type { Announcement } from "../shared/protocol/mod.ts";
 import { Catalog, checkFfmpeg, MediaService } from "./media/mod.ts";
 import { bindListener, ReelayServer } from "./server.ts";
+import { openSqliteStore } from "./store/sqlite.ts";
+import type { Store } from "./store/mod.ts";
 
 export { ReelayServer } from "./server.ts";
 
@@ -38,6 +40,7 @@ export interface RunningServer {
  * config.server.host = "127.0.0.1";
  * config.server.port = 0;
  * config.server.videos = await Deno.makeTempDir();
+ * config.server.state = ":memory:"; // or a folder: the mailbox, prekeys and registry survive restarts
  * const running = await startServer(config, { log: silentLogger });
  * assert.ok(running.port > 0);
  * await running.close();
@@ -50,23 +53,34 @@ export async function startServer(
   const { log } = options;
   const listener = bindListener(config);
   let catalog: Catalog;
+  let store: Store | undefined;
   try {
     await checkFfmpeg(config.stream.ffmpeg, config.stream.ffprobe);
     await Deno.mkdir(config.server.videos, { recursive: true });
+    store = await openSqliteStore(config.server.state, {
+      maxItemsPerRecipient: config.mailbox.maxItemsPerRecipient,
+      maxBytesPerRecipient: config.mailbox.maxBytesPerRecipient,
+      maxTotalBytes: config.mailbox.maxTotalBytes,
+      ttlMs: config.mailbox.ttlMs,
+    });
     catalog = await openCatalog(config, log);
   } catch (error) {
     listener.close();
+    await store?.close();
     throw error;
   }
+  const opened = store;
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);
   const media = new MediaService(catalog, config, log);
   const server = ReelayServer.listen(config, {
     log,
+    store: opened,
     verifyAnnouncement: verifyHello,
     createViewer: (framed) => media.viewer(framed),
     onClose: async () => {
       await media.close();
       await catalog.close();
+      await opened.close();
     },
   }, listener);
   return { server, catalog, port: server.port, close: () => server.close() };

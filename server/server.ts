@@ -19,6 +19,10 @@ import { PeerConnection, type ServerContext } from "./connection.ts";
 import { Directory } from "./directory.ts";
 import type { Viewer } from "./media/mod.ts";
 import { Relay } from "./relay.ts";
+import type { Store } from "./store/mod.ts";
+
+/** How often held mail is checked for expiry. */
+const MAIL_SWEEP_MS = 60_000;
 
 /** Pause after a failed accept (e.g. out of file descriptors) before trying again. */
 const ACCEPT_RETRY_MS = 100;
@@ -26,6 +30,8 @@ const ACCEPT_RETRY_MS = 100;
 /** What the server is given besides its config. */
 export interface ServerDeps {
   log: Logger;
+  /** The durable store (mailbox, prekeys, registry); the server does not close it. */
+  store: Store;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   /** Video service for one connection; absent means the server streams nothing. */
   createViewer(framed: ServerConnection): Viewer;
@@ -81,6 +87,8 @@ export class ReelayServer {
   readonly #accepting: Promise<void>;
   readonly #sweeper: ReturnType<typeof setInterval>;
   #closing: Promise<void> | undefined;
+  #lastMailSweep = Date.now();
+  #mailSweep: Promise<unknown> = Promise.resolve();
   /** Wakes the accept loop early from an accept-failure pause (on close). */
   readonly #closeWake = new Wake();
 
@@ -92,7 +100,7 @@ export class ReelayServer {
       config,
       log: deps.log,
       directory,
-      relay: new Relay(directory),
+      relay: new Relay(directory, deps.store, { broadcast: config.chat.broadcast, log: deps.log }),
       verifyAnnouncement: deps.verifyAnnouncement,
       createViewer: deps.createViewer,
       hasRoomForClient: () => directory.size < config.limits.maxClients,
@@ -159,6 +167,8 @@ export class ReelayServer {
       void peer.framed.flushAndClose(new ReelayError("shutdown", message), 500);
     }
     await Promise.all(this.#running);
+    await this.#context.relay.idle();
+    await this.#mailSweep;
     await this.#deps.onClose?.();
     this.#deps.log("info", "Server stopped");
   }
@@ -223,10 +233,26 @@ export class ReelayServer {
     tracked.finally(() => this.#running.delete(tracked));
   }
 
+  /**
+   * Ends held mail whose time is up and tells the senders; returns how many items ended. The
+   * server does this once a minute by itself.
+   */
+  sweepMail(now: number = Date.now()): Promise<number> {
+    const run = this.#mailSweep.then(() => this.#context.relay.sweep(now));
+    this.#mailSweep = run.catch((error) => {
+      this.#deps.log("error", `Mailbox sweep failed: ${errorDetail(error)}`);
+    });
+    return run;
+  }
+
   /** Pings quiet peers and cuts off those silent past the idle timeout. */
   #sweep(): void {
     const { keepaliveMs, idleTimeoutMs } = this.#context.config.limits;
     const now = Date.now();
+    if (now - this.#lastMailSweep > MAIL_SWEEP_MS && !this.#closing) {
+      this.#lastMailSweep = now;
+      this.sweepMail(now).catch(() => {});
+    }
     for (const peer of this.#peers) {
       const quiet = now - peer.lastFrameAt;
       if (quiet > idleTimeoutMs) {

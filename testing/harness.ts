@@ -31,6 +31,7 @@ export function testConfig(videos: string, patch: (config: Config) => void = () 
   config.server.host = "127.0.0.1";
   config.server.port = 0;
   config.server.videos = videos;
+  config.server.state = ":memory:"; // a test that restarts the server patches in a folder
   patch(config);
   return config;
 }

@@ -61,7 +61,7 @@ Deno.test("a replayed envelope is rejected", async () => {
       direction === "to-client" && message.type === "deliver" ? [message, message] : [message];
     await alice.session.send("bob", "once");
     const error = await bob.log.waitFor("error");
-    assert.equal(error.code, "replay");
+    assert.equal(error.code, "replayed");
     assert.deepEqual(bob.log.of("message").map((event) => event.text), ["once"]);
   });
 });
@@ -81,7 +81,7 @@ Deno.test("reordered envelopes: the late one is rejected and the gap reported", 
     await alice.session.send("bob", "two");
     await alice.session.send("bob", "three");
     const error = await bob.log.waitFor("error");
-    assert.equal(error.code, "replay");
+    assert.equal(error.code, "late");
     const texts = bob.log.of("message").map((event) => [event.text, event.missing]);
     assert.deepEqual(texts, [["one", 0], ["three", 1]]);
   });
@@ -102,7 +102,7 @@ Deno.test("an envelope claimed to come from someone else is rejected", async () 
         : [message];
     await alice.session.send("bob", "from alice");
     const error = await bob.log.waitFor("error");
-    assert.equal(error.code, "redirected");
+    assert.equal(error.code, "wrong-peer");
     assert.equal(bob.log.of("message").length, 0);
     for (const client of [alice, carol, bob]) await client.session.quit();
   } finally {
@@ -124,9 +124,19 @@ Deno.test("an envelope redirected to another person is rejected by them", async 
       direction === "to-server" && message.type === "send"
         ? [{ ...message, to: "carol" }]
         : [message];
+    // The server itself refuses: the message was sealed for bob's key, not carol's.
+    await assert.rejects(alice.session.send("bob", "for bob"), { code: "recipient-key-changed" });
+    // A hostile server that also drops the key check: carol cannot open it, and says so.
+    proxy.rewrite = (direction, message) => {
+      if (direction !== "to-server" || message.type !== "send") return [message];
+      const { toKey: _dropped, ...rest } = message;
+      return [{ ...rest, to: "carol" }];
+    };
     await alice.session.send("bob", "for bob");
     const error = await carol.log.waitFor("error");
-    assert.equal(error.code, "redirected");
+    assert.equal(error.code, "wrong-peer");
+    const failed = await alice.log.waitFor("failed", (event) => event.to === "carol");
+    assert.equal(failed.reason, "wrong-peer");
     assert.equal(carol.log.of("message").length, 0);
     assert.equal(bob.log.of("message").length, 0);
     for (const client of [alice, carol, bob]) await client.session.quit();
@@ -169,14 +179,19 @@ Deno.test("a changed key is flagged and blocks sending until /trust", async () =
       assert.equal(error.code, "key-changed");
       return true;
     });
-    // What the new key sends before /trust is ignored, not shown.
+    // What the new key sends before /trust is refused, not shown, and its sender is told.
     await impostor.session.send("alice", "it is me, bob");
     const ignored = await alice.log.waitFor(
       "error",
       (event) => event.code === "key-changed",
     );
-    assert.match(ignored.message, /ignored: their key changed/);
+    assert.match(ignored.message, /refused: their key changed/);
     assert.deepEqual(alice.log.of("message"), []);
+    const failed = await impostor.log.waitFor("failed");
+    assert.deepEqual(
+      [failed.to, failed.reason, failed.id],
+      ["alice", "key-changed", impostor.log.of("sent")[0].id],
+    );
     const mine = await alice.session.verify("bob");
     const theirs = await impostor.session.verify("alice");
     assert.equal(mine.code, theirs.code);

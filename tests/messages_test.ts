@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { ProtocolError } from "../shared/errors.ts";
 import { MAX_NAME_LENGTH } from "../shared/names.ts";
-import { MAX_ENVELOPE_BYTES, MAX_KEY_TEXT } from "../shared/crypto/mod.ts";
+import { MAX_KEY_TEXT } from "../shared/crypto/mod.ts";
+import { MAX_SEALED_BYTES as MAX_ENVELOPE_BYTES } from "../shared/protocol/mod.ts";
 import { decodeFrame, type Frame, KIND_CONTROL } from "../shared/protocol/frame.ts";
 import {
   encodeMessage,

@@ -240,6 +240,14 @@ export class EventFormatter {
         return this.#message(event);
       case "sent":
         return p.dim(`✓ sent to ${event.to}`);
+      case "queued":
+        return p.dim(`✓ held for ${event.to} (offline): delivered when they connect`);
+      case "delivered":
+        return p.dim(`✓✓ ${event.to} received it`);
+      case "failed":
+        return p.red(`✗ a message to ${event.to} failed: ${failureText(event.reason, event.to)}`);
+      case "sealed":
+        return p.dim(`· ${event.from} → ${event.to}: ${event.bytes} sealed bytes`);
       case "key-changed":
         return this.#keyChanged(event);
       case "verify":
@@ -390,4 +398,21 @@ function segmentLabel(segment: SegmentPlan): string {
   return segment.capped
     ? `${segment.height}p (${segment.requestedHeight}p capped)`
     : `${segment.height}p`;
+}
+
+/** Why a message failed, for people. */
+function failureText(reason: string, name: string): string {
+  switch (reason) {
+    case "key-changed":
+      return `${name} refused it: your key changed for them. Ask them to /verify and /trust you`;
+    case "recipient-key-changed":
+      return `${name}'s key changed: /verify ${name}, then /trust ${name}, and send again`;
+    case "expired":
+      return `${name} did not connect in time; it expired`;
+    case "recipient-mailbox-full":
+    case "mailbox-full":
+      return "the server holds too much for them already";
+    default:
+      return `${name} could not open it (${reason}); send it again`;
+  }
 }

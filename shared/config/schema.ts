@@ -131,6 +131,22 @@ export const SCHEMA = {
     host: key(nonEmpty(255), "0.0.0.0"),
     port: key(readPort({ listening: true }), 9000),
     videos: key(nonEmpty(), "videos"),
+    /** Folder of the server's durable state (the SQLite store: mailbox, prekeys, registry). */
+    state: key(nonEmpty(), "state"),
+  },
+  chat: {
+    /** Send every sealed message to every other client too (they see who writes to whom). */
+    broadcast: key(bool, true),
+  },
+  mailbox: {
+    /** Messages held for one offline person. */
+    maxItemsPerRecipient: key(intIn(1, 1_000_000), 1000),
+    /** Bytes held for one offline person. */
+    maxBytesPerRecipient: key(intIn(1024, 2 ** 40), 16 * 1024 * 1024),
+    /** Bytes held for everyone together. */
+    maxTotalBytes: key(intIn(1024, 2 ** 44), 512 * 1024 * 1024),
+    /** How long a message is held before it expires and its sender is told. */
+    ttlMs: key(intIn(1000, 365 * 24 * 3600 * 1000), 7 * 24 * 3600 * 1000),
   },
   stream: {
     heights: key(parseHeights, [144, 720, 1440]),

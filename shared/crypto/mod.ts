@@ -31,6 +31,7 @@ export {
   fingerprintHash,
   Identity,
   importEncryptionKey,
+  importVerifyKey,
   MAX_EPOCH_TEXT,
   MAX_KEY_TEXT,
   MAX_RSA_BITS,
@@ -43,6 +44,7 @@ export {
   type StoredIdentity,
   verificationCode,
   verifyAnnouncement,
+  verifyPss,
 } from "./identity.ts";
 export {
   ENVELOPE_VERSION,

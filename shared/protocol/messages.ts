@@ -12,6 +12,7 @@ import {
   type Announcement,
   MAX_ENVELOPE_BYTES,
   MAX_EPOCH_TEXT,
+  MAX_INITIAL_MESSAGE_BYTES,
   MAX_KEY_TEXT,
   type PublicIdentity,
 } from "../crypto/mod.ts";
@@ -41,10 +42,16 @@ import {
   string,
 } from "./_validate.ts";
 
-/** The protocol version this build speaks (2: sealed envelopes as binary frame bodies). */
+/**
+ * The protocol version this build speaks (2: sealed envelopes as binary frame bodies; lasting
+ * conversations add `prekeys`, `bundle`, `ack`, `refuse`, `queued`, `sealed`, `failed` and
+ * `refused`, see docs/protocol.md).
+ */
 export const PROTOCOL_VERSION = 2;
 
 const MAX_LIST = 10_000;
+/** Largest sealed envelope relayed: a kind byte and a conversation's initial message. */
+export const MAX_SEALED_BYTES = Math.max(MAX_ENVELOPE_BYTES, 1 + MAX_INITIAL_MESSAGE_BYTES);
 /** Most announcements in one `directory` message. */
 export const MAX_DIRECTORY_PAGE = 256;
 
@@ -86,7 +93,20 @@ export type StreamEndReason = "complete" | "stopped" | "error";
 /** Messages a client sends. `ref` ties an answer or error to its request. */
 export type ClientMessage =
   | ({ type: "hello"; protocol: number } & Announcement)
-  | { type: "send"; ref?: number; to: string; envelope: Uint8Array }
+  | {
+    type: "send";
+    ref?: number;
+    to: string;
+    /** The recipient's full key fingerprint the sender sealed for (refused if it changed). */
+    toKey?: string;
+    /** The sender's id for the message (the server makes one when absent). */
+    id?: string;
+    envelope: Uint8Array;
+  }
+  | { type: "prekeys"; ref?: number; published: Record<string, unknown> }
+  | { type: "bundle"; ref?: number; name: string }
+  | { type: "ack"; mail: string[] }
+  | { type: "refuse"; to: string; toKey: string; id: string; reason: string; signature: string }
   | { type: "videos"; ref?: number }
   | { type: "play"; ref?: number; video: string }
   | { type: "stop"; ref?: number }
@@ -101,8 +121,36 @@ export type ServerMessage =
   | { type: "welcome"; protocol: number; name: string; limits: ServerLimits }
   | { type: "joined"; peer: Announcement }
   | { type: "left"; name: string }
-  | { type: "deliver"; from: string; envelope: Uint8Array }
-  | { type: "relayed"; ref?: number; to: string }
+  | {
+    type: "deliver";
+    from: string;
+    /** The sender's public keys as the server knows them (checked against the pin). */
+    fromKeys?: PublicIdentity;
+    id?: string;
+    /** The mailbox item to acknowledge, when it was held for us. */
+    mail?: string;
+    envelope: Uint8Array;
+  }
+  | { type: "sealed"; from: string; to: string; envelope: Uint8Array }
+  | { type: "relayed"; ref?: number; to: string; id?: string }
+  | { type: "queued"; ref?: number; to: string; id: string }
+  | {
+    type: "bundle";
+    ref?: number;
+    name: string;
+    identity: PublicIdentity;
+    bundle: Record<string, unknown>;
+  }
+  | { type: "prekeys-stored"; ref?: number; oneTime: number; pqOneTime: number }
+  | { type: "failed"; to: string; id: string; reason: string; mail?: string }
+  | {
+    type: "refused";
+    from: string;
+    id: string;
+    reason: string;
+    signature: string;
+    mail?: string;
+  }
   | { type: "videos"; ref?: number; videos: VideoListing[] }
   | {
     type: "stream-start";
@@ -151,7 +199,7 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
  * ```
  */
 export function encodeMessage(message: ClientMessage | ServerMessage): Uint8Array<ArrayBuffer> {
-  if (message.type === "send" || message.type === "deliver") {
+  if (message.type === "send" || message.type === "deliver" || message.type === "sealed") {
     const { envelope, ...header } = message;
     return encodeBodyFrame(encoder.encode(JSON.stringify(header)), envelope);
   }
@@ -183,10 +231,10 @@ function envelope(type: string, body: Uint8Array | undefined): Uint8Array {
       `Message "${type}" must carry its envelope as the frame's body`,
     );
   }
-  if (body.length > MAX_ENVELOPE_BYTES) {
+  if (body.length > MAX_SEALED_BYTES) {
     throw new ProtocolError(
       "malformed-message",
-      `Field "envelope" is longer than ${MAX_ENVELOPE_BYTES} bytes`,
+      `Field "envelope" is longer than ${MAX_SEALED_BYTES} bytes`,
     );
   }
   return body;
@@ -197,6 +245,14 @@ function noBody(type: string, body: Uint8Array | undefined): void {
     throw new ProtocolError("malformed-message", `Message "${type}" carries no body`);
   }
 }
+
+function optional<K extends string, T>(key: K, value: T | undefined): { [P in K]?: T } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: T };
+}
+
+const MAX_ID = 64;
+const MAX_REASON = 64;
+const MAX_FINGERPRINT = 128;
 
 function ref(fields: Fields): { ref?: number } {
   const value = optionalInteger(fields, "ref", 0, 2 ** 32);
@@ -245,11 +301,36 @@ export function parseClientMessage(frame: Frame): ClientMessage {
       type,
       ...ref(fields),
       to: string(fields, "to", MAX_NAME_LENGTH),
+      ...optional("toKey", optionalString(fields, "toKey", MAX_FINGERPRINT)),
+      ...optional("id", optionalString(fields, "id", MAX_ID)),
       envelope: envelope(type, body),
     };
   }
   noBody(type, body);
   switch (type) {
+    case "prekeys":
+      return { type, ...ref(fields), published: object(fields.published, "published") };
+    case "bundle":
+      return { type, ...ref(fields), name: string(fields, "name", MAX_NAME_LENGTH) };
+    case "ack":
+      return {
+        type,
+        mail: array(
+          fields,
+          "mail",
+          1000,
+          (value, field) => string({ [field]: value }, field, MAX_ID),
+        ),
+      };
+    case "refuse":
+      return {
+        type,
+        to: string(fields, "to", MAX_NAME_LENGTH),
+        toKey: string(fields, "toKey", MAX_FINGERPRINT),
+        id: string(fields, "id", MAX_ID),
+        reason: string(fields, "reason", MAX_REASON),
+        signature: string(fields, "signature", MAX_KEY_TEXT),
+      };
     case "hello":
       return { type, protocol: integer(fields, "protocol", 0, 1000), ...announcement(fields) };
     case "videos":
@@ -325,10 +406,67 @@ export function parseServerMessage(frame: Frame): ServerMessage {
   const { fields, body } = decodeJson(frame);
   const type = string(fields, "type", 32);
   if (type === "deliver") {
-    return { type, from: string(fields, "from", MAX_NAME_LENGTH), envelope: envelope(type, body) };
+    return {
+      type,
+      from: string(fields, "from", MAX_NAME_LENGTH),
+      ...optional(
+        "fromKeys",
+        fields.fromKeys === undefined ? undefined : keys(fields.fromKeys, "fromKeys"),
+      ),
+      ...optional("id", optionalString(fields, "id", MAX_ID)),
+      ...optional("mail", optionalString(fields, "mail", MAX_ID)),
+      envelope: envelope(type, body),
+    };
+  }
+  if (type === "sealed") {
+    return {
+      type,
+      from: string(fields, "from", MAX_NAME_LENGTH),
+      to: string(fields, "to", MAX_NAME_LENGTH),
+      envelope: envelope(type, body),
+    };
   }
   noBody(type, body);
   switch (type) {
+    case "queued":
+      return {
+        type,
+        ...ref(fields),
+        to: string(fields, "to", MAX_NAME_LENGTH),
+        id: string(fields, "id", MAX_ID),
+      };
+    case "bundle":
+      return {
+        type,
+        ...ref(fields),
+        name: string(fields, "name", MAX_NAME_LENGTH),
+        identity: keys(fields.identity, "identity"),
+        bundle: object(fields.bundle, "bundle"),
+      };
+    case "prekeys-stored":
+      return {
+        type,
+        ...ref(fields),
+        oneTime: integer(fields, "oneTime", 0, 100_000),
+        pqOneTime: integer(fields, "pqOneTime", 0, 100_000),
+      };
+    case "failed":
+      return {
+        type,
+        to: string(fields, "to", MAX_NAME_LENGTH),
+        id: string(fields, "id", MAX_ID),
+        reason: string(fields, "reason", MAX_REASON),
+        ...optional("mail", optionalString(fields, "mail", MAX_ID)),
+      };
+    case "refused":
+      return {
+        type,
+        from: string(fields, "from", MAX_NAME_LENGTH),
+        id: string(fields, "id", MAX_ID),
+        reason: string(fields, "reason", MAX_REASON),
+        signature: string(fields, "signature", MAX_KEY_TEXT),
+        ...optional("mail", optionalString(fields, "mail", MAX_ID)),
+      };
     case "directory":
       return { type, peers: array(fields, "peers", MAX_DIRECTORY_PAGE, announcementValue) };
     case "welcome":
@@ -343,7 +481,12 @@ export function parseServerMessage(frame: Frame): ServerMessage {
     case "left":
       return { type, name: string(fields, "name", MAX_NAME_LENGTH) };
     case "relayed":
-      return { type, ...ref(fields), to: string(fields, "to", MAX_NAME_LENGTH) };
+      return {
+        type,
+        ...ref(fields),
+        to: string(fields, "to", MAX_NAME_LENGTH),
+        ...optional("id", optionalString(fields, "id", MAX_ID)),
+      };
     case "videos":
       return { type, ...ref(fields), videos: array(fields, "videos", MAX_LIST, video) };
     case "stream-start":

@@ -27,6 +27,7 @@ export {
   type ClientMessageType,
   encodeMessage,
   MAX_DIRECTORY_PAGE,
+  MAX_SEALED_BYTES,
   PROTOCOL_VERSION,
   type PublicIdentity,
   type Received,

@@ -1,0 +1,567 @@
+/**
+ * Lasting conversations, the client's side: our prekeys published to the server, a Double
+ * Ratchet per person started from their prekey bundle (`shared/crypto/agreement.ts`), every state
+ * persisted in the {@linkcode ClientStore} before a message leaves or is acknowledged, receipts
+ * that are ratchet messages themselves (so only the real recipient can make one), signed
+ * refusals, and the message history.
+ *
+ * Envelope on the wire: one kind byte, then either a ratchet message (`1`) or an initial message
+ * (`2`: the signed init and the first ratchet message, attached until the peer answered). Inside
+ * the ratchet, the plaintext is JSON: `{k: "m", id, text, at}` for a message, `{k: "r", ids}` for
+ * a receipt.
+ *
+ * A refusal is `refuse {to, toKey, id, reason, signature}`: the refusing person's RSA-PSS
+ * signature over fields("reelay-refuse-v1", refuser fingerprint, sender fingerprint, id,
+ * reason), which the sender checks against the key it pinned for them before it reports the
+ * message `failed`; the server passes it on and cannot forge one.
+ *
+ * It never touches the terminal and does not know about sockets: the session hands it a
+ * {@linkcode ConversationLink}.
+ *
+ * @module
+ */
+
+import { SerialQueue } from "../shared/async.ts";
+import { type Bytes, concat, encodeFields, fromBase64, toBase64 } from "../shared/bytes.ts";
+import {
+  ConversationError,
+  decodeInitialMessage,
+  encodeInitialMessage,
+  fingerprintHash,
+  type Identity,
+  importVerifyKey,
+  initiate,
+  MAX_TEXT_BYTES,
+  PrekeyStore,
+  type PublicIdentity,
+  Ratchet,
+  readInit,
+  respond,
+  verifyPss,
+} from "../shared/crypto/mod.ts";
+import { messageOf, ReelayError } from "../shared/errors.ts";
+import { nameKey } from "../shared/names.ts";
+import type { ClientMessage, ServerMessage } from "../shared/protocol/mod.ts";
+import type { ClientEvent } from "./events.ts";
+import type { ClientStore } from "./store/mod.ts";
+
+/** One-time prekeys of each kind made at first, and again whenever the server runs low. */
+export const PREKEY_BATCH = 20;
+/** Below this many one-time prekeys on the server, a new batch is uploaded. */
+export const PREKEY_LOW = 5;
+
+const KIND_RATCHET = 1;
+const KIND_INITIAL = 2;
+const REFUSE_LABEL = "reelay-refuse-v1";
+/** Refusal reasons after which the sender starts the conversation over. */
+const RESTART_REASONS = new Set(["no-conversation", "not-authentic", "bad-init", "unknown-prekey"]);
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** How the conversations reach the server (the session provides it). */
+export interface ConversationLink {
+  /** Sends a request and resolves with the server's answer (rejects with its error). */
+  request(message: ClientMessage & { ref?: number }): Promise<ServerMessage>;
+  /** Sends a message that needs no answer. */
+  post(message: ClientMessage): void;
+}
+
+/** Someone to write to: their name and the keys we hold for them. */
+export interface Correspondent {
+  name: string;
+  keys: PublicIdentity;
+  /** Full fingerprint (64 hex digits) of `keys`. */
+  fingerprint: string;
+}
+
+/** What became of a sent message at the server. */
+export type SendStatus = "relayed" | "queued";
+
+interface Live {
+  ratchet: Ratchet;
+  fingerprint: string;
+  init: Bytes | null;
+}
+
+type Plain =
+  | { k: "m"; id: string; text: string; at: number }
+  | { k: "r"; ids: string[] };
+
+/** A deliver message from the server. */
+export type Delivery = ServerMessage & { type: "deliver" };
+
+/**
+ * The conversations of one session.
+ *
+ * @example
+ * ```ts ignore
+ * const conversations = new Conversations({ identity, name: "alice", store, link, emit });
+ * await conversations.publishPrekeys();
+ * await conversations.send({ name: "bob", keys, fingerprint }, "hello"); // "relayed" or "queued"
+ * ```
+ */
+export class Conversations {
+  readonly #identity: Identity;
+  readonly #name: string;
+  readonly #store: ClientStore;
+  readonly #link: ConversationLink;
+  readonly #emit: (event: ClientEvent) => void;
+  readonly #live = new Map<string, Live>();
+  readonly #queue = new SerialQueue();
+  #prekeys: PrekeyStore | undefined;
+  #ownFingerprint: string | undefined;
+
+  /** Conversations as `name` holding `identity`, kept in `store`. */
+  constructor(options: {
+    identity: Identity;
+    name: string;
+    store: ClientStore;
+    link: ConversationLink;
+    emit: (event: ClientEvent) => void;
+  }) {
+    this.#identity = options.identity;
+    this.#name = options.name;
+    this.#store = options.store;
+    this.#link = options.link;
+    this.#emit = options.emit;
+  }
+
+  /**
+   * Makes our prekeys on first use and gives the server those it does not have yet, and a new
+   * batch when it runs low. Resolves once the server stored them.
+   */
+  async publishPrekeys(): Promise<void> {
+    const prekeys = await this.#loadPrekeys();
+    let answer = await this.#upload(prekeys);
+    if (answer.oneTime < PREKEY_LOW || answer.pqOneTime < PREKEY_LOW) {
+      await this.#queue.run(async () => {
+        await prekeys.addOneTimePrekeys(PREKEY_BATCH);
+        await prekeys.addPqOneTimePrekeys(this.#identity, PREKEY_BATCH);
+        this.#store.savePrekeys(prekeys.toJSON());
+      });
+      answer = await this.#upload(prekeys);
+    }
+  }
+
+  /**
+   * Seals `text` for `to` (starting a conversation from their prekey bundle if there is none
+   * with these keys) and sends it; resolves with its id and what the server did with it. Emits
+   * `sent` or `queued`, and `failed` when the server refused it for a reason about the message
+   * (the recipient's key changed, their mailbox is full), then throws that error.
+   */
+  async send(to: Correspondent, text: string): Promise<{ id: string; status: SendStatus }> {
+    if (encoder.encode(text).length > MAX_TEXT_BYTES) {
+      throw new ReelayError(
+        "message-too-long",
+        `A message is at most ${MAX_TEXT_BYTES} bytes of UTF-8 text`,
+      );
+    }
+    const id = newId();
+    const at = Date.now();
+    const open = await this.#queue.run(() => this.#conversation(to));
+    const bundle = open ? undefined : await this.#bundle(to);
+    const sent = await this.#queue.run(async () => {
+      const live = await this.#conversation(to) ?? await this.#start(to, bundle);
+      const request = await this.#seal(to, live, { k: "m", id, text, at }, id);
+      await this.#store.addHistory({ peer: to.name, direction: "out", id, text, at });
+      return request;
+    });
+    let reply: ServerMessage;
+    try {
+      reply = await sent.reply;
+    } catch (error) {
+      if (error instanceof ReelayError && MESSAGE_FAILURES.has(error.code)) {
+        this.#emit({ event: "failed", to: to.name, id, reason: error.code });
+      }
+      throw error;
+    }
+    const status: SendStatus = reply.type === "queued" ? "queued" : "relayed";
+    this.#emit(
+      status === "queued" ? { event: "queued", to: to.name, id } : {
+        event: "sent",
+        to: to.name,
+        id,
+      },
+    );
+    return { id, status };
+  }
+
+  /**
+   * Takes a delivered envelope from `from` whose keys are `keys` (as pinned or announced);
+   * `pinned` is the fingerprint we pinned for them, if any. Opens it, persists, acknowledges,
+   * emits `message` (and sends a receipt) or `delivered`, or refuses it with a reason.
+   */
+  receive(message: Delivery, keys: PublicIdentity | undefined, pinned?: string): Promise<void> {
+    return this.#queue.run(() => this.#receive(message, keys, pinned));
+  }
+
+  /** A refusal the server passed on: checked against `keys` (the refuser's pinned keys). */
+  async refused(
+    message: ServerMessage & { type: "refused" },
+    keys: PublicIdentity | undefined,
+  ): Promise<void> {
+    this.#ack(message.mail);
+    const authentic = keys !== undefined && await verifyPss(
+      await importVerifyKey(keys),
+      fromBase64(message.signature) ?? new Uint8Array(),
+      encodeFields([
+        REFUSE_LABEL,
+        await fingerprintHash(keys),
+        await this.#selfFingerprint(),
+        message.id,
+        message.reason,
+      ]),
+    ).catch(() => false);
+    if (!authentic) {
+      this.#emit({
+        event: "error",
+        code: "forged-refusal",
+        message: `A refusal said to come from ${JSON.stringify(message.from)} is not signed by ` +
+          "them: ignored",
+      });
+      return;
+    }
+    if (RESTART_REASONS.has(message.reason)) {
+      await this.#queue.run(() => {
+        this.#live.delete(key(message.from));
+        this.#store.deleteConversation(message.from);
+        return Promise.resolve();
+      });
+    }
+    this.#emit({ event: "failed", to: message.from, id: message.id, reason: message.reason });
+  }
+
+  /** A message the server itself says failed (it expired, its recipient was forgotten). */
+  failed(message: ServerMessage & { type: "failed" }): void {
+    this.#ack(message.mail);
+    this.#emit({ event: "failed", to: message.to, id: message.id, reason: message.reason });
+  }
+
+  /** Test hook: the ratchet of the conversation with `name`, if one is open. */
+  ratchetWith(name: string): Ratchet | undefined {
+    return this.#live.get(key(name))?.ratchet;
+  }
+
+  async #receive(
+    message: Delivery,
+    keys: PublicIdentity | undefined,
+    pinned: string | undefined,
+  ): Promise<void> {
+    const from = message.from;
+    const id = message.id ?? "";
+    if (this.#store.isIgnored(from)) return this.#ack(message.mail);
+    if (!keys) {
+      this.#ack(message.mail);
+      return this.#reject(
+        "unknown-sender",
+        `Message from ${JSON.stringify(from)}, whose keys are unknown`,
+      );
+    }
+    const fingerprint = await fingerprintHash(keys);
+    if (pinned !== undefined && pinned !== fingerprint) {
+      this.#ack(message.mail);
+      await this.#refuse(from, fingerprint, id, "key-changed");
+      return this.#reject(
+        "key-changed",
+        `Message from ${JSON.stringify(from)} refused: their key changed (see /verify ${from}); ` +
+          "they were told",
+      );
+    }
+    if (id !== "" && this.#store.hasSeen(from, id)) {
+      this.#ack(message.mail);
+      return this.#reject(
+        "replayed",
+        `Message ${id} from ${JSON.stringify(from)} came again: dropped`,
+      );
+    }
+    const peer: Correspondent = { name: from, keys, fingerprint };
+    let opened: { plain: Plain; missing: number };
+    try {
+      opened = await this.#open(peer, message.envelope);
+    } catch (error) {
+      if (!(error instanceof ConversationError) && !(error instanceof ReelayError)) throw error;
+      this.#ack(message.mail);
+      if (REFUSE_ON.has(error.code) && id !== "") {
+        await this.#refuse(from, fingerprint, id, error.code);
+      }
+      return this.#reject(
+        error.code,
+        `Rejected a message from ${JSON.stringify(from)}: ${error.message}`,
+      );
+    }
+    if (id !== "") this.#store.markSeen(from, id);
+    const { plain } = opened;
+    if (plain.k === "r") {
+      this.#ack(message.mail);
+      for (const delivered of plain.ids) {
+        this.#emit({ event: "delivered", to: from, id: delivered });
+      }
+      return;
+    }
+    await this.#store.addHistory({
+      peer: from,
+      direction: "in",
+      id: plain.id,
+      text: plain.text,
+      at: Date.now(),
+    });
+    this.#ack(message.mail);
+    this.#emit({
+      event: "message",
+      from,
+      text: plain.text,
+      id: plain.id,
+      sentAt: plain.at,
+      missing: opened.missing,
+    });
+    const live = this.#live.get(key(from));
+    if (live) {
+      await this.#seal(peer, live, { k: "r", ids: [plain.id] }, newId()); // no answer awaited
+    }
+  }
+
+  async #open(
+    peer: Correspondent,
+    envelope: Uint8Array,
+  ): Promise<{ plain: Plain; missing: number }> {
+    if (envelope.length < 2) throw new ConversationError("bad-message", "The envelope is empty");
+    const body = envelope.slice(1) as Bytes;
+    if (envelope[0] === KIND_INITIAL) return await this.#openInitial(peer, body);
+    if (envelope[0] !== KIND_RATCHET) {
+      throw new ConversationError("bad-message", `Envelope kind "${envelope[0]}" is unknown`);
+    }
+    const live = await this.#conversation(peer);
+    if (!live) {
+      throw new ReelayError("no-conversation", "There is no conversation with them to continue");
+    }
+    const opened = await live.ratchet.decrypt(body);
+    const plain = parsePlain(opened.plaintext);
+    if (live.init && live.ratchet.hasReceived) live.init = null;
+    this.#save(peer, live);
+    return { plain, missing: opened.missing };
+  }
+
+  async #openInitial(peer: Correspondent, body: Bytes): Promise<{ plain: Plain; missing: number }> {
+    const { init, message } = decodeInitialMessage(body);
+    const existing = await this.#conversation(peer);
+    if (existing && !existing.init && existing.ratchet.hasReceived) {
+      // They attach the init until they hear from us: an ordinary message of this conversation.
+      const summary = readInit(init);
+      if (summary.initiatorFingerprint === peer.fingerprint) {
+        try {
+          const opened = await existing.ratchet.decrypt(message);
+          this.#save(peer, existing);
+          return { plain: parsePlain(opened.plaintext), missing: opened.missing };
+        } catch (error) {
+          if (!(error instanceof ConversationError) || error.code !== "not-authentic") throw error;
+          // Another conversation they started over: answer it below.
+        }
+      }
+    }
+    const prekeys = await this.#loadPrekeys();
+    const answered = await respond({
+      identity: this.#identity,
+      name: this.#name,
+      prekeys,
+      peerName: peer.name,
+      peerIdentity: peer.keys,
+      init,
+      message,
+    });
+    const plain = parsePlain(answered.plaintext);
+    // Both started at once: the conversation started by the lower fingerprint wins, on both sides.
+    const keepOurs = existing?.init && await this.#selfFingerprint() < peer.fingerprint;
+    if (keepOurs) {
+      this.#store.savePrekeys(prekeys.toJSON());
+    } else {
+      const live: Live = { ratchet: answered.ratchet, fingerprint: peer.fingerprint, init: null };
+      this.#live.set(key(peer.name), live);
+      this.#save(peer, live, prekeys);
+    }
+    return { plain, missing: answered.missing };
+  }
+
+  /**
+   * Seals `plain` in `live`, saves the state, and sends it; returns the server's answer to wait
+   * for outside the queue (the answer comes through the read loop, which may need the queue).
+   */
+  async #seal(
+    to: Correspondent,
+    live: Live,
+    plain: Plain,
+    id: string,
+  ): Promise<{ reply: Promise<ServerMessage> }> {
+    const sealed = await live.ratchet.encrypt(encoder.encode(JSON.stringify(plain)) as Bytes);
+    const envelope = live.init
+      ? concat([new Uint8Array([KIND_INITIAL]), encodeInitialMessage(live.init, sealed)])
+      : concat([new Uint8Array([KIND_RATCHET]), sealed]);
+    this.#save(to, live);
+    const reply = this.#link.request({
+      type: "send",
+      to: to.name,
+      toKey: to.fingerprint,
+      id,
+      envelope,
+    });
+    reply.catch(() => {}); // handled by whoever awaits it; the answer may come before they do
+    return { reply };
+  }
+
+  async #start(to: Correspondent, bundle: ServerMessage | undefined): Promise<Live> {
+    if (!bundle || bundle.type !== "bundle") {
+      throw new ReelayError("no-prekeys", `No prekey bundle for ${JSON.stringify(to.name)}`);
+    }
+    const started = await initiate({
+      identity: this.#identity,
+      name: this.#name,
+      peerName: to.name,
+      peerIdentity: to.keys,
+      bundle: { ...bundle.bundle, identity: bundle.identity },
+    }).catch((error) => {
+      if (error instanceof ConversationError && error.code === "wrong-peer") {
+        throw new ReelayError(
+          "recipient-key-changed",
+          `The server's keys for ${JSON.stringify(to.name)} are not the ones you hold`,
+        );
+      }
+      throw error;
+    });
+    const live: Live = {
+      ratchet: started.ratchet,
+      fingerprint: to.fingerprint,
+      init: started.init,
+    };
+    this.#live.set(key(to.name), live);
+    return live;
+  }
+
+  async #bundle(to: Correspondent): Promise<ServerMessage> {
+    return await this.#link.request({ type: "bundle", name: to.name });
+  }
+
+  /** The open conversation with `peer`'s current keys, loaded from the store if needed. */
+  async #conversation(peer: Correspondent): Promise<Live | undefined> {
+    let live = this.#live.get(key(peer.name));
+    if (!live) {
+      const stored = this.#store.conversation(peer.name);
+      if (!stored) return undefined;
+      live = {
+        ratchet: await Ratchet.fromJSON(stored.ratchet),
+        fingerprint: stored.fingerprint,
+        init: stored.init,
+      };
+      this.#live.set(key(peer.name), live);
+    }
+    return live.fingerprint === peer.fingerprint ? live : undefined;
+  }
+
+  #save(peer: Correspondent, live: Live, prekeys?: PrekeyStore): void {
+    this.#store.saveConversation(
+      {
+        name: peer.name,
+        fingerprint: live.fingerprint,
+        ratchet: live.ratchet.toJSON(),
+        init: live.init,
+      },
+      prekeys?.toJSON(),
+    );
+  }
+
+  async #refuse(to: string, toKey: string, id: string, reason: string): Promise<void> {
+    const data = encodeFields([REFUSE_LABEL, await this.#selfFingerprint(), toKey, id, reason]);
+    const signature = toBase64(await this.#identity.sign(data));
+    this.#link.post({ type: "refuse", to, toKey, id, reason, signature });
+  }
+
+  #reject(code: string, message: string): void {
+    this.#emit({ event: "error", code, message });
+  }
+
+  #ack(mail: string | undefined): void {
+    if (mail !== undefined) this.#link.post({ type: "ack", mail: [mail] });
+  }
+
+  async #selfFingerprint(): Promise<string> {
+    this.#ownFingerprint ??= await fingerprintHash(this.#identity.public);
+    return this.#ownFingerprint;
+  }
+
+  async #loadPrekeys(): Promise<PrekeyStore> {
+    if (this.#prekeys) return this.#prekeys;
+    const stored = this.#store.prekeys();
+    const own = await this.#selfFingerprint();
+    if (stored && stored.owner === own) {
+      this.#prekeys = PrekeyStore.fromJSON(stored);
+    } else {
+      this.#prekeys = await PrekeyStore.generate(this.#identity, {
+        oneTime: PREKEY_BATCH,
+        pqOneTime: PREKEY_BATCH,
+      });
+      this.#store.savePrekeys(this.#prekeys.toJSON());
+      this.#store.uploadedPrekeyId = 0;
+    }
+    return this.#prekeys;
+  }
+
+  async #upload(prekeys: PrekeyStore): Promise<{ oneTime: number; pqOneTime: number }> {
+    const uploaded = this.#store.uploadedPrekeyId;
+    const all = prekeys.published();
+    const published = {
+      ...all,
+      oneTime: all.oneTime.filter((k) => k.id > uploaded),
+      pqOneTime: all.pqOneTime.filter((k) => k.id > uploaded),
+    };
+    const answer = await this.#link.request({ type: "prekeys", published: { ...published } });
+    const ids = [...published.oneTime, ...published.pqOneTime].map((k) => k.id);
+    if (ids.length > 0) this.#store.uploadedPrekeyId = Math.max(uploaded, ...ids);
+    if (answer.type !== "prekeys-stored") return { oneTime: 0, pqOneTime: 0 };
+    return { oneTime: answer.oneTime, pqOneTime: answer.pqOneTime };
+  }
+}
+
+/** Server refusals that are about one message, reported as `failed`. */
+const MESSAGE_FAILURES = new Set([
+  "recipient-key-changed",
+  "recipient-mailbox-full",
+  "mailbox-full",
+]);
+/** Receiver-side failures the sender is told about with a signed refusal. */
+const REFUSE_ON = new Set([
+  "no-conversation",
+  "not-authentic",
+  "bad-init",
+  "unknown-prekey",
+  "wrong-peer",
+  "bad-signature",
+]);
+function key(name: string): string {
+  return nameKey(name);
+}
+
+function newId(): string {
+  return toBase64(crypto.getRandomValues(new Uint8Array(12))).replace(/[+/=]/g, "_");
+}
+
+function parsePlain(bytes: Uint8Array): Plain {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(bytes));
+  } catch (error) {
+    throw new ConversationError("bad-message", `The message is not JSON: ${messageOf(error)}`);
+  }
+  const raw = value as Record<string, unknown>;
+  if (
+    raw?.k === "m" && typeof raw.id === "string" && typeof raw.text === "string" &&
+    Number.isFinite(raw.at)
+  ) {
+    return { k: "m", id: raw.id.slice(0, 64), text: raw.text, at: Number(raw.at) };
+  }
+  if (
+    raw?.k === "r" && Array.isArray(raw.ids) && raw.ids.length <= 64 &&
+    raw.ids.every((i) => typeof i === "string")
+  ) {
+    return { k: "r", ids: raw.ids.map((i: string) => i.slice(0, 64)) };
+  }
+  throw new ConversationError("bad-message", "The message has an unknown form");
+}

@@ -1,0 +1,290 @@
+/**
+ * Lasting conversations end to end, over real TCP with a real server: broadcast of sealed
+ * envelopes, offline delivery across a server restart, receipts a relay cannot forge, the
+ * ratchet moving on, conversations surviving restarts, and the thief who takes the files later.
+ */
+import assert from "node:assert/strict";
+import { loadOrCreateIdentity } from "../client/keystore.ts";
+import { ClientStore, serverFolderName } from "../client/store/mod.ts";
+import { fromBase64 } from "../shared/bytes.ts";
+import {
+  ConversationError,
+  decodeInitialMessage,
+  Identity,
+  newEpoch,
+  PrekeyStore,
+  Ratchet,
+  respond,
+  signAnnouncement,
+} from "../shared/crypto/mod.ts";
+import type { Config } from "../shared/config/mod.ts";
+import { joinClient, startTestServer } from "../testing/harness.ts";
+import { HostileProxy, type Json } from "./_proxy.ts";
+import { openSqliteStore } from "../server/store/sqlite.ts";
+
+type Client = Awaited<ReturnType<typeof joinClient>>;
+
+async function withTrio(
+  test: (people: { alice: Client; bob: Client; carol: Client; port: number }) => Promise<void>,
+  patch: (config: Config) => void = () => {},
+): Promise<void> {
+  const server = await startTestServer({ patch });
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    const carol = await joinClient(server.port, "carol");
+    await alice.log.waitFor("joined", (event) => event.name === "carol");
+    await bob.log.waitFor("joined", (event) => event.name === "carol");
+    await test({ alice, bob, carol, port: server.port });
+    await Promise.all([alice, bob, carol].map((client) => client.session.quit()));
+  } finally {
+    await server.close();
+  }
+}
+
+/** Alice and bob talk; returns once alice saw bob's receipt of her last message. */
+async function talk(alice: Client, bob: Client, texts: string[]): Promise<void> {
+  for (const text of texts) {
+    await alice.session.send("bob", text);
+    const id = alice.log.of("sent").at(-1)!.id;
+    await bob.log.waitFor("message", (event) => event.id === id);
+    await alice.log.waitFor("delivered", (event) => event.id === id);
+  }
+}
+
+/** Sends a marker alice -> carol and waits for it: everything alice caused before has reached carol. */
+async function settle(alice: Client, carol: Client, marker: string): Promise<void> {
+  await alice.session.send("carol", marker);
+  await carol.log.waitFor("message", (event) => event.text === marker);
+}
+
+Deno.test("broadcast on: a third client gets every sealed message between two others and opens none", async () => {
+  await withTrio(async ({ alice, bob, carol }) => {
+    await talk(alice, bob, ["one", "two"]);
+    await bob.session.send("alice", "three");
+    await alice.log.waitFor("message", (event) => event.text === "three");
+    await bob.log.waitFor("delivered");
+    await settle(alice, carol, "marker");
+    const sealed = carol.log.of("sealed");
+    const between = sealed.filter((event) => [event.from, event.to].sort().join() === "alice,bob");
+    // Three messages and three receipts, each sealed.
+    assert.equal(between.length, 6, JSON.stringify(sealed.map((event) => [event.from, event.to])));
+    for (const event of between) {
+      assert.equal(event.bytes, fromBase64(event.envelope)!.length);
+      const text = new TextDecoder().decode(fromBase64(event.envelope)!);
+      for (const secret of ["one", "two", "three"]) assert.ok(!text.includes(secret));
+    }
+    assert.deepEqual(carol.log.of("message").map((event) => event.text), ["marker"]);
+  }, (config) => config.chat.broadcast = true);
+});
+
+Deno.test("broadcast off: a third client gets nothing of what two others say", async () => {
+  await withTrio(async ({ alice, bob, carol }) => {
+    await talk(alice, bob, ["one"]);
+    await settle(alice, carol, "marker");
+    assert.deepEqual(carol.log.of("sealed"), []);
+  }, (config) => config.chat.broadcast = false);
+});
+
+Deno.test("messages to someone offline arrive in order after a server restart", async () => {
+  const state = await Deno.makeTempDir({ prefix: "reelay-state-" });
+  const patchFor = (port: number) => (config: Config) => {
+    config.server.state = state;
+    config.server.port = port;
+  };
+  let server = await startTestServer({ patch: patchFor(0) });
+  const port = server.port;
+  try {
+    const alice = await joinClient(port, "alice");
+    const bob = await joinClient(port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    await talk(alice, bob, ["hello"]);
+    await bob.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "bob");
+    const texts = ["first", "second", "third"];
+    for (const text of texts) await alice.session.send("bob", text);
+    assert.equal(alice.log.of("queued").length, 3);
+    await alice.session.quit();
+    await server.close();
+    server = await startTestServer({ patch: patchFor(port) });
+    const again = await joinClient(port, "alice", { home: alice.home });
+    const back = await joinClient(port, "bob", { home: bob.home });
+    const ids = alice.log.of("queued").map((event) => event.id);
+    await back.log.waitFor("message", (event) => event.id === ids[2]);
+    assert.deepEqual(back.log.of("message").map((event) => event.text), texts);
+    // The receipts come back to the sender, end to end.
+    for (const id of ids) await again.log.waitFor("delivered", (event) => event.id === id);
+    await again.session.quit();
+    await back.session.quit();
+    await server.close();
+    // Acknowledged mail is deleted (acks went before bob's goodbye on the same connection).
+    await using store = await openSqliteStore(state);
+    assert.equal((await store.mailbox.stats()).items, 0);
+  } finally {
+    await server.close();
+    await Deno.remove(state, { recursive: true });
+  }
+});
+
+Deno.test("a relay cannot forge a receipt, nor replay an old one", async () => {
+  const server = await startTestServer();
+  const proxy = new HostileProxy(server.port);
+  try {
+    const alice = await joinClient(proxy.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    const fromBob: Json[] = [];
+    let hostile = false;
+    proxy.rewrite = (direction, message) => {
+      if (direction !== "to-client" || message.type !== "deliver" || message.from !== "bob") {
+        return [message];
+      }
+      fromBob.push(message);
+      if (!hostile) return [message];
+      const replay = { ...fromBob[0], id: "replayed-receipt" };
+      const envelope = new Uint8Array(message.envelope as Uint8Array).fill(7, 42); // past the header
+      const forged = { ...message, id: "forged-receipt", envelope };
+      return [replay, forged]; // bob's real receipt is dropped
+    };
+    await talk(alice, bob, ["one"]);
+    hostile = true;
+    await alice.session.send("bob", "two");
+    const second = alice.log.of("sent")[1].id;
+    await bob.log.waitFor("message", (event) => event.id === second);
+    const errors = [
+      await alice.log.waitFor("error", (event) => event.message.includes("Rejected")),
+      await alice.log.waitFor("error", (event) => event.code === "not-authentic"),
+    ];
+    assert.ok(errors.every((error) => error.code !== "delivered"));
+    assert.deepEqual(
+      alice.log.of("delivered").map((event) => event.id),
+      [alice.log.of("sent")[0].id],
+    );
+    await alice.session.quit();
+    await bob.session.quit();
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+});
+
+Deno.test("the ratchet's keys change with every message and every change of direction", async () => {
+  await withTrio(async ({ alice, bob }) => {
+    const chains = new Set<string>();
+    const ratchetKeys = new Set<string>();
+    for (const text of ["a", "b", "c"]) {
+      await talk(alice, bob, [text]);
+      const state = (await alice.session.ratchetState("bob"))!;
+      chains.add(state.sendingChain!);
+      ratchetKeys.add(state.sendingRatchetKey);
+    }
+    // Each message used a new chain key; each receipt changed direction, so each of alice's
+    // messages went out under a new ratchet key pair.
+    assert.equal(chains.size, 3);
+    assert.equal(ratchetKeys.size, 3);
+    const bobState = (await bob.session.ratchetState("alice"))!;
+    assert.ok(!ratchetKeys.has(bobState.sendingRatchetKey));
+    assert.ok(bobState.sendingChain !== null && !chains.has(bobState.sendingChain));
+  });
+});
+
+Deno.test("a conversation continues after both clients restart, with no new agreement", async () => {
+  await withTrio(async ({ alice, bob, carol, port }) => {
+    await talk(alice, bob, ["before"]);
+    await alice.session.quit();
+    await bob.session.quit();
+    const alice2 = await joinClient(port, "alice", { home: alice.home });
+    const bob2 = await joinClient(port, "bob", { home: bob.home });
+    await alice2.log.waitFor("joined", (event) => event.name === "bob");
+    const seen = carol.log.of("sealed").length;
+    await alice2.session.send("bob", "after");
+    await bob2.log.waitFor("message", (event) => event.text === "after");
+    await settle(alice2, carol, "marker");
+    const sealed = carol.log.of("sealed").slice(seen).find((event) => event.from === "alice");
+    assert.equal(
+      fromBase64(sealed!.envelope)![0],
+      1,
+      "a ratchet message, not a new initial message",
+    );
+    assert.equal(bob2.log.of("key-changed").length, 0);
+    await alice2.session.quit();
+    await bob2.session.quit();
+  }, (config) => config.chat.broadcast = true);
+});
+
+Deno.test("safety numbers agree only when both hold the real keys", async () => {
+  const server = await startTestServer();
+  const proxy = new HostileProxy(server.port);
+  try {
+    const mallory = await Identity.generate();
+    const fake = await signAnnouncement(mallory, "bob", newEpoch());
+    proxy.rewrite = (direction, message) => {
+      if (direction !== "to-client") return [message];
+      if (message.type === "joined") return [{ ...message, peer: fake }];
+      return [message];
+    };
+    const fooled = await joinClient(proxy.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    await fooled.log.waitFor("joined", (event) => event.name === "bob");
+    const real = await bob.session.verify("alice");
+    const shown = await fooled.session.verify("bob");
+    assert.notEqual(shown.code, real.code);
+    proxy.rewrite = (_direction, message) => [message];
+    await fooled.session.quit();
+    const honest = await joinClient(server.port, "alice", { home: fooled.home });
+    assert.equal((await honest.session.verify("bob")).code, real.code);
+    await honest.session.quit();
+    await bob.session.quit();
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+});
+
+Deno.test("the thief: recorded messages cannot be opened with the recipient's files taken later", async () => {
+  await withTrio(async ({ alice, bob, carol, port }) => {
+    await talk(alice, bob, ["the vault code is 1234", "and the door is red"]);
+    await bob.session.send("alice", "noted");
+    await alice.log.waitFor("message", (event) => event.text === "noted");
+    await settle(alice, carol, "marker");
+    // What the server (or anyone, with broadcast on) recorded for bob.
+    const recorded = carol.log.of("sealed").filter((event) => event.to === "bob")
+      .map((event) => fromBase64(event.envelope)!);
+    assert.ok(recorded.length >= 2);
+    await bob.session.quit();
+    // Afterwards the thief takes bob's identity and every file of his store.
+    const { identity } = await loadOrCreateIdentity(bob.home);
+    const store = await ClientStore.open({
+      home: bob.home,
+      server: serverFolderName(`127.0.0.1:${port}`),
+      identity,
+    });
+    const stolen = { prekeys: store.prekeys()!, conversation: store.conversation("alice")! };
+    store.close();
+    let opened = 0;
+    for (const envelope of recorded) {
+      const ratchet = await Ratchet.fromJSON(stolen.conversation.ratchet);
+      const body = envelope.slice(1);
+      try {
+        if (envelope[0] === 2) {
+          const { init, message } = decodeInitialMessage(body);
+          await respond({
+            identity,
+            name: "bob",
+            prekeys: PrekeyStore.fromJSON(stolen.prekeys),
+            peerName: "alice",
+            peerIdentity: (await loadOrCreateIdentity(alice.home)).identity.public,
+            init,
+            message,
+          });
+        } else {
+          await ratchet.decrypt(body);
+        }
+        opened++;
+      } catch (error) {
+        assert.ok(error instanceof ConversationError, String(error));
+      }
+    }
+    assert.equal(opened, 0);
+  }, (config) => config.chat.broadcast = true);
+});
