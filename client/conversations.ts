@@ -46,9 +46,9 @@ import type { ClientEvent } from "./events.ts";
 import type { ClientStore } from "./store/mod.ts";
 
 /** One-time prekeys of each kind made at first, and again whenever the server runs low. */
-export const PREKEY_BATCH = 20;
+export const PREKEY_BATCH = 10;
 /** Below this many one-time prekeys on the server, a new batch is uploaded. */
-export const PREKEY_LOW = 5;
+export const PREKEY_LOW = 3;
 
 const KIND_RATCHET = 1;
 const KIND_INITIAL = 2;

@@ -132,7 +132,7 @@ async function demo(root: string): Promise<void> {
 
     await chapter(
       "alice sends bob a sealed message; the server relays bytes it cannot read",
-      "client/chat.ts, shared/crypto/envelope.ts, shared/protocol/frame.ts, server/relay.ts",
+      "client/conversations.ts, shared/crypto/ratchet.ts, shared/protocol/frame.ts, server/relay.ts",
     );
     await alice.session.send("bob", "Hi bob! Only you can read this.");
     await say("alice", await next(alice.events, alice.session, "sent"));
@@ -141,8 +141,8 @@ async function demo(root: string): Promise<void> {
     await say("alice", await next(alice.events, alice.session, "message"));
 
     await chapter(
-      "Both compare the verification code out of band",
-      "client/peers.ts, shared/crypto/identity.ts (/verify)",
+      "Both compare the 60-digit safety number out of band",
+      "client/peers.ts, shared/crypto/safety.ts (/verify)",
     );
     const mine = await alice.session.verify("bob");
     const theirs = await bob.session.verify("alice");

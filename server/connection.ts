@@ -172,6 +172,8 @@ export class PeerConnection implements Recipient {
       if (item.kind !== "message") continue; // fromClient refuses stream data
       this.#badMessages = 0;
       await this.#dispatch(item.message);
+      // The server's own work on a request (checking prekey signatures) is not the peer's silence.
+      this.#lastFrameAt = Date.now();
     }
   }
 

@@ -255,8 +255,9 @@ Deno.test("keepalive: a peer that goes silent is pinged, then removed, and other
     config.limits.keepaliveMs = 100;
     config.limits.idleTimeoutMs = 500;
   }, async (scene) => {
+    const identity = await rawIdentity(); // made first: the keygen must not race the idle timer
     const silent = await scene.raw();
-    assert.equal((await silent.join("silent", await rawIdentity())).type, "welcome");
+    assert.equal((await silent.join("silent", identity)).type, "welcome");
     const joinedAt = Date.now();
     await silent.waitFor((message) => message.type === "ping");
     await silent.waitForError("idle-timeout");
@@ -275,9 +276,10 @@ Deno.test("keepalive: a quiet peer that answers pings stays past the idle timeou
     config.limits.keepaliveMs = 100;
     config.limits.idleTimeoutMs = 300;
   }, async (scene) => {
+    const identity = await rawIdentity(); // made first: the keygen must not race the idle timer
     const quiet = await scene.raw();
     quiet.answerPings = true;
-    assert.equal((await quiet.join("quiet", await rawIdentity())).type, "welcome");
+    assert.equal((await quiet.join("quiet", identity)).type, "welcome");
     // Six pings answered take longer than the idle timeout: it is still connected.
     await waitUntil(
       () =>

@@ -9,6 +9,7 @@
 import type { Mutant } from "./types.ts";
 
 const e2e = "tests/e2e_security_test.ts";
+const conversations = "tests/conversation_test.ts";
 
 /** Every mutant, in the order the table shows them. */
 export const mutants: Mutant[] = [
@@ -29,10 +30,39 @@ export const mutants: Mutant[] = [
   },
   {
     name: "changed-key messages shown",
-    file: "client/chat.ts",
-    find: 'if (peer.trust === "changed") {',
+    file: "client/conversations.ts",
+    find: "if (pinned !== undefined && pinned !== fingerprint) {",
     replace: "if (false) {",
     tests: [{ file: e2e, filter: "changed key" }],
+  },
+  // Conversations (issue 11): receipts, keys, offline mail, broadcast.
+  {
+    name: "receipt forged",
+    file: "client/conversations.ts",
+    find: "opened = await this.#open(peer, message.envelope);",
+    replace: 'opened = { plain: { k: "r", ids: [id] }, missing: 0 };',
+    tests: [{ file: conversations, filter: "forge a receipt" }],
+  },
+  {
+    name: "sealed for another key relayed",
+    file: "server/relay.ts",
+    find: "if (outgoing.toKey !== undefined && outgoing.toKey !== recipientKey) {",
+    replace: "if (false) {",
+    tests: [{ file: e2e, filter: "redirected to another person" }],
+  },
+  {
+    name: "broadcast setting ignored",
+    file: "server/relay.ts",
+    find: "if (!this.#options.broadcast) return;",
+    replace: "if (false) return;",
+    tests: [{ file: conversations, filter: "broadcast off" }],
+  },
+  {
+    name: "acknowledged mail kept",
+    file: "server/relay.ts",
+    find: "if (ids.length > 0) await this.#store.mailbox.remove(",
+    replace: "if (false) await this.#store.mailbox.remove(",
+    tests: [{ file: conversations, filter: "after a server restart" }],
   },
   {
     name: "names case-sensitive",
