@@ -32,6 +32,11 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       "--videos <dir>",
       "folder of videos to offer (config: [server] videos, default ./videos)",
     )
+    .option(
+      "--state <dir>",
+      "folder of the server's private key, owner-only (config: [server] state, default ./state)",
+    )
+    .option("--fingerprint", "print the server key's fingerprint (creating the key) and exit")
     .option("--config <file>", "config file", "config.ini")
     .showHelpAfterError()
     .exitOverride()
@@ -48,6 +53,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option("--name <name>", "your name: 1-32 letters, digits, _ - . (default: your user name)")
     .option("--home <dir>", "where your keys live (env REELAY_HOME, default your config folder)")
     .option("--json", "print one JSON object per event on stdout")
+    .option(
+      "--accept-server-key <fingerprint>",
+      "accept this server key in place of the pinned one (after checking it with the server's owner)",
+    )
     .addOption(
       new Option(
         "--player <cmd>",

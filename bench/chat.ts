@@ -10,6 +10,7 @@
 import { ClientSession } from "../client/session.ts";
 import { withTimeout } from "../shared/async.ts";
 import { KnownPeers, loadOrCreateIdentity } from "../client/keystore.ts";
+import { knownServers } from "../client/server_trust.ts";
 import { type Identity, Inbox, newEpoch, Outbox } from "../shared/crypto/mod.ts";
 import type { BenchContext } from "./_context.ts";
 import { sleep, spawnServer } from "./_procs.ts";
@@ -113,6 +114,7 @@ class ChatClient {
     name: string,
     identity: Identity,
     knownPeers: KnownPeers,
+    home: string,
   ): Promise<ChatClient> {
     const session = await ClientSession.connect({
       hostname: "127.0.0.1",
@@ -120,6 +122,7 @@ class ChatClient {
       name,
       identity,
       knownPeers,
+      serverPins: knownServers(home),
     });
     return new ChatClient(session);
   }
@@ -205,6 +208,7 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
       "alice",
       a.identity,
       await KnownPeers.load(homeA),
+      homeA,
     );
     closers.push(() => alice.session.quit());
     const bob = await ChatClient.connect(
@@ -212,6 +216,7 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
       "bob",
       b.identity,
       await KnownPeers.load(homeB),
+      homeB,
     );
     closers.push(() => bob.session.quit());
     const ra = await RawPeer.join(server.port, "raw-a", a.identity);
@@ -494,7 +499,7 @@ async function crowdSessionRates(
   const clients = await joinAll(
     CROWD,
     10,
-    (i) => ChatClient.connect(port, name(i), identity, knownPeers),
+    (i) => ChatClient.connect(port, name(i), identity, knownPeers, home),
   );
   try {
     // Everyone must know everyone before sending.

@@ -18,7 +18,17 @@ export interface PeerView {
 
 /** Every event a session emits. */
 export type ClientEvent =
-  | { event: "welcome"; server: string; name: string; fingerprint: string; online: number }
+  | {
+    event: "welcome";
+    server: string;
+    name: string;
+    fingerprint: string;
+    online: number;
+    /** The server's channel key, as `reelay server --fingerprint` prints it. */
+    serverFingerprint: string;
+    /** `pinned`: as pinned before; `new`: first connection, now pinned; `accepted`: replaced. */
+    serverKey: "pinned" | "new" | "accepted";
+  }
   | { event: "joined"; name: string; fingerprint: string; trust: PeerView["trust"] }
   | { event: "left"; name: string }
   | { event: "who"; peers: PeerView[] }

@@ -15,6 +15,7 @@ import { printError } from "../shared/io.ts";
 import { MAX_NAME_LENGTH, nameProblem } from "../shared/names.ts";
 import { KnownPeers, loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
+import { knownServers } from "./server_trust.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
 import { runClientApp } from "./tui/app.ts";
 import { JsonEventWriter } from "./tui/json.ts";
@@ -23,6 +24,7 @@ export { ClientSession, type SessionEnd, type SessionOptions } from "./session.t
 export type { ClientEvent, PeerView } from "./events.ts";
 export { discardSink, type SinkFactory, sinkFactory, type StreamSink } from "./player.ts";
 export { HELP_TEXT } from "./tui/commands.ts";
+export { KNOWN_SERVERS_FILE, knownServers, type ServerKeyStatus } from "./server_trust.ts";
 
 /** Flags of `reelay client`. */
 export interface ClientFlags {
@@ -31,13 +33,16 @@ export interface ClientFlags {
   home?: string;
   json?: boolean;
   player?: string;
+  /** A server key fingerprint to accept in place of the pinned one. */
+  acceptServerKey?: string;
   config: string;
   configGiven: boolean;
 }
 
 /** Where to connect, as whom, and where that person's keys live. */
-export interface OpenOptions extends Omit<SessionOptions, "identity" | "knownPeers"> {
-  /** The home folder holding `identity.json` and `known_peers.json`. */
+export interface OpenOptions
+  extends Omit<SessionOptions, "identity" | "knownPeers" | "serverPins"> {
+  /** The home folder holding `identity.json`, `known_peers.json` and `known_servers.json`. */
   home: string;
 }
 
@@ -56,7 +61,12 @@ export async function openSession(options: OpenOptions): Promise<ClientSession> 
   const { home, ...rest } = options;
   const { identity } = await loadOrCreateIdentity(home);
   const knownPeers = await KnownPeers.load(home);
-  return await ClientSession.connect({ ...rest, identity, knownPeers });
+  return await ClientSession.connect({
+    ...rest,
+    identity,
+    knownPeers,
+    serverPins: knownServers(home),
+  });
 }
 
 function defaultName(): string {
@@ -93,7 +103,13 @@ export async function runClient(flags: ClientFlags): Promise<number> {
   const home = resolveHome({ home: flags.home, env: Deno.env });
   let session: ClientSession;
   try {
-    session = await openSession({ ...address, name, home, sinks });
+    session = await openSession({
+      ...address,
+      name,
+      home,
+      sinks,
+      acceptServerKey: flags.acceptServerKey,
+    });
   } catch (error) {
     if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;
     await reportFatal(error, flags.json ?? false);

@@ -15,6 +15,25 @@ import { type Config, defaultConfig } from "../shared/config/mod.ts";
 import { silentLogger } from "../shared/log.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { withTimeout } from "../shared/async.ts";
+import { ServerKey } from "../shared/channel/mod.ts";
+
+/** One server key for the test servers of a process (each client pins it on first use). */
+let sharedKey: Promise<ServerKey> | undefined;
+
+/**
+ * The server key test servers use unless given one: made once per process, kept in no file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { testServerKey } from "./harness.ts";
+ * assert.equal((await testServerKey()).fingerprint, (await testServerKey()).fingerprint);
+ * ```
+ */
+export function testServerKey(): Promise<ServerKey> {
+  sharedKey ??= ServerKey.generate();
+  return sharedKey;
+}
 
 /**
  * A test config: loopback, a free port, and the given videos folder.
@@ -48,10 +67,13 @@ export function testConfig(videos: string, patch: (config: Config) => void = () 
  * ```
  */
 export async function startTestServer(
-  options: { videos?: string; patch?: (config: Config) => void } = {},
+  options: { videos?: string; patch?: (config: Config) => void; serverKey?: ServerKey } = {},
 ): Promise<RunningServer & { videos: string }> {
   const videos = options.videos ?? await Deno.makeTempDir({ prefix: "reelay-videos-" });
-  const running = await startServer(testConfig(videos, options.patch), { log: silentLogger });
+  const running = await startServer(testConfig(videos, options.patch), {
+    log: silentLogger,
+    serverKey: options.serverKey ?? await testServerKey(),
+  });
   return Object.assign(running, { videos });
 }
 
@@ -82,6 +104,7 @@ export async function startLoggedServer(
   const lines: string[] = [];
   const running = await startServer(testConfig(videos, patch), {
     log: (level, message) => lines.push(`${level} ${message}`),
+    serverKey: await testServerKey(),
   });
   return Object.assign(running, {
     videos,

@@ -245,7 +245,21 @@ Deno.test("format: the other events have a line each", () => {
       name: "alice",
       fingerprint: FP_A,
       online: 3,
+      serverFingerprint: "SHA256:server",
+      serverKey: "pinned",
     }),
     `Connected to 10.0.0.2:9000 as alice (${FP_A}), 3 online. Type /help for commands.`,
+  );
+  assert.match(
+    plain.format({
+      event: "welcome",
+      server: "10.0.0.2:9000",
+      name: "alice",
+      fingerprint: FP_A,
+      online: 3,
+      serverFingerprint: "SHA256:server",
+      serverKey: "new",
+    }),
+    /\nFirst connection: pinned the server key SHA256:server/,
   );
 });

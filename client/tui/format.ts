@@ -183,7 +183,8 @@ export class EventFormatter {
     switch (event.event) {
       case "welcome":
         return `Connected to ${event.server} as ${p.bold(event.name)} ` +
-          `(${event.fingerprint}), ${event.online} online. Type /help for commands.`;
+          `(${event.fingerprint}), ${event.online} online. Type /help for commands.` +
+          serverKeyNote(event.serverKey, event.serverFingerprint);
       case "joined":
         return this.#joined(event);
       case "left":
@@ -341,4 +342,10 @@ function segmentLabel(segment: SegmentPlan): string {
   return segment.capped
     ? `${segment.height}p (${segment.requestedHeight}p capped)`
     : `${segment.height}p`;
+}
+
+function serverKeyNote(status: "pinned" | "new" | "accepted", fingerprint: string): string {
+  if (status === "pinned") return "";
+  const what = status === "new" ? "First connection: pinned" : "Accepted and pinned";
+  return `\n${what} the server key ${fingerprint} (compare with reelay server --fingerprint).`;
 }
