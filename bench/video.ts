@@ -11,7 +11,7 @@ import type { ClientSession } from "../client/session.ts";
 import { withTimeout } from "../shared/async.ts";
 import { openSession } from "../client/mod.ts";
 import type { StreamSink } from "../client/player.ts";
-import { TsClock } from "../client/ts_clock.ts";
+import { TsClock } from "../shared/ts_clock.ts";
 import type { RunningServer } from "../server/mod.ts";
 import { buildFfmpegArgs, planPlayback } from "../server/media/mod.ts";
 import type { Config } from "../shared/config/mod.ts";

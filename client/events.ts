@@ -23,7 +23,10 @@ export type ClientEvent =
     server: string;
     name: string;
     fingerprint: string;
+    /** How many are online, you included. */
     online: number;
+    /** The names of the others online. */
+    names: string[];
     /** The server's channel key, as `reelay server --fingerprint` prints it. */
     serverFingerprint: string;
     /** `pinned`: as pinned before; `new`: first connection, now pinned; `accepted`: replaced. */
@@ -61,7 +64,19 @@ export type ClientEvent =
     reason: StreamEndReason;
     message?: string;
   }
-  | { event: "error"; code: string; message: string }
+  | {
+    event: "error";
+    code: string;
+    message: string;
+    /** The input line (from 1) whose command failed; absent for errors no command caused. */
+    line?: number;
+    /** That line's text. */
+    input?: string;
+  }
+  /** `/query`: plain lines now go to `name`; no `name` when the conversation was left. */
+  | { event: "conversation"; name?: string }
+  /** `/ignore` and `/unignore`: the names ignored now. */
+  | { event: "ignored"; names: string[] }
   | { event: "disconnected"; reason: string; code: string };
 
 /** The `event` names. */

@@ -10,7 +10,7 @@ import { posix, win32 } from "node:path";
 import { SerialQueue } from "../shared/async.ts";
 import { messageOf, ReelayError, UsageError } from "../shared/errors.ts";
 import { writeAll } from "../shared/io.ts";
-import { nameKey } from "../shared/names.ts";
+import { nameKey, sameName } from "../shared/names.ts";
 import {
   fingerprintHash,
   Identity,
@@ -215,8 +215,9 @@ interface PinnedPeer {
 
 /**
  * Peers pinned on first use, persisted in `known_peers.json`. A changed key is reported and
- * never replaced unless the person runs `/trust`. Names match as the server matches them
- * (`nameKey`, case-insensitive), so "BOB" cannot pass as new next to a pinned "bob".
+ * never replaced unless the person runs `/trust`. Names match as the server keeps them unique
+ * (`nameKey`, the confusable skeleton), so neither "BOB" nor "b0b" can pass as new next to a
+ * pinned "bob": a lookalike with other keys is a changed key.
  *
  * @example
  * ```ts
@@ -298,9 +299,13 @@ async function parsePeers(file: string, text: string): Promise<Map<string, Pinne
     }
     const peers = new Map<string, PinnedPeer>();
     for (const entry of value.peers) {
-      if (typeof entry?.name !== "string" || peers.has(nameKey(entry.name))) {
-        throw new Error("an entry has a missing or repeated name");
+      if (typeof entry?.name !== "string") throw new Error("an entry has no name");
+      const earlier = peers.get(nameKey(entry.name));
+      if (earlier && sameName(earlier.name, entry.name)) {
+        throw new Error(`name ${JSON.stringify(entry.name)} is repeated`);
       }
+      // A lookalike pinned before names had skeletons: the first pin stands for both.
+      if (earlier) continue;
       const keys = await parsePublicIdentity(entry.keys);
       const pinnedAt = typeof entry.pinnedAt === "string" ? entry.pinnedAt : "";
       const fingerprint = await fingerprintHash(keys);

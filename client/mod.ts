@@ -18,6 +18,7 @@ import { sinkFactory } from "./player.ts";
 import { knownServers } from "./server_trust.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
 import { runClientApp } from "./tui/app.ts";
+import { FileIgnoreList } from "./tui/ignore.ts";
 import { JsonEventWriter } from "./tui/json.ts";
 
 export { ClientSession, type SessionEnd, type SessionOptions } from "./session.ts";
@@ -115,7 +116,12 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     await reportFatal(error, flags.json ?? false);
     return EXIT_FAILURE;
   }
-  return await runClientApp({ session, json: flags.json ?? false });
+  return await runClientApp({
+    session,
+    json: flags.json ?? false,
+    ignore: await FileIgnoreList.load(home),
+    bell: config.client.bell,
+  });
 }
 
 async function reportFatal(error: ReelayError, json: boolean): Promise<void> {

@@ -13,7 +13,7 @@ import {
   verifyAnnouncement,
 } from "../shared/crypto/mod.ts";
 import { messageOf, ReelayError } from "../shared/errors.ts";
-import { nameKey } from "../shared/names.ts";
+import { nameKey, sameName } from "../shared/names.ts";
 import type { Announcement } from "../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import type { KnownPeers } from "./keystore.ts";
@@ -74,9 +74,10 @@ export class Peers {
     }));
   }
 
-  /** The person called `name` (any case), if online. */
+  /** The person called `name` (any case, but not a lookalike: `b0b` is not `bob`), if online. */
   find(name: string): Peer | undefined {
-    return this.#peers.get(nameKey(name));
+    const peer = this.#peers.get(nameKey(name));
+    return peer && sameName(peer.announcement.name, name) ? peer : undefined;
   }
 
   /**

@@ -246,6 +246,7 @@ export class ClientSession {
         online: this.#peers.size + 1,
         serverFingerprint: this.#channel.serverFingerprint,
         serverKey: this.#channel.serverKeyStatus,
+        names: this.#peers.who().map((peer) => peer.name),
       });
     } finally {
       this.#welcome = undefined;

@@ -20,7 +20,7 @@ import type {
 } from "../shared/protocol/mod.ts";
 import type { ClientEvent } from "./events.ts";
 import { discardSink, type StreamSink } from "./player.ts";
-import { TsClock } from "./ts_clock.ts";
+import { shortfallTolerance, TsClock } from "../shared/ts_clock.ts";
 
 type StreamStart = ServerMessage & { type: "stream-start" };
 type StreamEnd = ServerMessage & { type: "stream-end" };
@@ -40,6 +40,8 @@ interface Active {
   credited: number;
   segment: number;
   clock: TsClock;
+  /** Where in the video the stream starts, in seconds (after a seek or `--from`). */
+  from: number;
   pumping: Promise<void>;
   /** Woken when bytes arrive or the stream ends. */
   wake: Wake;
@@ -96,6 +98,7 @@ export class Viewing {
       credited: 0,
       segment: -1,
       clock: new TsClock(),
+      from: 0,
       pumping: Promise.resolve(),
       wake: new Wake(),
       finished: finished.promise,
@@ -250,8 +253,23 @@ export class Viewing {
       reason = "error";
       message = `Stream ended after ${active.received} of ${end.bytes} bytes`;
     }
+    const shortfall = this.#shortfall(active);
+    if (reason === "complete" && shortfall) {
+      reason = "error";
+      message = shortfall;
+    }
     if (reason === "complete") await active.sink.finish();
     await this.#close(active, reason, message);
+  }
+
+  /** Why a stream the server called complete is not, judged by the media that arrived. */
+  #shortfall(active: Active): string | undefined {
+    const video = active.video;
+    if (!video) return undefined;
+    const expected = video.duration - active.from;
+    const covered = active.clock.position;
+    if (covered + shortfallTolerance(video.fps) >= expected) return undefined;
+    return `Stream ended after ${covered.toFixed(1)} of ${expected.toFixed(1)} s of media`;
   }
 
   async #close(active: Active, reason: StreamEndReason, message?: string): Promise<void> {

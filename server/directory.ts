@@ -1,12 +1,12 @@
 /**
- * The directory of people connected: unique names (case-insensitive) to their signed
- * announcements, and the join and leave notices that keep everyone's copy current.
+ * The directory of people connected: names, unique by their confusable skeleton
+ * (`shared/names.ts`), to their signed announcements, and the join and leave notices that keep everyone's copy current.
  *
  * @module
  */
 
 import { ReelayError } from "../shared/errors.ts";
-import { nameKey } from "../shared/names.ts";
+import { nameKey, sameName } from "../shared/names.ts";
 import {
   type Announcement,
   encodeMessage,
@@ -39,6 +39,8 @@ export interface Member {
  * assert.equal(directory.join(bob).length, 1); // one page: alice
  * assert.equal(frames.length, 1); // alice was told "joined"
  * assert.throws(() => directory.join(member("ALICE")), /is taken/);
+ * assert.throws(() => directory.join(member("a1ice")), /is taken/); // a lookalike
+ * assert.equal(directory.get("a1ice"), undefined); // and not an address for alice
  * directory.leave(alice); // bob is told "left"
  * assert.equal(directory.size, 1);
  * ```
@@ -52,9 +54,13 @@ export class Directory<M extends Member> {
     return this.#members.size;
   }
 
-  /** The member with this name (any case), if connected. */
+  /**
+   * The member with this name (any case), if connected. A lookalike (`b0b` for `bob`) is not
+   * the same name: it finds nobody, so nothing is routed to someone the sender did not name.
+   */
   get(name: string): M | undefined {
-    return this.#members.get(nameKey(name));
+    const member = this.#members.get(nameKey(name));
+    return member && sameName(member.announcement.name, name) ? member : undefined;
   }
 
   /** Every member. */
@@ -63,16 +69,22 @@ export class Directory<M extends Member> {
   }
 
   /**
-   * Adds a member and tells everyone else. Throws `name-taken` when the name is in use.
+   * Adds a member and tells everyone else. Throws `name-taken` when the name, or a name that
+   * looks like it (same {@linkcode nameKey}), is in use.
    * Returns the `directory` pages describing everyone already present, for the newcomer.
    */
   join(member: M): Uint8Array[] {
     const key = nameKey(member.announcement.name);
     const holder = this.#members.get(key);
     if (holder) {
+      const wanted = member.announcement.name;
+      const taken = holder.announcement.name;
+      const looksLike = sameName(wanted, taken)
+        ? ""
+        : ` (${JSON.stringify(wanted)} looks like ${JSON.stringify(taken)})`;
       throw new ReelayError(
         "name-taken",
-        `Name ${JSON.stringify(holder.announcement.name)} is taken: choose another with --name`,
+        `Name ${JSON.stringify(taken)} is taken${looksLike}: choose another with --name`,
       );
     }
     const pages = this.#pages();

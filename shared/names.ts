@@ -2,8 +2,24 @@
  * The rules for a person's name on a reelay server.
  *
  * A name is 1 to 32 characters: ASCII letters, digits, `_`, `-` and `.`, starting with a letter
- * or a digit. Names are unique without regard to case, so `Alice` and `alice` are the same person
- * and nobody can pass for someone else by changing a letter's case.
+ * or a digit.
+ *
+ * Names are unique by their **confusable skeleton** ({@linkcode nameKey}), so nobody can pass for
+ * someone else with a name that looks the same: case is ignored, and after that the letters and
+ * digits that look alike in common terminal fonts are one character:
+ *
+ * | these                   | count as |
+ * | ----------------------- | -------- |
+ * | `I`, `i`, `L`, `l`, `1` | `l`      |
+ * | `O`, `o`, `0`           | `o`      |
+ * | `m` and `rn`            | `rn`     |
+ * | `w` and `vv`            | `vv`     |
+ * | `d` and `cl`            | `cl`     |
+ *
+ * So `aIice`, `a1ice` and `ALICE` are all `alice`, and `w0mbat` is `wombat`: while one of them is
+ * online, the others are taken. The rule is a strict ASCII cut of Unicode TR39's skeleton
+ * (names are ASCII, so TR39's thousands of non-ASCII lookalikes cannot occur); it is stricter
+ * than TR39 in folding case first, which makes `i`/`l` collide as well.
  *
  * @module
  */
@@ -71,16 +87,50 @@ export function checkName(name: unknown): string {
   return name;
 }
 
+/** One lowercase character to its skeleton; characters not listed are their own skeleton. */
+const SKELETON: Readonly<Record<string, string>> = {
+  i: "l",
+  "1": "l",
+  "0": "o",
+  m: "rn",
+  w: "vv",
+  d: "cl",
+};
+
 /**
- * The key under which a name is unique (names ignore case).
+ * The key under which a name is unique: its confusable skeleton (see the module notes). Two names
+ * with the same key cannot be online at once. Whether a name is allowed is
+ * {@linkcode nameProblem}'s question; the key of any text is defined.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { nameKey } from "./names.ts";
  * assert.equal(nameKey("Alice"), nameKey("alice"));
+ * assert.equal(nameKey("aIice"), nameKey("alice"));
+ * assert.equal(nameKey("a1ice"), nameKey("alice"));
+ * assert.equal(nameKey("w0mbat"), nameKey("wombat"));
+ * assert.notEqual(nameKey("alice"), nameKey("alicia"));
  * ```
  */
 export function nameKey(name: string): string {
-  return name.toLowerCase();
+  let key = "";
+  for (const char of name.toLowerCase()) key += SKELETON[char] ?? char;
+  return key;
+}
+
+/**
+ * Whether two names are the same name (as addressed: only case may differ). Lookalikes with the
+ * same {@linkcode nameKey} are not the same name; they just cannot be online together.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sameName } from "./names.ts";
+ * assert.ok(sameName("Bob", "bob"));
+ * assert.ok(!sameName("b0b", "bob"));
+ * ```
+ */
+export function sameName(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
 }

@@ -53,7 +53,7 @@ Deno.test("format: tables align columns, counting wide characters as two", () =>
   assert.equal(formatTable([["日本", "x"], ["ab", "y"]]), "日本  x\nab    y");
 });
 
-Deno.test("format: who is an aligned table of name, fingerprint and trust", () => {
+Deno.test("format: who is an aligned table of name, trust and fingerprint", () => {
   const text = plain.format({
     event: "who",
     peers: [
@@ -64,9 +64,9 @@ Deno.test("format: who is an aligned table of name, fingerprint and trust", () =
   assert.equal(
     text,
     [
-      `NAME      FINGERPRINT${" ".repeat(FP_A.length - 11)}  TRUST`,
-      `bob       ${FP_A}  pinned`,
-      `carolina  ${FP_B}  changed`,
+      `NAME      TRUST    FINGERPRINT`,
+      `bob       pinned   ${FP_A}`,
+      `carolina  changed  ${FP_B}`,
     ].join("\n"),
   );
   assert.equal(plain.format({ event: "who", peers: [] }), "Nobody else is online.");
@@ -145,7 +145,7 @@ Deno.test("format: no ANSI codes without color, some with", () => {
   const color = new EventFormatter({ color: true });
   assert.equal(
     color.format(events[0]),
-    "\x1b[31m✗ Nobody called zed is online (unknown-recipient)\x1b[0m",
+    "\x1b[31m✗ Nobody called zed is online\x1b[0m",
   );
   assert.equal(color.format(events[1]), "\x1b[33mMissing TEXT. Usage: /msg NAME TEXT\x1b[0m");
   assert.equal(plain.format(events[3]), "Disconnected: Connection lost");
@@ -174,7 +174,8 @@ Deno.test("format: text from peers cannot carry terminal escapes", () => {
     [...text].every((char) => char.charCodeAt(0) >= 0x20 && !(char >= "\x7f" && char <= "\x9f")),
   );
   assert.ok(!text.includes("\u202e"));
-  assert.ok(text.endsWith("hi␛[2J␛]0;pwned␇␍␊fake line\uFFFDgnp.exe\uFFFD"));
+  // The override is invisible, so it is removed (not shown): the text reads as it was sent.
+  assert.ok(text.endsWith("hi␛[2J␛]0;pwned␇␍␊fake linegnp.exe\uFFFD"));
   assert.equal(printable("a\x7fb"), "a\u2421b");
   const video = plain.format({
     event: "stream-ended",
@@ -220,9 +221,20 @@ Deno.test("format: the other events have a line each", () => {
   };
   assert.equal(
     plain.format({ event: "videos", videos: [video] }),
-    "VIDEO     LENGTH  SOURCE     FPS    AUDIO  PLAYS AT (BY THIRDS)\n" +
-      "cats.mp4  2:03    1920x1080  29.97  yes    144p, 720p, 1080p (1440p capped)",
+    "VIDEO     LENGTH  SOURCE       FPS  AUDIO  PLAYS AT (BY THIRDS)\n" +
+      "cats.mp4    2:03  1920x1080  29.97  yes    144p, 720p, 1080p (1440p capped)",
   );
+  const narrow = new EventFormatter({ color: false, width: () => 59 });
+  const long = { ...video, name: "a very long holiday video name 2024.mkv", duration: 7000 };
+  const table = narrow.format({ event: "videos", videos: [long] }).split("\n");
+  assert.ok(table.every((line) => line.length <= 59), table.join("\n"));
+  assert.match(table[1], /^a very long holid… +1:56:40/);
+  const who = narrow.format({
+    event: "who",
+    peers: [{ name: "bob", fingerprint: FP_A, trust: "pinned" }],
+  }).split("\n");
+  assert.ok(who.every((line) => line.length <= 59), who.join("\n"));
+  assert.match(who[1], /^bob +pinned +aaaa:/);
   assert.equal(plain.format({ event: "videos", videos: [] }), "No videos on the server.");
   assert.equal(plain.format({ event: "left", name: "bob" }), "← bob left");
   assert.equal(plain.format({ event: "sent", to: "bob", id: "m1" }), "✓ sent to bob");
@@ -247,8 +259,9 @@ Deno.test("format: the other events have a line each", () => {
       online: 3,
       serverFingerprint: "SHA256:server",
       serverKey: "pinned",
+      names: ["bob", "carol"],
     }),
-    `Connected to 10.0.0.2:9000 as alice (${FP_A}), 3 online. Type /help for commands.`,
+    `Connected to 10.0.0.2:9000 as alice (${FP_A}). Online: bob, carol. Type /help for commands.`,
   );
   assert.match(
     plain.format({
@@ -259,6 +272,7 @@ Deno.test("format: the other events have a line each", () => {
       online: 3,
       serverFingerprint: "SHA256:server",
       serverKey: "new",
+      names: [],
     }),
     /\nFirst connection: pinned the server key SHA256:server/,
   );

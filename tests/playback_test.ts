@@ -251,6 +251,12 @@ Deno.test("streamVideo", async (t) => {
         [[0, 144, 256], [1, 240, 426], [2, 360, 640]],
       );
       await checkStream(dir, a48, plan, bytes);
+      // The first part starts fast: keyframes every 0.5 s for its first second, then the
+      // 2 s GOP; the others, tuned for size, have one keyframe at their start in 2 s.
+      const keyframes = (await packetsOf(`${dir}/out-${a48.name}.ts`))
+        .filter((p) => p.type === "video" && p.key)
+        .map((p) => (p.pts - TIMESTAMP_BASE_SECONDS * TS_HZ) / TS_HZ);
+      assert.deepEqual(keyframes, [0, 0.5, 1, 2, 4]);
     });
 
     await t.step("44.1 kHz, 30000/1001 fps, odd size, Matroska", async () => {
@@ -371,6 +377,36 @@ Deno.test("streamVideo", async (t) => {
       assert.equal(two.tryAcquire(), undefined);
       await iterator.return?.();
       assert.equal(two.inUse, 0);
+      assert.deepEqual(await processesMentioning(marker), []);
+    });
+
+    await t.step("a source that ends early is an error, not complete", async () => {
+      // Probed whole, then cut to about a third: ffmpeg exits 0 on every part, delivering less.
+      const path = `${dir}/cut.ts`;
+      await generateVideo(path, {
+        width: 320,
+        height: 180,
+        rate: "25",
+        seconds: 6,
+        audioRate: 48000,
+      });
+      const info = await probeVideo(path);
+      await Deno.truncate(path, Math.floor((await Deno.stat(path)).size / 3));
+      const plan = planPlayback(info, { heights: [90, 144, 180], capToSource: true });
+      const stream = streamVideo(info, plan);
+      const segments: number[] = [];
+      await assert.rejects(
+        async () => {
+          for await (const event of stream) {
+            if (event.type === "segment-start") segments.push(event.index);
+          }
+        },
+        (error: unknown) =>
+          error instanceof ReelayError && error.code === "short-part" &&
+          /^Part \d of "cut\.ts" ended after \d+\.\d of 2\.0 s: the source ended early$/
+            .test(error.message),
+      );
+      assert.ok(segments.length < 3, `the stream stopped at the short part, not after ${segments}`);
       assert.deepEqual(await processesMentioning(marker), []);
     });
 

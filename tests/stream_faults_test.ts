@@ -9,6 +9,7 @@ import { joinClient, startTestServer } from "../testing/harness.ts";
 import { makeMediaDir } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning, run } from "../testing/processes.ts";
+import { RawClient, rawIdentity } from "./_raw.ts";
 
 /** A sink whose writes wait until `open()` is called (or never, when it is not). */
 function gatedSink(): { sink: StreamSink; open: () => void } {
@@ -110,7 +111,7 @@ Deno.test("a video deleted while watched ends with an error and leaves the catal
   }
 });
 
-Deno.test("a video truncated while watched ends cleanly; the server goes on", async () => {
+Deno.test("a video truncated while watched ends as an error; the server goes on", async () => {
   const { media, alice, bob, gate, close } = await scene();
   try {
     await bob.session.play("long.mp4");
@@ -118,7 +119,8 @@ Deno.test("a video truncated while watched ends cleanly; the server goes on", as
     await Deno.truncate(join(media.dir, "long.mp4"), 2000);
     gate.open();
     const ended = await bob.log.waitFor("stream-ended", () => true, 60_000);
-    assert.ok(["error", "complete"].includes(ended.reason), ended.reason);
+    assert.equal(ended.reason, "error", ended.message);
+    assert.match(ended.message ?? "", /long\.mp4/);
     await chatStillWorks(alice, bob);
   } finally {
     await close();
@@ -194,5 +196,29 @@ Deno.test("a viewer process killed mid-stream leaves no ffmpeg", async () => {
   } finally {
     await alice.session.quit();
     await server.close();
+  }
+});
+
+Deno.test("credit for more bytes than are in flight is refused as bad-credit", async () => {
+  const { server, alice, bob, close } = await scene();
+  const raw = await RawClient.connect(server.port);
+  try {
+    assert.equal((await raw.join("carol", await rawIdentity())).type, "welcome");
+    await raw.send({ type: "play", ref: 1, video: "long.mp4" });
+    const start = await raw.waitFor((message) => message.type === "stream-start", 60_000);
+    // Credit nobody was sent would let a viewer that reads nothing keep ffmpeg busy forever.
+    await raw.send({ type: "credit", stream: start.stream, bytes: 1 << 30 });
+    // The answer to a later request marks that the credit was handled (answers keep order).
+    await raw.send({ type: "videos", ref: 3 });
+    await raw.waitFor((message) => message.type === "videos", 60_000);
+    const refused = raw.messages.filter((m) => m.type === "error");
+    assert.deepEqual(refused.map((m) => m.code), ["bad-credit"]);
+    assert.match(String(refused[0].message), /exceeds the \d+ bytes in flight/);
+    await raw.send({ type: "stop", ref: 2 });
+    await raw.waitFor((message) => message.type === "stream-end", 60_000);
+    await chatStillWorks(alice, bob);
+  } finally {
+    await raw.close();
+    await close();
   }
 });

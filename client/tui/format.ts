@@ -2,8 +2,9 @@
  * Human-readable lines for every {@linkcode ClientEvent}: what a person sees in the terminal.
  *
  * Text that came from other people (messages, names of videos, error reasons) is passed
- * through {@linkcode printable} first, so a peer cannot move the cursor, recolor the screen or
- * reorder text with escape sequences or bidi controls.
+ * through {@linkcode printable} first, so a peer cannot move the cursor, recolor the screen,
+ * reorder or hide text with escape sequences, bidi controls or invisible characters, or fake a
+ * line from someone else.
  *
  * @module
  */
@@ -11,11 +12,15 @@
 import type { SegmentPlan, VideoListing } from "../../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "../events.ts";
 import { textWidth } from "./line_editor.ts";
+import { sanitizeForDisplay } from "./sanitize.ts";
+import { renderTable, type TableColumn } from "./table.ts";
 
 /** How to format. */
 export interface FormatOptions {
   /** Use ANSI colors (only when writing to a terminal, and not when NO_COLOR is set). */
   color: boolean;
+  /** The width tables must fit (the terminal's columns - 1); `undefined`: no limit (pipes). */
+  width?: () => number | undefined;
 }
 
 type Paint = (text: string) => string;
@@ -53,26 +58,22 @@ const NO_COLORS: Palette = {
 };
 
 /**
- * Makes untrusted text safe to print: control characters become visible symbols (␛ for
- * ESC, ␇ for BEL…), C1 controls and bidi overrides become U+FFFD.
+ * Makes untrusted text safe to print with {@linkcode sanitizeForDisplay}: control characters
+ * become visible symbols (␛ for ESC, ␇ for BEL…), C1 controls become U+FFFD, invisible
+ * characters (zero-width, direction marks, tags) are removed, newlines show as ␊ and a long run
+ * of blanks shows as one ␣ marker, so a message stays on its own line and cannot pad a fake
+ * line from someone else onto the next terminal row.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { printable } from "./format.ts";
  * assert.equal(printable("hi\x1b[2J"), "hi␛[2J");
+ * assert.equal(printable("a\u200Bl\u200Eice\nx"), "alice␊x");
  * ```
  */
 export function printable(text: string): string {
-  return text.replace(
-    // deno-lint-ignore no-control-regex -- matching control characters is the point
-    /[\x00-\x1f\x7f]|[\x80-\x9f\u202a-\u202e\u2066-\u2069]/g,
-    (char) => {
-      const code = char.charCodeAt(0);
-      if (code < 0x20) return String.fromCharCode(0x2400 + code);
-      return code === 0x7f ? "\u2421" : "\uFFFD";
-    },
-  );
+  return sanitizeForDisplay(text);
 }
 
 /**
@@ -169,11 +170,37 @@ function clock(epochMs: number): string {
  */
 export class EventFormatter {
   #paint: Palette;
+  #width: () => number | undefined;
   #parts = new Map<string, number>();
 
   /** Creates a formatter; `color` adds ANSI colors. */
   constructor(options: FormatOptions) {
     this.#paint = options.color ? COLORS : NO_COLORS;
+    this.#width = options.width ?? (() => undefined);
+  }
+
+  /**
+   * Your own sent line, timestamped like the lines of others.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { EventFormatter } from "./format.ts";
+   * const format = new EventFormatter({ color: false });
+   * const line = format.ownMessage("alice", "bob", "hi", new Date(2026, 0, 1, 9, 5).getTime());
+   * assert.equal(line, "[09:05] alice → bob: hi");
+   * ```
+   */
+  ownMessage(name: string, to: string, text: string, sentAt: number): string {
+    const p = this.#paint;
+    const [who, whom, said] = [name, to, text].map((part) => sanitizeForDisplay(part));
+    return `${p.dim(`[${clock(sentAt)}]`)} ${p.bold(who)} → ${whom}: ${said}`;
+  }
+
+  /** `rows` under `columns`, fitted to the width; the header dimmed. */
+  #table(columns: readonly (TableColumn | string)[], rows: string[][]): string[] {
+    const [header, ...lines] = renderTable(columns, rows, this.#width() ?? Infinity);
+    return [this.#paint.dim(header), ...lines];
   }
 
   /** The text for one event; it may span several lines (tables, warnings). */
@@ -181,10 +208,24 @@ export class EventFormatter {
     const event = printableDeep(untrusted);
     const p = this.#paint;
     switch (event.event) {
-      case "welcome":
+      case "welcome": {
+        const others = event.names.length === 0
+          ? "Nobody else is online"
+          : `Online: ${event.names.join(", ")}`;
         return `Connected to ${event.server} as ${p.bold(event.name)} ` +
-          `(${event.fingerprint}), ${event.online} online. Type /help for commands.` +
+          `(${event.fingerprint}). ${others}. Type /help for commands.` +
           serverKeyNote(event.serverKey, event.serverFingerprint);
+      }
+      case "conversation":
+        return event.name === undefined
+          ? "No conversation: plain lines need /query NAME first"
+          : `Talking to ${
+            p.bold(event.name)
+          }: plain lines go to ${event.name} (/query alone leaves)`;
+      case "ignored":
+        return event.names.length === 0
+          ? "You ignore nobody."
+          : `Ignoring (their messages are dropped): ${event.names.join(", ")}`;
       case "joined":
         return this.#joined(event);
       case "left":
@@ -251,19 +292,15 @@ export class EventFormatter {
   #who(peers: readonly PeerView[]): string {
     if (peers.length === 0) return "Nobody else is online.";
     const p = this.#paint;
-    const rows = [
-      ["NAME", "FINGERPRINT", "TRUST"],
-      ...peers.map((peer) => [
-        peer.name,
-        peer.fingerprint,
-        peer.trust,
-      ]),
+    const columns = [
+      { header: "NAME", priority: 2 },
+      { header: "TRUST", priority: 1 },
+      { header: "FINGERPRINT", minWidth: 14 },
     ];
-    const lines = formatTable(rows).split("\n");
-    return lines.map((line, i) => {
-      if (i === 0) return p.dim(line);
-      return peers[i - 1].trust === "changed" ? p.red(line) : line;
-    }).join("\n");
+    const rows = peers.map((peer) => [peer.name, peer.trust, peer.fingerprint]);
+    return this.#table(columns, rows).map((line, i) =>
+      i > 0 && peers[i - 1].trust === "changed" ? p.red(line) : line
+    ).join("\n");
   }
 
   #message(event: Extract<ClientEvent, { event: "message" }>): string {
@@ -303,19 +340,23 @@ export class EventFormatter {
 
   #videos(videos: readonly VideoListing[]): string {
     if (videos.length === 0) return "No videos on the server.";
-    const rows = [
-      ["VIDEO", "LENGTH", "SOURCE", "FPS", "AUDIO", "PLAYS AT (BY THIRDS)"],
-      ...videos.map((video) => [
-        video.name,
-        formatDuration(video.duration),
-        `${video.width}x${video.height}`,
-        String(Math.round(video.fps * 100) / 100),
-        video.hasAudio ? "yes" : "no",
-        video.segments.map(segmentLabel).join(", "),
-      ]),
+    const columns = [
+      { header: "VIDEO", priority: 3, minWidth: 16 },
+      { header: "LENGTH", priority: 3 },
+      { header: "SOURCE", priority: 1 },
+      { header: "FPS" },
+      { header: "AUDIO" },
+      { header: "PLAYS AT (BY THIRDS)", priority: 2, minWidth: 12 },
     ];
-    const [header, ...lines] = formatTable(rows).split("\n");
-    return [this.#paint.dim(header), ...lines].join("\n");
+    const rows = videos.map((video) => [
+      video.name,
+      formatDuration(video.duration),
+      `${video.width}x${video.height}`,
+      String(Math.round(video.fps * 100) / 100),
+      video.hasAudio ? "yes" : "no",
+      video.segments.map(segmentLabel).join(", "),
+    ]);
+    return this.#table(columns, rows).join("\n");
   }
 
   #streamEnded(event: Extract<ClientEvent, { event: "stream-ended" }>): string {
@@ -332,8 +373,9 @@ export class EventFormatter {
   #error(code: string, message: string): string {
     const p = this.#paint;
     // Mistakes in typing are the person's to fix (yellow); everything else is a failure (red).
-    const typo = code === "usage" || code === "unknown-command" || code === "not-a-command";
-    return typo ? p.yellow(message) : p.red(`✗ ${message} (${code})`);
+    // The code is for scripts (--json); people read the words.
+    const typo = code === "usage" || code === "unknown-command";
+    return typo ? p.yellow(message) : p.red(`✗ ${message}`);
   }
 }
 

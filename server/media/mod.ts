@@ -5,7 +5,8 @@
  *
  * Where things are: ffprobe output is read in `probe.ts`, the folder is watched in
  * `catalog.ts`, a play is planned in `plan.ts`, ffmpeg's arguments are built in
- * `ffmpeg_args.ts`, ffmpeg is spawned and killed in `transcode.ts`, the server-wide cap is
+ * `ffmpeg_args.ts`, ffmpeg is spawned and killed in `transcode.ts`, a part counts as complete only
+ * when its timestamps cover its plan (`honest_end.ts`), the server-wide cap is
  * `slots.ts`, parts are played in sequence in `playback.ts`, and a connection's stream is pumped
  * with credit in `viewer.ts`.
  *

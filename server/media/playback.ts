@@ -8,11 +8,13 @@
 
 import { DEFAULT_CONFIG } from "../../shared/config/mod.ts";
 import { ReelayError } from "../../shared/errors.ts";
+import { DEFAULT_FAST_START } from "./encoders.ts";
 import { buildFfmpegArgs } from "./ffmpeg_args.ts";
 import type { PlannedSegment, PlaybackPlan } from "./plan.ts";
 import type { VideoInfo } from "./probe.ts";
 import type { SlotLease, TranscodeSlots } from "./slots.ts";
 import { Transcode } from "./transcode.ts";
+import { checkCoverage } from "./honest_end.ts";
 
 /**
  * Options for {@link streamVideo}.
@@ -185,11 +187,19 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
 
   #startPart(index: number, lease: SlotLease | undefined): RunningPart {
     const segment = this.plan.segments[index];
-    const args = buildFfmpegArgs(this.#info, segment, { preset: this.#preset });
+    // The part a viewer waits for is tuned to start fast; the others, read ahead, for size.
+    const fastStart = index === 0 ? DEFAULT_FAST_START : undefined;
+    const args = buildFfmpegArgs(this.#info, segment, { preset: this.#preset, fastStart });
     const label = `part ${index + 1} of "${this.#info.name}"`;
     const transcode = Transcode.start(this.#ffmpegPath, args, label);
     this.#pids.push(transcode.pid);
-    const buffer = new ReadAhead(transcode.stdout, this.#readAhead);
+    const fps = this.#info.frameRate.num / this.#info.frameRate.den;
+    const checked = checkCoverage(transcode.stdout, {
+      seconds: segment.end - segment.start,
+      fps,
+      label,
+    });
+    const buffer = new ReadAhead(checked, this.#readAhead);
     const part = { segment, transcode, buffer, lease };
     this.#parts[index] = part;
     return part;

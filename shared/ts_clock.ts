@@ -69,3 +69,21 @@ export class TsClock {
     if (seconds > this.#latest && seconds < 24 * 3600) this.#latest = seconds;
   }
 }
+
+/**
+ * How much less media than planned a stream may cover and still count as complete, in seconds:
+ * the last video frame's timestamp is one frame before the end and the last AAC packet's one
+ * packet before it, so a whole stream covers its duration minus about a frame; two frames and two
+ * AAC frames of slack leave room for rounding, and nothing more. The server checks each part with
+ * it, the client the whole stream.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shortfallTolerance } from "./ts_clock.ts";
+ * assert.ok(Math.abs(shortfallTolerance(30) - (2 / 30 + 2048 / 48000)) < 1e-9);
+ * ```
+ */
+export function shortfallTolerance(fps: number): number {
+  return 2 / Math.max(fps, 1) + 2048 / 48000;
+}
