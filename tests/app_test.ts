@@ -80,7 +80,7 @@ class FakeSession implements ChatSession {
 
   trust(name: string): Promise<void> {
     this.log.push(`trust:${name}`);
-    this.peers = this.peers.map((peer) => ({ ...peer, trust: "pinned" }));
+    this.peers = this.peers.map((peer) => ({ ...peer, trust: "verified" }));
     // Like the real session: trust() itself reports `trusted`.
     this.emit({ event: "trusted", name: "Bob", fingerprint: FP_BOB });
     return Promise.resolve();
@@ -444,7 +444,7 @@ Deno.test("app: /query sends plain lines to that person, the prompt shows them, 
 
 Deno.test("app: unread counts while elsewhere, a bell per message, ignored people dropped", async () => {
   const session = new FakeSession();
-  session.peers.push({ name: "carol", fingerprint: FP_ME, trust: "pinned" });
+  session.peers.push({ name: "carol", fingerprint: FP_ME, trust: "verified" });
   const hold = deferred<void>();
   const input = new ScriptedInput(["/query carol", "/ignore Eve"], "eof", hold.promise);
   let bells = 0;
