@@ -232,7 +232,13 @@ export class ReelayServer {
       const lane = this.#refusalLanes[this.#nextRefusalLane++ % this.#refusalLanes.length];
       return await lane.run(() => this.#refuse(conn, acceptedAt + limits.joinTimeoutMs));
     }
-    const handshake = await this.#handshake(conn, acceptedAt + limits.joinTimeoutMs);
+    let handshake: Handshake | undefined;
+    try {
+      handshake = await this.#handshake(conn, acceptedAt + limits.joinTimeoutMs);
+    } finally {
+      // Still joining: it leaves #handshaking in the same step it becomes a peer.
+      this.#handshaking.delete(conn);
+    }
     if (!handshake) return;
     const framed = FramedConnection.forServer(handshake.transport, limits);
     if (this.#closing) {
@@ -254,7 +260,12 @@ export class ReelayServer {
 
   /** Tells a connection over `max_pending` so inside the channel, then closes it. */
   async #refuse(conn: Deno.TcpConn, deadline: number): Promise<void> {
-    const handshake = await this.#handshake(conn, deadline);
+    let handshake: Handshake | undefined;
+    try {
+      handshake = await this.#handshake(conn, deadline);
+    } finally {
+      this.#refusing.delete(conn);
+    }
     if (!handshake) return;
     const framed = FramedConnection.forServer(handshake.transport, this.#context.config.limits);
     framed.sendMessage({
@@ -285,9 +296,6 @@ export class ReelayServer {
         `Connection from ${remote} ended in the handshake: ${messageOf(error)}`,
       );
       return undefined;
-    } finally {
-      this.#handshaking.delete(conn);
-      this.#refusing.delete(conn);
     }
   }
 
