@@ -158,6 +158,8 @@ export const SCHEMA = {
     player: key(nonEmpty(), "auto"),
     /** Ring the terminal bell when a message arrives. */
     bell: key(bool, true),
+    /** Keep typed commands in the home for Up-arrow and Ctrl-R in later runs. */
+    inputHistory: key(bool, true),
   },
 };
 
