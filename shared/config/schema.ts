@@ -125,6 +125,14 @@ export function parseHeights(text: string, where: string): number[] {
   return heights;
 }
 
+function oneOf(values: readonly string[]): Reader<string> {
+  return (text, where) => {
+    const value = text.trim().toLowerCase();
+    if (!values.includes(value)) bad(where, text, `one of ${values.join(", ")}`);
+    return value;
+  };
+}
+
 /** Every section and key, with its reader and default. The repository's config.ini lists them. */
 export const SCHEMA = {
   server: {
@@ -156,6 +164,19 @@ export const SCHEMA = {
   client: {
     server: key(nonEmpty(300), "127.0.0.1:9000"),
     player: key(nonEmpty(), "auto"),
+  },
+  media: {
+    /** The H.264 encoder: `auto` tries VA-API, NVENC, Quick Sync at start, else software. */
+    encoder: key(oneOf(["auto", "software", "vaapi", "nvenc", "qsv"]), "auto"),
+    /** Keep finished parts in `cache_dir` so the next viewer reads a file, not a new ffmpeg. */
+    cache: key(bool, false),
+    cacheDir: key(nonEmpty(), "chunks"),
+    cacheMaxBytes: key(intIn(1024 * 1024, 2 ** 50), 10 * 1024 ** 3),
+    cacheMaxAgeMs: key(intIn(1000, 10 * 365 * 86_400_000), 7 * 86_400_000),
+    /** Bytes of a shared part kept for viewers who join late or read slower than others. */
+    shareBufferBytes: key(intIn(1024 * 1024, 4 * 1024 ** 3), 32 * 1024 * 1024),
+    /** A paused stream's ffmpeg is stopped at once and ended after this long. */
+    pauseGraceMs: key(intIn(0, 3_600_000), 10_000),
   },
 };
 
