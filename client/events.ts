@@ -12,8 +12,11 @@ import type { SegmentPlan, StreamEndReason, VideoListing } from "../shared/proto
 export interface PeerView {
   name: string;
   fingerprint: string;
-  /** `pinned`: key matches the pinned one; `new`: first sight, now pinned; `changed`: blocked. */
-  trust: "pinned" | "new" | "changed";
+  /**
+   * `new`: not verified (first seen, or pinned on first use); `verified`: the person compared
+   * safety numbers and said so with `/trust`; `changed`: differs from the pinned key (blocked).
+   */
+  trust: "new" | "verified" | "changed";
 }
 
 /** Every event a session emits. */
@@ -27,6 +30,9 @@ export type ClientEvent =
     online: number;
     /** The names of the others online. */
     names: string[];
+    /** Of the others online, how many are verified, and how many show a changed key. */
+    verified: number;
+    changed: number;
   }
   | { event: "joined"; name: string; fingerprint: string; trust: PeerView["trust"] }
   | { event: "left"; name: string }
@@ -41,6 +47,7 @@ export type ClientEvent =
   }
   | { event: "verify"; name: string; code: string; fingerprint: string; yourFingerprint: string }
   | { event: "trusted"; name: string; fingerprint: string }
+  | { event: "verify-hint"; name: string; message: string }
   | { event: "videos"; videos: VideoListing[] }
   | { event: "stream-started"; video: string; duration: number; segments: SegmentPlan[] }
   | { event: "segment"; video: string; index: number; height: number; width: number }

@@ -57,16 +57,16 @@ Deno.test("format: who is an aligned table of name, trust and fingerprint", () =
   const text = plain.format({
     event: "who",
     peers: [
-      { name: "bob", fingerprint: FP_A, trust: "pinned" },
+      { name: "bob", fingerprint: FP_A, trust: "verified" },
       { name: "carolina", fingerprint: FP_B, trust: "changed" },
     ],
   });
   assert.equal(
     text,
     [
-      `NAME      TRUST    FINGERPRINT`,
-      `bob       pinned   ${FP_A}`,
-      `carolina  changed  ${FP_B}`,
+      `NAME      TRUST     FINGERPRINT`,
+      `bob       verified  ${FP_A}`,
+      `carolina  changed   ${FP_B}`,
     ].join("\n"),
   );
   assert.equal(plain.format({ event: "who", peers: [] }), "Nobody else is online.");
@@ -197,10 +197,10 @@ Deno.test("format: verify shows the code and both fingerprints", () => {
   assert.equal(
     text,
     [
-      "Verification code with bob: 123 456 789",
+      "Safety number with bob: 123 456 789",
       `  bob's fingerprint:  ${FP_B}`,
       `  your fingerprint:   ${FP_A}`,
-      "Compare the code with bob in person or by phone. If it matches: /trust bob",
+      "Compare the 60 digits with bob in person or by phone. If they match: /trust bob",
     ].join("\n"),
   );
 });
@@ -231,20 +231,20 @@ Deno.test("format: the other events have a line each", () => {
   assert.match(table[1], /^a very long holid… +1:56:40/);
   const who = narrow.format({
     event: "who",
-    peers: [{ name: "bob", fingerprint: FP_A, trust: "pinned" }],
+    peers: [{ name: "bob", fingerprint: FP_A, trust: "verified" }],
   }).split("\n");
   assert.ok(who.every((line) => line.length <= 59), who.join("\n"));
-  assert.match(who[1], /^bob +pinned +aaaa:/);
+  assert.match(who[1], /^bob +verified +aaaa:/);
   assert.equal(plain.format({ event: "videos", videos: [] }), "No videos on the server.");
   assert.equal(plain.format({ event: "left", name: "bob" }), "← bob left");
   assert.equal(plain.format({ event: "sent", to: "bob", id: "m1" }), "✓ sent to bob");
   assert.equal(
     plain.format({ event: "trusted", name: "bob", fingerprint: FP_B }),
-    `✓ bob's key is now trusted (${FP_B})`,
+    `✓ bob's key is now verified (${FP_B})`,
   );
   assert.equal(
-    plain.format({ event: "joined", name: "bob", fingerprint: FP_A, trust: "pinned" }),
-    `→ bob joined (known key: ${FP_A})`,
+    plain.format({ event: "joined", name: "bob", fingerprint: FP_A, trust: "verified" }),
+    `→ bob joined (verified: ${FP_A})`,
   );
   assert.match(
     plain.format({ event: "joined", name: "bob", fingerprint: FP_A, trust: "changed" }),
@@ -258,7 +258,23 @@ Deno.test("format: the other events have a line each", () => {
       fingerprint: FP_A,
       online: 3,
       names: ["bob", "carol"],
+      verified: 0,
+      changed: 0,
     }),
     `Connected to 10.0.0.2:9000 as alice (${FP_A}). Online: bob, carol. Type /help for commands.`,
+  );
+  assert.equal(
+    plain.format({
+      event: "welcome",
+      server: "10.0.0.2:9000",
+      name: "alice",
+      fingerprint: FP_A,
+      online: 3,
+      names: ["bob", "carol"],
+      verified: 1,
+      changed: 1,
+    }),
+    `Connected to 10.0.0.2:9000 as alice (${FP_A}). Online: bob, carol (1 verified, 1 with a ` +
+      "CHANGED key). Type /help for commands.",
   );
 });

@@ -127,7 +127,7 @@ export function formatBytes(bytes: number): string {
  * ```ts
  * import assert from "node:assert/strict";
  * import { formatTable } from "./format.ts";
- * assert.equal(formatTable([["NAME", "TRUST"], ["alice", "pinned"]]), "NAME   TRUST\nalice  pinned");
+ * assert.equal(formatTable([["NAME", "TRUST"], ["alice", "new"]]), "NAME   TRUST\nalice  new");
  * ```
  */
 export function formatTable(rows: readonly (readonly string[])[]): string {
@@ -212,8 +212,13 @@ export class EventFormatter {
         const others = event.names.length === 0
           ? "Nobody else is online"
           : `Online: ${event.names.join(", ")}`;
+        const trust = [
+          event.verified > 0 ? `${event.verified} verified` : "",
+          event.changed > 0 ? p.red(`${event.changed} with a CHANGED key`) : "",
+        ].filter(Boolean).join(", ");
         return `Connected to ${event.server} as ${p.bold(event.name)} ` +
-          `(${event.fingerprint}). ${others}. Type /help for commands.`;
+          `(${event.fingerprint}). ${others}${trust ? ` (${trust})` : ""}. ` +
+          "Type /help for commands.";
       }
       case "conversation":
         return event.name === undefined
@@ -240,7 +245,9 @@ export class EventFormatter {
       case "verify":
         return this.#verify(event);
       case "trusted":
-        return p.green(`✓ ${event.name}'s key is now trusted (${event.fingerprint})`);
+        return p.green(`✓ ${event.name}'s key is now verified (${event.fingerprint})`);
+      case "verify-hint":
+        return p.yellow(`ⓘ ${event.message}`);
       case "videos":
         return this.#videos(event.videos);
       default:
@@ -284,7 +291,7 @@ export class EventFormatter {
     if (event.trust === "changed") {
       return p.red(`→ ${event.name} joined with a CHANGED key: messages blocked, see below`);
     }
-    const note = event.trust === "new" ? "first time seen, key pinned" : "known key";
+    const note = event.trust === "verified" ? "verified" : "not verified: /verify " + event.name;
     return `→ ${event.name} joined ${p.dim(`(${note}: ${event.fingerprint})`)}`;
   }
 
@@ -327,13 +334,13 @@ export class EventFormatter {
   #verify(event: Extract<ClientEvent, { event: "verify" }>): string {
     const p = this.#paint;
     return [
-      `Verification code with ${event.name}: ${p.bold(event.code)}`,
+      `Safety number with ${event.name}: ${p.bold(event.code)}`,
       formatTable([
         [`  ${event.name}'s fingerprint:`, event.fingerprint],
         ["  your fingerprint:", event.yourFingerprint],
       ]),
-      `Compare the code with ${event.name} in person or by phone. ` +
-      `If it matches: /trust ${event.name}`,
+      `Compare the 60 digits with ${event.name} in person or by phone. ` +
+      `If they match: /trust ${event.name}`,
     ].join("\n");
   }
 
