@@ -156,6 +156,9 @@ Deno.test("a changed key is flagged and blocks sending until /trust", async () =
     const alice = await joinClient(server.port, "alice");
     const bob = await joinClient(server.port, "bob");
     await alice.log.waitFor("joined", (event) => event.name === "bob");
+    // Keys are pinned on interaction, not on sight.
+    await alice.session.send("bob", "hello");
+    await bob.log.waitFor("message");
     await bob.session.quit();
     await alice.log.waitFor("left", (event) => event.name === "bob");
     const impostor = await joinClient(server.port, "BOB");
