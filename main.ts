@@ -32,6 +32,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       "--videos <dir>",
       "folder of videos to offer (config: [server] videos, default ./videos)",
     )
+    .option(
+      "--cluster <nats-url>",
+      "run as a node of a cluster through NATS, e.g. nats://10.0.0.5:4222 (config: [cluster] url)",
+    )
     .option("--config <file>", "config file", "config.ini")
     .showHelpAfterError()
     .exitOverride()
