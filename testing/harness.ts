@@ -36,7 +36,7 @@ export function testServerKey(): Promise<ServerKey> {
 }
 
 /**
- * A test config: loopback, a free port, and the given videos folder.
+ * A test config: loopback, a free port, the given videos folder, and state inside it.
  *
  * @example
  * ```ts
@@ -50,6 +50,8 @@ export function testConfig(videos: string, patch: (config: Config) => void = () 
   config.server.host = "127.0.0.1";
   config.server.port = 0;
   config.server.videos = videos;
+  // The server key (when one is written) goes away with the temporary videos folder.
+  config.server.state = `${videos}/.state`;
   patch(config);
   return config;
 }
