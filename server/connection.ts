@@ -17,21 +17,29 @@ import {
   type ServerMessage,
 } from "../shared/protocol/mod.ts";
 import type { Logger } from "../shared/log.ts";
-import type { Directory } from "./directory.ts";
 import type { Viewer } from "./media/mod.ts";
 import { TokenBucket } from "./rate_limit.ts";
-import type { Recipient, Relay } from "./relay.ts";
+import type { People } from "./people.ts";
+import type { Recipient } from "./relay.ts";
 
 /** What a connection needs from the server that owns it. */
 export interface ServerContext {
   readonly config: Config;
   readonly log: Logger;
-  readonly directory: Directory<PeerConnection>;
-  readonly relay: Relay<PeerConnection>;
+  /** The directory and relay: this server's, or the cluster's. */
+  readonly people: People<PeerConnection>;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   createViewer(framed: ServerConnection): Viewer;
   /** Whether another client may join now (the total cap). */
   hasRoomForClient(): boolean;
+}
+
+/** What the secure channel established for a connection before it became a peer. */
+export interface ChannelFacts {
+  /** The Noise handshake hash of this connection (a join proof signs it). */
+  handshakeHash: Uint8Array;
+  /** When the join must be complete (ms since epoch): the handshake spent part of the time. */
+  joinDeadline: number;
 }
 
 /** Consecutive malformed messages tolerated before a peer is cut off. */
@@ -42,7 +50,7 @@ const MAX_BAD_MESSAGES = 16;
  *
  * @example
  * ```ts ignore
- * const peer = new PeerConnection(framed, context);
+ * const peer = new PeerConnection(framed, context, { handshakeHash, joinDeadline });
  * await peer.run(); // returns once the peer is gone and everything it held is released
  * ```
  */
@@ -51,16 +59,18 @@ export class PeerConnection implements Recipient {
   readonly #context: ServerContext;
   readonly #viewer: Viewer;
   readonly #chat: TokenBucket;
+  readonly #channel: ChannelFacts;
   #announcement: Announcement | undefined;
   #badMessages = 0;
   #lastFrameAt = Date.now();
   /** When the server last pinged this peer (keepalive; set by the server's sweep). */
   lastPingAt = 0;
 
-  /** Wraps an accepted, framed socket. */
-  constructor(framed: ServerConnection, context: ServerContext) {
+  /** Wraps an accepted connection, framed inside its secure channel. */
+  constructor(framed: ServerConnection, context: ServerContext, channel: ChannelFacts) {
     this.framed = framed;
     this.#context = context;
+    this.#channel = channel;
     this.#viewer = context.createViewer(framed);
     const { chatRate, chatBurst } = context.config.limits;
     this.#chat = new TokenBucket(chatRate, chatBurst);
@@ -114,7 +124,7 @@ export class PeerConnection implements Recipient {
           new ReelayError("join-timeout", `Join did not complete within ${joinTimeoutMs} ms`),
         ).catch(() => this.framed.close());
       }
-    }, joinTimeoutMs);
+    }, Math.max(0, this.#channel.joinDeadline - Date.now()));
     try {
       await this.#readLoop();
     } catch (error) {
@@ -128,7 +138,7 @@ export class PeerConnection implements Recipient {
       clearTimeout(joinTimer);
       // Release the name at once so nobody waits on the stream's teardown to see "left".
       this.framed.close();
-      if (this.#announcement) this.#context.directory.leave(this);
+      if (this.#announcement) this.#context.people.leave(this);
       try {
         await this.#viewer.close();
       } catch (error) {
@@ -207,7 +217,7 @@ export class PeerConnection implements Recipient {
       case "hello":
         throw new ReelayError("already-joined", "Hello was already received on this connection");
       case "send":
-        return this.#relay(message.ref, message.to, message.envelope);
+        return await this.#relay(message.ref, message.to, message.envelope);
       case "videos":
         return this.#viewer.list(message.ref);
       case "play":
@@ -247,7 +257,7 @@ export class PeerConnection implements Recipient {
     this.#announcement = announcement;
     let directory: Uint8Array[];
     try {
-      directory = this.#context.directory.join(this);
+      directory = await this.#context.people.join(this);
     } catch (error) {
       this.#announcement = undefined;
       throw error;
@@ -277,14 +287,14 @@ export class PeerConnection implements Recipient {
     }
   }
 
-  #relay(ref: number | undefined, to: string, envelope: Uint8Array): void {
+  async #relay(ref: number | undefined, to: string, envelope: Uint8Array): Promise<void> {
     if (!this.#chat.take()) {
       throw new ReelayError(
         "rate-limited",
         `Too many messages: the limit is ${this.#context.config.limits.chatRate} a second`,
       );
     }
-    const name = this.#context.relay.route(this, to, envelope);
+    const name = await this.#context.people.route(this, to, envelope);
     this.notify({ type: "relayed", ...(ref === undefined ? {} : { ref }), to: name });
   }
 }

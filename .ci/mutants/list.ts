@@ -157,15 +157,15 @@ export const mutants: Mutant[] = [
   {
     name: "join timeout never fires (join_timeout_ms)",
     file: "server/connection.ts",
-    find: "}, joinTimeoutMs);",
+    find: "}, Math.max(0, this.#channel.joinDeadline - Date.now()));",
     replace: "}, joinTimeoutMs * 1000);",
     tests: [{ file: "tests/abuse_test.ts", filter: "trickling its hello" }],
   },
   {
     name: "no cap on joining connections (max_pending)",
     file: "server/server.ts",
-    find: "if (this.pending >= limits.maxPending) {",
-    replace: "if (false) {",
+    find: "const over = this.pending >= limits.maxPending;",
+    replace: "const over = false;",
     tests: [{ file: "tests/limits_test.ts", filter: "500 connections at once" }],
   },
   {
@@ -242,8 +242,8 @@ export const mutants: Mutant[] = [
   {
     name: "a client dead mid-join keeps its joining slot",
     file: "server/server.ts",
-    find: "peer.run().finally(() => this.#peers.delete(peer))",
-    replace: "peer.run()",
+    find: "      this.#peers.delete(peer);",
+    replace: "      void peer;",
     tests: [{ file: "tests/abuse_test.ts", filter: "killed mid-join" }],
   },
   {
@@ -326,6 +326,57 @@ export const mutants: Mutant[] = [
     find: "return await Identity.fromJSON(JSON.parse(text));",
     replace: "return await Identity.generate();",
     tests: [{ file: "tests/shutdown_test.ts", filter: "corrupt identity.json" }],
+  },
+  // Media: honest ends and the fast start (issue 14).
+  {
+    name: "short part counted complete",
+    file: "server/media/honest_end.ts",
+    find: "if (covered + shortfallTolerance(promise.fps) < promise.seconds) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/playback_test.ts", filter: "streamVideo" }],
+  },
+  {
+    name: "first part not tuned to start fast",
+    file: "server/media/playback.ts",
+    find: "const fastStart = index === 0 ? DEFAULT_FAST_START : undefined;",
+    replace: "const fastStart = undefined;",
+    tests: [{ file: "tests/playback_test.ts", filter: "streamVideo" }],
+  },
+  {
+    name: "viewers of a part not shared",
+    file: "server/media/part_sources.ts",
+    find: "const stream = running?.shared.join();",
+    replace: "const stream = running && undefined;",
+    tests: [{ file: "tests/sharing_test.ts", filter: "five streams" }],
+  },
+  {
+    name: "cache never read",
+    file: "server/media/part_sources.ts",
+    find: 'return part && { stream: part.stream, origin: "cache" };',
+    replace: "return undefined;",
+    tests: [{ file: "tests/sharing_test.ts", filter: "the cache serves" }],
+  },
+  // Secure channel (docs/security.md, "Server identity").
+  {
+    name: "server key not checked",
+    file: "client/server_trust.ts",
+    find: "const check = await pins.check(address, presented);",
+    replace: 'const check: string = "match";',
+    tests: [{ file: "tests/channel_server_test.ts", filter: "changed key is refused" }],
+  },
+  {
+    name: "any accepted server key",
+    file: "client/server_trust.ts",
+    find: "if (acceptServerKey.trim() !== handshake.serverFingerprint) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/channel_server_test.ts", filter: "changed key is refused" }],
+  },
+  {
+    name: "handshakes not counted as joining",
+    file: "server/server.ts",
+    find: "let joining = this.#handshaking.size;",
+    replace: "let joining = 0;",
+    tests: [{ file: "tests/channel_server_test.ts", filter: "silent one ends" }],
   },
   // The client: players and the piped client (issue 16).
   {
