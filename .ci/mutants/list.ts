@@ -220,8 +220,8 @@ export const mutants: Mutant[] = [
   {
     name: "no cap on transcodes (max_transcodes)",
     file: "server/media/slots.ts",
-    find: "if (this.#inUse >= this.max) return undefined;",
-    replace: "if (false) return undefined;",
+    find: "if (this.#inUse >= this.max || this.#waiters",
+    replace: "if (this.#waiters",
     tests: [{ file: "tests/streaming_test.ts", filter: "transcode cap" }],
   },
   {
@@ -235,7 +235,7 @@ export const mutants: Mutant[] = [
   {
     name: "a dead client's name is never freed",
     file: "server/connection.ts",
-    find: "if (this.#announcement) this.#context.directory.leave(this);",
+    find: "if (this.#announcement) this.#context.people.leave(this);",
     replace: "void 0;",
     tests: [{ file: "tests/abuse_test.ts", filter: "killed mid-frame" }],
   },
