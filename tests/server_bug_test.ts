@@ -8,7 +8,7 @@ import { ReelayServer } from "../server/mod.ts";
 import type { Viewer } from "../server/media/viewer.ts";
 import { verifyAnnouncement } from "../shared/crypto/mod.ts";
 import type { Announcement } from "../shared/protocol/messages.ts";
-import { joinClient, testConfig } from "../testing/harness.ts";
+import { joinClient, testConfig, testServerKey } from "../testing/harness.ts";
 import { RawClient, rawIdentity, waitUntil } from "./_raw.ts";
 
 /** A viewer whose video listing throws an ordinary exception: a bug, as far as the server knows. */
@@ -29,6 +29,7 @@ Deno.test("a bug while serving one connection ends only that connection, logged 
   const lines: string[] = [];
   const server = ReelayServer.listen(testConfig(videos), {
     log: (level, message) => void lines.push(`${level}: ${message}`),
+    serverKey: await testServerKey(),
     verifyAnnouncement: async (announcement: Announcement) => {
       await verifyAnnouncement(announcement);
       return true;
