@@ -64,7 +64,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       "--server <host:port>",
       "server to join (config: [client] server, default 127.0.0.1:9000)",
     )
-    .option("--name <name>", "your name: 1-32 letters, digits, _ - . (default: your user name)")
+    .option(
+      "--name <name>",
+      "your name: 1-32 letters, digits, _ - . (default: the one kept in your home; asked in a terminal)",
+    )
     .option("--home <dir>", "where your keys live (env REELAY_HOME, default your config folder)")
     .option("--json", "print one JSON object per event on stdout")
     .addOption(

@@ -53,13 +53,16 @@ export async function startServer(
 ): Promise<RunningServer> {
   const { log } = options;
   const listener = bindListener(config);
-  let catalog: Catalog;
+  let catalog: Catalog | undefined;
+  let media: MediaService;
   try {
     await checkFfmpeg(config.stream.ffmpeg, config.stream.ffprobe);
     await Deno.mkdir(config.server.videos, { recursive: true });
     catalog = await openCatalog(config, log);
+    media = await MediaService.open(catalog, config, log);
   } catch (error) {
     listener.close();
+    await catalog?.close();
     throw error;
   }
   let cluster: ClusterNode<PeerConnection> | undefined;
@@ -71,7 +74,6 @@ export async function startServer(
     throw error;
   }
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);
-  const media = new MediaService(catalog, config, log);
   const server = ReelayServer.listen(config, {
     log,
     verifyAnnouncement: verifyHello,

@@ -125,6 +125,14 @@ export function parseHeights(text: string, where: string): number[] {
   return heights;
 }
 
+function oneOf(values: readonly string[]): Reader<string> {
+  return (text, where) => {
+    const value = text.trim().toLowerCase();
+    if (!values.includes(value)) bad(where, text, `one of ${values.join(", ")}`);
+    return value;
+  };
+}
+
 /** Empty, or text of at most `max` characters (an optional path or name). */
 function optionalText(max = 4096): Reader<string> {
   return (text, where) => {
@@ -185,6 +193,8 @@ export const SCHEMA = {
     player: key(nonEmpty(), "auto"),
     /** Ring the terminal bell when a message arrives. */
     bell: key(bool, true),
+    /** Keep typed commands in the home for Up-arrow and Ctrl-R in later runs. */
+    inputHistory: key(bool, true),
   },
   cluster: {
     /** NATS addresses; empty runs a single server, which never loads the NATS client. */
@@ -200,6 +210,19 @@ export const SCHEMA = {
     presenceTtlMs: key(intIn(300, 600_000), 6000),
     /** Parts a `reelay worker` runs at once (as many as it transcodes in real time). */
     workerSlots: key(intIn(1, 256), 2),
+  },
+  media: {
+    /** The H.264 encoder: `auto` tries VA-API, NVENC, Quick Sync at start, else software. */
+    encoder: key(oneOf(["auto", "software", "vaapi", "nvenc", "qsv"]), "auto"),
+    /** Keep finished parts in `cache_dir` so the next viewer reads a file, not a new ffmpeg. */
+    cache: key(bool, false),
+    cacheDir: key(nonEmpty(), "chunks"),
+    cacheMaxBytes: key(intIn(1024 * 1024, 2 ** 50), 10 * 1024 ** 3),
+    cacheMaxAgeMs: key(intIn(1000, 10 * 365 * 86_400_000), 7 * 86_400_000),
+    /** Bytes of a shared part kept for viewers who join late or read slower than others. */
+    shareBufferBytes: key(intIn(1024 * 1024, 4 * 1024 ** 3), 32 * 1024 * 1024),
+    /** A paused stream's ffmpeg is stopped at once and ended after this long. */
+    pauseGraceMs: key(intIn(0, 3_600_000), 10_000),
   },
 };
 
