@@ -54,23 +54,19 @@ export async function startServer(
   const { log } = options;
   const listener = bindListener(config);
   let catalog: Catalog | undefined;
+  let cluster: ClusterNode<PeerConnection> | undefined;
   let media: MediaService;
   try {
     await checkFfmpeg(config.stream.ffmpeg, config.stream.ffprobe);
     await Deno.mkdir(config.server.videos, { recursive: true });
     catalog = await openCatalog(config, log);
-    media = await MediaService.open(catalog, config, log);
+    cluster = await openCluster(config, log);
+    media = await MediaService.open(catalog, config, log, { workers: cluster?.workers });
   } catch (error) {
     listener.close();
     await catalog?.close();
-    throw error;
-  }
-  let cluster: ClusterNode<PeerConnection> | undefined;
-  try {
-    cluster = await openCluster(config, log);
-  } catch (error) {
-    listener.close();
-    await catalog.close();
+    await cluster?.people.close();
+    await cluster?.close();
     throw error;
   }
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);

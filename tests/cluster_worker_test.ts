@@ -1,4 +1,9 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startServer } from "../server/mod.ts";
+import { concat } from "../shared/bytes.ts";
+import { joinClient, testConfig } from "../testing/harness.ts";
+import { framesOf, memorySink } from "./_media.ts";
 import { RemoteTranscoder } from "../server/cluster/remote_transcode.ts";
 import { TranscodeWorker } from "../server/cluster/worker.ts";
 import { planPlayback } from "../server/media/plan.ts";
@@ -84,7 +89,7 @@ clusterTest("cluster worker: a part transcoded by a worker is the planned MPEG-T
     const seconds = Number(parsed.format.duration);
     const planned = offer.segment.end - offer.segment.start;
     assert.ok(Math.abs(seconds - planned) < 0.5, `${seconds} s for a ${planned} s part`);
-    await within(waitUntil(async () => worker.running === 0, "the job to end"), 5000, "job end");
+    await waitUntil(() => worker.running === 0, "the job to end", 5000);
     assert.deepEqual(worker.pids, []);
   } finally {
     await worker.close();
@@ -116,11 +121,11 @@ clusterTest(
       // Its one slot is taken: the next part finds no worker, and the node would transcode it.
       assert.equal(await transcoder.start(offerOf(lib.info, 1), "part 2"), undefined);
       await first.kill();
-      await within(waitUntil(async () => worker.running === 0, "the slot to free"), 10_000, "slot");
+      await waitUntil(() => worker.running === 0, "the slot to free", 10_000);
       const again = await transcoder.start(offerOf(lib.info, 1), "part 2 again");
       assert.ok(again, "the freed slot takes a part");
       await again.kill();
-    await within(waitUntil(async () => worker.running === 0, "the slot to free"), 10_000, "slot");
+      await waitUntil(() => worker.running === 0, "the slot to free", 10_000);
       // A worker that has another file by that name refuses, saying so.
       await assert.rejects(
         transcoder.start({ ...offerOf(lib.info, 0), size: 1 }, "part 1 of another file"),
@@ -180,6 +185,54 @@ clusterTest(
     } finally {
       await cli.dispose();
       await nodeNc.close();
+    }
+  },
+);
+
+clusterTest(
+  "cluster worker: a play on a node is transcoded by the worker and plays whole",
+  async () => {
+    await using nats = await TestNats.start();
+    await using lib = await library(3);
+    const lines = new Lines();
+    const workerNc = await connectNode(nats, "worker", lines);
+    const worker = await TranscodeWorker.start(workerNc, {
+      videos: lib.videos,
+      slots: 3,
+      ffmpegPath: "ffmpeg",
+      ffprobePath: "ffprobe",
+      log: lines.log,
+    });
+    const node = new Lines();
+    const running = await startServer(
+      testConfig(lib.videos, (config) => {
+        config.cluster.url = `nats://${nats.user}:${nats.password}@127.0.0.1:${nats.port}`;
+        config.stream.heights = [144, 180, 240];
+      }),
+      { log: node.log },
+    );
+    try {
+      const { sink, chunks } = memorySink();
+      const bob = await joinClient(running.port, "bob", { sinks: () => sink });
+      await bob.session.play(lib.info.name);
+      const ended = await bob.log.waitFor("stream-ended", () => true, 60_000);
+      assert.equal(ended.reason, "complete", ended.message);
+      // Every part ran on the worker, none on the node.
+      assert.equal(
+        node.lines.filter((line) => / runs on worker-/.test(line)).length,
+        3,
+        node.lines.join("\n"),
+      );
+      const file = join(lib.videos, "received.ts");
+      await Deno.writeFile(file, concat(chunks));
+      const frames = await framesOf(file);
+      assert.ok(Math.abs(frames.length - 75) <= 2, `${frames.length} frames, expected 75`);
+      assert.deepEqual([frames[0].height, frames.at(-1)!.height], [144, 240]);
+      await bob.session.quit();
+    } finally {
+      await running.close();
+      await worker.close();
+      await workerNc.close();
     }
   },
 );
