@@ -34,6 +34,14 @@ export interface ServerContext {
   hasRoomForClient(): boolean;
 }
 
+/** What the secure channel established for a connection before it became a peer. */
+export interface ChannelFacts {
+  /** The Noise handshake hash of this connection (a join proof signs it). */
+  handshakeHash: Uint8Array;
+  /** When the join must be complete (ms since epoch): the handshake spent part of the time. */
+  joinDeadline: number;
+}
+
 /** Consecutive malformed messages tolerated before a peer is cut off. */
 const MAX_BAD_MESSAGES = 16;
 
@@ -42,7 +50,7 @@ const MAX_BAD_MESSAGES = 16;
  *
  * @example
  * ```ts ignore
- * const peer = new PeerConnection(framed, context);
+ * const peer = new PeerConnection(framed, context, { handshakeHash, joinDeadline });
  * await peer.run(); // returns once the peer is gone and everything it held is released
  * ```
  */
@@ -51,16 +59,18 @@ export class PeerConnection implements Recipient {
   readonly #context: ServerContext;
   readonly #viewer: Viewer;
   readonly #chat: TokenBucket;
+  readonly #channel: ChannelFacts;
   #announcement: Announcement | undefined;
   #badMessages = 0;
   #lastFrameAt = Date.now();
   /** When the server last pinged this peer (keepalive; set by the server's sweep). */
   lastPingAt = 0;
 
-  /** Wraps an accepted, framed socket. */
-  constructor(framed: ServerConnection, context: ServerContext) {
+  /** Wraps an accepted connection, framed inside its secure channel. */
+  constructor(framed: ServerConnection, context: ServerContext, channel: ChannelFacts) {
     this.framed = framed;
     this.#context = context;
+    this.#channel = channel;
     this.#viewer = context.createViewer(framed);
     const { chatRate, chatBurst } = context.config.limits;
     this.#chat = new TokenBucket(chatRate, chatBurst);
@@ -114,7 +124,7 @@ export class PeerConnection implements Recipient {
           new ReelayError("join-timeout", `Join did not complete within ${joinTimeoutMs} ms`),
         ).catch(() => this.framed.close());
       }
-    }, joinTimeoutMs);
+    }, Math.max(0, this.#channel.joinDeadline - Date.now()));
     try {
       await this.#readLoop();
     } catch (error) {
