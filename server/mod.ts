@@ -92,6 +92,7 @@ export async function startServer(
   const { log } = options;
   const listener = bindListener(config);
   let catalog: Catalog | undefined;
+  let cluster: ClusterNode<PeerConnection> | undefined;
   let media: MediaService;
   let serverKey: ServerKey;
   try {
@@ -99,18 +100,13 @@ export async function startServer(
     serverKey = options.serverKey ?? await loadKeyLogged(config, log);
     await Deno.mkdir(config.server.videos, { recursive: true });
     catalog = await openCatalog(config, log);
-    media = await MediaService.open(catalog, config, log);
+    cluster = await openCluster(config, log);
+    media = await MediaService.open(catalog, config, log, { workers: cluster?.workers });
   } catch (error) {
     listener.close();
     await catalog?.close();
-    throw error;
-  }
-  let cluster: ClusterNode<PeerConnection> | undefined;
-  try {
-    cluster = await openCluster(config, log);
-  } catch (error) {
-    listener.close();
-    await catalog.close();
+    await cluster?.people.close();
+    await cluster?.close();
     throw error;
   }
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);
