@@ -4,6 +4,7 @@ import { silentLogger } from "../shared/log.ts";
 import { joinClient, testConfig } from "../testing/harness.ts";
 import { type Cli, startCliServer } from "./_procs.ts";
 import { NATS_SERVER_PRESENT, NATS_SKIP_NOTE, TestNats } from "./_cluster.ts";
+import { waitUntil } from "./_raw.ts";
 
 function clusterTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name: `${name}${NATS_SKIP_NOTE}`, ignore: !NATS_SERVER_PRESENT, fn });
@@ -99,3 +100,44 @@ clusterTest(
     }
   },
 );
+
+clusterTest("cluster: NATS restarted under two nodes; they reconnect and carry on", async () => {
+  await using nats = await TestNats.start();
+  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+  const nodeA = await startNode(nats, videos, "node-a");
+  const nodeB = await startNode(nats, videos, "node-b");
+  try {
+    const alice = await joinClient(nodeA.port, "alice");
+    const bob = await joinClient(nodeB.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    await nats.stop();
+    await nats.restart();
+    // Messages cross again once both nodes are back (a send while NATS is away fails, clearly).
+    await waitUntil(
+      async () => {
+        try {
+          await alice.session.send("bob", "after the restart");
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      "alice to reach bob after the restart",
+      20_000,
+    );
+    assert.equal((await bob.log.waitFor("message")).text, "after the restart");
+    // Presence carries on: a newcomer on B is seen on A, and leaving is seen too.
+    const carol = await joinClient(nodeB.port, "carol");
+    await alice.log.waitFor("joined", (event) => event.name === "carol");
+    await carol.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "carol");
+    // Nobody was dropped meanwhile.
+    assert.deepEqual(alice.log.of("left").map((event) => event.name), ["carol"]);
+    await bob.session.quit();
+    await alice.session.quit();
+  } finally {
+    await nodeA.close();
+    await nodeB.close();
+    await Deno.remove(videos, { recursive: true });
+  }
+});
