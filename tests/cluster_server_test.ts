@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startServer } from "../server/mod.ts";
+import { SERVER_KEY_FILE, startServer } from "../server/mod.ts";
 import { silentLogger } from "../shared/log.ts";
 import { joinClient, testConfig } from "../testing/harness.ts";
 import { type Cli, startCliServer } from "./_procs.ts";
@@ -11,7 +11,14 @@ function clusterTest(name: string, fn: () => Promise<void>): void {
 }
 
 /** A node started in this process, joined to `nats` with its user and password file. */
-async function startNode(nats: TestNats, videos: string, node: string, presenceTtlMs = 6000) {
+async function startNode(
+  nats: TestNats,
+  videos: string,
+  node: string,
+  presenceTtlMs = 6000,
+  state = `${videos}/.state`,
+  port = 0,
+) {
   const passwordFile = await Deno.makeTempFile({ prefix: "reelay-nats-password-" });
   await Deno.writeTextFile(passwordFile, `${nats.password}\n`);
   try {
@@ -22,6 +29,8 @@ async function startNode(nats: TestNats, videos: string, node: string, presenceT
         config.cluster.user = nats.user;
         config.cluster.passwordFile = passwordFile;
         config.cluster.presenceTtlMs = presenceTtlMs;
+        config.server.state = state;
+        config.server.port = port;
       }),
       { log: silentLogger },
     );
@@ -141,3 +150,45 @@ clusterTest("cluster: NATS restarted under two nodes; they reconnect and carry o
     await Deno.remove(videos, { recursive: true });
   }
 });
+
+clusterTest(
+  "cluster: nodes given the same server key are one server to a client's pin",
+  async () => {
+    // One address (say a DNS name) in front of whichever node serves it: the client pins the key
+    // once; another node with a copy of the key serves it unnoticed, a node with its own does not.
+    await using nats = await TestNats.start();
+    const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+    try {
+      const nodeA = await startNode(nats, videos, "node-a", 6000, `${videos}/state-a`);
+      const port = nodeA.port;
+      const first = await joinClient(port, "alice");
+      await first.session.quit();
+      await nodeA.close();
+
+      await Deno.mkdir(`${videos}/state-b`, { mode: 0o700 });
+      const keyB = `${videos}/state-b/${SERVER_KEY_FILE}`;
+      await Deno.copyFile(`${videos}/state-a/${SERVER_KEY_FILE}`, keyB);
+      await Deno.chmod(keyB, 0o600);
+      const nodeB = await startNode(nats, videos, "node-b", 6000, `${videos}/state-b`, port);
+      try {
+        const again = await joinClient(port, "alice", { home: first.home });
+        await again.log.waitFor("welcome");
+        await again.session.quit();
+      } finally {
+        await nodeB.close();
+      }
+
+      const nodeC = await startNode(nats, videos, "node-c", 6000, `${videos}/state-c`, port);
+      try {
+        await assert.rejects(
+          joinClient(port, "alice", { home: first.home }),
+          (error: Error & { code?: string }) => error.code === "server-key-changed",
+        );
+      } finally {
+        await nodeC.close();
+      }
+    } finally {
+      await Deno.remove(videos, { recursive: true });
+    }
+  },
+);
