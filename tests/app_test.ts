@@ -384,7 +384,10 @@ Deno.test("app: human output prints plain lines through the input, help included
   assert.equal(await runClientApp({ session, input, json: false, color: false }), 0);
   const text = output.text();
   assert.ok(text.startsWith(HELP_TEXT + "\n"));
-  assert.ok(text.includes("✗ Nobody called zed is online\n"), "people read words, not codes");
+  assert.ok(
+    text.includes("line 2: ✗ Nobody called zed is online\n"),
+    "words, not codes, and which input line failed",
+  );
   assert.ok(text.includes(`Bob   changed  ${FP_BOB}\n`));
   assert.ok(!text.includes("\x1b"));
 });
