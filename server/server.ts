@@ -1,6 +1,7 @@
 /**
- * The reelay server: listens, accepts, enforces connection caps, keeps peers alive, and shuts
- * everything down (sockets and ffmpeg children) on {@linkcode ReelayServer.close}.
+ * The reelay server: listens, accepts, enforces connection caps and each host's fair share of
+ * them (`shares.ts`), keeps peers alive, and shuts everything down (sockets and ffmpeg children)
+ * on {@linkcode ReelayServer.close}.
  *
  * @module
  */
@@ -19,6 +20,14 @@ import { PeerConnection, type ServerContext } from "./connection.ts";
 import { Directory } from "./directory.ts";
 import type { Viewer } from "./media/mod.ts";
 import { Relay } from "./relay.ts";
+import { hostOf, HostShares, QueueBudget } from "./shares.ts";
+
+/**
+ * How long an evicted connection may take to be told why. Evictions come in bursts (a flood of
+ * connections) when the loop is busiest, so this is longer than a normal hang-up's wait; the
+ * connection no longer counts against any share meanwhile.
+ */
+const EVICTION_FLUSH_MS = 5000;
 
 /** Pause after a failed accept (e.g. out of file descriptors) before trying again. */
 const ACCEPT_RETRY_MS = 100;
@@ -76,6 +85,8 @@ export class ReelayServer {
   readonly #listener: Deno.TcpListener;
   readonly #context: ServerContext;
   readonly #peers = new Set<PeerConnection>();
+  readonly #shares: HostShares<PeerConnection>;
+  readonly #budget: QueueBudget;
   readonly #running = new Set<Promise<void>>();
   readonly #deps: ServerDeps;
   readonly #accepting: Promise<void>;
@@ -88,6 +99,9 @@ export class ReelayServer {
     this.#listener = listener;
     this.#deps = deps;
     const directory = new Directory<PeerConnection>();
+    this.#shares = new HostShares(config.limits);
+    this.#budget = new QueueBudget(config.limits.maxTotalQueueBytes, () => this.#peers.size);
+    const shares = this.#shares;
     this.#context = {
       config,
       log: deps.log,
@@ -96,6 +110,13 @@ export class ReelayServer {
       verifyAnnouncement: deps.verifyAnnouncement,
       createViewer: deps.createViewer,
       hasRoomForClient: () => directory.size < config.limits.maxClients,
+      claimHostShare: (peer) => shares.join(peer.host, peer),
+      streamsFrom: (host) => {
+        let playing = 0;
+        for (const peer of shares.joinedFrom(host)) if (peer.streaming) playing++;
+        return playing;
+      },
+      budget: this.#budget,
     };
     this.#accepting = this.#acceptLoop();
     const { keepaliveMs } = config.limits;
@@ -136,9 +157,22 @@ export class ReelayServer {
 
   /** How many connections are still joining (counted against `[limits] max_pending`). */
   get pending(): number {
-    let joining = 0;
-    for (const peer of this.#peers) if (!peer.joined) joining++;
-    return joining;
+    return this.#shares.pending;
+  }
+
+  /** How many connections from `address`'s host are still joining. */
+  pendingFrom(address: string): number {
+    return this.#shares.pendingOf(hostOf(address));
+  }
+
+  /** How many people from `address`'s host have joined. */
+  joinedFrom(address: string): number {
+    return this.#shares.joinedOf(hostOf(address));
+  }
+
+  /** Bytes queued to send over every connection (counted against `max_total_queue_bytes`). */
+  get queuedBytes(): number {
+    return this.#budget.queued;
   }
 
   /**
@@ -197,21 +231,44 @@ export class ReelayServer {
     } catch {
       // The peer may already be gone; the read loop will notice.
     }
-    const framed = FramedConnection.forServer(conn, limits);
-    if (this.pending >= limits.maxPending) {
+    const { maxFrameBytes, maxQueueBytes } = limits;
+    const framed = FramedConnection.forServer(conn, {
+      maxFrameBytes,
+      maxQueueBytes,
+      budget: this.#budget,
+    });
+    const host = hostOf(conn.remoteAddr.hostname);
+    if (this.#shares.hostFull(host)) {
       framed.sendMessage({
         type: "error",
-        code: "too-many-pending",
-        message: "Too many connections are joining at once: try again later",
+        code: "host-full",
+        message: `Too many people are connected from ${host} (the limit is ` +
+          `${limits.maxClientsPerHost} per host): try again when someone there leaves`,
       });
-      const closing = framed.flushAndClose(undefined, 200);
-      this.#track(closing);
+      this.#track(framed.flushAndClose(undefined, 200));
       return;
     }
-    const peer = new PeerConnection(framed, this.#context);
+    const peer = new PeerConnection(framed, this.#context, host);
     this.#peers.add(peer);
+    // Room is made by pushing out the oldest joining connection of this host (or, when the
+    // server as a whole is full, of the host holding the most): a flood only displaces itself.
+    const { evict } = this.#shares.admit(host, peer);
+    for (const old of evict) {
+      void old.hangUp(
+        new ReelayError(
+          "too-many-pending",
+          "Too many connections are joining at once from your host: try again later",
+        ),
+        EVICTION_FLUSH_MS,
+      );
+    }
     this.#deps.log("info", `Connection from ${framed.remote}`);
-    this.#track(peer.run().finally(() => this.#peers.delete(peer)));
+    this.#track(
+      peer.run().finally(() => {
+        this.#peers.delete(peer);
+        this.#shares.release(host, peer);
+      }),
+    );
   }
 
   /** Keeps a connection's task until it ends; a failure in it is logged, never fatal. */
