@@ -9,7 +9,8 @@
 
 import { ClientSession } from "../client/session.ts";
 import { withTimeout } from "../shared/async.ts";
-import { KnownPeers, loadOrCreateIdentity } from "../client/keystore.ts";
+import { loadOrCreateIdentity } from "../client/keystore.ts";
+import { ClientStore } from "../client/store/mod.ts";
 import { type Identity, Inbox, newEpoch, Outbox } from "../shared/crypto/mod.ts";
 import type { BenchContext } from "./_context.ts";
 import { sleep, spawnServer } from "./_procs.ts";
@@ -117,14 +118,14 @@ class ChatClient {
     port: number,
     name: string,
     identity: Identity,
-    knownPeers: KnownPeers,
+    store: ClientStore,
   ): Promise<ChatClient> {
     const session = await ClientSession.connect({
       hostname: "127.0.0.1",
       port,
       name,
       identity,
-      knownPeers,
+      store,
     });
     return new ChatClient(session);
   }
@@ -205,19 +206,13 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
     const homeA = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "alice-" });
     const homeB = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "bob-" });
     const [a, b] = await Promise.all([loadOrCreateIdentity(homeA), loadOrCreateIdentity(homeB)]);
-    const alice = await ChatClient.connect(
-      server.port,
-      "alice",
-      a.identity,
-      await KnownPeers.load(homeA),
-    );
+    const storeA = await ClientStore.open({ home: homeA, server: "bench", identity: a.identity });
+    closers.push(() => Promise.resolve(storeA.close()));
+    const alice = await ChatClient.connect(server.port, "alice", a.identity, storeA);
     closers.push(() => alice.session.quit());
-    const bob = await ChatClient.connect(
-      server.port,
-      "bob",
-      b.identity,
-      await KnownPeers.load(homeB),
-    );
+    const storeB = await ClientStore.open({ home: homeB, server: "bench", identity: b.identity });
+    closers.push(() => Promise.resolve(storeB.close()));
+    const bob = await ChatClient.connect(server.port, "bob", b.identity, storeB);
     closers.push(() => bob.session.quit());
     const ra = await RawPeer.join(server.port, "raw-a", a.identity);
     closers.push(() => ra.close());
@@ -493,13 +488,17 @@ async function crowdSessionRates(
   ctx: BenchContext,
   findings: string[],
 ): Promise<number[]> {
-  const knownPeers = await KnownPeers.load(home);
+  const stores: ClientStore[] = [];
   const name = (i: number) => `user${String(i).padStart(3, "0")}`;
   const joinStarted = performance.now();
   const clients = await joinAll(
     CROWD,
     10,
-    (i) => ChatClient.connect(port, name(i), identity, knownPeers),
+    async (i) => {
+      const store = await ClientStore.open({ home, server: `bench-${i}`, identity });
+      stores.push(store);
+      return await ChatClient.connect(port, name(i), identity, store);
+    },
   );
   try {
     // Everyone must know everyone before sending.
@@ -536,5 +535,6 @@ async function crowdSessionRates(
     return rates;
   } finally {
     await Promise.all(clients.map((client) => client.session.quit()));
+    for (const store of stores) store.close();
   }
 }

@@ -7,7 +7,7 @@
  */
 
 import { ClientSession } from "../client/session.ts";
-import { KnownPeers } from "../client/keystore.ts";
+import { ClientStore } from "../client/store/mod.ts";
 import { Identity, newEpoch } from "../shared/crypto/mod.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../shared/protocol/mod.ts";
 import { generateVideo } from "../testing/sample_video.ts";
@@ -506,19 +506,21 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
 /** What happens when a real ClientSession (default frame cap) joins the full server. */
 async function realClientJoin(port: number, identity: Identity): Promise<string> {
   const home = await Deno.makeTempDir({ prefix: "reelay-bench-real-" });
+  const store = await ClientStore.open({ home, server: "bench", identity });
   try {
     const session = await ClientSession.connect({
       hostname: "127.0.0.1",
       port,
       name: `real-${newEpoch().slice(0, 4).replace(/[^A-Za-z0-9]/g, "x")}`,
       identity,
-      knownPeers: await KnownPeers.load(home),
+      store,
     });
     await session.quit();
     return "a real client nevertheless joined.";
   } catch (error) {
     return `a real \`ClientSession\` joining now fails: ${(error as Error).message}`;
   } finally {
+    store.close();
     await Deno.remove(home, { recursive: true }).catch(() => {});
   }
 }

@@ -12,13 +12,28 @@ import type { SegmentPlan, StreamEndReason, VideoListing } from "../shared/proto
 export interface PeerView {
   name: string;
   fingerprint: string;
-  /** `pinned`: key matches the pinned one; `new`: first sight, now pinned; `changed`: blocked. */
-  trust: "pinned" | "new" | "changed";
+  /**
+   * `new`: not verified (first seen, or pinned on first use); `verified`: the person compared
+   * safety numbers and said so with `/trust`; `changed`: differs from the pinned key (blocked).
+   */
+  trust: "new" | "verified" | "changed";
 }
 
 /** Every event a session emits. */
 export type ClientEvent =
-  | { event: "welcome"; server: string; name: string; fingerprint: string; online: number }
+  | {
+    event: "welcome";
+    server: string;
+    name: string;
+    fingerprint: string;
+    /** How many are online, you included. */
+    online: number;
+    /** The names of the others online. */
+    names: string[];
+    /** Of the others online, how many are verified, and how many show a changed key. */
+    verified: number;
+    changed: number;
+  }
   | { event: "joined"; name: string; fingerprint: string; trust: PeerView["trust"] }
   | { event: "left"; name: string }
   | { event: "who"; peers: PeerView[] }
@@ -32,6 +47,7 @@ export type ClientEvent =
   }
   | { event: "verify"; name: string; code: string; fingerprint: string; yourFingerprint: string }
   | { event: "trusted"; name: string; fingerprint: string }
+  | { event: "verify-hint"; name: string; message: string }
   | { event: "videos"; videos: VideoListing[] }
   | { event: "stream-started"; video: string; duration: number; segments: SegmentPlan[] }
   | { event: "segment"; video: string; index: number; height: number; width: number }
@@ -51,7 +67,19 @@ export type ClientEvent =
     reason: StreamEndReason;
     message?: string;
   }
-  | { event: "error"; code: string; message: string }
+  | {
+    event: "error";
+    code: string;
+    message: string;
+    /** The input line (from 1) whose command failed; absent for errors no command caused. */
+    line?: number;
+    /** That line's text. */
+    input?: string;
+  }
+  /** `/query`: plain lines now go to `name`; no `name` when the conversation was left. */
+  | { event: "conversation"; name?: string }
+  /** `/ignore` and `/unignore`: the names ignored now. */
+  | { event: "ignored"; names: string[] }
   | { event: "disconnected"; reason: string; code: string };
 
 /** The `event` names. */

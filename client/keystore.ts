@@ -1,31 +1,21 @@
 /**
- * Where the client keeps its secrets and trust decisions: the home folder, the identity file
- * (created once, never silently replaced) and the peers pinned on first use (like SSH
- * `known_hosts`). Files are written owner-only through a temporary file and a rename.
+ * Where the client keeps its secrets: the home folder and the identity file (created once,
+ * never silently replaced), written owner-only through a temporary file and a rename. What the
+ * client keeps per server (pins, conversations, history) is `store/`.
  *
  * @module
  */
 
 import { posix, win32 } from "node:path";
-import { SerialQueue } from "../shared/async.ts";
 import { messageOf, ReelayError, UsageError } from "../shared/errors.ts";
 import { writeAll } from "../shared/io.ts";
-import { nameKey, sameName } from "../shared/names.ts";
-import {
-  fingerprintHash,
-  Identity,
-  parsePublicIdentity,
-  type PublicIdentity,
-} from "../shared/crypto/mod.ts";
+import { Identity } from "../shared/crypto/mod.ts";
 
 /** Name of the identity file inside the home folder. */
 export const IDENTITY_FILE = "identity.json";
-/** Name of the pinned-peers file inside the home folder. */
-export const KNOWN_PEERS_FILE = "known_peers.json";
 
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
-const PEERS_FORMAT = "reelay-known-peers-v1";
 
 /** Where to look for the home folder; `env` is usually `Deno.env`. */
 export interface HomeOptions {
@@ -101,17 +91,6 @@ async function writeTemp(path: string, text: string): Promise<string> {
   }
   if (!isWindows()) await Deno.chmod(temp, FILE_MODE);
   return temp;
-}
-
-/** Atomically replaces `path` with `text` (owner-only). */
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const temp = await writeTemp(path, text);
-  try {
-    await Deno.rename(temp, path);
-  } catch (error) {
-    await Deno.remove(temp).catch(() => {});
-    throw error;
-  }
 }
 
 /**
@@ -198,124 +177,6 @@ async function parseIdentity(file: string, text: string): Promise<Identity> {
       "identity-unreadable",
       `Identity file "${file}" is corrupt (${messageOf(error)}); reelay will not replace it. ` +
         `Restore it from a backup, or move it away to create a new identity`,
-      { cause: error },
-    );
-  }
-}
-
-/** Result of comparing a peer's keys with the pinned ones. */
-export type PeerCheck = "new" | "match" | "changed";
-
-interface PinnedPeer {
-  name: string;
-  keys: PublicIdentity;
-  fingerprint: string;
-  pinnedAt: string;
-}
-
-/**
- * Peers pinned on first use, persisted in `known_peers.json`. A changed key is reported and
- * never replaced unless the person runs `/trust`. Names match as the server keeps them unique
- * (`nameKey`, the confusable skeleton), so neither "BOB" nor "b0b" can pass as new next to a
- * pinned "bob": a lookalike with other keys is a changed key.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { Identity } from "../shared/crypto/mod.ts";
- * import { KnownPeers } from "./keystore.ts";
- * const peers = await KnownPeers.load(await Deno.makeTempDir());
- * const bob = await Identity.generate();
- * await peers.check("bob", bob.public); // "new", now pinned
- * assert.equal(await peers.check("bob", bob.public), "match");
- * ```
- */
-export class KnownPeers {
-  /** Path of the pinned-peers file. */
-  readonly file: string;
-  readonly #home: string;
-  readonly #peers: Map<string, PinnedPeer>;
-  readonly #writes = new SerialQueue();
-
-  private constructor(home: string, file: string, peers: Map<string, PinnedPeer>) {
-    this.#home = home;
-    this.file = file;
-    this.#peers = peers;
-  }
-
-  /** Loads the pinned peers of `home`; throws `known-peers-unreadable` if the file is corrupt. */
-  static async load(home: string): Promise<KnownPeers> {
-    const file = join(home, KNOWN_PEERS_FILE);
-    const text = await readIfExists(file, "known-peers-unreadable", "known peers file");
-    const peers = text === undefined ? new Map() : await parsePeers(file, text);
-    return new KnownPeers(home, file, peers);
-  }
-
-  /** The keys pinned for `name`, if any. */
-  get(name: string): PublicIdentity | undefined {
-    const keys = this.#peers.get(nameKey(name))?.keys;
-    return keys && { ...keys };
-  }
-
-  /**
-   * Compares `pub` with the keys pinned for `name`: `"new"` pins and saves them, `"match"`
-   * means the same keys, `"changed"` means different keys (the pin is kept).
-   */
-  async check(name: string, pub: PublicIdentity): Promise<PeerCheck> {
-    const pinned = this.#peers.get(nameKey(name));
-    const hash = await fingerprintHash(pub);
-    if (pinned) return pinned.fingerprint === hash ? "match" : "changed";
-    await this.#pin(name, pub, hash);
-    return "new";
-  }
-
-  /** Pins `pub` for `name`, replacing any earlier key (after the person ran `/trust`). */
-  async trust(name: string, pub: PublicIdentity): Promise<void> {
-    await this.#pin(name, pub, await fingerprintHash(pub));
-  }
-
-  async #pin(name: string, pub: PublicIdentity, fingerprint: string): Promise<void> {
-    const keys = { encryptionKey: pub.encryptionKey, signingKey: pub.signingKey };
-    const pinnedAt = new Date().toISOString();
-    this.#peers.set(nameKey(name), { name, keys, fingerprint, pinnedAt });
-    await this.#save();
-  }
-
-  /** Saves one write at a time, each a full snapshot, so the file is always whole. */
-  #save(): Promise<void> {
-    return this.#writes.run(async () => {
-      await ensureHome(this.#home);
-      const peers = [...this.#peers.values()];
-      await writeAtomic(this.file, JSON.stringify({ format: PEERS_FORMAT, peers }, null, 2) + "\n");
-    });
-  }
-}
-
-async function parsePeers(file: string, text: string): Promise<Map<string, PinnedPeer>> {
-  try {
-    const value = JSON.parse(text);
-    if (value?.format !== PEERS_FORMAT || !Array.isArray(value.peers)) {
-      throw new Error(`format is not "${PEERS_FORMAT}"`);
-    }
-    const peers = new Map<string, PinnedPeer>();
-    for (const entry of value.peers) {
-      if (typeof entry?.name !== "string") throw new Error("an entry has no name");
-      const earlier = peers.get(nameKey(entry.name));
-      if (earlier && sameName(earlier.name, entry.name)) {
-        throw new Error(`name ${JSON.stringify(entry.name)} is repeated`);
-      }
-      // A lookalike pinned before names had skeletons: the first pin stands for both.
-      if (earlier) continue;
-      const keys = await parsePublicIdentity(entry.keys);
-      const pinnedAt = typeof entry.pinnedAt === "string" ? entry.pinnedAt : "";
-      const fingerprint = await fingerprintHash(keys);
-      peers.set(nameKey(entry.name), { name: entry.name, keys, fingerprint, pinnedAt });
-    }
-    return peers;
-  } catch (error) {
-    throw new ReelayError(
-      "known-peers-unreadable",
-      `Known peers file "${file}" is corrupt (${messageOf(error)}); fix or move it away`,
       { cause: error },
     );
   }

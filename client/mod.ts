@@ -13,10 +13,12 @@ import { applyFlags, DEFAULT_CONFIG, loadConfig, parseHostPort } from "../shared
 import { EXIT_FAILURE, ReelayError, UsageError } from "../shared/errors.ts";
 import { printError } from "../shared/io.ts";
 import { MAX_NAME_LENGTH, nameProblem } from "../shared/names.ts";
-import { KnownPeers, loadOrCreateIdentity, resolveHome } from "./keystore.ts";
+import { loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
+import { ClientStore, serverFolderName } from "./store/mod.ts";
 import { runClientApp } from "./tui/app.ts";
+import { FileIgnoreList } from "./tui/ignore.ts";
 import { JsonEventWriter } from "./tui/json.ts";
 
 export { ClientSession, type SessionEnd, type SessionOptions } from "./session.ts";
@@ -36,8 +38,8 @@ export interface ClientFlags {
 }
 
 /** Where to connect, as whom, and where that person's keys live. */
-export interface OpenOptions extends Omit<SessionOptions, "identity" | "knownPeers"> {
-  /** The home folder holding `identity.json` and `known_peers.json`. */
+export interface OpenOptions extends Omit<SessionOptions, "identity" | "store"> {
+  /** The home folder holding `identity.json` and `servers/<server>/client.db`. */
   home: string;
 }
 
@@ -55,8 +57,16 @@ export interface OpenOptions extends Omit<SessionOptions, "identity" | "knownPee
 export async function openSession(options: OpenOptions): Promise<ClientSession> {
   const { home, ...rest } = options;
   const { identity } = await loadOrCreateIdentity(home);
-  const knownPeers = await KnownPeers.load(home);
-  return await ClientSession.connect({ ...rest, identity, knownPeers });
+  const server = serverFolderName(`${rest.hostname}:${rest.port}`);
+  const store = await ClientStore.open({ home, server, identity });
+  try {
+    const session = await ClientSession.connect({ ...rest, identity, store });
+    void session.closed.then(() => store.close());
+    return session;
+  } catch (error) {
+    store.close();
+    throw error;
+  }
 }
 
 function defaultName(): string {
@@ -99,7 +109,12 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     await reportFatal(error, flags.json ?? false);
     return EXIT_FAILURE;
   }
-  return await runClientApp({ session, json: flags.json ?? false });
+  return await runClientApp({
+    session,
+    json: flags.json ?? false,
+    ignore: await FileIgnoreList.load(home),
+    bell: config.client.bell,
+  });
 }
 
 async function reportFatal(error: ReelayError, json: boolean): Promise<void> {

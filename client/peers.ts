@@ -1,22 +1,29 @@
 /**
  * The client's copy of the directory: who is online, each person's verified announcement, the
- * key pinned for them (trust on first use, kept in {@linkcode KnownPeers}), the epochs seen, and
+ * key pinned for them (kept per server in the {@linkcode ClientStore}), the epochs seen, and
  * what `/verify` and `/trust` decided. The one place a key is pinned, checked and trusted.
+ *
+ * A key is pinned when we interact with its holder (send to them, take a message from them,
+ * `/verify` them), not when the server merely shows them online: a flood of names costs no
+ * writes. States: `new` (not verified: first seen, or pinned on first use), `verified` (`/trust`
+ * after `/verify`), `changed` (differs from the pin: nothing goes to or comes from them until
+ * `/verify` and `/trust`).
  *
  * @module
  */
 
 import {
   fingerprint,
+  fingerprintHash,
   type Identity,
-  verificationCode,
+  safetyNumber,
   verifyAnnouncement,
 } from "../shared/crypto/mod.ts";
 import { messageOf, ReelayError } from "../shared/errors.ts";
 import { nameKey, sameName } from "../shared/names.ts";
 import type { Announcement } from "../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
-import type { KnownPeers } from "./keystore.ts";
+import type { ClientStore } from "./store/mod.ts";
 
 /** A person online, as verified and checked against the pins. */
 export interface Peer {
@@ -24,6 +31,8 @@ export interface Peer {
   announcement: Announcement;
   /** The short fingerprint of their announced keys. */
   fingerprint: string;
+  /** The full fingerprint (64 hex digits) of their announced keys. */
+  fullFingerprint: string;
   /** How their keys compare with the pinned ones. */
   trust: PeerView["trust"];
 }
@@ -39,14 +48,14 @@ export interface Self {
  *
  * @example
  * ```ts ignore
- * const peers = new Peers(self, knownPeers, (event) => console.log(event));
+ * const peers = new Peers(self, store, (event) => console.log(event));
  * await peers.add(announcement, true); // "joined", and "key-changed" when the key differs
  * const bob = peers.sendable("bob");
  * ```
  */
 export class Peers {
   readonly #self: Self;
-  readonly #known: KnownPeers;
+  readonly #known: ClientStore;
   readonly #emit: (event: ClientEvent) => void;
   readonly #peers = new Map<string, Peer>();
   readonly #epochsSeen = new Map<string, Set<string>>();
@@ -54,7 +63,7 @@ export class Peers {
   readonly #verified = new Map<string, string>();
 
   /** A directory copy for `self`, pinning through `known`. */
-  constructor(self: Self, known: KnownPeers, emit: (event: ClientEvent) => void) {
+  constructor(self: Self, known: ClientStore, emit: (event: ClientEvent) => void) {
     this.#self = self;
     this.#known = known;
     this.#emit = emit;
@@ -94,21 +103,34 @@ export class Peers {
     }
     const refused = this.#refuse(announcement);
     if (refused) return this.#emit({ event: "error", ...refused });
-    const check = await this.#known.check(announcement.name, announcement.keys);
     const print = await fingerprint(announcement.keys);
-    const trust = check === "changed" ? "changed" : check === "new" ? "new" : "pinned";
-    this.#peers.set(nameKey(announcement.name), { announcement, fingerprint: print, trust });
+    const fullFingerprint = await fingerprintHash(announcement.keys);
+    const trust = this.#stateOf(announcement.name, fullFingerprint);
+    const peer: Peer = { announcement, fingerprint: print, fullFingerprint, trust };
+    this.#peers.set(nameKey(announcement.name), peer);
     const name = announcement.name;
     if (announce) this.#emit({ event: "joined", name, fingerprint: print, trust });
-    if (check === "changed") {
-      const pinned = this.#known.get(name);
+    if (trust === "changed") {
+      const pinned = this.#known.pinned(name);
       this.#emit({
         event: "key-changed",
         name,
         fingerprint: print,
-        pinnedFingerprint: pinned ? await fingerprint(pinned) : "unknown",
+        pinnedFingerprint: pinned ? await fingerprint(pinned.keys) : "unknown",
       });
     }
+  }
+
+  /** Pins the keys `peer` shows, if nothing is pinned for the name yet (first interaction). */
+  interact(peer: Peer): void {
+    if (this.#known.pinned(peer.announcement.name)) return;
+    this.#known.pin(peer.announcement.name, peer.announcement.keys, peer.fullFingerprint);
+  }
+
+  #stateOf(name: string, fullFingerprint: string): PeerView["trust"] {
+    const pinned = this.#known.pinned(name);
+    if (!pinned) return "new";
+    return pinned.fingerprint === fullFingerprint ? pinned.state : "changed";
   }
 
   /** The person left: emits `left`. */
@@ -148,20 +170,21 @@ export class Peers {
     return peer;
   }
 
-  /** The verification code both people compare out of band, and both fingerprints. */
+  /** The 60-digit safety number both people compare out of band, and both fingerprints. */
   async verify(
     name: string,
   ): Promise<{ code: string; fingerprint: string; yourFingerprint: string }> {
     const peer = this.require(name);
     const { identity } = this.#self;
     const { announcement } = peer;
-    const code = await verificationCode(
+    const code = await safetyNumber(
       this.#self.name,
       identity.public,
       announcement.name,
       announcement.keys,
     );
     this.#verified.set(nameKey(name), peer.fingerprint);
+    if (peer.trust !== "changed") this.interact(peer);
     return { code, fingerprint: peer.fingerprint, yourFingerprint: identity.fingerprint };
   }
 
@@ -181,8 +204,14 @@ export class Peers {
           : `The key of ${JSON.stringify(name)} changed since /verify: run /verify ${name} again`,
       );
     }
-    await this.#known.trust(peer.announcement.name, peer.announcement.keys);
-    peer.trust = "pinned";
+    this.#known.pin(
+      peer.announcement.name,
+      peer.announcement.keys,
+      peer.fullFingerprint,
+      "verified",
+    );
+    await this.#known.flush();
+    peer.trust = "verified";
     this.#emit({ event: "trusted", name: peer.announcement.name, fingerprint: peer.fingerprint });
   }
 

@@ -23,9 +23,9 @@ import {
 } from "../shared/protocol/mod.ts";
 import { Chat } from "./chat.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
-import type { KnownPeers } from "./keystore.ts";
-import { Peers } from "./peers.ts";
+import { type Peer, Peers } from "./peers.ts";
 import type { SinkFactory } from "./player.ts";
+import type { ClientStore } from "./store/mod.ts";
 import { Viewing } from "./viewing.ts";
 
 /** How to reach the server and who we are. */
@@ -34,7 +34,8 @@ export interface SessionOptions {
   port: number;
   name: string;
   identity: Identity;
-  knownPeers: KnownPeers;
+  /** This server's client store (pins, conversations, history); its opener closes it. */
+  store: ClientStore;
   /** Where streams go; defaults to discarding them. */
   sinks?: SinkFactory;
   /** Cap on a frame from the server. */
@@ -64,7 +65,7 @@ const CLIENT_QUEUE_BYTES = 64 * 1024 * 1024;
  *
  * @example
  * ```ts ignore
- * const session = await ClientSession.connect({ hostname: "127.0.0.1", port: 9000, name: "alice", identity, knownPeers });
+ * const session = await ClientSession.connect({ hostname: "127.0.0.1", port: 9000, name: "alice", identity, store });
  * session.onEvent((event) => console.log(event));
  * await session.send("bob", "hello");
  * await session.quit();
@@ -83,6 +84,7 @@ export class ClientSession {
   readonly #viewing: Viewing;
   readonly #idle = new Wake();
   readonly #closed = deferred<SessionEnd>();
+  readonly #hinted = new Set<string>();
   #nextRef = 1;
   #inFlight = 0;
   #ended: SessionEnd | undefined;
@@ -100,7 +102,7 @@ export class ClientSession {
     });
     this.#chat = new Chat(options.identity, options.name, epoch);
     const emit = (event: ClientEvent) => this.#emit(event);
-    this.#peers = new Peers(options, options.knownPeers, emit);
+    this.#peers = new Peers(options, options.store, emit);
     this.#viewing = new Viewing(this.#framed, emit, () => this.#settleIdle());
     const keepaliveMs = options.keepaliveMs ?? 15_000;
     this.#keepalive = setInterval(
@@ -149,6 +151,8 @@ export class ClientSession {
   /** Seals `text` for `to` and resolves once the server relayed it. */
   async send(to: string, text: string): Promise<void> {
     const peer = this.#peers.sendable(to);
+    this.#peers.interact(peer);
+    this.#hintVerify(peer);
     await this.#tracked(async () => {
       const sealed = await this.#chat.seal(peer, text);
       const name = peer.announcement.name;
@@ -157,7 +161,7 @@ export class ClientSession {
     });
   }
 
-  /** The verification code both people compare out of band. */
+  /** The 60-digit safety number both people compare out of band. */
   verify(name: string): Promise<{ code: string; fingerprint: string; yourFingerprint: string }> {
     return this.#peers.verify(name);
   }
@@ -211,6 +215,19 @@ export class ClientSession {
     await this.#shutdown({ code: "quit", reason: "You left" });
   }
 
+  /** Says once per person and session how to verify someone who is not verified yet. */
+  #hintVerify(peer: Peer): void {
+    const name = peer.announcement.name;
+    if (peer.trust !== "new" || this.#hinted.has(name)) return;
+    this.#hinted.add(name);
+    this.#emit({
+      event: "verify-hint",
+      name,
+      message: `${name} is not verified: compare /verify ${name} with them in person or by ` +
+        `phone, then /trust ${name}`,
+    });
+  }
+
   async #join(hello: Announcement): Promise<void> {
     const timeoutMs = this.#options.joinTimeoutMs ?? 10_000;
     this.#welcome = deferred<string>();
@@ -229,6 +246,9 @@ export class ClientSession {
         name,
         fingerprint: this.#options.identity.fingerprint,
         online: this.#peers.size + 1,
+        names: this.#peers.who().map((peer) => peer.name),
+        verified: this.#peers.who().filter((peer) => peer.trust === "verified").length,
+        changed: this.#peers.who().filter((peer) => peer.trust === "changed").length,
       });
     } finally {
       this.#welcome = undefined;
@@ -286,11 +306,13 @@ export class ClientSession {
       case "left":
         this.#peers.remove(message.name);
         break;
-      case "deliver":
-        this.#emit(
-          await this.#chat.open(message.from, this.#peers.find(message.from), message.envelope),
-        );
+      case "deliver": {
+        const peer = this.#peers.find(message.from);
+        const event = await this.#chat.open(message.from, peer, message.envelope);
+        if (peer && event.event === "message") this.#peers.interact(peer);
+        this.#emit(event);
         break;
+      }
       case "stream-start":
         // Started here, in frame order, so no stream byte can arrive before the stream is known.
         this.#viewing.started(message);

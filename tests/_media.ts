@@ -64,6 +64,8 @@ export interface Packet {
   pts: number;
   /** Decoding timestamp. */
   dts: number;
+  /** True for a keyframe. */
+  key: boolean;
 }
 
 /** One decoded video frame. */
@@ -88,12 +90,22 @@ export interface Frame {
 export async function packetsOf(path: string): Promise<Packet[]> {
   const json = await probeJson(path, [
     "-show_entries",
-    "packet=codec_type,pts,dts",
+    "packet=codec_type,pts,dts,flags",
     "-show_entries",
     "stream=index,codec_type",
   ]);
-  const packets = (json.packets ?? []) as { codec_type?: string; pts?: number; dts?: number }[];
-  return packets.map((p) => ({ type: p.codec_type ?? "", pts: p.pts ?? NaN, dts: p.dts ?? NaN }));
+  const packets = (json.packets ?? []) as {
+    codec_type?: string;
+    pts?: number;
+    dts?: number;
+    flags?: string;
+  }[];
+  return packets.map((p) => ({
+    type: p.codec_type ?? "",
+    pts: p.pts ?? NaN,
+    dts: p.dts ?? NaN,
+    key: (p.flags ?? "").startsWith("K"),
+  }));
 }
 
 /**

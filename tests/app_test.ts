@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ChatSession, runClientApp } from "../client/tui/app.ts";
+import { type ChatSession, EXIT_COMMAND_FAILED, runClientApp } from "../client/tui/app.ts";
 import type { ClientEvent, PeerView } from "../client/events.ts";
 import { HELP_TEXT } from "../client/tui/commands.ts";
 import {
@@ -10,6 +10,7 @@ import {
   TerminalInput,
 } from "../client/tui/terminal.ts";
 import { JsonEventWriter } from "../client/tui/json.ts";
+import { MemoryIgnoreList } from "../client/tui/ignore.ts";
 import { deferred } from "../shared/async.ts";
 import { ReelayError } from "../shared/errors.ts";
 import type { VideoListing } from "../shared/protocol/messages.ts";
@@ -65,7 +66,9 @@ class FakeSession implements ChatSession {
 
   async send(to: string, text: string): Promise<void> {
     this.log.push(`send:${to}:${text}`);
-    if (to !== "bob") throw new ReelayError("unknown-recipient", `Nobody called ${to} is online`);
+    if (to.toLowerCase() !== "bob") {
+      throw new ReelayError("unknown-recipient", `Nobody called ${to} is online`);
+    }
     await this.sendGate;
     this.emit({ event: "sent", to: "Bob", id: `m-${text}` });
   }
@@ -77,7 +80,7 @@ class FakeSession implements ChatSession {
 
   trust(name: string): Promise<void> {
     this.log.push(`trust:${name}`);
-    this.peers = this.peers.map((peer) => ({ ...peer, trust: "pinned" }));
+    this.peers = this.peers.map((peer) => ({ ...peer, trust: "verified" }));
     // Like the real session: trust() itself reports `trusted`.
     this.emit({ event: "trusted", name: "Bob", fingerprint: FP_BOB });
     return Promise.resolve();
@@ -174,6 +177,9 @@ function piped(text: string, open = false) {
 class ScriptedInput implements LineInput {
   printed: string[] = [];
   endReason: InputEnd | undefined;
+  setStatus?: (render: ((width: number) => string) | undefined) => void;
+  setPrompt?: (prompt: string) => void;
+  bell?: () => void;
   constructor(private script: string[], private end: InputEnd, private hold?: Promise<void>) {}
   async *lines(): AsyncGenerator<string> {
     for (const line of this.script) yield line;
@@ -201,15 +207,24 @@ Deno.test("app: --json emits exactly one event object per line, in command order
     jsonOutput: sink.stream,
     diagnostics: (text) => help.push(text),
   });
-  assert.equal(code, 0);
+  assert.equal(code, EXIT_COMMAND_FAILED, "commands failed: a script can tell");
   assert.deepEqual(sink.events(), [
     { event: "who", peers: [{ name: "Bob", fingerprint: FP_BOB, trust: "changed" }] },
     { event: "sent", to: "Bob", id: "m-hi  there" },
-    { event: "error", code: "unknown-recipient", message: "Nobody called zed is online" },
     {
       event: "error",
-      code: "not-a-command",
-      message: "Not a command. To chat, type /msg NAME TEXT",
+      code: "unknown-recipient",
+      message: "Nobody called zed is online",
+      line: 3,
+      input: "/msg zed hello",
+    },
+    {
+      event: "error",
+      code: "no-conversation",
+      message: "No conversation open: type /query NAME first (then plain lines go to NAME), " +
+        "or /msg NAME TEXT",
+      line: 4,
+      input: "hello",
     },
     {
       event: "verify",
@@ -224,6 +239,8 @@ Deno.test("app: --json emits exactly one event object per line, in command order
       event: "error",
       code: "unknown-command",
       message: 'Unknown command "/bogus". Type /help for the list of commands',
+      line: 10,
+      input: "/bogus",
     },
     { event: "sent", to: "Bob", id: "m-last line without newline" },
   ]);
@@ -247,6 +264,7 @@ Deno.test("app: end of input waits for the running stream, then quits", async ()
   const code = await runClientApp({ session, input, json: true, jsonOutput: sink.stream });
   assert.equal(code, 0);
   assert.deepEqual(session.log, [
+    "videos",
     "play:cats.mp4",
     "event:stream-started",
     "idle",
@@ -336,46 +354,141 @@ Deno.test("app: human output prints plain lines through the input, help included
   assert.equal(await runClientApp({ session, input, json: false, color: false }), 0);
   const text = output.text();
   assert.ok(text.startsWith(HELP_TEXT + "\n"));
-  assert.ok(text.includes("✗ Nobody called zed is online (unknown-recipient)\n"));
-  assert.ok(text.includes(`Bob   ${FP_BOB}  changed\n`));
+  assert.ok(text.includes("✗ Nobody called zed is online\n"), "people read words, not codes");
+  assert.ok(text.includes(`Bob   changed  ${FP_BOB}\n`));
   assert.ok(!text.includes("\x1b"));
 });
 
-Deno.test("app: human output shows progress at most once per interval unless the part changes", async () => {
+Deno.test("app: progress goes to the status line, never to the transcript", async () => {
   const session = new FakeSession();
   let now = 0;
   const hold = deferred<void>();
   const input = new ScriptedInput([], "eof", hold.promise);
-  const running = runClientApp({
-    session,
-    input,
-    json: false,
-    color: false,
-    progressIntervalMs: 1000,
-    now: () => now,
-  });
-  const progress = (index: number, position: number): ClientEvent => ({
-    event: "progress",
-    video: "cats.mp4",
+  const statuses: string[] = [];
+  input.setStatus = (render) => void statuses.push(render?.(79) ?? "");
+  const running = runClientApp({ session, input, json: false, color: false, now: () => now });
+  const plan = (index: number, height: number) => ({
     index,
-    height: 360,
-    position,
-    duration: 9,
-    bytes: 0,
+    start: index * 3,
+    end: index * 3 + 3,
+    width: height * 2,
+    height,
+    requestedHeight: height,
+    capped: false,
   });
-  for (const [at, index, position] of [[0, 0, 0], [500, 0, 1], [1000, 0, 2], [1100, 1, 3]]) {
-    now = at;
-    session.emit(progress(index, position));
+  session.emit({
+    event: "stream-started",
+    video: "cats.mp4",
+    duration: 9,
+    segments: [plan(0, 144), plan(1, 360), plan(2, 720)],
+  });
+  for (let second = 0; second < 9; second++) {
+    now = second * 1000;
+    const index = Math.floor(second / 3);
+    const height = [144, 360, 720][index];
+    if (second % 3 === 0) {
+      session.emit({ event: "segment", video: "cats.mp4", index, height, width: 0 });
+    }
+    session.emit({
+      event: "progress",
+      video: "cats.mp4",
+      index,
+      height,
+      position: second + 2,
+      duration: 9,
+      bytes: second * 1000,
+    });
   }
+  session.emit({ event: "stream-ended", video: "cats.mp4", bytes: 9000, reason: "complete" });
   hold.resolve();
   assert.equal(await running, 0);
-  assert.deepEqual(input.printed.map((line) => line.split("  ")[2]), ["360p", "360p", "360p"]);
-  assert.deepEqual(input.printed.map((line) => line.split("  ")[3]), [
-    "0:00 / 0:09",
-    "0:02 / 0:09",
-    "0:03 / 0:09",
+  assert.equal(
+    input.printed.length,
+    5,
+    "started, three parts, finished:\n" + input.printed.join("\n"),
+  );
+  assert.ok(input.printed.every((line) => !line.includes("/ 0:09")));
+  assert.ok(
+    statuses.includes("playing cats.mp4, part 2/3, 360p, 0:05 / 0:09, 2 s buffered"),
+    statuses.join("\n"),
+  );
+  assert.equal(statuses.at(-1), "", "the status line goes when the stream ends");
+});
+
+Deno.test("app: /query sends plain lines to that person, the prompt shows them, /r replies", async () => {
+  const session = new FakeSession();
+  const hold = deferred<void>();
+  const input = new ScriptedInput(
+    ["/query bob", "hi there", "/query", "/r back to you", "/r"],
+    "eof",
+    hold.promise,
+  );
+  const prompts: string[] = [];
+  input.setPrompt = (prompt) => void prompts.push(prompt);
+  const sink = collector();
+  const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  session.emit({ event: "message", from: "Bob", text: "hey", id: "x", sentAt: 0, missing: 0 });
+  hold.resolve();
+  assert.equal(await running, 0);
+  assert.deepEqual(session.log.filter((entry) => entry.startsWith("send:")), [
+    "send:Bob:hi there",
+    "send:Bob:back to you",
+  ]);
+  assert.deepEqual(prompts, ["[Bob] alice> ", "alice> ", "[Bob] alice> "]);
+  assert.deepEqual(sink.events().filter((event) => event.event === "conversation"), [
+    { event: "conversation", name: "Bob" },
+    { event: "conversation" },
+    { event: "conversation", name: "Bob" },
   ]);
 });
+
+Deno.test("app: unread counts while elsewhere, a bell per message, ignored people dropped", async () => {
+  const session = new FakeSession();
+  session.peers.push({ name: "carol", fingerprint: FP_ME, trust: "verified" });
+  const hold = deferred<void>();
+  const input = new ScriptedInput(["/query carol", "/ignore Eve"], "eof", hold.promise);
+  let bells = 0;
+  input.bell = () => void bells++;
+  let status = (_width: number) => "";
+  input.setStatus = (render) => void (status = render ?? status);
+  const ignore = new MemoryIgnoreList();
+  const running = runClientApp({ session, input, json: false, color: false, ignore });
+  const from = (name: string) =>
+    session.emit({ event: "message", from: name, text: "psst", id: name, sentAt: 0, missing: 0 });
+  await waitFor(() => ignore.has("eve"));
+  from("Bob");
+  from("Bob");
+  from("carol");
+  from("eve");
+  assert.equal(status(79), "unread: Bob 2");
+  assert.equal(bells, 3, "the ignored message rings nothing");
+  assert.ok(input.printed.every((line) => !line.includes("eve:")));
+  hold.resolve();
+  assert.equal(await running, 0);
+  const quiet = new ScriptedInput([], "eof");
+  quiet.bell = () => void bells++;
+  const second = new FakeSession();
+  const done = runClientApp({
+    session: second,
+    input: quiet,
+    json: false,
+    color: false,
+    bell: false,
+  });
+  second.emit({ event: "message", from: "Bob", text: "hi", id: "y", sentAt: 0, missing: 0 });
+  assert.equal(await done, 0);
+  assert.equal(bells, 3, "[client] bell = false keeps quiet");
+});
+
+/** Polls a condition on the event loop's turns (no timer), failing after 200 turns. */
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let turn = 0; turn < 200; turn++) {
+    if (condition()) return;
+    await Promise.resolve();
+    await new Promise<void>((resolve) => queueMicrotask(resolve));
+  }
+  throw new Error("condition never held");
+}
 
 Deno.test("piped input: CRLF, a last line without newline, and lines split across chunks", async () => {
   const chunks = ["/who\r", "\n/msg bob h", "é\n\n/quit"].map((text) => encoder.encode(text));

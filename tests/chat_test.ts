@@ -38,3 +38,26 @@ Deno.test("a message reaches only its recipient, sealed", async () => {
     await server.close();
   }
 });
+
+Deno.test("names are unique regardless of case: BOB cannot join while bob is online", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    await assert.rejects(joinClient(server.port, "BOB"), (error: Error & { code?: string }) => {
+      assert.equal(error.code, "name-taken");
+      return true;
+    });
+    assert.deepEqual(alice.session.who().map((peer) => peer.name), ["bob"]);
+    await bob.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "bob");
+    // Once bob is gone, the name is free in any case.
+    const again = await joinClient(server.port, "BOB");
+    await alice.log.waitFor("joined", (event) => event.name === "BOB");
+    await again.session.quit();
+    await alice.session.quit();
+  } finally {
+    await server.close();
+  }
+});

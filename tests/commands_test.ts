@@ -106,10 +106,26 @@ Deno.test("commands: unknown commands point to /help", () => {
   assert.equal(usageOf("/").code, "unknown-command");
 });
 
-Deno.test("commands: text without a slash suggests /msg", () => {
-  const error = usageOf("hello bob");
-  assert.equal(error.code, "not-a-command");
-  assert.match(error.message, /\/msg NAME TEXT/);
+Deno.test("commands: text without a slash is said to the conversation; // sends a slash", () => {
+  assert.deepEqual(parseCommand("hello bob "), { command: "say", text: "hello bob " });
+  assert.deepEqual(parseCommand("//shrug"), { command: "say", text: "/shrug" });
+});
+
+Deno.test("commands: a mistyped command suggests the closest one", () => {
+  assert.match(usageOf("/mgs bob hi").message, /Did you mean \/msg\?/);
+  assert.match(usageOf("/vid").message, /Did you mean \/videos\?/);
+  assert.doesNotMatch(usageOf("/frobnicate").message, /Did you mean/);
+});
+
+Deno.test("commands: /query, /reply and /ignore take optional arguments; /q and /r are short", () => {
+  assert.deepEqual(parseCommand("/q Bob"), { command: "query", name: "Bob" });
+  assert.deepEqual(parseCommand("/query"), { command: "query", name: undefined });
+  assert.deepEqual(parseCommand("/r see you  soon"), { command: "reply", text: "see you  soon" });
+  assert.deepEqual(parseCommand("/r"), { command: "reply", text: undefined });
+  assert.deepEqual(parseCommand("/ignore"), { command: "ignore", name: undefined });
+  assert.deepEqual(parseCommand("/unignore eve"), { command: "unignore", name: "eve" });
+  assert.equal(usageOf("/query bob carol").usage, "Usage: /query [NAME]");
+  assert.equal(usageOf("/unignore").usage, "Usage: /unignore NAME");
 });
 
 Deno.test("commands: help has one aligned line per command, from the same table", () => {
@@ -128,6 +144,8 @@ Deno.test("commands: every usage line in the table matches what the parser asks 
   for (const spec of COMMAND_SPECS) {
     if (spec.args.length === 0) {
       assert.equal(usageOf(`/${spec.command} extra`).usage, usageLine(spec));
+    } else if (spec.args[0].optional) {
+      assert.equal(parseCommand(`/${spec.command}`)?.command, spec.command);
     } else {
       assert.equal(usageOf(`/${spec.command}`).usage, usageLine(spec));
     }

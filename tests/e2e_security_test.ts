@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { HostileProxy, type Json } from "./_proxy.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
+import { Identity, newEpoch, signAnnouncement } from "../shared/crypto/identity.ts";
 
 function flipBit(envelope: Uint8Array, bit: number): Uint8Array {
   const bytes = envelope.slice();
@@ -155,6 +156,9 @@ Deno.test("a changed key is flagged and blocks sending until /trust", async () =
     const alice = await joinClient(server.port, "alice");
     const bob = await joinClient(server.port, "bob");
     await alice.log.waitFor("joined", (event) => event.name === "bob");
+    // Keys are pinned on interaction, not on sight.
+    await alice.session.send("bob", "hello");
+    await bob.log.waitFor("message");
     await bob.session.quit();
     await alice.log.waitFor("left", (event) => event.name === "bob");
     const impostor = await joinClient(server.port, "BOB");
@@ -165,6 +169,14 @@ Deno.test("a changed key is flagged and blocks sending until /trust", async () =
       assert.equal(error.code, "key-changed");
       return true;
     });
+    // What the new key sends before /trust is ignored, not shown.
+    await impostor.session.send("alice", "it is me, bob");
+    const ignored = await alice.log.waitFor(
+      "error",
+      (event) => event.code === "key-changed",
+    );
+    assert.match(ignored.message, /ignored: their key changed/);
+    assert.deepEqual(alice.log.of("message"), []);
     const mine = await alice.session.verify("bob");
     const theirs = await impostor.session.verify("alice");
     assert.equal(mine.code, theirs.code);
@@ -172,6 +184,9 @@ Deno.test("a changed key is flagged and blocks sending until /trust", async () =
     await alice.session.send("bob", "after trust");
     const got = await impostor.log.waitFor("message");
     assert.equal(got.text, "after trust");
+    await impostor.session.send("alice", "after trust too");
+    const shown = await alice.log.waitFor("message");
+    assert.equal(shown.text, "after trust too");
     await alice.session.quit();
     await impostor.session.quit();
   } finally {
@@ -223,19 +238,23 @@ Deno.test("an old connection replayed after a reconnect is refused with its mess
 });
 
 Deno.test("the server cannot announce someone else under your own name", async () => {
+  // A validly signed announcement (a stranger's own keys) that claims alice's name in another
+  // case: only the impersonation check can refuse it, the signature check passes.
+  const stranger = await Identity.generate();
+  const forged = await signAnnouncement(stranger, "ALICE", newEpoch());
   const server = await startTestServer();
   const proxy = new HostileProxy(server.port);
   try {
     const alice = await joinClient(proxy.port, "alice");
     proxy.rewrite = (direction, message) => {
       if (direction !== "to-client" || message.type !== "joined") return [message];
-      const peer = message.peer as Json;
-      return [{ ...message, peer: { ...peer, name: "ALICE" } }];
+      // The forgery first, then bob's real announcement as a marker that it was handled.
+      return [{ ...message, peer: forged as unknown as Json }, message];
     };
     const bob = await joinClient(server.port, "bob");
-    const error = await alice.log.waitFor("error");
-    assert.ok(["impersonation", "bad-announcement"].includes(error.code), error.code);
-    assert.deepEqual(alice.session.who(), []);
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    assert.deepEqual(alice.log.of("error").map((event) => event.code), ["impersonation"]);
+    assert.deepEqual(alice.session.who().map((peer) => peer.name), ["bob"]);
     await bob.session.quit();
     await alice.session.quit();
   } finally {
@@ -252,8 +271,18 @@ Deno.test("/trust takes only the key whose code /verify showed", async () => {
     await alice.log.waitFor("joined", (event) => event.name === "bob");
     await assert.rejects(alice.session.trust("bob"), /Run \/verify bob/);
     await alice.session.verify("bob");
-    await alice.session.trust("bob");
+    // The key changes between /verify and /trust: the code alice compared was for the old key.
     await bob.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "bob");
+    const impostor = await joinClient(server.port, "bob");
+    await alice.log.waitFor("key-changed", (event) => event.name === "bob");
+    await assert.rejects(alice.session.trust("bob"), /changed since \/verify/);
+    await assert.rejects(alice.session.send("bob", "hi"), /key changed|key-changed|\/verify/);
+    await alice.session.verify("bob");
+    await alice.session.trust("bob");
+    await alice.session.send("bob", "now trusted");
+    assert.equal((await impostor.log.waitFor("message")).text, "now trusted");
+    await impostor.session.quit();
     await alice.session.quit();
   } finally {
     await server.close();

@@ -53,20 +53,20 @@ Deno.test("format: tables align columns, counting wide characters as two", () =>
   assert.equal(formatTable([["日本", "x"], ["ab", "y"]]), "日本  x\nab    y");
 });
 
-Deno.test("format: who is an aligned table of name, fingerprint and trust", () => {
+Deno.test("format: who is an aligned table of name, trust and fingerprint", () => {
   const text = plain.format({
     event: "who",
     peers: [
-      { name: "bob", fingerprint: FP_A, trust: "pinned" },
+      { name: "bob", fingerprint: FP_A, trust: "verified" },
       { name: "carolina", fingerprint: FP_B, trust: "changed" },
     ],
   });
   assert.equal(
     text,
     [
-      `NAME      FINGERPRINT${" ".repeat(FP_A.length - 11)}  TRUST`,
-      `bob       ${FP_A}  pinned`,
-      `carolina  ${FP_B}  changed`,
+      `NAME      TRUST     FINGERPRINT`,
+      `bob       verified  ${FP_A}`,
+      `carolina  changed   ${FP_B}`,
     ].join("\n"),
   );
   assert.equal(plain.format({ event: "who", peers: [] }), "Nobody else is online.");
@@ -145,7 +145,7 @@ Deno.test("format: no ANSI codes without color, some with", () => {
   const color = new EventFormatter({ color: true });
   assert.equal(
     color.format(events[0]),
-    "\x1b[31m✗ Nobody called zed is online (unknown-recipient)\x1b[0m",
+    "\x1b[31m✗ Nobody called zed is online\x1b[0m",
   );
   assert.equal(color.format(events[1]), "\x1b[33mMissing TEXT. Usage: /msg NAME TEXT\x1b[0m");
   assert.equal(plain.format(events[3]), "Disconnected: Connection lost");
@@ -197,10 +197,10 @@ Deno.test("format: verify shows the code and both fingerprints", () => {
   assert.equal(
     text,
     [
-      "Verification code with bob: 123 456 789",
+      "Safety number with bob: 123 456 789",
       `  bob's fingerprint:  ${FP_B}`,
       `  your fingerprint:   ${FP_A}`,
-      "Compare the code with bob in person or by phone. If it matches: /trust bob",
+      "Compare the 60 digits with bob in person or by phone. If they match: /trust bob",
     ].join("\n"),
   );
 });
@@ -221,19 +221,30 @@ Deno.test("format: the other events have a line each", () => {
   };
   assert.equal(
     plain.format({ event: "videos", videos: [video] }),
-    "VIDEO     LENGTH  SOURCE     FPS    AUDIO  PLAYS AT (BY THIRDS)\n" +
-      "cats.mp4  2:03    1920x1080  29.97  yes    144p, 720p, 1080p (1440p capped)",
+    "VIDEO     LENGTH  SOURCE       FPS  AUDIO  PLAYS AT (BY THIRDS)\n" +
+      "cats.mp4    2:03  1920x1080  29.97  yes    144p, 720p, 1080p (1440p capped)",
   );
+  const narrow = new EventFormatter({ color: false, width: () => 59 });
+  const long = { ...video, name: "a very long holiday video name 2024.mkv", duration: 7000 };
+  const table = narrow.format({ event: "videos", videos: [long] }).split("\n");
+  assert.ok(table.every((line) => line.length <= 59), table.join("\n"));
+  assert.match(table[1], /^a very long holid… +1:56:40/);
+  const who = narrow.format({
+    event: "who",
+    peers: [{ name: "bob", fingerprint: FP_A, trust: "verified" }],
+  }).split("\n");
+  assert.ok(who.every((line) => line.length <= 59), who.join("\n"));
+  assert.match(who[1], /^bob +verified +aaaa:/);
   assert.equal(plain.format({ event: "videos", videos: [] }), "No videos on the server.");
   assert.equal(plain.format({ event: "left", name: "bob" }), "← bob left");
   assert.equal(plain.format({ event: "sent", to: "bob", id: "m1" }), "✓ sent to bob");
   assert.equal(
     plain.format({ event: "trusted", name: "bob", fingerprint: FP_B }),
-    `✓ bob's key is now trusted (${FP_B})`,
+    `✓ bob's key is now verified (${FP_B})`,
   );
   assert.equal(
-    plain.format({ event: "joined", name: "bob", fingerprint: FP_A, trust: "pinned" }),
-    `→ bob joined (known key: ${FP_A})`,
+    plain.format({ event: "joined", name: "bob", fingerprint: FP_A, trust: "verified" }),
+    `→ bob joined (verified: ${FP_A})`,
   );
   assert.match(
     plain.format({ event: "joined", name: "bob", fingerprint: FP_A, trust: "changed" }),
@@ -246,7 +257,24 @@ Deno.test("format: the other events have a line each", () => {
       name: "alice",
       fingerprint: FP_A,
       online: 3,
+      names: ["bob", "carol"],
+      verified: 0,
+      changed: 0,
     }),
-    `Connected to 10.0.0.2:9000 as alice (${FP_A}), 3 online. Type /help for commands.`,
+    `Connected to 10.0.0.2:9000 as alice (${FP_A}). Online: bob, carol. Type /help for commands.`,
+  );
+  assert.equal(
+    plain.format({
+      event: "welcome",
+      server: "10.0.0.2:9000",
+      name: "alice",
+      fingerprint: FP_A,
+      online: 3,
+      names: ["bob", "carol"],
+      verified: 1,
+      changed: 1,
+    }),
+    `Connected to 10.0.0.2:9000 as alice (${FP_A}). Online: bob, carol (1 verified, 1 with a ` +
+      "CHANGED key). Type /help for commands.",
   );
 });

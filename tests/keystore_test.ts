@@ -2,13 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { ReelayError, UsageError } from "../shared/errors.ts";
 import { Identity } from "../shared/crypto/mod.ts";
-import {
-  IDENTITY_FILE,
-  KNOWN_PEERS_FILE,
-  KnownPeers,
-  loadOrCreateIdentity,
-  resolveHome,
-} from "../client/keystore.ts";
+import { IDENTITY_FILE, loadOrCreateIdentity, resolveHome } from "../client/keystore.ts";
 
 const onWindows = Deno.build.os === "windows";
 
@@ -101,53 +95,4 @@ Deno.test("a corrupt or unreadable identity file is an error and is never replac
     await Deno.remove(file);
     await Deno.mkdir(file); // exists but cannot be read as a file
     await rejectsWith(loadOrCreateIdentity(home), "identity-unreadable", file);
-  }));
-
-Deno.test("known peers are pinned on first use and a changed key is not replaced", () =>
-  withTempHome(async (home) => {
-    const [bob, mallory] = [await Identity.generate(), await Identity.generate()];
-    const peers = await KnownPeers.load(home);
-    assert.equal(peers.get("bob"), undefined);
-    assert.equal(await peers.check("bob", bob.public), "new");
-    assert.equal(await peers.check("bob", bob.public), "match");
-    assert.equal(await peers.check("bob", mallory.public), "changed");
-    assert.equal(await peers.check("BOB", mallory.public), "changed"); // names match as on the server
-    assert.deepEqual(peers.get("bob"), bob.public);
-
-    const reloaded = await KnownPeers.load(home);
-    assert.equal(await reloaded.check("bob", mallory.public), "changed");
-    assert.equal(await reloaded.check("bob", bob.public), "match");
-    await reloaded.trust("bob", mallory.public);
-    assert.equal(await reloaded.check("bob", mallory.public), "match");
-    assert.equal(await reloaded.check("__proto__", bob.public), "new");
-
-    const third = await KnownPeers.load(home);
-    assert.deepEqual(third.get("bob"), mallory.public);
-    assert.deepEqual(third.get("__proto__"), bob.public);
-    if (!onWindows) assert.equal(await modeOf(join(home, KNOWN_PEERS_FILE)), 0o600);
-  }));
-
-Deno.test("concurrent pins are all saved", () =>
-  withTempHome(async (home) => {
-    const keys = (await Identity.generate()).public;
-    const peers = await KnownPeers.load(home);
-    const names = Array.from({ length: 10 }, (_, i) => `peer${i}`);
-    await Promise.all(names.map((name) => peers.check(name, keys)));
-    const reloaded = await KnownPeers.load(home);
-    for (const name of names) assert.deepEqual(reloaded.get(name), keys);
-  }));
-
-Deno.test("a corrupt known peers file is a clear error", () =>
-  withTempHome(async (home) => {
-    await Deno.mkdir(home, { recursive: true });
-    const file = join(home, KNOWN_PEERS_FILE);
-    const bad = [
-      "[",
-      "{}",
-      '{"format":"reelay-known-peers-v1","peers":[{"name":"bob","keys":{}}]}',
-    ];
-    for (const content of bad) {
-      await Deno.writeTextFile(file, content);
-      await rejectsWith(KnownPeers.load(home), "known-peers-unreadable", file);
-    }
   }));

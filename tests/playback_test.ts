@@ -251,6 +251,12 @@ Deno.test("streamVideo", async (t) => {
         [[0, 144, 256], [1, 240, 426], [2, 360, 640]],
       );
       await checkStream(dir, a48, plan, bytes);
+      // The first part starts fast: keyframes every 0.5 s for its first second, then the
+      // 2 s GOP; the others, tuned for size, have one keyframe at their start in 2 s.
+      const keyframes = (await packetsOf(`${dir}/out-${a48.name}.ts`))
+        .filter((p) => p.type === "video" && p.key)
+        .map((p) => (p.pts - TIMESTAMP_BASE_SECONDS * TS_HZ) / TS_HZ);
+      assert.deepEqual(keyframes, [0, 0.5, 1, 2, 4]);
     });
 
     await t.step("44.1 kHz, 30000/1001 fps, odd size, Matroska", async () => {

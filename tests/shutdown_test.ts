@@ -101,6 +101,26 @@ Deno.test("reelay server that cannot listen on its host exits 1 naming host and 
   }
 });
 
+Deno.test("reelay server on a port in use exits 1 naming the port and the fix", async () => {
+  const videos = await tempDir("reelay-videos-");
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String(taken.addr.port);
+  const cli = new Cli(["server", "--host", "127.0.0.1", "--port", port, "--videos", videos]);
+  try {
+    const status = await cli.exit(30_000);
+    assert.equal(status.code, 1, cli.stderr);
+    assert.match(
+      cli.stderr,
+      new RegExp(`reelay: Port ${port} on 127\\.0\\.0\\.1 is in use.*--port`),
+    );
+    assert.doesNotMatch(cli.stderr, /Uncaught/);
+  } finally {
+    taken.close();
+    await cli.dispose();
+    await Deno.remove(videos, { recursive: true });
+  }
+});
+
 Deno.test("reelay server with a bad config value exits 2 naming the key and the file", async () => {
   const dir = await tempDir("reelay-config-");
   const config = `${dir}/reelay.ini`;

@@ -9,6 +9,7 @@ import { joinClient, startTestServer } from "../testing/harness.ts";
 import { makeMediaDir } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning, run } from "../testing/processes.ts";
+import { RawClient, rawIdentity } from "./_raw.ts";
 
 /** A sink whose writes wait until `open()` is called (or never, when it is not). */
 function gatedSink(): { sink: StreamSink; open: () => void } {
@@ -195,5 +196,29 @@ Deno.test("a viewer process killed mid-stream leaves no ffmpeg", async () => {
   } finally {
     await alice.session.quit();
     await server.close();
+  }
+});
+
+Deno.test("credit for more bytes than are in flight is refused as bad-credit", async () => {
+  const { server, alice, bob, close } = await scene();
+  const raw = await RawClient.connect(server.port);
+  try {
+    assert.equal((await raw.join("carol", await rawIdentity())).type, "welcome");
+    await raw.send({ type: "play", ref: 1, video: "long.mp4" });
+    const start = await raw.waitFor((message) => message.type === "stream-start", 60_000);
+    // Credit nobody was sent would let a viewer that reads nothing keep ffmpeg busy forever.
+    await raw.send({ type: "credit", stream: start.stream, bytes: 1 << 30 });
+    // The answer to a later request marks that the credit was handled (answers keep order).
+    await raw.send({ type: "videos", ref: 3 });
+    await raw.waitFor((message) => message.type === "videos", 60_000);
+    const refused = raw.messages.filter((m) => m.type === "error");
+    assert.deepEqual(refused.map((m) => m.code), ["bad-credit"]);
+    assert.match(String(refused[0].message), /exceeds the \d+ bytes in flight/);
+    await raw.send({ type: "stop", ref: 2 });
+    await raw.waitFor((message) => message.type === "stream-end", 60_000);
+    await chatStillWorks(alice, bob);
+  } finally {
+    await raw.close();
+    await close();
   }
 });

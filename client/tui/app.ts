@@ -5,32 +5,54 @@
  *
  * Rules of the loop:
  * - Commands run one at a time, in the order typed. A failing command emits an `error`
- *   event `{ code, message }` and the loop goes on.
+ *   event `{ code, message, line, input }` (the input line's number, from 1, and its text) and
+ *   the loop goes on.
+ * - A line that is not a command goes to the current conversation (`/query NAME`).
  * - End of input (a pipe or file ran out): the queued commands finish, then the app waits for
- *   {@linkcode ChatSession.idle} (pending sends, a running stream), quits cleanly, exits 0.
- * - `/quit`, Ctrl-C or Ctrl-D in the prompt: quit now, exit 0.
- * - The connection ends on its own (server gone): a `disconnected` event is shown, exit 1.
+ *   {@linkcode ChatSession.idle} (pending sends, a running stream), quits cleanly.
+ * - `/quit`, Ctrl-C or Ctrl-D in the prompt: quit now.
+ * - Exit codes: 0 after a clean quit; 1 when the connection ended on its own (a `disconnected`
+ *   event is shown); with `--json`, 3 after a clean quit when any command failed
+ *   ({@linkcode EXIT_COMMAND_FAILED}), so a shell script can check.
  * - `/help` prints the help text; with `--json` it goes to stderr instead, so stdout stays
  *   pure event lines (a help text is not a {@linkcode ClientEvent}).
+ * - For people, a video's progress is drawn on the status line (a terminal) and never added
+ *   to the transcript, which gets one line when the stream starts, one per part and one at the
+ *   end. `--json` keeps `progress` events, at most one a second per video.
  *
  * @module
  */
 
 import { deferred, onSignals, SerialQueue, TERMINATION_SIGNALS } from "../../shared/async.ts";
-import { EXIT_FAILURE, messageOf, ReelayError } from "../../shared/errors.ts";
+import { EXIT_FAILURE, messageOf, ReelayError, UsageError } from "../../shared/errors.ts";
 import { writeAllSync } from "../../shared/io.ts";
 import { sameName } from "../../shared/names.ts";
 import type { VideoListing } from "../../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "../events.ts";
-import { type Command, HELP_TEXT, parseCommand } from "./commands.ts";
+import { type Command, COMMAND_SPECS, HELP_TEXT, parseCommand } from "./commands.ts";
+import { complete, findVideo } from "./complete.ts";
+import { Conversations } from "./conversation.ts";
 import { EventFormatter } from "./format.ts";
+import { type IgnoreList, MemoryIgnoreList } from "./ignore.ts";
 import { type ByteSink, JsonEventWriter } from "./json.ts";
+import { PlayingTracker } from "./playing.ts";
 import { ProgressThrottle } from "./progress.ts";
-import { type InputEnd, type LineInput, openLineInput, PipedInput } from "./terminal.ts";
+import { renderStatusLine } from "./status_line.ts";
+import {
+  type CompletionResult,
+  type InputEnd,
+  isInteractive,
+  type LineInput,
+  PipedInput,
+  TerminalInput,
+} from "./terminal.ts";
+import { wrapText } from "./wrap.ts";
 
-/** How often progress is shown to a person, and in `--json` output (ms). */
-const HUMAN_PROGRESS_MS = 5000;
+/** How often progress is written in `--json` output (ms). */
 const JSON_PROGRESS_MS = 1000;
+
+/** The exit code of a `--json` run that ended cleanly after at least one command failed. */
+export const EXIT_COMMAND_FAILED = 3;
 
 /** What the app needs from a connected session (implemented by `client/session.ts`). */
 export interface ChatSession {
@@ -64,7 +86,10 @@ export interface ChatSession {
 export interface ClientAppOptions {
   /** The connected session. */
   session: ChatSession;
-  /** Default: {@linkcode openLineInput} with the prompt `NAME> `; plain stdin lines with `json`. */
+  /**
+   * Default: the interactive prompt when stdin and stdout are terminals (with Tab completion),
+   * else plain stdin lines; always plain stdin lines with `json`.
+   */
   input?: LineInput;
   /** Events as JSON lines (`--json`) instead of human lines. */
   json?: boolean;
@@ -74,13 +99,14 @@ export interface ClientAppOptions {
   diagnostics?: (text: string) => void;
   /** Colors in human output. Default: when stdout is a terminal and NO_COLOR is unset. */
   color?: boolean;
-  /**
-   * A video's progress is shown at most this often (ms); a new part always shows. Default 5 s
-   * for people, 1 s with `json`.
-   */
+  /** `--json` progress is written at most this often per video (ms). Default 1 s. */
   progressIntervalMs?: number;
-  /** The clock for progress throttling. Default `Date.now`. */
+  /** The clock (ms) for progress, buffering and timestamps. Default `Date.now`. */
   now?: () => number;
+  /** Whose messages are dropped. Default: an empty list for this run only. */
+  ignore?: IgnoreList;
+  /** Ring the terminal bell when a message arrives (config `[client] bell`). Default true. */
+  bell?: boolean;
 }
 
 /** Where events and notes go: human lines or JSON lines. */
@@ -104,13 +130,12 @@ function writeStderr(text: string): void {
   writeAllSync(Deno.stderr, new TextEncoder().encode(text + "\n"));
 }
 
-function throttleFor(options: ClientAppOptions, defaultMs: number): ProgressThrottle {
-  return new ProgressThrottle(options.progressIntervalMs ?? defaultMs, options.now);
-}
-
 function jsonOutput(options: ClientAppOptions): Output {
   const writer = new JsonEventWriter(options.jsonOutput ?? Deno.stdout);
-  const throttle = throttleFor(options, JSON_PROGRESS_MS);
+  const throttle = new ProgressThrottle(
+    options.progressIntervalMs ?? JSON_PROGRESS_MS,
+    options.now,
+  );
   return {
     emit: (event) => throttle.pass(event).forEach((shown) => writer.write(shown)),
     note: options.diagnostics ?? writeStderr,
@@ -118,22 +143,31 @@ function jsonOutput(options: ClientAppOptions): Output {
   };
 }
 
-function humanOutput(options: ClientAppOptions, input: LineInput): Output {
-  const formatter = new EventFormatter({ color: options.color ?? defaultColor() });
-  const throttle = throttleFor(options, HUMAN_PROGRESS_MS);
+/** Wraps each line of `text` at word boundaries when the input knows its width. */
+function wrapped(input: LineInput, text: string): string {
+  const columns = input.columns?.();
+  if (columns === undefined) return text;
+  return text.split("\n").flatMap((line) => wrapText(line, { width: columns - 1 })).join("\n");
+}
+
+function humanOutput(formatter: EventFormatter, input: LineInput): Output {
   return {
-    emit: (event) => throttle.pass(event).forEach((shown) => input.print(formatter.format(shown))),
-    note: (text) => input.print(text),
+    emit: (event) => {
+      // Progress lives on the status line; `sent` is shown as the person's own line instead.
+      if (event.event === "progress" || event.event === "sent") return;
+      input.print(wrapped(input, formatter.format(event)));
+    },
+    note: (text) => input.print(wrapped(input, text)),
     flush: () => Promise.resolve(),
   };
 }
 
-/** The event for a command that failed. */
-function errorEvent(error: unknown): ClientEvent {
+/** The event for a command that failed on input line `line`. */
+function errorEvent(error: unknown, line: number, input: string): ClientEvent {
   if (error instanceof ReelayError) {
-    return { event: "error", code: error.code, message: error.message };
+    return { event: "error", code: error.code, message: error.message, line, input };
   }
-  return { event: "error", code: "internal", message: messageOf(error) };
+  return { event: "error", code: "internal", message: messageOf(error), line, input };
 }
 
 /** The directory entry for a name, ignoring case as names do. */
@@ -141,19 +175,36 @@ function findPeer(session: ChatSession, name: string): PeerView | undefined {
   return session.who().find((peer) => sameName(peer.name, name));
 }
 
+/** Everything one command may touch. */
+interface Context {
+  session: ChatSession;
+  output: Output;
+  conversations: Conversations;
+  ignore: IgnoreList;
+  /** The catalog's names, as last listed (for `/play` and Tab). */
+  catalog: { names: string[] };
+  /** Shows your own sent line (people only). */
+  showOwn(to: string, text: string): void;
+  /** The prompt or status changed. */
+  changed(): void;
+}
+
 /** Runs one command; resolves to `"quit"` when the person asked to leave. */
-async function execute(
-  command: Command,
-  session: ChatSession,
-  output: Output,
-): Promise<"quit" | void> {
+async function execute(command: Command, context: Context): Promise<"quit" | void> {
+  const { session, output } = context;
   switch (command.command) {
     case "help":
       return output.note(HELP_TEXT);
     case "who":
       return output.emit({ event: "who", peers: session.who() });
     case "msg":
-      return await session.send(command.to, command.text);
+      return await sendTo(context, command.to, command.text);
+    case "say":
+      return await sendTo(context, currentTarget(context), command.text);
+    case "reply":
+      return await reply(context, command.text);
+    case "query":
+      return openConversation(context, command.name);
     case "verify": {
       const result = await session.verify(command.name);
       const name = findPeer(session, command.name)?.name ?? command.name;
@@ -161,15 +212,74 @@ async function execute(
     }
     case "trust":
       return await session.trust(command.name);
-    case "videos":
-      return output.emit({ event: "videos", videos: await session.listVideos() });
+    case "videos": {
+      const videos = await session.listVideos();
+      context.catalog.names = videos.map((video) => video.name);
+      return output.emit({ event: "videos", videos });
+    }
     case "play":
-      return await session.play(command.video);
+      return await session.play(await resolveVideo(context, command.video));
     case "stop":
       return await session.stop();
+    case "ignore":
+    case "unignore":
+      return await changeIgnored(context, command);
     case "quit":
       return "quit";
   }
+}
+
+async function sendTo(context: Context, to: string, text: string): Promise<void> {
+  await context.session.send(to, text);
+  context.showOwn(to, text);
+}
+
+function currentTarget(context: Context): string {
+  const target = context.conversations.current;
+  if (target !== undefined) return target;
+  throw new UsageError(
+    "No conversation open: type /query NAME first (then plain lines go to NAME), " +
+      "or /msg NAME TEXT",
+    "no-conversation",
+  );
+}
+
+async function reply(context: Context, text: string | undefined): Promise<void> {
+  const to = context.conversations.lastSender;
+  if (to === undefined) {
+    throw new UsageError("Nobody has written to you yet: there is no one to reply to", "no-sender");
+  }
+  if (text === undefined) return openConversation(context, to);
+  await sendTo(context, to, text);
+}
+
+function openConversation(context: Context, name: string | undefined): void {
+  const shown = name === undefined ? undefined : findPeer(context.session, name)?.name ?? name;
+  context.conversations.open(shown);
+  context.changed();
+  context.output.emit(
+    shown === undefined ? { event: "conversation" } : { event: "conversation", name: shown },
+  );
+}
+
+/** The catalog name meant by `typed` (`test` finds `test.mp4`); asks for the catalog. */
+async function resolveVideo(context: Context, typed: string): Promise<string> {
+  const videos = await context.session.listVideos();
+  context.catalog.names = videos.map((video) => video.name);
+  return findVideo(typed, context.catalog.names);
+}
+
+async function changeIgnored(
+  context: Context,
+  command: Extract<Command, { command: "ignore" | "unignore" }>,
+): Promise<void> {
+  const { ignore } = context;
+  if (command.command === "ignore" && command.name !== undefined) {
+    await ignore.add(findPeer(context.session, command.name)?.name ?? command.name);
+  } else if (command.command === "unignore" && !await ignore.remove(command.name)) {
+    throw new UsageError(`You do not ignore "${command.name}"`, "not-ignored");
+  }
+  context.output.emit({ event: "ignored", names: ignore.names() });
 }
 
 /** How the command loop ended. */
@@ -182,13 +292,13 @@ type LoopEnd = InputEnd | "quit";
 class CommandLoop {
   readonly #queue = new SerialQueue();
   #stopped = false;
+  #lineNumber = 0;
+  #failed = false;
   readonly #quit = deferred<"quit">();
-  #session: ChatSession;
-  #output: Output;
+  #context: Context;
 
-  constructor(session: ChatSession, output: Output) {
-    this.#session = session;
-    this.#output = output;
+  constructor(context: Context) {
+    this.#context = context;
   }
 
   /** Resolves when a `/quit` command ran. */
@@ -196,11 +306,17 @@ class CommandLoop {
     return this.#quit.promise;
   }
 
+  /** Whether any command failed. */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
   /** Reads every line; resolves when input ends, with why. */
   async read(input: LineInput): Promise<InputEnd> {
     for await (const line of input.lines()) {
       if (this.#stopped) break;
-      void this.#queue.run(() => this.#run(line));
+      const number = ++this.#lineNumber;
+      void this.#queue.run(() => this.#run(line, number));
     }
     return input.endReason ?? "eof";
   }
@@ -215,45 +331,107 @@ class CommandLoop {
     this.#stopped = true;
   }
 
-  async #run(line: string): Promise<void> {
+  async #run(line: string, number: number): Promise<void> {
     if (this.#stopped) return;
     try {
       const command = parseCommand(line);
-      if (command && await execute(command, this.#session, this.#output) === "quit") {
+      if (command && await execute(command, this.#context) === "quit") {
         this.#stopped = true;
         this.#quit.resolve("quit");
       }
     } catch (error) {
-      this.#output.emit(errorEvent(error));
+      this.#failed = true;
+      this.#context.output.emit(errorEvent(error, number, line));
     }
   }
 }
 
+/** The prompt: your name, and who plain lines go to. */
+function promptFor(name: string, conversation: string | undefined): string {
+  return conversation === undefined ? `${name}> ` : `[${conversation}] ${name}> `;
+}
+
+/** The input for a run: a terminal prompt with completion, or plain lines. */
+function defaultInput(options: ClientAppOptions, complete: Completer): LineInput {
+  if (options.json || !isInteractive()) return new PipedInput();
+  return new TerminalInput({
+    prompt: promptFor(options.session.name, undefined),
+    complete,
+    // Commands stay in the scrollback; chat lines show as your own timestamped line instead.
+    echo: (line) => /^\s*\/(?!\/)/.test(line),
+  });
+}
+
+type Completer = (line: string, cursor: number) => CompletionResult;
+
 /**
  * Runs the client until the person leaves, input ends or the connection drops. Resolves to the
- * process exit code: 0 after a clean quit, 1 when the connection ended on its own.
+ * process exit code (see the module's rules).
  *
  * @example
  * ```ts ignore
  * import { runClientApp } from "./app.ts";
- * import { openLineInput } from "./terminal.ts";
  * const session = await openSession(options); // from client/mod.ts
- * const code = await runClientApp({ session, input: openLineInput({ prompt: "alice> " }) });
+ * const code = await runClientApp({ session });
  * Deno.exit(code);
  * ```
  */
 export async function runClientApp(options: ClientAppOptions): Promise<number> {
   const { session } = options;
-  // With --json, stdout belongs to the JSON lines: no prompt is drawn there, even on a TTY.
-  const input = options.input ??
-    (options.json ? new PipedInput() : openLineInput({ prompt: `${session.name}> ` }));
-  const output = options.json ? jsonOutput(options) : humanOutput(options, input);
+  const now = options.now ?? Date.now;
+  const conversations = new Conversations();
+  const playing = new PlayingTracker(now);
+  const catalog = { names: [] as string[] };
+  const completer: Completer = (line, cursor) =>
+    complete(line, cursor, {
+      commands: COMMAND_SPECS,
+      names: session.who().map((peer) => peer.name),
+      videos: catalog.names,
+    });
+  const input = options.input ?? defaultInput(options, completer);
+  const formatter = new EventFormatter({
+    color: options.color ?? defaultColor(),
+    width: () => {
+      const columns = input.columns?.();
+      return columns === undefined ? undefined : columns - 1;
+    },
+  });
+  const output = options.json ? jsonOutput(options) : humanOutput(formatter, input);
+  const status = (width: number) =>
+    renderStatusLine({ unread: conversations.unread, playing: playing.status }, width);
+  const context: Context = {
+    session,
+    output,
+    conversations,
+    ignore: options.ignore ?? new MemoryIgnoreList(),
+    catalog,
+    showOwn: (to, text) => {
+      if (!options.json) output.note(formatter.ownMessage(session.name, to, text, now()));
+    },
+    changed: () => {
+      input.setPrompt?.(promptFor(session.name, conversations.current));
+      input.setStatus?.(status);
+    },
+  };
+  input.setStatus?.(status);
+  if (input.setStatus) {
+    // Tab completes video names from the catalog; fetch it once up front for a person.
+    session.listVideos().then((videos) => catalog.names = videos.map((video) => video.name))
+      .catch(() => {}); // no catalog yet: /videos or /play fetch it again
+  }
+  const bell = options.bell ?? true;
   let reportedGone = false;
   session.onEvent((event) => {
     if (event.event === "disconnected") reportedGone = true;
+    if (event.event === "message") {
+      if (context.ignore.has(event.from)) return; // dropped without a word, as asked
+      if (conversations.received(event.from)) input.setStatus?.(status);
+      if (bell) input.bell?.();
+    }
+    if (playing.update(event)) input.setStatus?.(status);
     output.emit(event);
   });
-  const loop = new CommandLoop(session, output);
+  const loop = new CommandLoop(context);
   const closed = session.closed.then((info) => ({ gone: info }));
   // A signal ends the session cleanly (the player is stopped too) whatever the input is doing,
   // including after stdin has already ended and a stream is still playing.
@@ -271,7 +449,7 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
       return EXIT_FAILURE;
     }
     await session.quit().catch(() => {}); // leaving anyway: a failed goodbye changes nothing
-    return 0;
+    return options.json && loop.failed ? EXIT_COMMAND_FAILED : 0;
   } finally {
     stopSignals();
     input.close();

@@ -9,12 +9,18 @@
 
 import { UsageError } from "../../shared/errors.ts";
 import { nameProblem } from "../../shared/names.ts";
+import { suggestCommand } from "./complete.ts";
 
 /** Everything a person can ask the client to do. */
 export type Command =
   | { command: "help" }
   | { command: "who" }
   | { command: "msg"; to: string; text: string }
+  | { command: "say"; text: string }
+  | { command: "query"; name?: string }
+  | { command: "reply"; text?: string }
+  | { command: "ignore"; name?: string }
+  | { command: "unignore"; name: string }
   | { command: "verify"; name: string }
   | { command: "trust"; name: string }
   | { command: "videos" }
@@ -22,8 +28,8 @@ export type Command =
   | { command: "stop" }
   | { command: "quit" };
 
-/** The names of the commands. */
-export type CommandName = Command["command"];
+/** The names of the commands (`say` is a plain line: it has no `/` spelling). */
+export type CommandName = Exclude<Command["command"], "say">;
 
 /**
  * How one argument is read: `name` is one word that must be a valid person's name, `rest` is
@@ -32,8 +38,10 @@ export type CommandName = Command["command"];
 export interface ArgSpec {
   /** Shown in the usage line, e.g. `NAME`. */
   label: string;
-  /** How the argument is read from the line. */
-  kind: "name" | "rest";
+  /** How the argument is read from the line (`video` is `rest` that completes video names). */
+  kind: "name" | "rest" | "video";
+  /** The argument may be left out (only the last one). */
+  optional?: boolean;
 }
 
 /** One row of the command table. */
@@ -49,6 +57,7 @@ export interface CommandSpec {
 }
 
 const NAME: ArgSpec = { label: "NAME", kind: "name" };
+const TEXT: ArgSpec = { label: "TEXT", kind: "rest" };
 
 /** The single source of truth for parsing and for help. */
 export const COMMAND_SPECS: readonly CommandSpec[] = [
@@ -57,8 +66,20 @@ export const COMMAND_SPECS: readonly CommandSpec[] = [
   {
     command: "msg",
     aliases: [],
-    args: [NAME, { label: "TEXT", kind: "rest" }],
+    args: [NAME, TEXT],
     summary: "Send an end-to-end encrypted message",
+  },
+  {
+    command: "query",
+    aliases: ["q"],
+    args: [{ ...NAME, optional: true }],
+    summary: "Talk to NAME: plain lines go to them (no NAME: leave)",
+  },
+  {
+    command: "reply",
+    aliases: ["r"],
+    args: [{ ...TEXT, optional: true }],
+    summary: "Reply to whoever wrote last (no TEXT: talk to them)",
   },
   {
     command: "verify",
@@ -76,10 +97,17 @@ export const COMMAND_SPECS: readonly CommandSpec[] = [
   {
     command: "play",
     aliases: [],
-    args: [{ label: "VIDEO", kind: "rest" }],
-    summary: "Stream a video (the name may contain spaces)",
+    args: [{ label: "VIDEO", kind: "video" }],
+    summary: "Stream a video (a unique start of its name is enough)",
   },
   { command: "stop", aliases: [], args: [], summary: "Stop the running video" },
+  {
+    command: "ignore",
+    aliases: [],
+    args: [{ ...NAME, optional: true }],
+    summary: "Drop NAME's messages, also next time (no NAME: list)",
+  },
+  { command: "unignore", aliases: [], args: [NAME], summary: "See NAME's messages again" },
   { command: "quit", aliases: ["exit"], args: [], summary: "Leave (also /exit)" },
 ];
 
@@ -121,7 +149,8 @@ export class CommandError extends UsageError {
  * ```
  */
 export function synopsis(spec: CommandSpec): string {
-  return ["/" + spec.command, ...spec.args.map((arg) => arg.label)].join(" ");
+  const args = spec.args.map((arg) => arg.optional ? `[${arg.label}]` : arg.label);
+  return ["/" + spec.command, ...args].join(" ");
 }
 
 /**
@@ -159,8 +188,10 @@ export const HELP_TEXT: string = helpText();
 const HELP_HINT = "Type /help for the list of commands";
 
 /**
- * Parses one input line. Returns `undefined` for a blank line; throws {@linkcode CommandError}
- * for anything that is not a valid command. Command names ignore case (`/MSG` works).
+ * Parses one input line. Returns `undefined` for a blank line and `say` for a line that is not
+ * a command (it goes to the current conversation; `//text` sends `/text` as is). Throws
+ * {@linkcode CommandError} for a mistyped command, suggesting the closest one. Command names
+ * ignore case (`/MSG` works).
  *
  * @example
  * ```ts
@@ -168,19 +199,21 @@ const HELP_HINT = "Type /help for the list of commands";
  * import { parseCommand } from "./commands.ts";
  * assert.deepEqual(parseCommand("/msg bob  hello   there"), { command: "msg", to: "bob", text: "hello   there" });
  * assert.deepEqual(parseCommand("/play My Cats.mp4"), { command: "play", video: "My Cats.mp4" });
+ * assert.deepEqual(parseCommand("hi there"), { command: "say", text: "hi there" });
  * assert.equal(parseCommand("   "), undefined);
  * ```
  */
 export function parseCommand(line: string): Command | undefined {
   const trimmed = line.trim();
   if (trimmed === "") return undefined;
-  if (!trimmed.startsWith("/")) {
-    throw new CommandError("Not a command", "To chat, type /msg NAME TEXT", "not-a-command");
-  }
+  if (!trimmed.startsWith("/")) return { command: "say", text: line };
+  if (trimmed.startsWith("//")) return { command: "say", text: trimmed.slice(1) };
   const [word, rest] = splitWord(trimmed.slice(1));
   const spec = findSpec(word);
   if (!spec) {
-    throw new CommandError(`Unknown command "/${word}"`, HELP_HINT, "unknown-command");
+    const guess = suggestCommand(word, COMMAND_SPECS);
+    const hint = guess ? `Did you mean ${guess}? ${HELP_HINT}` : HELP_HINT;
+    throw new CommandError(`Unknown command "/${word}"`, hint, "unknown-command");
   }
   return build(spec, readArgs(spec, rest));
 }
@@ -201,7 +234,7 @@ function readArgs(spec: CommandSpec, text: string): Map<string, string> {
   const values = new Map<string, string>();
   let rest = text;
   for (const arg of spec.args) {
-    const [value, next] = arg.kind === "rest" ? [rest, ""] : splitWord(rest);
+    const [value, next] = arg.kind === "name" ? splitWord(rest) : [rest, ""];
     values.set(arg.label, checkArg(spec, arg, value));
     rest = next;
   }
@@ -210,6 +243,7 @@ function readArgs(spec: CommandSpec, text: string): Map<string, string> {
 }
 
 function checkArg(spec: CommandSpec, arg: ArgSpec, value: string): string {
+  if (value === "" && arg.optional) return value;
   if (value === "") throw new CommandError(`Missing ${arg.label}`, usageLine(spec));
   if (arg.kind === "name") {
     const problem = nameProblem(value);
@@ -220,12 +254,19 @@ function checkArg(spec: CommandSpec, arg: ArgSpec, value: string): string {
 
 function build(spec: CommandSpec, args: Map<string, string>): Command {
   const arg = (label: string): string => args.get(label) ?? "";
+  const given = (label: string): string | undefined => arg(label) || undefined;
   switch (spec.command) {
     case "msg":
       return { command: "msg", to: arg("NAME"), text: arg("TEXT") };
     case "verify":
     case "trust":
+    case "unignore":
       return { command: spec.command, name: arg("NAME") };
+    case "query":
+    case "ignore":
+      return { command: spec.command, name: given("NAME") };
+    case "reply":
+      return { command: "reply", text: given("TEXT") };
     case "play":
       return { command: "play", video: arg("VIDEO") };
     default:

@@ -13,11 +13,14 @@ import type { SegmentPlan, VideoListing } from "../../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "../events.ts";
 import { textWidth } from "./line_editor.ts";
 import { sanitizeForDisplay } from "./sanitize.ts";
+import { renderTable, type TableColumn } from "./table.ts";
 
 /** How to format. */
 export interface FormatOptions {
   /** Use ANSI colors (only when writing to a terminal, and not when NO_COLOR is set). */
   color: boolean;
+  /** The width tables must fit (the terminal's columns - 1); `undefined`: no limit (pipes). */
+  width?: () => number | undefined;
 }
 
 type Paint = (text: string) => string;
@@ -124,7 +127,7 @@ export function formatBytes(bytes: number): string {
  * ```ts
  * import assert from "node:assert/strict";
  * import { formatTable } from "./format.ts";
- * assert.equal(formatTable([["NAME", "TRUST"], ["alice", "pinned"]]), "NAME   TRUST\nalice  pinned");
+ * assert.equal(formatTable([["NAME", "TRUST"], ["alice", "new"]]), "NAME   TRUST\nalice  new");
  * ```
  */
 export function formatTable(rows: readonly (readonly string[])[]): string {
@@ -167,11 +170,37 @@ function clock(epochMs: number): string {
  */
 export class EventFormatter {
   #paint: Palette;
+  #width: () => number | undefined;
   #parts = new Map<string, number>();
 
   /** Creates a formatter; `color` adds ANSI colors. */
   constructor(options: FormatOptions) {
     this.#paint = options.color ? COLORS : NO_COLORS;
+    this.#width = options.width ?? (() => undefined);
+  }
+
+  /**
+   * Your own sent line, timestamped like the lines of others.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { EventFormatter } from "./format.ts";
+   * const format = new EventFormatter({ color: false });
+   * const line = format.ownMessage("alice", "bob", "hi", new Date(2026, 0, 1, 9, 5).getTime());
+   * assert.equal(line, "[09:05] alice → bob: hi");
+   * ```
+   */
+  ownMessage(name: string, to: string, text: string, sentAt: number): string {
+    const p = this.#paint;
+    const [who, whom, said] = [name, to, text].map((part) => sanitizeForDisplay(part));
+    return `${p.dim(`[${clock(sentAt)}]`)} ${p.bold(who)} → ${whom}: ${said}`;
+  }
+
+  /** `rows` under `columns`, fitted to the width; the header dimmed. */
+  #table(columns: readonly (TableColumn | string)[], rows: string[][]): string[] {
+    const [header, ...lines] = renderTable(columns, rows, this.#width() ?? Infinity);
+    return [this.#paint.dim(header), ...lines];
   }
 
   /** The text for one event; it may span several lines (tables, warnings). */
@@ -179,9 +208,28 @@ export class EventFormatter {
     const event = printableDeep(untrusted);
     const p = this.#paint;
     switch (event.event) {
-      case "welcome":
+      case "welcome": {
+        const others = event.names.length === 0
+          ? "Nobody else is online"
+          : `Online: ${event.names.join(", ")}`;
+        const trust = [
+          event.verified > 0 ? `${event.verified} verified` : "",
+          event.changed > 0 ? p.red(`${event.changed} with a CHANGED key`) : "",
+        ].filter(Boolean).join(", ");
         return `Connected to ${event.server} as ${p.bold(event.name)} ` +
-          `(${event.fingerprint}), ${event.online} online. Type /help for commands.`;
+          `(${event.fingerprint}). ${others}${trust ? ` (${trust})` : ""}. ` +
+          "Type /help for commands.";
+      }
+      case "conversation":
+        return event.name === undefined
+          ? "No conversation: plain lines need /query NAME first"
+          : `Talking to ${
+            p.bold(event.name)
+          }: plain lines go to ${event.name} (/query alone leaves)`;
+      case "ignored":
+        return event.names.length === 0
+          ? "You ignore nobody."
+          : `Ignoring (their messages are dropped): ${event.names.join(", ")}`;
       case "joined":
         return this.#joined(event);
       case "left":
@@ -197,7 +245,9 @@ export class EventFormatter {
       case "verify":
         return this.#verify(event);
       case "trusted":
-        return p.green(`✓ ${event.name}'s key is now trusted (${event.fingerprint})`);
+        return p.green(`✓ ${event.name}'s key is now verified (${event.fingerprint})`);
+      case "verify-hint":
+        return p.yellow(`ⓘ ${event.message}`);
       case "videos":
         return this.#videos(event.videos);
       default:
@@ -241,26 +291,22 @@ export class EventFormatter {
     if (event.trust === "changed") {
       return p.red(`→ ${event.name} joined with a CHANGED key: messages blocked, see below`);
     }
-    const note = event.trust === "new" ? "first time seen, key pinned" : "known key";
+    const note = event.trust === "verified" ? "verified" : "not verified: /verify " + event.name;
     return `→ ${event.name} joined ${p.dim(`(${note}: ${event.fingerprint})`)}`;
   }
 
   #who(peers: readonly PeerView[]): string {
     if (peers.length === 0) return "Nobody else is online.";
     const p = this.#paint;
-    const rows = [
-      ["NAME", "FINGERPRINT", "TRUST"],
-      ...peers.map((peer) => [
-        peer.name,
-        peer.fingerprint,
-        peer.trust,
-      ]),
+    const columns = [
+      { header: "NAME", priority: 2 },
+      { header: "TRUST", priority: 1 },
+      { header: "FINGERPRINT", minWidth: 14 },
     ];
-    const lines = formatTable(rows).split("\n");
-    return lines.map((line, i) => {
-      if (i === 0) return p.dim(line);
-      return peers[i - 1].trust === "changed" ? p.red(line) : line;
-    }).join("\n");
+    const rows = peers.map((peer) => [peer.name, peer.trust, peer.fingerprint]);
+    return this.#table(columns, rows).map((line, i) =>
+      i > 0 && peers[i - 1].trust === "changed" ? p.red(line) : line
+    ).join("\n");
   }
 
   #message(event: Extract<ClientEvent, { event: "message" }>): string {
@@ -288,31 +334,35 @@ export class EventFormatter {
   #verify(event: Extract<ClientEvent, { event: "verify" }>): string {
     const p = this.#paint;
     return [
-      `Verification code with ${event.name}: ${p.bold(event.code)}`,
+      `Safety number with ${event.name}: ${p.bold(event.code)}`,
       formatTable([
         [`  ${event.name}'s fingerprint:`, event.fingerprint],
         ["  your fingerprint:", event.yourFingerprint],
       ]),
-      `Compare the code with ${event.name} in person or by phone. ` +
-      `If it matches: /trust ${event.name}`,
+      `Compare the 60 digits with ${event.name} in person or by phone. ` +
+      `If they match: /trust ${event.name}`,
     ].join("\n");
   }
 
   #videos(videos: readonly VideoListing[]): string {
     if (videos.length === 0) return "No videos on the server.";
-    const rows = [
-      ["VIDEO", "LENGTH", "SOURCE", "FPS", "AUDIO", "PLAYS AT (BY THIRDS)"],
-      ...videos.map((video) => [
-        video.name,
-        formatDuration(video.duration),
-        `${video.width}x${video.height}`,
-        String(Math.round(video.fps * 100) / 100),
-        video.hasAudio ? "yes" : "no",
-        video.segments.map(segmentLabel).join(", "),
-      ]),
+    const columns = [
+      { header: "VIDEO", priority: 3, minWidth: 16 },
+      { header: "LENGTH", priority: 3 },
+      { header: "SOURCE", priority: 1 },
+      { header: "FPS" },
+      { header: "AUDIO" },
+      { header: "PLAYS AT (BY THIRDS)", priority: 2, minWidth: 12 },
     ];
-    const [header, ...lines] = formatTable(rows).split("\n");
-    return [this.#paint.dim(header), ...lines].join("\n");
+    const rows = videos.map((video) => [
+      video.name,
+      formatDuration(video.duration),
+      `${video.width}x${video.height}`,
+      String(Math.round(video.fps * 100) / 100),
+      video.hasAudio ? "yes" : "no",
+      video.segments.map(segmentLabel).join(", "),
+    ]);
+    return this.#table(columns, rows).join("\n");
   }
 
   #streamEnded(event: Extract<ClientEvent, { event: "stream-ended" }>): string {
@@ -329,8 +379,9 @@ export class EventFormatter {
   #error(code: string, message: string): string {
     const p = this.#paint;
     // Mistakes in typing are the person's to fix (yellow); everything else is a failure (red).
-    const typo = code === "usage" || code === "unknown-command" || code === "not-a-command";
-    return typo ? p.yellow(message) : p.red(`✗ ${message} (${code})`);
+    // The code is for scripts (--json); people read the words.
+    const typo = code === "usage" || code === "unknown-command";
+    return typo ? p.yellow(message) : p.red(`✗ ${message}`);
   }
 }
 

@@ -41,6 +41,8 @@ export type NamedKey =
   | "ctrl-l"
   | "ctrl-u"
   | "ctrl-w"
+  | "ctrl-r"
+  | "tab"
   | "alt-backspace"
   | "unknown";
 
@@ -55,8 +57,10 @@ const CONTROL_KEYS: Readonly<Record<number, NamedKey>> = {
   0x05: "ctrl-e",
   0x06: "ctrl-f",
   0x08: "backspace",
+  0x09: "tab",
   0x0b: "ctrl-k",
   0x0c: "ctrl-l",
+  0x12: "ctrl-r",
   0x15: "ctrl-u",
   0x17: "ctrl-w",
   0x7f: "backspace",

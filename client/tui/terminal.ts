@@ -14,10 +14,11 @@
 import {
   applyKey,
   CLEAR_ROW,
-  drawAbove,
   drawPrompt,
   type EditorState,
   emptyEditor,
+  graphemes,
+  type Key,
   KeyDecoder,
   type KeyResult,
   lineText,
@@ -39,7 +40,28 @@ export interface LineInput {
   close(): void;
   /** Why {@linkcode LineInput.lines} ended, once it has. */
   readonly endReason: InputEnd | undefined;
+  /** Changes the prompt (a TTY shows it; pipes have none). */
+  setPrompt?(prompt: string): void;
+  /**
+   * Shows a status line between the output and the prompt, drawn by `render` for the width it
+   * gets (columns minus one); `undefined` removes it. Pipes have none.
+   */
+  setStatus?(render: ((width: number) => string) | undefined): void;
+  /** Rings the terminal bell (a TTY only). */
+  bell?(): void;
+  /** The width to wrap output at, or `undefined` to leave lines as they are (pipes). */
+  columns?(): number | undefined;
 }
+
+/** What Tab did: the new line and cursor (UTF-16 index), and every candidate that matched. */
+export interface CompletionResult {
+  line: string;
+  cursor: number;
+  matches: string[];
+}
+
+/** Completes the word at `cursor` (a UTF-16 index into `line`). */
+export type Completer = (line: string, cursor: number) => CompletionResult;
 
 /** A synchronous writer such as `Deno.stdout` (a write may be partial). */
 export type SyncWriter = PartialSyncWriter;
@@ -74,6 +96,13 @@ export interface TerminalInputOptions {
   columns?: () => number;
   /** Listen to SIGTERM/SIGHUP (restore and quit) and SIGWINCH (redraw). Default true. */
   signals?: boolean;
+  /** What Tab does; without it Tab rings the bell. */
+  complete?: Completer;
+  /**
+   * Whether a submitted line stays in the scrollback after the prompt, as a shell leaves it.
+   * Default: every line.
+   */
+  echo?: (line: string) => boolean;
 }
 
 function consoleColumns(): number {
@@ -106,6 +135,11 @@ export class TerminalInput implements LineInput {
   #out: SyncWriter;
   #columns: () => number;
   #signals: boolean;
+  #complete: Completer | undefined;
+  #echo: (line: string) => boolean;
+  #status: ((width: number) => string) | undefined;
+  /** Whether a status row is on screen above the prompt row. */
+  #statusShown = false;
   #state: EditorState = emptyEditor();
   #queue = new AsyncQueue<string>();
   #reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
@@ -122,11 +156,35 @@ export class TerminalInput implements LineInput {
     this.#out = options.output ?? Deno.stdout;
     this.#columns = options.columns ?? consoleColumns;
     this.#signals = options.signals ?? true;
+    this.#complete = options.complete;
+    this.#echo = options.echo ?? (() => true);
   }
 
   /** Why input ended, once it has. */
   get endReason(): InputEnd | undefined {
     return this.#endReason;
+  }
+
+  /** Changes the prompt and redraws it. */
+  setPrompt(prompt: string): void {
+    this.#prompt = prompt;
+    this.#redraw();
+  }
+
+  /** Shows (or with `undefined` removes) the status line above the prompt. */
+  setStatus(render: ((width: number) => string) | undefined): void {
+    this.#status = render;
+    this.#redraw();
+  }
+
+  /** Rings the bell. */
+  bell(): void {
+    if (this.#active) writeText(this.#out, "\x07");
+  }
+
+  /** The terminal's width now. */
+  columns(): number {
+    return this.#columns();
   }
 
   /** Submitted lines, in order; Ctrl-C, or Ctrl-D on an empty line, ends them (`interrupt`). */
@@ -144,8 +202,9 @@ export class TerminalInput implements LineInput {
 
   /** Shows `text` above the prompt; the line being typed and the cursor stay where they were. */
   print(text: string): void {
-    if (this.#active) writeText(this.#out, drawAbove(text, this.#view()));
-    else writeText(this.#out, text + "\n");
+    if (!this.#active) return writeText(this.#out, text + "\n");
+    const lines = text.split(/\r?\n/).map((line) => line + "\r\n").join("");
+    writeText(this.#out, this.#erase() + lines + this.#block());
   }
 
   /** Erases the prompt, restores the terminal and ends `lines()`; idempotent. */
@@ -172,7 +231,7 @@ export class TerminalInput implements LineInput {
     if (!this.#active) return;
     this.#active = false;
     try {
-      writeText(this.#out, CLEAR_ROW);
+      writeText(this.#out, this.#erase());
       this.#input.setRaw(false);
     } catch {
       // The terminal is already gone (hang-up); there is nothing left to restore.
@@ -204,7 +263,7 @@ export class TerminalInput implements LineInput {
         if (done) return this.#end("eof");
         for (const key of decoder.feed(value)) {
           if (this.#closed) break;
-          this.#handle(applyKey(this.#state, key));
+          this.#key(key);
         }
       }
     } finally {
@@ -212,13 +271,32 @@ export class TerminalInput implements LineInput {
     }
   }
 
+  #key(key: Key): void {
+    if (key.kind === "tab") return this.#tab();
+    this.#handle(applyKey(this.#state, key));
+  }
+
+  #tab(): void {
+    if (!this.#complete) return this.#handle({ state: this.#state, bell: true });
+    const text = lineText(this.#state);
+    const at = this.#state.chars.slice(0, this.#state.cursor).join("").length;
+    const result = this.#complete(text, at);
+    if (result.matches.length > 1) this.print(result.matches.join("  "));
+    const chars = graphemes(result.line);
+    const cursor = graphemes(result.line.slice(0, result.cursor)).length;
+    const state = { ...this.#state, chars, cursor };
+    this.#handle({ state, bell: result.matches.length === 0 });
+  }
+
   #handle(result: KeyResult): void {
     const before = this.#state;
     this.#state = result.state;
     if (result.quit) return this.#end("interrupt");
     if (result.submit !== undefined) {
-      // Leave the submitted line in the scrollback, as a shell does, then a fresh prompt.
-      writeText(this.#out, `${CLEAR_ROW}${this.#prompt}${lineText(before)}\r\n`);
+      // Leave a submitted command in the scrollback, as a shell does, then a fresh prompt.
+      const echo = this.#echo(result.submit) ? `${this.#prompt}${lineText(before)}\r\n` : "";
+      writeText(this.#out, `${this.#erase()}${echo}`);
+      this.#statusShown = false;
       this.#queue.push(result.submit);
     }
     if (result.clearScreen) writeText(this.#out, "\x1b[2J\x1b[H");
@@ -241,8 +319,25 @@ export class TerminalInput implements LineInput {
     return renderPrompt(this.#state, this.#prompt, this.#columns());
   }
 
+  /**
+   * The bytes that erase the status row (when shown) and the prompt row, leaving the cursor at
+   * the start of the top one, where output goes next.
+   */
+  #erase(): string {
+    const status = this.#statusShown ? `\x1b[1A${CLEAR_ROW}` : "";
+    this.#statusShown = false;
+    return CLEAR_ROW + status;
+  }
+
+  /** The bytes that draw the status row (if any) and the prompt row, from an erased row. */
+  #block(): string {
+    const status = this.#status?.(Math.max(1, this.#columns() - 1)) ?? "";
+    this.#statusShown = status !== "";
+    return (status === "" ? "" : `${status}\r\n`) + drawPrompt(this.#view());
+  }
+
   #redraw(): void {
-    if (this.#active) writeText(this.#out, drawPrompt(this.#view()));
+    if (this.#active) writeText(this.#out, this.#erase() + this.#block());
   }
 }
 
@@ -346,7 +441,21 @@ export class PipedInput implements LineInput {
  * const input = openLineInput({ prompt: "alice> " });
  * ```
  */
-export function openLineInput(options: { prompt?: string } = {}): LineInput {
-  const interactive = Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
-  return interactive ? new TerminalInput({ prompt: options.prompt }) : new PipedInput();
+export function openLineInput(
+  options: Pick<TerminalInputOptions, "prompt" | "complete" | "echo"> = {},
+): LineInput {
+  return isInteractive() ? new TerminalInput(options) : new PipedInput();
+}
+
+/**
+ * Whether a person is at a terminal: stdin and stdout are both TTYs.
+ *
+ * @example
+ * ```ts
+ * import { isInteractive } from "./terminal.ts";
+ * isInteractive(); // false under `deno test` with piped output
+ * ```
+ */
+export function isInteractive(): boolean {
+  return Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
 }

@@ -12,6 +12,7 @@
  */
 
 import type { Config } from "../../shared/config/mod.ts";
+import { type Encoder, type EncoderArgs, encoderArgs, type FastStart } from "./encoders.ts";
 import { AAC_FRAME, outputSampleRate, type PlannedSegment } from "./plan.ts";
 import type { VideoInfo } from "./probe.ts";
 
@@ -67,8 +68,16 @@ const UNINDEXED_SEEK_MARGIN = 5;
 /** Containers whose seek lands on a keyframe, so no margin is needed. */
 const INDEXED_FORMATS = /mov|mp4|matroska|webm|avi|asf/;
 
-/** The encoder settings the arguments depend on. */
-export type EncodeOptions = Pick<Config["stream"], "preset">;
+/**
+ * The encoder settings the arguments depend on: the libx264 preset, the encoder (libx264 unless
+ * told), and whether the part is tuned to start fast (the first part a stream plays).
+ */
+export type EncodeOptions = Pick<Config["stream"], "preset"> & {
+  /** The H.264 encoder (default: libx264). */
+  encoder?: Encoder;
+  /** Tune for the first frame: the first part of a stream, or the first after a seek. */
+  fastStart?: FastStart;
+};
 
 /**
  * A bitrate cap (bits per second) for one output size, so a noisy source cannot make the
@@ -112,43 +121,54 @@ function videoCuts(info: VideoInfo, segment: PlannedSegment): { from?: number; t
  * read; the trim filter, in shifted time, makes the cut exact. There is no input -to: it would
  * count from the seek point in unshifted time.
  */
-function videoInputArgs(info: VideoInfo, segment: PlannedSegment): string[] {
+function videoInputArgs(info: VideoInfo, segment: PlannedSegment, probe: string[]): string[] {
   const { from } = videoCuts(info, segment);
   const margin = INDEXED_FORMATS.test(info.formatName) ? 0 : UNINDEXED_SEEK_MARGIN;
   const seek = from === undefined ? [] : ["-ss", seconds(from - margin)];
-  return [...seek, "-itsoffset", String(TIMESTAMP_BASE_SECONDS), "-i", info.path];
+  return [...probe, ...seek, "-itsoffset", String(TIMESTAMP_BASE_SECONDS), "-i", info.path];
 }
 
-/** The video filter chain: an exact trim (in shifted time), the scale, the pixel format. */
-function videoFilter(info: VideoInfo, segment: PlannedSegment): string {
+/** The video filter chain: an exact trim (in shifted time), then the encoder's scale and format. */
+function videoFilter(info: VideoInfo, segment: PlannedSegment, tail: string): string {
   const { from, to } = videoCuts(info, segment);
   const base = TIMESTAMP_BASE_SECONDS;
   const trims = [];
   if (from !== undefined) trims.push(`start=${seconds(base + from)}`);
   if (to !== undefined) trims.push(`end=${seconds(base + to)}`);
   const trim = trims.length > 0 ? `trim=${trims.join(":")},` : "";
-  return `${trim}scale=${segment.width}:${segment.height}:out_color_matrix=bt709:out_range=tv,` +
-    "format=yuv420p,setsar=1";
+  return `${trim}${tail}`;
 }
 
-/** libx264 at the part's size, capped bitrate, two-second GOP, BT.709 tagged. */
-function videoEncodeArgs(
+/** The encoder's pieces for this part: its size, capped bitrate, two-second GOP, BT.709. */
+function encoderPieces(
   info: VideoInfo,
   segment: PlannedSegment,
   options: EncodeOptions,
-): string[] {
+): EncoderArgs {
   const fps = fpsOf(info);
-  const gop = Math.max(1, Math.round(2 * fps));
-  const maxrate = maxrateFor(segment.width, segment.height, fps);
+  return encoderArgs(options.encoder ?? { kind: "software" }, {
+    width: segment.width,
+    height: segment.height,
+    fps,
+    maxrate: maxrateFor(segment.width, segment.height, fps),
+    preset: options.preset,
+    fastStart: options.fastStart,
+  });
+}
+
+/** The video output: the filter chain, the encoder's options, the source's own timestamps. */
+function videoEncodeArgs(info: VideoInfo, segment: PlannedSegment, pieces: EncoderArgs): string[] {
   return [
-    ...["-vf", videoFilter(info, segment), "-c:v", "libx264", "-preset", options.preset],
-    ...["-crf", "23", "-maxrate", String(maxrate), "-bufsize", String(maxrate * 2)],
-    ...["-g", String(gop), "-fps_mode", "passthrough"],
+    ...["-vf", videoFilter(info, segment, pieces.filterTail), ...pieces.outputArgs],
+    // No B-frames in any part: decoding order is presentation order, so parts encoded with
+    // different tunings (the fast first part, the others) join with increasing DTS, and every
+    // keyframe is a clean place to cut the stream and go on from.
+    ...["-bf", "0"],
+    "-fps_mode",
+    "passthrough",
     // Keep the source's timestamps instead of rounding them to a 1/fps grid, so audio and video
     // stay in sync when the video does not start on that grid.
     ...["-enc_time_base:v", "-1"],
-    ...["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"],
-    ...["-color_range", "tv"],
   ];
 }
 
@@ -172,11 +192,12 @@ function audioSpan(segment: PlannedSegment): { from: number; to?: number } {
  * Input 1: the same file again, for the audio with its extra frames around the cut. No accurate
  * seek: whole decoded frames keep the first timestamp on the codec's frame grid.
  */
-function audioInputArgs(info: VideoInfo, segment: PlannedSegment): string[] {
+function audioInputArgs(info: VideoInfo, segment: PlannedSegment, probe: string[]): string[] {
   const rate = outputSampleRate(info);
   const { from } = audioSpan(segment);
   const seek = segment.index > 0 ? ["-ss", seconds(from / rate - AUDIO_SEEK_MARGIN)] : [];
   return [
+    ...probe,
     "-noaccurate_seek",
     ...seek,
     ...["-itsoffset", String(TIMESTAMP_BASE_SECONDS), "-i", info.path],
@@ -264,13 +285,15 @@ export function buildFfmpegArgs(
   options: EncodeOptions,
 ): string[] {
   const audio = hasAudio(info, segment);
+  const pieces = encoderPieces(info, segment, options);
   return [
     ...["-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-copyts", "-start_at_zero"],
-    ...videoInputArgs(info, segment),
-    ...(audio ? audioInputArgs(info, segment) : []),
+    ...pieces.deviceArgs,
+    ...videoInputArgs(info, segment, pieces.perInputArgs),
+    ...(audio ? audioInputArgs(info, segment, pieces.perInputArgs) : []),
     ...["-map", `0:${info.videoStreamIndex}`],
     ...(audio ? ["-map", `1:${info.audioStreamIndex}?`] : []),
-    ...videoEncodeArgs(info, segment, options),
+    ...videoEncodeArgs(info, segment, pieces),
     ...(audio ? audioEncodeArgs(info, segment) : []),
     ...MUX_ARGS,
   ];

@@ -8,6 +8,7 @@
 
 import { DEFAULT_CONFIG } from "../../shared/config/mod.ts";
 import { ReelayError } from "../../shared/errors.ts";
+import { DEFAULT_FAST_START } from "./encoders.ts";
 import { buildFfmpegArgs } from "./ffmpeg_args.ts";
 import type { PlannedSegment, PlaybackPlan } from "./plan.ts";
 import type { VideoInfo } from "./probe.ts";
@@ -186,7 +187,9 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
 
   #startPart(index: number, lease: SlotLease | undefined): RunningPart {
     const segment = this.plan.segments[index];
-    const args = buildFfmpegArgs(this.#info, segment, { preset: this.#preset });
+    // The part a viewer waits for is tuned to start fast; the others, read ahead, for size.
+    const fastStart = index === 0 ? DEFAULT_FAST_START : undefined;
+    const args = buildFfmpegArgs(this.#info, segment, { preset: this.#preset, fastStart });
     const label = `part ${index + 1} of "${this.#info.name}"`;
     const transcode = Transcode.start(this.#ffmpegPath, args, label);
     this.#pids.push(transcode.pid);

@@ -8,7 +8,13 @@
 
 import { utf8 } from "../../shared/bytes.ts";
 import { ReelayError } from "../../shared/errors.ts";
-import { type JsonValue, MAX_MESSAGE_ID_LENGTH, MAX_PAGE } from "./mod.ts";
+import {
+  type JsonValue,
+  MAX_MESSAGE_ID_LENGTH,
+  MAX_NOTICE_BYTES,
+  MAX_PAGE,
+  type NewMail,
+} from "./mod.ts";
 
 const FINGERPRINT = /^[0-9a-f]+(?::[0-9a-f]+)*$/;
 const MAX_FINGERPRINT_LENGTH = 160;
@@ -94,4 +100,48 @@ export function jsonBytes(
   const bytes = utf8(text);
   if (bytes.length > max) throw tooLarge(bytes.length);
   return bytes;
+}
+
+/** A mail item as every mailbox holds it, checked. */
+export interface CheckedMail {
+  recipientKey: string;
+  recipientName: string;
+  kind: "sealed" | "notice";
+  senderKey: string | null;
+  senderName: string | null;
+  messageId: string | null;
+  body: Uint8Array;
+}
+
+/** Checks a new mail item: what its sender chose fails as theirs, the rest as a bug. */
+export function checkMail(item: NewMail): CheckedMail {
+  const recipientKey = checkFingerprint(item.recipientKey, "Recipient key");
+  const recipientName = checkText(item.recipientName, "Recipient name");
+  if (item.kind === "sealed") {
+    return {
+      recipientKey,
+      recipientName,
+      kind: "sealed",
+      senderKey: checkFingerprint(item.senderKey, "Sender key"),
+      senderName: checkText(item.senderName, "Sender name"),
+      messageId: checkMessageId(item.messageId),
+      body: checkBytes(item.envelope, "Envelope"),
+    };
+  }
+  if (item.kind !== "notice") throw new TypeError(`Mail kind ${shown(item)} is unknown`);
+  const body = jsonBytes(
+    item.notice,
+    MAX_NOTICE_BYTES,
+    (bytes) =>
+      new RangeError(`Notice of ${bytes} bytes is over the ${MAX_NOTICE_BYTES}-byte bound`),
+  );
+  return {
+    recipientKey,
+    recipientName,
+    kind: "notice",
+    senderKey: null,
+    senderName: null,
+    messageId: null,
+    body,
+  };
 }

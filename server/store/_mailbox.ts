@@ -9,13 +9,11 @@ import type { Bytes } from "../../shared/bytes.ts";
 import { fromUtf8 } from "../../shared/bytes.ts";
 import { ReelayError } from "../../shared/errors.ts";
 import {
-  checkBytes,
+  type CheckedMail,
   checkFingerprint,
   checkLimit,
-  checkMessageId,
-  checkText,
+  checkMail,
   checkTime,
-  jsonBytes,
   shown,
 } from "./_check.ts";
 import { type Row, settled } from "./_db.ts";
@@ -31,55 +29,11 @@ import {
   type MailItem,
   type MailParties,
   type MailStamp,
-  MAX_NOTICE_BYTES,
   MAX_PAGE,
   type NewMail,
   type PendingOptions,
   type PutResult,
 } from "./mod.ts";
-
-/** What one `mail` row holds, checked. */
-interface MailRow {
-  recipientKey: string;
-  recipientName: string;
-  kind: "sealed" | "notice";
-  senderKey: string | null;
-  senderName: string | null;
-  messageId: string | null;
-  body: Uint8Array;
-}
-
-function rowOf(item: NewMail): MailRow {
-  const recipientKey = checkFingerprint(item.recipientKey, "Recipient key");
-  const recipientName = checkText(item.recipientName, "Recipient name");
-  if (item.kind === "sealed") {
-    return {
-      recipientKey,
-      recipientName,
-      kind: "sealed",
-      senderKey: checkFingerprint(item.senderKey, "Sender key"),
-      senderName: checkText(item.senderName, "Sender name"),
-      messageId: checkMessageId(item.messageId),
-      body: checkBytes(item.envelope, "Envelope"),
-    };
-  }
-  if (item.kind !== "notice") throw new TypeError(`Mail kind ${shown(item)} is unknown`);
-  const body = jsonBytes(
-    item.notice,
-    MAX_NOTICE_BYTES,
-    (bytes) =>
-      new RangeError(`Notice of ${bytes} bytes is over the ${MAX_NOTICE_BYTES}-byte bound`),
-  );
-  return {
-    recipientKey,
-    recipientName,
-    kind: "notice",
-    senderKey: null,
-    senderName: null,
-    messageId: null,
-    body,
-  };
-}
 
 const COLUMNS = "id, kind, recipient_key, recipient_name, sender_key, sender_name, message_id, " +
   "size, queued_at, expires_at";
@@ -142,7 +96,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
   /** See {@linkcode Mailbox.put}. */
   put(item: NewMail): Promise<PutResult> {
     return settled(() => {
-      const row = rowOf(item);
+      const row = checkMail(item);
       return this.db.write(() => this.#duplicateOf(row) ?? this.#insert(row));
     });
   }
@@ -230,7 +184,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
     });
   }
 
-  #duplicateOf(row: MailRow): PutResult | undefined {
+  #duplicateOf(row: CheckedMail): PutResult | undefined {
     if (row.kind !== "sealed") return undefined;
     const found = this.db.get(
       `SELECT id, expires_at FROM mail
@@ -243,7 +197,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
     return { id: String(found.id), expiresAt: Number(found.expires_at), duplicate: true };
   }
 
-  #insert(row: MailRow): PutResult {
+  #insert(row: CheckedMail): PutResult {
     const size = row.body.length;
     this.#checkBounds(row.recipientName, row.recipientKey, size);
     const queuedAt = this.now();

@@ -172,6 +172,8 @@ export const SCHEMA = {
   client: {
     server: key(nonEmpty(300), "127.0.0.1:9000"),
     player: key(nonEmpty(), "auto"),
+    /** Ring the terminal bell when a message arrives. */
+    bell: key(bool, true),
   },
 };
 

@@ -30,6 +30,7 @@ export {
   fingerprintBytes,
   fingerprintHash,
   Identity,
+  importEncryptionKey,
   MAX_EPOCH_TEXT,
   MAX_KEY_TEXT,
   MAX_RSA_BITS,

@@ -1,0 +1,326 @@
+/**
+ * The mutants `deno task mutants` applies: one-line breaks of the product, each named after the
+ * promise it breaks, each with the tests that must fail when it breaks. Append an entry for each
+ * new check (see the README, "Mutants"). Keep `find` short and stable: it must occur exactly once
+ * in `file`, or the run fails as "stale".
+ *
+ * @module
+ */
+import type { Mutant } from "./types.ts";
+
+const e2e = "tests/e2e_security_test.ts";
+
+/** Every mutant, in the order the table shows them. */
+export const mutants: Mutant[] = [
+  // Chat: who is who (docs/security.md, "Pinning keys" and the attack table).
+  {
+    name: "impersonation accepted",
+    file: "client/peers.ts",
+    find: "if (key === nameKey(this.#self.name)) {",
+    replace: "if (false) {",
+    tests: [{ file: e2e, filter: "under your own name" }],
+  },
+  {
+    name: "trust takes any key",
+    file: "client/peers.ts",
+    find: "if (verified !== peer.fingerprint) {",
+    replace: "if (verified === undefined) {",
+    tests: [{ file: e2e, filter: "/trust takes only" }],
+  },
+  {
+    name: "changed-key messages shown",
+    file: "client/chat.ts",
+    find: 'if (peer.trust === "changed") {',
+    replace: "if (false) {",
+    tests: [{ file: e2e, filter: "changed key" }],
+  },
+  {
+    name: "names case-sensitive",
+    file: "shared/names.ts",
+    find: "for (const char of name.toLowerCase()) key",
+    replace: "for (const char of name) key",
+    tests: [{ file: "tests/chat_test.ts", filter: "regardless of case" }],
+  },
+  // Server: fairness and stream limits.
+  {
+    name: "video before chat",
+    file: "shared/protocol/framed.ts",
+    find: "if (this.#urgent.length > 0) {",
+    replace: "if (this.#urgent.length > 0 && this.#ordered.length === 0) {",
+    tests: ["tests/framed_lanes_test.ts"],
+  },
+  {
+    name: "bad-credit unchecked",
+    file: "server/media/viewer.ts",
+    find: "if (bytes > playing.inFlight) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/stream_faults_test.ts", filter: "bad-credit" }],
+  },
+
+  // docs/security.md, the attack table: what a hostile server cannot do to chat.
+  {
+    name: "plaintext on the wire (read a message)",
+    file: "shared/crypto/envelope.ts",
+    find: "await crypto.subtle.encrypt(params, session.key, plaintext),",
+    replace: "plaintext,",
+    tests: [{ file: e2e, filter: "never contain a message's plaintext" }],
+  },
+  {
+    name: "session signature unchecked (forge a message)",
+    file: "shared/crypto/envelope.ts",
+    find: "if (!await verifyPss(verifyKey, init.signature, data)) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/envelope_test.ts", filter: "bound to the sender's pinned key" }, {
+      file: "tests/envelope_test.ts",
+      filter: "single-bit flip",
+    }],
+  },
+  {
+    name: "altered init of a live session accepted (change a bit)",
+    file: "shared/crypto/envelope.ts",
+    find: "if (envelope.init && !constantTimeEqual(",
+    replace: "if (false && !constantTimeEqual(",
+    tests: [{ file: "tests/envelope_test.ts", filter: "single-bit flip" }],
+  },
+  {
+    name: "replayed message accepted",
+    file: "shared/crypto/envelope.ts",
+    find: "if (envelope.counter <= session.last) {",
+    replace: "if (envelope.counter < session.last) {",
+    tests: [{ file: e2e, filter: "a replayed envelope" }],
+  },
+  {
+    name: "gap not reported (reorder)",
+    file: "shared/crypto/envelope.ts",
+    find: "const missing = envelope.counter - session.last - 1;",
+    replace: "const missing = 0;",
+    tests: [{ file: e2e, filter: "reordered envelopes" }],
+  },
+  {
+    name: "redirected message accepted",
+    file: "shared/crypto/envelope.ts",
+    find: " || envelope.recipient !== this.name) {",
+    replace: ") {",
+    tests: [{ file: e2e, filter: "redirected to another person" }],
+  },
+  {
+    name: "another sender's envelope accepted (claim another sender)",
+    file: "shared/crypto/envelope.ts",
+    find: "if (envelope.sender !== fromName ||",
+    replace: "if (false ||",
+    tests: [{ file: e2e, filter: "claimed to come from someone else" }],
+  },
+  {
+    name: "sending to a changed key allowed (swap in a new key)",
+    file: "client/peers.ts",
+    find: 'if (peer.trust === "changed") {',
+    replace: "if (false) {",
+    tests: [{ file: e2e, filter: "changed key" }],
+  },
+  {
+    name: "replayed announcement accepted (old connection)",
+    file: "client/peers.ts",
+    find: "if (seen.has(announcement.epoch) && current !== announcement.epoch) {",
+    replace: "if (false) {",
+    tests: [{ file: e2e, filter: "old connection replayed" }],
+  },
+  {
+    name: "session of the sender's earlier connection accepted",
+    file: "shared/crypto/envelope.ts",
+    find: "if (toHex(init.senderEpoch) !== sender.epoch) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/envelope_test.ts", filter: "sender's previous connection" }],
+  },
+  {
+    name: "session made for my earlier connection accepted",
+    file: "shared/crypto/envelope.ts",
+    find: "if (toHex(init.recipientEpoch) !== this.#epochHex) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/envelope_test.ts", filter: "after the recipient reconnects" }],
+  },
+  // docs/security.md, threat model: a local user.
+  {
+    name: "identity file readable by others",
+    file: "client/keystore.ts",
+    find: "const FILE_MODE = 0o600;",
+    replace: "const FILE_MODE = 0o644;",
+    tests: ["tests/keystore_test.ts"],
+  },
+  // docs/security.md, "Limits".
+  {
+    name: "frame cap off by one (max_frame_bytes)",
+    file: "shared/protocol/frame.ts",
+    find: "if (length > this.#maxFrameBytes) {",
+    replace: "if (length > this.#maxFrameBytes + 1) {",
+    tests: [{ file: "tests/frame_test.ts", filter: "exactly the cap" }],
+  },
+  {
+    name: "join timeout never fires (join_timeout_ms)",
+    file: "server/connection.ts",
+    find: "}, joinTimeoutMs);",
+    replace: "}, joinTimeoutMs * 1000);",
+    tests: [{ file: "tests/abuse_test.ts", filter: "trickling its hello" }],
+  },
+  {
+    name: "no cap on joining connections (max_pending)",
+    file: "server/server.ts",
+    find: "if (this.pending >= limits.maxPending) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/limits_test.ts", filter: "500 connections at once" }],
+  },
+  {
+    name: "no cap on clients (max_clients)",
+    file: "server/connection.ts",
+    find: "if (!this.#context.hasRoomForClient()) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/limits_test.ts", filter: "max_clients" }],
+  },
+  {
+    name: "chat not rate limited (chat_rate, chat_burst)",
+    file: "server/connection.ts",
+    find: "if (!this.#chat.take()) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/limits_test.ts", filter: "chat rate limit" }],
+  },
+  {
+    name: "urgent queue unbounded (max_queue_bytes)",
+    file: "shared/protocol/framed.ts",
+    find: "if (this.#urgentBytes + frame.length > this.#options.maxQueueBytes) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/limits_test.ts", filter: "never reads" }],
+  },
+  {
+    name: "quiet peers not pinged (keepalive_ms)",
+    file: "server/server.ts",
+    find: 'peer.notify({ type: "ping" });',
+    replace: "void 0;",
+    tests: [{ file: "tests/abuse_test.ts", filter: "keepalive: a peer that goes silent" }],
+  },
+  {
+    name: "silent peers never cut off (idle_timeout_ms)",
+    file: "server/server.ts",
+    find: "if (quiet > idleTimeoutMs) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/abuse_test.ts", filter: "trickling a frame" }],
+  },
+  {
+    name: "malformed runs never close (16 in a row)",
+    file: "server/connection.ts",
+    find: "if (this.#badMessages > MAX_BAD_MESSAGES) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/abuse_test.ts", filter: "a run of them closes" }],
+  },
+  {
+    name: "string fields uncapped (message field sizes)",
+    file: "shared/protocol/_validate.ts",
+    find: "if (value.length > max) fail(key, `is longer",
+    replace: "if (false) fail(key, `is longer",
+    tests: [{ file: "tests/messages_test.ts", filter: "bad fields" }],
+  },
+  {
+    name: "no cap on transcodes (max_transcodes)",
+    file: "server/media/slots.ts",
+    find: "if (this.#inUse >= this.max) return undefined;",
+    replace: "if (false) return undefined;",
+    tests: [{ file: "tests/streaming_test.ts", filter: "transcode cap" }],
+  },
+  {
+    name: "stream window ignored (window_bytes)",
+    file: "server/media/viewer.ts",
+    find: "playing.inFlight + bytes > windowBytes",
+    replace: "playing.inFlight + bytes > windowBytes * 4096",
+    tests: [{ file: "tests/stream_faults_test.ts", filter: "cut off as stalled" }],
+  },
+  // docs/security.md, "Faults".
+  {
+    name: "a dead client's name is never freed",
+    file: "server/connection.ts",
+    find: "if (this.#announcement) this.#context.directory.leave(this);",
+    replace: "void 0;",
+    tests: [{ file: "tests/abuse_test.ts", filter: "killed mid-frame" }],
+  },
+  {
+    name: "a client dead mid-join keeps its joining slot",
+    file: "server/server.ts",
+    find: "peer.run().finally(() => this.#peers.delete(peer))",
+    replace: "peer.run()",
+    tests: [{ file: "tests/abuse_test.ts", filter: "killed mid-join" }],
+  },
+  {
+    name: "closed without saying why (random bytes)",
+    file: "server/connection.ts",
+    find: 'this.framed.sendMessage({ type: "error", code: error.code, message: error.message });',
+    replace: "void 0;",
+    tests: [{ file: "tests/abuse_test.ts", filter: "random bytes" }],
+  },
+  {
+    name: "stream data accepted from a client",
+    file: "shared/protocol/messages.ts",
+    find: 'throw new ProtocolError("unexpected-frame", "Stream data',
+    replace: 'if (Math.random() < 0) throw new ProtocolError("unexpected-frame", "Stream data',
+    tests: [{ file: "tests/abuse_test.ts", filter: "before the join" }],
+  },
+  {
+    name: "any protocol version accepted (bad hello)",
+    file: "server/connection.ts",
+    find: "if (hello.protocol !== PROTOCOL_VERSION) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/abuse_test.ts", filter: "before the join" }],
+  },
+  {
+    name: "one connection's failure escapes into the server",
+    file: "server/server.ts",
+    find: "const tracked = task.catch(",
+    replace: "const tracked = task.then(",
+    tests: ["tests/abuse_test.ts"],
+  },
+  {
+    name: "clients not told of shutdown (SIGTERM)",
+    file: "server/server.ts",
+    find: 'peer.notify({ type: "shutdown", message });',
+    replace: "void 0;",
+    tests: [{ file: "tests/shutdown_test.ts", filter: "clients hear server-shutdown" }],
+  },
+  {
+    name: "ffmpeg not checked at start",
+    file: "server/mod.ts",
+    find: "await checkFfmpeg(config.stream.ffmpeg, config.stream.ffprobe);",
+    replace: "void 0;",
+    tests: [{ file: "tests/shutdown_test.ts", filter: "ffmpeg missing from PATH" }],
+  },
+  {
+    name: "listen failure is a stack trace",
+    file: "server/server.ts",
+    find: "// A host that does not resolve or is not this machine's",
+    replace: "throw error; //",
+    tests: [{ file: "tests/shutdown_test.ts", filter: "cannot listen on its host" }],
+  },
+  {
+    name: "port in use not named",
+    file: "server/server.ts",
+    find: "if (error instanceof Deno.errors.AddrInUse) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/shutdown_test.ts", filter: "port in use" }],
+  },
+  {
+    name: "unknown config key accepted",
+    file: "shared/config/ini.ts",
+    find: "if (!known) {",
+    replace: "if (false) {",
+    tests: ["tests/config_test.ts"],
+  },
+  {
+    name: "vanished server reported as a shutdown",
+    file: "client/session.ts",
+    find: 'code: "server-closed",',
+    replace: 'code: "server-shutdown",',
+    tests: [{ file: "tests/shutdown_test.ts", filter: "vanished server" }],
+  },
+  {
+    name: "stored identity ignored (a new one each run)",
+    file: "client/keystore.ts",
+    find: "return await Identity.fromJSON(JSON.parse(text));",
+    replace: "return await Identity.generate();",
+    tests: [{ file: "tests/shutdown_test.ts", filter: "corrupt identity.json" }],
+  },
+];

@@ -1,0 +1,107 @@
+/**
+ * The client store's SQLite file: an owner-only folder and file, settings chosen so that erased
+ * keys leave the file (rollback journal, not WAL, and `secure_delete`), and the schema.
+ *
+ * Why not WAL: a WAL file keeps old copies of changed pages until a checkpoint, so a thief who
+ * copies `client.db-wal` could find a ratchet state from before it moved forward. With the
+ * rollback journal (`journal_mode=DELETE`) the journal is deleted at every commit, and with
+ * `secure_delete=ON` SQLite overwrites freed content in the main file with zeros.
+ *
+ * @module
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import { messageOf, ReelayError } from "../../shared/errors.ts";
+
+const FOLDER_MODE = 0o700;
+const FILE_MODE = 0o600;
+const APPLICATION_ID = 0x52454543; // "REEC"
+const SCHEMA_VERSION = 1;
+const canChmod = Deno.build.os !== "windows";
+
+const SCHEMA = `
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
+CREATE TABLE pins (
+  name_key TEXT PRIMARY KEY, name TEXT NOT NULL, fingerprint TEXT NOT NULL,
+  keys TEXT NOT NULL, state TEXT NOT NULL, pinned_at INTEGER NOT NULL) STRICT;
+CREATE TABLE ignored (name_key TEXT PRIMARY KEY, name TEXT NOT NULL) STRICT;
+CREATE TABLE conversations (
+  name_key TEXT PRIMARY KEY, name TEXT NOT NULL, fingerprint TEXT NOT NULL,
+  ratchet TEXT NOT NULL, init BLOB, updated_at INTEGER NOT NULL) STRICT;
+CREATE TABLE seen (
+  name_key TEXT NOT NULL, message_id TEXT NOT NULL, at INTEGER NOT NULL,
+  PRIMARY KEY (name_key, message_id)) STRICT;
+CREATE TABLE history (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, name_key TEXT NOT NULL, at INTEGER NOT NULL,
+  nonce BLOB NOT NULL, data BLOB NOT NULL) STRICT;
+CREATE INDEX history_by_peer ON history (name_key, id);
+`;
+
+function unusable(path: string, error: unknown): ReelayError {
+  return new ReelayError(
+    "client-store-unusable",
+    `Cannot use the client store "${path}": ${messageOf(error)}`,
+    { cause: error },
+  );
+}
+
+async function ensureFolder(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true, mode: FOLDER_MODE });
+    if (canChmod) await Deno.chmod(dir, FOLDER_MODE);
+  } catch (error) {
+    throw unusable(dir, error);
+  }
+}
+
+async function ensureFile(path: string): Promise<void> {
+  try {
+    (await Deno.open(path, { write: true, createNew: true, mode: FILE_MODE })).close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.AlreadyExists)) throw unusable(path, error);
+  }
+  if (canChmod) await Deno.chmod(path, FILE_MODE);
+}
+
+/**
+ * Opens (creating as needed) the database at `path` inside `dir`, both owner-only.
+ * Throws `client-store-unusable` or `client-store-foreign`.
+ */
+export async function openClientDb(dir: string, path: string): Promise<DatabaseSync> {
+  await ensureFolder(dir);
+  await ensureFile(path);
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(path);
+  } catch (error) {
+    throw unusable(path, error);
+  }
+  try {
+    db.exec(
+      "PRAGMA journal_mode = DELETE; PRAGMA secure_delete = ON; PRAGMA synchronous = FULL; " +
+        "PRAGMA busy_timeout = 5000;",
+    );
+    const appId = Number(
+      (db.prepare("PRAGMA application_id").get() as { application_id: number }).application_id,
+    );
+    const version = Number(
+      (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
+    );
+    if (appId === 0 && version === 0) {
+      db.exec("BEGIN IMMEDIATE");
+      db.exec(SCHEMA);
+      db.exec(`PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}`);
+      db.exec("COMMIT");
+    } else if (appId !== APPLICATION_ID || version !== SCHEMA_VERSION) {
+      throw new ReelayError(
+        "client-store-foreign",
+        `"${path}" is not a reelay client store of version ${SCHEMA_VERSION}: move it away`,
+      );
+    }
+    return db;
+  } catch (error) {
+    db.close();
+    if (error instanceof ReelayError) throw error;
+    throw unusable(path, error);
+  }
+}

@@ -1,0 +1,510 @@
+/**
+ * What a client keeps about one server, in one SQLite file
+ * `HOME/servers/<server id>/client.db` (folder 0700, file 0600): the keys pinned for people, who
+ * is verified, who is ignored, our prekeys' private halves, each conversation's ratchet, the ids
+ * of messages already taken (so a redelivery is dropped), and the message history, encrypted at
+ * rest.
+ *
+ * - **Pins** live in memory and are written in batches: {@linkcode ClientStore.pin} marks a
+ *   name, and every pin marked in the same turn of the event loop goes to disk in one
+ *   transaction ({@linkcode ClientStore.flush} waits for it). A name is pinned when the person
+ *   interacts with it (sends, receives, verifies), never merely because it was seen online.
+ * - **Ignore list**: {@linkcode ClientStore.ignore}, {@linkcode ClientStore.unignore},
+ *   {@linkcode ClientStore.isIgnored}, {@linkcode ClientStore.ignored}: names (compared by
+ *   `nameKey`), written at once.
+ * - **Prekeys and ratchets** are written at once, in a transaction, before a message leaves or
+ *   is acknowledged (see `shared/crypto/ratchet.ts`).
+ * - **History**: AES-256-GCM under a random 32-byte key kept in the file wrapped with the
+ *   identity's RSA-OAEP key, so the file alone does not show what was said; whoever also holds
+ *   `identity.json` does (see `docs/security.md`). At most {@linkcode MAX_HISTORY_PER_PEER}
+ *   entries per person are kept (by default).
+ *
+ * The journal is SQLite's rollback journal with `secure_delete`, not WAL, so replaced ratchet
+ * states do not linger in a side file (see `_db.ts`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Identity } from "../../shared/crypto/mod.ts";
+ * import { ClientStore } from "./mod.ts";
+ * const home = await Deno.makeTempDir();
+ * const me = await Identity.generate();
+ * const store = await ClientStore.open({ home, server: "127.0.0.1_9000", identity: me });
+ * store.ignore("mallory");
+ * assert.ok(store.isIgnored("MALLORY"));
+ * await store.addHistory({ peer: "bob", direction: "in", id: "m1", text: "hi", at: 1 });
+ * assert.equal((await store.history("bob", 10))[0].text, "hi");
+ * store.close();
+ * await Deno.remove(home, { recursive: true });
+ * ```
+ *
+ * @module
+ */
+
+import type { DatabaseSync, SQLInputValue } from "node:sqlite";
+import { posix } from "node:path";
+import { type Bytes, encodeFields, randomBytes } from "../../shared/bytes.ts";
+import {
+  type Identity,
+  importEncryptionKey,
+  type PublicIdentity,
+  type StoredPrekeys,
+  type StoredRatchet,
+} from "../../shared/crypto/mod.ts";
+import { ReelayError } from "../../shared/errors.ts";
+import { nameKey } from "../../shared/names.ts";
+import { openClientDb } from "./_db.ts";
+
+/** The file name inside the server's folder. */
+export const CLIENT_STORE_FILE = "client.db";
+/** History entries kept per person by default; older ones are deleted. */
+export const MAX_HISTORY_PER_PEER = 1000;
+/** Message ids remembered per person for dropping redeliveries. */
+export const MAX_SEEN_PER_PEER = 4096;
+
+/** Whether the person compared safety numbers (`verified`) or not yet (`new`). */
+export type PinState = "new" | "verified";
+
+/** A key pinned for a name. */
+export interface Pin {
+  /** The name as first pinned. */
+  name: string;
+  /** Their public keys. */
+  keys: PublicIdentity;
+  /** Full fingerprint (64 hex digits) of the keys. */
+  fingerprint: string;
+  /** `verified` once `/trust` followed `/verify`. */
+  state: PinState;
+  /** When pinned, in ms since the epoch. */
+  pinnedAt: number;
+}
+
+/** A conversation's persisted state. */
+export interface StoredConversation {
+  /** The peer's name. */
+  name: string;
+  /** The peer's full fingerprint when the conversation started. */
+  fingerprint: string;
+  /** The ratchet. */
+  ratchet: StoredRatchet;
+  /** The init an initiator still attaches (until the first reply), else `null`. */
+  init: Bytes | null;
+}
+
+/** One message in the history. */
+export interface HistoryEntry {
+  /** The other person. */
+  peer: string;
+  /** `in` from them, `out` to them. */
+  direction: "in" | "out";
+  /** The message id. */
+  id: string;
+  /** What was said. */
+  text: string;
+  /** When, in ms since the epoch. */
+  at: number;
+}
+
+/** What {@linkcode ClientStore.open} needs. */
+export interface ClientStoreOptions {
+  /** The client's home folder. */
+  home: string;
+  /** Which server: letters, digits, `.`, `_`, `-` (an address or a key fingerprint). */
+  server: string;
+  /** The identity whose RSA-OAEP key wraps the history key. */
+  identity: Identity;
+  /** History entries kept per person (default {@linkcode MAX_HISTORY_PER_PEER}). */
+  maxHistoryPerPeer?: number;
+}
+
+const HISTORY_KEY = "history-key";
+const PREKEYS = "prekeys";
+const UPLOADED = "prekeys-uploaded";
+const SERVER_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/**
+ * A folder name for a server address: `127.0.0.1:9000` becomes `127.0.0.1_9000`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { serverFolderName } from "./mod.ts";
+ * assert.equal(serverFolderName("[::1]:9000"), "__1__9000");
+ * ```
+ */
+export function serverFolderName(address: string): string {
+  return address.replace(/[^A-Za-z0-9.-]/g, "_").slice(0, 128);
+}
+
+/** One client's store for one server. See the module header. */
+export class ClientStore {
+  /** Path of the database file. */
+  readonly file: string;
+  readonly #db: DatabaseSync;
+  readonly #identity: Identity;
+  readonly #maxHistory: number;
+  readonly #pins = new Map<string, Pin>();
+  readonly #dirtyPins = new Set<string>();
+  readonly #ignored = new Map<string, string>();
+  #flushing: Promise<void> | undefined;
+  #historyKey: CryptoKey | undefined;
+  #closed = false;
+  /** Transactions that wrote pins (a test reads it to see that pins are batched). */
+  pinWrites = 0;
+
+  private constructor(file: string, db: DatabaseSync, identity: Identity, maxHistory: number) {
+    this.file = file;
+    this.#db = db;
+    this.#identity = identity;
+    this.#maxHistory = maxHistory;
+    for (const row of db.prepare("SELECT * FROM pins").all()) {
+      const pin: Pin = {
+        name: String(row.name),
+        keys: JSON.parse(String(row.keys)),
+        fingerprint: String(row.fingerprint),
+        state: row.state === "verified" ? "verified" : "new",
+        pinnedAt: Number(row.pinned_at),
+      };
+      this.#pins.set(String(row.name_key), pin);
+    }
+    for (const row of db.prepare("SELECT * FROM ignored").all()) {
+      this.#ignored.set(String(row.name_key), String(row.name));
+    }
+  }
+
+  /** Where the store of `server` lives under `home`. */
+  static path(home: string, server: string): string {
+    if (!SERVER_ID.test(server) || server === "." || server === "..") {
+      throw new RangeError(`Server id "${server}" is not a safe folder name`);
+    }
+    return posix.join(home, "servers", server, CLIENT_STORE_FILE);
+  }
+
+  /**
+   * Opens (creating as needed) the store. Throws `client-store-unusable` or
+   * `client-store-foreign`.
+   */
+  static async open(options: ClientStoreOptions): Promise<ClientStore> {
+    const file = ClientStore.path(options.home, options.server);
+    const db = await openClientDb(posix.dirname(file), file);
+    return new ClientStore(
+      file,
+      db,
+      options.identity,
+      options.maxHistoryPerPeer ?? MAX_HISTORY_PER_PEER,
+    );
+  }
+
+  // ---- pins --------------------------------------------------------------------------------
+
+  /** The key pinned for `name` (any case), if any. */
+  pinned(name: string): Pin | undefined {
+    const pin = this.#pins.get(nameKey(name));
+    return pin && structuredClone(pin);
+  }
+
+  /** How many names are pinned. */
+  get pinCount(): number {
+    return this.#pins.size;
+  }
+
+  /**
+   * Pins `keys` for `name` (replacing any earlier pin) in state `state`; written with the other
+   * pins of this turn in one transaction.
+   */
+  pin(name: string, keys: PublicIdentity, fingerprint: string, state: PinState = "new"): void {
+    const key = nameKey(name);
+    this.#pins.set(key, {
+      name,
+      keys: { encryptionKey: keys.encryptionKey, signingKey: keys.signingKey },
+      fingerprint,
+      state,
+      pinnedAt: Date.now(),
+    });
+    this.#dirtyPins.add(key);
+    this.#flushing ??= Promise.resolve().then(() => this.#flushPins());
+  }
+
+  /** Resolves once every pin marked so far is on disk. */
+  async flush(): Promise<void> {
+    while (this.#flushing) await this.#flushing;
+  }
+
+  #flushPins(): void {
+    this.#flushing = undefined;
+    if (this.#closed || this.#dirtyPins.size === 0) return;
+    const keys = [...this.#dirtyPins];
+    this.#dirtyPins.clear();
+    const upsert = this.#db.prepare(
+      "INSERT OR REPLACE INTO pins (name_key, name, fingerprint, keys, state, pinned_at) " +
+        "VALUES (?, ?, ?, ?, ?, ?)",
+    );
+    this.#transaction(() => {
+      for (const key of keys) {
+        const pin = this.#pins.get(key);
+        if (!pin) continue;
+        upsert.run(
+          key,
+          pin.name,
+          pin.fingerprint,
+          JSON.stringify(pin.keys),
+          pin.state,
+          pin.pinnedAt,
+        );
+      }
+    });
+    this.pinWrites++;
+  }
+
+  // ---- ignore list -------------------------------------------------------------------------
+
+  /** Ignores `name` (any case): their messages are dropped unread. */
+  ignore(name: string): void {
+    const key = nameKey(name);
+    this.#ignored.set(key, name);
+    this.#run("INSERT OR REPLACE INTO ignored (name_key, name) VALUES (?, ?)", key, name);
+  }
+
+  /** Stops ignoring `name`; returns whether they were ignored. */
+  unignore(name: string): boolean {
+    const key = nameKey(name);
+    this.#run("DELETE FROM ignored WHERE name_key = ?", key);
+    return this.#ignored.delete(key);
+  }
+
+  /** Whether `name` (any case) is ignored. */
+  isIgnored(name: string): boolean {
+    return this.#ignored.has(nameKey(name));
+  }
+
+  /** The ignored names, as given. */
+  ignored(): string[] {
+    return [...this.#ignored.values()];
+  }
+
+  // ---- prekeys -----------------------------------------------------------------------------
+
+  /** Our stored prekeys, private halves included, if any. */
+  prekeys(): StoredPrekeys | undefined {
+    const text = this.#meta(PREKEYS);
+    return text === undefined ? undefined : JSON.parse(text);
+  }
+
+  /** Saves our prekeys at once (after every change). */
+  savePrekeys(prekeys: StoredPrekeys): void {
+    this.#setMeta(PREKEYS, JSON.stringify(prekeys));
+  }
+
+  /** The highest prekey id this server has been given. */
+  get uploadedPrekeyId(): number {
+    return Number(this.#meta(UPLOADED) ?? 0);
+  }
+
+  /** Records the highest prekey id this server has been given. */
+  set uploadedPrekeyId(id: number) {
+    this.#setMeta(UPLOADED, String(id));
+  }
+
+  // ---- conversations -----------------------------------------------------------------------
+
+  /** The conversation with `name`, if any. */
+  conversation(name: string): StoredConversation | undefined {
+    const row = this.#db.prepare("SELECT * FROM conversations WHERE name_key = ?").get(
+      nameKey(name),
+    );
+    if (!row) return undefined;
+    return {
+      name: String(row.name),
+      fingerprint: String(row.fingerprint),
+      ratchet: JSON.parse(String(row.ratchet)),
+      init: row.init instanceof Uint8Array ? new Uint8Array(row.init) : null,
+    };
+  }
+
+  /**
+   * Saves a conversation at once; with `prekeys`, saves those in the same transaction (a
+   * responder's first message consumes one-time prekeys).
+   */
+  saveConversation(conversation: StoredConversation, prekeys?: StoredPrekeys): void {
+    this.#transaction(() => {
+      this.#db.prepare(
+        "INSERT OR REPLACE INTO conversations (name_key, name, fingerprint, ratchet, init, " +
+          "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+      ).run(
+        nameKey(conversation.name),
+        conversation.name,
+        conversation.fingerprint,
+        JSON.stringify(conversation.ratchet),
+        conversation.init,
+        Date.now(),
+      );
+      if (prekeys) this.#setMetaNow(PREKEYS, JSON.stringify(prekeys));
+    });
+  }
+
+  /** Forgets the conversation with `name` (its keys are erased from the file). */
+  deleteConversation(name: string): void {
+    this.#run("DELETE FROM conversations WHERE name_key = ?", nameKey(name));
+  }
+
+  // ---- redeliveries ------------------------------------------------------------------------
+
+  /** Whether message `id` from `name` was already taken. */
+  hasSeen(name: string, id: string): boolean {
+    return this.#db.prepare("SELECT 1 AS x FROM seen WHERE name_key = ? AND message_id = ?")
+      .get(nameKey(name), id) !== undefined;
+  }
+
+  /** Remembers that message `id` from `name` was taken (the oldest beyond the bound go). */
+  markSeen(name: string, id: string): void {
+    const key = nameKey(name);
+    this.#transaction(() => {
+      this.#db.prepare("INSERT OR IGNORE INTO seen (name_key, message_id, at) VALUES (?, ?, ?)")
+        .run(key, id, Date.now());
+      this.#db.prepare(
+        "DELETE FROM seen WHERE name_key = ? AND rowid NOT IN " +
+          "(SELECT rowid FROM seen WHERE name_key = ? ORDER BY rowid DESC LIMIT ?)",
+      ).run(key, key, MAX_SEEN_PER_PEER);
+    });
+  }
+
+  // ---- history -----------------------------------------------------------------------------
+
+  /** Adds a message to the history, encrypted. */
+  async addHistory(entry: HistoryEntry): Promise<void> {
+    const key = await this.#historyCipherKey();
+    const nonce = randomBytes(12);
+    const peer = nameKey(entry.peer);
+    const plain = new TextEncoder().encode(
+      JSON.stringify({
+        peer: entry.peer,
+        direction: entry.direction,
+        id: entry.id,
+        text: entry.text,
+      }),
+    );
+    const data = new Uint8Array(
+      await crypto.subtle.encrypt(
+        { name: "AES-GCM", iv: nonce, additionalData: historyAd(peer, entry.at) },
+        key,
+        plain,
+      ),
+    );
+    this.#transaction(() => {
+      this.#db.prepare("INSERT INTO history (name_key, at, nonce, data) VALUES (?, ?, ?, ?)")
+        .run(peer, entry.at, nonce, data);
+      this.#db.prepare(
+        "DELETE FROM history WHERE name_key = ? AND id NOT IN " +
+          "(SELECT id FROM history WHERE name_key = ? ORDER BY id DESC LIMIT ?)",
+      ).run(peer, peer, this.#maxHistory);
+    });
+  }
+
+  /** The last `limit` messages with `peer`, oldest first. */
+  async history(peer: string, limit: number): Promise<HistoryEntry[]> {
+    const key = await this.#historyCipherKey();
+    const rows = this.#db.prepare(
+      "SELECT * FROM (SELECT * FROM history WHERE name_key = ? ORDER BY id DESC LIMIT ?) " +
+        "ORDER BY id",
+    ).all(nameKey(peer), Math.max(0, Math.min(limit, MAX_HISTORY_PER_PEER)));
+    const entries: HistoryEntry[] = [];
+    for (const row of rows) {
+      const plain = await crypto.subtle.decrypt(
+        {
+          name: "AES-GCM",
+          iv: row.nonce as Uint8Array<ArrayBuffer>,
+          additionalData: historyAd(String(row.name_key), Number(row.at)),
+        },
+        key,
+        row.data as Uint8Array<ArrayBuffer>,
+      ).catch((error) => {
+        throw new ReelayError("client-store-corrupt", `History of "${peer}" is damaged`, {
+          cause: error,
+        });
+      });
+      const value = JSON.parse(new TextDecoder().decode(plain));
+      entries.push({ ...value, at: Number(row.at) });
+    }
+    return entries;
+  }
+
+  /** Writes pending pins and closes the file. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#flushPins();
+    this.#closed = true;
+    this.#db.close();
+  }
+
+  async #historyCipherKey(): Promise<CryptoKey> {
+    if (this.#historyKey) return this.#historyKey;
+    const wrapped = this.#metaBytes(HISTORY_KEY);
+    let raw: Bytes;
+    if (wrapped) {
+      raw = await this.#identity.decrypt(wrapped).catch((error) => {
+        throw new ReelayError(
+          "client-store-foreign",
+          `The history in "${this.file}" belongs to another identity`,
+          { cause: error },
+        );
+      });
+    } else {
+      raw = randomBytes(32);
+      const publicKey = await importEncryptionKey(this.#identity.public);
+      const sealed = new Uint8Array(
+        await crypto.subtle.encrypt({ name: "RSA-OAEP" }, publicKey, raw),
+      );
+      this.#run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", HISTORY_KEY, sealed);
+    }
+    this.#historyKey = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, [
+      "encrypt",
+      "decrypt",
+    ]);
+    raw.fill(0);
+    return this.#historyKey;
+  }
+
+  #meta(key: string): string | undefined {
+    const row = this.#db.prepare("SELECT value FROM meta WHERE key = ?").get(key);
+    if (!row) return undefined;
+    return row.value instanceof Uint8Array
+      ? new TextDecoder().decode(row.value)
+      : String(row.value);
+  }
+
+  #metaBytes(key: string): Bytes | undefined {
+    const row = this.#db.prepare("SELECT value FROM meta WHERE key = ?").get(key);
+    return row?.value instanceof Uint8Array ? new Uint8Array(row.value) : undefined;
+  }
+
+  #setMeta(key: string, value: string): void {
+    this.#transaction(() => this.#setMetaNow(key, value));
+  }
+
+  #setMetaNow(key: string, value: string): void {
+    this.#db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)").run(
+      key,
+      new TextEncoder().encode(value),
+    );
+  }
+
+  #run(sql: string, ...values: SQLInputValue[]): void {
+    this.#transaction(() => this.#db.prepare(sql).run(...values));
+  }
+
+  #transaction(body: () => void): void {
+    if (this.#closed) throw new ReelayError("client-store-closed", "The client store is closed");
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      body();
+      this.#db.exec("COMMIT");
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+}
+
+function historyAd(peerKey: string, at: number): Bytes {
+  return encodeFields(["reelay-history-v1", peerKey, String(at)]);
+}

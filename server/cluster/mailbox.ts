@@ -1,0 +1,428 @@
+/**
+ * The cluster's {@linkcode Mailbox}: held mail in one JetStream stream, `REELAY_MAIL`, one
+ * subject per recipient (`reelay.mail.<recipient key>`), so it survives any node's restart and
+ * any node can deliver it. An item's id is its stream sequence.
+ *
+ * Bounds are atomic without a lock: a put reads what the recipient holds, then publishes with
+ * JetStream's expected last subject sequence, so a put that raced another for the same
+ * recipient fails and is tried again on fresh counts. The total bound is the stream's
+ * `max_bytes` with discard-new, which counts JetStream's own bytes (subject and our metadata
+ * too), so it bites a little before the envelopes alone reach it.
+ *
+ * @module
+ */
+
+import { type JetStreamManager, jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
+import type { NatsConnection } from "./nats.ts";
+import { ByteReader, type Bytes, encodeFields, fromUtf8, utf8 } from "../../shared/bytes.ts";
+import { messageOf, ReelayError } from "../../shared/errors.ts";
+import { checkFingerprint, checkLimit, checkMail, checkTime, shown } from "../store/checks.ts";
+import {
+  DEFAULT_STORE_LIMITS,
+  type EndedMail,
+  type JsonValue,
+  type Mailbox,
+  type MailboxStats,
+  type MailCount,
+  type MailId,
+  type MailItem,
+  type MailParties,
+  MAX_PAGE,
+  type NewMail,
+  type PendingOptions,
+  type PutResult,
+  type StoreOptions,
+} from "../store/mod.ts";
+import { apiCode, isWrongLastSequence, JS_MAXIMUM_BYTES } from "./_errors.ts";
+
+/** The stream's default name. */
+export const MAIL_STREAM = "REELAY_MAIL";
+
+/** Bounds and clock of the JetStream mailbox (the same keys as the SQLite store's). */
+export type JetStreamMailboxOptions =
+  & Pick<StoreOptions, "maxItemsPerRecipient" | "maxBytesPerRecipient" | "maxTotalBytes" | "ttlMs">
+  & {
+    /** The stream's name (tests use their own). */
+    stream?: string;
+    /** The clock, in milliseconds since the epoch. */
+    now?: () => number;
+  };
+
+/** How many times a put retries after losing a race for the same recipient. */
+const PUT_ATTEMPTS = 16;
+/** Held past their time only this long if no node sweeps (the stream's own max age). */
+const BACKSTOP_MS = 60 * 60 * 1000;
+
+/** What each stored message carries besides its body. */
+interface Meta {
+  kind: "sealed" | "notice";
+  recipientKey: string;
+  recipientName: string;
+  senderKey?: string;
+  senderName?: string;
+  messageId?: string;
+  queuedAt: number;
+  expiresAt: number;
+}
+
+interface Held {
+  seq: number;
+  meta: Meta;
+  body: Bytes;
+}
+
+function heldOf(message: StoredMsg): Held {
+  try {
+    const reader = new ByteReader(message.data);
+    const meta = JSON.parse(fromUtf8(reader.prefixed32(2, 64 * 1024)) ?? "") as Meta;
+    const body = reader.prefixed32(0, message.data.length);
+    reader.end();
+    return { seq: message.seq, meta, body };
+  } catch (error) {
+    throw new ReelayError(
+      "store-corrupt",
+      `Mail ${message.seq} in the stream is not reelay's (${messageOf(error)})`,
+      { cause: error },
+    );
+  }
+}
+
+function partiesOf(meta: Meta): MailParties {
+  const { recipientKey, recipientName } = meta;
+  if (meta.kind !== "sealed") return { kind: "notice", recipientKey, recipientName };
+  return {
+    kind: "sealed",
+    recipientKey,
+    recipientName,
+    senderKey: meta.senderKey ?? "",
+    senderName: meta.senderName ?? "",
+    messageId: meta.messageId ?? "",
+  };
+}
+
+function itemOf(held: Held): MailItem {
+  const stamp = {
+    id: String(held.seq),
+    queuedAt: held.meta.queuedAt,
+    expiresAt: held.meta.expiresAt,
+    bytes: held.body.length,
+  };
+  const parties = partiesOf(held.meta);
+  if (parties.kind === "sealed") return { ...parties, envelope: held.body, ...stamp };
+  const notice = JSON.parse(fromUtf8(held.body) ?? "null") as JsonValue;
+  return { ...parties, notice, ...stamp };
+}
+
+function seqOf(id: MailId): number | undefined {
+  return /^[1-9]\d{0,15}$/.test(id) ? Number(id) : undefined;
+}
+
+/**
+ * Offline delivery through JetStream.
+ *
+ * @example
+ * ```ts ignore
+ * const mailbox = await JetStreamMailbox.open(nc, { ttlMs: 7 * 24 * 3600_000 });
+ * await mailbox.put({ kind: "notice", recipientKey: "b0".repeat(32), recipientName: "bob", notice: {} });
+ * ```
+ */
+export class JetStreamMailbox implements Mailbox {
+  readonly #jsm: JetStreamManager;
+  readonly #nc: NatsConnection;
+  readonly #stream: string;
+  readonly #limits: Required<Omit<JetStreamMailboxOptions, "stream" | "now">>;
+  readonly #now: () => number;
+
+  private constructor(
+    nc: NatsConnection,
+    jsm: JetStreamManager,
+    stream: string,
+    options: JetStreamMailboxOptions,
+  ) {
+    this.#nc = nc;
+    this.#jsm = jsm;
+    this.#stream = stream;
+    this.#limits = {
+      maxItemsPerRecipient: options.maxItemsPerRecipient ??
+        DEFAULT_STORE_LIMITS.maxItemsPerRecipient,
+      maxBytesPerRecipient: options.maxBytesPerRecipient ??
+        DEFAULT_STORE_LIMITS.maxBytesPerRecipient,
+      maxTotalBytes: options.maxTotalBytes ?? DEFAULT_STORE_LIMITS.maxTotalBytes,
+      ttlMs: options.ttlMs ?? DEFAULT_STORE_LIMITS.ttlMs,
+    };
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Opens the stream, creating it or bringing its limits up to date. */
+  static async open(
+    nc: NatsConnection,
+    options: JetStreamMailboxOptions = {},
+  ): Promise<JetStreamMailbox> {
+    const stream = options.stream ?? MAIL_STREAM;
+    try {
+      const jsm = await jetstreamManager(nc);
+      const mailbox = new JetStreamMailbox(nc, jsm, stream, options);
+      const limits = {
+        max_bytes: mailbox.#limits.maxTotalBytes,
+        max_age: (mailbox.#limits.ttlMs + BACKSTOP_MS) * 1_000_000,
+      };
+      const found = await jsm.streams.info(stream).catch(() => undefined);
+      if (found) {
+        await jsm.streams.update(stream, { ...found.config, ...limits });
+      } else {
+        await jsm.streams.add({
+          name: stream,
+          subjects: [`${mailbox.#prefix}.>`],
+          discard: "new" as never,
+          ...limits,
+        });
+      }
+      return mailbox;
+    } catch (error) {
+      throw new ReelayError(
+        "cluster-unavailable",
+        `Cannot open the mail stream ${JSON.stringify(stream)} (${messageOf(error)}): is ` +
+          "JetStream enabled (nats-server -js)?",
+        { cause: error },
+      );
+    }
+  }
+
+  get #prefix(): string {
+    return this.#stream === MAIL_STREAM
+      ? "reelay.mail"
+      : `reelay.mail-${this.#stream.toLowerCase()}`;
+  }
+
+  #subject(recipientKey: string): string {
+    return `${this.#prefix}.${recipientKey}`;
+  }
+
+  /** See {@linkcode Mailbox.put}. */
+  async put(item: NewMail): Promise<PutResult> {
+    const { body, ...checked } = checkMail(item);
+    const meta: Omit<Meta, "queuedAt" | "expiresAt"> = {
+      kind: checked.kind,
+      recipientKey: checked.recipientKey,
+      recipientName: checked.recipientName,
+      ...(checked.kind === "sealed"
+        ? {
+          senderKey: checked.senderKey ?? "",
+          senderName: checked.senderName ?? "",
+          messageId: checked.messageId ?? "",
+        }
+        : {}),
+    };
+    const subject = this.#subject(meta.recipientKey);
+    for (let attempt = 0; attempt < PUT_ATTEMPTS; attempt++) {
+      const held = await this.#all(subject);
+      if (meta.kind === "sealed") {
+        const same = held.find((other) =>
+          other.meta.kind === "sealed" && other.meta.senderKey === meta.senderKey &&
+          other.meta.messageId === meta.messageId
+        );
+        if (same) {
+          return { id: String(same.seq), expiresAt: same.meta.expiresAt, duplicate: true };
+        }
+      }
+      this.#checkRecipientBounds(meta.recipientName, held, body.length);
+      const queuedAt = this.#now();
+      const expiresAt = queuedAt + this.#limits.ttlMs;
+      const payload = encodeFields([
+        utf8(JSON.stringify({ ...meta, queuedAt, expiresAt })),
+        body,
+      ]);
+      try {
+        const js = this.#jsm.jetstream();
+        const ack = await js.publish(subject, payload, {
+          expect: { lastSubjectSequence: held.at(-1)?.seq ?? 0 },
+        });
+        return { id: String(ack.seq), expiresAt, duplicate: false };
+      } catch (error) {
+        if (isWrongLastSequence(error)) continue;
+        throw this.#putFailure(error, body.length);
+      }
+    }
+    throw new ReelayError(
+      "store-busy",
+      `Too many puts at once for ${shown(meta.recipientName)}: try again`,
+    );
+  }
+
+  #checkRecipientBounds(name: string, held: Held[], size: number): void {
+    const limits = this.#limits;
+    if (held.length + 1 > limits.maxItemsPerRecipient) {
+      throw new ReelayError(
+        "recipient-mailbox-full",
+        `The mailbox for ${shown(name)} is full: ${held.length} items are held for them, the ` +
+          `most is ${limits.maxItemsPerRecipient}`,
+      );
+    }
+    const bytes = held.reduce((sum, other) => sum + other.body.length, 0);
+    if (bytes + size > limits.maxBytesPerRecipient) {
+      throw new ReelayError(
+        "recipient-mailbox-full",
+        `The mailbox for ${shown(name)} is full: ${bytes} bytes are held for them, and ` +
+          `${size} more would pass the most, ${limits.maxBytesPerRecipient} bytes`,
+      );
+    }
+  }
+
+  #putFailure(error: unknown, size: number): ReelayError {
+    if (apiCode(error) === JS_MAXIMUM_BYTES) {
+      return new ReelayError(
+        "mailbox-full",
+        `The cluster's mailbox is full: ${size} more bytes would pass the most, ` +
+          `${this.#limits.maxTotalBytes} bytes`,
+      );
+    }
+    if (/maximum payload/i.test(messageOf(error))) {
+      return new ReelayError(
+        "message-too-large",
+        `Message of ${size} bytes is over the cluster's payload limit ` +
+          `(${this.#nc.info?.max_payload} bytes)`,
+      );
+    }
+    return new ReelayError(
+      "cluster-unavailable",
+      `Cannot hold the message: the cluster does not answer (${messageOf(error)})`,
+      { cause: error },
+    );
+  }
+
+  /** See {@linkcode Mailbox.pending}. */
+  async pending(
+    recipientKey: string,
+    limit: number,
+    options: PendingOptions = {},
+  ): Promise<MailItem[]> {
+    checkFingerprint(recipientKey, "Recipient key");
+    checkLimit(limit);
+    const after = options.after === undefined ? 0 : seqOf(options.after);
+    if (after === undefined) throw new RangeError(`Mail id ${shown(options.after)} is unknown`);
+    const now = this.#now();
+    const page: MailItem[] = [];
+    let bytes = 0;
+    for await (const held of this.#walk(this.#subject(recipientKey), after + 1)) {
+      if (held.meta.expiresAt <= now) continue;
+      if (page.length > 0 && options.maxBytes !== undefined) {
+        if (bytes + held.body.length > options.maxBytes) break;
+      }
+      bytes += held.body.length;
+      page.push(itemOf(held));
+      if (page.length >= limit) break;
+    }
+    return page;
+  }
+
+  /** See {@linkcode Mailbox.remove}. */
+  async remove(recipientKey: string, ids: readonly MailId[]): Promise<number> {
+    checkFingerprint(recipientKey, "Recipient key");
+    if (ids.length === 0) return 0;
+    checkLimit(ids.length, "Number of ids");
+    const subject = this.#subject(recipientKey);
+    let removed = 0;
+    for (const id of ids) {
+      const seq = seqOf(id);
+      if (seq === undefined) continue;
+      const message = await this.#get({ seq });
+      if (message?.subject !== subject) continue;
+      if (await this.#delete(seq)) removed++;
+    }
+    return removed;
+  }
+
+  /** See {@linkcode Mailbox.expire}. Items expire in the order they were put. */
+  async expire(now: number, limit: number = MAX_PAGE): Promise<EndedMail[]> {
+    checkTime(now);
+    checkLimit(limit);
+    const ended: EndedMail[] = [];
+    for await (const held of this.#walk(`${this.#prefix}.>`, 1)) {
+      if (held.meta.expiresAt > now) break;
+      if (!(await this.#delete(held.seq))) continue; // another node swept it first
+      const { id, queuedAt, expiresAt, bytes } = itemOf(held);
+      ended.push({
+        ...partiesOf(held.meta),
+        id,
+        queuedAt,
+        expiresAt,
+        bytes,
+        reason: "expired",
+      });
+      if (ended.length >= limit) break;
+    }
+    return ended;
+  }
+
+  /** See {@linkcode Mailbox.count}. */
+  async count(recipientKey: string): Promise<MailCount> {
+    checkFingerprint(recipientKey, "Recipient key");
+    const held = await this.#all(this.#subject(recipientKey));
+    return { items: held.length, bytes: held.reduce((sum, item) => sum + item.body.length, 0) };
+  }
+
+  /**
+   * See {@linkcode Mailbox.stats}. `bytes` is what JetStream stores (subjects and metadata
+   * included), not the envelopes alone.
+   */
+  async stats(): Promise<MailboxStats> {
+    const info = await this.#call(() => this.#jsm.streams.info(this.#stream));
+    return {
+      items: info.state.messages,
+      bytes: info.state.bytes,
+      recipients: info.state.num_subjects ?? 0,
+    };
+  }
+
+  async #all(subject: string): Promise<Held[]> {
+    const held: Held[] = [];
+    for await (const item of this.#walk(subject, 1)) held.push(item);
+    return held;
+  }
+
+  /** The messages on `subject` (a wildcard too) from `seq` on, one request each. */
+  async *#walk(subject: string, seq: number): AsyncGenerator<Held> {
+    while (true) {
+      const message = await this.#get({ seq, next_by_subj: subject });
+      if (!message) return;
+      yield heldOf(message);
+      seq = message.seq + 1;
+    }
+  }
+
+  async #get(query: { seq: number; next_by_subj?: string }): Promise<StoredMsg | null> {
+    try {
+      // next_by_subj is served by nats-server 2.9 on the plain get too; the type lists it only
+      // for direct gets.
+      return await this.#jsm.streams.getMessage(this.#stream, query as { seq: number });
+    } catch (error) {
+      if (/no message found/i.test(messageOf(error))) return null;
+      throw this.#failure(error);
+    }
+  }
+
+  async #delete(seq: number): Promise<boolean> {
+    try {
+      return await this.#jsm.streams.deleteMessage(this.#stream, seq);
+    } catch (error) {
+      if (/no message found/i.test(messageOf(error))) return false;
+      throw this.#failure(error);
+    }
+  }
+
+  async #call<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      throw this.#failure(error);
+    }
+  }
+
+  #failure(error: unknown): ReelayError {
+    return new ReelayError(
+      "cluster-unavailable",
+      `The cluster's mailbox does not answer (${messageOf(error)})`,
+      { cause: error },
+    );
+  }
+}

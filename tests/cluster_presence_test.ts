@@ -1,0 +1,178 @@
+import assert from "node:assert/strict";
+import { ClusterPresence } from "../server/cluster/presence.ts";
+import { connectNats } from "../server/cluster/nats.ts";
+import { ClusterRelay } from "../server/cluster/relay.ts";
+import { rejectsWith } from "./_store.ts";
+import { within } from "./_deadline.ts";
+import {
+  connectNode,
+  Lines,
+  NATS_SERVER_PRESENT,
+  NATS_SKIP_NOTE,
+  nextEvent,
+  TestNats,
+} from "./_cluster.ts";
+
+const TTL_MS = 1500;
+
+function clusterTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name: `${name}${NATS_SKIP_NOTE}`, ignore: !NATS_SERVER_PRESENT, fn });
+}
+
+async function openNode(nats: TestNats, nodeId: string, lines = new Lines()) {
+  const nc = await connectNode(nats, nodeId, lines);
+  const presence = await ClusterPresence.open(nc, { nodeId, ttlMs: TTL_MS, log: lines.log });
+  return {
+    nc,
+    presence,
+    lines,
+    async [Symbol.asyncDispose]() {
+      await presence.close();
+      await nc.close();
+    },
+  };
+}
+
+const info = (name: string) => ({ name, keys: "k" });
+
+clusterTest("cluster presence: people on two nodes see each other join and leave", async () => {
+  await using nats = await TestNats.start();
+  await using a = await openNode(nats, "node-a");
+  await a.presence.claim("alice", info("alice"));
+  // A node that starts later sees who is already there.
+  await using b = await openNode(nats, "node-b");
+  assert.deepEqual(b.presence.get("ALICE"), { node: "node-a", name: "alice", info: info("alice") });
+
+  const joined = nextEvent(
+    a.presence,
+    (e) => e.type === "joined" && e.person.name === "bob",
+    5000,
+    "bob joined on a",
+  );
+  await b.presence.claim("bob", info("bob"));
+  assert.equal((await joined).person.node, "node-b");
+
+  const left = nextEvent(
+    a.presence,
+    (e) => e.type === "left" && e.person.name === "bob",
+    5000,
+    "bob left on a",
+  );
+  await b.presence.release("bob");
+  assert.equal((await left).type, "left");
+  assert.equal(a.presence.get("bob"), undefined);
+  // The name is free again, for anyone.
+  await a.presence.claim("Bob", info("Bob"));
+  assert.equal(a.presence.get("bob")?.node ?? "node-a", "node-a");
+});
+
+clusterTest(
+  "cluster presence: of two nodes racing for the same names, exactly one wins each",
+  async () => {
+    await using nats = await TestNats.start();
+    await using a = await openNode(nats, "node-a");
+    await using b = await openNode(nats, "node-b");
+    const names = Array.from({ length: 20 }, (_, i) => `racer${i}`);
+    const outcomes = await Promise.all(names.flatMap((name) => [
+      a.presence.claim(name, info(name)).then(() => "a", (error) => error.code),
+      // Case differs: names are unique regardless of case.
+      b.presence.claim(name.toUpperCase(), info(name)).then(() => "b", (error) => error.code),
+    ]));
+    for (let i = 0; i < names.length; i++) {
+      const pair = outcomes.slice(2 * i, 2 * i + 2).sort();
+      assert.ok(
+        JSON.stringify(pair) === '["a","name-taken"]' ||
+          JSON.stringify(pair) === '["b","name-taken"]',
+        `${names[i]}: ${pair}`,
+      );
+    }
+    await rejectsWith(a.presence.claim("racer0", null), "name-taken");
+  },
+);
+
+clusterTest(
+  "cluster presence: a node that dies has its people removed and their names freed",
+  async () => {
+    await using nats = await TestNats.start();
+    await using a = await openNode(nats, "node-a");
+    const lines = new Lines();
+    const doomed = await openNode(nats, "node-doomed", lines);
+    await doomed.presence.claim("carol", info("carol"));
+    await within(
+      (async () => {
+        while (!a.presence.get("carol")) await new Promise((r) => setTimeout(r, 20));
+      })(),
+      5000,
+      "carol to show on node a",
+    );
+    const left = nextEvent(
+      a.presence,
+      (e) => e.type === "left" && e.person.name === "carol",
+      TTL_MS * 4,
+      "carol removed",
+    );
+    // The node loses NATS without a word: no release, no goodbye.
+    await doomed.nc.close();
+    const event = await left;
+    assert.equal(event.type === "left" && event.why, "node-gone");
+    await a.presence.claim("carol", info("carol"));
+    await doomed.presence.close(); // stops its timer; NATS is gone for it
+  },
+);
+
+clusterTest("cluster relay: a sealed envelope crosses nodes byte for byte", async () => {
+  await using nats = await TestNats.start();
+  const lines = new Lines();
+  const ncA = await connectNode(nats, "node-a", lines);
+  const ncB = await connectNode(nats, "node-b", lines);
+  const got: [string, string, Uint8Array][] = [];
+  const relayA = await ClusterRelay.start(ncA, "node-a", () => false, lines.log);
+  const relayB = await ClusterRelay.start(ncB, "node-b", (from, to, envelope) => {
+    if (to !== "bob") return false;
+    got.push([from, to, envelope]);
+    return true;
+  }, lines.log);
+  try {
+    const envelope = new Uint8Array(70_000).map((_, i) => i * 7);
+    assert.equal(await relayA.send("node-b", "alice", "bob", envelope), true);
+    assert.deepEqual(got, [["alice", "bob", envelope]]);
+    assert.equal(await relayA.send("node-b", "alice", "nobody", envelope), false);
+    // A node nobody runs answers nothing: not delivered, at once.
+    assert.equal(await relayA.send("node-gone", "alice", "bob", envelope), false);
+    await rejectsWith(
+      relayA.send("node-b", "alice", "bob", new Uint8Array(2 * 1024 * 1024)),
+      "message-too-large",
+    );
+  } finally {
+    await relayA.close();
+    await relayB.close();
+    await ncA.close();
+    await ncB.close();
+  }
+});
+
+clusterTest("cluster connect: wrong credentials and no server are clear errors", async () => {
+  await using nats = await TestNats.start();
+  const lines = new Lines();
+  await rejectsWith(
+    connectNats({
+      url: nats.url,
+      credentials: { kind: "password", user: nats.user, password: "wrong" },
+      name: "t",
+      log: lines.log,
+    }),
+    "cluster-auth",
+  );
+  await rejectsWith(connectNats({ url: nats.url, name: "t", log: lines.log }), "cluster-auth");
+  await nats.stop();
+  await rejectsWith(
+    connectNats({
+      url: nats.url,
+      credentials: nats.credentials,
+      name: "t",
+      log: lines.log,
+      connectTimeoutMs: 1000,
+    }),
+    "cluster-unreachable",
+  );
+});

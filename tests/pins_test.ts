@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { loadOrCreateIdentity } from "../client/keystore.ts";
+import { ClientStore, serverFolderName } from "../client/store/mod.ts";
+import { joinClient, startTestServer } from "../testing/harness.ts";
+
+async function pinsOf(home: string, port: number) {
+  const { identity } = await loadOrCreateIdentity(home);
+  const server = serverFolderName(`127.0.0.1:${port}`);
+  const store = await ClientStore.open({ home, server, identity });
+  try {
+    return { bob: store.pinned("bob"), carol: store.pinned("carol"), count: store.pinCount };
+  } finally {
+    store.close();
+  }
+}
+
+Deno.test("pins: seeing a name pins nothing; interacting pins it, per server", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    const carol = await joinClient(server.port, "carol");
+    await alice.log.waitFor("joined", (event) => event.name === "carol");
+    await alice.session.send("bob", "hello");
+    await bob.log.waitFor("message");
+    await Promise.all([alice.session.quit(), bob.session.quit(), carol.session.quit()]);
+    const pins = await pinsOf(alice.home, server.port);
+    assert.equal(pins.count, 1);
+    assert.equal(pins.bob?.state, "new");
+    assert.equal(pins.carol, undefined, "carol was only seen, not pinned");
+    const elsewhere = await pinsOf(alice.home, server.port + 1);
+    assert.equal(elsewhere.count, 0, "another server has its own pins");
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("pins: /trust after /verify makes a key verified, shown after a restart", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    assert.equal(alice.session.who()[0].trust, "new");
+    const mine = await alice.session.verify("bob");
+    const theirs = await bob.session.verify("alice");
+    assert.equal(mine.code, theirs.code);
+    assert.match(mine.code, /^(\d{5} ){11}\d{5}$/);
+    await alice.session.trust("bob");
+    assert.equal(alice.session.who()[0].trust, "verified");
+    await alice.session.quit();
+    const again = await joinClient(server.port, "alice", { home: alice.home });
+    assert.equal(again.session.who().find((peer) => peer.name === "bob")?.trust, "verified");
+    await Promise.all([again.session.quit(), bob.session.quit()]);
+  } finally {
+    await server.close();
+  }
+});
