@@ -11,6 +11,7 @@ import { wrapText } from "../client/tui/wrap.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { joinClient, type LoggedServer, startLoggedServer } from "../testing/harness.ts";
 import { generateVideo } from "../testing/sample_video.ts";
+import { Cli, startCliServer } from "./_procs.ts";
 import { RawClient, rawIdentity } from "./_raw.ts";
 
 type Joined = Awaited<ReturnType<typeof joinClient>>;
@@ -65,8 +66,10 @@ Deno.test("attack 8: lookalike names cannot join beside alice; invisible text an
     const w0mbat = await RawClient.connect(server.port);
     raws.push(w0mbat);
     assert.equal((await w0mbat.join("w0mbat", identity)).code, "name-taken");
-    // A lookalike is not an address for the real one either.
+    // A lookalike is not an address for the real one either, at the client or the server.
     await assert.rejects(bob.session.send("a1ice", "to a lookalike"), /a1ice/);
+    await wombat.send({ type: "send", ref: 7, to: "a1ice", envelope: "hi" });
+    assert.match(String((await wombat.waitForError("unknown-recipient", 7)).message), /"a1ice"/);
 
     // Invisible characters, direction marks, tags, padding and a newline try to forge a line.
     const invisible = "\u200B\u200D\u2060\uFEFF\u200E\u200F\u061C\u{E0041}\u{E007F}";
@@ -182,6 +185,38 @@ Deno.test("attack 1b: a flood within the rates but faster than the victim reads 
   }
 });
 
+Deno.test("attack 1c: many senders together past one person's inbound rate are refused as recipient-busy", async () => {
+  const identity = await rawIdentity();
+  const server = await startServer((config) => {
+    config.limits.chatInboundRate = 0.1;
+    config.limits.chatInboundBurst = 3;
+  });
+  const raws: RawClient[] = [];
+  try {
+    for (const name of ["sink", "s1", "s2"]) {
+      const raw = await RawClient.connect(server.port);
+      raws.push(raw);
+      assert.equal((await raw.join(name, identity)).type, "welcome");
+    }
+    const [sink, s1, s2] = raws;
+    const answers: string[] = [];
+    for (const [ref, sender] of [[1, s1], [2, s2], [3, s1], [4, s2]] as const) {
+      await sender.send({ type: "send", ref, to: "sink", envelope: `m${ref}` });
+      const answer = await sender.waitFor((message) => message.ref === ref);
+      answers.push(answer.type === "error" ? String(answer.code) : String(answer.type));
+    }
+    assert.deepEqual(answers, ["relayed", "relayed", "relayed", "recipient-busy"]);
+    const refusal = s2.messages.find((message) => message.code === "recipient-busy");
+    assert.match(String(refusal?.message), /"sink" is receiving more than 0\.1 messages a second/);
+    assert.equal(server.server.members, 3, "nobody was cut off");
+    await sink.send({ type: "ping" });
+    await sink.waitFor((message) => message.type === "pong");
+  } finally {
+    for (const raw of raws) await raw.close();
+    await server.stop();
+  }
+});
+
 Deno.test("attack 2: one host holding every joining slot and its whole share of people locks nobody else out", async () => {
   const identity = await rawIdentity();
   const server = await startServer((config) => {
@@ -216,11 +251,14 @@ Deno.test("attack 2: one host holding every joining slot and its whole share of 
     const pushedOut = held.filter((raw) => raw.messages.some((m) => m.code === "too-many-pending"));
     assert.ok(pushedOut.length > 0, "the host's own oldest sockets were pushed out");
     assert.ok(!people.some((joined) => joined.log.of("disconnected").length > 0));
-    // Its fifth person fills its share; after that it is refused as host-full, others are not.
+    // Its fifth person fills its share; after that it is refused as host-full as soon as it
+    // connects (before it says anything), and others are not.
     assert.equal((await join("mallory4")).type, "welcome");
-    const sixth = await join("mallory5");
-    assert.equal(sixth.code, "host-full");
-    assert.match(String(sixth.message), /from 127\.0\.0\.1 \(the limit is 5 per host\)/);
+    const sixth = await RawClient.connect(server.port);
+    held.push(sixth);
+    const refusal = await sixth.waitFor((message) => message.type === "error");
+    assert.equal(refusal.code, "host-full");
+    assert.match(String(refusal.message), /from 127\.0\.0\.1 \(the limit is 5 per host\)/);
     people.push(await person(server, "dave"));
     await stillTalks(people[3], "alice", people[0], "dave too");
     await leave(...people);
@@ -355,6 +393,111 @@ Deno.test("attack 3: one host re-sending play cannot take every transcode", asyn
   } finally {
     for (const raw of mallories) await raw.close();
     await leave(alice);
+    await server.stop();
+  }
+});
+
+Deno.test("attack 9: file names cannot write to the operator's terminal or forge log lines; links out of videos/ are not served", async () => {
+  const root = await Deno.makeTempDir({ prefix: "reelay-attack9-" });
+  const videos = `${root}/videos`;
+  await Deno.mkdir(`${videos}/sub`, { recursive: true });
+  const sample = { width: 160, height: 90, rate: "10", seconds: 1 };
+  await generateVideo(`${root}/secret.mp4`, sample);
+  await generateVideo(`${videos}/sub/real.mp4`, sample);
+  const evil = "evil\x1b]0;pwned\x07\x1b[2J\nINFO forged line\u202e.mp4";
+  await Deno.writeTextFile(`${videos}/${evil}`, "not a video");
+  await Deno.symlink(`${root}/secret.mp4`, `${videos}/outside.mp4`);
+  await Deno.symlink(`${videos}/sub/../../secret.mp4`, `${videos}/sneaky.mp4`);
+  await Deno.symlink("sub/real.mp4", `${videos}/inside.mp4`);
+  const { cli, port } = await startCliServer(videos);
+  let alice: Joined | undefined;
+  try {
+    await cli.waitFor(/Left out of the catalog: "outside\.mp4" is a link to a file outside/);
+    await cli.waitFor(/"inside\.mp4" is in the catalog/);
+    await cli.waitFor(/forged line/);
+    alice = await joinClient(port, "alice");
+    const names = (await alice.session.listVideos()).map((video) => video.name);
+    assert.deepEqual(names, ["inside.mp4"]);
+    await assert.rejects(alice.session.play("outside.mp4"), /not in the catalog/);
+    // What reached the operator: no escape character, no line the file name started.
+    const log = cli.stderr;
+    // deno-lint-ignore no-control-regex -- control characters are what must not be there
+    assert.ok(!/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]/.test(log), JSON.stringify(log));
+    const forged = log.split("\n").filter((line) => line.includes("forged line"));
+    assert.ok(forged.length > 0);
+    for (const line of forged) assert.match(line, /^\d{4}-\d\d-\d\dT\S+ WARN /, "one escaped line");
+    assert.match(
+      log,
+      /evil\\u\{1b\}\]0;pwned\\u\{7\}\\u\{1b\}\[2J\\u\{a\}INFO forged line\\u\{202e\}\.mp4/,
+    );
+  } finally {
+    await alice?.session.quit();
+    if (alice) await Deno.remove(alice.home, { recursive: true });
+    await cli.dispose();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("attack 10: a home others may write in, or an identity others may read or own, is refused with the fix", async () => {
+  const server = await startServer();
+  const home = await Deno.makeTempDir({ prefix: "reelay-home-attack10-" });
+  const file = `${home}/identity.json`;
+  const refused = async (code: string, fix: RegExp) => {
+    await assert.rejects(
+      joinClient(server.port, "alice", { home, hostname: GOOD_HOST }),
+      (error) => {
+        assert.equal((error as { code?: string }).code, code);
+        assert.match((error as Error).message, fix);
+        return true;
+      },
+    );
+    // The reelay client program says the same and exits 1.
+    const cli = new Cli([
+      "client",
+      "--server",
+      `127.0.0.1:${server.port}`,
+      "--name",
+      "alice",
+      "--home",
+      home,
+    ]);
+    try {
+      assert.equal((await cli.exit(30_000)).code, 1, cli.stderr);
+      assert.match(cli.stderr, fix);
+    } finally {
+      await cli.dispose();
+    }
+  };
+  try {
+    const first = await joinClient(server.port, "alice", { home, hostname: GOOD_HOST });
+    await first.session.quit();
+    const identity = await Deno.readTextFile(file);
+
+    await Deno.chmod(home, 0o777);
+    await refused("home-unprotected", new RegExp(`chmod 700 ${home}`));
+    await Deno.chmod(home, 0o700);
+
+    await Deno.chmod(file, 0o644);
+    await refused(
+      "identity-unprotected",
+      new RegExp(`can be read by other users .*chmod 600 ${file}`),
+    );
+    await Deno.chmod(file, 0o600);
+
+    if ((await Deno.stat(home)).uid === 0) {
+      // Only root can give a file away; as root, one owned by "nobody" stands for another user.
+      await Deno.chown(file, 65534, null);
+      await refused(
+        "identity-unprotected",
+        /belongs to another user \(uid 65534, you are 0\).*chown 0/,
+      );
+      await Deno.chown(file, 0, null);
+    }
+    assert.equal(await Deno.readTextFile(file), identity, "nothing was replaced");
+    const again = await joinClient(server.port, "alice", { home, hostname: GOOD_HOST });
+    await again.session.quit();
+  } finally {
+    await Deno.remove(home, { recursive: true });
     await server.stop();
   }
 });

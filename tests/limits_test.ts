@@ -38,6 +38,8 @@ async function joinWhenAdmitted(port: number, name: string, timeoutMs = 15_000):
 Deno.test("500 connections at once: extras refused with too-many-pending, service goes on", async () => {
   const server = await startLoggedServer((config) => {
     config.limits.maxPending = 16;
+    // The server-wide cap is what this shows, not the one per host (attacks_test has that).
+    config.limits.maxPendingPerHost = 1000;
     config.limits.joinTimeoutMs = 1000;
   });
   const alice = await joinClient(server.port, "alice");

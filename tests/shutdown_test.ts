@@ -204,7 +204,7 @@ Deno.test("reelay client with a corrupt identity.json exits 1 and leaves the fil
   const home = await tempDir("reelay-home-");
   const file = `${home}/identity.json`;
   const corrupt = '{"version":1,"encryption":';
-  await Deno.writeTextFile(file, corrupt);
+  await Deno.writeTextFile(file, corrupt, { mode: 0o600 });
   // Nothing listens here: the identity is read before any connection is tried.
   const client = new Cli(["client", "--server", "127.0.0.1:9", "--name", "x", "--home", home]);
   try {
