@@ -32,6 +32,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       "--videos <dir>",
       "folder of videos to offer (config: [server] videos, default ./videos)",
     )
+    .option(
+      "--cluster <nats-url>",
+      "run as a node of a cluster through NATS, e.g. nats://10.0.0.5:4222 (config: [cluster] url)",
+    )
     .option("--config <file>", "config file", "config.ini")
     .showHelpAfterError()
     .exitOverride()
@@ -45,7 +49,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       "--server <host:port>",
       "server to join (config: [client] server, default 127.0.0.1:9000)",
     )
-    .option("--name <name>", "your name: 1-32 letters, digits, _ - . (default: your user name)")
+    .option(
+      "--name <name>",
+      "your name: 1-32 letters, digits, _ - . (default: the one kept in your home; asked in a terminal)",
+    )
     .option("--home <dir>", "where your keys live (env REELAY_HOME, default your config folder)")
     .option("--json", "print one JSON object per event on stdout")
     .addOption(

@@ -17,18 +17,18 @@ import {
   type ServerMessage,
 } from "../shared/protocol/mod.ts";
 import type { Logger } from "../shared/log.ts";
-import type { Directory } from "./directory.ts";
 import type { Viewer } from "./media/mod.ts";
 import { InboundChat, TokenBucket } from "./rate_limit.ts";
-import type { Recipient, Relay } from "./relay.ts";
+import type { People } from "./people.ts";
+import type { Recipient } from "./relay.ts";
 import type { QueueBudget } from "./shares.ts";
 
 /** What a connection needs from the server that owns it. */
 export interface ServerContext {
   readonly config: Config;
   readonly log: Logger;
-  readonly directory: Directory<PeerConnection>;
-  readonly relay: Relay<PeerConnection>;
+  /** The directory and relay: this server's, or the cluster's. */
+  readonly people: People<PeerConnection>;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   createViewer(framed: ServerConnection): Viewer;
   /** Whether another client may join now (the total cap). */
@@ -195,7 +195,7 @@ export class PeerConnection implements Recipient {
       clearTimeout(firstByteTimer);
       // Release the name at once so nobody waits on the stream's teardown to see "left".
       this.framed.close();
-      if (this.#announcement) this.#context.directory.leave(this);
+      if (this.#announcement) this.#context.people.leave(this);
       try {
         await this.#viewer.close();
       } catch (error) {
@@ -279,7 +279,7 @@ export class PeerConnection implements Recipient {
       case "hello":
         throw new ReelayError("already-joined", "Hello was already received on this connection");
       case "send":
-        return this.#relay(message.ref, message.to, message.envelope);
+        return await this.#relay(message.ref, message.to, message.envelope);
       case "videos":
         return this.#viewer.list(message.ref);
       case "play":
@@ -328,7 +328,7 @@ export class PeerConnection implements Recipient {
     this.#announcement = announcement;
     let directory: Uint8Array[];
     try {
-      directory = this.#context.directory.join(this);
+      directory = await this.#context.people.join(this);
     } catch (error) {
       this.#announcement = undefined;
       throw error;
@@ -371,14 +371,14 @@ export class PeerConnection implements Recipient {
     }
   }
 
-  #relay(ref: number | undefined, to: string, envelope: Uint8Array): void {
+  async #relay(ref: number | undefined, to: string, envelope: Uint8Array): Promise<void> {
     if (!this.#chat.take()) {
       throw new ReelayError(
         "rate-limited",
         `Too many messages: the limit is ${this.#context.config.limits.chatRate} a second`,
       );
     }
-    const name = this.#context.relay.route(this, to, envelope);
+    const name = await this.#context.people.route(this, to, envelope);
     this.notify({ type: "relayed", ...(ref === undefined ? {} : { ref }), to: name });
   }
 }

@@ -6,13 +6,15 @@
  */
 
 import { deferred, onSignals, TERMINATION_SIGNALS } from "../shared/async.ts";
-import { applyFlags, type Config, loadConfig } from "../shared/config/mod.ts";
+import { applyFlags, type Config, loadConfig, SCHEMA } from "../shared/config/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
 import { verifyAnnouncement } from "../shared/crypto/mod.ts";
 import { type Logger, stderrLogger } from "../shared/log.ts";
 import type { Announcement } from "../shared/protocol/mod.ts";
 import { Catalog, checkFfmpeg, MediaService } from "./media/mod.ts";
 import { bindListener, ReelayServer } from "./server.ts";
+import type { PeerConnection } from "./connection.ts";
+import type { ClusterNode } from "./cluster/mod.ts";
 
 export { ReelayServer } from "./server.ts";
 
@@ -21,6 +23,8 @@ export interface RunningServer {
   readonly server: ReelayServer;
   readonly catalog: Catalog;
   readonly port: number;
+  /** This node's id, when it runs as part of a cluster (`[cluster] url`). */
+  readonly nodeId?: string;
   /** Shuts down: tells clients, kills every ffmpeg, closes every socket. */
   close(): Promise<void>;
 }
@@ -49,27 +53,58 @@ export async function startServer(
 ): Promise<RunningServer> {
   const { log } = options;
   const listener = bindListener(config);
-  let catalog: Catalog;
+  let catalog: Catalog | undefined;
+  let media: MediaService;
   try {
     await checkFfmpeg(config.stream.ffmpeg, config.stream.ffprobe);
     await Deno.mkdir(config.server.videos, { recursive: true });
     catalog = await openCatalog(config, log);
+    media = await MediaService.open(catalog, config, log);
   } catch (error) {
     listener.close();
+    await catalog?.close();
+    throw error;
+  }
+  let cluster: ClusterNode<PeerConnection> | undefined;
+  try {
+    cluster = await openCluster(config, log);
+  } catch (error) {
+    listener.close();
+    await catalog.close();
     throw error;
   }
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);
-  const media = new MediaService(catalog, config, log);
   const server = ReelayServer.listen(config, {
     log,
     verifyAnnouncement: verifyHello,
     createViewer: (framed) => media.viewer(framed),
+    people: cluster?.people,
     onClose: async () => {
       await media.close();
       await catalog.close();
+      await cluster?.close();
     },
   }, listener);
-  return { server, catalog, port: server.port, close: () => server.close() };
+  return {
+    server,
+    catalog,
+    port: server.port,
+    nodeId: cluster?.nodeId,
+    close: () => server.close(),
+  };
+}
+
+/**
+ * Joins the cluster when `[cluster] url` is set. The NATS client is imported only then, so a
+ * single server (and the compiled binary's start) never loads it.
+ */
+async function openCluster(
+  config: Config,
+  log: Logger,
+): Promise<ClusterNode<PeerConnection> | undefined> {
+  if (config.cluster.url === "") return undefined;
+  const { joinCluster } = await import("./cluster/mod.ts");
+  return await joinCluster<PeerConnection>(config, log);
 }
 
 function openCatalog(config: Config, log: Logger): Promise<Catalog> {
@@ -91,6 +126,7 @@ export interface ServerFlags {
   host?: string;
   port?: string;
   videos?: string;
+  cluster?: string;
   config: string;
   configGiven: boolean;
 }
@@ -110,6 +146,9 @@ export async function runServer(flags: ServerFlags): Promise<number> {
     await loadConfig(flags.config, { explicit: flags.configGiven }),
     { server: { host, port, videos } },
   );
+  if (flags.cluster !== undefined) {
+    config.cluster.url = SCHEMA.cluster.url.read(flags.cluster, "Flag --cluster");
+  }
   const running = await startServer(config, { log: stderrLogger });
   const stopped = deferred<Deno.Signal>();
   const stopListening = onSignals(TERMINATION_SIGNALS, stopped.resolve);

@@ -17,9 +17,8 @@ import {
   type ServerConnection,
 } from "../shared/protocol/mod.ts";
 import { PeerConnection, type ServerContext } from "./connection.ts";
-import { Directory } from "./directory.ts";
 import type { Viewer } from "./media/mod.ts";
-import { Relay } from "./relay.ts";
+import { LocalPeople, type People } from "./people.ts";
 import { hostOf, HostShares, QueueBudget } from "./shares.ts";
 
 /**
@@ -38,6 +37,8 @@ export interface ServerDeps {
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   /** Video service for one connection; absent means the server streams nothing. */
   createViewer(framed: ServerConnection): Viewer;
+  /** The directory and relay; absent means this server's own ({@linkcode LocalPeople}). */
+  people?: People<PeerConnection>;
   /** Called once on close, after every connection ended (stops the catalog watcher etc.). */
   onClose?: () => Promise<void>;
 }
@@ -98,18 +99,17 @@ export class ReelayServer {
   private constructor(listener: Deno.TcpListener, config: Config, deps: ServerDeps) {
     this.#listener = listener;
     this.#deps = deps;
-    const directory = new Directory<PeerConnection>();
+    const people = deps.people ?? new LocalPeople<PeerConnection>();
     this.#shares = new HostShares(config.limits);
     this.#budget = new QueueBudget(config.limits.maxTotalQueueBytes, () => this.#peers.size);
     const shares = this.#shares;
     this.#context = {
       config,
       log: deps.log,
-      directory,
-      relay: new Relay(directory),
+      people,
       verifyAnnouncement: deps.verifyAnnouncement,
       createViewer: deps.createViewer,
-      hasRoomForClient: () => directory.size < config.limits.maxClients,
+      hasRoomForClient: () => people.size < config.limits.maxClients,
       claimHostShare: (peer) => shares.join(peer.host, peer),
       streamsFrom: (host) => {
         let playing = 0;
@@ -152,7 +152,7 @@ export class ReelayServer {
 
   /** How many peers have joined. */
   get members(): number {
-    return this.#context.directory.size;
+    return this.#context.people.size;
   }
 
   /** How many connections are still joining (counted against `[limits] max_pending`). */
@@ -193,6 +193,7 @@ export class ReelayServer {
       void peer.framed.flushAndClose(new ReelayError("shutdown", message), 500);
     }
     await Promise.all(this.#running);
+    await this.#context.people.close();
     await this.#deps.onClose?.();
     this.#deps.log("info", "Server stopped");
   }

@@ -12,6 +12,8 @@ import {
 import { JsonEventWriter } from "../client/tui/json.ts";
 import { MemoryIgnoreList } from "../client/tui/ignore.ts";
 import { deferred } from "../shared/async.ts";
+import { within } from "./_deadline.ts";
+import { waitUntil } from "./_raw.ts";
 import { ReelayError } from "../shared/errors.ts";
 import type { VideoListing } from "../shared/protocol/messages.ts";
 
@@ -39,6 +41,8 @@ const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
 class FakeSession implements ChatSession {
   readonly name = "alice";
   readonly log: string[] = [];
+  #logWaiters: { entry: string; resolve: () => void }[] = [];
+  #listening = deferred<void>();
   peers: PeerView[] = [{ name: "Bob", fingerprint: FP_BOB, trust: "changed" }];
   /** When set, send() waits for it. */
   sendGate: Promise<void> | undefined;
@@ -50,22 +54,42 @@ class FakeSession implements ChatSession {
   #closed = deferred<{ code: string; reason: string }>();
   readonly closed = this.#closed.promise;
 
+  /** Resolves once `entry` is in the log (fails after a deadline instead of hanging). */
+  reached(entry: string): Promise<void> {
+    if (this.log.includes(entry)) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#logWaiters.push({ entry, resolve });
+    return within(promise, 10_000, `the session to log ${JSON.stringify(entry)}`);
+  }
+
+  /** Resolves once the app listens to events. */
+  listening(): Promise<void> {
+    return within(this.#listening.promise, 10_000, "the app to listen to session events");
+  }
+
+  #record(entry: string): void {
+    this.log.push(entry);
+    for (const waiter of this.#logWaiters.filter((w) => w.entry === entry)) waiter.resolve();
+    this.#logWaiters = this.#logWaiters.filter((w) => w.entry !== entry);
+  }
+
   emit(event: ClientEvent): void {
-    this.log.push(`event:${event.event}`);
+    this.#record(`event:${event.event}`);
     for (const listener of this.#listeners) listener(event);
   }
 
   onEvent(listener: (event: ClientEvent) => void): void {
     this.#listeners.push(listener);
+    this.#listening.resolve();
   }
 
   who(): PeerView[] {
-    this.log.push("who");
+    this.#record("who");
     return this.peers.map((peer) => ({ ...peer }));
   }
 
   async send(to: string, text: string): Promise<void> {
-    this.log.push(`send:${to}:${text}`);
+    this.#record(`send:${to}:${text}`);
     if (to.toLowerCase() !== "bob") {
       throw new ReelayError("unknown-recipient", `Nobody called ${to} is online`);
     }
@@ -74,12 +98,12 @@ class FakeSession implements ChatSession {
   }
 
   verify(name: string) {
-    this.log.push(`verify:${name}`);
+    this.#record(`verify:${name}`);
     return Promise.resolve({ code: "111 222 333", fingerprint: FP_BOB, yourFingerprint: FP_ME });
   }
 
   trust(name: string): Promise<void> {
-    this.log.push(`trust:${name}`);
+    this.#record(`trust:${name}`);
     this.peers = this.peers.map((peer) => ({ ...peer, trust: "verified" }));
     // Like the real session: trust() itself reports `trusted`.
     this.emit({ event: "trusted", name: "Bob", fingerprint: FP_BOB });
@@ -87,12 +111,12 @@ class FakeSession implements ChatSession {
   }
 
   listVideos(): Promise<VideoListing[]> {
-    this.log.push("videos");
+    this.#record("videos");
     return Promise.resolve([CATS]);
   }
 
   play(video: string): Promise<void> {
-    this.log.push(`play:${video}`);
+    this.#record(`play:${video}`);
     if (video !== "cats.mp4") {
       return Promise.reject(new ReelayError("unknown-video", `No video called ${video}`));
     }
@@ -109,18 +133,18 @@ class FakeSession implements ChatSession {
   }
 
   stop(): Promise<void> {
-    this.log.push("stop");
+    this.#record("stop");
     return Promise.resolve();
   }
 
   idle(): Promise<void> {
-    this.log.push("idle");
+    this.#record("idle");
     if (this.#streams === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   quit(): Promise<void> {
-    this.log.push("quit");
+    this.#record("quit");
     this.#closed.resolve({ code: "quit", reason: "You left" });
     return Promise.resolve();
   }
@@ -180,9 +204,12 @@ class ScriptedInput implements LineInput {
   setStatus?: (render: ((width: number) => string) | undefined) => void;
   setPrompt?: (prompt: string) => void;
   bell?: () => void;
+  /** Resolves when the app asked for the line after the last one. */
+  readonly drained = deferred<void>();
   constructor(private script: string[], private end: InputEnd, private hold?: Promise<void>) {}
   async *lines(): AsyncGenerator<string> {
     for (const line of this.script) yield line;
+    this.drained.resolve();
     await this.hold;
     this.endReason = this.end;
   }
@@ -279,9 +306,11 @@ Deno.test("app: end of input lets queued commands finish before waiting for idle
   const gate = deferred<void>();
   session.sendGate = gate.promise;
   const sink = collector();
-  const { input } = piped("/msg bob one\n/who\n");
+  const input = new ScriptedInput(["/msg bob one", "/who"], "eof");
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  await tick(20);
+  // Once the app has read past /who, a /who run without waiting would already be logged.
+  await within(input.drained.promise, 10_000, "the app to read every line");
+  await session.reached("send:bob:one");
   assert.deepEqual(session.log, ["send:bob:one"], "the /who waits for the send");
   gate.resolve();
   assert.equal(await running, 0);
@@ -294,7 +323,7 @@ Deno.test("app: server gone while input is open exits 1 with the reason", async 
   const sink = collector();
   const { input } = piped("/who\n", true);
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  await tick(10);
+  await session.reached("who");
   session.drop("Connection reset by the server", false);
   assert.equal(await running, 1);
   assert.deepEqual(sink.events().at(-1), {
@@ -310,7 +339,7 @@ Deno.test("app: a disconnect the session announced is not repeated", async () =>
   const sink = collector();
   const { input } = piped("", true);
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  await tick(5);
+  await session.listening();
   session.drop("Server shut down", true);
   assert.equal(await running, 1);
   assert.deepEqual(sink.events().map((event) => event.event), ["disconnected"]);
@@ -322,7 +351,7 @@ Deno.test("app: server gone while waiting for idle at end of input exits 1", asy
   const sink = collector();
   const { input } = piped("/play cats.mp4\n");
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  await tick(20);
+  await session.reached("idle");
   assert.deepEqual(session.log.at(-1), "idle");
   session.drop("Connection lost", true);
   assert.equal(await running, 1);
@@ -544,9 +573,9 @@ Deno.test("terminal input: raw mode while reading, prints above the prompt, rest
   const reading = (async () => {
     for await (const line of input.lines()) lines.push(line);
   })();
-  await tick();
+  await waitUntil(() => raw.length === 1, "raw mode on while reading");
   feed.enqueue(encoder.encode("/who\r/ms"));
-  await tick();
+  await waitUntil(() => output.text().includes("> /ms"), "the typed text to echo");
   input.print("bob joined");
   assert.ok(output.text().endsWith("\r\x1b[2Kbob joined\r\n\r\x1b[2K> /ms\r\x1b[5C"));
   feed.enqueue(encoder.encode("\x03"));
@@ -569,7 +598,7 @@ Deno.test("terminal input: close() from outside restores the terminal and ends l
   const reading = (async () => {
     for await (const _ of input.lines()) assert.fail("no lines expected");
   })();
-  await tick();
+  await waitUntil(() => raw.length === 1, "raw mode on while reading");
   input.close();
   input.close();
   await reading;

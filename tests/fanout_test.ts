@@ -86,7 +86,12 @@ Deno.test("five viewers of one source read identical bytes, and the source is re
   for (const result of results) assert.deepEqual(result, source.bytes);
   assert.equal(source.pulled, source.bytes.length);
   assert.deepEqual(await shared.ended, { kind: "complete", bytes: source.bytes.length });
-  assert.equal(shared.stats.retainedBytes, 0, "the buffer is freed when the last viewer is done");
+  // A complete part whose start is kept stays for late viewers until it is released.
+  assert.equal(shared.stats.retainedBytes, source.bytes.length, "kept for late viewers");
+  assert.deepEqual(await readAll(shared.join()!, 0), source.bytes, "a late viewer reads it all");
+  shared.release();
+  assert.equal(shared.join(), undefined, "released: nobody joins");
+  assert.equal(shared.stats.retainedBytes, 0, "the buffer is freed once released");
 });
 
 Deno.test("a viewer who joins while byte 0 is kept starts at byte 0", async () => {

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { startTestServer } from "../testing/harness.ts";
+import { joinClient, startTestServer } from "../testing/harness.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { Cli } from "./_procs.ts";
 import { Screen } from "./_screen.ts";
@@ -119,5 +119,89 @@ Deno.test("client in a terminal: Tab completes a name and a video, a two-minute 
     await bob.dispose();
     await server.close();
     for (const dir of [...homes, videos]) await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("client in a terminal: asks a name once; keeps commands, never message text, for Up-arrow and Ctrl-R next time", async () => {
+  const server = await startTestServer();
+  const dir = await home("carol");
+  const args = [
+    "client",
+    "--server",
+    `127.0.0.1:${server.port}`,
+    "--home",
+    dir,
+    "--player",
+    "none",
+  ];
+  const options = { pty: { columns: 80, rows: 24 }, env: { USER: "carol" } };
+  let run: Cli | undefined;
+  try {
+    run = new Cli(args, options);
+    await run.waitFor(/Enter your name \[carol\]: /);
+    await run.write("\r");
+    await run.waitFor(/carol> /);
+    await run.write("/videos\r");
+    await run.waitFor(/No videos on the server/);
+    await run.write("/msg nobody my secret words\r");
+    await run.waitFor(/Nobody called/);
+    await run.write("/quit\r");
+    assert.equal((await run.exit()).code, 0, run.stdout);
+    assert.equal(await Deno.readTextFile(`${dir}/name`), "carol\n");
+    assert.equal((await Deno.stat(`${dir}/input_history`)).mode! & 0o777, 0o600);
+    assert.equal(await Deno.readTextFile(`${dir}/input_history`), "/videos\n/quit\n");
+
+    run = new Cli(args, options);
+    await run.waitFor(/carol> /);
+    let mark = run.stdout.length;
+    await run.write("\x1b[A\x1b[A");
+    await run.waitFor(/carol> \/videos\r/, 30_000, mark);
+    mark = run.stdout.length;
+    await run.write("\x15\x12vid");
+    await run.waitFor(/\(search\) 'vid': \/videos\r/, 30_000, mark);
+    mark = run.stdout.length;
+    await run.write("\r");
+    await run.waitFor(/No videos on the server/, 30_000, mark);
+    await run.write("/forget-input\r");
+    await run.waitFor(/Typed lines forgotten/);
+    await run.write("/quit\r");
+    assert.equal((await run.exit()).code, 0, run.stdout);
+    assert.doesNotMatch(run.stdout, /Enter your name/, "the name was kept");
+    assert.equal(await Deno.readTextFile(`${dir}/input_history`), "/quit\n", "older lines went");
+  } finally {
+    await run?.dispose();
+    await server.close();
+    for (const path of [dir, server.videos]) await Deno.remove(path, { recursive: true });
+  }
+});
+
+Deno.test("client --json: /ignore lasts across runs and drops that person's messages", async () => {
+  const server = await startTestServer();
+  const dir = await home("alice");
+  const bob = await joinClient(server.port, "bob");
+  const dave = await joinClient(server.port, "dave");
+  let alice = new Cli(clientArgs(server.port, "alice", dir, ["--json"]));
+  try {
+    await alice.writeLine("/ignore Bob");
+    await alice.closeStdin();
+    assert.equal((await alice.exit()).code, 0, alice.stderr);
+    assert.deepEqual(events(alice.stdout).at(-1), { event: "ignored", names: ["bob"] });
+
+    alice = new Cli(clientArgs(server.port, "alice", dir, ["--json"]));
+    await alice.waitFor(/"event":"welcome"/);
+    await bob.session.send("alice", "dropped");
+    await dave.session.send("alice", "marker"); // relayed to alice after bob's
+    await alice.waitFor(/"text":"marker"/);
+    assert.doesNotMatch(alice.stdout, /dropped/);
+    await alice.closeStdin();
+    assert.equal((await alice.exit()).code, 0, alice.stderr);
+  } finally {
+    await alice.dispose();
+    for (const client of [bob, dave]) {
+      await client.session.quit();
+      await Deno.remove(client.home, { recursive: true });
+    }
+    await server.close();
+    for (const path of [dir, server.videos]) await Deno.remove(path, { recursive: true });
   }
 });

@@ -460,4 +460,33 @@ export const mutants: Mutant[] = [
     replace: "return await Identity.generate();",
     tests: [{ file: "tests/shutdown_test.ts", filter: "corrupt identity.json" }],
   },
+  // Media: honest ends and the fast start (issue 14).
+  {
+    name: "short part counted complete",
+    file: "server/media/honest_end.ts",
+    find: "if (covered + shortfallTolerance(promise.fps) < promise.seconds) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/playback_test.ts", filter: "streamVideo" }],
+  },
+  {
+    name: "first part not tuned to start fast",
+    file: "server/media/playback.ts",
+    find: "const fastStart = index === 0 ? DEFAULT_FAST_START : undefined;",
+    replace: "const fastStart = undefined;",
+    tests: [{ file: "tests/playback_test.ts", filter: "streamVideo" }],
+  },
+  {
+    name: "viewers of a part not shared",
+    file: "server/media/part_sources.ts",
+    find: "const stream = running?.shared.join();",
+    replace: "const stream = running && undefined;",
+    tests: [{ file: "tests/sharing_test.ts", filter: "five streams" }],
+  },
+  {
+    name: "cache never read",
+    file: "server/media/part_sources.ts",
+    find: 'return part && { stream: part.stream, origin: "cache" };',
+    replace: "return undefined;",
+    tests: [{ file: "tests/sharing_test.ts", filter: "the cache serves" }],
+  },
 ];

@@ -34,6 +34,7 @@ import { complete, findVideo } from "./complete.ts";
 import { Conversations } from "./conversation.ts";
 import { EventFormatter } from "./format.ts";
 import { type IgnoreList, MemoryIgnoreList } from "./ignore.ts";
+import type { InputHistoryStore } from "./input_history_file.ts";
 import { type ByteSink, JsonEventWriter } from "./json.ts";
 import { PlayingTracker } from "./playing.ts";
 import { ProgressThrottle } from "./progress.ts";
@@ -107,6 +108,13 @@ export interface ClientAppOptions {
   ignore?: IgnoreList;
   /** Ring the terminal bell when a message arrives (config `[client] bell`). Default true. */
   bell?: boolean;
+  /** Where typed lines are kept between runs; `/forget-input` deletes them. Default: nowhere. */
+  inputHistory?: InputHistoryStore;
+  /**
+   * Read and write `inputHistory` for Up-arrow and Ctrl-R (config `[client] input_history`);
+   * when false it is only deleted by `/forget-input`. Default true.
+   */
+  keepInputHistory?: boolean;
 }
 
 /** Where events and notes go: human lines or JSON lines. */
@@ -187,6 +195,8 @@ interface Context {
   showOwn(to: string, text: string): void;
   /** The prompt or status changed. */
   changed(): void;
+  /** Forgets the typed lines, on screen and on disk. */
+  forgetInput(): Promise<void>;
 }
 
 /** Runs one command; resolves to `"quit"` when the person asked to leave. */
@@ -224,6 +234,9 @@ async function execute(command: Command, context: Context): Promise<"quit" | voi
     case "ignore":
     case "unignore":
       return await changeIgnored(context, command);
+    case "forget-input":
+      await context.forgetInput();
+      return output.note("Typed lines forgotten: Up-arrow and Ctrl-R start empty.");
     case "quit":
       return "quit";
   }
@@ -351,14 +364,23 @@ function promptFor(name: string, conversation: string | undefined): string {
   return conversation === undefined ? `${name}> ` : `[${conversation}] ${name}> `;
 }
 
-/** The input for a run: a terminal prompt with completion, or plain lines. */
-function defaultInput(options: ClientAppOptions, complete: Completer): LineInput {
+/** The input for a run: a terminal prompt with completion and history, or plain lines. */
+async function defaultInput(options: ClientAppOptions, complete: Completer): Promise<LineInput> {
   if (options.json || !isInteractive()) return new PipedInput();
+  const store = options.keepInputHistory === false ? undefined : options.inputHistory;
+  const history = await store?.load().catch(() => []) ?? []; // unreadable: start empty
+  let warned = false;
   return new TerminalInput({
     prompt: promptFor(options.session.name, undefined),
     complete,
     // Commands stay in the scrollback; chat lines show as your own timestamped line instead.
     echo: (line) => /^\s*\/(?!\/)/.test(line),
+    history,
+    onHistory: (lines) =>
+      store?.save(lines).catch((error) => {
+        if (!warned) writeStderr(`reelay: typed lines not kept: ${messageOf(error)}`);
+        warned = true;
+      }),
   });
 }
 
@@ -388,7 +410,7 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
       names: session.who().map((peer) => peer.name),
       videos: catalog.names,
     });
-  const input = options.input ?? defaultInput(options, completer);
+  const input = options.input ?? await defaultInput(options, completer);
   const formatter = new EventFormatter({
     color: options.color ?? defaultColor(),
     width: () => {
@@ -411,6 +433,10 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
     changed: () => {
       input.setPrompt?.(promptFor(session.name, conversations.current));
       input.setStatus?.(status);
+    },
+    forgetInput: async () => {
+      input.clearHistory?.();
+      await options.inputHistory?.forget();
     },
   };
   input.setStatus?.(status);
@@ -453,6 +479,7 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
   } finally {
     stopSignals();
     input.close();
+    await options.inputHistory?.flush(); // the last line typed (often /quit) is kept too
     await output.flush().catch(() => {}); // stdout closed under us: nobody left to tell
   }
 }

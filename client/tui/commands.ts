@@ -21,6 +21,7 @@ export type Command =
   | { command: "reply"; text?: string }
   | { command: "ignore"; name?: string }
   | { command: "unignore"; name: string }
+  | { command: "forget-input" }
   | { command: "verify"; name: string }
   | { command: "trust"; name: string }
   | { command: "videos" }
@@ -108,6 +109,12 @@ export const COMMAND_SPECS: readonly CommandSpec[] = [
     summary: "Drop NAME's messages, also next time (no NAME: list)",
   },
   { command: "unignore", aliases: [], args: [NAME], summary: "See NAME's messages again" },
+  {
+    command: "forget-input",
+    aliases: [],
+    args: [],
+    summary: "Delete the typed lines kept for Up-arrow and Ctrl-R",
+  },
   { command: "quit", aliases: ["exit"], args: [], summary: "Leave (also /exit)" },
 ];
 

@@ -12,6 +12,8 @@ import type { Logger } from "../../shared/log.ts";
 import type { ServerConnection, StreamEndReason, VideoListing } from "../../shared/protocol/mod.ts";
 import { type Catalog, requireVideo } from "./catalog.ts";
 import { planPlayback } from "./plan.ts";
+import { PartCache } from "./part_cache.ts";
+import { PartSources } from "./part_sources.ts";
 import { streamVideo, type VideoStream } from "./playback.ts";
 import { TranscodeSlots } from "./slots.ts";
 
@@ -41,7 +43,7 @@ interface OpenedStream {
 /** What a viewer needs from the service that made it. */
 interface ViewerDeps {
   listings(): VideoListing[];
-  open(name: string): OpenedStream;
+  open(name: string): Promise<OpenedStream>;
   forget(viewer: StreamViewer): void;
   log: Logger;
   /** Stream bytes a viewer may have unacknowledged. */
@@ -71,15 +73,55 @@ export class MediaService {
   readonly #catalog: Catalog;
   readonly #config: Config;
   readonly #slots: TranscodeSlots;
+  readonly #sources: PartSources;
   readonly #viewers = new Set<StreamViewer>();
   readonly #deps: ViewerDeps;
   #nextStream = 1;
 
-  /** Creates the service over a catalog. */
-  constructor(catalog: Catalog, config: Config, log: Logger) {
+  /**
+   * Creates the service over a catalog, opening the `chunks/` cache when `[media] cache` is on.
+   *
+   * @example
+   * ```ts
+   * import { defaultConfig } from "../../shared/config/mod.ts";
+   * import { silentLogger } from "../../shared/log.ts";
+   * import { Catalog } from "./catalog.ts";
+   * import { MediaService } from "./viewer.ts";
+   * const catalog = await Catalog.open(await Deno.makeTempDir(), { watch: false });
+   * const media = await MediaService.open(catalog, defaultConfig(), silentLogger);
+   * await media.close();
+   * await catalog.close();
+   * ```
+   */
+  static async open(catalog: Catalog, config: Config, log: Logger): Promise<MediaService> {
+    const { cache, cacheDir, cacheMaxBytes, cacheMaxAgeMs } = config.media;
+    const partCache = cache
+      ? await PartCache.open({ dir: cacheDir, maxBytes: cacheMaxBytes, maxAgeMs: cacheMaxAgeMs })
+      : undefined;
+    if (partCache) {
+      log("info", `Caching finished parts in ${partCache.dir} (at most ${cacheMaxBytes} bytes)`);
+    }
+    return new MediaService(catalog, config, log, { cache: partCache });
+  }
+
+  /** Creates the service over a catalog (without a cache unless given one). */
+  constructor(
+    catalog: Catalog,
+    config: Config,
+    log: Logger,
+    options: { cache?: PartCache } = {},
+  ) {
     this.#catalog = catalog;
     this.#config = config;
     this.#slots = new TranscodeSlots(config.stream.maxTranscodes);
+    this.#sources = new PartSources({
+      ffmpegPath: config.stream.ffmpeg,
+      preset: config.stream.preset,
+      slots: this.#slots,
+      cache: options.cache,
+      shareBufferBytes: config.media.shareBufferBytes,
+      log,
+    });
     this.#deps = {
       listings: () => this.#listings(),
       open: (name) => this.#open(name),
@@ -92,7 +134,12 @@ export class MediaService {
 
   /** Transcodes running now. */
   get transcodes(): number {
-    return this.#slots.inUse;
+    return this.#sources.transcodes;
+  }
+
+  /** Transcodes started since the service began. */
+  get transcodesStarted(): number {
+    return this.#sources.started;
   }
 
   /** A viewer for one connection. */
@@ -105,6 +152,7 @@ export class MediaService {
   /** Stops every stream (their ffmpeg processes are killed and awaited). */
   async close(): Promise<void> {
     await Promise.all([...this.#viewers].map((viewer) => viewer.close()));
+    await this.#sources.close();
   }
 
   #listings(): VideoListing[] {
@@ -112,14 +160,10 @@ export class MediaService {
   }
 
   /** Starts a stream of `name` or throws `unknown-video` / `busy`. */
-  #open(name: string): OpenedStream {
+  async #open(name: string): Promise<OpenedStream> {
     const info = requireVideo(this.#catalog, name);
     const plan = planPlayback(info, this.#config.stream);
-    const stream = streamVideo(info, plan, {
-      ffmpegPath: this.#config.stream.ffmpeg,
-      preset: this.#config.stream.preset,
-      slots: this.#slots,
-    });
+    const stream = await streamVideo(info, plan, { sources: this.#sources });
     return { id: this.#nextStream++, stream, listing: plan.listing };
   }
 }
@@ -163,7 +207,8 @@ class StreamViewer implements Viewer {
   async play(ref: number | undefined, video: string): Promise<void> {
     await this.stop(undefined);
     if (this.#closed) return;
-    const { id, stream, listing } = this.#deps.open(video);
+    const { id, stream, listing } = await this.#deps.open(video);
+    if (this.#closed) return await stream.stop();
     const playing: Playing = {
       id,
       stream,

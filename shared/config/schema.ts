@@ -125,6 +125,41 @@ export function parseHeights(text: string, where: string): number[] {
   return heights;
 }
 
+function oneOf(values: readonly string[]): Reader<string> {
+  return (text, where) => {
+    const value = text.trim().toLowerCase();
+    if (!values.includes(value)) bad(where, text, `one of ${values.join(", ")}`);
+    return value;
+  };
+}
+
+/** Empty, or text of at most `max` characters (an optional path or name). */
+function optionalText(max = 4096): Reader<string> {
+  return (text, where) => {
+    const value = text.trim();
+    if (value.length > max) bad(where, text, `at most ${max} characters`);
+    return value;
+  };
+}
+
+/** Empty (no cluster), or `nats://HOST:PORT` addresses separated by commas. */
+const clusterUrl: Reader<string> = (text, where) => {
+  const value = text.trim();
+  const parts = value.split(",").map((part) => part.trim());
+  if (value !== "" && !parts.every((part) => /^nats:\/\/[^\s/]+$/.test(part))) {
+    bad(where, text, "nats://HOST:PORT (several separated by commas), or nothing");
+  }
+  return value;
+};
+
+const nodeId: Reader<string> = (text, where) => {
+  const value = text.trim();
+  if (!/^[A-Za-z0-9_-]{0,64}$/.test(value)) {
+    bad(where, text, "up to 64 letters, digits, _ and -, or nothing for a random id");
+  }
+  return value;
+};
+
 /** Every section and key, with its reader and default. The repository's config.ini lists them. */
 export const SCHEMA = {
   server: {
@@ -174,6 +209,34 @@ export const SCHEMA = {
     player: key(nonEmpty(), "auto"),
     /** Ring the terminal bell when a message arrives. */
     bell: key(bool, true),
+    /** Keep typed commands in the home for Up-arrow and Ctrl-R in later runs. */
+    inputHistory: key(bool, true),
+  },
+  cluster: {
+    /** NATS addresses; empty runs a single server, which never loads the NATS client. */
+    url: key(clusterUrl, ""),
+    /** This node's id in the cluster; empty picks a random one at each start. */
+    node: key(nodeId, ""),
+    /** NATS user, with the password in `password_file`. */
+    user: key(optionalText(256), ""),
+    passwordFile: key(optionalText(), ""),
+    /** A file holding an nkey seed (`SU...`), instead of user and password. */
+    nkeySeedFile: key(optionalText(), ""),
+    /** A dead node's people leave everyone's list within this time. */
+    presenceTtlMs: key(intIn(300, 600_000), 6000),
+  },
+  media: {
+    /** The H.264 encoder: `auto` tries VA-API, NVENC, Quick Sync at start, else software. */
+    encoder: key(oneOf(["auto", "software", "vaapi", "nvenc", "qsv"]), "auto"),
+    /** Keep finished parts in `cache_dir` so the next viewer reads a file, not a new ffmpeg. */
+    cache: key(bool, false),
+    cacheDir: key(nonEmpty(), "chunks"),
+    cacheMaxBytes: key(intIn(1024 * 1024, 2 ** 50), 10 * 1024 ** 3),
+    cacheMaxAgeMs: key(intIn(1000, 10 * 365 * 86_400_000), 7 * 86_400_000),
+    /** Bytes of a shared part kept for viewers who join late or read slower than others. */
+    shareBufferBytes: key(intIn(1024 * 1024, 4 * 1024 ** 3), 32 * 1024 * 1024),
+    /** A paused stream's ffmpeg is stopped at once and ended after this long. */
+    pauseGraceMs: key(intIn(0, 3_600_000), 10_000),
   },
 };
 
