@@ -33,6 +33,11 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       "folder of videos to offer (config: [server] videos, default ./videos)",
     )
     .option(
+      "--state <dir>",
+      "folder of the server's private key, owner-only (config: [server] state, default ./state)",
+    )
+    .option("--fingerprint", "print the server key's fingerprint (creating the key) and exit")
+    .option(
       "--cluster <nats-url>",
       "run as a node of a cluster through NATS, e.g. nats://10.0.0.5:4222 (config: [cluster] url)",
     )
@@ -55,6 +60,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     )
     .option("--home <dir>", "where your keys live (env REELAY_HOME, default your config folder)")
     .option("--json", "print one JSON object per event on stdout")
+    .option(
+      "--accept-server-key <fingerprint>",
+      "accept this server key in place of the pinned one (after checking it with the server's owner)",
+    )
     .addOption(
       new Option(
         "--player <cmd>",

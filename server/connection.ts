@@ -33,12 +33,22 @@ export interface ServerContext {
   createViewer(framed: ServerConnection): Viewer;
   /** Whether another client may join now (the total cap). */
   hasRoomForClient(): boolean;
-  /** Counts a joining peer as joined from its host; false when its host has its whole share. */
-  claimHostShare(peer: PeerConnection): boolean;
   /** Streams playing now for people joined from `host`. */
   streamsFrom(host: string): number;
   /** The server-wide budget of queued bytes. */
   readonly budget: QueueBudget;
+}
+
+/** What the secure channel established for a connection before it became a peer. */
+export interface ChannelFacts {
+  /** The Noise handshake hash of this connection (a join proof signs it). */
+  handshakeHash: Uint8Array;
+  /** When the join must be complete (ms since epoch): the handshake spent part of the time. */
+  joinDeadline: number;
+  /** The host this connection counts against (`hostOf` its address). */
+  host: string;
+  /** Counts this connection as joined from its host; false when the host has its whole share. */
+  claimHostShare(): boolean;
 }
 
 /** Consecutive malformed messages tolerated before a peer is cut off. */
@@ -49,7 +59,7 @@ const MAX_BAD_MESSAGES = 16;
  *
  * @example
  * ```ts ignore
- * const peer = new PeerConnection(framed, context);
+ * const peer = new PeerConnection(framed, context, { handshakeHash, joinDeadline });
  * await peer.run(); // returns once the peer is gone and everything it held is released
  * ```
  */
@@ -61,6 +71,7 @@ export class PeerConnection implements Recipient {
   readonly #viewer: Viewer;
   readonly #chat: TokenBucket;
   readonly #inbound: InboundChat;
+  readonly #channel: ChannelFacts;
   #announcement: Announcement | undefined;
   #badMessages = 0;
   /** Set once the peer is being told why it is closed: nothing it sends is acted on after. */
@@ -69,11 +80,12 @@ export class PeerConnection implements Recipient {
   /** When the server last pinged this peer (keepalive; set by the server's sweep). */
   lastPingAt = 0;
 
-  /** Wraps an accepted, framed socket from `host`. */
-  constructor(framed: ServerConnection, context: ServerContext, host: string) {
+  /** Wraps an accepted connection, framed inside its secure channel. */
+  constructor(framed: ServerConnection, context: ServerContext, channel: ChannelFacts) {
     this.framed = framed;
-    this.host = host;
+    this.host = channel.host;
     this.#context = context;
+    this.#channel = channel;
     this.#viewer = context.createViewer(framed);
     const { chatRate, chatBurst } = context.config.limits;
     this.#chat = new TokenBucket(chatRate, chatBurst);
@@ -162,25 +174,14 @@ export class PeerConnection implements Recipient {
 
   /** Runs the read loop until the peer leaves; always releases the name and any stream. */
   async run(): Promise<void> {
-    const { joinTimeoutMs, firstByteTimeoutMs } = this.#context.config.limits;
+    const { joinTimeoutMs } = this.#context.config.limits;
     const joinTimer = setTimeout(() => {
       if (!this.joined) {
         this.hangUp(
           new ReelayError("join-timeout", `Join did not complete within ${joinTimeoutMs} ms`),
         ).catch(() => this.framed.close());
       }
-    }, joinTimeoutMs);
-    // A socket that says nothing at all holds a joining slot for free: it goes much sooner.
-    const firstByteTimer = setTimeout(() => {
-      if (this.framed.bytesReceived === 0) {
-        this.hangUp(
-          new ReelayError(
-            "first-byte-timeout",
-            `Nothing was received within ${firstByteTimeoutMs} ms of connecting`,
-          ),
-        ).catch(() => this.framed.close());
-      }
-    }, firstByteTimeoutMs);
+    }, Math.max(0, this.#channel.joinDeadline - Date.now()));
     try {
       await this.#readLoop();
     } catch (error) {
@@ -192,7 +193,6 @@ export class PeerConnection implements Recipient {
       }
     } finally {
       clearTimeout(joinTimer);
-      clearTimeout(firstByteTimer);
       // Release the name at once so nobody waits on the stream's teardown to see "left".
       this.framed.close();
       if (this.#announcement) this.#context.people.leave(this);
@@ -317,7 +317,7 @@ export class PeerConnection implements Recipient {
     if (!this.#context.hasRoomForClient()) {
       throw new ReelayError("server-full", "Server is full: try again later");
     }
-    if (!this.#context.claimHostShare(this)) {
+    if (!this.#channel.claimHostShare()) {
       throw new ReelayError(
         "host-full",
         `Too many people are connected from ${this.host} (the limit is ` +

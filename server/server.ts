@@ -6,12 +6,14 @@
  * @module
  */
 
-import { settlesWithin, Wake } from "../shared/async.ts";
+import { SerialQueue, settlesWithin, Wake } from "../shared/async.ts";
+import { type ByteConn, type Handshake, type KeyPair, respond } from "../shared/channel/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { errorDetail, messageOf, ReelayError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import {
   type Announcement,
+  CHANNEL_PROLOGUE,
   FramedConnection,
   isDisconnect,
   type ServerConnection,
@@ -30,10 +32,46 @@ const EVICTION_FLUSH_MS = 5000;
 
 /** Pause after a failed accept (e.g. out of file descriptors) before trying again. */
 const ACCEPT_RETRY_MS = 100;
+/** Refusals (`host-full`) handshaken at once: each costs a handshake's CPU. */
+const REFUSAL_LANES = 2;
+
+const TOO_MANY_PENDING = "Too many connections are joining at once from your host: try again later";
+
+/** A connection from accept to its end, as its host's share counts it. */
+interface Joining {
+  readonly conn: Deno.TcpConn;
+  readonly host: string;
+  /** Set once the handshake is done and the connection is served. */
+  peer?: PeerConnection;
+  /** Pushed out to make room: told `too-many-pending` and closed, never joined. */
+  evicted: boolean;
+}
+
+/**
+ * The connection as the handshake reads it, and whether any byte came yet (the first-byte
+ * deadline). Everything else goes straight to `conn`.
+ */
+function watchFirstByte(conn: Deno.TcpConn): { conn: ByteConn; heard(): boolean } {
+  let heard = false;
+  const watched: ByteConn = {
+    read: async (p) => {
+      const count = await conn.read(p);
+      if (count) heard = true;
+      return count;
+    },
+    write: (p) => conn.write(p),
+    close: () => conn.close(),
+    closeWrite: () => conn.closeWrite(),
+    remoteAddr: conn.remoteAddr,
+  };
+  return { conn: watched, heard: () => heard };
+}
 
 /** What the server is given besides its config. */
 export interface ServerDeps {
   log: Logger;
+  /** The server's static channel key: every connection starts with a handshake under it. */
+  serverKey: KeyPair;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   /** Video service for one connection; absent means the server streams nothing. */
   createViewer(framed: ServerConnection): Viewer;
@@ -86,8 +124,14 @@ export class ReelayServer {
   readonly #listener: Deno.TcpListener;
   readonly #context: ServerContext;
   readonly #peers = new Set<PeerConnection>();
-  readonly #shares: HostShares<PeerConnection>;
+  readonly #shares: HostShares<Joining>;
   readonly #budget: QueueBudget;
+  /** Connections in their secure handshake that count as joining (against `max_pending`). */
+  readonly #handshaking = new Set<Deno.TcpConn>();
+  /** Connections refused (`host-full`): handshaken only to be told so, then closed. */
+  readonly #refusing = new Set<Deno.TcpConn>();
+  readonly #refusalLanes = Array.from({ length: REFUSAL_LANES }, () => new SerialQueue());
+  #nextRefusalLane = 0;
   readonly #running = new Set<Promise<void>>();
   readonly #deps: ServerDeps;
   readonly #accepting: Promise<void>;
@@ -110,10 +154,9 @@ export class ReelayServer {
       verifyAnnouncement: deps.verifyAnnouncement,
       createViewer: deps.createViewer,
       hasRoomForClient: () => people.size < config.limits.maxClients,
-      claimHostShare: (peer) => shares.join(peer.host, peer),
       streamsFrom: (host) => {
         let playing = 0;
-        for (const peer of shares.joinedFrom(host)) if (peer.streaming) playing++;
+        for (const joining of shares.joinedFrom(host)) if (joining.peer?.streaming) playing++;
         return playing;
       },
       budget: this.#budget,
@@ -155,7 +198,10 @@ export class ReelayServer {
     return this.#context.people.size;
   }
 
-  /** How many connections are still joining (counted against `[limits] max_pending`). */
+  /**
+   * How many connections are still joining, from the first byte of their handshake to their
+   * welcome (counted against `[limits] max_pending`).
+   */
   get pending(): number {
     return this.#shares.pending;
   }
@@ -188,6 +234,8 @@ export class ReelayServer {
     this.#listener.close();
     this.#closeWake.wake();
     await this.#accepting;
+    // Closing the socket ends a handshake at once; it then never becomes a peer.
+    for (const conn of [...this.#handshaking, ...this.#refusing]) closeQuietly(conn);
     for (const peer of this.#peers) {
       peer.notify({ type: "shutdown", message });
       void peer.framed.flushAndClose(new ReelayError("shutdown", message), 500);
@@ -230,46 +278,135 @@ export class ReelayServer {
     try {
       conn.setNoDelay(true);
     } catch {
-      // The peer may already be gone; the read loop will notice.
+      // The peer may already be gone; the handshake will notice.
+    }
+    const acceptedAt = Date.now();
+    const host = hostOf(conn.remoteAddr.hostname);
+    if (this.#shares.hostFull(host)) {
+      this.#refusing.add(conn);
+      const lane = this.#refusalLanes[this.#nextRefusalLane++ % this.#refusalLanes.length];
+      const message = `Too many people are connected from ${host} (the limit is ` +
+        `${limits.maxClientsPerHost} per host): try again when someone there leaves`;
+      this.#track(
+        lane.run(() => this.#refuse(conn, acceptedAt + limits.joinTimeoutMs, "host-full", message)),
+      );
+      return;
+    }
+    const joining: Joining = { conn, host, evicted: false };
+    this.#handshaking.add(conn);
+    // Room is made by pushing out the oldest joining connection of this host (or, when the
+    // server as a whole is full, of the host holding the most): a flood only displaces itself,
+    // and a newcomer is never the one refused.
+    for (const old of this.#shares.admit(host, joining).evict) this.#evict(old);
+    this.#track(this.#serve(joining, acceptedAt));
+  }
+
+  /** Tells an evicted joining connection why (inside its channel, once it has one). */
+  #evict(joining: Joining): void {
+    joining.evicted = true;
+    joining.peer?.hangUp(
+      new ReelayError("too-many-pending", TOO_MANY_PENDING),
+      EVICTION_FLUSH_MS,
+    );
+  }
+
+  /**
+   * Runs the secure handshake (within the join deadline, and with a first byte within
+   * `first_byte_timeout_ms`), then serves the peer inside the channel. A connection evicted
+   * while in its handshake is told `too-many-pending` once the channel is up, then closed.
+   */
+  async #serve(joining: Joining, acceptedAt: number): Promise<void> {
+    const { conn, host } = joining;
+    const { limits } = this.#context.config;
+    let handshake: Handshake | undefined;
+    try {
+      handshake = await this.#handshake(conn, acceptedAt + limits.joinTimeoutMs);
+    } finally {
+      // Still joining: it leaves #handshaking in the same step it becomes a peer.
+      this.#handshaking.delete(conn);
+    }
+    if (!handshake || this.#closing) {
+      if (handshake) closeQuietly(conn);
+      this.#shares.release(host, joining);
+      return;
     }
     const { maxFrameBytes, maxQueueBytes } = limits;
-    const framed = FramedConnection.forServer(conn, {
+    const framed = FramedConnection.forServer(handshake.transport, {
       maxFrameBytes,
       maxQueueBytes,
       budget: this.#budget,
     });
-    const host = hostOf(conn.remoteAddr.hostname);
-    if (this.#shares.hostFull(host)) {
-      framed.sendMessage({
-        type: "error",
-        code: "host-full",
-        message: `Too many people are connected from ${host} (the limit is ` +
-          `${limits.maxClientsPerHost} per host): try again when someone there leaves`,
-      });
-      this.#track(framed.flushAndClose(undefined, 200));
-      return;
+    if (joining.evicted) {
+      framed.sendMessage({ type: "error", code: "too-many-pending", message: TOO_MANY_PENDING });
+      return await framed.flushAndClose(undefined, EVICTION_FLUSH_MS);
     }
-    const peer = new PeerConnection(framed, this.#context, host);
+    const peer = new PeerConnection(framed, this.#context, {
+      handshakeHash: handshake.handshakeHash,
+      joinDeadline: acceptedAt + limits.joinTimeoutMs,
+      host,
+      claimHostShare: () => this.#shares.join(host, joining),
+    });
+    joining.peer = peer;
     this.#peers.add(peer);
-    // Room is made by pushing out the oldest joining connection of this host (or, when the
-    // server as a whole is full, of the host holding the most): a flood only displaces itself.
-    const { evict } = this.#shares.admit(host, peer);
-    for (const old of evict) {
-      void old.hangUp(
-        new ReelayError(
-          "too-many-pending",
-          "Too many connections are joining at once from your host: try again later",
-        ),
-        EVICTION_FLUSH_MS,
-      );
-    }
     this.#deps.log("info", `Connection from ${framed.remote}`);
-    this.#track(
-      peer.run().finally(() => {
-        this.#peers.delete(peer);
-        this.#shares.release(host, peer);
-      }),
-    );
+    try {
+      await peer.run();
+    } finally {
+      this.#peers.delete(peer);
+      this.#shares.release(host, joining);
+    }
+  }
+
+  /** Tells a refused connection why inside the channel, then closes it. */
+  async #refuse(conn: Deno.TcpConn, deadline: number, code: string, message: string) {
+    let handshake: Handshake | undefined;
+    try {
+      handshake = await this.#handshake(conn, deadline);
+    } finally {
+      this.#refusing.delete(conn);
+    }
+    if (!handshake) return;
+    const framed = FramedConnection.forServer(handshake.transport, this.#context.config.limits);
+    framed.sendMessage({ type: "error", code, message });
+    await framed.flushAndClose(undefined, 200);
+  }
+
+  /**
+   * The server's side of the secure handshake, finished by `deadline`, its first byte within
+   * `first_byte_timeout_ms`; undefined (logged, the connection closed) when it fails, times out,
+   * or the server is closing. A socket that sends nothing cannot be told why: there is no
+   * channel yet, so it is just closed (and logged).
+   */
+  async #handshake(conn: Deno.TcpConn, deadline: number): Promise<Handshake | undefined> {
+    const remote = addressOf(conn);
+    const { firstByteTimeoutMs } = this.#context.config.limits;
+    const watched = watchFirstByte(conn);
+    const silence = setTimeout(() => {
+      if (watched.heard()) return;
+      this.#deps.log(
+        "info",
+        `Connection from ${remote} sent nothing within ${firstByteTimeoutMs} ms: closed ` +
+          "(first-byte-timeout)",
+      );
+      closeQuietly(conn);
+    }, firstByteTimeoutMs);
+    try {
+      if (this.#closing) throw new Error("the server is shutting down");
+      return await respond(watched.conn, this.#deps.serverKey, {
+        prologue: CHANNEL_PROLOGUE,
+        timeoutMs: Math.max(1, deadline - Date.now()),
+        peer: remote,
+      });
+    } catch (error) {
+      closeQuietly(conn);
+      this.#deps.log(
+        "info",
+        `Connection from ${remote} ended in the handshake: ${messageOf(error)}`,
+      );
+      return undefined;
+    } finally {
+      clearTimeout(silence);
+    }
   }
 
   /** Keeps a connection's task until it ends; a failure in it is logged, never fatal. */
@@ -296,5 +433,18 @@ export class ReelayServer {
         peer.notify({ type: "ping" });
       }
     }
+  }
+}
+
+function addressOf(conn: Deno.Conn): string {
+  const address = conn.remoteAddr;
+  return address.transport === "tcp" ? `${address.hostname}:${address.port}` : "unknown";
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
   }
 }

@@ -1,15 +1,22 @@
 /**
- * A hostile relay for tests: a TCP proxy between one client and the server that sees every
- * frame and may drop, change, repeat or reorder them, the way a compromised server could.
+ * A hostile relay for tests: a proxy between one client and the server that sees every frame
+ * and may drop, change, repeat or reorder them, the way a compromised server could. It ends the
+ * secure channel on both sides (the client pins the proxy's key on first use, as it would a
+ * hostile server's), so it sees what the server sees: frames in the clear.
  *
  * @module
  */
 
+import { initiate, respond, ServerKey } from "../shared/channel/mod.ts";
 import { encodeFrame, FrameDecoder } from "../shared/protocol/frame.ts";
+import { CHANNEL_PROLOGUE } from "../shared/protocol/mod.ts";
 import { writeAll } from "../shared/io.ts";
 import { controlFrame, frameJson, type Json } from "./_raw.ts";
 
 export type { Json } from "./_raw.ts";
+
+/** The hostile relay's own channel key (it cannot present the real server's). */
+const proxyKey = await ServerKey.generate();
 
 /** Which way a frame travels. */
 export type Direction = "to-server" | "to-client";
@@ -78,13 +85,19 @@ export class HostileProxy {
 
   async #accept(): Promise<void> {
     let client: Deno.Conn;
+    let server: Deno.Conn;
     try {
-      client = await this.#listener.accept();
+      const accepted = await this.#listener.accept();
+      this.#conns.push(accepted);
+      client = (await respond(accepted, proxyKey, { prologue: CHANNEL_PROLOGUE })).transport;
+      this.#conns.push(client);
+      const dialed = await Deno.connect({ hostname: "127.0.0.1", port: this.#serverPort });
+      this.#conns.push(dialed);
+      server = (await initiate(dialed, { prologue: CHANNEL_PROLOGUE })).transport;
+      this.#conns.push(server);
     } catch {
       return;
     }
-    const server = await Deno.connect({ hostname: "127.0.0.1", port: this.#serverPort });
-    this.#conns.push(client, server);
     this.#tasks.push(
       this.#pipe(client, server, "to-server"),
       this.#pipe(server, client, "to-client"),

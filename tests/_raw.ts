@@ -5,6 +5,7 @@
  * @module
  */
 
+import { initiate, type SecureConn } from "../shared/channel/mod.ts";
 import { Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
 import {
   decodeBodyPayload,
@@ -16,6 +17,7 @@ import {
   KIND_CONTROL,
 } from "../shared/protocol/frame.ts";
 import {
+  CHANNEL_PROLOGUE,
   type ClientMessage,
   isDisconnect,
   PROTOCOL_VERSION,
@@ -73,11 +75,15 @@ export function frameHeader(length: number, kind = KIND_CONTROL): Uint8Array<Arr
 }
 
 /**
- * A raw TCP client. Incoming frames are read by one background task into a list that tests
- * wait on; nothing is answered automatically unless {@linkcode RawClient.answerPings} is set.
+ * A raw client over the secure channel: it runs the handshake like any client, then writes
+ * whatever a test wants inside the channel. Incoming frames are read by one background task into
+ * a list that tests wait on; nothing is answered automatically unless
+ * {@linkcode RawClient.answerPings} is set.
  */
 export class RawClient {
-  readonly conn: Deno.TcpConn;
+  readonly conn: SecureConn;
+  /** The handshake hash of this connection (what a join proof signs). */
+  readonly handshakeHash: Uint8Array;
   /** Every control message received, in order. */
   readonly messages: Json[] = [];
   /** Frames that were not control frames, or not JSON. */
@@ -92,15 +98,17 @@ export class RawClient {
   #stopReading = false;
   readonly #closing = Promise.withResolvers<void>();
 
-  private constructor(conn: Deno.TcpConn) {
+  private constructor(conn: SecureConn, handshakeHash: Uint8Array) {
     this.conn = conn;
+    this.handshakeHash = handshakeHash;
     this.ended = this.#readLoop();
   }
 
-  /** Connects to `port` and starts reading. */
+  /** Connects to `port`, runs the secure handshake (any server key) and starts reading. */
   static async connect(port: number): Promise<RawClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    return new RawClient(conn);
+    const channel = await initiate(conn, { prologue: CHANNEL_PROLOGUE });
+    return new RawClient(channel.transport, channel.handshakeHash);
   }
 
   /**

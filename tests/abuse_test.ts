@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type { Config } from "../shared/config/mod.ts";
 import { encodeStreamFrame } from "../shared/protocol/frame.ts";
+import { PROTOCOL_VERSION } from "../shared/protocol/mod.ts";
 import { joinClient, type LoggedServer, startLoggedServer } from "../testing/harness.ts";
 import { openSockets } from "./_procs.ts";
 import {
@@ -305,7 +306,7 @@ Deno.test("malformed messages get malformed-message errors; a run of them closes
     await raw.write(encodeFrame(KIND_CONTROL, encoder.encode("{not json")));
     await raw.send({ type: "send", to: 5, envelope: "A", ref: 9 });
     await raw.send({ type: "dance" });
-    await raw.send({ type: "hello", protocol: 2 });
+    await raw.send({ type: "hello", protocol: PROTOCOL_VERSION });
     await raw.send({ type: "ping" });
     await raw.waitFor((message) => message.type === "pong");
     assert.deepEqual(codes(raw).slice(1), [
@@ -335,7 +336,7 @@ Deno.test("before the join, anything but a valid hello or ping is an error and a
     const cases: [Uint8Array, string][] = [
       [encodeFrame(KIND_CONTROL, encoder.encode("}{")), "malformed-message"],
       [controlFrame({ type: "videos", ref: 1 }), "not-joined"],
-      [controlFrame({ type: "hello", protocol: 2, name: "x" }), "malformed-message"],
+      [controlFrame({ type: "hello", protocol: PROTOCOL_VERSION, name: "x" }), "malformed-message"],
       [encodeStreamFrame(1, 0, new Uint8Array(10)), "unexpected-frame"],
       [encodeFrame(9, new Uint8Array(3)), "unexpected-frame"],
       [frameHeader(0).subarray(0, 4), "malformed-frame"],
@@ -353,11 +354,16 @@ Deno.test("before the join, anything but a valid hello or ping is an error and a
     const helloCases: [Record<string, unknown>, string][] = [
       // Version 1 carried envelopes as base64 text: its clients are refused by name.
       [{ type: "hello", protocol: 1, ...signed }, "unsupported-protocol"],
-      [{ type: "hello", protocol: 2, ...signed, name: "forger" }, "bad-signature"],
-      [{ type: "hello", protocol: 2, ...signed, name: "../etc" }, "bad-name"],
-      [{ type: "hello", protocol: 2, ...signed, name: "alice" }, "bad-signature"],
+      [{ type: "hello", protocol: PROTOCOL_VERSION, ...signed, name: "forger" }, "bad-signature"],
+      [{ type: "hello", protocol: PROTOCOL_VERSION, ...signed, name: "../etc" }, "bad-name"],
+      [{ type: "hello", protocol: PROTOCOL_VERSION, ...signed, name: "alice" }, "bad-signature"],
       [
-        { type: "hello", protocol: 2, ...signed, keys: { ...signed.keys, signingKey: "AAAA" } },
+        {
+          type: "hello",
+          protocol: PROTOCOL_VERSION,
+          ...signed,
+          keys: { ...signed.keys, signingKey: "AAAA" },
+        },
         "bad-key",
       ],
     ];
@@ -370,7 +376,7 @@ Deno.test("before the join, anything but a valid hello or ping is an error and a
     // A joined client saying hello again is told so and stays.
     const twice = await scene.raw();
     assert.equal((await twice.join("twice", identity)).type, "welcome");
-    await twice.send({ type: "hello", protocol: 2, ...signed });
+    await twice.send({ type: "hello", protocol: PROTOCOL_VERSION, ...signed });
     await twice.waitForError("already-joined");
     await twice.send({ type: "ping" });
     await twice.waitFor((message) => message.type === "pong");

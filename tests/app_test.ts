@@ -204,6 +204,7 @@ class ScriptedInput implements LineInput {
   setStatus?: (render: ((width: number) => string) | undefined) => void;
   setPrompt?: (prompt: string) => void;
   bell?: () => void;
+  columns?: () => number | undefined;
   /** Resolves when the app asked for the line after the last one. */
   readonly drained = deferred<void>();
   constructor(private script: string[], private end: InputEnd, private hold?: Promise<void>) {}
@@ -603,4 +604,25 @@ Deno.test("terminal input: close() from outside restores the terminal and ends l
   input.close();
   await reading;
   assert.deepEqual(raw, [true, false]);
+});
+
+Deno.test("app: in a terminal, long lines wrap at words with indented continuations", async () => {
+  const session = new FakeSession();
+  const hold = deferred<void>();
+  const input = new ScriptedInput([], "eof", hold.promise);
+  input.columns = () => 30;
+  const running = runClientApp({ session, input, json: false, color: false });
+  const text = "the quick brown fox jumps over the lazy dog\nnew line";
+  session.emit({ event: "message", from: "bob", text, id: "w", sentAt: 0, missing: 0 });
+  hold.resolve();
+  assert.equal(await running, 0);
+  const lines = input.printed[0].split("\n");
+  assert.ok(lines.every((line) => line.length <= 29), lines.join("\n"));
+  assert.match(lines[0], /^\[\d\d:\d\d\] bob: the quick brown$/);
+  assert.ok(lines.slice(1).every((line) => line.startsWith("  ") && !line.startsWith("   ")));
+  assert.equal(
+    lines.map((line) => line.trim()).join(" "),
+    lines.join(" ").replace(/ +/g, " ").trim(),
+  );
+  assert.ok(!lines.some((line) => line.includes("\n")));
 });

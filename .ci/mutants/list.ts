@@ -157,7 +157,7 @@ export const mutants: Mutant[] = [
   {
     name: "join timeout never fires (join_timeout_ms)",
     file: "server/connection.ts",
-    find: "}, joinTimeoutMs);",
+    find: "}, Math.max(0, this.#channel.joinDeadline - Date.now()));",
     replace: "}, joinTimeoutMs * 1000);",
     tests: [{ file: "tests/abuse_test.ts", filter: "trickling its hello" }],
   },
@@ -209,7 +209,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "first byte deadline never fires (first_byte_timeout_ms)",
-    file: "server/connection.ts",
+    file: "server/server.ts",
     find: "}, firstByteTimeoutMs);",
     replace: "}, firstByteTimeoutMs * 1000);",
     tests: [{ file: "tests/attacks_test.ts", filter: "attack 2b" }],
@@ -379,8 +379,8 @@ export const mutants: Mutant[] = [
   {
     name: "a client dead mid-join keeps its joining slot",
     file: "server/server.ts",
-    find: "peer.run().finally(() => this.#peers.delete(peer))",
-    replace: "peer.run()",
+    find: "      this.#peers.delete(peer);",
+    replace: "      void peer;",
     tests: [{ file: "tests/abuse_test.ts", filter: "killed mid-join" }],
   },
   {
@@ -488,5 +488,27 @@ export const mutants: Mutant[] = [
     find: 'return part && { stream: part.stream, origin: "cache" };',
     replace: "return undefined;",
     tests: [{ file: "tests/sharing_test.ts", filter: "the cache serves" }],
+  },
+  // Secure channel (docs/security.md, "Server identity").
+  {
+    name: "server key not checked",
+    file: "client/server_trust.ts",
+    find: "const check = await pins.check(address, presented);",
+    replace: 'const check: string = "match";',
+    tests: [{ file: "tests/channel_server_test.ts", filter: "changed key is refused" }],
+  },
+  {
+    name: "any accepted server key",
+    file: "client/server_trust.ts",
+    find: "if (acceptServerKey.trim() !== handshake.serverFingerprint) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/channel_server_test.ts", filter: "changed key is refused" }],
+  },
+  {
+    name: "handshakes not counted as joining",
+    file: "server/server.ts",
+    find: "let joining = this.#handshaking.size;",
+    replace: "let joining = 0;",
+    tests: [{ file: "tests/channel_server_test.ts", filter: "silent one ends" }],
   },
 ];

@@ -166,6 +166,8 @@ export const SCHEMA = {
     host: key(nonEmpty(255), "0.0.0.0"),
     port: key(readPort({ listening: true }), 9000),
     videos: key(nonEmpty(), "videos"),
+    /** The server's private state (its channel key), owner-only. */
+    state: key(nonEmpty(), "state"),
   },
   stream: {
     heights: key(parseHeights, [144, 720, 1440]),

@@ -41,8 +41,14 @@ import {
   string,
 } from "./_validate.ts";
 
-/** The protocol version this build speaks (2: sealed envelopes as binary frame bodies). */
-export const PROTOCOL_VERSION = 2;
+/**
+ * The protocol version this build speaks (3: everything inside the secure channel; 2 added
+ * sealed envelopes as binary frame bodies).
+ */
+export const PROTOCOL_VERSION = 3;
+
+/** The secure channel's prologue: both sides must speak this protocol and version. */
+export const CHANNEL_PROLOGUE = `reelay/${PROTOCOL_VERSION}`;
 
 const MAX_LIST = 10_000;
 /** Most announcements in one `directory` message. */
