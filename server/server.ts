@@ -301,19 +301,27 @@ export class ReelayServer {
     this.#track(this.#serve(joining, acceptedAt));
   }
 
-  /** Tells an evicted joining connection why (inside its channel, once it has one). */
+  /**
+   * Pushes out a joining connection: one past its handshake is told why inside its channel; one
+   * still in its handshake is closed at once (there is no channel to say it in, and finishing
+   * handshakes only to refuse them would let a flood cost a handshake each).
+   */
   #evict(joining: Joining): void {
     joining.evicted = true;
-    joining.peer?.hangUp(
-      new ReelayError("too-many-pending", TOO_MANY_PENDING),
-      EVICTION_FLUSH_MS,
-    );
+    if (joining.peer) {
+      void joining.peer.hangUp(
+        new ReelayError("too-many-pending", TOO_MANY_PENDING),
+        EVICTION_FLUSH_MS,
+      );
+    } else {
+      closeQuietly(joining.conn);
+    }
   }
 
   /**
    * Runs the secure handshake (within the join deadline, and with a first byte within
    * `first_byte_timeout_ms`), then serves the peer inside the channel. A connection evicted
-   * while in its handshake is told `too-many-pending` once the channel is up, then closed.
+   * just as its handshake completed is told `too-many-pending`, then closed.
    */
   async #serve(joining: Joining, acceptedAt: number): Promise<void> {
     const { conn, host } = joining;

@@ -40,8 +40,10 @@ Deno.test("500 connections at once: extras refused with too-many-pending, servic
     config.limits.maxPending = 16;
     // The server-wide cap is what this shows, not the one per host (attacks_test has that).
     config.limits.maxPendingPerHost = 1000;
-    // Long enough for 500 handshakes on a busy machine: client and server share this process.
+    // Long enough for 500 handshakes on a busy machine: client and server share this process
+    // (the clients' first bytes come only after their key generation).
     config.limits.joinTimeoutMs = 5000;
+    config.limits.firstByteTimeoutMs = 5000;
   });
   const alice = await joinClient(server.port, "alice");
   const bob = await joinClient(server.port, "bob");
@@ -60,7 +62,9 @@ Deno.test("500 connections at once: extras refused with too-many-pending, servic
       Array.from({ length: 500 }, () => RawClient.connect(server.port)),
     );
     for (const result of opened) if (result.status === "fulfilled") raws.push(result.value);
-    assert.equal(raws.length, 500, "every connection was accepted by the kernel");
+    // A connection pushed out while still in its handshake is closed without a word (there is
+    // no channel to say it in): its handshake fails.
+    const closedInHandshake = opened.filter((result) => result.status === "rejected").length;
     const rssFlood = await rssBytes();
     const socketsFlood = await openSockets();
 
@@ -79,10 +83,13 @@ Deno.test("500 connections at once: extras refused with too-many-pending, servic
       const key = raw.messages.map((message) => `${message.type}:${message.code}`).join(",");
       outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
     }
-    const refused = outcomes.get("error:too-many-pending") ?? 0;
+    outcomes.set("closed in the handshake", closedInHandshake);
+    const refused = (outcomes.get("error:too-many-pending") ?? 0) + closedInHandshake;
     const timedOut = outcomes.get("error:join-timeout") ?? 0;
     assert.equal(refused + timedOut, 500, JSON.stringify([...outcomes]));
-    assert.ok(timedOut >= 16 && refused >= 400, JSON.stringify([...outcomes]));
+    // The newest 16 hold the slots until they time out, but carol, coming after them, pushes
+    // out the oldest of them: the newcomer is never the one refused.
+    assert.ok(timedOut >= 15 && refused >= 400, JSON.stringify([...outcomes]));
     assert.ok(maxPendingSeen <= 16, `at most 16 joining at once, saw ${maxPendingSeen}`);
 
     // After: everyone still talks, and only the three people are left on the server.

@@ -177,7 +177,7 @@ export const SCHEMA = {
     ffprobe: key(nonEmpty(), "ffprobe"),
     maxTranscodes: key(intIn(1, 256), 6),
     /** Streams one host may have playing at once (each runs one transcode, two briefly). */
-    maxStreamsPerHost: key(intIn(1, 256), 2),
+    maxStreamsPerHost: key(intIn(1, 256), 3),
     /** Stream bytes a client lets the server have in flight before it acknowledges them. */
     windowBytes: key(intIn(64 * 1024, 256 * 1024 * 1024), 1024 * 1024),
   },
