@@ -81,7 +81,13 @@ export interface RunningServer {
  */
 export async function startServer(
   config: Config,
-  options: { log: Logger; serverKey?: ServerKey },
+  options: {
+    log: Logger;
+    /** The channel key to use instead of the one in `[server] state`. */
+    serverKey?: ServerKey;
+    /** Test hook: wraps each connection's decrypted side (see `ServerDeps.tap`). */
+    tap?: (conn: Deno.Conn) => Deno.Conn;
+  },
 ): Promise<RunningServer> {
   const { log } = options;
   const listener = bindListener(config);
@@ -108,6 +114,7 @@ export async function startServer(
   const server = ReelayServer.listen(config, {
     log,
     serverKey,
+    tap: options.tap,
     verifyAnnouncement: verifyHello,
     createViewer: (framed) => media.viewer(framed),
     people: cluster?.people,

@@ -17,6 +17,7 @@ import {
   isDisconnect,
   type ServerConnection,
 } from "../shared/protocol/mod.ts";
+import { JoinEpochs } from "./join_epochs.ts";
 import { PeerConnection, type ServerContext } from "./connection.ts";
 import type { Viewer } from "./media/mod.ts";
 import { LocalPeople, type People } from "./people.ts";
@@ -31,6 +32,11 @@ export interface ServerDeps {
   log: Logger;
   /** The server's static channel key: every connection starts with a handshake under it. */
   serverKey: KeyPair;
+  /**
+   * Wraps each connection's decrypted side after its handshake: what the server itself could do
+   * to frames. For tests that play a hostile server; the product leaves it unset.
+   */
+  tap?: (conn: Deno.Conn) => Deno.Conn;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   /** Video service for one connection; absent means the server streams nothing. */
   createViewer(framed: ServerConnection): Viewer;
@@ -108,6 +114,7 @@ export class ReelayServer {
       verifyAnnouncement: deps.verifyAnnouncement,
       createViewer: deps.createViewer,
       hasRoomForClient: () => people.size < config.limits.maxClients,
+      joinEpochs: new JoinEpochs(),
     };
     this.#accepting = this.#acceptLoop();
     const { keepaliveMs } = config.limits;
@@ -241,7 +248,8 @@ export class ReelayServer {
       this.#handshaking.delete(conn);
     }
     if (!handshake) return;
-    const framed = FramedConnection.forServer(handshake.transport, limits);
+    const inner = this.#deps.tap?.(handshake.transport) ?? handshake.transport;
+    const framed = FramedConnection.forServer(inner, limits);
     if (this.#closing) {
       framed.close();
       return await framed.done;

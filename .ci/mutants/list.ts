@@ -378,6 +378,20 @@ export const mutants: Mutant[] = [
     replace: "let joining = 0;",
     tests: [{ file: "tests/channel_server_test.ts", filter: "silent one ends" }],
   },
+  {
+    name: "recorded join accepted (join proof unchecked)",
+    file: "server/connection.ts",
+    find: "if (!(await verifyJoinProof(announcement, this.#channel.handshakeHash, hello.proof))) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/channel_join_test.ts", filter: "recorded in the clear" }],
+  },
+  {
+    name: "replayed join accepted (epoch used twice)",
+    file: "server/connection.ts",
+    find: "if (!this.#context.joinEpochs.accept(announcement.epoch)) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/channel_join_test.ts", filter: "an epoch joins once" }],
+  },
   // The client: players and the piped client (issue 16).
   {
     name: "finish does not wait for the player",
