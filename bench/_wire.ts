@@ -9,7 +9,7 @@
 
 import { withTimeout } from "../shared/async.ts";
 import { initiate } from "../shared/channel/mod.ts";
-import { type Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
+import { type Identity, newEpoch, signAnnouncement, signJoinProof } from "../shared/crypto/mod.ts";
 import {
   CHANNEL_PROLOGUE,
   type ClientConnection,
@@ -73,7 +73,8 @@ export class RawPeer {
       maxQueueBytes: 64 * 1024 * 1024,
     });
     const peer = new RawPeer(name, framed);
-    framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
+    const proof = await signJoinProof(identity, channel.handshakeHash, hello);
+    framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello, proof });
     try {
       const answer = await withTimeout(
         peer.#joined.promise,

@@ -9,7 +9,7 @@
 
 import { type Deferred, deferred, Wake, withTimeout } from "../shared/async.ts";
 import type { ServerPins } from "../shared/channel/mod.ts";
-import { type Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
+import { type Identity, newEpoch, signAnnouncement, signJoinProof } from "../shared/crypto/mod.ts";
 import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
 import {
   type Announcement,
@@ -247,7 +247,9 @@ export class ClientSession {
     const timeoutMs = this.#options.joinTimeoutMs ?? 10_000;
     this.#welcome = deferred<string>();
     this.#reading = this.#readLoop();
-    this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
+    // The proof binds this hello to this connection: recorded, it joins nowhere else.
+    const proof = await signJoinProof(this.#options.identity, this.#channel.handshakeHash, hello);
+    this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello, proof });
     try {
       const name = await withTimeout(this.#welcome.promise, timeoutMs, () =>
         new ReelayError(

@@ -17,6 +17,8 @@ import {
   type ServerMessage,
 } from "../shared/protocol/mod.ts";
 import type { Logger } from "../shared/log.ts";
+import { verifyJoinProof } from "../shared/crypto/mod.ts";
+import type { JoinEpochs } from "./join_epochs.ts";
 import type { Viewer } from "./media/mod.ts";
 import { InboundChat, TokenBucket } from "./rate_limit.ts";
 import type { People } from "./people.ts";
@@ -37,6 +39,8 @@ export interface ServerContext {
   streamsFrom(host: string): number;
   /** The server-wide budget of queued bytes. */
   readonly budget: QueueBudget;
+  /** Epochs of accepted joins: one is never accepted twice. */
+  readonly joinEpochs: JoinEpochs;
 }
 
 /** What the secure channel established for a connection before it became a peer. */
@@ -313,7 +317,21 @@ export class PeerConnection implements Recipient {
     if (!(await this.#verify(announcement))) {
       throw new ReelayError("bad-signature", "Hello is not signed by the keys it announces");
     }
+    if (!(await verifyJoinProof(announcement, this.#channel.handshakeHash, hello.proof))) {
+      throw new ReelayError(
+        "bad-join-proof",
+        "Hello's join proof is not signed for this connection: a hello recorded elsewhere " +
+          "cannot join",
+      );
+    }
     if (this.framed.closed || this.#hangingUp) return;
+    if (!this.#context.joinEpochs.accept(announcement.epoch)) {
+      throw new ReelayError(
+        "replayed-join",
+        `Epoch ${JSON.stringify(announcement.epoch)} already joined this server once: ` +
+          "each connection announces a fresh one",
+      );
+    }
     if (!this.#context.hasRoomForClient()) {
       throw new ReelayError("server-full", "Server is full: try again later");
     }

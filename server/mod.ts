@@ -81,11 +81,18 @@ export interface RunningServer {
  */
 export async function startServer(
   config: Config,
-  options: { log: Logger; serverKey?: ServerKey },
+  options: {
+    log: Logger;
+    /** The channel key to use instead of the one in `[server] state`. */
+    serverKey?: ServerKey;
+    /** Test hook: wraps each connection's decrypted side (see `ServerDeps.tap`). */
+    tap?: (conn: Deno.Conn) => Deno.Conn;
+  },
 ): Promise<RunningServer> {
   const { log } = options;
   const listener = bindListener(config);
   let catalog: Catalog | undefined;
+  let cluster: ClusterNode<PeerConnection> | undefined;
   let media: MediaService;
   let serverKey: ServerKey;
   try {
@@ -93,18 +100,13 @@ export async function startServer(
     serverKey = options.serverKey ?? await loadKeyLogged(config, log);
     await Deno.mkdir(config.server.videos, { recursive: true });
     catalog = await openCatalog(config, log);
-    media = await MediaService.open(catalog, config, log);
+    cluster = await openCluster(config, log);
+    media = await MediaService.open(catalog, config, log, { workers: cluster?.workers });
   } catch (error) {
     listener.close();
     await catalog?.close();
-    throw error;
-  }
-  let cluster: ClusterNode<PeerConnection> | undefined;
-  try {
-    cluster = await openCluster(config, log);
-  } catch (error) {
-    listener.close();
-    await catalog.close();
+    await cluster?.people.close();
+    await cluster?.close();
     throw error;
   }
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);
@@ -112,6 +114,7 @@ export async function startServer(
   const server = ReelayServer.listen(config, {
     log,
     serverKey,
+    tap: options.tap,
     verifyAnnouncement: verifyHello,
     createViewer: (framed) => media.viewer(framed),
     people: cluster?.people,

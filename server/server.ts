@@ -18,6 +18,7 @@ import {
   isDisconnect,
   type ServerConnection,
 } from "../shared/protocol/mod.ts";
+import { JoinEpochs } from "./join_epochs.ts";
 import { PeerConnection, type ServerContext } from "./connection.ts";
 import type { Viewer } from "./media/mod.ts";
 import { LocalPeople, type People } from "./people.ts";
@@ -72,6 +73,11 @@ export interface ServerDeps {
   log: Logger;
   /** The server's static channel key: every connection starts with a handshake under it. */
   serverKey: KeyPair;
+  /**
+   * Wraps each connection's decrypted side after its handshake: what the server itself could do
+   * to frames. For tests that play a hostile server; the product leaves it unset.
+   */
+  tap?: (conn: Deno.Conn) => Deno.Conn;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   /** Video service for one connection; absent means the server streams nothing. */
   createViewer(framed: ServerConnection): Viewer;
@@ -160,6 +166,7 @@ export class ReelayServer {
         return playing;
       },
       budget: this.#budget,
+      joinEpochs: new JoinEpochs(),
     };
     this.#accepting = this.#acceptLoop();
     const { keepaliveMs } = config.limits;
@@ -338,8 +345,9 @@ export class ReelayServer {
       this.#shares.release(host, joining);
       return;
     }
+    const inner = this.#deps.tap?.(handshake.transport) ?? handshake.transport;
     const { maxFrameBytes, maxQueueBytes } = limits;
-    const framed = FramedConnection.forServer(handshake.transport, {
+    const framed = FramedConnection.forServer(inner, {
       maxFrameBytes,
       maxQueueBytes,
       budget: this.#budget,

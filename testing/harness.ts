@@ -17,6 +17,19 @@ import { type RunningServer, startServer } from "../server/mod.ts";
 import { withTimeout } from "../shared/async.ts";
 import { ServerKey } from "../shared/channel/mod.ts";
 
+/**
+ * Taps of test servers by the client port the server sees: a test playing a hostile server
+ * registers a wrapper for one connection (by the port it dials from), and every test server
+ * applies it to that connection's decrypted side.
+ */
+export const serverTaps: Map<number, (conn: Deno.Conn) => Deno.Conn> = new Map();
+
+function tapByPort(conn: Deno.Conn): Deno.Conn {
+  const address = conn.remoteAddr;
+  const tap = address.transport === "tcp" ? serverTaps.get(address.port) : undefined;
+  return tap ? tap(conn) : conn;
+}
+
 /** One server key for the test servers of a process (each client pins it on first use). */
 let sharedKey: Promise<ServerKey> | undefined;
 
@@ -75,6 +88,7 @@ export async function startTestServer(
   const running = await startServer(testConfig(videos, options.patch), {
     log: silentLogger,
     serverKey: options.serverKey ?? await testServerKey(),
+    tap: tapByPort,
   });
   return Object.assign(running, { videos });
 }
@@ -107,6 +121,7 @@ export async function startLoggedServer(
   const running = await startServer(testConfig(videos, patch), {
     log: (level, message) => lines.push(`${level} ${message}`),
     serverKey: await testServerKey(),
+    tap: tapByPort,
   });
   return Object.assign(running, {
     videos,

@@ -6,7 +6,7 @@
  */
 
 import { initiate, type SecureConn } from "../shared/channel/mod.ts";
-import { Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
+import { Identity, newEpoch, signAnnouncement, signJoinProof } from "../shared/crypto/mod.ts";
 import {
   decodeBodyPayload,
   encodeBodyFrame,
@@ -140,11 +140,20 @@ export class RawClient {
     return this.write(controlFrame(value));
   }
 
-  /** Sends a correctly signed hello for `name` and waits for `welcome` or `error`. */
-  async join(name: string, identity: Identity): Promise<Json> {
-    const hello = await signAnnouncement(identity, name, newEpoch());
-    await this.send({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
+  /**
+   * Sends a correctly signed hello for `name` (a fresh epoch unless given, and the join proof
+   * for this connection) and waits for `welcome` or `error`.
+   */
+  async join(name: string, identity: Identity, epoch = newEpoch()): Promise<Json> {
+    await this.send(await this.hello(name, identity, epoch));
     return await this.waitFor((message) => message.type === "welcome" || message.type === "error");
+  }
+
+  /** A correctly signed hello for `name` with the join proof for this connection. */
+  async hello(name: string, identity: Identity, epoch = newEpoch()): Promise<Json> {
+    const announcement = await signAnnouncement(identity, name, epoch);
+    const proof = await signJoinProof(identity, this.handshakeHash, announcement);
+    return { type: "hello", protocol: PROTOCOL_VERSION, ...announcement, proof };
   }
 
   /**
@@ -330,7 +339,7 @@ export const listing = {
 
 /** One valid example of every client message. */
 export const CLIENT_EXAMPLES: ClientMessage[] = [
-  { type: "hello", protocol: PROTOCOL_VERSION, ...announcement },
+  { type: "hello", protocol: PROTOCOL_VERSION, ...announcement, proof: "cHJvb2Y=" },
   { type: "send", ref: 3, to: "bob", envelope: new Uint8Array([1, 2, 3]) },
   { type: "send", to: "bob", envelope: new Uint8Array(0) },
   { type: "videos", ref: 0 },

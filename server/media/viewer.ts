@@ -13,7 +13,7 @@ import type { ServerConnection, StreamEndReason, VideoListing } from "../../shar
 import { type Catalog, requireVideo } from "./catalog.ts";
 import { planPlayback } from "./plan.ts";
 import { PartCache } from "./part_cache.ts";
-import { PartSources } from "./part_sources.ts";
+import { PartSources, type PartWorkers } from "./part_sources.ts";
 import { streamVideo, type VideoStream } from "./playback.ts";
 import { TranscodeSlots } from "./slots.ts";
 
@@ -93,7 +93,12 @@ export class MediaService {
    * await catalog.close();
    * ```
    */
-  static async open(catalog: Catalog, config: Config, log: Logger): Promise<MediaService> {
+  static async open(
+    catalog: Catalog,
+    config: Config,
+    log: Logger,
+    options: { workers?: PartWorkers } = {},
+  ): Promise<MediaService> {
     const { cache, cacheDir, cacheMaxBytes, cacheMaxAgeMs } = config.media;
     const partCache = cache
       ? await PartCache.open({ dir: cacheDir, maxBytes: cacheMaxBytes, maxAgeMs: cacheMaxAgeMs })
@@ -101,7 +106,7 @@ export class MediaService {
     if (partCache) {
       log("info", `Caching finished parts in ${partCache.dir} (at most ${cacheMaxBytes} bytes)`);
     }
-    return new MediaService(catalog, config, log, { cache: partCache });
+    return new MediaService(catalog, config, log, { cache: partCache, workers: options.workers });
   }
 
   /** Creates the service over a catalog (without a cache unless given one). */
@@ -109,7 +114,7 @@ export class MediaService {
     catalog: Catalog,
     config: Config,
     log: Logger,
-    options: { cache?: PartCache } = {},
+    options: { cache?: PartCache; workers?: PartWorkers } = {},
   ) {
     this.#catalog = catalog;
     this.#config = config;
@@ -120,6 +125,7 @@ export class MediaService {
       slots: this.#slots,
       cache: options.cache,
       shareBufferBytes: config.media.shareBufferBytes,
+      workers: options.workers,
       log,
     });
     this.#deps = {

@@ -226,6 +226,8 @@ export const SCHEMA = {
     nkeySeedFile: key(optionalText(), ""),
     /** A dead node's people leave everyone's list within this time. */
     presenceTtlMs: key(intIn(300, 600_000), 6000),
+    /** Parts a `reelay worker` runs at once (as many as it transcodes in real time). */
+    workerSlots: key(intIn(1, 256), 2),
   },
   media: {
     /** The H.264 encoder: `auto` tries VA-API, NVENC, Quick Sync at start, else software. */

@@ -91,7 +91,12 @@ export type StreamEndReason = "complete" | "stopped" | "error";
 
 /** Messages a client sends. `ref` ties an answer or error to its request. */
 export type ClientMessage =
-  | ({ type: "hello"; protocol: number } & Announcement)
+  | ({
+    type: "hello";
+    protocol: number;
+    /** RSA-PSS over ("reelay-join-v3", handshake hash, announcement signature), base64. */
+    proof: string;
+  } & Announcement)
   | { type: "send"; ref?: number; to: string; envelope: Uint8Array }
   | { type: "videos"; ref?: number }
   | { type: "play"; ref?: number; video: string }
@@ -257,7 +262,12 @@ export function parseClientMessage(frame: Frame): ClientMessage {
   noBody(type, body);
   switch (type) {
     case "hello":
-      return { type, protocol: integer(fields, "protocol", 0, 1000), ...announcement(fields) };
+      return {
+        type,
+        protocol: integer(fields, "protocol", 0, 1000),
+        ...announcement(fields),
+        proof: string(fields, "proof", MAX_KEY_TEXT),
+      };
     case "videos":
       return { type, ...ref(fields) };
     case "play":
