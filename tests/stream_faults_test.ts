@@ -3,6 +3,7 @@
  * reading, a viewer killed. The viewer gets a clear end, nobody else notices, no ffmpeg is left.
  */
 import assert from "node:assert/strict";
+import { within } from "./_deadline.ts";
 import { join } from "node:path";
 import type { StreamSink } from "../client/player.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
@@ -186,7 +187,7 @@ Deno.test("a viewer process killed mid-stream leaves no ffmpeg", async () => {
       seen += value;
     }
     viewer.kill("SIGKILL");
-    await viewer.status;
+    await within(viewer.status, 60_000, "the viewer process to exit");
     await lines.cancel();
     await writer.close().catch(() => {});
     await alice.log.waitFor("left", (event) => event.name === "viewer");
