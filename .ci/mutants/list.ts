@@ -551,4 +551,11 @@ export const mutants: Mutant[] = [
     replace: "while (false)",
     tests: ["tests/piped_client_test.ts"],
   },
+  {
+    name: "dropped session tail not reported",
+    file: "shared/crypto/envelope.ts",
+    find: "? Math.max(0, prev.last - previous.last)",
+    replace: "? 0",
+    tests: [{ file: "tests/session_tail_test.ts", filter: "dropped session tail" }],
+  },
 ];
