@@ -47,6 +47,7 @@ class FakeSession implements ChatSession {
   /** When set, send() waits for it. */
   sendGate: Promise<void> | undefined;
   streamMs = 30;
+  catalog: VideoListing[] = [CATS];
   #listeners: ((event: ClientEvent) => void)[] = [];
   #streams = 0;
   #timers = new Set<ReturnType<typeof setTimeout>>();
@@ -112,7 +113,7 @@ class FakeSession implements ChatSession {
 
   listVideos(): Promise<VideoListing[]> {
     this.#record("videos");
-    return Promise.resolve([CATS]);
+    return Promise.resolve(this.catalog);
   }
 
   play(video: string): Promise<void> {
@@ -628,4 +629,20 @@ Deno.test("app: in a terminal, long lines wrap at words with indented continuati
     lines.join(" ").replace(/ +/g, " ").trim(),
   );
   assert.ok(!lines.some((line) => line.includes("\n")));
+});
+
+Deno.test("app: /play finds a video by a unique start, ignoring case; an ambiguous one is an error naming both", async () => {
+  const session = new FakeSession();
+  session.catalog = [CATS, { ...CATS, name: "cats 2.mkv" }, { ...CATS, name: "dogs.mp4" }];
+  const sink = collector();
+  const { input } = piped("/play CATS.\n/play cat\n/play zebra\n");
+  const code = await runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  assert.equal(code, EXIT_COMMAND_FAILED);
+  assert.ok(session.log.includes("play:cats.mp4"));
+  const errors = sink.events().filter((event) => event.event === "error");
+  assert.deepEqual(errors.map((event) => [event.code, event.line]), [
+    ["ambiguous-video", 2],
+    ["unknown-video", 3],
+  ]);
+  assert.match(errors[0].message, /"cats\.mp4" or "cats 2\.mkv": type more/);
 });
