@@ -28,7 +28,7 @@ import type { SlotLease, TranscodeSlots } from "./slots.ts";
 import { Transcode } from "./transcode.ts";
 
 /** Bumped whenever the ffmpeg arguments change what a part's bytes are (keys cached parts). */
-const ARGS_VERSION = 2;
+const ARGS_VERSION = 3;
 
 /**
  * How {@link PartSources} transcodes, caps and caches.
@@ -104,6 +104,13 @@ export interface OpenedPart {
   origin: "transcode" | "shared" | "cache";
   /** Process id of the ffmpeg behind it (not for the cache). */
   pid?: number;
+  /**
+   * This viewer pauses: the ffmpeg behind the part is stopped (SIGSTOP) once every viewer of it
+   * has paused; a viewer still reading keeps it running.
+   */
+  suspend(): void;
+  /** This viewer goes on: the ffmpeg runs again. */
+  unsuspend(): void;
 }
 
 /**
@@ -118,6 +125,8 @@ interface Running {
   transcode: Transcode;
   /** When the part ended complete (ms since the epoch). */
   completedAt?: number;
+  /** Viewers of it that paused. */
+  paused: Set<symbol>;
 }
 
 /**
@@ -264,7 +273,9 @@ export class PartSources {
     const running = this.#joinable.get(key);
     const stream = running?.shared.join();
     if (!running || !stream) return undefined;
-    return { stream, origin: "shared", pid: running.transcode.pid };
+    // A new viewer wants bytes now, paused others or not.
+    running.transcode.resume();
+    return { stream, origin: "shared", pid: running.transcode.pid, ...this.#holds(running) };
   }
 
   async #cacheKey(request: PartRequest, fields: PartFields): Promise<string | undefined> {
@@ -280,7 +291,7 @@ export class PartSources {
   async #readCache(key: string): Promise<OpenedPart | undefined> {
     try {
       const part = await this.#options.cache?.read(key);
-      return part && { stream: part.stream, origin: "cache" };
+      return part && { stream: part.stream, origin: "cache", suspend() {}, unsuspend() {} };
     } catch (error) {
       this.#options.log?.("warn", `Reading the cache failed: ${errorDetail(error)}`);
       return undefined;
@@ -333,7 +344,7 @@ export class PartSources {
       maxBufferBytes: shareBytes,
       readAheadBytes: Math.min(1024 * 1024, Math.floor(shareBytes / 2)),
     });
-    const running: Running = { key, shared, transcode };
+    const running: Running = { key, shared, transcode, paused: new Set() };
     this.#running.add(running);
     this.#joinable.set(key, running);
     void transcode.status.then(() => {
@@ -350,7 +361,27 @@ export class PartSources {
     });
     this.#settling.add(settled);
     void settled.finally(() => this.#settling.delete(settled));
-    return { stream: shared.join()!, origin: "transcode", pid: transcode.pid };
+    return {
+      stream: shared.join()!,
+      origin: "transcode",
+      pid: transcode.pid,
+      ...this.#holds(running),
+    };
+  }
+
+  /** One viewer's pause and resume of a running part. */
+  #holds(running: Running): Pick<OpenedPart, "suspend" | "unsuspend"> {
+    const viewer = Symbol("viewer");
+    return {
+      suspend: () => {
+        running.paused.add(viewer);
+        if (running.paused.size >= running.shared.stats.consumers) running.transcode.suspend();
+      },
+      unsuspend: () => {
+        running.paused.delete(viewer);
+        running.transcode.resume();
+      },
+    };
   }
 
   async #writer(key: string) {
