@@ -8,6 +8,7 @@
 
 import { ClientSession } from "../client/session.ts";
 import { ClientStore } from "../client/store/mod.ts";
+import { knownServers } from "../client/server_trust.ts";
 import { Identity, newEpoch } from "../shared/crypto/mod.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../shared/protocol/mod.ts";
 import { generateVideo } from "../testing/sample_video.ts";
@@ -510,6 +511,7 @@ async function realClientJoin(port: number, identity: Identity): Promise<string>
       name: `real-${newEpoch().slice(0, 4).replace(/[^A-Za-z0-9]/g, "x")}`,
       identity,
       store,
+      serverPins: knownServers(home),
     });
     await session.quit();
     return "a real client nevertheless joined.";

@@ -33,6 +33,10 @@ export type ClientEvent =
     /** Of the others online, how many are verified, and how many show a changed key. */
     verified: number;
     changed: number;
+    /** The server's channel key, as `reelay server --fingerprint` prints it. */
+    serverFingerprint: string;
+    /** `pinned`: as pinned before; `new`: first connection, now pinned; `accepted`: replaced. */
+    serverKey: "pinned" | "new" | "accepted";
   }
   | { event: "joined"; name: string; fingerprint: string; trust: PeerView["trust"] }
   | { event: "left"; name: string }

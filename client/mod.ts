@@ -15,6 +15,7 @@ import { printError, writeAllSync } from "../shared/io.ts";
 import { nameProblem } from "../shared/names.ts";
 import { loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
+import { knownServers } from "./server_trust.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
 import { ClientStore, serverFolderName } from "./store/mod.ts";
 import { runClientApp } from "./tui/app.ts";
@@ -28,6 +29,7 @@ export { ClientSession, type SessionEnd, type SessionOptions } from "./session.t
 export type { ClientEvent, PeerView } from "./events.ts";
 export { discardSink, type SinkFactory, sinkFactory, type StreamSink } from "./player.ts";
 export { HELP_TEXT } from "./tui/commands.ts";
+export { KNOWN_SERVERS_FILE, knownServers, type ServerKeyStatus } from "./server_trust.ts";
 
 /** Flags of `reelay client`. */
 export interface ClientFlags {
@@ -36,13 +38,15 @@ export interface ClientFlags {
   home?: string;
   json?: boolean;
   player?: string;
+  /** A server key fingerprint to accept in place of the pinned one. */
+  acceptServerKey?: string;
   config: string;
   configGiven: boolean;
 }
 
 /** Where to connect, as whom, and where that person's keys live. */
-export interface OpenOptions extends Omit<SessionOptions, "identity" | "store"> {
-  /** The home folder holding `identity.json` and `servers/<server>/client.db`. */
+export interface OpenOptions extends Omit<SessionOptions, "identity" | "store" | "serverPins"> {
+  /** The home folder holding `identity.json`, `known_servers.json` and `servers/<server>/client.db`. */
   home: string;
 }
 
@@ -70,7 +74,12 @@ async function openWithStore(
   const server = serverFolderName(`${rest.hostname}:${rest.port}`);
   const store = await ClientStore.open({ home, server, identity });
   try {
-    const session = await ClientSession.connect({ ...rest, identity, store });
+    const session = await ClientSession.connect({
+      ...rest,
+      identity,
+      store,
+      serverPins: knownServers(home),
+    });
     void session.closed.then(() => store.close());
     return { session, store };
   } catch (error) {
@@ -124,7 +133,13 @@ export async function runClient(flags: ClientFlags): Promise<number> {
   });
   let opened: { session: ClientSession; store: ClientStore };
   try {
-    opened = await openWithStore({ ...address, name, home, sinks });
+    opened = await openWithStore({
+      ...address,
+      name,
+      home,
+      sinks,
+      acceptServerKey: flags.acceptServerKey,
+    });
   } catch (error) {
     if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;
     await reportFatal(error, flags.json ?? false);

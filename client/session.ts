@@ -8,7 +8,8 @@
  */
 
 import { type Deferred, deferred, Wake, withTimeout } from "../shared/async.ts";
-import { type Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
+import type { ServerPins } from "../shared/channel/mod.ts";
+import { type Identity, newEpoch, signAnnouncement, signJoinProof } from "../shared/crypto/mod.ts";
 import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
 import {
   type Announcement,
@@ -25,6 +26,7 @@ import { Chat } from "./chat.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { type Peer, Peers } from "./peers.ts";
 import type { SinkFactory } from "./player.ts";
+import { type SecureDial, secureDial } from "./server_trust.ts";
 import type { ClientStore } from "./store/mod.ts";
 import { Viewing } from "./viewing.ts";
 
@@ -36,6 +38,10 @@ export interface SessionOptions {
   identity: Identity;
   /** This server's client store (pins, conversations, history); its opener closes it. */
   store: ClientStore;
+  /** The server keys this client has pinned (`known_servers.json` in its home). */
+  serverPins: ServerPins;
+  /** A new server key fingerprint the person accepted (`--accept-server-key`). */
+  acceptServerKey?: string;
   /** Where streams go; defaults to discarding them. */
   sinks?: SinkFactory;
   /** Cap on a frame from the server. */
@@ -91,12 +97,14 @@ export class ClientSession {
   readonly #keepalive: ReturnType<typeof setInterval>;
   #reading: Promise<void> = Promise.resolve();
   #welcome: Deferred<string> | undefined;
+  readonly #channel: SecureDial;
 
-  private constructor(options: SessionOptions, conn: Deno.TcpConn, epoch: string) {
+  private constructor(options: SessionOptions, channel: SecureDial, epoch: string) {
     this.#options = options;
+    this.#channel = channel;
     this.name = options.name;
     this.server = `${options.hostname}:${options.port}`;
-    this.#framed = FramedConnection.forClient(conn, {
+    this.#framed = FramedConnection.forClient(channel.transport, {
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       maxQueueBytes: CLIENT_QUEUE_BYTES,
     });
@@ -112,14 +120,21 @@ export class ClientSession {
   }
 
   /**
-   * Connects, signs and sends the hello, and waits for the welcome. Throws a
-   * {@linkcode ReelayError} with the server's code (e.g. `name-taken`) when the join is refused.
+   * Connects, runs the secure handshake and checks the server's key against its pin, signs and
+   * sends the hello, and waits for the welcome. Throws a {@linkcode ReelayError} with the
+   * server's code (e.g. `name-taken`) when the join is refused, and `server-key-changed` when
+   * the server's key is not the pinned one.
    */
   static async connect(options: SessionOptions): Promise<ClientSession> {
-    const conn = await dial(options.hostname, options.port);
-    conn.setNoDelay(true);
+    const channel = await secureDial({
+      hostname: options.hostname,
+      port: options.port,
+      pins: options.serverPins,
+      acceptServerKey: options.acceptServerKey,
+      timeoutMs: options.joinTimeoutMs,
+    });
     const epoch = newEpoch();
-    const session = new ClientSession(options, conn, epoch);
+    const session = new ClientSession(options, channel, epoch);
     try {
       await session.#join(await signAnnouncement(options.identity, options.name, epoch));
     } catch (error) {
@@ -261,7 +276,9 @@ export class ClientSession {
     const timeoutMs = this.#options.joinTimeoutMs ?? 10_000;
     this.#welcome = deferred<string>();
     this.#reading = this.#readLoop();
-    this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
+    // The proof binds this hello to this connection: recorded, it joins nowhere else.
+    const proof = await signJoinProof(this.#options.identity, this.#channel.handshakeHash, hello);
+    this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello, proof });
     try {
       const name = await withTimeout(this.#welcome.promise, timeoutMs, () =>
         new ReelayError(
@@ -275,6 +292,8 @@ export class ClientSession {
         name,
         fingerprint: this.#options.identity.fingerprint,
         online: this.#peers.size + 1,
+        serverFingerprint: this.#channel.serverFingerprint,
+        serverKey: this.#channel.serverKeyStatus,
         names: this.#peers.who().map((peer) => peer.name),
         verified: this.#peers.who().filter((peer) => peer.trust === "verified").length,
         changed: this.#peers.who().filter((peer) => peer.trust === "changed").length,
@@ -445,17 +464,5 @@ export class ClientSession {
   #emit(event: ClientEvent): void {
     if (this.#listeners.length === 0) this.#early.push(event);
     for (const listener of this.#listeners) listener(event);
-  }
-}
-
-async function dial(hostname: string, port: number): Promise<Deno.TcpConn> {
-  try {
-    return await Deno.connect({ hostname, port });
-  } catch (error) {
-    throw new ReelayError(
-      "server-unreachable",
-      `Cannot reach a reelay server at ${hostname}:${port}: ${messageOf(error)}`,
-      { cause: error },
-    );
   }
 }

@@ -95,21 +95,25 @@ async function demo(root: string): Promise<void> {
   await out("   videos/sample.mp4 written in a temporary folder");
 
   await chapter(
-    "Start a server on a free port; probe the catalog with ffprobe",
-    "server/mod.ts, server/media/catalog.ts, server/media/probe.ts",
+    "Start a server on a free port with its own channel key; probe the catalog with ffprobe",
+    "server/mod.ts, shared/channel/server_key.ts, server/media/catalog.ts, server/media/probe.ts",
   );
   const config = defaultConfig();
-  config.server = { host: "127.0.0.1", port: 0, videos };
+  config.server = { host: "127.0.0.1", port: 0, videos, state: join(root, "state") };
   const logLines: string[] = [];
   const server = await startServer(config, {
     log: (level, message) => logLines.push(`${level} ${message}`),
   });
   try {
     await out(`   listening on 127.0.0.1:${server.port}, ${server.catalog.list().length} video(s)`);
+    const keyLine = logLines.find((line) => line.includes("Server key fingerprint"));
+    await out(`   ${keyLine?.replace(/^info /, "") ?? "no server key fingerprint logged"}`);
 
     await chapter(
-      "alice and bob join; each creates an RSA identity and signs a fresh announcement",
-      "client/keystore.ts, shared/crypto/identity.ts, server/directory.ts, client/peers.ts",
+      "alice and bob join over the secure channel (Noise NX + ML-KEM-768), pin the server key, " +
+        "create an RSA identity and sign a fresh announcement",
+      "client/server_trust.ts, shared/channel/handshake.ts, client/keystore.ts, " +
+        "shared/crypto/identity.ts, server/directory.ts, client/peers.ts",
     );
     const hasDisplay = Boolean(Deno.env.get("DISPLAY") || Deno.env.get("WAYLAND_DISPLAY"));
     const player = sinkFactory(hasDisplay ? "auto" : "none", {

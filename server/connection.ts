@@ -17,6 +17,8 @@ import {
   type ServerMessage,
 } from "../shared/protocol/mod.ts";
 import type { Logger } from "../shared/log.ts";
+import { verifyJoinProof } from "../shared/crypto/mod.ts";
+import type { JoinEpochs } from "./join_epochs.ts";
 import type { Viewer } from "./media/mod.ts";
 import { TokenBucket } from "./rate_limit.ts";
 import type { People } from "./people.ts";
@@ -32,6 +34,16 @@ export interface ServerContext {
   createViewer(framed: ServerConnection): Viewer;
   /** Whether another client may join now (the total cap). */
   hasRoomForClient(): boolean;
+  /** Epochs of accepted joins: one is never accepted twice. */
+  readonly joinEpochs: JoinEpochs;
+}
+
+/** What the secure channel established for a connection before it became a peer. */
+export interface ChannelFacts {
+  /** The Noise handshake hash of this connection (a join proof signs it). */
+  handshakeHash: Uint8Array;
+  /** When the join must be complete (ms since epoch): the handshake spent part of the time. */
+  joinDeadline: number;
 }
 
 /** Consecutive malformed messages tolerated before a peer is cut off. */
@@ -42,7 +54,7 @@ const MAX_BAD_MESSAGES = 16;
  *
  * @example
  * ```ts ignore
- * const peer = new PeerConnection(framed, context);
+ * const peer = new PeerConnection(framed, context, { handshakeHash, joinDeadline });
  * await peer.run(); // returns once the peer is gone and everything it held is released
  * ```
  */
@@ -51,16 +63,18 @@ export class PeerConnection implements Recipient {
   readonly #context: ServerContext;
   readonly #viewer: Viewer;
   readonly #chat: TokenBucket;
+  readonly #channel: ChannelFacts;
   #announcement: Announcement | undefined;
   #badMessages = 0;
   #lastFrameAt = Date.now();
   /** When the server last pinged this peer (keepalive; set by the server's sweep). */
   lastPingAt = 0;
 
-  /** Wraps an accepted, framed socket. */
-  constructor(framed: ServerConnection, context: ServerContext) {
+  /** Wraps an accepted connection, framed inside its secure channel. */
+  constructor(framed: ServerConnection, context: ServerContext, channel: ChannelFacts) {
     this.framed = framed;
     this.#context = context;
+    this.#channel = channel;
     this.#viewer = context.createViewer(framed);
     const { chatRate, chatBurst } = context.config.limits;
     this.#chat = new TokenBucket(chatRate, chatBurst);
@@ -114,7 +128,7 @@ export class PeerConnection implements Recipient {
           new ReelayError("join-timeout", `Join did not complete within ${joinTimeoutMs} ms`),
         ).catch(() => this.framed.close());
       }
-    }, joinTimeoutMs);
+    }, Math.max(0, this.#channel.joinDeadline - Date.now()));
     try {
       await this.#readLoop();
     } catch (error) {
@@ -244,7 +258,21 @@ export class PeerConnection implements Recipient {
     if (!(await this.#verify(announcement))) {
       throw new ReelayError("bad-signature", "Hello is not signed by the keys it announces");
     }
+    if (!(await verifyJoinProof(announcement, this.#channel.handshakeHash, hello.proof))) {
+      throw new ReelayError(
+        "bad-join-proof",
+        "Hello's join proof is not signed for this connection: a hello recorded elsewhere " +
+          "cannot join",
+      );
+    }
     if (this.framed.closed) return;
+    if (!this.#context.joinEpochs.accept(announcement.epoch)) {
+      throw new ReelayError(
+        "replayed-join",
+        `Epoch ${JSON.stringify(announcement.epoch)} already joined this server once: ` +
+          "each connection announces a fresh one",
+      );
+    }
     if (!this.#context.hasRoomForClient()) {
       throw new ReelayError("server-full", "Server is full: try again later");
     }

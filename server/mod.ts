@@ -6,8 +6,10 @@
  */
 
 import { deferred, onSignals, TERMINATION_SIGNALS } from "../shared/async.ts";
+import { ServerKey } from "../shared/channel/mod.ts";
 import { applyFlags, type Config, loadConfig, SCHEMA } from "../shared/config/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
+import { printLine } from "../shared/io.ts";
 import { verifyAnnouncement } from "../shared/crypto/mod.ts";
 import { type Logger, stderrLogger } from "../shared/log.ts";
 import type { Announcement } from "../shared/protocol/mod.ts";
@@ -17,6 +19,32 @@ import type { PeerConnection } from "./connection.ts";
 import type { ClusterNode } from "./cluster/mod.ts";
 
 export { ReelayServer } from "./server.ts";
+
+/** The file in the state folder holding the server's channel key. */
+export const SERVER_KEY_FILE = "server_key.json";
+
+/**
+ * Loads the server's channel key from `[server] state` (`server_key.json`, owner-only), creating
+ * it on the first run.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defaultConfig } from "../shared/config/mod.ts";
+ * import { loadServerKey } from "./mod.ts";
+ * const config = defaultConfig();
+ * config.server.state = await Deno.makeTempDir();
+ * const first = await loadServerKey(config);
+ * assert.ok(first.created);
+ * assert.equal((await loadServerKey(config)).key.fingerprint, first.key.fingerprint);
+ * await Deno.remove(config.server.state, { recursive: true });
+ * ```
+ */
+export async function loadServerKey(
+  config: Config,
+): Promise<{ key: ServerKey; created: boolean }> {
+  return await ServerKey.loadOrCreate(`${config.server.state}/${SERVER_KEY_FILE}`);
+}
 
 /** A started server with its catalog. */
 export interface RunningServer {
@@ -30,7 +58,8 @@ export interface RunningServer {
 }
 
 /**
- * Checks ffmpeg, scans the videos folder, and starts listening.
+ * Loads the server key (unless given), checks ffmpeg, scans the videos folder, and starts
+ * listening.
  *
  * @example
  * ```ts
@@ -42,40 +71,50 @@ export interface RunningServer {
  * config.server.host = "127.0.0.1";
  * config.server.port = 0;
  * config.server.videos = await Deno.makeTempDir();
+ * config.server.state = await Deno.makeTempDir();
  * const running = await startServer(config, { log: silentLogger });
  * assert.ok(running.port > 0);
  * await running.close();
+ * await Deno.remove(config.server.videos, { recursive: true });
+ * await Deno.remove(config.server.state, { recursive: true });
  * ```
  */
 export async function startServer(
   config: Config,
-  options: { log: Logger },
+  options: {
+    log: Logger;
+    /** The channel key to use instead of the one in `[server] state`. */
+    serverKey?: ServerKey;
+    /** Test hook: wraps each connection's decrypted side (see `ServerDeps.tap`). */
+    tap?: (conn: Deno.Conn) => Deno.Conn;
+  },
 ): Promise<RunningServer> {
   const { log } = options;
   const listener = bindListener(config);
   let catalog: Catalog | undefined;
+  let cluster: ClusterNode<PeerConnection> | undefined;
   let media: MediaService;
+  let serverKey: ServerKey;
   try {
     await checkFfmpeg(config.stream.ffmpeg, config.stream.ffprobe);
+    serverKey = options.serverKey ?? await loadKeyLogged(config, log);
     await Deno.mkdir(config.server.videos, { recursive: true });
     catalog = await openCatalog(config, log);
-    media = await MediaService.open(catalog, config, log);
+    cluster = await openCluster(config, log);
+    media = await MediaService.open(catalog, config, log, { workers: cluster?.workers });
   } catch (error) {
     listener.close();
     await catalog?.close();
-    throw error;
-  }
-  let cluster: ClusterNode<PeerConnection> | undefined;
-  try {
-    cluster = await openCluster(config, log);
-  } catch (error) {
-    listener.close();
-    await catalog.close();
+    await cluster?.people.close();
+    await cluster?.close();
     throw error;
   }
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);
+  log("info", `Server key fingerprint ${serverKey.fingerprint}`);
   const server = ReelayServer.listen(config, {
     log,
+    serverKey,
+    tap: options.tap,
     verifyAnnouncement: verifyHello,
     createViewer: (framed) => media.viewer(framed),
     people: cluster?.people,
@@ -107,6 +146,14 @@ async function openCluster(
   return await joinCluster<PeerConnection>(config, log);
 }
 
+async function loadKeyLogged(config: Config, log: Logger): Promise<ServerKey> {
+  const { key, created } = await loadServerKey(config);
+  if (created) {
+    log("info", `Created a new server key in ${config.server.state}/${SERVER_KEY_FILE}`);
+  }
+  return key;
+}
+
 function openCatalog(config: Config, log: Logger): Promise<Catalog> {
   return Catalog.open(config.server.videos, { ffprobePath: config.stream.ffprobe, log });
 }
@@ -126,6 +173,9 @@ export interface ServerFlags {
   host?: string;
   port?: string;
   videos?: string;
+  state?: string;
+  /** Print the server key's fingerprint and exit. */
+  fingerprint?: boolean;
   cluster?: string;
   config: string;
   configGiven: boolean;
@@ -133,6 +183,7 @@ export interface ServerFlags {
 
 /**
  * `reelay server`: runs until SIGINT or SIGTERM, then shuts down cleanly and returns 0.
+ * With `--fingerprint`, prints the server key's fingerprint (creating the key) and returns 0.
  *
  * @example
  * ```ts ignore
@@ -141,11 +192,16 @@ export interface ServerFlags {
  * ```
  */
 export async function runServer(flags: ServerFlags): Promise<number> {
-  const { host, port, videos } = flags;
+  const { host, port, videos, state } = flags;
   const config = applyFlags(
     await loadConfig(flags.config, { explicit: flags.configGiven }),
-    { server: { host, port, videos } },
+    { server: { host, port, videos, state } },
   );
+  if (flags.fingerprint) {
+    const { key } = await loadServerKey(config);
+    await printLine(key.fingerprint);
+    return 0;
+  }
   if (flags.cluster !== undefined) {
     config.cluster.url = SCHEMA.cluster.url.read(flags.cluster, "Flag --cluster");
   }

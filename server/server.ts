@@ -5,26 +5,38 @@
  * @module
  */
 
-import { settlesWithin, Wake } from "../shared/async.ts";
+import { SerialQueue, settlesWithin, Wake } from "../shared/async.ts";
+import { type Handshake, type KeyPair, respond } from "../shared/channel/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { errorDetail, messageOf, ReelayError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import {
   type Announcement,
+  CHANNEL_PROLOGUE,
   FramedConnection,
   isDisconnect,
   type ServerConnection,
 } from "../shared/protocol/mod.ts";
+import { JoinEpochs } from "./join_epochs.ts";
 import { PeerConnection, type ServerContext } from "./connection.ts";
 import type { Viewer } from "./media/mod.ts";
 import { LocalPeople, type People } from "./people.ts";
 
 /** Pause after a failed accept (e.g. out of file descriptors) before trying again. */
 const ACCEPT_RETRY_MS = 100;
+/** Refusals (`too-many-pending`) handshaken at once: each costs a handshake's CPU. */
+const REFUSAL_LANES = 2;
 
 /** What the server is given besides its config. */
 export interface ServerDeps {
   log: Logger;
+  /** The server's static channel key: every connection starts with a handshake under it. */
+  serverKey: KeyPair;
+  /**
+   * Wraps each connection's decrypted side after its handshake: what the server itself could do
+   * to frames. For tests that play a hostile server; the product leaves it unset.
+   */
+  tap?: (conn: Deno.Conn) => Deno.Conn;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   /** Video service for one connection; absent means the server streams nothing. */
   createViewer(framed: ServerConnection): Viewer;
@@ -77,6 +89,12 @@ export class ReelayServer {
   readonly #listener: Deno.TcpListener;
   readonly #context: ServerContext;
   readonly #peers = new Set<PeerConnection>();
+  /** Connections in their secure handshake that count as joining (against `max_pending`). */
+  readonly #handshaking = new Set<Deno.TcpConn>();
+  /** Connections over `max_pending`: handshaken only to be told so, then closed. */
+  readonly #refusing = new Set<Deno.TcpConn>();
+  readonly #refusalLanes = Array.from({ length: REFUSAL_LANES }, () => new SerialQueue());
+  #nextRefusalLane = 0;
   readonly #running = new Set<Promise<void>>();
   readonly #deps: ServerDeps;
   readonly #accepting: Promise<void>;
@@ -96,6 +114,7 @@ export class ReelayServer {
       verifyAnnouncement: deps.verifyAnnouncement,
       createViewer: deps.createViewer,
       hasRoomForClient: () => people.size < config.limits.maxClients,
+      joinEpochs: new JoinEpochs(),
     };
     this.#accepting = this.#acceptLoop();
     const { keepaliveMs } = config.limits;
@@ -134,9 +153,12 @@ export class ReelayServer {
     return this.#context.people.size;
   }
 
-  /** How many connections are still joining (counted against `[limits] max_pending`). */
+  /**
+   * How many connections are still joining, from the first byte of their handshake to their
+   * welcome (counted against `[limits] max_pending`).
+   */
   get pending(): number {
-    let joining = 0;
+    let joining = this.#handshaking.size;
     for (const peer of this.#peers) if (!peer.joined) joining++;
     return joining;
   }
@@ -154,6 +176,8 @@ export class ReelayServer {
     this.#listener.close();
     this.#closeWake.wake();
     await this.#accepting;
+    // Closing the socket ends a handshake at once; it then never becomes a peer.
+    for (const conn of [...this.#handshaking, ...this.#refusing]) closeQuietly(conn);
     for (const peer of this.#peers) {
       peer.notify({ type: "shutdown", message });
       void peer.framed.flushAndClose(new ReelayError("shutdown", message), 500);
@@ -196,23 +220,92 @@ export class ReelayServer {
     try {
       conn.setNoDelay(true);
     } catch {
-      // The peer may already be gone; the read loop will notice.
+      // The peer may already be gone; the handshake will notice.
     }
-    const framed = FramedConnection.forServer(conn, limits);
-    if (this.pending >= limits.maxPending) {
-      framed.sendMessage({
-        type: "error",
-        code: "too-many-pending",
-        message: "Too many connections are joining at once: try again later",
-      });
-      const closing = framed.flushAndClose(undefined, 200);
-      this.#track(closing);
-      return;
+    const over = this.pending >= limits.maxPending;
+    (over ? this.#refusing : this.#handshaking).add(conn);
+    this.#track(this.#serve(conn, over));
+  }
+
+  /**
+   * Runs the secure handshake (within the join deadline), then serves the peer inside the
+   * channel. A connection over `max_pending` is handshaken only to receive `too-many-pending`
+   * where it can read it; those refusals take turns in a few lanes, so a flood costs bounded
+   * CPU and memory and never delays the handshakes of admitted connections much.
+   */
+  async #serve(conn: Deno.TcpConn, over: boolean): Promise<void> {
+    const { limits } = this.#context.config;
+    const acceptedAt = Date.now();
+    if (over) {
+      const lane = this.#refusalLanes[this.#nextRefusalLane++ % this.#refusalLanes.length];
+      return await lane.run(() => this.#refuse(conn, acceptedAt + limits.joinTimeoutMs));
     }
-    const peer = new PeerConnection(framed, this.#context);
+    let handshake: Handshake | undefined;
+    try {
+      handshake = await this.#handshake(conn, acceptedAt + limits.joinTimeoutMs);
+    } finally {
+      // Still joining: it leaves #handshaking in the same step it becomes a peer.
+      this.#handshaking.delete(conn);
+    }
+    if (!handshake) return;
+    const inner = this.#deps.tap?.(handshake.transport) ?? handshake.transport;
+    const framed = FramedConnection.forServer(inner, limits);
+    if (this.#closing) {
+      framed.close();
+      return await framed.done;
+    }
+    const peer = new PeerConnection(framed, this.#context, {
+      handshakeHash: handshake.handshakeHash,
+      joinDeadline: acceptedAt + limits.joinTimeoutMs,
+    });
     this.#peers.add(peer);
     this.#deps.log("info", `Connection from ${framed.remote}`);
-    this.#track(peer.run().finally(() => this.#peers.delete(peer)));
+    try {
+      await peer.run();
+    } finally {
+      this.#peers.delete(peer);
+    }
+  }
+
+  /** Tells a connection over `max_pending` so inside the channel, then closes it. */
+  async #refuse(conn: Deno.TcpConn, deadline: number): Promise<void> {
+    let handshake: Handshake | undefined;
+    try {
+      handshake = await this.#handshake(conn, deadline);
+    } finally {
+      this.#refusing.delete(conn);
+    }
+    if (!handshake) return;
+    const framed = FramedConnection.forServer(handshake.transport, this.#context.config.limits);
+    framed.sendMessage({
+      type: "error",
+      code: "too-many-pending",
+      message: "Too many connections are joining at once: try again later",
+    });
+    await framed.flushAndClose(undefined, 200);
+  }
+
+  /**
+   * The server's side of the secure handshake, finished by `deadline`; undefined (logged, the
+   * connection closed) when it fails, times out, or the server is closing.
+   */
+  async #handshake(conn: Deno.TcpConn, deadline: number): Promise<Handshake | undefined> {
+    const remote = addressOf(conn);
+    try {
+      if (this.#closing) throw new Error("the server is shutting down");
+      return await respond(conn, this.#deps.serverKey, {
+        prologue: CHANNEL_PROLOGUE,
+        timeoutMs: Math.max(1, deadline - Date.now()),
+        peer: remote,
+      });
+    } catch (error) {
+      closeQuietly(conn);
+      this.#deps.log(
+        "info",
+        `Connection from ${remote} ended in the handshake: ${messageOf(error)}`,
+      );
+      return undefined;
+    }
   }
 
   /** Keeps a connection's task until it ends; a failure in it is logged, never fatal. */
@@ -239,5 +332,18 @@ export class ReelayServer {
         peer.notify({ type: "ping" });
       }
     }
+  }
+}
+
+function addressOf(conn: Deno.Conn): string {
+  const address = conn.remoteAddr;
+  return address.transport === "tcp" ? `${address.hostname}:${address.port}` : "unknown";
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
   }
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { StreamSink } from "../client/player.ts";
 import { run } from "../testing/processes.ts";
 
 /**
@@ -206,4 +207,19 @@ export async function processStateOf(pid: number): Promise<string> {
     `console.log(s.slice(s.lastIndexOf(")") + 2).split(" ")[0]); } catch { console.log(""); }`;
   const stdout = await run("deno", ["eval", code]);
   return new TextDecoder().decode(stdout).trim();
+}
+
+/** A sink that keeps the stream in memory (the test writes it out only to run ffprobe). */
+export function memorySink(): { sink: StreamSink; chunks: Uint8Array[] } {
+  const chunks: Uint8Array[] = [];
+  const sink: StreamSink = {
+    write: (chunk) => {
+      chunks.push(chunk);
+      return Promise.resolve();
+    },
+    finish: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+    gone: new Promise<void>(() => {}),
+  };
+  return { sink, chunks };
 }

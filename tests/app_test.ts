@@ -47,6 +47,7 @@ class FakeSession implements ChatSession {
   /** When set, send() waits for it. */
   sendGate: Promise<void> | undefined;
   streamMs = 30;
+  catalog: VideoListing[] = [CATS];
   #listeners: ((event: ClientEvent) => void)[] = [];
   #streams = 0;
   #timers = new Set<ReturnType<typeof setTimeout>>();
@@ -112,7 +113,7 @@ class FakeSession implements ChatSession {
 
   listVideos(): Promise<VideoListing[]> {
     this.#record("videos");
-    return Promise.resolve([CATS]);
+    return Promise.resolve(this.catalog);
   }
 
   play(video: string): Promise<void> {
@@ -217,6 +218,7 @@ class ScriptedInput implements LineInput {
   setStatus?: (render: ((width: number) => string) | undefined) => void;
   setPrompt?: (prompt: string) => void;
   bell?: () => void;
+  columns?: () => number | undefined;
   /** Resolves when the app asked for the line after the last one. */
   readonly drained = deferred<void>();
   constructor(private script: string[], private end: InputEnd, private hold?: Promise<void>) {}
@@ -326,7 +328,7 @@ Deno.test("app: end of input lets queued commands finish before waiting for idle
   await session.reached("send:bob:one");
   assert.deepEqual(session.log, ["send:bob:one"], "the /who waits for the send");
   gate.resolve();
-  assert.equal(await running, 0);
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
   assert.deepEqual(session.log, ["send:bob:one", "event:sent", "who", "idle", "quit"]);
   assert.deepEqual(sink.events().map((event) => event.event), ["sent", "who"]);
 });
@@ -338,7 +340,7 @@ Deno.test("app: server gone while input is open exits 1 with the reason", async 
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
   await session.reached("who");
   session.drop("Connection reset by the server", false);
-  assert.equal(await running, 1);
+  assert.equal(await within(running, 30_000, "the app to exit"), 1);
   assert.deepEqual(sink.events().at(-1), {
     event: "disconnected",
     code: "connection-lost",
@@ -354,7 +356,7 @@ Deno.test("app: a disconnect the session announced is not repeated", async () =>
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
   await session.listening();
   session.drop("Server shut down", true);
-  assert.equal(await running, 1);
+  assert.equal(await within(running, 30_000, "the app to exit"), 1);
   assert.deepEqual(sink.events().map((event) => event.event), ["disconnected"]);
 });
 
@@ -367,7 +369,7 @@ Deno.test("app: server gone while waiting for idle at end of input exits 1", asy
   await session.reached("idle");
   assert.deepEqual(session.log.at(-1), "idle");
   session.drop("Connection lost", true);
-  assert.equal(await running, 1);
+  assert.equal(await within(running, 30_000, "the app to exit"), 1);
   assert.ok(!session.log.includes("quit"));
 });
 
@@ -396,7 +398,10 @@ Deno.test("app: human output prints plain lines through the input, help included
   assert.equal(await runClientApp({ session, input, json: false, color: false }), 0);
   const text = output.text();
   assert.ok(text.startsWith(HELP_TEXT + "\n"));
-  assert.ok(text.includes("✗ Nobody called zed is online\n"), "people read words, not codes");
+  assert.ok(
+    text.includes("line 2: ✗ Nobody called zed is online\n"),
+    "words, not codes, and which input line failed",
+  );
   assert.ok(text.includes(`Bob   changed  ${FP_BOB}\n`));
   assert.ok(!text.includes("\x1b"));
 });
@@ -443,7 +448,7 @@ Deno.test("app: progress goes to the status line, never to the transcript", asyn
   }
   session.emit({ event: "stream-ended", video: "cats.mp4", bytes: 9000, reason: "complete" });
   hold.resolve();
-  assert.equal(await running, 0);
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
   assert.equal(
     input.printed.length,
     5,
@@ -471,7 +476,7 @@ Deno.test("app: /query sends plain lines to that person, the prompt shows them, 
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
   session.emit({ event: "message", from: "Bob", text: "hey", id: "x", sentAt: 0, missing: 0 });
   hold.resolve();
-  assert.equal(await running, 0);
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
   assert.deepEqual(session.log.filter((entry) => entry.startsWith("send:")), [
     "send:Bob:hi there",
     "send:Bob:back to you",
@@ -506,7 +511,7 @@ Deno.test("app: unread counts while elsewhere, a bell per message, ignored peopl
   assert.equal(bells, 3, "the ignored message rings nothing");
   assert.ok(input.printed.every((line) => !line.includes("eve:")));
   hold.resolve();
-  assert.equal(await running, 0);
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
   const quiet = new ScriptedInput([], "eof");
   quiet.bell = () => void bells++;
   const second = new FakeSession();
@@ -592,7 +597,7 @@ Deno.test("terminal input: raw mode while reading, prints above the prompt, rest
   input.print("bob joined");
   assert.ok(output.text().endsWith("\r\x1b[2Kbob joined\r\n\r\x1b[2K> /ms\r\x1b[5C"));
   feed.enqueue(encoder.encode("\x03"));
-  await reading;
+  await within(reading, 30_000, "the input to end");
   assert.deepEqual(lines, ["/who"]);
   assert.deepEqual(raw, [true, false]);
   assert.equal(input.endReason, "interrupt");
@@ -614,6 +619,43 @@ Deno.test("terminal input: close() from outside restores the terminal and ends l
   await waitUntil(() => raw.length === 1, "raw mode on while reading");
   input.close();
   input.close();
-  await reading;
+  await within(reading, 30_000, "the input to end");
   assert.deepEqual(raw, [true, false]);
+});
+
+Deno.test("app: in a terminal, long lines wrap at words with indented continuations", async () => {
+  const session = new FakeSession();
+  const hold = deferred<void>();
+  const input = new ScriptedInput([], "eof", hold.promise);
+  input.columns = () => 30;
+  const running = runClientApp({ session, input, json: false, color: false });
+  const text = "the quick brown fox jumps over the lazy dog\nnew line";
+  session.emit({ event: "message", from: "bob", text, id: "w", sentAt: 0, missing: 0 });
+  hold.resolve();
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
+  const lines = input.printed[0].split("\n");
+  assert.ok(lines.every((line) => line.length <= 29), lines.join("\n"));
+  assert.match(lines[0], /^\[\d\d:\d\d\] bob: the quick brown$/);
+  assert.ok(lines.slice(1).every((line) => line.startsWith("  ") && !line.startsWith("   ")));
+  assert.equal(
+    lines.map((line) => line.trim()).join(" "),
+    lines.join(" ").replace(/ +/g, " ").trim(),
+  );
+  assert.ok(!lines.some((line) => line.includes("\n")));
+});
+
+Deno.test("app: /play finds a video by a unique start, ignoring case; an ambiguous one is an error naming both", async () => {
+  const session = new FakeSession();
+  session.catalog = [CATS, { ...CATS, name: "cats 2.mkv" }, { ...CATS, name: "dogs.mp4" }];
+  const sink = collector();
+  const { input } = piped("/play CATS.\n/play cat\n/play zebra\n");
+  const code = await runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  assert.equal(code, EXIT_COMMAND_FAILED);
+  assert.ok(session.log.includes("play:cats.mp4"));
+  const errors = sink.events().filter((event) => event.event === "error");
+  assert.deepEqual(errors.map((event) => [event.code, event.line]), [
+    ["ambiguous-video", 2],
+    ["unknown-video", 3],
+  ]);
+  assert.match(errors[0].message, /"cats\.mp4" or "cats 2\.mkv": type more/);
 });

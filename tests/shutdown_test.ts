@@ -125,7 +125,17 @@ Deno.test("reelay server with a bad config value exits 2 naming the key and the 
   const dir = await tempDir("reelay-config-");
   const config = `${dir}/reelay.ini`;
   await Deno.writeTextFile(config, "[limits]\nmax_pending = lots\n");
-  const cli = new Cli(["server", "--port", "0", "--videos", dir, "--config", config]);
+  const cli = new Cli([
+    "server",
+    "--port",
+    "0",
+    "--videos",
+    dir,
+    "--config",
+    config,
+    "--state",
+    dir,
+  ]);
   try {
     const status = await cli.exit(30_000);
     assert.equal(status.code, 2, cli.stderr);

@@ -4,30 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { StreamSink } from "../client/player.ts";
 import { concat } from "../shared/bytes.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
-import { framesOf, makeBroken, makeMediaDir, packetsOf } from "./_media.ts";
+import { framesOf, makeBroken, makeMediaDir, memorySink, packetsOf } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning } from "../testing/processes.ts";
 import { within } from "./_deadline.ts";
 import { waitUntil } from "./_raw.ts";
-
-/** A sink that keeps the stream in memory (the test writes it out only to run ffprobe). */
-function memorySink(): { sink: StreamSink; chunks: Uint8Array[] } {
-  const chunks: Uint8Array[] = [];
-  const sink: StreamSink = {
-    write: (chunk) => {
-      chunks.push(chunk);
-      return Promise.resolve();
-    },
-    finish: () => Promise.resolve(),
-    abort: () => Promise.resolve(),
-    gone: new Promise<void>(() => {}),
-  };
-  return { sink, chunks };
-}
 
 const media = await makeMediaDir("streaming");
 await generateVideo(join(media.dir, "clip.mp4"), {

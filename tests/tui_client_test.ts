@@ -81,6 +81,7 @@ Deno.test("client in a terminal: Tab completes a name and a video, a two-minute 
     await bob.waitFor(/"event":"welcome"/);
     alice = new Cli(clientArgs(server.port, "alice", homes[1]), { pty: { columns: 60, rows: 20 } });
     await alice.waitFor(/alice> /);
+    await bob.waitFor(/"event":"joined","name":"alice"/); // bob knows alice before writing
     await bob.writeLine("/msg alice ping");
     await alice.waitFor(/bob: ping/);
     await alice.write("/msg b\t");
@@ -189,6 +190,10 @@ Deno.test("client --json: /ignore lasts across runs and drops that person's mess
 
     alice = new Cli(clientArgs(server.port, "alice", dir, ["--json"]));
     await alice.waitFor(/"event":"welcome"/);
+    for (const { log } of [bob, dave]) {
+      const joins = () => log.of("joined").filter((event) => event.name === "alice").length;
+      await log.waitFor("joined", () => joins() === 2); // both know the second alice
+    }
     await bob.session.send("alice", "dropped");
     await dave.session.send("alice", "marker"); // relayed to alice after bob's
     await alice.waitFor(/"text":"marker"/);

@@ -30,7 +30,7 @@ import { writeAllSync } from "../../shared/io.ts";
 import { sameName } from "../../shared/names.ts";
 import type { VideoListing } from "../../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "../events.ts";
-import { type Command, COMMAND_SPECS, HELP_TEXT, parseCommand } from "./commands.ts";
+import { type Command, COMMAND_SPECS, HELP_TEXT, isMessage, parseCommand } from "./commands.ts";
 import { complete, findVideo } from "./complete.ts";
 import { Conversations } from "./conversation.ts";
 import { EventFormatter } from "./format.ts";
@@ -170,7 +170,11 @@ function humanOutput(formatter: EventFormatter, input: LineInput): Output {
     emit: (event) => {
       // Progress lives on the status line; `sent` is shown as the person's own line instead.
       if (event.event === "progress" || event.event === "sent") return;
-      input.print(wrapped(input, formatter.format(event)));
+      const text = formatter.format(event);
+      // A script's reader needs to know which input line failed; a person just typed it.
+      const piped = input.columns?.() === undefined;
+      const where = piped && event.event === "error" && event.line ? `line ${event.line}: ` : "";
+      input.print(wrapped(input, where + text));
     },
     note: (text) => input.print(wrapped(input, text)),
     flush: () => Promise.resolve(),
@@ -395,8 +399,8 @@ async function defaultInput(options: ClientAppOptions, complete: Completer): Pro
   return new TerminalInput({
     prompt: promptFor(options.session.name, undefined),
     complete,
-    // Commands stay in the scrollback; chat lines show as your own timestamped line instead.
-    echo: (line) => /^\s*\/(?!\/)/.test(line),
+    // Commands stay in the scrollback; messages show as your own timestamped line instead.
+    echo: (line) => !isMessage(line),
     history,
     onHistory: (lines) =>
       store?.save(lines).catch((error) => {

@@ -297,3 +297,51 @@ function build(spec: CommandSpec, args: Map<string, string>): Command {
       return { command: spec.command };
   }
 }
+
+/**
+ * Whether `line` is a message to someone: a chat line, `/msg NAME TEXT` or `/reply TEXT`. The
+ * terminal shows those as your own timestamped line rather than echoing what was typed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isMessage } from "./commands.ts";
+ * assert.equal(isMessage("hello"), true);
+ * assert.equal(isMessage("/r see you"), true);
+ * assert.equal(isMessage("/r"), false);
+ * assert.equal(isMessage("/mgs bob hi"), false, "not a valid command at all");
+ * ```
+ */
+export function isMessage(line: string): boolean {
+  const command = tryParse(line);
+  if (command?.command === "reply") return command.text !== undefined;
+  return command?.command === "msg" || command?.command === "say";
+}
+
+/**
+ * Whether `line` is a valid command that carries no message text: what may be kept in the
+ * input history file. A line that does not parse (`/mgs bob secret`) may hold a message too,
+ * so it is not kept either.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isPlainCommand } from "./commands.ts";
+ * assert.equal(isPlainCommand("/play cats.mp4"), true);
+ * assert.equal(isPlainCommand("/r"), true);
+ * assert.equal(isPlainCommand("/r see you"), false);
+ * assert.equal(isPlainCommand("/mgs bob my pin"), false);
+ * assert.equal(isPlainCommand("hello"), false);
+ * ```
+ */
+export function isPlainCommand(line: string): boolean {
+  return tryParse(line) !== undefined && !isMessage(line);
+}
+
+function tryParse(line: string): Command | undefined {
+  try {
+    return parseCommand(line);
+  } catch {
+    return undefined;
+  }
+}

@@ -218,7 +218,7 @@ export class EventFormatter {
         ].filter(Boolean).join(", ");
         return `Connected to ${event.server} as ${p.bold(event.name)} ` +
           `(${event.fingerprint}). ${others}${trust ? ` (${trust})` : ""}. ` +
-          "Type /help for commands.";
+          "Type /help for commands." + serverKeyNote(event.serverKey, event.serverFingerprint);
       }
       case "conversation":
         return event.name === undefined
@@ -399,4 +399,10 @@ function segmentLabel(segment: SegmentPlan): string {
   return segment.capped
     ? `${segment.height}p (${segment.requestedHeight}p capped)`
     : `${segment.height}p`;
+}
+
+function serverKeyNote(status: "pinned" | "new" | "accepted", fingerprint: string): string {
+  if (status === "pinned") return "";
+  const what = status === "new" ? "First connection: pinned" : "Accepted and pinned";
+  return `\n${what} the server key ${fingerprint} (compare with reelay server --fingerprint).`;
 }

@@ -3,8 +3,8 @@
  * in the client's home (`input_history`), one line per entry, oldest first, rewritten whole
  * (through a temporary file and a rename) after each line typed.
  *
- * What is kept: commands only, and not the ones that carry a message's text (`/msg`,
- * `/reply`, a plain chat line), because messages are end-to-end encrypted and their text must
+ * What is kept: valid commands only, and not the ones that carry a message's text (`/msg`,
+ * `/reply`, a plain chat line, a mistyped command), because messages are end-to-end encrypted and their text must
  * not end up readable in a file. `/query bob` is kept, what you then said to bob is not (it is
  * in Up-arrow for the run only). `[client] input_history = false` turns the file off (nothing
  * read or written); `/forget-input` deletes it.
@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { SerialQueue } from "../../shared/async.ts";
 import { messageOf, ReelayError } from "../../shared/errors.ts";
 import { readTextIfPresent, replaceFile } from "../../shared/channel/_files.ts";
+import { isPlainCommand } from "./commands.ts";
 import { InputHistory } from "./history.ts";
 
 /** The file's name in the client's home. */
@@ -33,11 +34,9 @@ export interface InputHistoryStore {
   flush(): Promise<void>;
 }
 
-// Commands whose arguments are a message's text.
-const CARRIES_TEXT = /^\s*\/(msg|reply|r)(\s|$)/i;
-
 /**
- * Whether a typed line may be kept in the file: a command that carries no message text.
+ * Whether a typed line may be kept in the file: a valid command that carries no message text
+ * (`isPlainCommand`).
  *
  * @example
  * ```ts
@@ -47,11 +46,11 @@ const CARRIES_TEXT = /^\s*\/(msg|reply|r)(\s|$)/i;
  * assert.equal(keptAcrossRuns("/msg bob my pin is 1234"), false);
  * assert.equal(keptAcrossRuns("see you at 8"), false);
  * assert.equal(keptAcrossRuns("//shrug"), false);
+ * assert.equal(keptAcrossRuns("/mgs bob my pin"), false);
  * ```
  */
 export function keptAcrossRuns(line: string): boolean {
-  const trimmed = line.trimStart();
-  return trimmed.startsWith("/") && !trimmed.startsWith("//") && !CARRIES_TEXT.test(trimmed);
+  return isPlainCommand(line);
 }
 
 /**

@@ -6,12 +6,14 @@
  */
 
 import type { Config } from "../../shared/config/mod.ts";
-import { messageOf, UsageError } from "../../shared/errors.ts";
+import { errorDetail, messageOf, UsageError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { toHex } from "../../shared/bytes.ts";
 import { DEFAULT_STORE_LIMITS } from "../store/mod.ts";
 import type { Recipient } from "../relay.ts";
+import type { PartWorkers } from "../media/part_sources.ts";
 import { JetStreamMailbox } from "./mailbox.ts";
+import { RemoteTranscoder } from "./remote_transcode.ts";
 import { type ClusterCredentials, connectNats, type NatsConnection } from "./nats.ts";
 import { ClusterPeople } from "./people.ts";
 
@@ -23,6 +25,8 @@ export interface ClusterNode<M extends Recipient> {
   readonly people: ClusterPeople<M>;
   /** Offline mail in JetStream, the store's `Mailbox` contract. */
   readonly mailbox: JetStreamMailbox;
+  /** Hands parts to the cluster's transcode workers (for `MediaService`). */
+  readonly workers: PartWorkers;
   /** Closes the NATS connection (the server closes `people` itself, after its connections). */
   close(): Promise<void>;
 }
@@ -99,7 +103,23 @@ export async function joinCluster<M extends Recipient>(
       throw error;
     }
     log("info", `Joined the cluster at ${config.cluster.url} as node ${nodeId}`);
-    return { nodeId, nc, people, mailbox, close: () => nc.close() };
+    const transcoder = new RemoteTranscoder(nc, log);
+    const workers: PartWorkers = async (request, preset, label) => {
+      try {
+        return await transcoder.start({
+          video: request.info.name,
+          size: request.info.size,
+          segment: request.segment,
+          preset,
+          fastStart: request.fastStart !== undefined,
+        }, label);
+      } catch (error) {
+        // A worker that refuses (another file by that name) or NATS away: this node transcodes.
+        log("warn", `${errorDetail(error)}: transcoding ${label} here`);
+        return undefined;
+      }
+    };
+    return { nodeId, nc, people, mailbox, workers, close: () => nc.close() };
   } catch (error) {
     await nc.close();
     throw error;

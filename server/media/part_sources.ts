@@ -55,7 +55,30 @@ export interface PartSourcesOptions {
   shareBufferBytes?: number;
   /** Where failures to use the cache are reported (default: nowhere). */
   log?: Logger;
+  /** Transcode workers of a cluster, tried before a local ffmpeg (see `server/cluster/`). */
+  workers?: PartWorkers;
 }
+
+/**
+ * A running transcode as {@link PartSources} uses it: a local {@link Transcode}, or a worker's
+ * (`server/cluster/remote_transcode.ts`) with the same shape.
+ */
+export type PartTranscode = Pick<Transcode, "stdout" | "status" | "pid" | "kill">;
+
+/**
+ * Starts a part on a worker; undefined when no worker is free (the part then runs here).
+ *
+ * @example
+ * ```ts
+ * import type { PartWorkers } from "./part_sources.ts";
+ * const none: PartWorkers = () => Promise.resolve(undefined);
+ * ```
+ */
+export type PartWorkers = (
+  request: PartRequest,
+  preset: string,
+  label: string,
+) => Promise<PartTranscode | undefined>;
 
 /**
  * One part to open: of which video, which planned part, and whether it is tuned to start fast.
@@ -122,7 +145,7 @@ const LINGER_MS = 30_000;
 interface Running {
   key: string;
   shared: SharedStream;
-  transcode: Transcode;
+  transcode: PartTranscode;
   /** When the part ended complete (ms since the epoch). */
   completedAt?: number;
   /** Viewers of it that paused. */
@@ -212,6 +235,8 @@ export class PartSources {
     const cacheKey = await this.#cacheKey(request, fields);
     const cached = cacheKey === undefined ? undefined : await this.#readCache(cacheKey);
     if (cached) return cached;
+    const remote = await this.#options.workers?.(request, this.#preset, labelOf(request));
+    if (remote) return await this.#start(key, request, undefined, cacheKey, remote);
     const lease = await this.#lease(policy, signal);
     if (this.#options.slots && !lease) return undefined;
     return await this.#start(key, request, lease, cacheKey);
@@ -311,22 +336,14 @@ export class PartSources {
     request: PartRequest,
     lease: SlotLease | undefined,
     cacheKey: string | undefined,
+    remote?: PartTranscode,
   ): Promise<OpenedPart> {
     const writer = cacheKey === undefined ? undefined : await this.#writer(cacheKey);
-    const { info, segment, fastStart } = request;
-    const label = `part ${segment.index + 1} of "${info.name}"`;
-    let transcode: Transcode;
+    const { info, segment } = request;
+    const label = labelOf(request);
+    let transcode: PartTranscode;
     try {
-      const args = buildFfmpegArgs(info, segment, {
-        preset: this.#preset,
-        encoder: this.#options.encoder,
-        fastStart,
-      });
-      transcode = Transcode.start(
-        this.#options.ffmpegPath ?? DEFAULT_CONFIG.stream.ffmpeg,
-        args,
-        label,
-      );
+      transcode = remote ?? this.#startLocal(request, label);
     } catch (error) {
       lease?.release();
       await writer?.abort();
@@ -384,6 +401,15 @@ export class PartSources {
     };
   }
 
+  #startLocal(request: PartRequest, label: string): Transcode {
+    const args = buildFfmpegArgs(request.info, request.segment, {
+      preset: this.#preset,
+      encoder: this.#options.encoder,
+      fastStart: request.fastStart,
+    });
+    return Transcode.start(this.#options.ffmpegPath ?? DEFAULT_CONFIG.stream.ffmpeg, args, label);
+  }
+
   async #writer(key: string) {
     try {
       return await this.#options.cache?.write(key);
@@ -392,4 +418,8 @@ export class PartSources {
       return undefined;
     }
   }
+}
+
+function labelOf(request: PartRequest): string {
+  return `part ${request.segment.index + 1} of "${request.info.name}"`;
 }

@@ -30,7 +30,7 @@ import {
   type EncoderSetting,
 } from "./encoders.ts";
 import { PartCache } from "./part_cache.ts";
-import { PartSources } from "./part_sources.ts";
+import { PartSources, type PartWorkers } from "./part_sources.ts";
 import { streamVideo, type VideoStream } from "./playback.ts";
 import { TranscodeSlots } from "./slots.ts";
 
@@ -124,7 +124,12 @@ export class MediaService {
    * await catalog.close();
    * ```
    */
-  static async open(catalog: Catalog, config: Config, log: Logger): Promise<MediaService> {
+  static async open(
+    catalog: Catalog,
+    config: Config,
+    log: Logger,
+    options: { workers?: PartWorkers } = {},
+  ): Promise<MediaService> {
     const encoder = await chooseEncoder(config, log);
     const { cache, cacheDir, cacheMaxBytes, cacheMaxAgeMs } = config.media;
     const partCache = cache
@@ -133,7 +138,11 @@ export class MediaService {
     if (partCache) {
       log("info", `Caching finished parts in ${partCache.dir} (at most ${cacheMaxBytes} bytes)`);
     }
-    return new MediaService(catalog, config, log, { cache: partCache, encoder });
+    return new MediaService(catalog, config, log, {
+      cache: partCache,
+      encoder,
+      workers: options.workers,
+    });
   }
 
   /** Creates the service over a catalog (without a cache unless given one). */
@@ -141,7 +150,7 @@ export class MediaService {
     catalog: Catalog,
     config: Config,
     log: Logger,
-    options: { cache?: PartCache; encoder?: Encoder } = {},
+    options: { cache?: PartCache; encoder?: Encoder; workers?: PartWorkers } = {},
   ) {
     this.#catalog = catalog;
     this.#config = config;
@@ -153,6 +162,7 @@ export class MediaService {
       cache: options.cache,
       encoder: options.encoder,
       shareBufferBytes: config.media.shareBufferBytes,
+      workers: options.workers,
       log,
     });
     this.#deps = {

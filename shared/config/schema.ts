@@ -166,6 +166,8 @@ export const SCHEMA = {
     host: key(nonEmpty(255), "0.0.0.0"),
     port: key(readPort({ listening: true }), 9000),
     videos: key(nonEmpty(), "videos"),
+    /** The server's private state (its channel key), owner-only. */
+    state: key(nonEmpty(), "state"),
   },
   stream: {
     heights: key(parseHeights, [144, 720, 1440]),
@@ -208,6 +210,8 @@ export const SCHEMA = {
     nkeySeedFile: key(optionalText(), ""),
     /** A dead node's people leave everyone's list within this time. */
     presenceTtlMs: key(intIn(300, 600_000), 6000),
+    /** Parts a `reelay worker` runs at once (as many as it transcodes in real time). */
+    workerSlots: key(intIn(1, 256), 2),
   },
   media: {
     /** The H.264 encoder: `auto` tries VA-API, NVENC, Quick Sync at start, else software. */

@@ -55,6 +55,7 @@ export {
   type SealedMessage,
 } from "./envelope.ts";
 export { ConversationError, type ConversationErrorCode } from "./conversation_error.ts";
+export { JOIN_PROOF_LABEL, signJoinProof, verifyJoinProof } from "./join_proof.ts";
 export {
   type ChainStep,
   hkdf,

@@ -41,8 +41,14 @@ import {
   string,
 } from "./_validate.ts";
 
-/** The protocol version this build speaks (2: sealed envelopes as binary frame bodies). */
-export const PROTOCOL_VERSION = 2;
+/**
+ * The protocol version this build speaks (3: everything inside the secure channel; 2 added
+ * sealed envelopes as binary frame bodies).
+ */
+export const PROTOCOL_VERSION = 3;
+
+/** The secure channel's prologue: both sides must speak this protocol and version. */
+export const CHANNEL_PROLOGUE = `reelay/${PROTOCOL_VERSION}`;
 
 const MAX_LIST = 10_000;
 /** Most announcements in one `directory` message. */
@@ -87,7 +93,12 @@ export type StreamEndReason = "complete" | "stopped" | "error";
 
 /** Messages a client sends. `ref` ties an answer or error to its request. */
 export type ClientMessage =
-  | ({ type: "hello"; protocol: number } & Announcement)
+  | ({
+    type: "hello";
+    protocol: number;
+    /** RSA-PSS over ("reelay-join-v3", handshake hash, announcement signature), base64. */
+    proof: string;
+  } & Announcement)
   | { type: "send"; ref?: number; to: string; envelope: Uint8Array }
   | { type: "videos"; ref?: number }
   | { type: "play"; ref?: number; video: string; from?: number }
@@ -257,7 +268,12 @@ export function parseClientMessage(frame: Frame): ClientMessage {
   noBody(type, body);
   switch (type) {
     case "hello":
-      return { type, protocol: integer(fields, "protocol", 0, 1000), ...announcement(fields) };
+      return {
+        type,
+        protocol: integer(fields, "protocol", 0, 1000),
+        ...announcement(fields),
+        proof: string(fields, "proof", MAX_KEY_TEXT),
+      };
     case "videos":
       return { type, ...ref(fields) };
     case "play":
