@@ -11,68 +11,11 @@
 
 import { join } from "node:path";
 import { defaultConfig } from "../shared/config/mod.ts";
-import {
-  type ClientEvent,
-  type ClientSession,
-  discardSink,
-  openSession,
-  sinkFactory,
-  type StreamSink,
-} from "../client/mod.ts";
-import { EventFormatter } from "../client/tui/format.ts";
+import { discardSink, sinkFactory, type StreamSink } from "../client/mod.ts";
 import { startServer } from "../server/mod.ts";
 import { Transcode } from "../server/media/mod.ts";
 import { generateVideo } from "../testing/sample_video.ts";
-import { errorDetail } from "../shared/errors.ts";
-import { printError, writeAll } from "../shared/io.ts";
-
-const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
-const paint = (code: string, text: string) => color ? `\x1b[${code}m${text}\x1b[0m` : text;
-const formatter = new EventFormatter({ color });
-let step = 0;
-
-async function out(line: string): Promise<void> {
-  await writeAll(Deno.stdout, new TextEncoder().encode(`${line}\n`));
-}
-
-async function chapter(title: string, where: string): Promise<void> {
-  step++;
-  await out(`\n${paint("1", `${step}. ${title}`)}  ${paint("2", `(${where})`)}`);
-}
-
-function say(who: string, event: ClientEvent): Promise<void> {
-  const [first, ...rest] = formatter.format(event).split("\n");
-  const indent = " ".repeat(9);
-  return out(
-    [`   ${paint("36", who.padEnd(5))} ${first}`, ...rest.map((line) => indent + line)].join("\n"),
-  );
-}
-
-/** Resolves with the first event from `session` that matches. */
-function next<N extends ClientEvent["event"]>(
-  events: ClientEvent[],
-  session: ClientSession,
-  name: N,
-  where: (event: Extract<ClientEvent, { event: N }>) => boolean = () => true,
-): Promise<Extract<ClientEvent, { event: N }>> {
-  const match = (event: ClientEvent): event is Extract<ClientEvent, { event: N }> =>
-    event.event === name && where(event as Extract<ClientEvent, { event: N }>);
-  const seen = events.find(match);
-  if (seen) return Promise.resolve(seen);
-  return new Promise((resolve) => session.onEvent((event) => match(event) && resolve(event)));
-}
-
-async function join_(
-  port: number,
-  name: string,
-  home: string,
-  sinks?: (video: string) => StreamSink,
-) {
-  const session = await openSession({ hostname: "127.0.0.1", port, name, home, sinks });
-  const events: ClientEvent[] = [];
-  session.onEvent((event) => events.push(event));
-  return { session, events };
-}
+import { chapter, join_, next, out, paint, runDemo, say } from "./_story.ts";
 
 async function demo(root: string): Promise<void> {
   await out(
@@ -201,15 +144,5 @@ async function demo(root: string): Promise<void> {
 }
 
 if (import.meta.main) {
-  const root = await Deno.makeTempDir({ prefix: "reelay-demo-" });
-  let code = 0;
-  try {
-    await demo(root);
-  } catch (error) {
-    await printError(`demo failed: ${errorDetail(error)}`);
-    code = 1;
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-  Deno.exit(code);
+  Deno.exit(await runDemo("reelay-demo-", demo));
 }
