@@ -63,7 +63,10 @@ export interface PartSourcesOptions {
  * A running transcode as {@link PartSources} uses it: a local {@link Transcode}, or a worker's
  * (`server/cluster/remote_transcode.ts`) with the same shape.
  */
-export type PartTranscode = Pick<Transcode, "stdout" | "status" | "pid" | "kill">;
+export type PartTranscode =
+  & Pick<Transcode, "stdout" | "status" | "pid" | "kill">
+  // A local ffmpeg can be stopped while its viewers pause; a worker's goes on.
+  & Partial<Pick<Transcode, "suspend" | "resume">>;
 
 /**
  * Starts a part on a worker; undefined when no worker is free (the part then runs here).
@@ -299,7 +302,7 @@ export class PartSources {
     const stream = running?.shared.join();
     if (!running || !stream) return undefined;
     // A new viewer wants bytes now, paused others or not.
-    running.transcode.resume();
+    running.transcode.resume?.();
     return { stream, origin: "shared", pid: running.transcode.pid, ...this.#holds(running) };
   }
 
@@ -392,11 +395,11 @@ export class PartSources {
     return {
       suspend: () => {
         running.paused.add(viewer);
-        if (running.paused.size >= running.shared.stats.consumers) running.transcode.suspend();
+        if (running.paused.size >= running.shared.stats.consumers) running.transcode.suspend?.();
       },
       unsuspend: () => {
         running.paused.delete(viewer);
-        running.transcode.resume();
+        running.transcode.resume?.();
       },
     };
   }
