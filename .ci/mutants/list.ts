@@ -565,4 +565,11 @@ export const mutants: Mutant[] = [
     replace: "while (false)",
     tests: ["tests/piped_client_test.ts"],
   },
+  {
+    name: "resolution told on arrival, not on screen",
+    file: "client/viewing.ts",
+    find: "if (due > 0) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/viewing_test.ts", filter: "reaches the part" }],
+  },
 ];
