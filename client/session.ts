@@ -110,7 +110,7 @@ export class ClientSession {
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       maxQueueBytes: CLIENT_QUEUE_BYTES,
     });
-    this.#chat = new Chat(options.identity, options.name, epoch);
+    this.#chat = new Chat(options.identity, options.name, epoch, options.store.sentTails());
     const emit = (event: ClientEvent) => this.#emit(event);
     this.#peers = new Peers(options, options.store, emit);
     this.#viewing = new Viewing(this.#framed, emit, () => this.#settleIdle());
@@ -461,12 +461,25 @@ export class ClientSession {
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     await this.#viewing.abort(end.reason, end.code === "quit" ? "stopped" : "error");
+    this.#keepTails();
     if (end.code !== "quit" && end.code !== "join-failed") {
       this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
     }
     this.#closed.resolve(end);
     this.#settleIdle();
     await this.#framed.done;
+  }
+
+  /** Where this connection's sessions ended, for the next one's first messages to say. */
+  #keepTails(): void {
+    const tails = this.#chat.tails();
+    if (tails.size === 0) return;
+    try {
+      this.#options.store.saveSentTails(tails);
+    } catch (error) {
+      // The store may be closed already; only the tail report of the next connection is lost.
+      this.#emit({ event: "error", code: "store-failed", message: messageOf(error) });
+    }
   }
 
   #emit(event: ClientEvent): void {

@@ -525,8 +525,8 @@ export const mutants: Mutant[] = [
   {
     name: "handshakes not counted as joining",
     file: "server/server.ts",
-    find: "let joining = this.#handshaking.size;",
-    replace: "let joining = 0;",
+    find: "for (const old of this.#shares.admit(host, joining).evict) this.#evict(old);",
+    replace: "void 0;",
     tests: [{ file: "tests/channel_server_test.ts", filter: "silent one ends" }],
   },
   {
@@ -571,5 +571,11 @@ export const mutants: Mutant[] = [
     find: "if (due > 0) {",
     replace: "if (false) {",
     tests: [{ file: "tests/viewing_test.ts", filter: "reaches the part" }],
+  },
+    name: "dropped session tail not reported",
+    file: "shared/crypto/envelope.ts",
+    find: "? Math.max(0, prev.last - previous.last)",
+    replace: "? 0",
+    tests: [{ file: "tests/session_tail_test.ts", filter: "dropped session tail" }],
   },
 ];
