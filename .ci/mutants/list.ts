@@ -572,6 +572,7 @@ export const mutants: Mutant[] = [
     replace: "if (false) {",
     tests: [{ file: "tests/viewing_test.ts", filter: "reaches the part" }],
   },
+  {
     name: "dropped session tail not reported",
     file: "shared/crypto/envelope.ts",
     find: "? Math.max(0, prev.last - previous.last)",
