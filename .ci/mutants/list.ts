@@ -569,6 +569,13 @@ export const mutants: Mutant[] = [
     tests: ["tests/piped_client_test.ts"],
   },
   {
+    name: "resolution told on arrival, not on screen",
+    file: "client/viewing.ts",
+    find: "if (due > 0) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/viewing_test.ts", filter: "reaches the part" }],
+  },
+  {
     name: "dropped session tail not reported",
     file: "shared/crypto/envelope.ts",
     find: "? Math.max(0, prev.last - previous.last)",
