@@ -11,6 +11,7 @@ import denoConfig from "./deno.json" with { type: "json" };
 import { EXIT_USAGE, ReelayError, UsageError } from "./shared/errors.ts";
 import { printError } from "./shared/io.ts";
 import { runServer, type ServerFlags } from "./server/mod.ts";
+import type { WorkerFlags } from "./server/cluster/worker.ts";
 import { type ClientFlags, HELP_TEXT, runClient } from "./client/mod.ts";
 
 /** The version printed by `reelay --version`. */
@@ -32,11 +33,34 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       "--videos <dir>",
       "folder of videos to offer (config: [server] videos, default ./videos)",
     )
+    .option(
+      "--state <dir>",
+      "folder of the server's private key, owner-only (config: [server] state, default ./state)",
+    )
+    .option("--fingerprint", "print the server key's fingerprint (creating the key) and exit")
+    .option(
+      "--cluster <nats-url>",
+      "run as a node of a cluster through NATS, e.g. nats://10.0.0.5:4222 (config: [cluster] url)",
+    )
     .option("--config <file>", "config file", "config.ini")
     .showHelpAfterError()
     .exitOverride()
     .action(async (flags: ServerFlags, command: Command) => {
       setExitCode(await runServer({ ...flags, configGiven: isExplicit(command, "config") }));
+    });
+
+  program.command("worker")
+    .description("transcode parts for the server nodes of a cluster (needs --cluster)")
+    .option("--cluster <nats-url>", "the cluster's NATS, e.g. nats://10.0.0.5:4222 ([cluster] url)")
+    .option("--videos <dir>", "the video library, the same files as the nodes' ([server] videos)")
+    .option("--slots <n>", "parts transcoded at once ([cluster] worker_slots, default 2)")
+    .option("--config <file>", "config file", "config.ini")
+    .showHelpAfterError()
+    .exitOverride()
+    .action(async (flags: WorkerFlags, command: Command) => {
+      // Loaded only here: nothing else of reelay needs the NATS client.
+      const { runWorker } = await import("./server/cluster/run_worker.ts");
+      setExitCode(await runWorker({ ...flags, configGiven: isExplicit(command, "config") }));
     });
 
   program.command("client")
@@ -45,9 +69,16 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       "--server <host:port>",
       "server to join (config: [client] server, default 127.0.0.1:9000)",
     )
-    .option("--name <name>", "your name: 1-32 letters, digits, _ - . (default: your user name)")
+    .option(
+      "--name <name>",
+      "your name: 1-32 letters, digits, _ - . (default: the one kept in your home; asked in a terminal)",
+    )
     .option("--home <dir>", "where your keys live (env REELAY_HOME, default your config folder)")
     .option("--json", "print one JSON object per event on stdout")
+    .option(
+      "--accept-server-key <fingerprint>",
+      "accept this server key in place of the pinned one (after checking it with the server's owner)",
+    )
     .addOption(
       new Option(
         "--player <cmd>",

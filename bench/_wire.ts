@@ -8,8 +8,10 @@
  */
 
 import { withTimeout } from "../shared/async.ts";
-import { type Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
+import { initiate } from "../shared/channel/mod.ts";
+import { type Identity, newEpoch, signAnnouncement, signJoinProof } from "../shared/crypto/mod.ts";
 import {
+  CHANNEL_PROLOGUE,
   type ClientConnection,
   type ClientMessage,
   encodeMessage,
@@ -64,12 +66,15 @@ export class RawPeer {
     const hello = await signAnnouncement(identity, name, newEpoch());
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     conn.setNoDelay(true);
-    const framed = FramedConnection.forClient(conn, {
+    // Any server key: the benchmark's own server, on loopback.
+    const channel = await initiate(conn, { prologue: CHANNEL_PROLOGUE });
+    const framed = FramedConnection.forClient(channel.transport, {
       maxFrameBytes,
       maxQueueBytes: 64 * 1024 * 1024,
     });
     const peer = new RawPeer(name, framed);
-    framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
+    const proof = await signJoinProof(identity, channel.handshakeHash, hello);
+    framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello, proof });
     try {
       const answer = await withTimeout(
         peer.#joined.promise,

@@ -11,6 +11,7 @@ import { ClientSession } from "../client/session.ts";
 import { withTimeout } from "../shared/async.ts";
 import { loadOrCreateIdentity } from "../client/keystore.ts";
 import { ClientStore } from "../client/store/mod.ts";
+import { knownServers } from "../client/server_trust.ts";
 import { type Identity, Inbox, newEpoch, Outbox } from "../shared/crypto/mod.ts";
 import type { BenchContext } from "./_context.ts";
 import { sleep, spawnServer } from "./_procs.ts";
@@ -34,6 +35,13 @@ const CHAT_CONFIG = `; deno task bench: chat
 [limits]
 chat_rate = 1000000
 chat_burst = 1000000
+chat_inbound_rate = 1000000
+chat_inbound_burst = 1000000
+chat_pair_rate = 1000000
+chat_pair_burst = 1000000
+max_clients_per_host = 1000
+; The crowd joins 20 at a time from one host, each through a handshake.
+max_pending_per_host = 64
 `;
 
 /** A message text of TEXT_BYTES that carries its run and sequence number. */
@@ -114,6 +122,7 @@ class ChatClient {
     name: string,
     identity: Identity,
     store: ClientStore,
+    home: string,
   ): Promise<ChatClient> {
     const session = await ClientSession.connect({
       hostname: "127.0.0.1",
@@ -121,6 +130,7 @@ class ChatClient {
       name,
       identity,
       store,
+      serverPins: knownServers(home),
     });
     return new ChatClient(session);
   }
@@ -203,11 +213,11 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
     const [a, b] = await Promise.all([loadOrCreateIdentity(homeA), loadOrCreateIdentity(homeB)]);
     const storeA = await ClientStore.open({ home: homeA, server: "bench", identity: a.identity });
     closers.push(() => Promise.resolve(storeA.close()));
-    const alice = await ChatClient.connect(server.port, "alice", a.identity, storeA);
+    const alice = await ChatClient.connect(server.port, "alice", a.identity, storeA, homeA);
     closers.push(() => alice.session.quit());
     const storeB = await ClientStore.open({ home: homeB, server: "bench", identity: b.identity });
     closers.push(() => Promise.resolve(storeB.close()));
-    const bob = await ChatClient.connect(server.port, "bob", b.identity, storeB);
+    const bob = await ChatClient.connect(server.port, "bob", b.identity, storeB, homeB);
     closers.push(() => bob.session.quit());
     const ra = await RawPeer.join(server.port, "raw-a", a.identity);
     closers.push(() => ra.close());
@@ -492,7 +502,7 @@ async function crowdSessionRates(
     async (i) => {
       const store = await ClientStore.open({ home, server: `bench-${i}`, identity });
       stores.push(store);
-      return await ChatClient.connect(port, name(i), identity, store);
+      return await ChatClient.connect(port, name(i), identity, store, home);
     },
   );
   try {

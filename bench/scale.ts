@@ -8,6 +8,7 @@
 
 import { ClientSession } from "../client/session.ts";
 import { ClientStore } from "../client/store/mod.ts";
+import { knownServers } from "../client/server_trust.ts";
 import { Identity, newEpoch } from "../shared/crypto/mod.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../shared/protocol/mod.ts";
 import { generateVideo } from "../testing/sample_video.ts";
@@ -38,8 +39,14 @@ const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 const SCALE_CONFIG = `; deno task bench: scale
 [stream]
 max_transcodes = ${2 * STREAMS}
+max_streams_per_host = ${STREAMS}
 [limits]
 max_clients = ${CLIENTS + 10}
+; Every bench client comes from this one machine.
+max_clients_per_host = ${CLIENTS + 10}
+max_pending_per_host = 64
+; 50 join at once, each with a handshake and two RSA signatures on a loaded machine.
+join_timeout_ms = 60000
 `;
 
 const KIB = 1024;
@@ -510,6 +517,7 @@ async function realClientJoin(port: number, identity: Identity): Promise<string>
       name: `real-${newEpoch().slice(0, 4).replace(/[^A-Za-z0-9]/g, "x")}`,
       identity,
       store,
+      serverPins: knownServers(home),
     });
     await session.quit();
     return "a real client nevertheless joined.";

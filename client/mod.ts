@@ -11,20 +11,25 @@
 
 import { applyFlags, DEFAULT_CONFIG, loadConfig, parseHostPort } from "../shared/config/mod.ts";
 import { EXIT_FAILURE, ReelayError, UsageError } from "../shared/errors.ts";
-import { printError } from "../shared/io.ts";
-import { MAX_NAME_LENGTH, nameProblem } from "../shared/names.ts";
+import { printError, writeAllSync } from "../shared/io.ts";
+import { nameProblem } from "../shared/names.ts";
 import { loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
+import { knownServers } from "./server_trust.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
 import { ClientStore, serverFolderName } from "./store/mod.ts";
 import { runClientApp } from "./tui/app.ts";
-import { FileIgnoreList } from "./tui/ignore.ts";
+import { storedIgnoreList } from "./tui/ignore.ts";
+import { InputHistoryFile } from "./tui/input_history_file.ts";
+import { askName, loadSavedName, loginName, readStdinLine, saveName } from "./tui/name_prompt.ts";
+import { isInteractive } from "./tui/terminal.ts";
 import { JsonEventWriter } from "./tui/json.ts";
 
 export { ClientSession, type SessionEnd, type SessionOptions } from "./session.ts";
 export type { ClientEvent, PeerView } from "./events.ts";
 export { discardSink, type SinkFactory, sinkFactory, type StreamSink } from "./player.ts";
 export { HELP_TEXT } from "./tui/commands.ts";
+export { KNOWN_SERVERS_FILE, knownServers, type ServerKeyStatus } from "./server_trust.ts";
 
 /** Flags of `reelay client`. */
 export interface ClientFlags {
@@ -33,13 +38,15 @@ export interface ClientFlags {
   home?: string;
   json?: boolean;
   player?: string;
+  /** A server key fingerprint to accept in place of the pinned one. */
+  acceptServerKey?: string;
   config: string;
   configGiven: boolean;
 }
 
 /** Where to connect, as whom, and where that person's keys live. */
-export interface OpenOptions extends Omit<SessionOptions, "identity" | "store"> {
-  /** The home folder holding `identity.json` and `servers/<server>/client.db`. */
+export interface OpenOptions extends Omit<SessionOptions, "identity" | "store" | "serverPins"> {
+  /** The home folder holding `identity.json`, `known_servers.json` and `servers/<server>/client.db`. */
   home: string;
 }
 
@@ -55,27 +62,50 @@ export interface OpenOptions extends Omit<SessionOptions, "identity" | "store"> 
  * ```
  */
 export async function openSession(options: OpenOptions): Promise<ClientSession> {
+  return (await openWithStore(options)).session;
+}
+
+/** {@linkcode openSession}, and the store it opened (closed when the session ends). */
+async function openWithStore(
+  options: OpenOptions,
+): Promise<{ session: ClientSession; store: ClientStore }> {
   const { home, ...rest } = options;
   const { identity } = await loadOrCreateIdentity(home);
   const server = serverFolderName(`${rest.hostname}:${rest.port}`);
   const store = await ClientStore.open({ home, server, identity });
   try {
-    const session = await ClientSession.connect({ ...rest, identity, store });
+    const session = await ClientSession.connect({
+      ...rest,
+      identity,
+      store,
+      serverPins: knownServers(home),
+    });
     void session.closed.then(() => store.close());
-    return session;
+    return { session, store };
   } catch (error) {
     store.close();
     throw error;
   }
 }
 
-function defaultName(): string {
-  const user = Deno.env.get("USER") ?? Deno.env.get("LOGNAME") ?? Deno.env.get("USERNAME") ?? "";
-  const cleaned = user.replace(/[^A-Za-z0-9_.-]/g, "").slice(0, MAX_NAME_LENGTH);
-  if (!cleaned || nameProblem(cleaned)) {
-    throw new UsageError("No name given: pass --name NAME");
+/**
+ * The name to join as without `--name`: the one kept in the home; else, for a person at a
+ * terminal, the answer to "Enter your name" (then kept); else (scripts) the login name.
+ */
+async function chooseName(home: string, json: boolean): Promise<string> {
+  const saved = await loadSavedName(home);
+  if (saved) return saved;
+  const login = loginName(Deno.env.toObject());
+  if (!json && isInteractive()) {
+    const name = await askName(login, {
+      readLine: readStdinLine,
+      write: (text) => writeAllSync(Deno.stdout, new TextEncoder().encode(text)),
+    });
+    await saveName(home, name);
+    return name;
   }
-  return cleaned;
+  if (!login) throw new UsageError("No name given: pass --name NAME");
+  return login;
 }
 
 /**
@@ -93,27 +123,35 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     { client: { server: flags.server, player: flags.player } },
   );
   const address = parseHostPort(config.client.server, DEFAULT_CONFIG.server.port);
-  const name = flags.name ?? defaultName();
+  const home = resolveHome({ home: flags.home, env: Deno.env });
+  const name = flags.name ?? await chooseName(home, flags.json ?? false);
   const problem = nameProblem(name);
   if (problem) throw new UsageError(problem, "bad-name");
   const sinks = sinkFactory(config.client.player, {
     DISPLAY: Deno.env.get("DISPLAY"),
     WAYLAND_DISPLAY: Deno.env.get("WAYLAND_DISPLAY"),
   });
-  const home = resolveHome({ home: flags.home, env: Deno.env });
-  let session: ClientSession;
+  let opened: { session: ClientSession; store: ClientStore };
   try {
-    session = await openSession({ ...address, name, home, sinks });
+    opened = await openWithStore({
+      ...address,
+      name,
+      home,
+      sinks,
+      acceptServerKey: flags.acceptServerKey,
+    });
   } catch (error) {
     if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;
     await reportFatal(error, flags.json ?? false);
     return EXIT_FAILURE;
   }
   return await runClientApp({
-    session,
+    session: opened.session,
     json: flags.json ?? false,
-    ignore: await FileIgnoreList.load(home),
+    ignore: storedIgnoreList(opened.store),
     bell: config.client.bell,
+    inputHistory: new InputHistoryFile(home),
+    keepInputHistory: config.client.inputHistory,
   });
 }
 

@@ -8,11 +8,13 @@
  */
 
 import { type Deferred, deferred, Wake, withTimeout } from "../shared/async.ts";
+import type { ServerPins } from "../shared/channel/mod.ts";
 import {
   type Identity,
   newEpoch,
   type RatchetDebugState,
   signAnnouncement,
+  signJoinProof,
 } from "../shared/crypto/mod.ts";
 import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
 import { toBase64 } from "../shared/bytes.ts";
@@ -31,7 +33,8 @@ import {
 import { Conversations, type Correspondent } from "./conversations.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { Peers } from "./peers.ts";
-import type { SinkFactory } from "./player.ts";
+import { type SinkFactory, windowFor } from "./player.ts";
+import { type SecureDial, secureDial } from "./server_trust.ts";
 import type { ClientStore } from "./store/mod.ts";
 import { Viewing } from "./viewing.ts";
 
@@ -43,6 +46,10 @@ export interface SessionOptions {
   identity: Identity;
   /** This server's client store (pins, conversations, history); its opener closes it. */
   store: ClientStore;
+  /** The server keys this client has pinned (`known_servers.json` in its home). */
+  serverPins: ServerPins;
+  /** A new server key fingerprint the person accepted (`--accept-server-key`). */
+  acceptServerKey?: string;
   /** Where streams go; defaults to discarding them. */
   sinks?: SinkFactory;
   /** Cap on a frame from the server. */
@@ -91,6 +98,8 @@ export class ClientSession {
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
   readonly #early: ClientEvent[] = [];
   readonly #viewing: Viewing;
+  /** The catalog as last listed, by name (for the player's window size). */
+  #listings = new Map<string, VideoListing>();
   readonly #idle = new Wake();
   readonly #closed = deferred<SessionEnd>();
   readonly #hinted = new Set<string>();
@@ -100,12 +109,14 @@ export class ClientSession {
   readonly #keepalive: ReturnType<typeof setInterval>;
   #reading: Promise<void> = Promise.resolve();
   #welcome: Deferred<string> | undefined;
+  readonly #channel: SecureDial;
 
-  private constructor(options: SessionOptions, conn: Deno.TcpConn) {
+  private constructor(options: SessionOptions, channel: SecureDial) {
     this.#options = options;
+    this.#channel = channel;
     this.name = options.name;
     this.server = `${options.hostname}:${options.port}`;
-    this.#framed = FramedConnection.forClient(conn, {
+    this.#framed = FramedConnection.forClient(channel.transport, {
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       maxQueueBytes: CLIENT_QUEUE_BYTES,
     });
@@ -132,14 +143,21 @@ export class ClientSession {
   }
 
   /**
-   * Connects, signs and sends the hello, and waits for the welcome. Throws a
-   * {@linkcode ReelayError} with the server's code (e.g. `name-taken`) when the join is refused.
+   * Connects, runs the secure handshake and checks the server's key against its pin, signs and
+   * sends the hello, and waits for the welcome. Throws a {@linkcode ReelayError} with the
+   * server's code (e.g. `name-taken`) when the join is refused, and `server-key-changed` when
+   * the server's key is not the pinned one.
    */
   static async connect(options: SessionOptions): Promise<ClientSession> {
-    const conn = await dial(options.hostname, options.port);
-    conn.setNoDelay(true);
+    const channel = await secureDial({
+      hostname: options.hostname,
+      port: options.port,
+      pins: options.serverPins,
+      acceptServerKey: options.acceptServerKey,
+      timeoutMs: options.joinTimeoutMs,
+    });
     const epoch = newEpoch();
-    const session = new ClientSession(options, conn);
+    const session = new ClientSession(options, channel);
     try {
       await session.#join(await signAnnouncement(options.identity, options.name, epoch));
       await session.#conversations.publishPrekeys();
@@ -225,24 +243,59 @@ export class ClientSession {
   async listVideos(): Promise<VideoListing[]> {
     return await this.#tracked(async () => {
       const answer = await this.#request({ type: "videos" });
-      return answer.type === "videos" ? answer.videos : [];
+      const videos = answer.type === "videos" ? answer.videos : [];
+      this.#listings = new Map(videos.map((video) => [video.name, video]));
+      return videos;
     });
   }
 
-  /** Starts playing `video` (stopping any current stream); resolves once it started. */
-  async play(video: string): Promise<void> {
+  /**
+   * Starts playing `video` (stopping any current stream), from `from` seconds into it when
+   * given; resolves once it started.
+   */
+  async play(video: string, options: { from?: number } = {}): Promise<void> {
     await this.#viewing.stop();
-    const sink = (this.#options.sinks ?? (() => undefined))(video);
+    // The window fits the largest part when the catalog was listed (the TUI lists it to find
+    // the name); otherwise the player's default size.
+    const parts = this.#listings.get(video)?.segments;
+    const window = parts ? windowFor(parts) : undefined;
+    const sink = (this.#options.sinks ?? (() => undefined))(video, window);
+    const from = options.from && options.from > 0 ? { from: options.from } : {};
     await this.#tracked(async () => {
       const ref = this.#nextRef++;
       this.#viewing.expect(ref, sink);
       try {
-        await this.#request({ type: "play", video }, ref);
+        await this.#request({ type: "play", video, ...from }, ref);
       } catch (error) {
         await this.#viewing.cancel(ref);
         throw error;
       }
     });
+  }
+
+  /** Pauses the current stream; `not-playing` when nothing plays. */
+  pause(): void {
+    this.#viewing.pause();
+  }
+
+  /** Resumes the paused stream where it was; `not-playing` when nothing plays. */
+  resume(): void {
+    this.#viewing.resume();
+  }
+
+  /**
+   * Moves to `seconds` into the video, or by `seconds` from the current position when
+   * `relative`: the player restarts cleanly on a new stream that starts at the frame shown then,
+   * at that third's resolution. `not-playing` when nothing plays.
+   */
+  async seek(seconds: number, relative = false): Promise<void> {
+    const playing = this.#viewing.playing;
+    if (!playing) throw new ReelayError("not-playing", "Nothing is playing");
+    const target = relative ? playing.position + seconds : seconds;
+    const position = Math.min(Math.max(0, target), Math.max(0, playing.duration - 0.5));
+    await this.#viewing.stop("stopped", "Seeking", true);
+    this.#emit({ event: "seeked", video: playing.video, position: Math.round(position * 10) / 10 });
+    await this.play(playing.video, { from: position });
   }
 
   /** Stops the current stream; `not-playing` when nothing plays. */
@@ -281,7 +334,9 @@ export class ClientSession {
     const timeoutMs = this.#options.joinTimeoutMs ?? 10_000;
     this.#welcome = deferred<string>();
     this.#reading = this.#readLoop();
-    this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
+    // The proof binds this hello to this connection: recorded, it joins nowhere else.
+    const proof = await signJoinProof(this.#options.identity, this.#channel.handshakeHash, hello);
+    this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello, proof });
     try {
       const name = await withTimeout(this.#welcome.promise, timeoutMs, () =>
         new ReelayError(
@@ -295,6 +350,8 @@ export class ClientSession {
         name,
         fingerprint: this.#options.identity.fingerprint,
         online: this.#peers.size + 1,
+        serverFingerprint: this.#channel.serverFingerprint,
+        serverKey: this.#channel.serverKeyStatus,
         names: this.#peers.who().map((peer) => peer.name),
         verified: this.#peers.who().filter((peer) => peer.trust === "verified").length,
         changed: this.#peers.who().filter((peer) => peer.trust === "changed").length,
@@ -488,17 +545,5 @@ export class ClientSession {
   #emit(event: ClientEvent): void {
     if (this.#listeners.length === 0) this.#early.push(event);
     for (const listener of this.#listeners) listener(event);
-  }
-}
-
-async function dial(hostname: string, port: number): Promise<Deno.TcpConn> {
-  try {
-    return await Deno.connect({ hostname, port });
-  } catch (error) {
-    throw new ReelayError(
-      "server-unreachable",
-      `Cannot reach a reelay server at ${hostname}:${port}: ${messageOf(error)}`,
-      { cause: error },
-    );
   }
 }

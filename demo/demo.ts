@@ -11,68 +11,11 @@
 
 import { join } from "node:path";
 import { defaultConfig } from "../shared/config/mod.ts";
-import {
-  type ClientEvent,
-  type ClientSession,
-  discardSink,
-  openSession,
-  sinkFactory,
-  type StreamSink,
-} from "../client/mod.ts";
-import { EventFormatter } from "../client/tui/format.ts";
+import { discardSink, sinkFactory, type StreamSink } from "../client/mod.ts";
 import { startServer } from "../server/mod.ts";
 import { Transcode } from "../server/media/mod.ts";
 import { generateVideo } from "../testing/sample_video.ts";
-import { errorDetail } from "../shared/errors.ts";
-import { printError, writeAll } from "../shared/io.ts";
-
-const color = Deno.stdout.isTerminal() && !Deno.env.get("NO_COLOR");
-const paint = (code: string, text: string) => color ? `\x1b[${code}m${text}\x1b[0m` : text;
-const formatter = new EventFormatter({ color });
-let step = 0;
-
-async function out(line: string): Promise<void> {
-  await writeAll(Deno.stdout, new TextEncoder().encode(`${line}\n`));
-}
-
-async function chapter(title: string, where: string): Promise<void> {
-  step++;
-  await out(`\n${paint("1", `${step}. ${title}`)}  ${paint("2", `(${where})`)}`);
-}
-
-function say(who: string, event: ClientEvent): Promise<void> {
-  const [first, ...rest] = formatter.format(event).split("\n");
-  const indent = " ".repeat(9);
-  return out(
-    [`   ${paint("36", who.padEnd(5))} ${first}`, ...rest.map((line) => indent + line)].join("\n"),
-  );
-}
-
-/** Resolves with the first event from `session` that matches. */
-function next<N extends ClientEvent["event"]>(
-  events: ClientEvent[],
-  session: ClientSession,
-  name: N,
-  where: (event: Extract<ClientEvent, { event: N }>) => boolean = () => true,
-): Promise<Extract<ClientEvent, { event: N }>> {
-  const match = (event: ClientEvent): event is Extract<ClientEvent, { event: N }> =>
-    event.event === name && where(event as Extract<ClientEvent, { event: N }>);
-  const seen = events.find(match);
-  if (seen) return Promise.resolve(seen);
-  return new Promise((resolve) => session.onEvent((event) => match(event) && resolve(event)));
-}
-
-async function join_(
-  port: number,
-  name: string,
-  home: string,
-  sinks?: (video: string) => StreamSink,
-) {
-  const session = await openSession({ hostname: "127.0.0.1", port, name, home, sinks });
-  const events: ClientEvent[] = [];
-  session.onEvent((event) => events.push(event));
-  return { session, events };
-}
+import { chapter, join_, next, out, paint, runDemo, say } from "./_story.ts";
 
 async function demo(root: string): Promise<void> {
   await out(
@@ -95,21 +38,25 @@ async function demo(root: string): Promise<void> {
   await out("   videos/sample.mp4 written in a temporary folder");
 
   await chapter(
-    "Start a server on a free port; probe the catalog with ffprobe",
-    "server/mod.ts, server/media/catalog.ts, server/media/probe.ts",
+    "Start a server on a free port with its own channel key; probe the catalog with ffprobe",
+    "server/mod.ts, shared/channel/server_key.ts, server/media/catalog.ts, server/media/probe.ts",
   );
   const config = defaultConfig();
-  config.server = { host: "127.0.0.1", port: 0, videos, state: ":memory:" };
+  config.server = { host: "127.0.0.1", port: 0, videos, state: join(root, "state") };
   const logLines: string[] = [];
   const server = await startServer(config, {
     log: (level, message) => logLines.push(`${level} ${message}`),
   });
   try {
     await out(`   listening on 127.0.0.1:${server.port}, ${server.catalog.list().length} video(s)`);
+    const keyLine = logLines.find((line) => line.includes("Server key fingerprint"));
+    await out(`   ${keyLine?.replace(/^info /, "") ?? "no server key fingerprint logged"}`);
 
     await chapter(
-      "alice and bob join; each creates an RSA identity and signs a fresh announcement",
-      "client/keystore.ts, shared/crypto/identity.ts, server/directory.ts, client/peers.ts",
+      "alice and bob join over the secure channel (Noise NX + ML-KEM-768), pin the server key, " +
+        "create an RSA identity and sign a fresh announcement",
+      "client/server_trust.ts, shared/channel/handshake.ts, client/keystore.ts, " +
+        "shared/crypto/identity.ts, server/directory.ts, client/peers.ts",
     );
     const hasDisplay = Boolean(Deno.env.get("DISPLAY") || Deno.env.get("WAYLAND_DISPLAY"));
     const player = sinkFactory(hasDisplay ? "auto" : "none", {
@@ -197,15 +144,5 @@ async function demo(root: string): Promise<void> {
 }
 
 if (import.meta.main) {
-  const root = await Deno.makeTempDir({ prefix: "reelay-demo-" });
-  let code = 0;
-  try {
-    await demo(root);
-  } catch (error) {
-    await printError(`demo failed: ${errorDetail(error)}`);
-    code = 1;
-  } finally {
-    await Deno.remove(root, { recursive: true });
-  }
-  Deno.exit(code);
+  Deno.exit(await runDemo("reelay-demo-", demo));
 }

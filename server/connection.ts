@@ -7,9 +7,9 @@
  */
 
 import type { Config } from "../shared/config/mod.ts";
-import { fingerprintHash } from "../shared/crypto/mod.ts";
+import { fingerprintHash, type PublicIdentity } from "../shared/crypto/mod.ts";
 import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
-import { nameProblem } from "../shared/names.ts";
+import { nameKey, nameProblem } from "../shared/names.ts";
 import {
   type Announcement,
   type ClientMessage,
@@ -18,21 +18,44 @@ import {
   type ServerMessage,
 } from "../shared/protocol/mod.ts";
 import type { Logger } from "../shared/log.ts";
-import type { Directory } from "./directory.ts";
+import { verifyJoinProof } from "../shared/crypto/mod.ts";
+import type { JoinEpochs } from "./join_epochs.ts";
 import type { Viewer } from "./media/mod.ts";
-import { TokenBucket } from "./rate_limit.ts";
-import type { Recipient, Relay } from "./relay.ts";
+import { InboundChat, TokenBucket } from "./rate_limit.ts";
+import type { People } from "./people.ts";
+import type { Mailroom, Recipient } from "./mail.ts";
+import type { QueueBudget } from "./shares.ts";
 
 /** What a connection needs from the server that owns it. */
 export interface ServerContext {
   readonly config: Config;
   readonly log: Logger;
-  readonly directory: Directory<PeerConnection>;
-  readonly relay: Relay<PeerConnection>;
+  /** The directory and relay: this server's, or the cluster's. */
+  readonly people: People<PeerConnection>;
+  /** Conversations: prekeys, sealed messages relayed or held, receipts of held mail. */
+  readonly mail: Mailroom<PeerConnection>;
   verifyAnnouncement(announcement: Announcement): Promise<boolean>;
   createViewer(framed: ServerConnection): Viewer;
   /** Whether another client may join now (the total cap). */
   hasRoomForClient(): boolean;
+  /** Streams playing now for people joined from `host`. */
+  streamsFrom(host: string): number;
+  /** The server-wide budget of queued bytes. */
+  readonly budget: QueueBudget;
+  /** Epochs of accepted joins: one is never accepted twice. */
+  readonly joinEpochs: JoinEpochs;
+}
+
+/** What the secure channel established for a connection before it became a peer. */
+export interface ChannelFacts {
+  /** The Noise handshake hash of this connection (a join proof signs it). */
+  handshakeHash: Uint8Array;
+  /** When the join must be complete (ms since epoch): the handshake spent part of the time. */
+  joinDeadline: number;
+  /** The host this connection counts against (`hostOf` its address). */
+  host: string;
+  /** Counts this connection as joined from its host; false when the host has its whole share. */
+  claimHostShare(): boolean;
 }
 
 /** Consecutive malformed messages tolerated before a peer is cut off. */
@@ -43,28 +66,42 @@ const MAX_BAD_MESSAGES = 16;
  *
  * @example
  * ```ts ignore
- * const peer = new PeerConnection(framed, context);
+ * const peer = new PeerConnection(framed, context, { handshakeHash, joinDeadline });
  * await peer.run(); // returns once the peer is gone and everything it held is released
  * ```
  */
 export class PeerConnection implements Recipient {
   readonly framed: ServerConnection;
+  /** The host this peer counts against (`hostOf` its address). */
+  readonly host: string;
   readonly #context: ServerContext;
   readonly #viewer: Viewer;
   readonly #chat: TokenBucket;
+  readonly #inbound: InboundChat;
+  readonly #channel: ChannelFacts;
   #announcement: Announcement | undefined;
   #badMessages = 0;
+  /** Set once the peer is being told why it is closed: nothing it sends is acted on after. */
+  #hangingUp = false;
   #lastFrameAt = Date.now();
   /** When the server last pinged this peer (keepalive; set by the server's sweep). */
   lastPingAt = 0;
 
-  /** Wraps an accepted, framed socket. */
-  constructor(framed: ServerConnection, context: ServerContext) {
+  /** Wraps an accepted connection, framed inside its secure channel. */
+  constructor(framed: ServerConnection, context: ServerContext, channel: ChannelFacts) {
     this.framed = framed;
+    this.host = channel.host;
     this.#context = context;
+    this.#channel = channel;
     this.#viewer = context.createViewer(framed);
     const { chatRate, chatBurst } = context.config.limits;
     this.#chat = new TokenBucket(chatRate, chatBurst);
+    this.#inbound = new InboundChat(context.config.limits);
+  }
+
+  /** Whether this peer has a stream playing. */
+  get streaming(): boolean {
+    return this.#viewer.playing;
   }
 
   /** The signed announcement this peer joined with (only once joined). */
@@ -115,6 +152,63 @@ export class PeerConnection implements Recipient {
     return this.framed.closed;
   }
 
+  /**
+   * Queues a sealed envelope from `from`; false when this peer is gone (or was just cut off).
+   * Throws (to the sender) `rate-limited` past the pair rate, and `recipient-busy` past this
+   * peer's inbound rate, when its queue holds half its cap already, or when the server's budget
+   * of queued bytes is spent: what others send never gets this peer cut off.
+   */
+  deliver(from: string, envelope: Uint8Array): boolean {
+    this.#checkInbound(from, envelope);
+    this.framed.sendMessage({ type: "deliver", from, envelope });
+    return !this.framed.closed;
+  }
+
+  /** Like {@linkcode PeerConnection.deliver}, with the message id and the sender's keys. */
+  deliverSealed(
+    from: string,
+    envelope: Uint8Array,
+    header: { id: string; fromKeys: PublicIdentity },
+  ): boolean {
+    this.#checkInbound(from, envelope);
+    this.framed.sendMessage({ type: "deliver", from, ...header, envelope });
+    return !this.framed.closed;
+  }
+
+  #checkInbound(from: string, envelope: Uint8Array): void {
+    const { limits } = this.#context.config;
+    const name = JSON.stringify(this.announcement.name);
+    const refusal = this.#inbound.take(nameKey(from));
+    if (refusal === "pair") {
+      throw new ReelayError(
+        "rate-limited",
+        `Too many messages to ${name}: the limit is ${limits.chatPairRate} a second to one person`,
+      );
+    }
+    if (refusal === "recipient") {
+      throw new ReelayError(
+        "recipient-busy",
+        `${name} is receiving more than ${limits.chatInboundRate} messages a second: ` +
+          "try again shortly",
+      );
+    }
+    // Room for the frame's header and fields besides the envelope itself.
+    const bytes = envelope.length + 256;
+    if (this.framed.queuedBytes + bytes > limits.maxQueueBytes / 2) {
+      throw new ReelayError(
+        "recipient-busy",
+        `${name} is not taking messages as fast as they come: try again shortly`,
+      );
+    }
+    if (!this.#context.budget.hasRoom(bytes)) {
+      throw new ReelayError(
+        "recipient-busy",
+        `The server has ${this.#context.budget.limit} bytes queued for people who are not ` +
+          `reading: try ${name} again shortly`,
+      );
+    }
+  }
+
   /** Runs the read loop until the peer leaves; always releases the name and any stream. */
   async run(): Promise<void> {
     const { joinTimeoutMs } = this.#context.config.limits;
@@ -124,7 +218,7 @@ export class PeerConnection implements Recipient {
           new ReelayError("join-timeout", `Join did not complete within ${joinTimeoutMs} ms`),
         ).catch(() => this.framed.close());
       }
-    }, joinTimeoutMs);
+    }, Math.max(0, this.#channel.joinDeadline - Date.now()));
     try {
       await this.#readLoop();
     } catch (error) {
@@ -138,7 +232,7 @@ export class PeerConnection implements Recipient {
       clearTimeout(joinTimer);
       // Release the name at once so nobody waits on the stream's teardown to see "left".
       this.framed.close();
-      if (this.#announcement) this.#context.directory.leave(this);
+      if (this.#announcement) this.#context.people.leave(this);
       try {
         await this.#viewer.close();
       } catch (error) {
@@ -153,17 +247,22 @@ export class PeerConnection implements Recipient {
     }
   }
 
-  /** Sends an error (when the socket still takes it) and closes the connection. */
-  async hangUp(error: ReelayError): Promise<void> {
-    if (this.framed.closed) return;
+  /**
+   * Sends an error (when the socket still takes it, waiting at most `flushMs` for it to be
+   * written) and closes the connection.
+   */
+  async hangUp(error: ReelayError, flushMs = 500): Promise<void> {
+    if (this.framed.closed || this.#hangingUp) return;
+    this.#hangingUp = true;
     this.#context.log("warn", `Closing ${this.label}: ${error.message}`);
     this.framed.sendMessage({ type: "error", code: error.code, message: error.message });
-    await this.framed.flushAndClose(error, 500);
+    await this.framed.flushAndClose(error, flushMs);
   }
 
   async #readLoop(): Promise<void> {
     for await (const item of this.framed.receive()) {
       this.#lastFrameAt = Date.now();
+      if (this.#hangingUp) continue;
       if (item.kind === "malformed") {
         if (!this.joined) throw item.error;
         this.#rejectMalformed(item.error);
@@ -221,23 +320,28 @@ export class PeerConnection implements Recipient {
       case "send":
         return await this.#send(message);
       case "prekeys": {
-        const counts = await this.#context.relay.publish(this, message.published);
+        const counts = await this.#context.mail.publish(this, message.published);
         return this.notify({ type: "prekeys-stored", ...refOf(message.ref), ...counts });
       }
       case "bundle": {
-        const bundle = await this.#context.relay.bundle(message.name);
+        const bundle = await this.#context.mail.bundle(message.name);
         return this.notify({ type: "bundle", ...refOf(message.ref), ...bundle });
       }
       case "ack":
-        return await this.#context.relay.ack(this, message.mail);
+        return await this.#context.mail.ack(this, message.mail);
       case "refuse":
-        return await this.#context.relay.refuse(this, message);
+        return await this.#context.mail.refuse(this, message);
       case "videos":
         return this.#viewer.list(message.ref);
       case "play":
-        return await this.#viewer.play(message.ref, message.video);
+        this.#checkStreamShare();
+        return await this.#viewer.play(message.ref, message.video, message.from);
       case "stop":
         return await this.#viewer.stop(message.ref);
+      case "pause":
+        return this.#viewer.pause(message.ref);
+      case "resume":
+        return this.#viewer.resume(message.ref);
       case "credit":
         return this.#viewer.credit(message.stream, message.bytes);
       case "bye":
@@ -265,14 +369,36 @@ export class PeerConnection implements Recipient {
       throw new ReelayError("bad-signature", "Hello is not signed by the keys it announces");
     }
     const fingerprint = await fingerprintHash(announcement.keys);
-    if (this.framed.closed) return;
+    if (!(await verifyJoinProof(announcement, this.#channel.handshakeHash, hello.proof))) {
+      throw new ReelayError(
+        "bad-join-proof",
+        "Hello's join proof is not signed for this connection: a hello recorded elsewhere " +
+          "cannot join",
+      );
+    }
+    if (this.framed.closed || this.#hangingUp) return;
+    if (!this.#context.joinEpochs.accept(announcement.epoch)) {
+      throw new ReelayError(
+        "replayed-join",
+        `Epoch ${JSON.stringify(announcement.epoch)} already joined this server once: ` +
+          "each connection announces a fresh one",
+      );
+    }
     if (!this.#context.hasRoomForClient()) {
       throw new ReelayError("server-full", "Server is full: try again later");
+    }
+    if (!this.#channel.claimHostShare()) {
+      throw new ReelayError(
+        "host-full",
+        `Too many people are connected from ${this.host} (the limit is ` +
+          `${this.#context.config.limits.maxClientsPerHost} per host): try again when someone ` +
+          "there leaves",
+      );
     }
     this.#announcement = announcement;
     let directory: Uint8Array[];
     try {
-      directory = this.#context.directory.join(this);
+      directory = await this.#context.people.join(this);
     } catch (error) {
       this.#announcement = undefined;
       throw error;
@@ -291,7 +417,7 @@ export class PeerConnection implements Recipient {
         windowBytes: this.#context.config.stream.windowBytes,
       },
     });
-    this.#context.relay.joined(this, fingerprint);
+    this.#context.mail.joined(this, fingerprint);
     this.#context.log("info", `${this.label} joined`);
   }
 
@@ -303,6 +429,19 @@ export class PeerConnection implements Recipient {
     }
   }
 
+  /** A new stream from this host must fit its share (replacing this peer's own stream does). */
+  #checkStreamShare(): void {
+    const { maxStreamsPerHost } = this.#context.config.stream;
+    const others = this.#context.streamsFrom(this.host) - (this.streaming ? 1 : 0);
+    if (others >= maxStreamsPerHost) {
+      throw new ReelayError(
+        "host-busy",
+        `${others} videos are already playing from ${this.host} (the limit is ` +
+          `${maxStreamsPerHost} per host): stop one first`,
+      );
+    }
+  }
+
   async #send(message: ClientMessage & { type: "send" }): Promise<void> {
     if (!this.#chat.take()) {
       throw new ReelayError(
@@ -310,7 +449,7 @@ export class PeerConnection implements Recipient {
         `Too many messages: the limit is ${this.#context.config.limits.chatRate} a second`,
       );
     }
-    const routed = await this.#context.relay.send(this, message);
+    const routed = await this.#context.mail.send(this, message);
     const { status: type, to, id } = routed;
     this.notify({ type, ...refOf(message.ref), to, id });
   }

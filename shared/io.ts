@@ -65,3 +65,16 @@ export function writeAllSync(writer: PartialSyncWriter, bytes: Uint8Array): void
 export async function printError(line: string): Promise<void> {
   await writeAll(Deno.stderr, new TextEncoder().encode(line.endsWith("\n") ? line : `${line}\n`));
 }
+
+/**
+ * Writes one line to stdout (a command's one result, such as a fingerprint).
+ *
+ * @example
+ * ```ts
+ * import { printLine } from "./io.ts";
+ * await printLine("SHA256:...");
+ * ```
+ */
+export async function printLine(line: string): Promise<void> {
+  await writeAll(Deno.stdout, new TextEncoder().encode(line.endsWith("\n") ? line : `${line}\n`));
+}

@@ -15,9 +15,41 @@ import { type Config, defaultConfig } from "../shared/config/mod.ts";
 import { silentLogger } from "../shared/log.ts";
 import { type RunningServer, startServer } from "../server/mod.ts";
 import { withTimeout } from "../shared/async.ts";
+import { ServerKey } from "../shared/channel/mod.ts";
 
 /**
- * A test config: loopback, a free port, and the given videos folder.
+ * Taps of test servers by the client port the server sees: a test playing a hostile server
+ * registers a wrapper for one connection (by the port it dials from), and every test server
+ * applies it to that connection's decrypted side.
+ */
+export const serverTaps: Map<number, (conn: Deno.Conn) => Deno.Conn> = new Map();
+
+function tapByPort(conn: Deno.Conn): Deno.Conn {
+  const address = conn.remoteAddr;
+  const tap = address.transport === "tcp" ? serverTaps.get(address.port) : undefined;
+  return tap ? tap(conn) : conn;
+}
+
+/** One server key for the test servers of a process (each client pins it on first use). */
+let sharedKey: Promise<ServerKey> | undefined;
+
+/**
+ * The server key test servers use unless given one: made once per process, kept in no file.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { testServerKey } from "./harness.ts";
+ * assert.equal((await testServerKey()).fingerprint, (await testServerKey()).fingerprint);
+ * ```
+ */
+export function testServerKey(): Promise<ServerKey> {
+  sharedKey ??= ServerKey.generate();
+  return sharedKey;
+}
+
+/**
+ * A test config: loopback, a free port, the given videos folder, and state inside it.
  *
  * @example
  * ```ts
@@ -31,7 +63,8 @@ export function testConfig(videos: string, patch: (config: Config) => void = () 
   config.server.host = "127.0.0.1";
   config.server.port = 0;
   config.server.videos = videos;
-  config.server.state = ":memory:"; // a test that restarts the server patches in a folder
+  // The server key (when one is written) goes away with the temporary videos folder.
+  config.server.state = `${videos}/.state`;
   patch(config);
   return config;
 }
@@ -49,10 +82,14 @@ export function testConfig(videos: string, patch: (config: Config) => void = () 
  * ```
  */
 export async function startTestServer(
-  options: { videos?: string; patch?: (config: Config) => void } = {},
+  options: { videos?: string; patch?: (config: Config) => void; serverKey?: ServerKey } = {},
 ): Promise<RunningServer & { videos: string }> {
   const videos = options.videos ?? await Deno.makeTempDir({ prefix: "reelay-videos-" });
-  const running = await startServer(testConfig(videos, options.patch), { log: silentLogger });
+  const running = await startServer(testConfig(videos, options.patch), {
+    log: silentLogger,
+    serverKey: options.serverKey ?? await testServerKey(),
+    tap: tapByPort,
+  });
   return Object.assign(running, { videos });
 }
 
@@ -83,6 +120,8 @@ export async function startLoggedServer(
   const lines: string[] = [];
   const running = await startServer(testConfig(videos, patch), {
     log: (level, message) => lines.push(`${level} ${message}`),
+    serverKey: await testServerKey(),
+    tap: tapByPort,
   });
   return Object.assign(running, {
     videos,

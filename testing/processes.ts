@@ -85,8 +85,8 @@ export async function processesMentioning(marker: string): Promise<number[]> {
 }
 
 /**
- * The command-line arguments of `reelay server` on a free loopback port serving `videos`, then
- * `extra`.
+ * The command-line arguments of `reelay server` on a free loopback port serving `videos`, with
+ * its state (the server key) in `videos/.state` so it goes away with the folder, then `extra`.
  *
  * @example
  * ```ts
@@ -96,5 +96,16 @@ export async function processesMentioning(marker: string): Promise<number[]> {
  * ```
  */
 export function loopbackServerArgs(videos: string, extra: string[] = []): string[] {
-  return ["server", "--host", "127.0.0.1", "--port", "0", "--videos", videos, ...extra];
+  return [
+    "server",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--videos",
+    videos,
+    "--state",
+    `${videos}/.state`,
+    ...extra,
+  ];
 }

@@ -116,6 +116,7 @@ export function denoOnPath(): string {
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const REPO = new URL("..", import.meta.url).pathname;
+const PTY_CHILD = new URL("./_pty_child.ts", import.meta.url).pathname;
 
 /**
  * `deno run main.ts ...args` as a child process, with its output collected as it arrives so a
@@ -130,9 +131,22 @@ export class Cli {
   #waiters: (() => void)[] = [];
   #stdinClosed = false;
 
-  constructor(args: string[], options: { env?: Record<string, string> } = {}) {
-    this.child = new Deno.Command(denoOnPath(), {
-      args: ["run", ...PERMISSIONS, MAIN, ...args],
+  /**
+   * Starts `main.ts` with `args`. With `pty`, it runs in a pseudo-terminal of that size (see
+   * `_pty_child.ts`): stdin is what is typed, stdout is what the terminal shows.
+   */
+  constructor(
+    args: string[],
+    options: { env?: Record<string, string>; pty?: { columns: number; rows: number } } = {},
+  ) {
+    const deno = denoOnPath();
+    const program = ["run", ...PERMISSIONS, MAIN, ...args];
+    const { pty } = options;
+    this.child = new Deno.Command(deno, {
+      args: pty
+        ? ["run", "--allow-run=script", PTY_CHILD, String(pty.columns), String(pty.rows), deno]
+          .concat(program)
+        : program,
       cwd: REPO,
       env: { NO_COLOR: "1", ...options.env },
       stdin: "piped",
@@ -146,8 +160,11 @@ export class Cli {
     ]).then(() => {});
   }
 
-  /** Resolves with the first match of `pattern` in stdout + stderr; fails after `timeoutMs`. */
-  waitFor(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpExecArray> {
+  /**
+   * Resolves with the first match of `pattern` in stdout + stderr (in stdout from index `from`
+   * on); fails after `timeoutMs`.
+   */
+  waitFor(pattern: RegExp, timeoutMs = 30_000, from = 0): Promise<RegExpExecArray> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((other) => other !== check);
@@ -158,7 +175,7 @@ export class Cli {
         );
       }, timeoutMs);
       const check = () => {
-        const match = pattern.exec(this.stdout) ?? pattern.exec(this.stderr);
+        const match = pattern.exec(this.stdout.slice(from)) ?? pattern.exec(this.stderr);
         if (match) {
           clearTimeout(timer);
           this.#waiters = this.#waiters.filter((other) => other !== check);
@@ -168,6 +185,11 @@ export class Cli {
       this.#waiters.push(check);
       check();
     });
+  }
+
+  /** Writes text to the program's stdin as it is (keys, for a pseudo-terminal). */
+  async write(text: string): Promise<void> {
+    await this.#stdin.write(new TextEncoder().encode(text));
   }
 
   /** Writes a line to the program's stdin. */

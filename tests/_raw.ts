@@ -5,7 +5,8 @@
  * @module
  */
 
-import { Identity, newEpoch, signAnnouncement } from "../shared/crypto/mod.ts";
+import { initiate, type SecureConn } from "../shared/channel/mod.ts";
+import { Identity, newEpoch, signAnnouncement, signJoinProof } from "../shared/crypto/mod.ts";
 import {
   decodeBodyPayload,
   encodeBodyFrame,
@@ -16,6 +17,7 @@ import {
   KIND_CONTROL,
 } from "../shared/protocol/frame.ts";
 import {
+  CHANNEL_PROLOGUE,
   type ClientMessage,
   isDisconnect,
   PROTOCOL_VERSION,
@@ -73,11 +75,15 @@ export function frameHeader(length: number, kind = KIND_CONTROL): Uint8Array<Arr
 }
 
 /**
- * A raw TCP client. Incoming frames are read by one background task into a list that tests
- * wait on; nothing is answered automatically unless {@linkcode RawClient.answerPings} is set.
+ * A raw client over the secure channel: it runs the handshake like any client, then writes
+ * whatever a test wants inside the channel. Incoming frames are read by one background task into
+ * a list that tests wait on; nothing is answered automatically unless
+ * {@linkcode RawClient.answerPings} is set.
  */
 export class RawClient {
-  readonly conn: Deno.TcpConn;
+  readonly conn: SecureConn;
+  /** The handshake hash of this connection (what a join proof signs). */
+  readonly handshakeHash: Uint8Array;
   /** Every control message received, in order. */
   readonly messages: Json[] = [];
   /** Frames that were not control frames, or not JSON. */
@@ -92,15 +98,17 @@ export class RawClient {
   #stopReading = false;
   readonly #closing = Promise.withResolvers<void>();
 
-  private constructor(conn: Deno.TcpConn) {
+  private constructor(conn: SecureConn, handshakeHash: Uint8Array) {
     this.conn = conn;
+    this.handshakeHash = handshakeHash;
     this.ended = this.#readLoop();
   }
 
-  /** Connects to `port` and starts reading. */
+  /** Connects to `port`, runs the secure handshake (any server key) and starts reading. */
   static async connect(port: number): Promise<RawClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    return new RawClient(conn);
+    const channel = await initiate(conn, { prologue: CHANNEL_PROLOGUE });
+    return new RawClient(channel.transport, channel.handshakeHash);
   }
 
   /**
@@ -132,11 +140,20 @@ export class RawClient {
     return this.write(controlFrame(value));
   }
 
-  /** Sends a correctly signed hello for `name` and waits for `welcome` or `error`. */
-  async join(name: string, identity: Identity): Promise<Json> {
-    const hello = await signAnnouncement(identity, name, newEpoch());
-    await this.send({ type: "hello", protocol: PROTOCOL_VERSION, ...hello });
+  /**
+   * Sends a correctly signed hello for `name` (a fresh epoch unless given, and the join proof
+   * for this connection) and waits for `welcome` or `error`.
+   */
+  async join(name: string, identity: Identity, epoch = newEpoch()): Promise<Json> {
+    await this.send(await this.hello(name, identity, epoch));
     return await this.waitFor((message) => message.type === "welcome" || message.type === "error");
+  }
+
+  /** A correctly signed hello for `name` with the join proof for this connection. */
+  async hello(name: string, identity: Identity, epoch = newEpoch()): Promise<Json> {
+    const announcement = await signAnnouncement(identity, name, epoch);
+    const proof = await signJoinProof(identity, this.handshakeHash, announcement);
+    return { type: "hello", protocol: PROTOCOL_VERSION, ...announcement, proof };
   }
 
   /**
@@ -322,7 +339,7 @@ export const listing = {
 
 /** One valid example of every client message. */
 export const CLIENT_EXAMPLES: ClientMessage[] = [
-  { type: "hello", protocol: PROTOCOL_VERSION, ...announcement },
+  { type: "hello", protocol: PROTOCOL_VERSION, ...announcement, proof: "cHJvb2Y=" },
   { type: "send", ref: 3, to: "bob", envelope: new Uint8Array([1, 2, 3]) },
   { type: "send", to: "bob", envelope: new Uint8Array(0) },
   { type: "videos", ref: 0 },

@@ -12,6 +12,8 @@ import {
 import { JsonEventWriter } from "../client/tui/json.ts";
 import { MemoryIgnoreList } from "../client/tui/ignore.ts";
 import { deferred } from "../shared/async.ts";
+import { within } from "./_deadline.ts";
+import { waitUntil } from "./_raw.ts";
 import { ReelayError } from "../shared/errors.ts";
 import type { VideoListing } from "../shared/protocol/messages.ts";
 
@@ -39,10 +41,13 @@ const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
 class FakeSession implements ChatSession {
   readonly name = "alice";
   readonly log: string[] = [];
+  #logWaiters: { entry: string; resolve: () => void }[] = [];
+  #listening = deferred<void>();
   peers: PeerView[] = [{ name: "Bob", fingerprint: FP_BOB, trust: "changed" }];
   /** When set, send() waits for it. */
   sendGate: Promise<void> | undefined;
   streamMs = 30;
+  catalog: VideoListing[] = [CATS];
   #listeners: ((event: ClientEvent) => void)[] = [];
   #streams = 0;
   #timers = new Set<ReturnType<typeof setTimeout>>();
@@ -50,22 +55,42 @@ class FakeSession implements ChatSession {
   #closed = deferred<{ code: string; reason: string }>();
   readonly closed = this.#closed.promise;
 
+  /** Resolves once `entry` is in the log (fails after a deadline instead of hanging). */
+  reached(entry: string): Promise<void> {
+    if (this.log.includes(entry)) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#logWaiters.push({ entry, resolve });
+    return within(promise, 10_000, `the session to log ${JSON.stringify(entry)}`);
+  }
+
+  /** Resolves once the app listens to events. */
+  listening(): Promise<void> {
+    return within(this.#listening.promise, 10_000, "the app to listen to session events");
+  }
+
+  #record(entry: string): void {
+    this.log.push(entry);
+    for (const waiter of this.#logWaiters.filter((w) => w.entry === entry)) waiter.resolve();
+    this.#logWaiters = this.#logWaiters.filter((w) => w.entry !== entry);
+  }
+
   emit(event: ClientEvent): void {
-    this.log.push(`event:${event.event}`);
+    this.#record(`event:${event.event}`);
     for (const listener of this.#listeners) listener(event);
   }
 
   onEvent(listener: (event: ClientEvent) => void): void {
     this.#listeners.push(listener);
+    this.#listening.resolve();
   }
 
   who(): PeerView[] {
-    this.log.push("who");
+    this.#record("who");
     return this.peers.map((peer) => ({ ...peer }));
   }
 
   async send(to: string, text: string): Promise<void> {
-    this.log.push(`send:${to}:${text}`);
+    this.#record(`send:${to}:${text}`);
     if (to.toLowerCase() !== "bob") {
       throw new ReelayError("unknown-recipient", `Nobody called ${to} is online`);
     }
@@ -74,12 +99,12 @@ class FakeSession implements ChatSession {
   }
 
   verify(name: string) {
-    this.log.push(`verify:${name}`);
+    this.#record(`verify:${name}`);
     return Promise.resolve({ code: "111 222 333", fingerprint: FP_BOB, yourFingerprint: FP_ME });
   }
 
   trust(name: string): Promise<void> {
-    this.log.push(`trust:${name}`);
+    this.#record(`trust:${name}`);
     this.peers = this.peers.map((peer) => ({ ...peer, trust: "verified" }));
     // Like the real session: trust() itself reports `trusted`.
     this.emit({ event: "trusted", name: "Bob", fingerprint: FP_BOB });
@@ -87,12 +112,12 @@ class FakeSession implements ChatSession {
   }
 
   listVideos(): Promise<VideoListing[]> {
-    this.log.push("videos");
-    return Promise.resolve([CATS]);
+    this.#record("videos");
+    return Promise.resolve(this.catalog);
   }
 
   play(video: string): Promise<void> {
-    this.log.push(`play:${video}`);
+    this.#record(`play:${video}`);
     if (video !== "cats.mp4") {
       return Promise.reject(new ReelayError("unknown-video", `No video called ${video}`));
     }
@@ -109,18 +134,31 @@ class FakeSession implements ChatSession {
   }
 
   stop(): Promise<void> {
-    this.log.push("stop");
+    this.#record("stop");
+    return Promise.resolve();
+  }
+
+  pause(): void {
+    this.#record("pause");
+  }
+
+  resume(): void {
+    this.#record("resume");
+  }
+
+  seek(seconds: number, relative = false): Promise<void> {
+    this.#record(`seek ${relative && seconds >= 0 ? "+" : ""}${seconds}`);
     return Promise.resolve();
   }
 
   idle(): Promise<void> {
-    this.log.push("idle");
+    this.#record("idle");
     if (this.#streams === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
   quit(): Promise<void> {
-    this.log.push("quit");
+    this.#record("quit");
     this.#closed.resolve({ code: "quit", reason: "You left" });
     return Promise.resolve();
   }
@@ -180,9 +218,13 @@ class ScriptedInput implements LineInput {
   setStatus?: (render: ((width: number) => string) | undefined) => void;
   setPrompt?: (prompt: string) => void;
   bell?: () => void;
+  columns?: () => number | undefined;
+  /** Resolves when the app asked for the line after the last one. */
+  readonly drained = deferred<void>();
   constructor(private script: string[], private end: InputEnd, private hold?: Promise<void>) {}
   async *lines(): AsyncGenerator<string> {
     for (const line of this.script) yield line;
+    this.drained.resolve();
     await this.hold;
     this.endReason = this.end;
   }
@@ -279,12 +321,14 @@ Deno.test("app: end of input lets queued commands finish before waiting for idle
   const gate = deferred<void>();
   session.sendGate = gate.promise;
   const sink = collector();
-  const { input } = piped("/msg bob one\n/who\n");
+  const input = new ScriptedInput(["/msg bob one", "/who"], "eof");
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  await tick(20);
+  // Once the app has read past /who, a /who run without waiting would already be logged.
+  await within(input.drained.promise, 10_000, "the app to read every line");
+  await session.reached("send:bob:one");
   assert.deepEqual(session.log, ["send:bob:one"], "the /who waits for the send");
   gate.resolve();
-  assert.equal(await running, 0);
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
   assert.deepEqual(session.log, ["send:bob:one", "event:sent", "who", "idle", "quit"]);
   assert.deepEqual(sink.events().map((event) => event.event), ["sent", "who"]);
 });
@@ -294,9 +338,9 @@ Deno.test("app: server gone while input is open exits 1 with the reason", async 
   const sink = collector();
   const { input } = piped("/who\n", true);
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  await tick(10);
+  await session.reached("who");
   session.drop("Connection reset by the server", false);
-  assert.equal(await running, 1);
+  assert.equal(await within(running, 30_000, "the app to exit"), 1);
   assert.deepEqual(sink.events().at(-1), {
     event: "disconnected",
     code: "connection-lost",
@@ -310,9 +354,9 @@ Deno.test("app: a disconnect the session announced is not repeated", async () =>
   const sink = collector();
   const { input } = piped("", true);
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  await tick(5);
+  await session.listening();
   session.drop("Server shut down", true);
-  assert.equal(await running, 1);
+  assert.equal(await within(running, 30_000, "the app to exit"), 1);
   assert.deepEqual(sink.events().map((event) => event.event), ["disconnected"]);
 });
 
@@ -322,10 +366,10 @@ Deno.test("app: server gone while waiting for idle at end of input exits 1", asy
   const sink = collector();
   const { input } = piped("/play cats.mp4\n");
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  await tick(20);
+  await session.reached("idle");
   assert.deepEqual(session.log.at(-1), "idle");
   session.drop("Connection lost", true);
-  assert.equal(await running, 1);
+  assert.equal(await within(running, 30_000, "the app to exit"), 1);
   assert.ok(!session.log.includes("quit"));
 });
 
@@ -354,7 +398,10 @@ Deno.test("app: human output prints plain lines through the input, help included
   assert.equal(await runClientApp({ session, input, json: false, color: false }), 0);
   const text = output.text();
   assert.ok(text.startsWith(HELP_TEXT + "\n"));
-  assert.ok(text.includes("✗ Nobody called zed is online\n"), "people read words, not codes");
+  assert.ok(
+    text.includes("line 2: ✗ Nobody called zed is online\n"),
+    "words, not codes, and which input line failed",
+  );
   assert.ok(text.includes(`Bob   changed  ${FP_BOB}\n`));
   assert.ok(!text.includes("\x1b"));
 });
@@ -387,7 +434,9 @@ Deno.test("app: progress goes to the status line, never to the transcript", asyn
     const index = Math.floor(second / 3);
     const height = [144, 360, 720][index];
     if (second % 3 === 0) {
+      // Bytes of the part arrive (not told), then the player shows it (told).
       session.emit({ event: "segment", video: "cats.mp4", index, height, width: 0 });
+      session.emit({ event: "showing", video: "cats.mp4", index, height, width: 0 });
     }
     session.emit({
       event: "progress",
@@ -401,11 +450,11 @@ Deno.test("app: progress goes to the status line, never to the transcript", asyn
   }
   session.emit({ event: "stream-ended", video: "cats.mp4", bytes: 9000, reason: "complete" });
   hold.resolve();
-  assert.equal(await running, 0);
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
   assert.equal(
     input.printed.length,
     5,
-    "started, three parts, finished:\n" + input.printed.join("\n"),
+    "started, three parts on screen, finished:\n" + input.printed.join("\n"),
   );
   assert.ok(input.printed.every((line) => !line.includes("/ 0:09")));
   assert.ok(
@@ -429,7 +478,7 @@ Deno.test("app: /query sends plain lines to that person, the prompt shows them, 
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
   session.emit({ event: "message", from: "Bob", text: "hey", id: "x", sentAt: 0, missing: 0 });
   hold.resolve();
-  assert.equal(await running, 0);
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
   assert.deepEqual(session.log.filter((entry) => entry.startsWith("send:")), [
     "send:Bob:hi there",
     "send:Bob:back to you",
@@ -464,7 +513,7 @@ Deno.test("app: unread counts while elsewhere, a bell per message, ignored peopl
   assert.equal(bells, 3, "the ignored message rings nothing");
   assert.ok(input.printed.every((line) => !line.includes("eve:")));
   hold.resolve();
-  assert.equal(await running, 0);
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
   const quiet = new ScriptedInput([], "eof");
   quiet.bell = () => void bells++;
   const second = new FakeSession();
@@ -544,13 +593,13 @@ Deno.test("terminal input: raw mode while reading, prints above the prompt, rest
   const reading = (async () => {
     for await (const line of input.lines()) lines.push(line);
   })();
-  await tick();
+  await waitUntil(() => raw.length === 1, "raw mode on while reading");
   feed.enqueue(encoder.encode("/who\r/ms"));
-  await tick();
+  await waitUntil(() => output.text().includes("> /ms"), "the typed text to echo");
   input.print("bob joined");
   assert.ok(output.text().endsWith("\r\x1b[2Kbob joined\r\n\r\x1b[2K> /ms\r\x1b[5C"));
   feed.enqueue(encoder.encode("\x03"));
-  await reading;
+  await within(reading, 30_000, "the input to end");
   assert.deepEqual(lines, ["/who"]);
   assert.deepEqual(raw, [true, false]);
   assert.equal(input.endReason, "interrupt");
@@ -569,9 +618,46 @@ Deno.test("terminal input: close() from outside restores the terminal and ends l
   const reading = (async () => {
     for await (const _ of input.lines()) assert.fail("no lines expected");
   })();
-  await tick();
+  await waitUntil(() => raw.length === 1, "raw mode on while reading");
   input.close();
   input.close();
-  await reading;
+  await within(reading, 30_000, "the input to end");
   assert.deepEqual(raw, [true, false]);
+});
+
+Deno.test("app: in a terminal, long lines wrap at words with indented continuations", async () => {
+  const session = new FakeSession();
+  const hold = deferred<void>();
+  const input = new ScriptedInput([], "eof", hold.promise);
+  input.columns = () => 30;
+  const running = runClientApp({ session, input, json: false, color: false });
+  const text = "the quick brown fox jumps over the lazy dog\nnew line";
+  session.emit({ event: "message", from: "bob", text, id: "w", sentAt: 0, missing: 0 });
+  hold.resolve();
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
+  const lines = input.printed[0].split("\n");
+  assert.ok(lines.every((line) => line.length <= 29), lines.join("\n"));
+  assert.match(lines[0], /^\[\d\d:\d\d\] bob: the quick brown$/);
+  assert.ok(lines.slice(1).every((line) => line.startsWith("  ") && !line.startsWith("   ")));
+  assert.equal(
+    lines.map((line) => line.trim()).join(" "),
+    lines.join(" ").replace(/ +/g, " ").trim(),
+  );
+  assert.ok(!lines.some((line) => line.includes("\n")));
+});
+
+Deno.test("app: /play finds a video by a unique start, ignoring case; an ambiguous one is an error naming both", async () => {
+  const session = new FakeSession();
+  session.catalog = [CATS, { ...CATS, name: "cats 2.mkv" }, { ...CATS, name: "dogs.mp4" }];
+  const sink = collector();
+  const { input } = piped("/play CATS.\n/play cat\n/play zebra\n");
+  const code = await runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  assert.equal(code, EXIT_COMMAND_FAILED);
+  assert.ok(session.log.includes("play:cats.mp4"));
+  const errors = sink.events().filter((event) => event.event === "error");
+  assert.deepEqual(errors.map((event) => [event.code, event.line]), [
+    ["ambiguous-video", 2],
+    ["unknown-video", 3],
+  ]);
+  assert.match(errors[0].message, /"cats\.mp4" or "cats 2\.mkv": type more/);
 });

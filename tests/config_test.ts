@@ -121,8 +121,12 @@ Deno.test("a bad value names the section, the key, the file and what was expecte
 });
 
 Deno.test("unknown sections and keys are refused, listing the known ones", () => {
-  badConfig("[sever]\nport = 1\n", /unknown section \[sever\]/, /server, chat, mailbox, stream, limits, client/);
-  badConfig("[server]\nprot = 1\n", /unknown key prot in \[server\]/, /host, port, videos/);
+  badConfig(
+    "[sever]\nport = 1\n",
+    /unknown section \[sever\]/,
+    /server, chat, mailbox, stream, limits, client/,
+  );
+  badConfig("[server]\nprot = 1\n", /unknown key prot in \[server\]/, /host, port, videos, state/);
   badConfig("[limits]\nmax_pendin = 1\n", /unknown key max_pendin/, /test\.ini/);
   badConfig("[server.extra]\nport = 1\n", /unknown section \[server\.extra\]/);
   badConfig(

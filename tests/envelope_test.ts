@@ -260,6 +260,17 @@ Deno.test("a session from the sender's previous connection is rejected", async (
   await rejectsWith(open(sealed[0].bytes), "stale-session");
 });
 
+Deno.test("a session from the sender's previous connection is rejected when it comes first", async () => {
+  const { inbox, sealed } = await conversation(1);
+  // The server holds back alice's old session until she has reconnected, then delivers it
+  // before anything of her new connection: her current epoch alone must refuse it.
+  const aliceAgain = new Outbox(alice, "alice", newEpoch());
+  await rejectsWith(
+    inbox.open("alice", alice.public, aliceAgain.epoch, sealed[0].bytes),
+    "stale-session",
+  );
+});
+
 Deno.test("a lost or spoiled first message does not cut the session off", async () => {
   const { sealed, open } = await conversation(3);
   const spoiled = sealed[0].bytes.slice();

@@ -85,8 +85,16 @@ Deno.test("five viewers of one source read identical bytes, and the source is re
   );
   for (const result of results) assert.deepEqual(result, source.bytes);
   assert.equal(source.pulled, source.bytes.length);
-  assert.deepEqual(await shared.ended, { kind: "complete", bytes: source.bytes.length });
-  assert.equal(shared.stats.retainedBytes, 0, "the buffer is freed when the last viewer is done");
+  assert.deepEqual(await within(shared.ended, 60_000, "the shared stream to end"), {
+    kind: "complete",
+    bytes: source.bytes.length,
+  });
+  // A complete part whose start is kept stays for late viewers until it is released.
+  assert.equal(shared.stats.retainedBytes, source.bytes.length, "kept for late viewers");
+  assert.deepEqual(await readAll(shared.join()!, 0), source.bytes, "a late viewer reads it all");
+  shared.release();
+  assert.equal(shared.join(), undefined, "released: nobody joins");
+  assert.equal(shared.stats.retainedBytes, 0, "the buffer is freed once released");
 });
 
 Deno.test("a viewer who joins while byte 0 is kept starts at byte 0", async () => {
@@ -104,7 +112,7 @@ Deno.test("a viewer who joins while byte 0 is kept starts at byte 0", async () =
   );
   assert.deepEqual(concat([start, rest]), source.bytes);
   assert.deepEqual(lateBytes, source.bytes);
-  assert.equal((await shared.ended).kind, "complete");
+  assert.equal((await within(shared.ended, 60_000, "the shared stream to end")).kind, "complete");
 });
 
 Deno.test("once byte 0 is dropped, join() says no so the caller transcodes itself", async () => {
@@ -201,7 +209,10 @@ Deno.test("when every viewer has left, the source is cancelled and nobody can jo
   const reason: unknown = source.cancelReason;
   assert.ok(reason instanceof ReelayError);
   assert.equal(reason.code, "no-viewers");
-  assert.deepEqual(await shared.ended, { kind: "cancelled", bytes: 6000 });
+  assert.deepEqual(await within(shared.ended, 60_000, "the shared stream to end"), {
+    kind: "cancelled",
+    bytes: 6000,
+  });
   assert.equal(shared.join(), undefined);
   assert.equal(shared.stats.retainedBytes, 0);
 });
@@ -215,7 +226,7 @@ Deno.test("a source failure reaches every viewer after the bytes it produced", a
     assert.deepEqual(await readBytes(reader, 3000), source.bytes.slice(0, 3000));
     await assert.rejects(() => within(reader.read(), 5000, "the failure"), (e) => e === failure);
   }
-  const end = await shared.ended;
+  const end = await within(shared.ended, 60_000, "the shared stream to end");
   assert.equal(end.kind, "failed");
   assert.equal(shared.join(), undefined);
 });
@@ -232,7 +243,7 @@ Deno.test("an end that checkEnd rejects (a short part) is an error for every vie
   for (const viewer of viewers) {
     await assert.rejects(() => within(readAll(viewer), 5000, "the end"), (e) => e === short);
   }
-  assert.equal((await shared.ended).kind, "failed");
+  assert.equal((await within(shared.ended, 60_000, "the shared stream to end")).kind, "failed");
 });
 
 Deno.test("abort ends every viewer with the reason and cancels the source", async () => {
@@ -244,7 +255,7 @@ Deno.test("abort ends every viewer with the reason and cancels the source", asyn
   await shared.abort(reason);
   await assert.rejects(() => reader.read(), (e) => e === reason);
   assert.equal(source.cancelReason, reason);
-  assert.equal((await shared.ended).kind, "cancelled");
+  assert.equal((await within(shared.ended, 60_000, "the shared stream to end")).kind, "cancelled");
 });
 
 Deno.test("bounds that cannot work are refused with the values quoted", () => {
@@ -291,7 +302,7 @@ Deno.test("three viewers of a real ffmpeg get one identical, valid MPEG-TS strea
       maxBufferBytes: 8 << 20,
       readAheadBytes: 256 << 10,
       checkEnd: async () => {
-        const status = await ffmpeg.status;
+        const status = await within(ffmpeg.status, 60_000, "ffmpeg to exit");
         if (!status.success) throw new Error(`ffmpeg exited with code ${status.code}`);
       },
     });
@@ -302,7 +313,7 @@ Deno.test("three viewers of a real ffmpeg get one identical, valid MPEG-TS strea
       "the viewers of ffmpeg",
     );
     for (const other of others) assert.deepEqual(other, first);
-    assert.equal((await shared.ended).kind, "complete");
+    assert.equal((await within(shared.ended, 60_000, "the shared stream to end")).kind, "complete");
     await Deno.writeFile(`${dir}/shared.ts`, first);
     assert.equal((await framesOf(`${dir}/shared.ts`)).length, 50);
     assert.equal(
@@ -326,5 +337,5 @@ Deno.test("ffmpeg is stopped when nobody watches", async () => {
   for (const reader of readers) await reader.cancel();
   await within(ffmpeg.status, 5000, "ffmpeg's exit");
   assert.equal(await ffmpegChildren(), 0);
-  assert.equal((await shared.ended).kind, "cancelled");
+  assert.equal((await within(shared.ended, 60_000, "the shared stream to end")).kind, "cancelled");
 });

@@ -257,6 +257,8 @@ Deno.test("format: the other events have a line each", () => {
       name: "alice",
       fingerprint: FP_A,
       online: 3,
+      serverFingerprint: "SHA256:server",
+      serverKey: "pinned",
       names: ["bob", "carol"],
       verified: 0,
       changed: 0,
@@ -270,11 +272,28 @@ Deno.test("format: the other events have a line each", () => {
       name: "alice",
       fingerprint: FP_A,
       online: 3,
+      serverFingerprint: "SHA256:server",
+      serverKey: "pinned",
       names: ["bob", "carol"],
       verified: 1,
       changed: 1,
     }),
     `Connected to 10.0.0.2:9000 as alice (${FP_A}). Online: bob, carol (1 verified, 1 with a ` +
       "CHANGED key). Type /help for commands.",
+  );
+  assert.match(
+    plain.format({
+      event: "welcome",
+      server: "10.0.0.2:9000",
+      name: "alice",
+      fingerprint: FP_A,
+      online: 1,
+      serverFingerprint: "SHA256:server",
+      serverKey: "new",
+      names: [],
+      verified: 0,
+      changed: 0,
+    }),
+    /\nFirst connection: pinned the server key SHA256:server/,
   );
 });

@@ -137,28 +137,56 @@ Deno.test("editor: Enter submits and clears; Ctrl-C and Ctrl-D quit", () => {
 });
 
 Deno.test("editor: Up and Down walk the history and bring the draft back", () => {
-  let r = type("/who\r/videos\r\r/videos\rdraft");
-  assert.deepEqual(r.state.history, ["/who", "/videos"], "no blanks, no repeats in a row");
+  let r = type("/who\r/videos\r\r/videos\r");
+  assert.deepEqual(r.state.history.entries, ["/who", "/videos"], "no blanks, no repeats");
   const keys = (state: EditorState, ...kinds: Key["kind"][]) =>
     kinds.reduce((s, kind) => applyKey(s, { kind } as Key).state, state);
-  let state = keys(r.state, "up");
+  let state = keys(type("/", r.state).state, "up");
   assert.equal(lineText(state), "/videos");
   assert.equal(state.cursor, "/videos".length);
   state = keys(state, "up");
   assert.equal(lineText(state), "/who");
   assert.equal(applyKey(state, { kind: "up" }).bell, true);
   state = keys(state, "down", "down");
-  assert.equal(lineText(state), "draft");
+  assert.equal(lineText(state), "/", "the draft comes back");
+  assert.equal(applyKey(state, { kind: "down" }).bell, true);
+  r = type("\x15\r", keys(r.state, "up", "up"));
+  assert.deepEqual(r.submitted, [""], "Ctrl-U emptied the recalled line");
   r = type("\r", keys(r.state, "up", "up"));
   assert.deepEqual(r.submitted, ["/who"]);
-  assert.deepEqual(r.state.history, ["/who", "/videos", "/who"]);
+  assert.deepEqual(r.state.history.entries, ["/videos", "/who"], "a line run again moves last");
+});
+
+Deno.test("editor: Up finds the lines that start with what was typed", () => {
+  const state = type("/msg bob hi\r/who\r/msg carol yo\r/msg b").state;
+  const up = applyKey(state, { kind: "up" });
+  assert.equal(lineText(up.state), "/msg bob hi");
+  assert.equal(applyKey(up.state, { kind: "up" }).bell, true);
+});
+
+Deno.test("editor: Ctrl-R searches older and older, Enter runs, Ctrl-G gives the draft back", () => {
+  const start = type("/play cats.mp4\r/msg bob cats!\r/who\rdra").state;
+  let r = type("\x12cat", start);
+  assert.equal(r.text, "/msg bob cats!");
+  assert.deepEqual(r.state.search, { query: "cat", index: 1 });
+  assert.equal(renderPrompt(r.state, "> ", 80).text, "(search) 'cat': /msg bob cats!");
+  r = type("\x12", r.state);
+  assert.equal(r.text, "/play cats.mp4");
+  assert.equal(type("\x12", r.state).bell, true, "no older match");
+  assert.deepEqual(type("\r", r.state).submitted, ["/play cats.mp4"]);
+  const cancelled = type("\x07", r.state);
+  assert.equal(cancelled.text, "dra");
+  assert.equal(cancelled.state.search, undefined);
+  const edited = type("\x1b[F!", type("\x12who", start).state);
+  assert.equal(edited.text, "/who!", "another key keeps the match and edits it");
+  assert.equal(type("\x12zzz", start).bell, true);
 });
 
 Deno.test("editor: history is bounded", () => {
   let state = emptyEditor();
   for (let i = 0; i < MAX_HISTORY + 10; i++) state = type(`/msg bob ${i}\r`, state).state;
-  assert.equal(state.history.length, MAX_HISTORY);
-  assert.equal(state.history[0], "/msg bob 10");
+  assert.equal(state.history.size, MAX_HISTORY);
+  assert.equal(state.history.entries[0], "/msg bob 10");
 });
 
 Deno.test("render: prompt, text and cursor column with wide characters", () => {

@@ -245,7 +245,7 @@ Deno.test("streamVideo", async (t) => {
 
     await t.step("48 kHz, 30 fps: one continuous stream switching at the thirds", async () => {
       const plan = planPlayback(a48, { heights: [144, 240, 360], capToSource: true });
-      const { bytes, starts } = await collect(streamVideo(a48, plan));
+      const { bytes, starts } = await collect(await streamVideo(a48, plan));
       assert.deepEqual(
         starts.map((s) => s.type === "segment-start" ? [s.index, s.height, s.width] : []),
         [[0, 144, 256], [1, 240, 426], [2, 360, 640]],
@@ -267,26 +267,26 @@ Deno.test("streamVideo", async (t) => {
         [190, 144, false],
         [318, 242, true],
       ]);
-      const { bytes } = await collect(streamVideo(info, plan));
+      const { bytes } = await collect(await streamVideo(info, plan));
       await checkStream(dir, info, plan, bytes);
     });
 
     await t.step("a source without audio", async () => {
       const info = await probeVideo(`${dir}/silent.mp4`);
       const plan = planPlayback(info, { heights: [90, 144, 180], capToSource: true });
-      const { bytes } = await collect(streamVideo(info, plan));
+      const { bytes } = await collect(await streamVideo(info, plan));
       await checkStream(dir, info, plan, bytes);
     });
 
     await t.step("an MPEG-TS source that does not start at zero", async () => {
       const info = await probeVideo(`${dir}/clip.ts`);
       const plan = planPlayback(info, { heights: [90, 144, 180], capToSource: true });
-      const { bytes } = await collect(streamVideo(info, plan));
+      const { bytes } = await collect(await streamVideo(info, plan));
       await checkStream(dir, info, plan, bytes);
     });
 
     await t.step("stop() mid-stream kills every ffmpeg at once", async () => {
-      const stream = streamVideo(a48, planPlayback(a48, DEFAULTS));
+      const stream = await streamVideo(a48, planPlayback(a48, DEFAULTS));
       let chunks = 0;
       for await (const event of stream) {
         if (event.type === "chunk" && ++chunks === 2) break;
@@ -294,10 +294,11 @@ Deno.test("streamVideo", async (t) => {
       assert.equal(stream.stopped, true, "break stops the stream");
       assert.deepEqual(await processesMentioning(marker), []);
 
-      const again = streamVideo(a48, planPlayback(a48, DEFAULTS));
+      const again = await streamVideo(a48, planPlayback(a48, DEFAULTS));
       const iterator = again[Symbol.asyncIterator]();
       await iterator.next(); // segment-start
       await iterator.next(); // the first chunk: the next part starts now
+      await again.settled();
       assert.equal(again.pids.length, 2, "the next part runs ahead");
       assert.equal((await processesMentioning(marker)).length, 2);
       await again.stop();
@@ -310,11 +311,12 @@ Deno.test("streamVideo", async (t) => {
       const readAheadBytes = 64 * 1024;
       // Each part is ~10 s at 360p: far more than the read-ahead and a pipe can hold.
       const plan = planPlayback(long, { heights: [360, 360, 360], capToSource: true });
-      const stream = streamVideo(long, plan, { readAheadBytes });
+      const stream = await streamVideo(long, plan, { readAheadBytes });
       try {
         const iterator = stream[Symbol.asyncIterator]();
         await iterator.next();
         await iterator.next();
+        await stream.settled();
         // Wait until both parts' ffmpeg sit in a write to their full pipes.
         for (const pid of stream.pids) {
           while (true) {
@@ -335,7 +337,7 @@ Deno.test("streamVideo", async (t) => {
 
     await t.step("a broken file fails clearly and leaves nothing running", async () => {
       const broken: VideoInfo = { ...a48, name: "broken.mp4", path: `${dir}/broken.mp4` };
-      const stream = streamVideo(broken, planPlayback(broken, DEFAULTS));
+      const stream = await streamVideo(broken, planPlayback(broken, DEFAULTS));
       await assert.rejects(
         () => collect(stream),
         (error: unknown) =>
@@ -349,8 +351,8 @@ Deno.test("streamVideo", async (t) => {
     await t.step("slots cap transcodes and say busy", async () => {
       const one = new TranscodeSlots(1);
       const plan = planPlayback(a48, { heights: [144, 240, 360], capToSource: true });
-      const stream = streamVideo(a48, plan, { slots: one });
-      assert.throws(
+      const stream = await streamVideo(a48, plan, { slots: one });
+      await assert.rejects(
         () => streamVideo(a48, plan, { slots: one }),
         (error: unknown) => error instanceof ReelayError && error.code === "busy",
       );
@@ -369,10 +371,11 @@ Deno.test("streamVideo", async (t) => {
       assert.equal(one.inUse, 0);
 
       const two = new TranscodeSlots(2);
-      const ahead = streamVideo(a48, plan, { slots: two });
+      const ahead = await streamVideo(a48, plan, { slots: two });
       const iterator = ahead[Symbol.asyncIterator]();
       await iterator.next();
       await iterator.next();
+      await ahead.settled();
       assert.equal(two.inUse, 2);
       assert.equal(two.tryAcquire(), undefined);
       await iterator.return?.();
@@ -393,7 +396,7 @@ Deno.test("streamVideo", async (t) => {
       const info = await probeVideo(path);
       await Deno.truncate(path, Math.floor((await Deno.stat(path)).size / 3));
       const plan = planPlayback(info, { heights: [90, 144, 180], capToSource: true });
-      const stream = streamVideo(info, plan);
+      const stream = await streamVideo(info, plan);
       const segments: number[] = [];
       await assert.rejects(
         async () => {
@@ -410,9 +413,9 @@ Deno.test("streamVideo", async (t) => {
       assert.deepEqual(await processesMentioning(marker), []);
     });
 
-    await t.step("a missing ffmpeg is reported when the stream starts", () => {
+    await t.step("a missing ffmpeg is reported when the stream starts", async () => {
       const slots = new TranscodeSlots(1);
-      assert.throws(
+      await assert.rejects(
         () =>
           streamVideo(a48, planPlayback(a48, DEFAULTS), {
             ffmpegPath: "/nonexistent/ffmpeg",

@@ -28,3 +28,12 @@ Deno.test("every task that runs reelay runs Deno quietly, as the compiled binary
   }
   assert.deepEqual([...RUNTIME_FLAGS], ["--quiet"]);
 });
+
+Deno.test("demo:cluster adds only running nats-server to the compiled binary's permissions", () => {
+  // It starts a real nats-server; the nodes and the worker run in its process.
+  const expected = PERMISSIONS.map((flag) =>
+    flag.startsWith("--allow-run=") ? `${flag},nats-server` : flag
+  );
+  assert.deepEqual(flagsOf(tasks["demo:cluster"]), expected);
+  assert.ok(tasks["demo:cluster"].split(/\s+/).includes("--quiet"));
+});

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { within } from "./_deadline.ts";
 import {
   buildFfmpegArgs,
   checkFfmpeg,
@@ -111,7 +112,7 @@ Deno.test("transcode", async (t) => {
       const segment = plan.segments[1];
       const part = Transcode.start("ffmpeg", buildFfmpegArgs(info, segment, options), "part 2");
       const bytes = await readAll(part.stdout);
-      const status = await part.status;
+      const status = await within(part.status, 60_000, "the part to end");
       assert.equal(status.code, 0);
       assert.equal(status.error, undefined);
       await part.kill(); // harmless after a clean exit
@@ -143,7 +144,7 @@ Deno.test("transcode", async (t) => {
           (error as Error).message.startsWith(`Transcoding part 1 of "broken.mp4" failed`) &&
           (error as Error).message.includes("Invalid data found when processing input"),
       );
-      const status = await part.status;
+      const status = await within(part.status, 60_000, "the part to end");
       assert.notEqual(status.code, 0);
       assert.equal(status.killed, false);
       assert.ok(status.error instanceof ReelayError);
@@ -171,7 +172,7 @@ Deno.test("transcode", async (t) => {
       assert.deepEqual(await processesMentioning(marker), [part.pid]);
 
       await Promise.all([part.kill(), part.kill()]);
-      const status = await part.status;
+      const status = await within(part.status, 60_000, "the part to end");
       assert.equal(status.killed, true);
       assert.equal(status.error, undefined, "a kill is not a failure");
       assert.deepEqual(await processesMentioning(marker), []);
@@ -196,7 +197,7 @@ Deno.test("transcode", async (t) => {
         "pipe:1",
       ]);
       await part.stdout.cancel();
-      assert.equal((await part.status).killed, true);
+      assert.equal((await within(part.status, 60_000, "the part to end")).killed, true);
       assert.deepEqual(await processesMentioning(marker), []);
     });
   } finally {

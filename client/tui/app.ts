@@ -25,15 +25,17 @@
 
 import { deferred, onSignals, SerialQueue, TERMINATION_SIGNALS } from "../../shared/async.ts";
 import { EXIT_FAILURE, messageOf, ReelayError, UsageError } from "../../shared/errors.ts";
+import { parsePosition } from "../viewing.ts";
 import { writeAllSync } from "../../shared/io.ts";
 import { sameName } from "../../shared/names.ts";
 import type { VideoListing } from "../../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "../events.ts";
-import { type Command, COMMAND_SPECS, HELP_TEXT, parseCommand } from "./commands.ts";
+import { type Command, COMMAND_SPECS, HELP_TEXT, isMessage, parseCommand } from "./commands.ts";
 import { complete, findVideo } from "./complete.ts";
 import { Conversations } from "./conversation.ts";
 import { EventFormatter } from "./format.ts";
 import { type IgnoreList, MemoryIgnoreList } from "./ignore.ts";
+import type { InputHistoryStore } from "./input_history_file.ts";
 import { type ByteSink, JsonEventWriter } from "./json.ts";
 import { PlayingTracker } from "./playing.ts";
 import { ProgressThrottle } from "./progress.ts";
@@ -71,9 +73,15 @@ export interface ChatSession {
   /** The server's catalog. */
   listVideos(): Promise<VideoListing[]>;
   /** Resolves when the stream started; events report its parts, progress and end. */
-  play(video: string): Promise<void>;
+  play(video: string, options?: { from?: number }): Promise<void>;
   /** Stops the running stream. */
   stop(): Promise<void>;
+  /** Pauses the running stream (`paused` event). */
+  pause(): void;
+  /** Resumes the paused stream where it was (`resumed` event). */
+  resume(): void;
+  /** Jumps to `seconds`, or by `seconds` when `relative` (`seeked`, then `stream-started`). */
+  seek(seconds: number, relative?: boolean): Promise<void>;
   /** Resolves when nothing is in flight (no pending send, no running stream). */
   idle(): Promise<void>;
   /** Says goodbye and closes; idempotent. */
@@ -107,6 +115,13 @@ export interface ClientAppOptions {
   ignore?: IgnoreList;
   /** Ring the terminal bell when a message arrives (config `[client] bell`). Default true. */
   bell?: boolean;
+  /** Where typed lines are kept between runs; `/forget-input` deletes them. Default: nowhere. */
+  inputHistory?: InputHistoryStore;
+  /**
+   * Read and write `inputHistory` for Up-arrow and Ctrl-R (config `[client] input_history`);
+   * when false it is only deleted by `/forget-input`. Default true.
+   */
+  keepInputHistory?: boolean;
 }
 
 /** Where events and notes go: human lines or JSON lines. */
@@ -153,9 +168,16 @@ function wrapped(input: LineInput, text: string): string {
 function humanOutput(formatter: EventFormatter, input: LineInput): Output {
   return {
     emit: (event) => {
-      // Progress lives on the status line; `sent` is shown as the person's own line instead.
-      if (event.event === "progress" || event.event === "sent") return;
-      input.print(wrapped(input, formatter.format(event)));
+      // Progress lives on the status line; `sent` is shown as the person's own line instead; a
+      // new resolution is told when the player shows it (`showing`), not when bytes arrive.
+      if (event.event === "progress" || event.event === "sent" || event.event === "segment") {
+        return;
+      }
+      const text = formatter.format(event);
+      // A script's reader needs to know which input line failed; a person just typed it.
+      const piped = input.columns?.() === undefined;
+      const where = piped && event.event === "error" && event.line ? `line ${event.line}: ` : "";
+      input.print(wrapped(input, where + text));
     },
     note: (text) => input.print(wrapped(input, text)),
     flush: () => Promise.resolve(),
@@ -187,6 +209,8 @@ interface Context {
   showOwn(to: string, text: string): void;
   /** The prompt or status changed. */
   changed(): void;
+  /** Forgets the typed lines, on screen and on disk. */
+  forgetInput(): Promise<void>;
 }
 
 /** Runs one command; resolves to `"quit"` when the person asked to leave. */
@@ -217,13 +241,31 @@ async function execute(command: Command, context: Context): Promise<"quit" | voi
       context.catalog.names = videos.map((video) => video.name);
       return output.emit({ event: "videos", videos });
     }
-    case "play":
-      return await session.play(await resolveVideo(context, command.video));
+    case "play": {
+      const from = command.from === undefined ? undefined : parsePosition(command.from);
+      if (from?.relative) {
+        throw new UsageError(`Start "${command.from}" must be a position such as 1:30`);
+      }
+      return await session.play(await resolveVideo(context, command.video), {
+        from: from?.seconds,
+      });
+    }
     case "stop":
       return await session.stop();
+    case "pause":
+      return session.pause();
+    case "resume":
+      return session.resume();
+    case "seek": {
+      const { seconds, relative } = parsePosition(command.position);
+      return await session.seek(seconds, relative);
+    }
     case "ignore":
     case "unignore":
       return await changeIgnored(context, command);
+    case "forget-input":
+      await context.forgetInput();
+      return output.note("Typed lines forgotten: Up-arrow and Ctrl-R start empty.");
     case "quit":
       return "quit";
   }
@@ -351,14 +393,23 @@ function promptFor(name: string, conversation: string | undefined): string {
   return conversation === undefined ? `${name}> ` : `[${conversation}] ${name}> `;
 }
 
-/** The input for a run: a terminal prompt with completion, or plain lines. */
-function defaultInput(options: ClientAppOptions, complete: Completer): LineInput {
+/** The input for a run: a terminal prompt with completion and history, or plain lines. */
+async function defaultInput(options: ClientAppOptions, complete: Completer): Promise<LineInput> {
   if (options.json || !isInteractive()) return new PipedInput();
+  const store = options.keepInputHistory === false ? undefined : options.inputHistory;
+  const history = await store?.load().catch(() => []) ?? []; // unreadable: start empty
+  let warned = false;
   return new TerminalInput({
     prompt: promptFor(options.session.name, undefined),
     complete,
-    // Commands stay in the scrollback; chat lines show as your own timestamped line instead.
-    echo: (line) => /^\s*\/(?!\/)/.test(line),
+    // Commands stay in the scrollback; messages show as your own timestamped line instead.
+    echo: (line) => !isMessage(line),
+    history,
+    onHistory: (lines) =>
+      store?.save(lines).catch((error) => {
+        if (!warned) writeStderr(`reelay: typed lines not kept: ${messageOf(error)}`);
+        warned = true;
+      }),
   });
 }
 
@@ -388,7 +439,7 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
       names: session.who().map((peer) => peer.name),
       videos: catalog.names,
     });
-  const input = options.input ?? defaultInput(options, completer);
+  const input = options.input ?? await defaultInput(options, completer);
   const formatter = new EventFormatter({
     color: options.color ?? defaultColor(),
     width: () => {
@@ -411,6 +462,10 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
     changed: () => {
       input.setPrompt?.(promptFor(session.name, conversations.current));
       input.setStatus?.(status);
+    },
+    forgetInput: async () => {
+      input.clearHistory?.();
+      await options.inputHistory?.forget();
     },
   };
   input.setStatus?.(status);
@@ -453,6 +508,7 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
   } finally {
     stopSignals();
     input.close();
+    await options.inputHistory?.flush(); // the last line typed (often /quit) is kept too
     await output.flush().catch(() => {}); // stdout closed under us: nobody left to tell
   }
 }

@@ -21,11 +21,15 @@ export type Command =
   | { command: "reply"; text?: string }
   | { command: "ignore"; name?: string }
   | { command: "unignore"; name: string }
+  | { command: "forget-input" }
   | { command: "verify"; name: string }
   | { command: "trust"; name: string }
   | { command: "videos" }
-  | { command: "play"; video: string }
+  | { command: "play"; video: string; from?: string }
   | { command: "stop" }
+  | { command: "pause" }
+  | { command: "resume" }
+  | { command: "seek"; position: string }
   | { command: "quit" };
 
 /** The names of the commands (`say` is a plain line: it has no `/` spelling). */
@@ -98,9 +102,17 @@ export const COMMAND_SPECS: readonly CommandSpec[] = [
     command: "play",
     aliases: [],
     args: [{ label: "VIDEO", kind: "video" }],
-    summary: "Stream a video (a unique start of its name is enough)",
+    summary: "Stream a video (a unique start of its name is enough); --from 1:30 starts there",
   },
   { command: "stop", aliases: [], args: [], summary: "Stop the running video" },
+  { command: "pause", aliases: [], args: [], summary: "Pause the running video" },
+  { command: "resume", aliases: [], args: [], summary: "Resume the paused video where it was" },
+  {
+    command: "seek",
+    aliases: [],
+    args: [{ label: "POSITION", kind: "rest" }],
+    summary: "Jump to 1:30, or by +30 / -10 seconds (the player restarts there)",
+  },
   {
     command: "ignore",
     aliases: [],
@@ -108,6 +120,12 @@ export const COMMAND_SPECS: readonly CommandSpec[] = [
     summary: "Drop NAME's messages, also next time (no NAME: list)",
   },
   { command: "unignore", aliases: [], args: [NAME], summary: "See NAME's messages again" },
+  {
+    command: "forget-input",
+    aliases: [],
+    args: [],
+    summary: "Delete the typed lines kept for Up-arrow and Ctrl-R",
+  },
   { command: "quit", aliases: ["exit"], args: [], summary: "Leave (also /exit)" },
 ];
 
@@ -267,9 +285,63 @@ function build(spec: CommandSpec, args: Map<string, string>): Command {
       return { command: spec.command, name: given("NAME") };
     case "reply":
       return { command: "reply", text: given("TEXT") };
-    case "play":
-      return { command: "play", video: arg("VIDEO") };
+    case "play": {
+      const from = /^(.*?)\s+--from[ =](\S+)$/.exec(arg("VIDEO"));
+      return from
+        ? { command: "play", video: from[1], from: from[2] }
+        : { command: "play", video: arg("VIDEO") };
+    }
+    case "seek":
+      return { command: "seek", position: arg("POSITION") };
     default:
       return { command: spec.command };
+  }
+}
+
+/**
+ * Whether `line` is a message to someone: a chat line, `/msg NAME TEXT` or `/reply TEXT`. The
+ * terminal shows those as your own timestamped line rather than echoing what was typed.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isMessage } from "./commands.ts";
+ * assert.equal(isMessage("hello"), true);
+ * assert.equal(isMessage("/r see you"), true);
+ * assert.equal(isMessage("/r"), false);
+ * assert.equal(isMessage("/mgs bob hi"), false, "not a valid command at all");
+ * ```
+ */
+export function isMessage(line: string): boolean {
+  const command = tryParse(line);
+  if (command?.command === "reply") return command.text !== undefined;
+  return command?.command === "msg" || command?.command === "say";
+}
+
+/**
+ * Whether `line` is a valid command that carries no message text: what may be kept in the
+ * input history file. A line that does not parse (`/mgs bob secret`) may hold a message too,
+ * so it is not kept either.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isPlainCommand } from "./commands.ts";
+ * assert.equal(isPlainCommand("/play cats.mp4"), true);
+ * assert.equal(isPlainCommand("/r"), true);
+ * assert.equal(isPlainCommand("/r see you"), false);
+ * assert.equal(isPlainCommand("/mgs bob my pin"), false);
+ * assert.equal(isPlainCommand("hello"), false);
+ * ```
+ */
+export function isPlainCommand(line: string): boolean {
+  return tryParse(line) !== undefined && !isMessage(line);
+}
+
+function tryParse(line: string): Command | undefined {
+  try {
+    return parseCommand(line);
+  } catch {
+    return undefined;
   }
 }

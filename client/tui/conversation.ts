@@ -20,6 +20,7 @@ export const MAX_UNREAD_PEOPLE = 100;
  * import assert from "node:assert/strict";
  * import { Conversations } from "./conversation.ts";
  * const talk = new Conversations();
+ * assert.equal(talk.received("carol"), false, "no conversation open: nothing is elsewhere");
  * talk.open("bob");
  * talk.received("carol");
  * talk.received("Carol");
@@ -57,13 +58,13 @@ export class Conversations {
   }
 
   /**
-   * Notes a message from `from`; it counts as unread unless `from` is the current
-   * conversation. Returns whether it was counted.
+   * Notes a message from `from`; it counts as unread when a conversation with someone else is
+   * open (with none open, every message is in plain sight). Returns whether it was counted.
    */
   received(from: string): boolean {
     this.#lastSender = from;
     const key = nameKey(from);
-    if (this.#current !== undefined && nameKey(this.#current) === key) return false;
+    if (this.#current === undefined || nameKey(this.#current) === key) return false;
     const entry = this.#unread.get(key) ?? { name: from, count: 0 };
     this.#unread.delete(key); // re-inserted last: the map stays ordered by latest message
     this.#unread.set(key, { name: entry.name, count: entry.count + 1 });

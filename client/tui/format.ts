@@ -218,7 +218,7 @@ export class EventFormatter {
         ].filter(Boolean).join(", ");
         return `Connected to ${event.server} as ${p.bold(event.name)} ` +
           `(${event.fingerprint}). ${others}${trust ? ` (${trust})` : ""}. ` +
-          "Type /help for commands.";
+          "Type /help for commands." + serverKeyNote(event.serverKey, event.serverFingerprint);
       }
       case "conversation":
         return event.name === undefined
@@ -271,6 +271,7 @@ export class EventFormatter {
         return `▶ ${event.video}  ${formatDuration(event.duration)}, ` +
           `${event.segments.length} parts: ${event.segments.map(segmentLabel).join(", ")}`;
       case "segment":
+      case "showing":
         return `▶ ${event.video}  ${this.#part(event.video, event.index)}  ` +
           `now ${event.height}p (${event.width}x${event.height})`;
       case "progress":
@@ -280,6 +281,13 @@ export class EventFormatter {
           }  ${formatBytes(event.bytes)}`;
       case "stream-ended":
         return this.#streamEnded(event);
+      case "paused":
+      case "resumed":
+        return `${event.event === "paused" ? "⏸" : "▶"} ${event.video}  ${event.event} at ${
+          formatDuration(event.position)
+        }`;
+      case "seeked":
+        return `⏩ ${event.video}  seeking to ${formatDuration(event.position)}`;
       case "error":
         return this.#error(event.code, event.message);
       case "disconnected":
@@ -370,7 +378,9 @@ export class EventFormatter {
       video.hasAudio ? "yes" : "no",
       video.segments.map(segmentLabel).join(", "),
     ]);
-    return this.#table(columns, rows).join("\n");
+    const encoder = videos.find((video) => video.encoder)?.encoder;
+    const table = this.#table(columns, rows).join("\n");
+    return encoder ? `${table}\nTranscoded with ${encoder}.` : table;
   }
 
   #streamEnded(event: Extract<ClientEvent, { event: "stream-ended" }>): string {
@@ -398,6 +408,12 @@ function segmentLabel(segment: SegmentPlan): string {
   return segment.capped
     ? `${segment.height}p (${segment.requestedHeight}p capped)`
     : `${segment.height}p`;
+}
+
+function serverKeyNote(status: "pinned" | "new" | "accepted", fingerprint: string): string {
+  if (status === "pinned") return "";
+  const what = status === "new" ? "First connection: pinned" : "Accepted and pinned";
+  return `\n${what} the server key ${fingerprint} (compare with reelay server --fingerprint).`;
 }
 
 /** Why a message failed, for people. */

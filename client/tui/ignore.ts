@@ -1,18 +1,15 @@
 /**
  * The people whose messages this client drops without a word (`/ignore`), kept across runs.
  *
- * {@linkcode IgnoreList} is the whole contract the app uses, so the storage can move (into the
- * per-server client store of issue 11) without touching the app. {@linkcode FileIgnoreList}
- * keeps the names in one owner-only JSON file in the client's home for now;
- * {@linkcode MemoryIgnoreList} keeps them for one run (tests, `--json` scripts without a home).
+ * {@linkcode IgnoreList} is the whole contract the app uses. {@linkcode storedIgnoreList} keeps
+ * the names in the client's per-server store (`client/store/`), so they last across runs;
+ * {@linkcode MemoryIgnoreList} keeps them for one run (tests).
  *
  * @module
  */
 
-import { join } from "node:path";
 import { nameKey } from "../../shared/names.ts";
 import { ReelayError } from "../../shared/errors.ts";
-import { readTextIfPresent, replaceFile } from "../../shared/channel/_files.ts";
 
 /** The names ignored, case-insensitive as names are. */
 export interface IgnoreList {
@@ -85,54 +82,50 @@ export class MemoryIgnoreList implements IgnoreList {
   }
 }
 
-/** The file of {@linkcode FileIgnoreList} in the client's home. */
-export const IGNORE_FILE = "ignored.json";
+/** What {@linkcode storedIgnoreList} needs: the ignore list of the per-server client store. */
+export interface IgnoreStorage {
+  /** Ignores `name` (any case), stored at once. */
+  ignore(name: string): void;
+  /** Stops ignoring `name`; whether they were ignored. */
+  unignore(name: string): boolean;
+  /** Whether `name` (any case) is ignored. */
+  isIgnored(name: string): boolean;
+  /** The names ignored, as given. */
+  ignored(): string[];
+}
 
 /**
- * An ignore list stored as `HOME/ignored.json` (owner-only, replaced whole on each change).
+ * The ignore list kept in the client's store for this server (`client/store/mod.ts`), so it
+ * lasts across runs.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { FileIgnoreList } from "./ignore.ts";
- * const home = await Deno.makeTempDir();
- * await (await FileIgnoreList.load(home)).add("mallory");
- * assert.equal((await FileIgnoreList.load(home)).has("Mallory"), true);
+ * import { storedIgnoreList } from "./ignore.ts";
+ * const names = new Map<string, string>();
+ * const list = storedIgnoreList({
+ *   ignore: (name) => void names.set(name.toLowerCase(), name),
+ *   unignore: (name) => names.delete(name.toLowerCase()),
+ *   isIgnored: (name) => names.has(name.toLowerCase()),
+ *   ignored: () => [...names.values()],
+ * });
+ * await list.add("Mallory");
+ * assert.deepEqual(list.names(), ["Mallory"]);
  * ```
  */
-export class FileIgnoreList extends MemoryIgnoreList {
-  readonly #file: string;
-
-  private constructor(file: string, names: string[]) {
-    super(names);
-    this.#file = file;
-  }
-
-  /** Reads the list from `home` (empty when there is no file yet). */
-  static async load(home: string): Promise<FileIgnoreList> {
-    const file = join(home, IGNORE_FILE);
-    const text = await readTextIfPresent(file);
-    return new FileIgnoreList(file, text === undefined ? [] : parseNames(file, text));
-  }
-
-  /** Writes the whole list. */
-  protected override async saved(): Promise<void> {
-    await replaceFile(this.#file, JSON.stringify({ ignored: this.names() }, null, 2) + "\n");
-  }
-}
-
-function parseNames(file: string, text: string): string[] {
-  try {
-    const value = JSON.parse(text);
-    const names = value?.ignored;
-    if (Array.isArray(names) && names.every((name) => typeof name === "string")) {
-      return names.slice(0, MAX_IGNORED);
-    }
-  } catch {
-    // reported below
-  }
-  throw new ReelayError(
-    "home-unusable",
-    `Ignore list "${file}" is damaged: fix it or delete it to start with an empty list`,
-  );
+export function storedIgnoreList(storage: IgnoreStorage): IgnoreList {
+  return {
+    has: (name) => storage.isIgnored(name),
+    add(name) {
+      if (!storage.isIgnored(name) && storage.ignored().length >= MAX_IGNORED) {
+        return Promise.reject(
+          new ReelayError("too-many-ignored", `You ignore ${MAX_IGNORED} people already`),
+        );
+      }
+      storage.ignore(name);
+      return Promise.resolve();
+    },
+    remove: (name) => Promise.resolve(storage.unignore(name)),
+    names: () => storage.ignored().sort((a, b) => nameKey(a) < nameKey(b) ? -1 : 1),
+  };
 }

@@ -17,6 +17,7 @@
  */
 
 import stringWidth from "string-width";
+import { InputHistory } from "./history.ts";
 
 /** Keys with a name; everything printable arrives as `{ kind: "text" }`. */
 export type NamedKey =
@@ -42,6 +43,7 @@ export type NamedKey =
   | "ctrl-u"
   | "ctrl-w"
   | "ctrl-r"
+  | "ctrl-g"
   | "tab"
   | "alt-backspace"
   | "unknown";
@@ -56,6 +58,7 @@ const CONTROL_KEYS: Readonly<Record<number, NamedKey>> = {
   0x04: "ctrl-d",
   0x05: "ctrl-e",
   0x06: "ctrl-f",
+  0x07: "ctrl-g",
   0x08: "backspace",
   0x09: "tab",
   0x0b: "ctrl-k",
@@ -199,12 +202,14 @@ export interface EditorState {
   readonly chars: readonly string[];
   /** Index into `chars`, 0 to `chars.length`. */
   readonly cursor: number;
-  /** Submitted lines, oldest first. */
-  readonly history: readonly string[];
-  /** Which history entry is shown; `history.length` means the line being typed. */
+  /** Submitted lines (`InputHistory` keeps each once, bounded). */
+  readonly history: InputHistory;
+  /** Which history entry is shown; `history.size` means the line being typed. */
   readonly historyIndex: number;
-  /** The line being typed, kept while browsing history. */
+  /** The line being typed, kept while browsing history; Up and Down find lines starting so. */
   readonly draft: string;
+  /** Ctrl-R: searching the history for `query`; `index` is the entry shown, if any matched. */
+  readonly search?: { readonly query: string; readonly index?: number };
 }
 
 /** What a key did besides changing the state. */
@@ -222,7 +227,7 @@ export interface KeyResult {
 }
 
 /** How many submitted lines the history keeps. */
-export const MAX_HISTORY = 200;
+export const MAX_HISTORY = 1000;
 
 const segmenter = new Intl.Segmenter(undefined, { granularity: "grapheme" });
 
@@ -250,8 +255,11 @@ export function graphemes(text: string): string[] {
  * assert.equal(emptyEditor(["/who"]).historyIndex, 1);
  * ```
  */
-export function emptyEditor(history: readonly string[] = []): EditorState {
-  return { chars: [], cursor: 0, history, historyIndex: history.length, draft: "" };
+export function emptyEditor(history: InputHistory | readonly string[] = []): EditorState {
+  const kept = history instanceof InputHistory
+    ? history
+    : new InputHistory(history, { limit: MAX_HISTORY });
+  return { chars: [], cursor: 0, history: kept, historyIndex: kept.size, draft: "" };
 }
 
 /**
@@ -280,8 +288,11 @@ export function lineText(state: EditorState): string {
  * ```
  */
 export function applyKey(state: EditorState, key: Key): KeyResult {
+  if (state.search) return searchKey(state, state.search, key);
   if (key.kind === "text") return insert(state, key.text);
   switch (key.kind) {
+    case "ctrl-r":
+      return startSearch(state);
     case "enter":
       return submit(state);
     case "ctrl-c":
@@ -342,10 +353,7 @@ function insert(state: EditorState, text: string): KeyResult {
 
 function submit(state: EditorState): KeyResult {
   const line = lineText(state);
-  const last = state.history.at(-1);
-  const keep = line.trim() !== "" && line !== last;
-  const history = keep ? [...state.history, line].slice(-MAX_HISTORY) : state.history;
-  return { state: emptyEditor(history), submit: line };
+  return { state: emptyEditor(state.history.add(line)), submit: line };
 }
 
 function moveTo(state: EditorState, cursor: number): KeyResult {
@@ -383,13 +391,69 @@ function wordEndAfter(chars: readonly string[], cursor: number): number {
   return at;
 }
 
-/** Up (-1) and Down (+1) through history; the typed draft is kept and comes back at the end. */
+/**
+ * Up (-1) and Down (+1) through the entries that start with the draft (the line as it was when
+ * browsing began, as in zsh); Down past the newest brings the draft back.
+ */
 function browse(state: EditorState, step: -1 | 1): KeyResult {
-  const index = state.historyIndex + step;
-  if (index < 0 || index > state.history.length) return { state, bell: true };
-  const draft = state.historyIndex === state.history.length ? lineText(state) : state.draft;
-  const chars = graphemes(index === state.history.length ? draft : state.history[index]);
+  const { history } = state;
+  const browsing = state.historyIndex < history.size;
+  const draft = browsing ? state.draft : lineText(state);
+  const found = step < 0
+    ? history.older(state.historyIndex, draft)
+    : history.newer(state.historyIndex, draft);
+  if (found === undefined && (step < 0 || !browsing)) return { state, bell: true };
+  const index = found ?? history.size;
+  const chars = graphemes(found === undefined ? draft : history.entries[found]);
   return { state: { ...state, chars, cursor: chars.length, historyIndex: index, draft } };
+}
+
+/** Ctrl-R: search the history, newest first; the line typed so far comes back on Ctrl-G. */
+function startSearch(state: EditorState): KeyResult {
+  const draft = state.historyIndex < state.history.size ? state.draft : lineText(state);
+  return { state: { ...state, draft, search: { query: "" } } };
+}
+
+/**
+ * A key while searching: text and Backspace change the query, Ctrl-R finds the next older
+ * match, Enter runs the match, Ctrl-G or Ctrl-C gives the draft back, and any other key keeps
+ * the match to edit and then does what it does.
+ */
+function searchKey(
+  state: EditorState,
+  search: NonNullable<EditorState["search"]>,
+  key: Key,
+): KeyResult {
+  switch (key.kind) {
+    case "text":
+      return findMatch(state, search.query + key.text);
+    case "backspace":
+      return findMatch(state, graphemes(search.query).slice(0, -1).join(""));
+    case "ctrl-r":
+      return findMatch(state, search.query, search.index);
+    case "ctrl-g":
+    case "ctrl-c": {
+      const chars = graphemes(state.draft);
+      const restored = { ...state, chars, cursor: chars.length, search: undefined };
+      return { state: { ...restored, historyIndex: state.history.size } };
+    }
+    case "enter":
+      return submit({ ...state, search: undefined });
+    default:
+      return applyKey({ ...state, search: undefined, historyIndex: state.history.size }, key);
+  }
+}
+
+/** Shows the newest entry (before `before`) containing `query`; rings when there is none. */
+function findMatch(state: EditorState, query: string, before?: number): KeyResult {
+  const match = state.history.search(query, { before });
+  if (!match) {
+    const search = { query, index: before === undefined ? undefined : state.search?.index };
+    return { state: { ...state, search }, bell: query !== "" };
+  }
+  const chars = graphemes(match.line);
+  const cursor = graphemes(match.line.slice(0, match.start)).length;
+  return { state: { ...state, chars, cursor, search: { query, index: match.index } } };
 }
 
 /**
@@ -444,7 +508,12 @@ export interface PromptView {
  * assert.deepEqual(renderPrompt(state, "> ", 80), { text: "> hi", cursorColumn: 4 });
  * ```
  */
-export function renderPrompt(state: EditorState, prompt: string, columns: number): PromptView {
+export function renderPrompt(
+  state: EditorState,
+  normalPrompt: string,
+  columns: number,
+): PromptView {
+  const prompt = state.search ? `(search) '${state.search.query}': ` : normalPrompt;
   const promptWidth = textWidth(prompt);
   // The last column stays empty: writing there makes some terminals wrap early.
   const room = Math.max(1, columns - promptWidth - 1);

@@ -51,6 +51,8 @@ export interface LineInput {
   bell?(): void;
   /** The width to wrap output at, or `undefined` to leave lines as they are (pipes). */
   columns?(): number | undefined;
+  /** Forgets the lines typed so far (Up-arrow and Ctrl-R find none of them). */
+  clearHistory?(): void;
 }
 
 /** What Tab did: the new line and cursor (UTF-16 index), and every candidate that matched. */
@@ -103,6 +105,10 @@ export interface TerminalInputOptions {
    * Default: every line.
    */
   echo?: (line: string) => boolean;
+  /** Lines typed in earlier runs, oldest first, for Up-arrow and Ctrl-R. */
+  history?: readonly string[];
+  /** Called with the history (oldest first) each time a submitted line changed it. */
+  onHistory?: (lines: readonly string[]) => void;
 }
 
 function consoleColumns(): number {
@@ -137,6 +143,7 @@ export class TerminalInput implements LineInput {
   #signals: boolean;
   #complete: Completer | undefined;
   #echo: (line: string) => boolean;
+  #onHistory: (lines: readonly string[]) => void;
   #status: ((width: number) => string) | undefined;
   /** Whether a status row is on screen above the prompt row. */
   #statusShown = false;
@@ -158,6 +165,8 @@ export class TerminalInput implements LineInput {
     this.#signals = options.signals ?? true;
     this.#complete = options.complete;
     this.#echo = options.echo ?? (() => true);
+    this.#onHistory = options.onHistory ?? (() => {});
+    this.#state = emptyEditor(options.history ?? []);
   }
 
   /** Why input ended, once it has. */
@@ -185,6 +194,12 @@ export class TerminalInput implements LineInput {
   /** The terminal's width now. */
   columns(): number {
     return this.#columns();
+  }
+
+  /** Forgets the lines typed so far; the line being typed stays. */
+  clearHistory(): void {
+    const { chars, cursor } = this.#state;
+    this.#state = { ...emptyEditor(), chars, cursor };
   }
 
   /** Submitted lines, in order; Ctrl-C, or Ctrl-D on an empty line, ends them (`interrupt`). */
@@ -298,6 +313,9 @@ export class TerminalInput implements LineInput {
       writeText(this.#out, `${this.#erase()}${echo}`);
       this.#statusShown = false;
       this.#queue.push(result.submit);
+      if (result.state.history !== before.history) {
+        this.#onHistory(result.state.history.entries);
+      }
     }
     if (result.clearScreen) writeText(this.#out, "\x1b[2J\x1b[H");
     if (result.bell) writeText(this.#out, "\x07");
@@ -442,7 +460,7 @@ export class PipedInput implements LineInput {
  * ```
  */
 export function openLineInput(
-  options: Pick<TerminalInputOptions, "prompt" | "complete" | "echo"> = {},
+  options: Omit<TerminalInputOptions, "input" | "output" | "columns" | "signals"> = {},
 ): LineInput {
   return isInteractive() ? new TerminalInput(options) : new PipedInput();
 }

@@ -39,3 +39,5 @@ export {
 } from "./presence.ts";
 export { ClusterRelay, deliverSubject, type LocalDelivery } from "./relay.ts";
 export { JetStreamMailbox, type JetStreamMailboxOptions, MAIL_STREAM } from "./mailbox.ts";
+export { ClusterPeople, type ClusterPeopleOptions } from "./people.ts";
+export { clusterCredentials, type ClusterNode, joinCluster } from "./node.ts";

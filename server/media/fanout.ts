@@ -8,7 +8,8 @@
  * further behind is detached with a {@link FellBehindError} that says where it was, so its owner
  * can go on from there with a transcode of its own. While nothing has been dropped, a viewer who
  * joins late starts at byte 0. When the last viewer leaves, the source is cancelled, which kills
- * its ffmpeg. Every viewer learns how the source ended: closed when it completed, errored with
+ * its ffmpeg; a source that already completed keeps its bytes (if its start is kept) for viewers
+ * who come later, until {@link SharedStream.release}. Every viewer learns how the source ended: closed when it completed, errored with
  * the source's error when it failed.
  *
  * Ours rather than a library's: `ReadableStream.tee()` buffers without bound for the slower
@@ -148,7 +149,7 @@ export class SharedStream {
   #head = 0;
   #retained = 0;
   #reading = false;
-  #joined = false;
+  #released = false;
   #end?: SourceEnd;
   #settle!: (end: SourceEnd) => void;
   #cancelling?: Promise<void>;
@@ -185,11 +186,8 @@ export class SharedStream {
    * ```
    */
   join(): ReadableStream<Uint8Array> | undefined {
-    if (this.#base > 0 || this.#end?.kind === "failed" || this.#end?.kind === "cancelled") {
-      return undefined;
-    }
-    if (this.#joined && this.#consumers.size === 0) return undefined;
-    this.#joined = true;
+    if (this.#base > 0 || this.#released || this.#end?.kind === "failed") return undefined;
+    if (this.#end?.kind === "cancelled") return undefined;
     let consumer!: Consumer;
     return new ReadableStream<Uint8Array>(
       {
@@ -203,6 +201,27 @@ export class SharedStream {
       // Nothing queued ahead of the owner's reads: a viewer's position is what it has read.
       new ByteLengthQueuingStrategy({ highWaterMark: 0 }),
     );
+  }
+
+  /**
+   * No more viewers may join: the kept bytes are dropped once the viewers reading now are done
+   * (at once when there are none). A source still running goes on for them. Idempotent.
+   *
+   * @example
+   * ```ts
+   * import { SharedStream } from "./fanout.ts";
+   * const shared = new SharedStream(ReadableStream.from([new Uint8Array(8)]), {
+   *   maxBufferBytes: 64,
+   *   readAheadBytes: 16,
+   * });
+   * for await (const _ of shared.join()!); // read to the end: the bytes stay for late viewers
+   * shared.release();
+   * shared.join(); // undefined
+   * ```
+   */
+  release(): void {
+    this.#released = true;
+    if (this.#consumers.size === 0 && this.#end) this.#stopSource(undefined);
   }
 
   /**
@@ -383,6 +402,8 @@ export class SharedStream {
     this.#consumers.delete(consumer);
     consumer.wake?.();
     if (this.#consumers.size === 0) {
+      // A complete part whose start is kept stays for late viewers until released.
+      if (this.#end?.kind === "complete" && this.#base === 0 && !this.#released) return;
       this.#stopSource(new ReelayError("no-viewers", "Nobody is watching"));
     }
   }

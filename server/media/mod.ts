@@ -7,8 +7,10 @@
  * `catalog.ts`, a play is planned in `plan.ts`, ffmpeg's arguments are built in
  * `ffmpeg_args.ts`, ffmpeg is spawned and killed in `transcode.ts`, a part counts as complete only
  * when its timestamps cover its plan (`honest_end.ts`), the server-wide cap is
- * `slots.ts`, parts are played in sequence in `playback.ts`, and a connection's stream is pumped
- * with credit in `viewer.ts`.
+ * `slots.ts`, a part's bytes come from one transcode shared by all its viewers, the `chunks/`
+ * cache or a new ffmpeg in `part_sources.ts` (over `fanout.ts` and `part_cache.ts`), parts are
+ * played in sequence in `playback.ts`, and a connection's stream is pumped with credit in
+ * `viewer.ts`.
  *
  * @example
  * ```ts
@@ -26,6 +28,7 @@
 export { Catalog, type CatalogChange, type CatalogOptions, requireVideo } from "./catalog.ts";
 export { buildFfmpegArgs } from "./ffmpeg_args.ts";
 export { type PlannedSegment, planPlayback, type PlaybackPlan } from "./plan.ts";
+export { type OpenedPart, PartSources, type PartSourcesOptions } from "./part_sources.ts";
 export { type StreamEvent, streamVideo, type VideoStream } from "./playback.ts";
 export type { VideoInfo } from "./probe.ts";
 export { TranscodeSlots } from "./slots.ts";

@@ -6,18 +6,20 @@
  * @module
  */
 
-import { DEFAULT_CONFIG } from "../../shared/config/mod.ts";
 import { ReelayError } from "../../shared/errors.ts";
 import { DEFAULT_FAST_START } from "./encoders.ts";
-import { buildFfmpegArgs } from "./ffmpeg_args.ts";
+import {
+  type OpenedPart,
+  type PartRequest,
+  PartSources,
+  type PartSourcesOptions,
+} from "./part_sources.ts";
 import type { PlannedSegment, PlaybackPlan } from "./plan.ts";
 import type { VideoInfo } from "./probe.ts";
-import type { SlotLease, TranscodeSlots } from "./slots.ts";
-import { Transcode } from "./transcode.ts";
-import { checkCoverage } from "./honest_end.ts";
 
 /**
- * Options for {@link streamVideo}.
+ * Options for {@link streamVideo}: the server's {@link PartSources} (shared transcodes, the
+ * cache, the slots), or, without them, the settings of sources of the stream's own.
  *
  * @example
  * ```ts
@@ -26,14 +28,10 @@ import { checkCoverage } from "./honest_end.ts";
  * const options: StreamOptions = { preset: "veryfast", slots: new TranscodeSlots(4) };
  * ```
  */
-export interface StreamOptions {
-  /** The ffmpeg program (default: `[stream] ffmpeg`'s default). */
-  ffmpegPath?: string;
-  /** libx264 preset (default: `[stream] preset`'s default). */
-  preset?: string;
-  /** Server-wide slots; without them nothing is capped. */
-  slots?: TranscodeSlots;
-  /** Most bytes buffered per running part before ffmpeg is left blocked (default 4 MiB). */
+export interface StreamOptions extends Omit<PartSourcesOptions, "cache"> {
+  /** The server's part sources; when given, the other source settings are theirs. */
+  sources?: PartSources;
+  /** Most bytes buffered per running part before its source waits (default 4 MiB). */
   readAheadBytes?: number;
 }
 
@@ -119,15 +117,15 @@ class ReadAhead {
 
 interface RunningPart {
   segment: PlannedSegment;
-  transcode: Transcode;
   buffer: ReadAhead;
-  lease?: SlotLease;
+  opened: OpenedPart;
 }
 
 /**
- * One playing video: iterate it for events, call `stop()` to end it early. Every ffmpeg it
- * started is killed and awaited when it is stopped, when iteration is abandoned (`break`,
- * `return()`), and when a part fails; iterating to the end leaves none running.
+ * One playing video: iterate it for events, call `stop()` to end it early. Every part it opened
+ * is left (its ffmpeg killed unless other viewers still share it) when it is stopped, when
+ * iteration is abandoned (`break`, `return()`), and when a part fails; iterating to the end
+ * leaves none running.
  *
  * @example
  * ```ts ignore
@@ -135,7 +133,7 @@ interface RunningPart {
  * import { planPlayback } from "./plan.ts";
  * import { probeVideo } from "./tools.ts";
  * const info = await probeVideo("videos/cats.mp4");
- * const stream = streamVideo(info, planPlayback(info, { heights: [144, 720, 1440], capToSource: true }));
+ * const stream = await streamVideo(info, planPlayback(info, { heights: [144, 720, 1440], capToSource: true }));
  * for await (const event of stream) {
  *   if (event.type === "chunk") await Deno.stdout.write(event.chunk);
  * }
@@ -145,39 +143,51 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
   /** The plan being played. */
   readonly plan: PlaybackPlan;
   readonly #info: VideoInfo;
-  readonly #ffmpegPath: string;
-  readonly #preset: string;
-  readonly #slots?: TranscodeSlots;
+  readonly #sources: PartSources;
   readonly #readAhead: number;
-  readonly #parts: (RunningPart | undefined)[];
+  readonly #parts: (Promise<RunningPart | undefined> | undefined)[];
+  readonly #opened: RunningPart[] = [];
   readonly #pids: number[] = [];
-  #spareLease?: SlotLease;
+  readonly #origins: OpenedPart["origin"][] = [];
+  readonly #abort = new AbortController();
   #stopping?: Promise<void>;
   #iterated = false;
+  #suspended = false;
 
   /** Use {@link streamVideo}. */
-  constructor(info: VideoInfo, plan: PlaybackPlan, options: StreamOptions = {}) {
-    if (plan.segments.length === 0) {
-      throw new ReelayError("empty-plan", `Video "${info.name}" has nothing to play`);
-    }
+  constructor(
+    info: VideoInfo,
+    plan: PlaybackPlan,
+    sources: PartSources,
+    first: OpenedPart,
+    readAheadBytes: number,
+  ) {
     this.plan = plan;
     this.#info = info;
-    this.#ffmpegPath = options.ffmpegPath ?? DEFAULT_CONFIG.stream.ffmpeg;
-    this.#preset = options.preset ?? DEFAULT_CONFIG.stream.preset;
-    this.#slots = options.slots;
-    this.#readAhead = Math.max(64 * 1024, options.readAheadBytes ?? 4 * 1024 * 1024);
+    this.#sources = sources;
+    this.#readAhead = readAheadBytes;
     this.#parts = plan.segments.map(() => undefined);
-    this.#startWithLease(0, this.#slots?.acquire());
+    this.#parts[0] = Promise.resolve(this.#running(0, first));
   }
 
-  /** Process ids of every ffmpeg this stream started, in order. */
+  /** Process ids of every ffmpeg this stream read from (started or shared), in order. */
   get pids(): readonly number[] {
     return this.#pids;
   }
 
-  /** Bytes read from ffmpeg and not yet taken by the reader, over all running parts. */
+  /** Where each part opened so far came from, in order. */
+  get origins(): readonly OpenedPart["origin"][] {
+    return this.#origins;
+  }
+
+  /** Bytes read from the parts and not yet taken by the reader, over all open parts. */
   get bufferedBytes(): number {
-    return this.#parts.reduce((sum, part) => sum + (part?.buffer.bytes ?? 0), 0);
+    return this.#opened.reduce((sum, part) => sum + part.buffer.bytes, 0);
+  }
+
+  /** Resolves once every part being opened (ahead of the reader) has opened or failed. */
+  async settled(): Promise<void> {
+    await Promise.all(this.#parts.map((part) => part?.catch(() => undefined)));
   }
 
   /** True once the stream was stopped (by `stop()`, an error, or reaching its end). */
@@ -185,85 +195,78 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
     return this.#stopping !== undefined;
   }
 
-  #startPart(index: number, lease: SlotLease | undefined): RunningPart {
-    const segment = this.plan.segments[index];
-    // The part a viewer waits for is tuned to start fast; the others, read ahead, for size.
-    const fastStart = index === 0 ? DEFAULT_FAST_START : undefined;
-    const args = buildFfmpegArgs(this.#info, segment, { preset: this.#preset, fastStart });
-    const label = `part ${index + 1} of "${this.#info.name}"`;
-    const transcode = Transcode.start(this.#ffmpegPath, args, label);
-    this.#pids.push(transcode.pid);
-    const fps = this.#info.frameRate.num / this.#info.frameRate.den;
-    const checked = checkCoverage(transcode.stdout, {
-      seconds: segment.end - segment.start,
-      fps,
-      label,
-    });
-    const buffer = new ReadAhead(checked, this.#readAhead);
-    const part = { segment, transcode, buffer, lease };
-    this.#parts[index] = part;
+  #running(index: number, opened: OpenedPart): RunningPart {
+    if (opened.pid !== undefined) this.#pids.push(opened.pid);
+    this.#origins.push(opened.origin);
+    const part = {
+      segment: this.plan.segments[index],
+      buffer: new ReadAhead(opened.stream, this.#readAhead),
+      opened,
+    };
+    if (this.#suspended) opened.suspend();
+    this.#opened.push(part);
+    // Stopped while this part was opening: leave it at once.
+    if (this.#stopping) void part.buffer.cancel();
     return part;
   }
 
-  /** Starts the part after `index` now, if there is one and a slot is free. */
-  #startAhead(index: number): void {
-    if (this.#stopping || index >= this.#parts.length || this.#parts[index]) return;
-    const lease = this.#slots?.tryAcquire();
-    if (this.#slots && !lease) return;
-    this.#startWithLease(index, lease);
+  #request(index: number): PartRequest {
+    return partRequest(this.#info, this.plan, index);
   }
 
-  #startWithLease(index: number, lease: SlotLease | undefined): RunningPart {
-    try {
-      return this.#startPart(index, lease);
-    } catch (error) {
-      lease?.release();
-      throw error;
-    }
+  /** Opens the part after the current one now, if there is one and a slot is free. */
+  #openAhead(index: number): void {
+    if (this.#stopping || index >= this.#parts.length || this.#parts[index]) return;
+    const opening = this.#sources.open(this.#request(index), "try", this.#abort.signal)
+      .then((opened) => opened && this.#running(index, opened));
+    // A failure here surfaces when the reader gets to this part.
+    opening.catch(() => {});
+    this.#parts[index] = opening;
+  }
+
+  async #part(index: number): Promise<RunningPart> {
+    const ahead = await this.#parts[index];
+    if (ahead) return ahead;
+    const opened = await this.#sources.open(this.#request(index), "wait", this.#abort.signal);
+    return this.#running(index, opened!);
   }
 
   async *#events(): AsyncGenerator<StreamEvent> {
     try {
       for (let index = 0; index < this.#parts.length; index++) {
         if (this.#stopping) return;
-        const part = this.#parts[index] ?? this.#startWithLease(index, this.#takeSpare());
-        yield segmentStart(index, part.segment);
+        const part = await this.#part(index);
+        if (this.#stopping) return;
+        yield segmentStart(part.segment);
         let first = true;
         while (true) {
           const chunk = await part.buffer.next();
           if (chunk === undefined || this.#stopping) break;
           if (first) {
             first = false;
-            this.#startAhead(index + 1);
+            this.#openAhead(index + 1);
           }
-          yield { type: "chunk", segmentIndex: index, chunk };
+          yield { type: "chunk", segmentIndex: part.segment.index, chunk };
         }
-        if (this.#stopping) return;
-        const status = await part.transcode.status;
-        if (status.error) throw status.error;
-        this.#finishPart(index);
       }
     } finally {
       await this.stop();
     }
   }
 
-  #takeSpare(): SlotLease | undefined {
-    const lease = this.#spareLease;
-    this.#spareLease = undefined;
-    return lease;
+  /**
+   * The viewer paused: every ffmpeg behind the open parts that no other viewer is reading is
+   * stopped (SIGSTOP), and so is any part opened while paused.
+   */
+  suspend(): void {
+    this.#suspended = true;
+    for (const part of this.#opened) part.opened.suspend();
   }
 
-  /** Part `index` has exited: its slot goes to the next part if that one is still waiting. */
-  #finishPart(index: number): void {
-    const part = this.#parts[index];
-    const lease = part?.lease;
-    if (part) part.lease = undefined;
-    if (index + 1 < this.#parts.length && !this.#parts[index + 1] && this.#slots) {
-      this.#spareLease = lease;
-    } else {
-      lease?.release();
-    }
+  /** The viewer goes on: the stopped ffmpeg run again. */
+  unsuspend(): void {
+    this.#suspended = false;
+    for (const part of this.#opened) part.opened.unsuspend();
   }
 
   /** Iterates the stream's events; a stream can be iterated once. */
@@ -279,32 +282,39 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
   }
 
   /**
-   * Kills every ffmpeg this stream started (all at once), waits for them, drops buffered bytes
-   * and gives the slots back. A pending read ends. Idempotent.
+   * Leaves every part (all at once): an ffmpeg nobody else reads is killed and awaited, a slot
+   * wait is given up, buffered bytes are dropped. A pending read ends. Idempotent.
    */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
-      const parts = this.#parts.filter((part): part is RunningPart => part !== undefined);
-      await Promise.all(parts.map(async (part) => {
-        await Promise.all([part.transcode.kill(), part.buffer.cancel()]);
-        part.lease?.release();
-        part.lease = undefined;
-      }));
-      this.#takeSpare()?.release();
+      this.#abort.abort(new ReelayError("stream-stopped", "The stream was stopped"));
+      const opening = await Promise.all(this.#parts.map((part) => part?.catch(() => undefined)));
+      const parts = new Set([...this.#opened, ...opening.filter((part) => part !== undefined)]);
+      // A stopped ffmpeg must run again to end (kill sends SIGCONT too; this also un-counts
+      // this viewer's pause for transcodes others still share).
+      for (const part of parts) part.opened.unsuspend();
+      await Promise.all([...parts].map((part) => part.buffer.cancel()));
     })();
     return this.#stopping;
   }
 }
 
-function segmentStart(index: number, segment: PlannedSegment): StreamEvent {
-  const { height, width, requestedHeight, capped } = segment;
+function partRequest(info: VideoInfo, plan: PlaybackPlan, index: number): PartRequest {
+  // The part a viewer waits for is tuned to start fast; the others, read ahead, for size.
+  const fastStart = index === 0 ? DEFAULT_FAST_START : undefined;
+  return { info, segment: plan.segments[index], fastStart };
+}
+
+function segmentStart(segment: PlannedSegment): StreamEvent {
+  const { index, height, width, requestedHeight, capped } = segment;
   return { type: "segment-start", index, height, width, requestedHeight, capped };
 }
 
 /**
- * Starts playing `plan` of `info`: spawns the first part at once (taking a slot, or throwing a
- * ReelayError with code `busy`), and the next part as soon as the current one has produced its
- * first bytes. Each part buffers at most `readAheadBytes`; beyond that ffmpeg waits for the reader.
+ * Starts playing `plan` of `info`: opens the first part at once (joining a running transcode of
+ * it, reading it from the cache, or starting ffmpeg, which takes a slot or rejects with a
+ * ReelayError code `busy`), and opens the next part as soon as the current one has produced its
+ * first bytes. Each part buffers at most `readAheadBytes`; beyond that its source waits.
  *
  * @example
  * ```ts ignore
@@ -315,7 +325,7 @@ function segmentStart(index: number, segment: PlannedSegment): StreamEvent {
  * const slots = new TranscodeSlots(4);
  * const info = await probeVideo("videos/cats.mp4");
  * const plan = planPlayback(info, { heights: [144, 720, 1440], capToSource: true });
- * const stream = streamVideo(info, plan, { slots });
+ * const stream = await streamVideo(info, plan, { slots });
  * try {
  *   for await (const event of stream) if (event.type === "chunk") await Deno.stdout.write(event.chunk);
  * } finally {
@@ -323,10 +333,16 @@ function segmentStart(index: number, segment: PlannedSegment): StreamEvent {
  * }
  * ```
  */
-export function streamVideo(
+export async function streamVideo(
   info: VideoInfo,
   plan: PlaybackPlan,
   options: StreamOptions = {},
-): VideoStream {
-  return new VideoStream(info, plan, options);
+): Promise<VideoStream> {
+  if (plan.segments.length === 0) {
+    throw new ReelayError("empty-plan", `Video "${info.name}" has nothing to play`);
+  }
+  const sources = options.sources ?? new PartSources(options);
+  const readAhead = Math.max(64 * 1024, options.readAheadBytes ?? 4 * 1024 * 1024);
+  const first = await sources.open(partRequest(info, plan, 0), "busy");
+  return new VideoStream(info, plan, sources, first!, readAhead);
 }

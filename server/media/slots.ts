@@ -1,6 +1,7 @@
 /**
- * The server-wide cap on ffmpeg processes: a stream holds one slot while it plays and a second
- * one while it reads the next part ahead, if one is free.
+ * The server-wide cap on ffmpeg processes. A slot is held by a running transcode, not by a viewer:
+ * viewers who share a transcode share its slot. A new play needs a free slot (or a part that is
+ * already running or cached), a playing stream waits for one for its next part, ahead of new plays.
  *
  * @module
  */
@@ -42,6 +43,7 @@ export class TranscodeSlots {
   /** The most slots that can be held at once. */
   readonly max: number;
   #inUse = 0;
+  #waiters: ((lease: SlotLease) => void)[] = [];
 
   /** Creates `max` free slots. */
   constructor(max: number) {
@@ -56,9 +58,44 @@ export class TranscodeSlots {
     return this.#inUse;
   }
 
-  /** Takes a free slot, or returns undefined when all are held. */
+  /** Streams waiting for a slot to go on with their next part. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
+  /**
+   * Takes a free slot, or returns undefined when all are held, or when a stream that already
+   * plays is waiting for one: going on comes before starting.
+   */
   tryAcquire(): SlotLease | undefined {
-    if (this.#inUse >= this.max) return undefined;
+    if (this.#inUse >= this.max || this.#waiters.length > 0) return undefined;
+    return this.#lease();
+  }
+
+  /**
+   * Waits for a slot, ahead of every new start: for a stream that plays and needs its next part.
+   * `signal` gives up waiting (rejecting with its reason).
+   */
+  wait(signal?: AbortSignal): Promise<SlotLease> {
+    if (this.#inUse < this.max && this.#waiters.length === 0) {
+      return Promise.resolve(this.#lease());
+    }
+    signal?.throwIfAborted();
+    return new Promise((resolve, reject) => {
+      const waiter = (lease: SlotLease) => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(lease);
+      };
+      const onAbort = () => {
+        this.#waiters = this.#waiters.filter((other) => other !== waiter);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  #lease(): SlotLease {
     this.#inUse++;
     let held = true;
     return {
@@ -66,6 +103,8 @@ export class TranscodeSlots {
         if (!held) return;
         held = false;
         this.#inUse--;
+        const next = this.#waiters.shift();
+        if (next) next(this.#lease());
       },
     };
   }

@@ -26,8 +26,13 @@ export const RECORD_HEADER_BYTES = 2;
 
 /** Records encrypted or decrypted at once: WebCrypto runs them in parallel on its threads. */
 const BATCH_RECORDS = 4;
-/** Room for a batch of the largest records in the receive buffer. */
+/** Most the receive buffer grows to: room for a batch of the largest records. */
 const RECEIVE_BUFFER_BYTES = BATCH_RECORDS * (RECORD_HEADER_BYTES + 65535);
+/**
+ * The receive buffer's first size. It grows (doubling) only for a peer that sends large
+ * records, so thousands of idle or joining connections cost kilobytes each, not 256 KiB.
+ */
+const INITIAL_RECEIVE_BYTES = 16 * 1024;
 
 /** What a {@linkcode SecureConn} runs over: a `Deno.Conn`, or anything with the same calls. */
 export interface ByteConn {
@@ -106,7 +111,7 @@ export function tamperedError(detail: string): ReelayError {
 export class SecureConn implements Deno.Conn {
   readonly #inner: ByteConn;
   readonly #ciphers: TransportCiphers;
-  readonly #raw = new Uint8Array(RECEIVE_BUFFER_BYTES);
+  #raw = new Uint8Array(INITIAL_RECEIVE_BYTES);
   #rawStart = 0;
   #rawEnd = 0;
   readonly #plain: Bytes[] = [];
@@ -128,7 +133,8 @@ export class SecureConn implements Deno.Conn {
     this.#inner = inner;
     this.#ciphers = ciphers;
     if (received && received.length > 0) {
-      if (received.length > this.#raw.length) throw new RangeError("Too many early bytes");
+      if (received.length > RECEIVE_BUFFER_BYTES) throw new RangeError("Too many early bytes");
+      if (received.length > this.#raw.length) this.#raw = new Uint8Array(RECEIVE_BUFFER_BYTES);
       this.#raw.set(received);
       this.#rawEnd = received.length;
     }
@@ -265,6 +271,7 @@ export class SecureConn implements Deno.Conn {
       this.#rawEnd -= this.#rawStart;
       this.#rawStart = 0;
     }
+    if (this.#rawEnd === this.#raw.length) this.#grow();
     const count = await this.#inner.read(this.#raw.subarray(this.#rawEnd));
     if (count === null) {
       if (this.#rawEnd > this.#rawStart) this.#fail("the stream ended inside a record");
@@ -272,6 +279,13 @@ export class SecureConn implements Deno.Conn {
       return;
     }
     this.#rawEnd += count;
+  }
+
+  /** Doubles the full receive buffer (up to its cap): an incomplete record needs more room. */
+  #grow(): void {
+    const grown = new Uint8Array(Math.min(this.#raw.length * 2, RECEIVE_BUFFER_BYTES));
+    grown.set(this.#raw.subarray(0, this.#rawEnd));
+    this.#raw = grown;
   }
 
   #copyPlain(p: Uint8Array): number {

@@ -125,13 +125,48 @@ export function parseHeights(text: string, where: string): number[] {
   return heights;
 }
 
+function oneOf(values: readonly string[]): Reader<string> {
+  return (text, where) => {
+    const value = text.trim().toLowerCase();
+    if (!values.includes(value)) bad(where, text, `one of ${values.join(", ")}`);
+    return value;
+  };
+}
+
+/** Empty, or text of at most `max` characters (an optional path or name). */
+function optionalText(max = 4096): Reader<string> {
+  return (text, where) => {
+    const value = text.trim();
+    if (value.length > max) bad(where, text, `at most ${max} characters`);
+    return value;
+  };
+}
+
+/** Empty (no cluster), or `nats://HOST:PORT` addresses separated by commas. */
+const clusterUrl: Reader<string> = (text, where) => {
+  const value = text.trim();
+  const parts = value.split(",").map((part) => part.trim());
+  if (value !== "" && !parts.every((part) => /^nats:\/\/[^\s/]+$/.test(part))) {
+    bad(where, text, "nats://HOST:PORT (several separated by commas), or nothing");
+  }
+  return value;
+};
+
+const nodeId: Reader<string> = (text, where) => {
+  const value = text.trim();
+  if (!/^[A-Za-z0-9_-]{0,64}$/.test(value)) {
+    bad(where, text, "up to 64 letters, digits, _ and -, or nothing for a random id");
+  }
+  return value;
+};
+
 /** Every section and key, with its reader and default. The repository's config.ini lists them. */
 export const SCHEMA = {
   server: {
     host: key(nonEmpty(255), "0.0.0.0"),
     port: key(readPort({ listening: true }), 9000),
     videos: key(nonEmpty(), "videos"),
-    /** Folder of the server's durable state (the SQLite store: mailbox, prekeys, registry). */
+    /** The server's private state: its channel key, and the store (mailbox, prekeys, registry). */
     state: key(nonEmpty(), "state"),
   },
   chat: {
@@ -155,6 +190,8 @@ export const SCHEMA = {
     ffmpeg: key(nonEmpty(), "ffmpeg"),
     ffprobe: key(nonEmpty(), "ffprobe"),
     maxTranscodes: key(intIn(1, 256), 6),
+    /** Streams one host may have playing at once (each runs one transcode, two briefly). */
+    maxStreamsPerHost: key(intIn(1, 256), 3),
     /** Stream bytes a client lets the server have in flight before it acknowledges them. */
     windowBytes: key(intIn(64 * 1024, 256 * 1024 * 1024), 1024 * 1024),
   },
@@ -162,10 +199,24 @@ export const SCHEMA = {
     maxFrameBytes: key(intIn(64 * 1024, 64 * 1024 * 1024), 1024 * 1024),
     joinTimeoutMs: key(intIn(100, 600_000), 5000),
     maxPending: key(intIn(1, 100_000), 64),
+    /** Connections one host may have joining at once; a new one pushes out its oldest. */
+    maxPendingPerHost: key(intIn(1, 100_000), 16),
+    /** A connection that has sent no byte this long is closed (well before join_timeout_ms). */
+    firstByteTimeoutMs: key(intIn(100, 600_000), 3000),
     maxClients: key(intIn(1, 1_000_000), 1000),
+    /** People one host (an IPv4 address or an IPv6 /64) may have joined at once. */
+    maxClientsPerHost: key(intIn(1, 1_000_000), 100),
     chatRate: key(numberIn(0.1, 1_000_000), 1000),
     chatBurst: key(numberIn(1, 1_000_000), 2000),
+    /** Messages one person may receive a second from everyone together, and in one burst. */
+    chatInboundRate: key(numberIn(0.1, 1_000_000), 2000),
+    chatInboundBurst: key(numberIn(1, 1_000_000), 4000),
+    /** Messages one person may receive a second from one sender, and in one burst. */
+    chatPairRate: key(numberIn(0.1, 1_000_000), 1000),
+    chatPairBurst: key(numberIn(1, 1_000_000), 2000),
     maxQueueBytes: key(intIn(64 * 1024, 4 * 1024 * 1024 * 1024), 8 * 1024 * 1024),
+    /** Bytes queued to send over all connections together (chat past it: recipient-busy). */
+    maxTotalQueueBytes: key(intIn(1024 * 1024, 64 * 1024 * 1024 * 1024), 128 * 1024 * 1024),
     keepaliveMs: key(intIn(100, 3_600_000), 15_000),
     idleTimeoutMs: key(intIn(200, 7_200_000), 45_000),
   },
@@ -174,6 +225,36 @@ export const SCHEMA = {
     player: key(nonEmpty(), "auto"),
     /** Ring the terminal bell when a message arrives. */
     bell: key(bool, true),
+    /** Keep typed commands in the home for Up-arrow and Ctrl-R in later runs. */
+    inputHistory: key(bool, true),
+  },
+  cluster: {
+    /** NATS addresses; empty runs a single server, which never loads the NATS client. */
+    url: key(clusterUrl, ""),
+    /** This node's id in the cluster; empty picks a random one at each start. */
+    node: key(nodeId, ""),
+    /** NATS user, with the password in `password_file`. */
+    user: key(optionalText(256), ""),
+    passwordFile: key(optionalText(), ""),
+    /** A file holding an nkey seed (`SU...`), instead of user and password. */
+    nkeySeedFile: key(optionalText(), ""),
+    /** A dead node's people leave everyone's list within this time. */
+    presenceTtlMs: key(intIn(300, 600_000), 6000),
+    /** Parts a `reelay worker` runs at once (as many as it transcodes in real time). */
+    workerSlots: key(intIn(1, 256), 2),
+  },
+  media: {
+    /** The H.264 encoder: `auto` tries VA-API, NVENC, Quick Sync at start, else software. */
+    encoder: key(oneOf(["auto", "software", "vaapi", "nvenc", "qsv"]), "auto"),
+    /** Keep finished parts in `cache_dir` so the next viewer reads a file, not a new ffmpeg. */
+    cache: key(bool, false),
+    cacheDir: key(nonEmpty(), "chunks"),
+    cacheMaxBytes: key(intIn(1024 * 1024, 2 ** 50), 10 * 1024 ** 3),
+    cacheMaxAgeMs: key(intIn(1000, 10 * 365 * 86_400_000), 7 * 86_400_000),
+    /** Bytes of a shared part kept for viewers who join late or read slower than others. */
+    shareBufferBytes: key(intIn(1024 * 1024, 4 * 1024 ** 3), 32 * 1024 * 1024),
+    /** A paused stream's ffmpeg is stopped at once and ended after this long. */
+    pauseGraceMs: key(intIn(0, 3_600_000), 10_000),
   },
 };
 

@@ -43,11 +43,14 @@ import {
 } from "./_validate.ts";
 
 /**
- * The protocol version this build speaks (2: sealed envelopes as binary frame bodies; lasting
- * conversations add `prekeys`, `bundle`, `ack`, `refuse`, `queued`, `sealed`, `failed` and
- * `refused`, see docs/protocol.md).
+ * The protocol version this build speaks (3: everything inside the secure channel; 2 added
+ * sealed envelopes as binary frame bodies). Lasting conversations add `prekeys`, `bundle`, `ack`,
+ * `refuse`, `queued`, `sealed`, `failed` and `refused` (see docs/protocol.md).
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+
+/** The secure channel's prologue: both sides must speak this protocol and version. */
+export const CHANNEL_PROLOGUE = `reelay/${PROTOCOL_VERSION}`;
 
 const MAX_LIST = 10_000;
 /** Largest sealed envelope relayed: a kind byte and a conversation's initial message. */
@@ -77,6 +80,8 @@ export interface VideoListing {
   fps: number;
   hasAudio: boolean;
   segments: SegmentPlan[];
+  /** The H.264 encoder the server transcodes with, e.g. `libx264 (software)`. */
+  encoder?: string;
 }
 
 /** Limits the server announces so clients can stay within them. */
@@ -92,7 +97,12 @@ export type StreamEndReason = "complete" | "stopped" | "error";
 
 /** Messages a client sends. `ref` ties an answer or error to its request. */
 export type ClientMessage =
-  | ({ type: "hello"; protocol: number } & Announcement)
+  | ({
+    type: "hello";
+    protocol: number;
+    /** RSA-PSS over ("reelay-join-v3", handshake hash, announcement signature), base64. */
+    proof: string;
+  } & Announcement)
   | {
     type: "send";
     ref?: number;
@@ -108,8 +118,10 @@ export type ClientMessage =
   | { type: "ack"; mail: string[] }
   | { type: "refuse"; to: string; toKey: string; id: string; reason: string; signature: string }
   | { type: "videos"; ref?: number }
-  | { type: "play"; ref?: number; video: string }
+  | { type: "play"; ref?: number; video: string; from?: number }
   | { type: "stop"; ref?: number }
+  | { type: "pause"; ref?: number }
+  | { type: "resume"; ref?: number }
   | { type: "credit"; stream: number; bytes: number }
   | { type: "ping" }
   | { type: "pong" }
@@ -157,6 +169,8 @@ export type ServerMessage =
     ref?: number;
     stream: number;
     video: VideoListing;
+    /** Seconds into the video where the stream starts (after a seek); absent means 0. */
+    from?: number;
   }
   | {
     type: "stream-end";
@@ -332,12 +346,24 @@ export function parseClientMessage(frame: Frame): ClientMessage {
         signature: string(fields, "signature", MAX_KEY_TEXT),
       };
     case "hello":
-      return { type, protocol: integer(fields, "protocol", 0, 1000), ...announcement(fields) };
+      return {
+        type,
+        protocol: integer(fields, "protocol", 0, 1000),
+        ...announcement(fields),
+        proof: string(fields, "proof", MAX_KEY_TEXT),
+      };
     case "videos":
       return { type, ...ref(fields) };
     case "play":
-      return { type, ...ref(fields), video: string(fields, "video", 1024) };
+      return {
+        type,
+        ...ref(fields),
+        video: string(fields, "video", 1024),
+        ...optionalFrom(fields),
+      };
     case "stop":
+    case "pause":
+    case "resume":
       return { type, ...ref(fields) };
     case "credit":
       return {
@@ -352,6 +378,11 @@ export function parseClientMessage(frame: Frame): ClientMessage {
     default:
       throw new ProtocolError("unknown-message", `Message type ${JSON.stringify(type)} is unknown`);
   }
+}
+
+/** An optional position in a video, in seconds (at most a year). */
+function optionalFrom(fields: Record<string, unknown>): { from?: number } {
+  return fields.from === undefined ? {} : { from: number(fields, "from", 0, 366 * 86_400) };
 }
 
 function segment(value: unknown, field: string): SegmentPlan {
@@ -377,6 +408,7 @@ function video(value: unknown, field: string): VideoListing {
     fps: number(fields, "fps"),
     hasAudio: boolean(fields, "hasAudio"),
     segments: array(fields, "segments", 16, segment),
+    ...(fields.encoder === undefined ? {} : { encoder: string(fields, "encoder", 128) }),
   };
 }
 
@@ -495,6 +527,7 @@ export function parseServerMessage(frame: Frame): ServerMessage {
         ...ref(fields),
         stream: integer(fields, "stream", 0, 2 ** 32 - 1),
         video: video(fields.video, "video"),
+        ...optionalFrom(fields),
       };
     case "stream-end": {
       const message = optionalString(fields, "message", 4096);

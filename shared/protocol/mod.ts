@@ -7,7 +7,7 @@
  * ```ts
  * import assert from "node:assert/strict";
  * import { encodeMessage, PROTOCOL_VERSION } from "./mod.ts";
- * assert.equal(PROTOCOL_VERSION, 2);
+ * assert.equal(PROTOCOL_VERSION, 3);
  * assert.ok(encodeMessage({ type: "ping" }).length > 5);
  * ```
  *
@@ -20,9 +20,11 @@ export {
   type FramedOptions,
   isDisconnect,
   ORDERED_BUDGET_BYTES,
+  type QueueAccount,
 } from "./framed.ts";
 export {
   type Announcement,
+  CHANNEL_PROLOGUE,
   type ClientMessage,
   type ClientMessageType,
   encodeMessage,

@@ -1,0 +1,154 @@
+/**
+ * The client's way into a server: TCP, the secure handshake, and the server key checked against
+ * the pin for the server's address (`known_servers.json` in the client's home, like ssh's
+ * `known_hosts`). The first connection pins the key; a different key later is refused with
+ * `server-key-changed` naming both fingerprints, unless the person accepts exactly that new key
+ * (`reelay client --accept-server-key FINGERPRINT`). There is no unencrypted way in.
+ *
+ * @module
+ */
+
+import {
+  type ClientHandshake,
+  initiate,
+  serverFingerprint,
+  ServerPins,
+} from "../shared/channel/mod.ts";
+import { messageOf, ReelayError } from "../shared/errors.ts";
+import { CHANNEL_PROLOGUE } from "../shared/protocol/mod.ts";
+
+/** The pins file in a client's home. */
+export const KNOWN_SERVERS_FILE = "known_servers.json";
+
+/** How the server's key compared with what this client knew. */
+export type ServerKeyStatus = "pinned" | "new" | "accepted";
+
+/** Where to connect and what to trust. */
+export interface SecureDialOptions {
+  hostname: string;
+  port: number;
+  /** The client's pins (see {@linkcode knownServers}). */
+  pins: ServerPins;
+  /** The fingerprint the person accepts for this server in place of the pinned one. */
+  acceptServerKey?: string;
+  /** Deadline of the handshake. */
+  timeoutMs?: number;
+}
+
+/** A connection whose server key matched (or was just pinned). */
+export interface SecureDial extends ClientHandshake {
+  /** How the key compared with the pin. */
+  serverKeyStatus: ServerKeyStatus;
+}
+
+/**
+ * The pins kept in `home`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { knownServers } from "./server_trust.ts";
+ * assert.ok(knownServers("/home/alice/.reelay").file.endsWith("/known_servers.json"));
+ * ```
+ */
+export function knownServers(home: string): ServerPins {
+  return new ServerPins(`${home}/${KNOWN_SERVERS_FILE}`);
+}
+
+/**
+ * Connects, runs the handshake and checks the server's key against the pin for
+ * `hostname:port`. Throws `server-unreachable`, the handshake's errors (`not-reelay`,
+ * `handshake-failed`, `handshake-timeout`) or `server-key-changed`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { respond, ServerKey } from "../shared/channel/mod.ts";
+ * import { CHANNEL_PROLOGUE } from "../shared/protocol/mod.ts";
+ * import { knownServers, secureDial } from "./server_trust.ts";
+ * const home = await Deno.makeTempDir();
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const key = await ServerKey.generate();
+ * const serve = async () => {
+ *   const server = await respond(await listener.accept(), key, { prologue: CHANNEL_PROLOGUE });
+ *   server.transport.close();
+ * };
+ * const options = { hostname: "127.0.0.1", port: listener.addr.port, pins: knownServers(home) };
+ * const [first] = await Promise.all([secureDial(options), serve()]);
+ * assert.equal(first.serverKeyStatus, "new");
+ * first.transport.close();
+ * const [second] = await Promise.all([secureDial(options), serve()]);
+ * assert.equal(second.serverKeyStatus, "pinned");
+ * second.transport.close();
+ * listener.close();
+ * await Deno.remove(home, { recursive: true });
+ * ```
+ */
+export async function secureDial(options: SecureDialOptions): Promise<SecureDial> {
+  const { hostname, port } = options;
+  const address = `${hostname}:${port}`;
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname, port });
+  } catch (error) {
+    throw new ReelayError(
+      "server-unreachable",
+      `Cannot reach a reelay server at ${address}: ${messageOf(error)}`,
+      { cause: error },
+    );
+  }
+  try {
+    conn.setNoDelay(true);
+  } catch {
+    // Gone already: the handshake will say so.
+  }
+  const handshake = await initiate(conn, {
+    prologue: CHANNEL_PROLOGUE,
+    timeoutMs: options.timeoutMs,
+    peer: address,
+  });
+  try {
+    const status = await checkPin(address, handshake, options);
+    return { ...handshake, serverKeyStatus: status };
+  } catch (error) {
+    handshake.transport.close();
+    throw error;
+  }
+}
+
+async function checkPin(
+  address: string,
+  handshake: ClientHandshake,
+  options: SecureDialOptions,
+): Promise<ServerKeyStatus> {
+  const { pins, acceptServerKey } = options;
+  const presented = handshake.remoteStatic;
+  const check = await pins.check(address, presented);
+  if (acceptServerKey !== undefined) {
+    if (acceptServerKey.trim() !== handshake.serverFingerprint) {
+      throw new ReelayError(
+        "server-key-changed",
+        `WARNING: the server at ${address} presented ${handshake.serverFingerprint}, not the ` +
+          `key you accepted (${acceptServerKey.trim()}). The connection was refused`,
+      );
+    }
+    if (check === "match") return "pinned";
+    await pins.replace(address, presented);
+    return "accepted";
+  }
+  if (check === "match") return "pinned";
+  if (check === "new") {
+    await pins.pin(address, presented);
+    return "new";
+  }
+  const pinned = (await pins.pinned(address))!;
+  throw new ReelayError(
+    "server-key-changed",
+    `WARNING: the server at ${address} presented a different key than the one pinned for it ` +
+      `(pinned ${await serverFingerprint(pinned)}, presented ${handshake.serverFingerprint}). ` +
+      `Someone may be intercepting the connection, or the server's key was replaced. The ` +
+      `connection was refused. Only after the server's owner confirms the new fingerprint ` +
+      `(reelay server --fingerprint) another way, run: reelay client --accept-server-key ` +
+      `${handshake.serverFingerprint}`,
+  );
+}

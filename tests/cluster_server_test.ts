@@ -1,0 +1,194 @@
+import assert from "node:assert/strict";
+import { SERVER_KEY_FILE, startServer } from "../server/mod.ts";
+import { silentLogger } from "../shared/log.ts";
+import { joinClient, testConfig } from "../testing/harness.ts";
+import { type Cli, startCliServer } from "./_procs.ts";
+import { NATS_SERVER_PRESENT, NATS_SKIP_NOTE, TestNats } from "./_cluster.ts";
+import { waitUntil } from "./_raw.ts";
+
+function clusterTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({ name: `${name}${NATS_SKIP_NOTE}`, ignore: !NATS_SERVER_PRESENT, fn });
+}
+
+/** A node started in this process, joined to `nats` with its user and password file. */
+async function startNode(
+  nats: TestNats,
+  videos: string,
+  node: string,
+  presenceTtlMs = 6000,
+  state = `${videos}/.state`,
+  port = 0,
+) {
+  const passwordFile = await Deno.makeTempFile({ prefix: "reelay-nats-password-" });
+  await Deno.writeTextFile(passwordFile, `${nats.password}\n`);
+  try {
+    return await startServer(
+      testConfig(videos, (config) => {
+        config.cluster.url = nats.url;
+        config.cluster.node = node;
+        config.cluster.user = nats.user;
+        config.cluster.passwordFile = passwordFile;
+        config.cluster.presenceTtlMs = presenceTtlMs;
+        config.server.state = state;
+        config.server.port = port;
+      }),
+      { log: silentLogger },
+    );
+  } finally {
+    await Deno.remove(passwordFile);
+  }
+}
+
+clusterTest("cluster: people on two nodes see each other and chat end to end", async () => {
+  await using nats = await TestNats.start();
+  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+  const nodeA = await startNode(nats, videos, "node-a");
+  const nodeB = await startNode(nats, videos, "node-b");
+  try {
+    assert.equal(nodeA.nodeId, "node-a");
+    const alice = await joinClient(nodeA.port, "alice");
+    await alice.log.waitFor("welcome");
+    const bob = await joinClient(nodeB.port, "bob");
+    await bob.log.waitFor("welcome");
+    // Bob, arriving on B, is listed alice on A; alice is told bob joined.
+    assert.deepEqual(bob.session.who().map((peer) => peer.name), ["alice"]);
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+
+    await alice.session.send("bob", "hello across nodes");
+    const got = await bob.log.waitFor("message");
+    assert.equal(got.from, "alice");
+    assert.equal(got.text, "hello across nodes");
+    await bob.session.send("Alice", "and back");
+    assert.equal((await alice.log.waitFor("message")).text, "and back");
+
+    // The name is the cluster's: nobody takes it on the other node, in any case.
+    await assert.rejects(joinClient(nodeB.port, "ALICE"), /taken/);
+    await assert.rejects(alice.session.send("carol", "nobody"), /carol/);
+
+    await bob.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "bob");
+    assert.deepEqual(alice.session.who(), []);
+    await alice.session.quit();
+  } finally {
+    await nodeA.close();
+    await nodeB.close();
+    await Deno.remove(videos, { recursive: true });
+  }
+});
+
+clusterTest(
+  "cluster: a node killed under its people is dropped from the others' lists",
+  async () => {
+    await using nats = await TestNats.start();
+    const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+    const config = await Deno.makeTempFile({ suffix: ".ini" });
+    await Deno.writeTextFile(config, "[cluster]\npresence_ttl_ms = 1500\n");
+    const nodeA = await startNode(nats, videos, "node-a", 1500);
+    let nodeB: { cli: Cli; port: number } | undefined;
+    try {
+      const url = `nats://${nats.user}:${nats.password}@127.0.0.1:${nats.port}`;
+      nodeB = await startCliServer(videos, ["--cluster", url, "--config", config]);
+      const alice = await joinClient(nodeA.port, "alice");
+      const bob = await joinClient(nodeB.port, "bob");
+      await alice.log.waitFor("joined", (event) => event.name === "bob");
+      nodeB.cli.child.kill("SIGKILL");
+      await nodeB.cli.exit();
+      await bob.log.waitFor("disconnected");
+      // Within the presence TTL plus one heartbeat, alice is told bob left, and his name is free.
+      await alice.log.waitFor("left", (event) => event.name === "bob", 1500 * 4);
+      const bobAgain = await joinClient(nodeA.port, "bob");
+      await alice.log.waitFor("joined", (event) => event.name === "bob");
+      await bobAgain.session.quit();
+      await bob.session.quit().catch(() => {});
+      await alice.session.quit();
+    } finally {
+      await nodeB?.cli.dispose();
+      await nodeA.close();
+      await Deno.remove(videos, { recursive: true });
+      await Deno.remove(config);
+    }
+  },
+);
+
+clusterTest("cluster: NATS restarted under two nodes; they reconnect and carry on", async () => {
+  await using nats = await TestNats.start();
+  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+  const nodeA = await startNode(nats, videos, "node-a");
+  const nodeB = await startNode(nats, videos, "node-b");
+  try {
+    const alice = await joinClient(nodeA.port, "alice");
+    const bob = await joinClient(nodeB.port, "bob");
+    await alice.log.waitFor("joined", (event) => event.name === "bob");
+    await nats.stop();
+    await nats.restart();
+    // Messages cross again once both nodes are back (a send while NATS is away fails, clearly).
+    await waitUntil(
+      async () => {
+        try {
+          await alice.session.send("bob", "after the restart");
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      "alice to reach bob after the restart",
+      20_000,
+    );
+    assert.equal((await bob.log.waitFor("message")).text, "after the restart");
+    // Presence carries on: a newcomer on B is seen on A, and leaving is seen too.
+    const carol = await joinClient(nodeB.port, "carol");
+    await alice.log.waitFor("joined", (event) => event.name === "carol");
+    await carol.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "carol");
+    // Nobody was dropped meanwhile.
+    assert.deepEqual(alice.log.of("left").map((event) => event.name), ["carol"]);
+    await bob.session.quit();
+    await alice.session.quit();
+  } finally {
+    await nodeA.close();
+    await nodeB.close();
+    await Deno.remove(videos, { recursive: true });
+  }
+});
+
+clusterTest(
+  "cluster: nodes given the same server key are one server to a client's pin",
+  async () => {
+    // One address (say a DNS name) in front of whichever node serves it: the client pins the key
+    // once; another node with a copy of the key serves it unnoticed, a node with its own does not.
+    await using nats = await TestNats.start();
+    const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+    try {
+      const nodeA = await startNode(nats, videos, "node-a", 6000, `${videos}/state-a`);
+      const port = nodeA.port;
+      const first = await joinClient(port, "alice");
+      await first.session.quit();
+      await nodeA.close();
+
+      await Deno.mkdir(`${videos}/state-b`, { mode: 0o700 });
+      const keyB = `${videos}/state-b/${SERVER_KEY_FILE}`;
+      await Deno.copyFile(`${videos}/state-a/${SERVER_KEY_FILE}`, keyB);
+      await Deno.chmod(keyB, 0o600);
+      const nodeB = await startNode(nats, videos, "node-b", 6000, `${videos}/state-b`, port);
+      try {
+        const again = await joinClient(port, "alice", { home: first.home });
+        await again.log.waitFor("welcome");
+        await again.session.quit();
+      } finally {
+        await nodeB.close();
+      }
+
+      const nodeC = await startNode(nats, videos, "node-c", 6000, `${videos}/state-c`, port);
+      try {
+        await assert.rejects(
+          joinClient(port, "alice", { home: first.home }),
+          (error: Error & { code?: string }) => error.code === "server-key-changed",
+        );
+      } finally {
+        await nodeC.close();
+      }
+    } finally {
+      await Deno.remove(videos, { recursive: true });
+    }
+  },
+);
