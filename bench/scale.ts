@@ -39,8 +39,12 @@ const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 const SCALE_CONFIG = `; deno task bench: scale
 [stream]
 max_transcodes = ${2 * STREAMS}
+max_streams_per_host = ${STREAMS}
 [limits]
 max_clients = ${CLIENTS + 10}
+; Every bench client comes from this one machine.
+max_clients_per_host = ${CLIENTS + 10}
+max_pending_per_host = 64
 `;
 
 const KIB = 1024;

@@ -10,6 +10,7 @@ import { posix, win32 } from "node:path";
 import { messageOf, ReelayError, UsageError } from "../shared/errors.ts";
 import { writeAll } from "../shared/io.ts";
 import { Identity } from "../shared/crypto/mod.ts";
+import { assertOwnerOnly, assertPrivateFolder } from "../shared/channel/_files.ts";
 
 /** Name of the identity file inside the home folder. */
 export const IDENTITY_FILE = "identity.json";
@@ -147,7 +148,9 @@ export interface LoadedIdentity {
 /**
  * Loads `identity.json` from `home`, or on the very first run generates and saves it
  * (folder 0o700, file 0o600). An existing file that cannot be read or parsed throws
- * `identity-unreadable`; it is never replaced.
+ * `identity-unreadable`; it is never replaced. A home others may write in is refused as
+ * `home-unprotected`, an identity others may read or someone else owns as
+ * `identity-unprotected`, each naming the command that fixes it.
  *
  * @example
  * ```ts
@@ -157,9 +160,13 @@ export interface LoadedIdentity {
  */
 export async function loadOrCreateIdentity(home: string): Promise<LoadedIdentity> {
   await ensureHome(home);
+  // As ssh does: a home others may write in, or an identity others may read or that someone
+  // else owns, is refused (with the command that fixes it) rather than used.
+  await assertPrivateFolder(home, "home-unprotected");
   const file = join(home, IDENTITY_FILE);
   const text = await readIfExists(file, "identity-unreadable", "identity file");
   if (text !== undefined) {
+    await assertOwnerOnly(file, "identity-unprotected");
     return { identity: await parseIdentity(file, text), created: false, file };
   }
   const identity = await Identity.generate();

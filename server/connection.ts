@@ -8,7 +8,7 @@
 
 import type { Config } from "../shared/config/mod.ts";
 import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
-import { nameProblem } from "../shared/names.ts";
+import { nameKey, nameProblem } from "../shared/names.ts";
 import {
   type Announcement,
   type ClientMessage,
@@ -20,9 +20,10 @@ import type { Logger } from "../shared/log.ts";
 import { verifyJoinProof } from "../shared/crypto/mod.ts";
 import type { JoinEpochs } from "./join_epochs.ts";
 import type { Viewer } from "./media/mod.ts";
-import { TokenBucket } from "./rate_limit.ts";
+import { InboundChat, TokenBucket } from "./rate_limit.ts";
 import type { People } from "./people.ts";
 import type { Recipient } from "./relay.ts";
+import type { QueueBudget } from "./shares.ts";
 
 /** What a connection needs from the server that owns it. */
 export interface ServerContext {
@@ -34,6 +35,10 @@ export interface ServerContext {
   createViewer(framed: ServerConnection): Viewer;
   /** Whether another client may join now (the total cap). */
   hasRoomForClient(): boolean;
+  /** Streams playing now for people joined from `host`. */
+  streamsFrom(host: string): number;
+  /** The server-wide budget of queued bytes. */
+  readonly budget: QueueBudget;
   /** Epochs of accepted joins: one is never accepted twice. */
   readonly joinEpochs: JoinEpochs;
 }
@@ -44,6 +49,10 @@ export interface ChannelFacts {
   handshakeHash: Uint8Array;
   /** When the join must be complete (ms since epoch): the handshake spent part of the time. */
   joinDeadline: number;
+  /** The host this connection counts against (`hostOf` its address). */
+  host: string;
+  /** Counts this connection as joined from its host; false when the host has its whole share. */
+  claimHostShare(): boolean;
 }
 
 /** Consecutive malformed messages tolerated before a peer is cut off. */
@@ -60,12 +69,17 @@ const MAX_BAD_MESSAGES = 16;
  */
 export class PeerConnection implements Recipient {
   readonly framed: ServerConnection;
+  /** The host this peer counts against (`hostOf` its address). */
+  readonly host: string;
   readonly #context: ServerContext;
   readonly #viewer: Viewer;
   readonly #chat: TokenBucket;
+  readonly #inbound: InboundChat;
   readonly #channel: ChannelFacts;
   #announcement: Announcement | undefined;
   #badMessages = 0;
+  /** Set once the peer is being told why it is closed: nothing it sends is acted on after. */
+  #hangingUp = false;
   #lastFrameAt = Date.now();
   /** When the server last pinged this peer (keepalive; set by the server's sweep). */
   lastPingAt = 0;
@@ -73,11 +87,18 @@ export class PeerConnection implements Recipient {
   /** Wraps an accepted connection, framed inside its secure channel. */
   constructor(framed: ServerConnection, context: ServerContext, channel: ChannelFacts) {
     this.framed = framed;
+    this.host = channel.host;
     this.#context = context;
     this.#channel = channel;
     this.#viewer = context.createViewer(framed);
     const { chatRate, chatBurst } = context.config.limits;
     this.#chat = new TokenBucket(chatRate, chatBurst);
+    this.#inbound = new InboundChat(context.config.limits);
+  }
+
+  /** Whether this peer has a stream playing. */
+  get streaming(): boolean {
+    return this.#viewer.playing;
   }
 
   /** The signed announcement this peer joined with (only once joined). */
@@ -113,8 +134,44 @@ export class PeerConnection implements Recipient {
     this.framed.sendUrgent(frame);
   }
 
-  /** Queues a sealed envelope from `from`; false when this peer is gone (or was just cut off). */
+  /**
+   * Queues a sealed envelope from `from`; false when this peer is gone (or was just cut off).
+   * Throws (to the sender) `rate-limited` past the pair rate, and `recipient-busy` past this
+   * peer's inbound rate, when its queue holds half its cap already, or when the server's budget
+   * of queued bytes is spent: what others send never gets this peer cut off.
+   */
   deliver(from: string, envelope: Uint8Array): boolean {
+    const { limits } = this.#context.config;
+    const name = JSON.stringify(this.announcement.name);
+    const refusal = this.#inbound.take(nameKey(from));
+    if (refusal === "pair") {
+      throw new ReelayError(
+        "rate-limited",
+        `Too many messages to ${name}: the limit is ${limits.chatPairRate} a second to one person`,
+      );
+    }
+    if (refusal === "recipient") {
+      throw new ReelayError(
+        "recipient-busy",
+        `${name} is receiving more than ${limits.chatInboundRate} messages a second: ` +
+          "try again shortly",
+      );
+    }
+    // Room for the frame's header and fields besides the envelope itself.
+    const bytes = envelope.length + 256;
+    if (this.framed.queuedBytes + bytes > limits.maxQueueBytes / 2) {
+      throw new ReelayError(
+        "recipient-busy",
+        `${name} is not taking messages as fast as they come: try again shortly`,
+      );
+    }
+    if (!this.#context.budget.hasRoom(bytes)) {
+      throw new ReelayError(
+        "recipient-busy",
+        `The server has ${this.#context.budget.limit} bytes queued for people who are not ` +
+          `reading: try ${name} again shortly`,
+      );
+    }
     this.framed.sendMessage({ type: "deliver", from, envelope });
     return !this.framed.closed;
   }
@@ -157,17 +214,22 @@ export class PeerConnection implements Recipient {
     }
   }
 
-  /** Sends an error (when the socket still takes it) and closes the connection. */
-  async hangUp(error: ReelayError): Promise<void> {
-    if (this.framed.closed) return;
+  /**
+   * Sends an error (when the socket still takes it, waiting at most `flushMs` for it to be
+   * written) and closes the connection.
+   */
+  async hangUp(error: ReelayError, flushMs = 500): Promise<void> {
+    if (this.framed.closed || this.#hangingUp) return;
+    this.#hangingUp = true;
     this.#context.log("warn", `Closing ${this.label}: ${error.message}`);
     this.framed.sendMessage({ type: "error", code: error.code, message: error.message });
-    await this.framed.flushAndClose(error, 500);
+    await this.framed.flushAndClose(error, flushMs);
   }
 
   async #readLoop(): Promise<void> {
     for await (const item of this.framed.receive()) {
       this.#lastFrameAt = Date.now();
+      if (this.#hangingUp) continue;
       if (item.kind === "malformed") {
         if (!this.joined) throw item.error;
         this.#rejectMalformed(item.error);
@@ -225,6 +287,7 @@ export class PeerConnection implements Recipient {
       case "videos":
         return this.#viewer.list(message.ref);
       case "play":
+        this.#checkStreamShare();
         return await this.#viewer.play(message.ref, message.video);
       case "stop":
         return await this.#viewer.stop(message.ref);
@@ -261,7 +324,7 @@ export class PeerConnection implements Recipient {
           "cannot join",
       );
     }
-    if (this.framed.closed) return;
+    if (this.framed.closed || this.#hangingUp) return;
     if (!this.#context.joinEpochs.accept(announcement.epoch)) {
       throw new ReelayError(
         "replayed-join",
@@ -271,6 +334,14 @@ export class PeerConnection implements Recipient {
     }
     if (!this.#context.hasRoomForClient()) {
       throw new ReelayError("server-full", "Server is full: try again later");
+    }
+    if (!this.#channel.claimHostShare()) {
+      throw new ReelayError(
+        "host-full",
+        `Too many people are connected from ${this.host} (the limit is ` +
+          `${this.#context.config.limits.maxClientsPerHost} per host): try again when someone ` +
+          "there leaves",
+      );
     }
     this.#announcement = announcement;
     let directory: Uint8Array[];
@@ -302,6 +373,19 @@ export class PeerConnection implements Recipient {
       return await this.#context.verifyAnnouncement(announcement);
     } catch (error) {
       throw new ReelayError("bad-key", `Announced keys are not usable: ${messageOf(error)}`);
+    }
+  }
+
+  /** A new stream from this host must fit its share (replacing this peer's own stream does). */
+  #checkStreamShare(): void {
+    const { maxStreamsPerHost } = this.#context.config.stream;
+    const others = this.#context.streamsFrom(this.host) - (this.streaming ? 1 : 0);
+    if (others >= maxStreamsPerHost) {
+      throw new ReelayError(
+        "host-busy",
+        `${others} videos are already playing from ${this.host} (the limit is ` +
+          `${maxStreamsPerHost} per host): stop one first`,
+      );
     }
   }
 

@@ -1,12 +1,13 @@
 /**
- * The reelay server: listens, accepts, enforces connection caps, keeps peers alive, and shuts
- * everything down (sockets and ffmpeg children) on {@linkcode ReelayServer.close}.
+ * The reelay server: listens, accepts, enforces connection caps and each host's fair share of
+ * them (`shares.ts`), keeps peers alive, and shuts everything down (sockets and ffmpeg children)
+ * on {@linkcode ReelayServer.close}.
  *
  * @module
  */
 
 import { SerialQueue, settlesWithin, Wake } from "../shared/async.ts";
-import { type Handshake, type KeyPair, respond } from "../shared/channel/mod.ts";
+import { type ByteConn, type Handshake, type KeyPair, respond } from "../shared/channel/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { errorDetail, messageOf, ReelayError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
@@ -21,11 +22,51 @@ import { JoinEpochs } from "./join_epochs.ts";
 import { PeerConnection, type ServerContext } from "./connection.ts";
 import type { Viewer } from "./media/mod.ts";
 import { LocalPeople, type People } from "./people.ts";
+import { hostOf, HostShares, QueueBudget } from "./shares.ts";
+
+/**
+ * How long an evicted connection may take to be told why. Evictions come in bursts (a flood of
+ * connections) when the loop is busiest, so this is longer than a normal hang-up's wait; the
+ * connection no longer counts against any share meanwhile.
+ */
+const EVICTION_FLUSH_MS = 5000;
 
 /** Pause after a failed accept (e.g. out of file descriptors) before trying again. */
 const ACCEPT_RETRY_MS = 100;
-/** Refusals (`too-many-pending`) handshaken at once: each costs a handshake's CPU. */
+/** Refusals (`host-full`) handshaken at once: each costs a handshake's CPU. */
 const REFUSAL_LANES = 2;
+
+const TOO_MANY_PENDING = "Too many connections are joining at once from your host: try again later";
+
+/** A connection from accept to its end, as its host's share counts it. */
+interface Joining {
+  readonly conn: Deno.TcpConn;
+  readonly host: string;
+  /** Set once the handshake is done and the connection is served. */
+  peer?: PeerConnection;
+  /** Pushed out to make room: told `too-many-pending` and closed, never joined. */
+  evicted: boolean;
+}
+
+/**
+ * The connection as the handshake reads it, and whether any byte came yet (the first-byte
+ * deadline). Everything else goes straight to `conn`.
+ */
+function watchFirstByte(conn: Deno.TcpConn): { conn: ByteConn; heard(): boolean } {
+  let heard = false;
+  const watched: ByteConn = {
+    read: async (p) => {
+      const count = await conn.read(p);
+      if (count) heard = true;
+      return count;
+    },
+    write: (p) => conn.write(p),
+    close: () => conn.close(),
+    closeWrite: () => conn.closeWrite(),
+    remoteAddr: conn.remoteAddr,
+  };
+  return { conn: watched, heard: () => heard };
+}
 
 /** What the server is given besides its config. */
 export interface ServerDeps {
@@ -89,9 +130,11 @@ export class ReelayServer {
   readonly #listener: Deno.TcpListener;
   readonly #context: ServerContext;
   readonly #peers = new Set<PeerConnection>();
+  readonly #shares: HostShares<Joining>;
+  readonly #budget: QueueBudget;
   /** Connections in their secure handshake that count as joining (against `max_pending`). */
   readonly #handshaking = new Set<Deno.TcpConn>();
-  /** Connections over `max_pending`: handshaken only to be told so, then closed. */
+  /** Connections refused (`host-full`): handshaken only to be told so, then closed. */
   readonly #refusing = new Set<Deno.TcpConn>();
   readonly #refusalLanes = Array.from({ length: REFUSAL_LANES }, () => new SerialQueue());
   #nextRefusalLane = 0;
@@ -107,6 +150,9 @@ export class ReelayServer {
     this.#listener = listener;
     this.#deps = deps;
     const people = deps.people ?? new LocalPeople<PeerConnection>();
+    this.#shares = new HostShares(config.limits);
+    this.#budget = new QueueBudget(config.limits.maxTotalQueueBytes, () => this.#peers.size);
+    const shares = this.#shares;
     this.#context = {
       config,
       log: deps.log,
@@ -114,6 +160,12 @@ export class ReelayServer {
       verifyAnnouncement: deps.verifyAnnouncement,
       createViewer: deps.createViewer,
       hasRoomForClient: () => people.size < config.limits.maxClients,
+      streamsFrom: (host) => {
+        let playing = 0;
+        for (const joining of shares.joinedFrom(host)) if (joining.peer?.streaming) playing++;
+        return playing;
+      },
+      budget: this.#budget,
       joinEpochs: new JoinEpochs(),
     };
     this.#accepting = this.#acceptLoop();
@@ -158,9 +210,22 @@ export class ReelayServer {
    * welcome (counted against `[limits] max_pending`).
    */
   get pending(): number {
-    let joining = this.#handshaking.size;
-    for (const peer of this.#peers) if (!peer.joined) joining++;
-    return joining;
+    return this.#shares.pending;
+  }
+
+  /** How many connections from `address`'s host are still joining. */
+  pendingFrom(address: string): number {
+    return this.#shares.pendingOf(hostOf(address));
+  }
+
+  /** How many people from `address`'s host have joined. */
+  joinedFrom(address: string): number {
+    return this.#shares.joinedOf(hostOf(address));
+  }
+
+  /** Bytes queued to send over every connection (counted against `max_total_queue_bytes`). */
+  get queuedBytes(): number {
+    return this.#budget.queued;
   }
 
   /**
@@ -222,24 +287,52 @@ export class ReelayServer {
     } catch {
       // The peer may already be gone; the handshake will notice.
     }
-    const over = this.pending >= limits.maxPending;
-    (over ? this.#refusing : this.#handshaking).add(conn);
-    this.#track(this.#serve(conn, over));
+    const acceptedAt = Date.now();
+    const host = hostOf(conn.remoteAddr.hostname);
+    if (this.#shares.hostFull(host)) {
+      this.#refusing.add(conn);
+      const lane = this.#refusalLanes[this.#nextRefusalLane++ % this.#refusalLanes.length];
+      const message = `Too many people are connected from ${host} (the limit is ` +
+        `${limits.maxClientsPerHost} per host): try again when someone there leaves`;
+      this.#track(
+        lane.run(() => this.#refuse(conn, acceptedAt + limits.joinTimeoutMs, "host-full", message)),
+      );
+      return;
+    }
+    const joining: Joining = { conn, host, evicted: false };
+    this.#handshaking.add(conn);
+    // Room is made by pushing out the oldest joining connection of this host (or, when the
+    // server as a whole is full, of the host holding the most): a flood only displaces itself,
+    // and a newcomer is never the one refused.
+    for (const old of this.#shares.admit(host, joining).evict) this.#evict(old);
+    this.#track(this.#serve(joining, acceptedAt));
   }
 
   /**
-   * Runs the secure handshake (within the join deadline), then serves the peer inside the
-   * channel. A connection over `max_pending` is handshaken only to receive `too-many-pending`
-   * where it can read it; those refusals take turns in a few lanes, so a flood costs bounded
-   * CPU and memory and never delays the handshakes of admitted connections much.
+   * Pushes out a joining connection: one past its handshake is told why inside its channel; one
+   * still in its handshake is closed at once (there is no channel to say it in, and finishing
+   * handshakes only to refuse them would let a flood cost a handshake each).
    */
-  async #serve(conn: Deno.TcpConn, over: boolean): Promise<void> {
-    const { limits } = this.#context.config;
-    const acceptedAt = Date.now();
-    if (over) {
-      const lane = this.#refusalLanes[this.#nextRefusalLane++ % this.#refusalLanes.length];
-      return await lane.run(() => this.#refuse(conn, acceptedAt + limits.joinTimeoutMs));
+  #evict(joining: Joining): void {
+    joining.evicted = true;
+    if (joining.peer) {
+      void joining.peer.hangUp(
+        new ReelayError("too-many-pending", TOO_MANY_PENDING),
+        EVICTION_FLUSH_MS,
+      );
+    } else {
+      closeQuietly(joining.conn);
     }
+  }
+
+  /**
+   * Runs the secure handshake (within the join deadline, and with a first byte within
+   * `first_byte_timeout_ms`), then serves the peer inside the channel. A connection evicted
+   * just as its handshake completed is told `too-many-pending`, then closed.
+   */
+  async #serve(joining: Joining, acceptedAt: number): Promise<void> {
+    const { conn, host } = joining;
+    const { limits } = this.#context.config;
     let handshake: Handshake | undefined;
     try {
       handshake = await this.#handshake(conn, acceptedAt + limits.joinTimeoutMs);
@@ -247,28 +340,41 @@ export class ReelayServer {
       // Still joining: it leaves #handshaking in the same step it becomes a peer.
       this.#handshaking.delete(conn);
     }
-    if (!handshake) return;
+    if (!handshake || this.#closing) {
+      if (handshake) closeQuietly(conn);
+      this.#shares.release(host, joining);
+      return;
+    }
     const inner = this.#deps.tap?.(handshake.transport) ?? handshake.transport;
-    const framed = FramedConnection.forServer(inner, limits);
-    if (this.#closing) {
-      framed.close();
-      return await framed.done;
+    const { maxFrameBytes, maxQueueBytes } = limits;
+    const framed = FramedConnection.forServer(inner, {
+      maxFrameBytes,
+      maxQueueBytes,
+      budget: this.#budget,
+    });
+    if (joining.evicted) {
+      framed.sendMessage({ type: "error", code: "too-many-pending", message: TOO_MANY_PENDING });
+      return await framed.flushAndClose(undefined, EVICTION_FLUSH_MS);
     }
     const peer = new PeerConnection(framed, this.#context, {
       handshakeHash: handshake.handshakeHash,
       joinDeadline: acceptedAt + limits.joinTimeoutMs,
+      host,
+      claimHostShare: () => this.#shares.join(host, joining),
     });
+    joining.peer = peer;
     this.#peers.add(peer);
     this.#deps.log("info", `Connection from ${framed.remote}`);
     try {
       await peer.run();
     } finally {
       this.#peers.delete(peer);
+      this.#shares.release(host, joining);
     }
   }
 
-  /** Tells a connection over `max_pending` so inside the channel, then closes it. */
-  async #refuse(conn: Deno.TcpConn, deadline: number): Promise<void> {
+  /** Tells a refused connection why inside the channel, then closes it. */
+  async #refuse(conn: Deno.TcpConn, deadline: number, code: string, message: string) {
     let handshake: Handshake | undefined;
     try {
       handshake = await this.#handshake(conn, deadline);
@@ -277,23 +383,32 @@ export class ReelayServer {
     }
     if (!handshake) return;
     const framed = FramedConnection.forServer(handshake.transport, this.#context.config.limits);
-    framed.sendMessage({
-      type: "error",
-      code: "too-many-pending",
-      message: "Too many connections are joining at once: try again later",
-    });
+    framed.sendMessage({ type: "error", code, message });
     await framed.flushAndClose(undefined, 200);
   }
 
   /**
-   * The server's side of the secure handshake, finished by `deadline`; undefined (logged, the
-   * connection closed) when it fails, times out, or the server is closing.
+   * The server's side of the secure handshake, finished by `deadline`, its first byte within
+   * `first_byte_timeout_ms`; undefined (logged, the connection closed) when it fails, times out,
+   * or the server is closing. A socket that sends nothing cannot be told why: there is no
+   * channel yet, so it is just closed (and logged).
    */
   async #handshake(conn: Deno.TcpConn, deadline: number): Promise<Handshake | undefined> {
     const remote = addressOf(conn);
+    const { firstByteTimeoutMs } = this.#context.config.limits;
+    const watched = watchFirstByte(conn);
+    const silence = setTimeout(() => {
+      if (watched.heard()) return;
+      this.#deps.log(
+        "info",
+        `Connection from ${remote} sent nothing within ${firstByteTimeoutMs} ms: closed ` +
+          "(first-byte-timeout)",
+      );
+      closeQuietly(conn);
+    }, firstByteTimeoutMs);
     try {
       if (this.#closing) throw new Error("the server is shutting down");
-      return await respond(conn, this.#deps.serverKey, {
+      return await respond(watched.conn, this.#deps.serverKey, {
         prologue: CHANNEL_PROLOGUE,
         timeoutMs: Math.max(1, deadline - Date.now()),
         peer: remote,
@@ -305,6 +420,8 @@ export class ReelayServer {
         `Connection from ${remote} ended in the handshake: ${messageOf(error)}`,
       );
       return undefined;
+    } finally {
+      clearTimeout(silence);
     }
   }
 

@@ -39,6 +39,9 @@ class Scene {
   }
 
   static async open(patch: (config: Config) => void = () => {}): Promise<Scene> {
+    // Made before any raw client connects: a connection that waits on key generation would be
+    // closed by the first-byte deadline on a busy machine.
+    await rawIdentity();
     const server = await startLoggedServer(patch);
     const alice = await joinClient(server.port, "alice");
     const bob = await joinClient(server.port, "bob");

@@ -10,6 +10,9 @@ import { EventFormatter } from "../client/tui/format.ts";
 import { wrapText } from "../client/tui/wrap.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { joinClient, type LoggedServer, startLoggedServer } from "../testing/harness.ts";
+import { generateVideo } from "../testing/sample_video.ts";
+import { within } from "./_deadline.ts";
+import { Cli, startCliServer } from "./_procs.ts";
 import { RawClient, rawIdentity } from "./_raw.ts";
 
 type Joined = Awaited<ReturnType<typeof joinClient>>;
@@ -64,8 +67,10 @@ Deno.test("attack 8: lookalike names cannot join beside alice; invisible text an
     const w0mbat = await RawClient.connect(server.port);
     raws.push(w0mbat);
     assert.equal((await w0mbat.join("w0mbat", identity)).code, "name-taken");
-    // A lookalike is not an address for the real one either.
+    // A lookalike is not an address for the real one either, at the client or the server.
     await assert.rejects(bob.session.send("a1ice", "to a lookalike"), /a1ice/);
+    await wombat.send({ type: "send", ref: 7, to: "a1ice", envelope: "hi" });
+    assert.match(String((await wombat.waitForError("unknown-recipient", 7)).message), /"a1ice"/);
 
     // Invisible characters, direction marks, tags, padding and a newline try to forge a line.
     const invisible = "\u200B\u200D\u2060\uFEFF\u200E\u200F\u061C\u{E0041}\u{E007F}";
@@ -85,6 +90,424 @@ Deno.test("attack 8: lookalike names cannot join beside alice; invisible text an
   } finally {
     for (const raw of raws) await raw.close();
     await leave(alice, bob);
+    await server.stop();
+  }
+});
+
+/** Codes of the errors a raw client got, counted. */
+function errorCounts(raw: RawClient): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const message of raw.messages) {
+    if (message.type === "error") {
+      counts[String(message.code)] = (counts[String(message.code)] ?? 0) + 1;
+    }
+  }
+  return counts;
+}
+
+Deno.test("attack 1: flooding one person gets the flooder refused; the victim stays and keeps chatting", async () => {
+  await rawIdentity();
+  const server = await startServer((config) => {
+    config.limits.maxQueueBytes = 256 * 1024;
+    config.limits.maxFrameBytes = 128 * 1024;
+    config.limits.chatRate = 100_000;
+    config.limits.chatBurst = 100_000;
+    config.limits.chatPairRate = 20;
+    config.limits.chatPairBurst = 40;
+  });
+  const alice = await person(server, "alice");
+  const bob = await person(server, "bob");
+  const mallory = await RawClient.connect(server.port);
+  try {
+    assert.equal((await mallory.join("mallory", await rawIdentity())).type, "welcome");
+    await alice.log.waitFor("joined", (event) => event.name === "mallory");
+    // As fast as the socket takes them, never waiting for an answer: 2,000 envelopes of 30 KiB.
+    const envelope = "A".repeat(30 * 1024);
+    const flood = 2000;
+    for (let ref = 1; ref <= flood; ref++) {
+      await mallory.send({ type: "send", ref, to: "alice", envelope });
+    }
+    // Alice talks to bob while the flood is being answered.
+    await stillTalks(alice, "bob", bob, "during the flood");
+    await mallory.waitFor((message) => message.ref === flood);
+    const refused = errorCounts(mallory);
+    assert.ok((refused["rate-limited"] ?? 0) > flood / 2, JSON.stringify(refused));
+    const refusal = mallory.messages.find((message) => message.code === "rate-limited");
+    assert.match(String(refusal?.message), /Too many messages to "alice"/);
+    // Alice was never cut off for what mallory sent, and talks both ways after it.
+    assert.equal(alice.log.of("disconnected").length, 0);
+    assert.equal(bob.log.of("left").length, 0);
+    assert.ok(!server.lines.some((line) => line.includes("slow-consumer")));
+    await stillTalks(alice, "bob", bob, "after the flood");
+    await stillTalks(bob, "alice", alice, "after the flood too");
+  } finally {
+    await mallory.close();
+    await leave(alice, bob);
+    await server.stop();
+  }
+});
+
+Deno.test("attack 1b: a flood within the rates but faster than the victim reads is refused as recipient-busy", async () => {
+  const identity = await rawIdentity();
+  const server = await startServer((config) => {
+    config.limits.maxQueueBytes = 256 * 1024;
+    config.limits.maxFrameBytes = 128 * 1024;
+    config.limits.chatRate = 100_000;
+    config.limits.chatBurst = 100_000;
+  });
+  const alice = await person(server, "alice");
+  const victim = await RawClient.connect(server.port);
+  const mallory = await RawClient.connect(server.port);
+  try {
+    assert.equal((await victim.join("victim", identity)).type, "welcome");
+    assert.equal((await mallory.join("mallory", identity)).type, "welcome");
+    // The victim's program is busy: it reads nothing for now, as a slow phone would.
+    victim.stopReading();
+    const envelope = "A".repeat(30 * 1024);
+    let ref = 0;
+    while (!mallory.messages.some((message) => message.code === "recipient-busy")) {
+      ref++;
+      await mallory.send({ type: "send", ref, to: "victim", envelope });
+      await mallory.waitFor((message) => message.ref === ref);
+      assert.ok(ref < 10_000, "mallory was never refused");
+    }
+    assert.equal(server.server.members, 3, "the victim is still in");
+    assert.ok(!server.lines.some((line) => line.includes("slow-consumer")));
+    // Someone else's notice still reaches the victim's queue without cutting it off.
+    const carol = await person(server, "carol");
+    assert.equal(server.server.members, 4);
+    await stillTalks(carol, "alice", alice, "hello alice");
+    await leave(carol);
+  } finally {
+    await victim.close();
+    await mallory.close();
+    await leave(alice);
+    await server.stop();
+  }
+});
+
+Deno.test("attack 1c: many senders together past one person's inbound rate are refused as recipient-busy", async () => {
+  const identity = await rawIdentity();
+  const server = await startServer((config) => {
+    config.limits.chatInboundRate = 0.1;
+    config.limits.chatInboundBurst = 3;
+  });
+  const raws: RawClient[] = [];
+  try {
+    for (const name of ["sink", "s1", "s2"]) {
+      const raw = await RawClient.connect(server.port);
+      raws.push(raw);
+      assert.equal((await raw.join(name, identity)).type, "welcome");
+    }
+    const [sink, s1, s2] = raws;
+    const answers: string[] = [];
+    for (const [ref, sender] of [[1, s1], [2, s2], [3, s1], [4, s2]] as const) {
+      await sender.send({ type: "send", ref, to: "sink", envelope: `m${ref}` });
+      const answer = await sender.waitFor((message) => message.ref === ref);
+      answers.push(answer.type === "error" ? String(answer.code) : String(answer.type));
+    }
+    assert.deepEqual(answers, ["relayed", "relayed", "relayed", "recipient-busy"]);
+    const refusal = s2.messages.find((message) => message.code === "recipient-busy");
+    assert.match(String(refusal?.message), /"sink" is receiving more than 0\.1 messages a second/);
+    assert.equal(server.server.members, 3, "nobody was cut off");
+    await sink.send({ type: "ping" });
+    await sink.waitFor((message) => message.type === "pong");
+  } finally {
+    for (const raw of raws) await raw.close();
+    await server.stop();
+  }
+});
+
+Deno.test("attack 2: one host holding every joining slot and its whole share of people locks nobody else out", async () => {
+  const identity = await rawIdentity();
+  const server = await startServer((config) => {
+    config.limits.maxPending = 16;
+    config.limits.maxPendingPerHost = 8;
+    config.limits.maxClients = 40;
+    config.limits.maxClientsPerHost = 5;
+    config.limits.joinTimeoutMs = 600_000;
+  });
+  const held: RawClient[] = [];
+  let flooding = true;
+  try {
+    const join = async (name: string) => {
+      const raw = await RawClient.connect(server.port);
+      held.push(raw);
+      return await raw.join(name, identity);
+    };
+    // Four people from the bad host, then idle sockets without pause, a new one as soon as one
+    // is pushed out.
+    for (let i = 0; i < 4; i++) assert.equal((await join(`mallory${i}`)).type, "welcome");
+    const opener = (async () => {
+      while (flooding) held.push(await RawClient.connect(server.port));
+    })();
+    await waitUntilPending(server, 8);
+    // Real people from another host get in meanwhile, one after another.
+    const people: Joined[] = [];
+    for (const name of ["alice", "bob", "carol"]) people.push(await person(server, name));
+    await stillTalks(people[0], "carol", people[2], "we got in");
+    assert.ok(server.server.pendingFrom("127.0.0.1") <= 8);
+    flooding = false;
+    await opener;
+    const pushedOut = held.filter((raw) => raw.messages.some((m) => m.code === "too-many-pending"));
+    assert.ok(pushedOut.length > 0, "the host's own oldest sockets were pushed out");
+    assert.ok(!people.some((joined) => joined.log.of("disconnected").length > 0));
+    // Its fifth person fills its share; after that it is refused as host-full as soon as it
+    // connects (before it says anything), and others are not.
+    assert.equal((await join("mallory4")).type, "welcome");
+    const sixth = await RawClient.connect(server.port);
+    held.push(sixth);
+    const refusal = await sixth.waitFor((message) => message.type === "error");
+    assert.equal(refusal.code, "host-full");
+    assert.match(String(refusal.message), /from 127\.0\.0\.1 \(the limit is 5 per host\)/);
+    people.push(await person(server, "dave"));
+    await stillTalks(people[3], "alice", people[0], "dave too");
+    await leave(...people);
+  } finally {
+    flooding = false;
+    for (const raw of held) await raw.close();
+    await server.stop();
+  }
+});
+
+Deno.test("attack 2b: a socket that sends nothing is closed at the first-byte deadline, long before the join timeout", async () => {
+  const server = await startServer((config) => {
+    config.limits.firstByteTimeoutMs = 1000;
+    config.limits.joinTimeoutMs = 600_000;
+  });
+  const idle = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+  try {
+    // Not even a handshake, so there is no channel to say why: the socket is just closed.
+    const ended = await within(
+      idle.read(new Uint8Array(64)).catch(() => null),
+      15_000,
+      "the close",
+    );
+    assert.equal(ended, null);
+    assert.ok(
+      server.lines.some((line) =>
+        /sent nothing within 1000 ms: closed \(first-byte-timeout\)/.test(line)
+      ),
+    );
+    assert.equal(server.server.pending, 0);
+  } finally {
+    idle.close();
+    await server.stop();
+  }
+});
+
+/** Waits until the misbehaving host has `count` connections joining. */
+async function waitUntilPending(server: LoggedServer, count: number): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (server.server.pendingFrom("127.0.0.1") < count) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${count} pending`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+Deno.test("attack 4: peers that never read cannot take the server's memory past its queue budget", async () => {
+  const identity = await rawIdentity();
+  const budget = 2 * 1024 * 1024;
+  const server = await startServer((config) => {
+    config.limits.maxQueueBytes = 1024 * 1024;
+    config.limits.maxFrameBytes = 128 * 1024;
+    config.limits.maxTotalQueueBytes = budget;
+    config.limits.maxClientsPerHost = 100;
+    config.limits.chatRate = 100_000;
+    config.limits.chatBurst = 100_000;
+  });
+  const alice = await person(server, "alice");
+  const sleepers: RawClient[] = [];
+  const mallory = await RawClient.connect(server.port);
+  try {
+    assert.equal((await mallory.join("mallory", identity)).type, "welcome");
+    for (let i = 0; i < 10; i++) {
+      const sleeper = await RawClient.connect(server.port);
+      sleepers.push(sleeper);
+      assert.equal((await sleeper.join(`sleeper${i}`, identity)).type, "welcome");
+      sleeper.stopReading();
+    }
+    // Mallory fills every sleeper's queue; past the budget it is told recipient-busy.
+    const envelope = "A".repeat(30 * 1024);
+    let ref = 0;
+    let peak = 0;
+    const budgetSpoke = () =>
+      mallory.messages.some((message) =>
+        /bytes queued for people who are not reading/.test(String(message.message))
+      );
+    // The kernel's socket buffers take several MiB per sleeper before the server queues any.
+    while (!budgetSpoke()) {
+      ref++;
+      await mallory.send({ type: "send", ref, to: `sleeper${ref % sleepers.length}`, envelope });
+      await mallory.waitFor((message) => message.ref === ref);
+      peak = Math.max(peak, server.server.queuedBytes);
+      assert.ok(ref < 20_000, `never refused: ${JSON.stringify(errorCounts(mallory))}`);
+    }
+    assert.equal(errorCounts(mallory)["recipient-busy"] > 0, true);
+    assert.ok(peak <= budget + 64 * 1024, `queued ${peak} bytes against a budget of ${budget}`);
+    // Alice reads and talks; a newcomer's notices do not cut her off.
+    const bob = await person(server, "bob");
+    await stillTalks(bob, "alice", alice, "memory is fine");
+    assert.equal(alice.log.of("disconnected").length, 0);
+    await leave(bob);
+  } finally {
+    for (const sleeper of sleepers) await sleeper.close();
+    await mallory.close();
+    await leave(alice);
+    await server.stop();
+  }
+});
+
+Deno.test("attack 3: one host re-sending play cannot take every transcode", async () => {
+  const identity = await rawIdentity();
+  const server = await startServer((config) => {
+    config.stream.maxTranscodes = 3;
+    config.stream.maxStreamsPerHost = 1;
+    config.stream.heights = [144, 180, 180];
+    config.stream.preset = "ultrafast";
+  });
+  await generateVideo(`${server.videos}/long.mp4`, {
+    width: 320,
+    height: 180,
+    rate: "30",
+    seconds: 60,
+  });
+  const mallories: RawClient[] = [];
+  const alice = await person(server, "alice");
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!server.catalog.list().some((video) => video.name === "long.mp4")) {
+      if (Date.now() > deadline) throw new Error("The catalog never listed long.mp4");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    for (let i = 0; i < 3; i++) {
+      const raw = await RawClient.connect(server.port);
+      mallories.push(raw);
+      assert.equal((await raw.join(`mallory${i}`, identity)).type, "welcome");
+    }
+    // Its first stream plays (and is never read: it holds its transcode), and playing again on
+    // the same connection only replaces it. Its other connections are refused.
+    await mallories[0].send({ type: "play", ref: 1, video: "long.mp4" });
+    await mallories[0].waitFor((message) => message.type === "stream-start");
+    await mallories[0].send({ type: "play", ref: 2, video: "long.mp4" });
+    await mallories[0].waitFor((message) => message.type === "stream-start" && message.ref === 2);
+    for (const [i, raw] of mallories.slice(1).entries()) {
+      await raw.send({ type: "play", ref: 3 + i, video: "long.mp4" });
+      const refusal = await raw.waitForError("host-busy", 3 + i);
+      assert.match(String(refusal.message), /already playing from 127\.0\.0\.1 .*1 per host/);
+    }
+    // Someone from another host still gets a transcode.
+    await alice.session.play("long.mp4");
+    await alice.log.waitFor("segment", () => true, 60_000);
+    await alice.session.stop();
+  } finally {
+    for (const raw of mallories) await raw.close();
+    await leave(alice);
+    await server.stop();
+  }
+});
+
+Deno.test("attack 9: file names cannot write to the operator's terminal or forge log lines; links out of videos/ are not served", async () => {
+  const root = await Deno.makeTempDir({ prefix: "reelay-attack9-" });
+  const videos = `${root}/videos`;
+  await Deno.mkdir(`${videos}/sub`, { recursive: true });
+  const sample = { width: 160, height: 90, rate: "10", seconds: 1 };
+  await generateVideo(`${root}/secret.mp4`, sample);
+  await generateVideo(`${videos}/sub/real.mp4`, sample);
+  const evil = "evil\x1b]0;pwned\x07\x1b[2J\nINFO forged line\u202e.mp4";
+  await Deno.writeTextFile(`${videos}/${evil}`, "not a video");
+  await Deno.symlink(`${root}/secret.mp4`, `${videos}/outside.mp4`);
+  await Deno.symlink(`${videos}/sub/../../secret.mp4`, `${videos}/sneaky.mp4`);
+  await Deno.symlink("sub/real.mp4", `${videos}/inside.mp4`);
+  const { cli, port } = await startCliServer(videos);
+  let alice: Joined | undefined;
+  try {
+    await cli.waitFor(/Left out of the catalog: "outside\.mp4" is a link to a file outside/);
+    await cli.waitFor(/"inside\.mp4" is in the catalog/);
+    await cli.waitFor(/forged line/);
+    alice = await joinClient(port, "alice");
+    const names = (await alice.session.listVideos()).map((video) => video.name);
+    assert.deepEqual(names, ["inside.mp4"]);
+    await assert.rejects(alice.session.play("outside.mp4"), /not in the catalog/);
+    // What reached the operator: no escape character, no line the file name started.
+    const log = cli.stderr;
+    // deno-lint-ignore no-control-regex -- control characters are what must not be there
+    assert.ok(!/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]/.test(log), JSON.stringify(log));
+    const forged = log.split("\n").filter((line) => line.includes("forged line"));
+    assert.ok(forged.length > 0);
+    for (const line of forged) assert.match(line, /^\d{4}-\d\d-\d\dT\S+ WARN /, "one escaped line");
+    assert.match(
+      log,
+      /evil\\u\{1b\}\]0;pwned\\u\{7\}\\u\{1b\}\[2J\\u\{a\}INFO forged line\\u\{202e\}\.mp4/,
+    );
+  } finally {
+    await alice?.session.quit();
+    if (alice) await Deno.remove(alice.home, { recursive: true });
+    await cli.dispose();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("attack 10: a home others may write in, or an identity others may read or own, is refused with the fix", async () => {
+  const server = await startServer();
+  const home = await Deno.makeTempDir({ prefix: "reelay-home-attack10-" });
+  const file = `${home}/identity.json`;
+  const refused = async (code: string, fix: RegExp) => {
+    await assert.rejects(
+      joinClient(server.port, "alice", { home, hostname: GOOD_HOST }),
+      (error) => {
+        assert.equal((error as { code?: string }).code, code);
+        assert.match((error as Error).message, fix);
+        return true;
+      },
+    );
+    // The reelay client program says the same and exits 1.
+    const cli = new Cli([
+      "client",
+      "--server",
+      `127.0.0.1:${server.port}`,
+      "--name",
+      "alice",
+      "--home",
+      home,
+    ]);
+    try {
+      assert.equal((await cli.exit(30_000)).code, 1, cli.stderr);
+      assert.match(cli.stderr, fix);
+    } finally {
+      await cli.dispose();
+    }
+  };
+  try {
+    const first = await joinClient(server.port, "alice", { home, hostname: GOOD_HOST });
+    await first.session.quit();
+    const identity = await Deno.readTextFile(file);
+
+    await Deno.chmod(home, 0o777);
+    await refused("home-unprotected", new RegExp(`chmod 700 ${home}`));
+    await Deno.chmod(home, 0o700);
+
+    await Deno.chmod(file, 0o644);
+    await refused(
+      "identity-unprotected",
+      new RegExp(`can be read by other users .*chmod 600 ${file}`),
+    );
+    await Deno.chmod(file, 0o600);
+
+    if ((await Deno.stat(home)).uid === 0) {
+      // Only root can give a file away; as root, one owned by "nobody" stands for another user.
+      await Deno.chown(file, 65534, null);
+      await refused(
+        "identity-unprotected",
+        /belongs to another user \(uid 65534, you are 0\).*chown 0/,
+      );
+      await Deno.chown(file, 0, null);
+    }
+    assert.equal(await Deno.readTextFile(file), identity, "nothing was replaced");
+    const again = await joinClient(server.port, "alice", { home, hostname: GOOD_HOST });
+    await again.session.quit();
+  } finally {
+    await Deno.remove(home, { recursive: true });
     await server.stop();
   }
 });

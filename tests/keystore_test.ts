@@ -88,7 +88,7 @@ Deno.test("a corrupt or unreadable identity file is an error and is never replac
     const file = join(home, IDENTITY_FILE);
     const other = JSON.stringify({ ...(await Identity.generate()).toJSON(), format: "v0" });
     for (const content of ["", "{not json", "null", other]) {
-      await Deno.writeTextFile(file, content);
+      await Deno.writeTextFile(file, content, { mode: 0o600 });
       await rejectsWith(loadOrCreateIdentity(home), "identity-unreadable", file);
       assert.equal(await Deno.readTextFile(file), content);
     }

@@ -38,8 +38,12 @@ async function joinWhenAdmitted(port: number, name: string, timeoutMs = 15_000):
 Deno.test("500 connections at once: extras refused with too-many-pending, service goes on", async () => {
   const server = await startLoggedServer((config) => {
     config.limits.maxPending = 16;
-    // Long enough for 500 handshakes on a busy machine: client and server share this process.
+    // The server-wide cap is what this shows, not the one per host (attacks_test has that).
+    config.limits.maxPendingPerHost = 1000;
+    // Long enough for 500 handshakes on a busy machine: client and server share this process
+    // (the clients' first bytes come only after their key generation).
     config.limits.joinTimeoutMs = 5000;
+    config.limits.firstByteTimeoutMs = 5000;
   });
   const alice = await joinClient(server.port, "alice");
   const bob = await joinClient(server.port, "bob");
@@ -58,7 +62,9 @@ Deno.test("500 connections at once: extras refused with too-many-pending, servic
       Array.from({ length: 500 }, () => RawClient.connect(server.port)),
     );
     for (const result of opened) if (result.status === "fulfilled") raws.push(result.value);
-    assert.equal(raws.length, 500, "every connection was accepted by the kernel");
+    // A connection pushed out while still in its handshake is closed without a word (there is
+    // no channel to say it in): its handshake fails.
+    const closedInHandshake = opened.filter((result) => result.status === "rejected").length;
     const rssFlood = await rssBytes();
     const socketsFlood = await openSockets();
 
@@ -77,10 +83,13 @@ Deno.test("500 connections at once: extras refused with too-many-pending, servic
       const key = raw.messages.map((message) => `${message.type}:${message.code}`).join(",");
       outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
     }
-    const refused = outcomes.get("error:too-many-pending") ?? 0;
+    outcomes.set("closed in the handshake", closedInHandshake);
+    const refused = (outcomes.get("error:too-many-pending") ?? 0) + closedInHandshake;
     const timedOut = outcomes.get("error:join-timeout") ?? 0;
     assert.equal(refused + timedOut, 500, JSON.stringify([...outcomes]));
-    assert.ok(timedOut >= 16 && refused >= 400, JSON.stringify([...outcomes]));
+    // The newest 16 hold the slots until they time out, but carol, coming after them, pushes
+    // out the oldest of them: the newcomer is never the one refused.
+    assert.ok(timedOut >= 15 && refused >= 400, JSON.stringify([...outcomes]));
     assert.ok(maxPendingSeen <= 16, `at most 16 joining at once, saw ${maxPendingSeen}`);
 
     // After: everyone still talks, and only the three people are left on the server.
@@ -117,8 +126,9 @@ Deno.test("max_clients: one more is refused with server-full until someone leave
       assert.equal(error.code, "server-full");
       return true;
     });
+    const identity = await rawIdentity();
     const raw = await RawClient.connect(server.port);
-    assert.equal((await raw.join("dave", await rawIdentity())).code, "server-full");
+    assert.equal((await raw.join("dave", identity)).code, "server-full");
     await raw.waitEnded();
     await raw.close();
     assert.equal(alice.log.of("joined").length, 1, "alice saw only bob join");
@@ -136,7 +146,7 @@ Deno.test("max_clients: one more is refused with server-full until someone leave
   }
 });
 
-Deno.test("a client that never reads is cut off as slow-consumer; memory stays bounded", async () => {
+Deno.test("a client that never reads is flooded: the flooder is told recipient-busy, the reader stays, memory stays bounded", async () => {
   const maxQueue = 256 * 1024;
   const server = await startLoggedServer((config) => {
     config.limits.maxQueueBytes = maxQueue;
@@ -160,29 +170,38 @@ Deno.test("a client that never reads is cut off as slow-consumer; memory stays b
     let sent = 0;
     let ref = 0;
     // Each message waits for its answer, so the flooder itself is never a slow reader.
-    while (!alice.log.of("left").some((event) => event.name === "victim")) {
+    while (true) {
       ref++;
       await flooder.send({ type: "send", ref, to: "victim", envelope });
       const answer = await flooder.waitFor((message) => message.ref === ref);
       if (answer.type === "error") {
-        assert.equal(answer.code, "unknown-recipient");
+        assert.equal(answer.code, "recipient-busy");
+        assert.match(String(answer.message), /"victim" is not taking messages/);
         break;
       }
       sent += envelope.length;
-      assert.ok(sent < 512 * 1024 * 1024, "the victim was never cut off");
+      assert.ok(sent < 512 * 1024 * 1024, "the flooder was never refused");
     }
-    await alice.log.waitFor("left", (event) => event.name === "victim");
     const rssAfter = await rssBytes();
-    assert.match(server.lines.join("\n"), /"victim" .*disconnected \(slow-consumer\)/);
-    // What the server held for the victim is bounded by max_queue_bytes plus one batch, not by
-    // what was sent (the kernel's socket buffers took the rest).
-    assert.ok(sent > maxQueue, `sent ${sent}`);
+    // The victim is not cut off for what someone else sent: it is still in.
+    assert.equal(server.server.members, 4);
+    assert.equal(alice.log.of("left").length, 0);
+    assert.ok(!server.lines.join("\n").includes("slow-consumer"));
+    // What the server holds for the victim is bounded by half of max_queue_bytes, not by what
+    // was sent (the kernel's socket buffers took the rest).
+    assert.ok(
+      server.server.queuedBytes <= maxQueue / 2 + 64 * 1024,
+      `${server.server.queuedBytes}`,
+    );
+    assert.ok(sent > maxQueue / 2, `sent ${sent}`);
     assert.ok(
       rssAfter - rssBefore < 64 * 1024 * 1024,
       `RSS grew ${mib(rssAfter - rssBefore)} while flooding ${mib(sent)}`,
     );
     reportMeasurement(
-      `slow consumer cut after ${mib(sent)} flooded; test-process RSS ${mib(rssBefore)} -> ` +
+      `flooder refused after ${mib(sent)} sent to a non-reader; test-process RSS ${
+        mib(rssBefore)
+      } -> ` +
         `${mib(rssAfter)}`,
     );
     // Everyone else is unaffected.
@@ -243,7 +262,10 @@ Deno.test("chat rate limit: excess sends get rate-limited errors with their refs
 });
 
 Deno.test("a newcomer receives a directory of any size in pages within the frame cap", async () => {
-  const server = await startLoggedServer((config) => config.limits.maxPending = 400);
+  const server = await startLoggedServer((config) => {
+    config.limits.maxPending = 400;
+    config.limits.maxClientsPerHost = 400;
+  });
   const identity = await rawIdentity();
   const present: RawClient[] = [];
   try {

@@ -1,7 +1,8 @@
 /**
- * How often a video's progress is shown: the one owner of that decision. A session reports
- * progress with every chunk it receives; the terminal and the `--json` output each pass it
- * through a {@linkcode ProgressThrottle} with their own interval.
+ * How often a video's progress is written in `--json` output: the one owner of that decision. A
+ * session reports progress with every chunk it receives; `--json` passes it through a
+ * {@linkcode ProgressThrottle}. (For people, progress goes to the status line only: see
+ * `playing.ts`.)
  *
  * @module
  */

@@ -4,7 +4,9 @@
  * removed.
  *
  * Names are bare file names. Lookups go through a map of probed entries only, so a path, `..` or
- * an unknown name can never reach ffmpeg.
+ * an unknown name can never reach ffmpeg. A symbolic link is followed only when its target
+ * stays inside the folder (after resolving every link on the way): a link to `/etc/passwd` or
+ * to another user's files is left out with a logged reason.
  *
  * @module
  */
@@ -117,6 +119,8 @@ export class Catalog {
   readonly dir: string;
   readonly #ffprobePath: string;
   readonly #log: Logger;
+  /** Links that point outside the folder, logged once each (until they change or go). */
+  readonly #outside = new Set<string>();
   readonly #debounceMs: number;
   #cache = new Map<string, CacheEntry>();
   #listeners = new Set<(change: CatalogChange) => void>();
@@ -227,8 +231,21 @@ export class Catalog {
 
   async #scan(): Promise<CatalogChange> {
     const seen = new Map<string, Deno.FileInfo>();
+    const root = await Deno.realPath(this.dir);
+    const outside = new Set<string>();
     for await (const entry of Deno.readDir(this.dir)) {
       if (!isVideoName(entry.name) || !(entry.isFile || entry.isSymlink)) continue;
+      if (entry.isSymlink && !(await staysInside(root, `${this.dir}/${entry.name}`))) {
+        outside.add(entry.name);
+        if (!this.#outside.has(entry.name)) {
+          this.#log(
+            "warn",
+            `Left out of the catalog: ${JSON.stringify(entry.name)} is a link to a file ` +
+              `outside ${JSON.stringify(this.dir)}`,
+          );
+        }
+        continue;
+      }
       try {
         const stat = await Deno.stat(`${this.dir}/${entry.name}`);
         if (stat.isFile) seen.set(entry.name, stat);
@@ -236,6 +253,8 @@ export class Catalog {
         // Deleted between the listing and the stat, or a dangling link: not a video.
       }
     }
+    this.#outside.clear();
+    for (const name of outside) this.#outside.add(name);
     const change: CatalogChange = { added: [], removed: [], updated: [] };
     for (const [name, entry] of this.#cache) {
       if (seen.has(name)) continue;
@@ -317,6 +336,16 @@ function mergeChanges(a: CatalogChange, b: CatalogChange): CatalogChange {
     removed: [...a.removed, ...b.removed],
     updated: [...a.updated, ...b.updated],
   };
+}
+
+/** Whether `path`, with every link resolved, is inside the folder whose real path is `root`. */
+async function staysInside(root: string, path: string): Promise<boolean> {
+  try {
+    const target = await Deno.realPath(path);
+    return target.startsWith(root.endsWith("/") ? root : `${root}/`);
+  } catch {
+    return false; // Dangling or unreadable: not a video either way.
+  }
 }
 
 /**

@@ -29,6 +29,8 @@ export interface Viewer {
   credit(stream: number, bytes: number): void;
   /** Ends any stream and kills its processes. */
   close(): Promise<void>;
+  /** Whether a stream is playing (it holds a transcode); per-host stream caps count these. */
+  readonly playing: boolean;
 }
 
 /** A stream just opened, with the listing its `stream-start` carries (from the same plan). */
@@ -198,6 +200,10 @@ class StreamViewer implements Viewer {
   constructor(framed: ServerConnection, deps: ViewerDeps) {
     this.#framed = framed;
     this.#deps = deps;
+  }
+
+  get playing(): boolean {
+    return this.#playing !== undefined;
   }
 
   list(ref: number | undefined): void {

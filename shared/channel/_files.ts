@@ -39,15 +39,97 @@ export async function readTextIfPresent(file: string): Promise<string | undefine
   }
 }
 
-/** Throws unless only the owner may read `file` (on systems with POSIX modes). */
-export async function assertOwnerOnly(file: string): Promise<void> {
+/**
+ * The user this process runs as. `Deno.uid()` needs `--allow-sys`; without it, the owner of a
+ * file we create in `folder` is us (and a folder we cannot create in is not ours to trust).
+ */
+async function ourUid(folder: string): Promise<number | undefined> {
+  try {
+    return Deno.uid() ?? undefined;
+  } catch {
+    let probe: string | undefined;
+    try {
+      probe = await Deno.makeTempFile({ dir: folder, prefix: ".reelay-owner-" });
+      return (await Deno.stat(probe)).uid ?? undefined;
+    } catch {
+      return undefined;
+    } finally {
+      if (probe) await Deno.remove(probe).catch(() => {});
+    }
+  }
+}
+
+/** A problem with who owns `path`, with the command that fixes it; undefined when it is ours. */
+async function ownerProblem(
+  path: string,
+  info: Deno.FileInfo,
+  folder: string,
+): Promise<string | undefined> {
+  const uid = await ourUid(folder);
+  if (uid === undefined || info.uid === null || info.uid === uid) return undefined;
+  return `"${path}" belongs to another user (uid ${info.uid}, you are ${uid}): if it is yours, ` +
+    `run "chown ${uid} ${path}" and start again`;
+}
+
+/**
+ * Throws `code` unless `file` is ours and only we may read or write it, as ssh checks its keys
+ * (on systems with POSIX modes). The message names the command that fixes it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { assertOwnerOnly } from "./_files.ts";
+ * const file = await Deno.makeTempFile();
+ * await Deno.chmod(file, 0o644);
+ * await assert.rejects(assertOwnerOnly(file), /chmod 600/);
+ * await Deno.chmod(file, 0o600);
+ * await assertOwnerOnly(file);
+ * ```
+ */
+export async function assertOwnerOnly(file: string, code = "state-unprotected"): Promise<void> {
   if (!POSIX) return;
-  const { mode } = await Deno.stat(file);
+  const info = await Deno.stat(file);
+  const owner = await ownerProblem(file, info, dirname(file));
+  if (owner) throw new ReelayError(code, `File ${owner}`);
+  const { mode } = info;
   if (mode !== null && (mode & 0o077) !== 0) {
     throw new ReelayError(
-      "state-unprotected",
+      code,
       `File "${file}" can be read by other users (mode ${(mode & 0o777).toString(8)}): ` +
         `run "chmod 600 ${file}" and start again`,
+    );
+  }
+}
+
+/**
+ * Throws `code` unless `folder` is ours and nobody else may write in it (where another user
+ * could swap the files we trust), as ssh checks `~/.ssh`. The message names the fix.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { assertPrivateFolder } from "./_files.ts";
+ * const folder = await Deno.makeTempDir();
+ * await Deno.chmod(folder, 0o777);
+ * await assert.rejects(assertPrivateFolder(folder), /chmod 700/);
+ * await Deno.chmod(folder, 0o700);
+ * await assertPrivateFolder(folder);
+ * ```
+ */
+export async function assertPrivateFolder(
+  folder: string,
+  code = "state-unprotected",
+): Promise<void> {
+  if (!POSIX) return;
+  const info = await Deno.stat(folder);
+  const owner = await ownerProblem(folder, info, folder);
+  if (owner) throw new ReelayError(code, `Folder ${owner}`);
+  const { mode } = info;
+  if (mode !== null && (mode & 0o022) !== 0) {
+    throw new ReelayError(
+      code,
+      `Folder "${folder}" can be written by other users (mode ${(mode & 0o777).toString(8)}), ` +
+        `who could replace the files in it: run "chmod 700 ${folder}" and start again`,
     );
   }
 }

@@ -176,6 +176,8 @@ export const SCHEMA = {
     ffmpeg: key(nonEmpty(), "ffmpeg"),
     ffprobe: key(nonEmpty(), "ffprobe"),
     maxTranscodes: key(intIn(1, 256), 6),
+    /** Streams one host may have playing at once (each runs one transcode, two briefly). */
+    maxStreamsPerHost: key(intIn(1, 256), 3),
     /** Stream bytes a client lets the server have in flight before it acknowledges them. */
     windowBytes: key(intIn(64 * 1024, 256 * 1024 * 1024), 1024 * 1024),
   },
@@ -183,10 +185,24 @@ export const SCHEMA = {
     maxFrameBytes: key(intIn(64 * 1024, 64 * 1024 * 1024), 1024 * 1024),
     joinTimeoutMs: key(intIn(100, 600_000), 5000),
     maxPending: key(intIn(1, 100_000), 64),
+    /** Connections one host may have joining at once; a new one pushes out its oldest. */
+    maxPendingPerHost: key(intIn(1, 100_000), 16),
+    /** A connection that has sent no byte this long is closed (well before join_timeout_ms). */
+    firstByteTimeoutMs: key(intIn(100, 600_000), 3000),
     maxClients: key(intIn(1, 1_000_000), 1000),
+    /** People one host (an IPv4 address or an IPv6 /64) may have joined at once. */
+    maxClientsPerHost: key(intIn(1, 1_000_000), 100),
     chatRate: key(numberIn(0.1, 1_000_000), 1000),
     chatBurst: key(numberIn(1, 1_000_000), 2000),
+    /** Messages one person may receive a second from everyone together, and in one burst. */
+    chatInboundRate: key(numberIn(0.1, 1_000_000), 2000),
+    chatInboundBurst: key(numberIn(1, 1_000_000), 4000),
+    /** Messages one person may receive a second from one sender, and in one burst. */
+    chatPairRate: key(numberIn(0.1, 1_000_000), 1000),
+    chatPairBurst: key(numberIn(1, 1_000_000), 2000),
     maxQueueBytes: key(intIn(64 * 1024, 4 * 1024 * 1024 * 1024), 8 * 1024 * 1024),
+    /** Bytes queued to send over all connections together (chat past it: recipient-busy). */
+    maxTotalQueueBytes: key(intIn(1024 * 1024, 64 * 1024 * 1024 * 1024), 128 * 1024 * 1024),
     keepaliveMs: key(intIn(100, 3_600_000), 15_000),
     idleTimeoutMs: key(intIn(200, 7_200_000), 45_000),
   },

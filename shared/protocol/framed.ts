@@ -30,6 +30,16 @@ export interface FramedOptions {
   maxFrameBytes: number;
   /** Cap on bytes waiting in the urgent lane before the connection is cut off. */
   maxQueueBytes: number;
+  /** A budget shared with other connections (the server's total), told of every queued byte. */
+  budget?: QueueAccount;
+}
+
+/** A budget of queued bytes shared by many connections (the server's `QueueBudget`). */
+export interface QueueAccount {
+  /** Counts `bytes` for a connection holding `held`; false refuses them (that peer is cut off). */
+  reserve(bytes: number, held: number): boolean;
+  /** Gives back bytes written or dropped. */
+  release(bytes: number): void;
 }
 
 interface OrderedFrame {
@@ -196,6 +206,16 @@ export class FramedConnection<In, Out extends ClientMessage | ServerMessage> {
       );
       return;
     }
+    if (this.#options.budget?.reserve(frame.length, this.#urgentBytes) === false) {
+      this.close(
+        new ReelayError(
+          "slow-consumer",
+          `Outbound queue of ${this.#urgentBytes} bytes is over its share of the server's ` +
+            "budget: the peer is not reading",
+        ),
+      );
+      return;
+    }
     this.#urgent.push(frame);
     this.#urgentBytes += frame.length;
     this.#work.wake();
@@ -265,6 +285,7 @@ export class FramedConnection<In, Out extends ClientMessage | ServerMessage> {
     for (const frame of this.#ordered.splice(0)) frame.failed(error);
     this.#orderedBytes = 0;
     this.#urgent.length = 0;
+    this.#options.budget?.release(this.#urgentBytes);
     this.#urgentBytes = 0;
     this.#drained.wake();
     this.#work.wake();
@@ -292,6 +313,7 @@ export class FramedConnection<In, Out extends ClientMessage | ServerMessage> {
       }
       const frames = this.#urgent.splice(0, count);
       this.#urgentBytes -= size;
+      this.#options.budget?.release(size);
       if (count === 1) return { parts: frames };
       const bytes = new Uint8Array(size);
       let offset = 0;

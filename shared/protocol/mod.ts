@@ -20,6 +20,7 @@ export {
   type FramedOptions,
   isDisconnect,
   ORDERED_BUDGET_BYTES,
+  type QueueAccount,
 } from "./framed.ts";
 export {
   type Announcement,
