@@ -138,6 +138,19 @@ class FakeSession implements ChatSession {
     return Promise.resolve();
   }
 
+  pause(): void {
+    this.#record("pause");
+  }
+
+  resume(): void {
+    this.#record("resume");
+  }
+
+  seek(seconds: number, relative = false): Promise<void> {
+    this.#record(`seek ${relative && seconds >= 0 ? "+" : ""}${seconds}`);
+    return Promise.resolve();
+  }
+
   idle(): Promise<void> {
     this.#record("idle");
     if (this.#streams === 0) return Promise.resolve();

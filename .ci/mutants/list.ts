@@ -489,9 +489,23 @@ export const mutants: Mutant[] = [
   {
     name: "cache never read",
     file: "server/media/part_sources.ts",
-    find: 'return part && { stream: part.stream, origin: "cache" };',
+    find: 'return part && { stream: part.stream, origin: "cache", suspend() {}, unsuspend() {} };',
     replace: "return undefined;",
     tests: [{ file: "tests/sharing_test.ts", filter: "the cache serves" }],
+  },
+  {
+    name: "paused ffmpeg keeps running",
+    file: "server/media/transcode.ts",
+    find: 'this.#suspended = this.#signal("SIGSTOP");',
+    replace: "this.#suspended = false;",
+    tests: [{ file: "tests/pause_seek_test.ts", filter: "within the grace time" }],
+  },
+  {
+    name: "paused stream never parked",
+    file: "server/media/viewer.ts",
+    find: "playing.parked = true;",
+    replace: "playing.parked = false;",
+    tests: [{ file: "tests/pause_seek_test.ts", filter: "parks ffmpeg" }],
   },
   // Secure channel (docs/security.md, "Server identity").
   {
@@ -511,8 +525,8 @@ export const mutants: Mutant[] = [
   {
     name: "handshakes not counted as joining",
     file: "server/server.ts",
-    find: "let joining = this.#handshaking.size;",
-    replace: "let joining = 0;",
+    find: "for (const old of this.#shares.admit(host, joining).evict) this.#evict(old);",
+    replace: "void 0;",
     tests: [{ file: "tests/channel_server_test.ts", filter: "silent one ends" }],
   },
   {
@@ -550,5 +564,12 @@ export const mutants: Mutant[] = [
     find: "while (!this.#isIdle())",
     replace: "while (false)",
     tests: ["tests/piped_client_test.ts"],
+  },
+  {
+    name: "dropped session tail not reported",
+    file: "shared/crypto/envelope.ts",
+    find: "? Math.max(0, prev.last - previous.last)",
+    replace: "? 0",
+    tests: [{ file: "tests/session_tail_test.ts", filter: "dropped session tail" }],
   },
 ];
