@@ -25,7 +25,7 @@ import {
 import { Chat } from "./chat.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { type Peer, Peers } from "./peers.ts";
-import type { SinkFactory } from "./player.ts";
+import { type SinkFactory, windowFor } from "./player.ts";
 import { type SecureDial, secureDial } from "./server_trust.ts";
 import type { ClientStore } from "./store/mod.ts";
 import { Viewing } from "./viewing.ts";
@@ -88,6 +88,8 @@ export class ClientSession {
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
   readonly #early: ClientEvent[] = [];
   readonly #viewing: Viewing;
+  /** The catalog as last listed, by name (for the player's window size). */
+  #listings = new Map<string, VideoListing>();
   readonly #idle = new Wake();
   readonly #closed = deferred<SessionEnd>();
   readonly #hinted = new Set<string>();
@@ -190,7 +192,9 @@ export class ClientSession {
   async listVideos(): Promise<VideoListing[]> {
     return await this.#tracked(async () => {
       const answer = await this.#request({ type: "videos" });
-      return answer.type === "videos" ? answer.videos : [];
+      const videos = answer.type === "videos" ? answer.videos : [];
+      this.#listings = new Map(videos.map((video) => [video.name, video]));
+      return videos;
     });
   }
 
@@ -200,7 +204,11 @@ export class ClientSession {
    */
   async play(video: string, options: { from?: number } = {}): Promise<void> {
     await this.#viewing.stop();
-    const sink = (this.#options.sinks ?? (() => undefined))(video);
+    // The window fits the largest part when the catalog was listed (the TUI lists it to find
+    // the name); otherwise the player's default size.
+    const parts = this.#listings.get(video)?.segments;
+    const window = parts ? windowFor(parts) : undefined;
+    const sink = (this.#options.sinks ?? (() => undefined))(video, window);
     const from = options.from && options.from > 0 ? { from: options.from } : {};
     await this.#tracked(async () => {
       const ref = this.#nextRef++;

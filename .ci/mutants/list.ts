@@ -140,11 +140,14 @@ export const mutants: Mutant[] = [
   },
   // docs/security.md, threat model: a local user.
   {
-    name: "identity file readable by others",
-    file: "client/keystore.ts",
+    name: "owner-only files readable by others (identity, server key, pins)",
+    file: "shared/files.ts",
     find: "const FILE_MODE = 0o600;",
     replace: "const FILE_MODE = 0o644;",
-    tests: ["tests/keystore_test.ts"],
+    tests: ["tests/keystore_test.ts", {
+      file: "tests/channel_server_test.ts",
+      filter: "keeps its key in --state",
+    }],
   },
   // docs/security.md, "Limits".
   {
@@ -314,7 +317,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "identity owned by another user accepted",
-    file: "shared/channel/_files.ts",
+    file: "shared/files.ts",
     find: "if (owner) throw new ReelayError(code, `File ${owner}`);",
     replace: "void owner;",
     tests: [{ file: "tests/attacks_test.ts", filter: "attack 10" }],
@@ -564,6 +567,13 @@ export const mutants: Mutant[] = [
     find: "while (!this.#isIdle())",
     replace: "while (false)",
     tests: ["tests/piped_client_test.ts"],
+  },
+  {
+    name: "resolution told on arrival, not on screen",
+    file: "client/viewing.ts",
+    find: "if (due > 0) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/viewing_test.ts", filter: "reaches the part" }],
   },
   {
     name: "dropped session tail not reported",

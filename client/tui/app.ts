@@ -168,8 +168,11 @@ function wrapped(input: LineInput, text: string): string {
 function humanOutput(formatter: EventFormatter, input: LineInput): Output {
   return {
     emit: (event) => {
-      // Progress lives on the status line; `sent` is shown as the person's own line instead.
-      if (event.event === "progress" || event.event === "sent") return;
+      // Progress lives on the status line; `sent` is shown as the person's own line instead; a
+      // new resolution is told when the player shows it (`showing`), not when bytes arrive.
+      if (event.event === "progress" || event.event === "sent" || event.event === "segment") {
+        return;
+      }
       const text = formatter.format(event);
       // A script's reader needs to know which input line failed; a person just typed it.
       const piped = input.columns?.() === undefined;
