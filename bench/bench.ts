@@ -2,7 +2,7 @@
  * `deno task bench`: measures reelay against baselines taken in the same run, prints a table and
  * writes the figures into docs/benchmarks.md.
  *
- * Flags: `--only=video,relay,chat,scale` runs some groups (and writes no report unless `--out`
+ * Flags: `--only=video,relay,chat,channel,scale` runs some groups (and writes no report unless `--out`
  * is given); `--out=<file>` writes the report elsewhere; `--no-write` only prints.
  *
  * @module
@@ -10,6 +10,7 @@
 
 import { createContext } from "./_context.ts";
 import { closeProcReader, machineInfo, readProc, REPO_ROOT } from "./_procs.ts";
+import { runChannel } from "./channel.ts";
 import { runChat } from "./chat.ts";
 import { runRelay } from "./relay.ts";
 import { type GroupResult, type RunReport, textTable, writeMarkdown } from "./report.ts";
@@ -21,6 +22,7 @@ const GROUPS: Record<string, (ctx: BenchContext) => Promise<GroupResult>> = {
   video: runVideo,
   relay: runRelay,
   chat: runChat,
+  channel: runChannel,
   scale: runScale,
 };
 

@@ -40,6 +40,8 @@ chat_inbound_burst = 1000000
 chat_pair_rate = 1000000
 chat_pair_burst = 1000000
 max_clients_per_host = 1000
+; The crowd joins 20 at a time from one host, each through a handshake.
+max_pending_per_host = 64
 `;
 
 /** A message text of TEXT_BYTES that carries its run and sequence number. */

@@ -53,8 +53,22 @@ export type ClientEvent =
   | { event: "trusted"; name: string; fingerprint: string }
   | { event: "verify-hint"; name: string; message: string }
   | { event: "videos"; videos: VideoListing[] }
-  | { event: "stream-started"; video: string; duration: number; segments: SegmentPlan[] }
+  | {
+    event: "stream-started";
+    video: string;
+    duration: number;
+    segments: SegmentPlan[];
+    /** Seconds into the video where the stream starts (absent or 0 unless a seek or --from). */
+    from?: number;
+  }
+  /** The viewer paused / resumed at `position` seconds (of what had arrived). */
+  | { event: "paused" | "resumed"; video: string; position: number }
+  /** The viewer seeks: the player restarts and the stream starts again at `position`. */
+  | { event: "seeked"; video: string; position: number }
+  /** The bytes of part `index` began to arrive (the player shows it later: see `showing`). */
   | { event: "segment"; video: string; index: number; height: number; width: number }
+  /** The player now shows part `index` (its resolution changed on screen). */
+  | { event: "showing"; video: string; index: number; height: number; width: number }
   | {
     event: "progress";
     video: string;

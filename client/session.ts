@@ -25,7 +25,7 @@ import {
 import { Chat } from "./chat.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { type Peer, Peers } from "./peers.ts";
-import type { SinkFactory } from "./player.ts";
+import { type SinkFactory, windowFor } from "./player.ts";
 import { type SecureDial, secureDial } from "./server_trust.ts";
 import type { ClientStore } from "./store/mod.ts";
 import { Viewing } from "./viewing.ts";
@@ -96,6 +96,8 @@ export class ClientSession {
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
   readonly #early: ClientEvent[] = [];
   readonly #viewing: Viewing;
+  /** The catalog as last listed, by name (for the player's window size). */
+  #listings = new Map<string, VideoListing>();
   readonly #idle = new Wake();
   readonly #closed = deferred<SessionEnd>();
   readonly #hinted = new Set<string>();
@@ -116,7 +118,7 @@ export class ClientSession {
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       maxQueueBytes: CLIENT_QUEUE_BYTES,
     });
-    this.#chat = new Chat(options.identity, options.name, epoch);
+    this.#chat = new Chat(options.identity, options.name, epoch, options.store.sentTails());
     const emit = (event: ClientEvent) => this.#emit(event);
     this.#peers = new Peers(options, options.store, emit);
     this.#viewing = new Viewing(this.#framed, emit, () => this.#settleIdle());
@@ -198,24 +200,59 @@ export class ClientSession {
   async listVideos(): Promise<VideoListing[]> {
     return await this.#tracked(async () => {
       const answer = await this.#request({ type: "videos" });
-      return answer.type === "videos" ? answer.videos : [];
+      const videos = answer.type === "videos" ? answer.videos : [];
+      this.#listings = new Map(videos.map((video) => [video.name, video]));
+      return videos;
     });
   }
 
-  /** Starts playing `video` (stopping any current stream); resolves once it started. */
-  async play(video: string): Promise<void> {
+  /**
+   * Starts playing `video` (stopping any current stream), from `from` seconds into it when
+   * given; resolves once it started.
+   */
+  async play(video: string, options: { from?: number } = {}): Promise<void> {
     await this.#viewing.stop();
-    const sink = (this.#options.sinks ?? (() => undefined))(video);
+    // The window fits the largest part when the catalog was listed (the TUI lists it to find
+    // the name); otherwise the player's default size.
+    const parts = this.#listings.get(video)?.segments;
+    const window = parts ? windowFor(parts) : undefined;
+    const sink = (this.#options.sinks ?? (() => undefined))(video, window);
+    const from = options.from && options.from > 0 ? { from: options.from } : {};
     await this.#tracked(async () => {
       const ref = this.#nextRef++;
       this.#viewing.expect(ref, sink);
       try {
-        await this.#request({ type: "play", video }, ref);
+        await this.#request({ type: "play", video, ...from }, ref);
       } catch (error) {
         await this.#viewing.cancel(ref);
         throw error;
       }
     });
+  }
+
+  /** Pauses the current stream; `not-playing` when nothing plays. */
+  pause(): void {
+    this.#viewing.pause();
+  }
+
+  /** Resumes the paused stream where it was; `not-playing` when nothing plays. */
+  resume(): void {
+    this.#viewing.resume();
+  }
+
+  /**
+   * Moves to `seconds` into the video, or by `seconds` from the current position when
+   * `relative`: the player restarts cleanly on a new stream that starts at the frame shown then,
+   * at that third's resolution. `not-playing` when nothing plays.
+   */
+  async seek(seconds: number, relative = false): Promise<void> {
+    const playing = this.#viewing.playing;
+    if (!playing) throw new ReelayError("not-playing", "Nothing is playing");
+    const target = relative ? playing.position + seconds : seconds;
+    const position = Math.min(Math.max(0, target), Math.max(0, playing.duration - 0.5));
+    await this.#viewing.stop("stopped", "Seeking", true);
+    this.#emit({ event: "seeked", video: playing.video, position: Math.round(position * 10) / 10 });
+    await this.play(playing.video, { from: position });
   }
 
   /** Stops the current stream; `not-playing` when nothing plays. */
@@ -439,12 +476,25 @@ export class ClientSession {
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     await this.#viewing.abort(end.reason, end.code === "quit" ? "stopped" : "error");
+    this.#keepTails();
     if (end.code !== "quit" && end.code !== "join-failed") {
       this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
     }
     this.#closed.resolve(end);
     this.#settleIdle();
     await this.#framed.done;
+  }
+
+  /** Where this connection's sessions ended, for the next one's first messages to say. */
+  #keepTails(): void {
+    const tails = this.#chat.tails();
+    if (tails.size === 0) return;
+    try {
+      this.#options.store.saveSentTails(tails);
+    } catch (error) {
+      // The store may be closed already; only the tail report of the next connection is lost.
+      this.#emit({ event: "error", code: "store-failed", message: messageOf(error) });
+    }
   }
 
   #emit(event: ClientEvent): void {

@@ -10,7 +10,7 @@
  */
 
 import { deferred, settlesWithin, Wake } from "../shared/async.ts";
-import { ReelayError } from "../shared/errors.ts";
+import { ReelayError, UsageError } from "../shared/errors.ts";
 import type {
   ClientConnection,
   ServerMessage,
@@ -28,6 +28,23 @@ type StreamEnd = ServerMessage & { type: "stream-end" };
 /** How long `/stop` waits for the server's confirmation before giving up on it. */
 const STOP_TIMEOUT_MS = 3000;
 
+/**
+ * What a real-time player is showing, estimated from the time since it got the first bytes
+ * (less the time paused) against where each part starts in the stream.
+ */
+interface Screen {
+  /** The part on screen (-1 before the first). */
+  shown: number;
+  /** Parts whose bytes arrived, not yet on screen, in order. */
+  arrived: number[];
+  /** performance.now() when the player took the first bytes. */
+  startedAt?: number;
+  /** Time spent paused since then. */
+  pausedMs: number;
+  pausedAt?: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
 interface Active {
   ref: number;
   sink: StreamSink;
@@ -42,11 +59,15 @@ interface Active {
   clock: TsClock;
   /** Where in the video the stream starts, in seconds (after a seek or `--from`). */
   from: number;
+  /** The viewer paused and has not resumed. */
+  paused: boolean;
+  /** What a real-time player shows: see {@link Viewing} `#show`. */
+  screen: Screen;
   pumping: Promise<void>;
   /** Woken when bytes arrive or the stream ends. */
   wake: Wake;
   end?: { reason: StreamEndReason; bytes: number; message?: string };
-  stopping?: { reason: StreamEndReason; message: string };
+  stopping?: { reason: StreamEndReason; message: string; quiet?: boolean };
   /** Settles once the stream has ended and its sink is closed. */
   finished: Promise<void>;
   finish: () => void;
@@ -113,6 +134,8 @@ export class Viewing {
       segment: -1,
       clock: new TsClock(),
       from: 0,
+      paused: false,
+      screen: { shown: -1, arrived: [], pausedMs: 0 },
       pumping: Promise.resolve(),
       wake: new Wake(),
       finished: finished.promise,
@@ -126,11 +149,13 @@ export class Viewing {
     if (!active || active.ref !== message.ref) return;
     active.stream = message.stream;
     active.video = message.video;
+    active.from = message.from ?? 0;
     this.#emit({
       event: "stream-started",
       video: message.video.name,
       duration: message.video.duration,
       segments: message.video.segments,
+      from: active.from,
     });
     active.pumping = this.#pump(active);
     void active.sink.gone.then(() => {
@@ -177,11 +202,57 @@ export class Viewing {
     void this.#close(active, local?.reason ?? message.reason, local?.message ?? message.message);
   }
 
-  /** Asks the server to stop and waits for it to confirm (or a short timeout). */
-  async stop(reason: "stopped" | "error" = "stopped", message = "Stopped"): Promise<void> {
+  /** The video playing and the position (seconds into it) of the newest bytes that arrived. */
+  get playing(): { video: string; position: number; duration: number } | undefined {
+    const active = this.#active;
+    if (!active?.video) return undefined;
+    const { name, duration } = active.video;
+    return { video: name, position: active.from + active.clock.position, duration };
+  }
+
+  /** Pauses the stream (the server stops sending, then stops its ffmpeg). */
+  pause(): void {
+    this.#control("pause");
+  }
+
+  /** Resumes a paused stream where it was. */
+  resume(): void {
+    this.#control("resume");
+  }
+
+  #control(type: "pause" | "resume"): void {
+    const active = this.#active;
+    const playing = this.playing;
+    if (!active || active.stream === undefined || active.end || !playing) {
+      throw new ReelayError("not-playing", "Nothing is playing");
+    }
+    if (active.paused === (type === "pause")) return;
+    active.paused = type === "pause";
+    this.#framed.sendMessage({ type });
+    const screen = active.screen;
+    if (active.paused) {
+      screen.pausedAt = performance.now();
+    } else if (screen.pausedAt !== undefined) {
+      screen.pausedMs += performance.now() - screen.pausedAt;
+      screen.pausedAt = undefined;
+    }
+    this.#show(active);
+    const position = Math.round(playing.position * 10) / 10;
+    this.#emit({ event: type === "pause" ? "paused" : "resumed", video: playing.video, position });
+  }
+
+  /**
+   * Asks the server to stop and waits for it to confirm (or a short timeout). `quiet` leaves out
+   * the `stream-ended` event (a seek replaces the stream).
+   */
+  async stop(
+    reason: "stopped" | "error" = "stopped",
+    message = "Stopped",
+    quiet = false,
+  ): Promise<void> {
     const active = this.#active;
     if (!active) return;
-    active.stopping = { reason, message };
+    active.stopping = { reason, message, quiet };
     if (!active.end && !this.#framed.closed) this.#framed.sendMessage({ type: "stop" });
     await settlesWithin(Promise.all([active.sink.abort(), active.finished]), STOP_TIMEOUT_MS);
     if (this.#active === active) await this.#close(active, reason, message);
@@ -215,6 +286,43 @@ export class Viewing {
       width: plan?.width ?? 0,
     });
     this.#reportProgress(active);
+    active.screen.arrived.push(index);
+    this.#show(active);
+  }
+
+  /**
+   * Reports `showing` for each part once the player reaches it: at once for a sink that is no
+   * real-time player (nothing to wait for), else when the time since the player took the first
+   * bytes, less the time paused, reaches the part's start in the stream.
+   */
+  #show(active: Active): void {
+    const screen = active.screen;
+    clearTimeout(screen.timer);
+    screen.timer = undefined;
+    if (this.#active !== active) return;
+    const realtime = active.sink.realtime === true;
+    while (screen.arrived.length > 0) {
+      const index = screen.arrived[0];
+      if (realtime) {
+        if (screen.startedAt === undefined || screen.pausedAt !== undefined) return;
+        const starts = Math.max(0, (active.video?.segments[index]?.start ?? 0) - active.from);
+        const due = screen.startedAt + screen.pausedMs + starts * 1000 - performance.now();
+        if (due > 0) {
+          screen.timer = setTimeout(() => this.#show(active), due);
+          return;
+        }
+      }
+      screen.arrived.shift();
+      screen.shown = index;
+      const plan = active.video?.segments[index];
+      this.#emit({
+        event: "showing",
+        video: active.video?.name ?? "",
+        index,
+        height: plan?.height ?? 0,
+        width: plan?.width ?? 0,
+      });
+    }
   }
 
   #reportProgress(active: Active): void {
@@ -224,7 +332,7 @@ export class Viewing {
       video: video?.name ?? "",
       index: Math.max(active.segment, 0),
       height: video?.segments[Math.max(active.segment, 0)]?.height ?? 0,
-      position: Math.round(active.clock.position * 10) / 10,
+      position: Math.round((active.from + active.clock.position) * 10) / 10,
       duration: video?.duration ?? 0,
       bytes: active.received,
     });
@@ -249,6 +357,10 @@ export class Viewing {
         continue;
       }
       active.consumed += chunk.length;
+      if (active.screen.startedAt === undefined) {
+        active.screen.startedAt = performance.now();
+        this.#show(active);
+      }
       this.#grantCredit(active);
     }
   }
@@ -289,10 +401,15 @@ export class Viewing {
   async #close(active: Active, reason: StreamEndReason, message?: string): Promise<void> {
     if (this.#active !== active) return;
     this.#active = undefined;
+    clearTimeout(active.screen.timer);
     active.queue.length = 0;
     active.wake.wake();
     await active.sink.abort();
     this.#reportProgress(active);
+    if (active.stopping?.quiet) {
+      active.finish();
+      return this.#onIdle();
+    }
     this.#emit({
       event: "stream-ended",
       video: active.video?.name ?? "",
@@ -303,4 +420,31 @@ export class Viewing {
     active.finish();
     this.#onIdle();
   }
+}
+
+/**
+ * A position typed by a person: absolute (`90`, `1:30`, `1:02:03`) or relative to the current
+ * one (`+30`, `-10`, `+1:00`).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parsePosition } from "./viewing.ts";
+ * assert.deepEqual(parsePosition("1:30"), { seconds: 90, relative: false });
+ * assert.deepEqual(parsePosition("-10"), { seconds: -10, relative: true });
+ * assert.throws(() => parsePosition("soon"), /Position "soon"/);
+ * ```
+ */
+export function parsePosition(text: string): { seconds: number; relative: boolean } {
+  const match = /^\s*([+-]?)(\d+(?:\.\d+)?)(?::(\d{1,2}(?:\.\d+)?))?(?::(\d{1,2}(?:\.\d+)?))?\s*$/
+    .exec(text);
+  const parts = match?.slice(2).filter((part) => part !== undefined).map(Number) ?? [];
+  if (!match || parts.slice(1).some((part) => part >= 60)) {
+    throw new UsageError(
+      `Position "${text}" is not seconds, M:SS or H:MM:SS, optionally with + or -`,
+      "bad-position",
+    );
+  }
+  const seconds = parts.reduce((total, part) => total * 60 + part, 0);
+  return { seconds: match[1] === "-" ? -seconds : seconds, relative: match[1] !== "" };
 }

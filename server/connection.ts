@@ -288,9 +288,13 @@ export class PeerConnection implements Recipient {
         return this.#viewer.list(message.ref);
       case "play":
         this.#checkStreamShare();
-        return await this.#viewer.play(message.ref, message.video);
+        return await this.#viewer.play(message.ref, message.video, message.from);
       case "stop":
         return await this.#viewer.stop(message.ref);
+      case "pause":
+        return this.#viewer.pause(message.ref);
+      case "resume":
+        return this.#viewer.resume(message.ref);
       case "credit":
         return this.#viewer.credit(message.stream, message.bytes);
       case "bye":

@@ -25,10 +25,22 @@ export class TsClock {
   #carry = new Uint8Array(0);
   #first: number | undefined;
   #latest = 0;
+  #lastVideo: number | undefined;
+  #lastAudio: number | undefined;
 
   /** Seconds of media between the first and the newest timestamp seen. */
   get position(): number {
     return this.#latest;
+  }
+
+  /** The raw 90 kHz PTS of the last video PES header seen (stream ids 0xE0 to 0xEF). */
+  get lastVideoPts(): number | undefined {
+    return this.#lastVideo;
+  }
+
+  /** The raw 90 kHz PTS of the last audio PES header seen (stream ids 0xC0 to 0xDF). */
+  get lastAudioPts(): number | undefined {
+    return this.#lastAudio;
   }
 
   /** Feeds the next bytes of the stream. */
@@ -64,6 +76,9 @@ export class TsClock {
     const p = packet.subarray(offset + 9, offset + 14);
     const pts = (p[0] & 0x0e) * 2 ** 29 + p[1] * 2 ** 22 + (p[2] & 0xfe) * 2 ** 14 + p[3] * 2 ** 7 +
       (p[4] >> 1);
+    const streamId = packet[offset + 3];
+    if (streamId >= 0xe0 && streamId <= 0xef) this.#lastVideo = pts;
+    if (streamId >= 0xc0 && streamId <= 0xdf) this.#lastAudio = pts;
     this.#first ??= pts;
     const seconds = ((pts - this.#first + PTS_WRAP) % PTS_WRAP) / 90_000;
     if (seconds > this.#latest && seconds < 24 * 3600) this.#latest = seconds;
@@ -86,4 +101,31 @@ export class TsClock {
  */
 export function shortfallTolerance(fps: number): number {
   return 2 / Math.max(fps, 1) + 2048 / 48000;
+}
+
+/**
+ * Where `bytes` may be cut so that every PES packet before the cut is whole: the offset of the
+ * first transport packet at or after `from` that starts a PES (its payload-unit-start flag set),
+ * or undefined when there is none. `aligned` is the offset in `bytes` of some packet start (the
+ * stream's bytes before `bytes`, modulo 188, tell where the first whole packet is). ffmpeg's
+ * MPEG-TS muxer writes each PES in one run of packets, so such a cut is clean for every stream.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { pesBoundary } from "./ts_clock.ts";
+ * const bytes = new Uint8Array(3 * 188);
+ * for (let i = 0; i < 3; i++) bytes[i * 188] = 0x47;
+ * bytes[2 * 188 + 1] = 0x40; // the third packet starts a PES
+ * assert.equal(pesBoundary(bytes, 0, 1), 376);
+ * assert.equal(pesBoundary(bytes, 0, 377), undefined);
+ * ```
+ */
+export function pesBoundary(bytes: Uint8Array, aligned: number, from = 0): number | undefined {
+  let offset = aligned % PACKET;
+  while (offset < from) offset += PACKET;
+  for (; offset + 2 <= bytes.length; offset += PACKET) {
+    if (bytes[offset] === SYNC && (bytes[offset + 1] & 0x40) !== 0) return offset;
+  }
+  return undefined;
 }

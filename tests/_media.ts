@@ -192,6 +192,23 @@ export async function waitChannelOf(pid: number): Promise<string> {
   return new TextDecoder().decode(stdout).trim();
 }
 
+/**
+ * The state letter of a process from /proc (`R` running, `S` sleeping, `T` stopped), or "" when
+ * it is gone.
+ *
+ * @example
+ * ```ts ignore
+ * import { processStateOf } from "./_media.ts";
+ * const stopped = (await processStateOf(pid)) === "T";
+ * ```
+ */
+export async function processStateOf(pid: number): Promise<string> {
+  const code = `try { const s = Deno.readTextFileSync("/proc/${pid}/stat"); ` +
+    `console.log(s.slice(s.lastIndexOf(")") + 2).split(" ")[0]); } catch { console.log(""); }`;
+  const stdout = await run("deno", ["eval", code]);
+  return new TextDecoder().decode(stdout).trim();
+}
+
 /** A sink that keeps the stream in memory (the test writes it out only to run ffprobe). */
 export function memorySink(): { sink: StreamSink; chunks: Uint8Array[] } {
   const chunks: Uint8Array[] = [];

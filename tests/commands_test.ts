@@ -82,6 +82,18 @@ Deno.test("commands: /play takes the rest of the line as the video name", () => 
   assert.equal(usageOf("/play").usage, "Usage: /play VIDEO");
 });
 
+Deno.test("commands: /pause, /resume, /seek POSITION and /play VIDEO --from POSITION", () => {
+  assert.deepEqual(parseCommand("/pause"), { command: "pause" });
+  assert.deepEqual(parseCommand("/resume"), { command: "resume" });
+  assert.deepEqual(parseCommand("/seek -10"), { command: "seek", position: "-10" });
+  assert.deepEqual(parseCommand("/play My Cats.mp4 --from 1:30"), {
+    command: "play",
+    video: "My Cats.mp4",
+    from: "1:30",
+  });
+  assert.equal(usageOf("/seek").usage, "Usage: /seek POSITION");
+});
+
 Deno.test("commands: arguments to commands that take none are rejected", () => {
   assert.equal(usageOf("/who bob").usage, "Usage: /who");
   assert.equal(usageOf("/quit now").usage, "Usage: /quit");
@@ -152,7 +164,12 @@ Deno.test("commands: help shows each command once, aligned, and each line parses
   ) {
     assert.ok(synopses.includes(expected), `help shows ${expected}`);
   }
-  const examples: Record<string, string> = { NAME: "bob", TEXT: "hi there", VIDEO: "clip" };
+  const examples: Record<string, string> = {
+    NAME: "bob",
+    TEXT: "hi there",
+    VIDEO: "clip",
+    POSITION: "1:30",
+  };
   const commands = new Set<string>();
   for (const synopsis of synopses) {
     const [command, ...args] = synopsis.split(" ");

@@ -16,6 +16,7 @@ import { makeMediaDir, stderrOf, streamsOf } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { run } from "../testing/processes.ts";
 import { ffmpegChildren, stillRunning } from "./_procs.ts";
+import { joinClient, startLoggedServer } from "../testing/harness.ts";
 
 const FAKE = new URL("./_fake_ffmpeg.ts", import.meta.url).pathname;
 const VAAPI: Encoder = { kind: "vaapi", device: "/dev/dri/renderD128" };
@@ -383,6 +384,37 @@ Deno.test("a real software encode with the built arguments is valid MPEG-TS with
       // Frames, counted from the part's start: 0.5 s apart for the first second, then 2 s.
       assert.deepEqual(keyframes, fast ? [0, 15, 30, 90] : [0, 60, 120], `fast start ${fast}`);
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the server logs the encoder it chose; /videos shows it; a forced one that fails stops it", async () => {
+  const { dir } = await makeMediaDir("encoder");
+  await generateVideo(`${dir}/clip.mp4`, { width: 64, height: 36, rate: "10", seconds: 1 });
+  try {
+    // auto on this machine: the hardware trials fail, software is the fallback.
+    const server = await startLoggedServer((config) => config.server.videos = dir);
+    try {
+      const line = server.lines.find((l) => l.includes("Encoding with"));
+      assert.match(line ?? "", /^info Encoding with libx264 \(software\) \(tried .*nvenc: /);
+      const viewer = await joinClient(server.port, "ann");
+      const [listing] = await viewer.session.listVideos();
+      assert.equal(listing.encoder, "libx264 (software)");
+      await viewer.session.quit();
+    } finally {
+      await server.stop();
+    }
+    await assert.rejects(
+      () =>
+        startLoggedServer((config) => {
+          config.server.videos = dir;
+          config.media.encoder = "nvenc";
+        }),
+      (error: unknown) =>
+        error instanceof ReelayError && error.code === "encoder-unavailable" &&
+        error.message.includes("h264_nvenc"),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -20,6 +20,9 @@ function buggyViewer(): Viewer {
     play: () => Promise.resolve(),
     stop: () => Promise.resolve(),
     credit: () => {},
+    pause: () => {},
+    resume: () => {},
+    playing: false,
     close: () => Promise.resolve(),
   };
 }

@@ -132,6 +132,7 @@ Deno.test("end to end: five viewers of one video run one ffmpeg per part", async
       config.stream.heights = HEIGHTS.heights;
       config.stream.preset = "ultrafast";
       config.stream.maxTranscodes = 2;
+      config.stream.maxStreamsPerHost = 5;
     },
   });
   const names = ["ann", "ben", "cat", "dan", "eve"];

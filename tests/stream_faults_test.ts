@@ -224,3 +224,19 @@ Deno.test("credit for more bytes than are in flight is refused as bad-credit", a
     await close();
   }
 });
+
+Deno.test("chat reaches a viewer whose player takes nothing while its window is full", async () => {
+  const { bob, alice, close } = await scene();
+  try {
+    await bob.session.play("long.mp4");
+    // The gated player takes nothing: the 64 KiB window fills and is never credited back.
+    await bob.log.waitFor("stream-started", () => true, 60_000);
+    await alice.session.send("bob", "behind the video?");
+    const message = await bob.log.waitFor("message", () => true, 30_000);
+    assert.equal(message.text, "behind the video?");
+    assert.equal(bob.log.of("stream-ended").length, 0, "the stream was still running");
+    await bob.session.stop();
+  } finally {
+    await close();
+  }
+});

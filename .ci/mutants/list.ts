@@ -140,11 +140,14 @@ export const mutants: Mutant[] = [
   },
   // docs/security.md, threat model: a local user.
   {
-    name: "identity file readable by others",
-    file: "client/keystore.ts",
+    name: "owner-only files readable by others (identity, server key, pins)",
+    file: "shared/files.ts",
     find: "const FILE_MODE = 0o600;",
     replace: "const FILE_MODE = 0o644;",
-    tests: ["tests/keystore_test.ts"],
+    tests: ["tests/keystore_test.ts", {
+      file: "tests/channel_server_test.ts",
+      filter: "keeps its key in --state",
+    }],
   },
   // docs/security.md, "Limits".
   {
@@ -314,7 +317,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "identity owned by another user accepted",
-    file: "shared/channel/_files.ts",
+    file: "shared/files.ts",
     find: "if (owner) throw new ReelayError(code, `File ${owner}`);",
     replace: "void owner;",
     tests: [{ file: "tests/attacks_test.ts", filter: "attack 10" }],
@@ -510,9 +513,23 @@ export const mutants: Mutant[] = [
   {
     name: "cache never read",
     file: "server/media/part_sources.ts",
-    find: 'return part && { stream: part.stream, origin: "cache" };',
+    find: 'return part && { stream: part.stream, origin: "cache", suspend() {}, unsuspend() {} };',
     replace: "return undefined;",
     tests: [{ file: "tests/sharing_test.ts", filter: "the cache serves" }],
+  },
+  {
+    name: "paused ffmpeg keeps running",
+    file: "server/media/transcode.ts",
+    find: 'this.#suspended = this.#signal("SIGSTOP");',
+    replace: "this.#suspended = false;",
+    tests: [{ file: "tests/pause_seek_test.ts", filter: "within the grace time" }],
+  },
+  {
+    name: "paused stream never parked",
+    file: "server/media/viewer.ts",
+    find: "playing.parked = true;",
+    replace: "playing.parked = false;",
+    tests: [{ file: "tests/pause_seek_test.ts", filter: "parks ffmpeg" }],
   },
   // Secure channel (docs/security.md, "Server identity").
   {
@@ -532,8 +549,8 @@ export const mutants: Mutant[] = [
   {
     name: "handshakes not counted as joining",
     file: "server/server.ts",
-    find: "let joining = this.#handshaking.size;",
-    replace: "let joining = 0;",
+    find: "for (const old of this.#shares.admit(host, joining).evict) this.#evict(old);",
+    replace: "void 0;",
     tests: [{ file: "tests/channel_server_test.ts", filter: "silent one ends" }],
   },
   {
@@ -571,5 +588,19 @@ export const mutants: Mutant[] = [
     find: "while (!this.#isIdle())",
     replace: "while (false)",
     tests: ["tests/piped_client_test.ts"],
+  },
+  {
+    name: "resolution told on arrival, not on screen",
+    file: "client/viewing.ts",
+    find: "if (due > 0) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/viewing_test.ts", filter: "reaches the part" }],
+  },
+  {
+    name: "dropped session tail not reported",
+    file: "shared/crypto/envelope.ts",
+    find: "? Math.max(0, prev.last - previous.last)",
+    replace: "? 0",
+    tests: [{ file: "tests/session_tail_test.ts", filter: "dropped session tail" }],
   },
 ];

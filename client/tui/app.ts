@@ -25,6 +25,7 @@
 
 import { deferred, onSignals, SerialQueue, TERMINATION_SIGNALS } from "../../shared/async.ts";
 import { EXIT_FAILURE, messageOf, ReelayError, UsageError } from "../../shared/errors.ts";
+import { parsePosition } from "../viewing.ts";
 import { writeAllSync } from "../../shared/io.ts";
 import { sameName } from "../../shared/names.ts";
 import type { VideoListing } from "../../shared/protocol/mod.ts";
@@ -72,9 +73,15 @@ export interface ChatSession {
   /** The server's catalog. */
   listVideos(): Promise<VideoListing[]>;
   /** Resolves when the stream started; events report its parts, progress and end. */
-  play(video: string): Promise<void>;
+  play(video: string, options?: { from?: number }): Promise<void>;
   /** Stops the running stream. */
   stop(): Promise<void>;
+  /** Pauses the running stream (`paused` event). */
+  pause(): void;
+  /** Resumes the paused stream where it was (`resumed` event). */
+  resume(): void;
+  /** Jumps to `seconds`, or by `seconds` when `relative` (`seeked`, then `stream-started`). */
+  seek(seconds: number, relative?: boolean): Promise<void>;
   /** Resolves when nothing is in flight (no pending send, no running stream). */
   idle(): Promise<void>;
   /** Says goodbye and closes; idempotent. */
@@ -161,8 +168,11 @@ function wrapped(input: LineInput, text: string): string {
 function humanOutput(formatter: EventFormatter, input: LineInput): Output {
   return {
     emit: (event) => {
-      // Progress lives on the status line; `sent` is shown as the person's own line instead.
-      if (event.event === "progress" || event.event === "sent") return;
+      // Progress lives on the status line; `sent` is shown as the person's own line instead; a
+      // new resolution is told when the player shows it (`showing`), not when bytes arrive.
+      if (event.event === "progress" || event.event === "sent" || event.event === "segment") {
+        return;
+      }
       const text = formatter.format(event);
       // A script's reader needs to know which input line failed; a person just typed it.
       const piped = input.columns?.() === undefined;
@@ -231,10 +241,25 @@ async function execute(command: Command, context: Context): Promise<"quit" | voi
       context.catalog.names = videos.map((video) => video.name);
       return output.emit({ event: "videos", videos });
     }
-    case "play":
-      return await session.play(await resolveVideo(context, command.video));
+    case "play": {
+      const from = command.from === undefined ? undefined : parsePosition(command.from);
+      if (from?.relative) {
+        throw new UsageError(`Start "${command.from}" must be a position such as 1:30`);
+      }
+      return await session.play(await resolveVideo(context, command.video), {
+        from: from?.seconds,
+      });
+    }
     case "stop":
       return await session.stop();
+    case "pause":
+      return session.pause();
+    case "resume":
+      return session.resume();
+    case "seek": {
+      const { seconds, relative } = parsePosition(command.position);
+      return await session.seek(seconds, relative);
+    }
     case "ignore":
     case "unignore":
       return await changeIgnored(context, command);

@@ -25,8 +25,11 @@ export type Command =
   | { command: "verify"; name: string }
   | { command: "trust"; name: string }
   | { command: "videos" }
-  | { command: "play"; video: string }
+  | { command: "play"; video: string; from?: string }
   | { command: "stop" }
+  | { command: "pause" }
+  | { command: "resume" }
+  | { command: "seek"; position: string }
   | { command: "quit" };
 
 /** The names of the commands (`say` is a plain line: it has no `/` spelling). */
@@ -99,9 +102,17 @@ export const COMMAND_SPECS: readonly CommandSpec[] = [
     command: "play",
     aliases: [],
     args: [{ label: "VIDEO", kind: "video" }],
-    summary: "Stream a video (a unique start of its name is enough)",
+    summary: "Stream a video (a unique start of its name is enough); --from 1:30 starts there",
   },
   { command: "stop", aliases: [], args: [], summary: "Stop the running video" },
+  { command: "pause", aliases: [], args: [], summary: "Pause the running video" },
+  { command: "resume", aliases: [], args: [], summary: "Resume the paused video where it was" },
+  {
+    command: "seek",
+    aliases: [],
+    args: [{ label: "POSITION", kind: "rest" }],
+    summary: "Jump to 1:30, or by +30 / -10 seconds (the player restarts there)",
+  },
   {
     command: "ignore",
     aliases: [],
@@ -274,8 +285,14 @@ function build(spec: CommandSpec, args: Map<string, string>): Command {
       return { command: spec.command, name: given("NAME") };
     case "reply":
       return { command: "reply", text: given("TEXT") };
-    case "play":
-      return { command: "play", video: arg("VIDEO") };
+    case "play": {
+      const from = /^(.*?)\s+--from[ =](\S+)$/.exec(arg("VIDEO"));
+      return from
+        ? { command: "play", video: from[1], from: from[2] }
+        : { command: "play", video: arg("VIDEO") };
+    }
+    case "seek":
+      return { command: "seek", position: arg("POSITION") };
     default:
       return { command: spec.command };
   }

@@ -263,6 +263,7 @@ export class EventFormatter {
         return `▶ ${event.video}  ${formatDuration(event.duration)}, ` +
           `${event.segments.length} parts: ${event.segments.map(segmentLabel).join(", ")}`;
       case "segment":
+      case "showing":
         return `▶ ${event.video}  ${this.#part(event.video, event.index)}  ` +
           `now ${event.height}p (${event.width}x${event.height})`;
       case "progress":
@@ -272,6 +273,13 @@ export class EventFormatter {
           }  ${formatBytes(event.bytes)}`;
       case "stream-ended":
         return this.#streamEnded(event);
+      case "paused":
+      case "resumed":
+        return `${event.event === "paused" ? "⏸" : "▶"} ${event.video}  ${event.event} at ${
+          formatDuration(event.position)
+        }`;
+      case "seeked":
+        return `⏩ ${event.video}  seeking to ${formatDuration(event.position)}`;
       case "error":
         return this.#error(event.code, event.message);
       case "disconnected":
@@ -362,7 +370,9 @@ export class EventFormatter {
       video.hasAudio ? "yes" : "no",
       video.segments.map(segmentLabel).join(", "),
     ]);
-    return this.#table(columns, rows).join("\n");
+    const encoder = videos.find((video) => video.encoder)?.encoder;
+    const table = this.#table(columns, rows).join("\n");
+    return encoder ? `${table}\nTranscoded with ${encoder}.` : table;
   }
 
   #streamEnded(event: Extract<ClientEvent, { event: "stream-ended" }>): string {

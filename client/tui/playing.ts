@@ -38,6 +38,7 @@ export class PlayingTracker {
   readonly #now: () => number;
   #status: PlayingStatus | undefined;
   #startedAt = 0;
+  #from = 0;
 
   /** Tracks by the clock `now` (ms). */
   constructor(now: () => number = Date.now) {
@@ -54,12 +55,13 @@ export class PlayingTracker {
     switch (event.event) {
       case "stream-started":
         this.#startedAt = this.#now();
+        this.#from = event.from ?? 0;
         this.#status = {
           video: event.video,
           part: 1,
           parts: Math.max(1, event.segments.length),
           height: event.segments[0]?.height ?? 0,
-          position: 0,
+          position: event.from ?? 0,
           duration: event.duration,
         };
         return true;
@@ -70,7 +72,9 @@ export class PlayingTracker {
           part: event.index + 1,
           height: event.height,
           position: event.position,
-          buffered: { seconds: event.position - (this.#now() - this.#startedAt) / 1000 },
+          buffered: {
+            seconds: event.position - this.#from - (this.#now() - this.#startedAt) / 1000,
+          },
         });
       case "stream-ended":
         this.#status = undefined;

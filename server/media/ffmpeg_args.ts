@@ -172,6 +172,15 @@ function videoEncodeArgs(info: VideoInfo, segment: PlannedSegment, pieces: Encod
   ];
 }
 
+/**
+ * Whether the part starts the video: nothing precedes it, so its audio begins with the encoder's
+ * priming frame instead of extra frames that are dropped again. Every other part (a later third,
+ * or a part cut to start where a seek or a resume asked) joins onto what came before.
+ */
+function isHead(segment: PlannedSegment): boolean {
+  return segment.startFrame === 0;
+}
+
 /** Whether the part carries audio. */
 function hasAudio(info: VideoInfo, segment: PlannedSegment): boolean {
   return info.hasAudio && info.audioStreamIndex !== undefined &&
@@ -181,7 +190,7 @@ function hasAudio(info: VideoInfo, segment: PlannedSegment): boolean {
 /** The audio samples the part encodes: its own, plus extra frames on both sides. */
 function audioSpan(segment: PlannedSegment): { from: number; to?: number } {
   const first = segment.audioStartSample ?? 0;
-  const lead = segment.index === 0 ? 0 : AUDIO_LEAD_FRAMES * AAC_FRAME;
+  const lead = isHead(segment) ? 0 : AUDIO_LEAD_FRAMES * AAC_FRAME;
   const to = segment.last
     ? undefined
     : (segment.audioEndSample ?? 0) + AUDIO_TAIL_FRAMES * AAC_FRAME;
@@ -195,7 +204,7 @@ function audioSpan(segment: PlannedSegment): { from: number; to?: number } {
 function audioInputArgs(info: VideoInfo, segment: PlannedSegment, probe: string[]): string[] {
   const rate = outputSampleRate(info);
   const { from } = audioSpan(segment);
-  const seek = segment.index > 0 ? ["-ss", seconds(from / rate - AUDIO_SEEK_MARGIN)] : [];
+  const seek = !isHead(segment) ? ["-ss", seconds(from / rate - AUDIO_SEEK_MARGIN)] : [];
   return [
     ...probe,
     "-noaccurate_seek",
@@ -214,7 +223,7 @@ function audioFilter(info: VideoInfo, segment: PlannedSegment): string {
   const { from, to } = audioSpan(segment);
   const shift = TIMESTAMP_BASE_SECONDS * rate;
   const trims = [];
-  if (segment.index > 0) trims.push(`start_pts=${shift + from}`);
+  if (!isHead(segment)) trims.push(`start_pts=${shift + from}`);
   if (to !== undefined) trims.push(`end_pts=${shift + to}`);
   const sourceRate = info.audioSampleRate ?? rate;
   const origin = TIMESTAMP_BASE_SECONDS * sourceRate +
@@ -234,12 +243,12 @@ function audioFilter(info: VideoInfo, segment: PlannedSegment): string {
  */
 function audioDropExpression(segment: PlannedSegment): string {
   const first = segment.audioStartSample ?? 0;
-  const keepFrom = segment.index === 0 ? 0 : 1 + AUDIO_LEAD_FRAMES;
+  const keepFrom = isHead(segment) ? 0 : 1 + AUDIO_LEAD_FRAMES;
   const drops = [];
   if (keepFrom > 0) drops.push(`lt(n\\,${keepFrom})`);
   if (!segment.last) {
     const kept = ((segment.audioEndSample ?? 0) - first) / AAC_FRAME;
-    drops.push(`gte(n\\,${keepFrom + kept + (segment.index === 0 ? 1 : 0)})`);
+    drops.push(`gte(n\\,${keepFrom + kept + (isHead(segment) ? 1 : 0)})`);
   }
   return drops.join("+");
 }
@@ -253,9 +262,14 @@ function audioEncodeArgs(info: VideoInfo, segment: PlannedSegment): string[] {
   return args;
 }
 
-/** MPEG-TS on stdout, without mux delay, marked as a discontinuity for the join. */
+/**
+ * MPEG-TS on stdout, without mux delay, marked as a discontinuity for the join, one AAC frame
+ * per PES packet: the timestamps of what was sent then say exactly which samples a viewer has,
+ * so a parked stream goes on at the next sample.
+ */
 const MUX_ARGS = [
   ...["-avoid_negative_ts", "disabled", "-muxdelay", "0", "-muxpreload", "0"],
+  ...["-pes_payload_size", "0"],
   ...["-mpegts_flags", "+initial_discontinuity", "-f", "mpegts", "pipe:1"],
 ];
 

@@ -28,7 +28,7 @@ import type { SlotLease, TranscodeSlots } from "./slots.ts";
 import { Transcode } from "./transcode.ts";
 
 /** Bumped whenever the ffmpeg arguments change what a part's bytes are (keys cached parts). */
-const ARGS_VERSION = 2;
+const ARGS_VERSION = 3;
 
 /**
  * How {@link PartSources} transcodes, caps and caches.
@@ -63,7 +63,10 @@ export interface PartSourcesOptions {
  * A running transcode as {@link PartSources} uses it: a local {@link Transcode}, or a worker's
  * (`server/cluster/remote_transcode.ts`) with the same shape.
  */
-export type PartTranscode = Pick<Transcode, "stdout" | "status" | "pid" | "kill">;
+export type PartTranscode =
+  & Pick<Transcode, "stdout" | "status" | "pid" | "kill">
+  // A local ffmpeg can be stopped while its viewers pause; a worker's goes on.
+  & Partial<Pick<Transcode, "suspend" | "resume">>;
 
 /**
  * Starts a part on a worker; undefined when no worker is free (the part then runs here).
@@ -127,6 +130,13 @@ export interface OpenedPart {
   origin: "transcode" | "shared" | "cache";
   /** Process id of the ffmpeg behind it (not for the cache). */
   pid?: number;
+  /**
+   * This viewer pauses: the ffmpeg behind the part is stopped (SIGSTOP) once every viewer of it
+   * has paused; a viewer still reading keeps it running.
+   */
+  suspend(): void;
+  /** This viewer goes on: the ffmpeg runs again. */
+  unsuspend(): void;
 }
 
 /**
@@ -141,6 +151,8 @@ interface Running {
   transcode: PartTranscode;
   /** When the part ended complete (ms since the epoch). */
   completedAt?: number;
+  /** Viewers of it that paused. */
+  paused: Set<symbol>;
 }
 
 /**
@@ -289,7 +301,9 @@ export class PartSources {
     const running = this.#joinable.get(key);
     const stream = running?.shared.join();
     if (!running || !stream) return undefined;
-    return { stream, origin: "shared", pid: running.transcode.pid };
+    // A new viewer wants bytes now, paused others or not.
+    running.transcode.resume?.();
+    return { stream, origin: "shared", pid: running.transcode.pid, ...this.#holds(running) };
   }
 
   async #cacheKey(request: PartRequest, fields: PartFields): Promise<string | undefined> {
@@ -305,7 +319,7 @@ export class PartSources {
   async #readCache(key: string): Promise<OpenedPart | undefined> {
     try {
       const part = await this.#options.cache?.read(key);
-      return part && { stream: part.stream, origin: "cache" };
+      return part && { stream: part.stream, origin: "cache", suspend() {}, unsuspend() {} };
     } catch (error) {
       this.#options.log?.("warn", `Reading the cache failed: ${errorDetail(error)}`);
       return undefined;
@@ -350,7 +364,7 @@ export class PartSources {
       maxBufferBytes: shareBytes,
       readAheadBytes: Math.min(1024 * 1024, Math.floor(shareBytes / 2)),
     });
-    const running: Running = { key, shared, transcode };
+    const running: Running = { key, shared, transcode, paused: new Set() };
     this.#running.add(running);
     this.#joinable.set(key, running);
     void transcode.status.then(() => {
@@ -367,7 +381,27 @@ export class PartSources {
     });
     this.#settling.add(settled);
     void settled.finally(() => this.#settling.delete(settled));
-    return { stream: shared.join()!, origin: "transcode", pid: transcode.pid };
+    return {
+      stream: shared.join()!,
+      origin: "transcode",
+      pid: transcode.pid,
+      ...this.#holds(running),
+    };
+  }
+
+  /** One viewer's pause and resume of a running part. */
+  #holds(running: Running): Pick<OpenedPart, "suspend" | "unsuspend"> {
+    const viewer = Symbol("viewer");
+    return {
+      suspend: () => {
+        running.paused.add(viewer);
+        if (running.paused.size >= running.shared.stats.consumers) running.transcode.suspend?.();
+      },
+      unsuspend: () => {
+        running.paused.delete(viewer);
+        running.transcode.resume?.();
+      },
+    };
   }
 
   #startLocal(request: PartRequest, label: string): Transcode {

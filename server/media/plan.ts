@@ -222,3 +222,86 @@ function videoListing(info: VideoInfo, segments: PlannedSegment[]): VideoListing
 function round(value: number): number {
   return Math.round(value * 1000) / 1000;
 }
+
+/**
+ * Where a play starts inside a video: the first video frame it shows and, for a video with
+ * sound, the first audio sample (on the AAC frame grid of the plan's audio cuts).
+ *
+ * @example
+ * ```ts
+ * import type { StartPoint } from "./plan.ts";
+ * const resume: StartPoint = { frame: 451, sample: 721_920 };
+ * ```
+ */
+export interface StartPoint {
+  /** First video frame (from the start of the video stream). */
+  frame: number;
+  /** First audio sample (output rate, from the file's 0); by default the grid point nearest the frame. */
+  sample?: number;
+}
+
+/**
+ * The start point nearest to `seconds` into the video (clamped to the video): the frame shown at
+ * that time, and the AAC frame boundary nearest to it, so audio and video start together.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { startPointAt } from "./plan.ts";
+ * import type { VideoInfo } from "./probe.ts";
+ * const info = {
+ *   duration: 9, frameRate: { num: 30, den: 1 }, videoStart: 0, hasAudio: true,
+ *   audioStart: 0, audioSampleRate: 48000,
+ * } as VideoInfo;
+ * assert.deepEqual(startPointAt(info, 4.5), { frame: 135, sample: 216064 });
+ * ```
+ */
+export function startPointAt(info: VideoInfo, seconds: number): StartPoint {
+  const fps = info.frameRate.num / info.frameRate.den;
+  const frameCount = Math.max(1, Math.round(info.duration * fps));
+  const frame = Math.min(Math.max(0, Math.round(seconds * fps)), frameCount - 1);
+  if (!info.hasAudio) return { frame };
+  const rate = outputSampleRate(info);
+  const origin = Math.round((info.audioStart ?? 0) * rate);
+  const time = info.videoStart + frame / fps;
+  const frames = Math.max(0, Math.round((time * rate - origin) / AAC_FRAME));
+  return { frame, sample: origin + frames * AAC_FRAME };
+}
+
+/**
+ * The rest of `plan` from `start`: the parts from the one holding the start frame on, the first
+ * of them cut to begin at that frame and sample. Each part keeps its index and size, so a position
+ * in the second third still plays at the second resolution. Empty when the start is past the
+ * end. The listing stays the whole video's.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { planFrom, planPlayback } from "./plan.ts";
+ * import type { VideoInfo } from "./probe.ts";
+ * const info = {
+ *   name: "cats.mp4", duration: 9, width: 1280, height: 720, displayWidth: 1280,
+ *   frameRate: { num: 30, den: 1 }, videoStart: 0, hasAudio: false,
+ * } as VideoInfo;
+ * const plan = planPlayback(info, { heights: [144, 720, 1440], capToSource: true });
+ * const rest = planFrom(plan, info, { frame: 120 });
+ * assert.deepEqual(rest.segments.map((s) => [s.index, s.startFrame, s.height]), [[1, 120, 720], [2, 180, 720]]);
+ * ```
+ */
+export function planFrom(plan: PlaybackPlan, info: VideoInfo, start: StartPoint): PlaybackPlan {
+  const fps = info.frameRate.num / info.frameRate.den;
+  const at = plan.segments.findIndex((segment) =>
+    start.frame >= segment.startFrame && (segment.last || start.frame < segment.endFrame)
+  );
+  if (at < 0) return { ...plan, segments: [] };
+  const [first, ...rest] = plan.segments.slice(at);
+  const cut: PlannedSegment = {
+    ...first,
+    startFrame: start.frame,
+    start: info.videoStart + start.frame / fps,
+  };
+  if (first.audioStartSample !== undefined) {
+    cut.audioStartSample = start.sample ?? startPointAt(info, start.frame / fps).sample;
+  }
+  return { ...plan, segments: [cut, ...rest] };
+}

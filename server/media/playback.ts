@@ -118,6 +118,7 @@ class ReadAhead {
 interface RunningPart {
   segment: PlannedSegment;
   buffer: ReadAhead;
+  opened: OpenedPart;
 }
 
 /**
@@ -151,6 +152,7 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
   readonly #abort = new AbortController();
   #stopping?: Promise<void>;
   #iterated = false;
+  #suspended = false;
 
   /** Use {@link streamVideo}. */
   constructor(
@@ -199,7 +201,9 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
     const part = {
       segment: this.plan.segments[index],
       buffer: new ReadAhead(opened.stream, this.#readAhead),
+      opened,
     };
+    if (this.#suspended) opened.suspend();
     this.#opened.push(part);
     // Stopped while this part was opening: leave it at once.
     if (this.#stopping) void part.buffer.cancel();
@@ -233,7 +237,7 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
         if (this.#stopping) return;
         const part = await this.#part(index);
         if (this.#stopping) return;
-        yield segmentStart(index, part.segment);
+        yield segmentStart(part.segment);
         let first = true;
         while (true) {
           const chunk = await part.buffer.next();
@@ -242,12 +246,27 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
             first = false;
             this.#openAhead(index + 1);
           }
-          yield { type: "chunk", segmentIndex: index, chunk };
+          yield { type: "chunk", segmentIndex: part.segment.index, chunk };
         }
       }
     } finally {
       await this.stop();
     }
+  }
+
+  /**
+   * The viewer paused: every ffmpeg behind the open parts that no other viewer is reading is
+   * stopped (SIGSTOP), and so is any part opened while paused.
+   */
+  suspend(): void {
+    this.#suspended = true;
+    for (const part of this.#opened) part.opened.suspend();
+  }
+
+  /** The viewer goes on: the stopped ffmpeg run again. */
+  unsuspend(): void {
+    this.#suspended = false;
+    for (const part of this.#opened) part.opened.unsuspend();
   }
 
   /** Iterates the stream's events; a stream can be iterated once. */
@@ -271,6 +290,9 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
       this.#abort.abort(new ReelayError("stream-stopped", "The stream was stopped"));
       const opening = await Promise.all(this.#parts.map((part) => part?.catch(() => undefined)));
       const parts = new Set([...this.#opened, ...opening.filter((part) => part !== undefined)]);
+      // A stopped ffmpeg must run again to end (kill sends SIGCONT too; this also un-counts
+      // this viewer's pause for transcodes others still share).
+      for (const part of parts) part.opened.unsuspend();
       await Promise.all([...parts].map((part) => part.buffer.cancel()));
     })();
     return this.#stopping;
@@ -283,8 +305,8 @@ function partRequest(info: VideoInfo, plan: PlaybackPlan, index: number): PartRe
   return { info, segment: plan.segments[index], fastStart };
 }
 
-function segmentStart(index: number, segment: PlannedSegment): StreamEvent {
-  const { height, width, requestedHeight, capped } = segment;
+function segmentStart(segment: PlannedSegment): StreamEvent {
+  const { index, height, width, requestedHeight, capped } = segment;
   return { type: "segment-start", index, height, width, requestedHeight, capped };
 }
 

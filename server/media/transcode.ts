@@ -68,6 +68,7 @@ export class Transcode {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   readonly #tail = new StderrTail();
   #killed = false;
+  #suspended = false;
   #killing?: Promise<void>;
   static #running = 0;
 
@@ -160,6 +161,37 @@ export class Transcode {
     return new Transcode(child, label);
   }
 
+  /** True while ffmpeg is stopped by {@link Transcode.suspend}. */
+  get suspended(): boolean {
+    return this.#suspended;
+  }
+
+  /**
+   * Stops ffmpeg where it is (SIGSTOP): a paused viewer's transcode then costs no CPU at all.
+   * {@link Transcode.resume} goes on; {@link Transcode.kill} continues it first, so a stopped
+   * ffmpeg still ends at once. Nothing happens after a kill.
+   */
+  suspend(): void {
+    if (this.#suspended || this.#killed) return;
+    this.#suspended = this.#signal("SIGSTOP");
+  }
+
+  /** Lets a suspended ffmpeg go on (SIGCONT). Idempotent. */
+  resume(): void {
+    if (!this.#suspended) return;
+    this.#suspended = false;
+    this.#signal("SIGCONT");
+  }
+
+  #signal(name: Deno.Signal): boolean {
+    try {
+      this.#child.kill(name);
+      return true;
+    } catch {
+      return false; // It has already exited.
+    }
+  }
+
   /** True once {@link Transcode.kill} has been called. */
   get killed(): boolean {
     return this.#killed;
@@ -178,6 +210,8 @@ export class Transcode {
     // Mark first so a read that fails because of the kill is not reported as a failure.
     this.#killed = true;
     const ended = terminate(this.#child, this.status, KILL_GRACE_MS);
+    // A stopped process acts on SIGTERM only once it runs again.
+    this.resume();
     // A blocked write to a full pipe fails at once when its reader goes away.
     await this.#reader.cancel().catch(() => {});
     await ended;

@@ -11,7 +11,24 @@ import { errorDetail, messageOf, ReelayError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { ServerConnection, StreamEndReason, VideoListing } from "../../shared/protocol/mod.ts";
 import { type Catalog, requireVideo } from "./catalog.ts";
-import { planPlayback } from "./plan.ts";
+import { TIMESTAMP_BASE_SECONDS } from "./ffmpeg_args.ts";
+import {
+  outputSampleRate,
+  planFrom,
+  planPlayback,
+  type PlaybackPlan,
+  type StartPoint,
+  startPointAt,
+} from "./plan.ts";
+import type { VideoInfo } from "./probe.ts";
+import { pesBoundary, TsClock } from "../../shared/ts_clock.ts";
+import {
+  describeEncoder,
+  detectEncoder,
+  type Detection,
+  type Encoder,
+  type EncoderSetting,
+} from "./encoders.ts";
 import { PartCache } from "./part_cache.ts";
 import { PartSources, type PartWorkers } from "./part_sources.ts";
 import { streamVideo, type VideoStream } from "./playback.ts";
@@ -21,8 +38,15 @@ import { TranscodeSlots } from "./slots.ts";
 export interface Viewer {
   /** Answers `videos` with the catalog's listings. */
   list(ref: number | undefined): void;
-  /** Starts a stream (stopping the current one); throws `unknown-video` or `busy`. */
-  play(ref: number | undefined, video: string): Promise<void>;
+  /**
+   * Starts a stream (stopping the current one), from `from` seconds into the video when given
+   * (a seek: a new stream from the frame shown then); throws `unknown-video` or `busy`.
+   */
+  play(ref: number | undefined, video: string, from?: number): Promise<void>;
+  /** Pauses the current stream; throws `not-playing` when there is none. */
+  pause(ref: number | undefined): void;
+  /** Resumes the current stream; throws `not-playing` when there is none. */
+  resume(ref: number | undefined): void;
   /** Stops the current stream, if any. */
   stop(ref: number | undefined): Promise<void>;
   /** The viewer consumed `bytes` of stream `stream`. */
@@ -38,18 +62,27 @@ interface OpenedStream {
   id: number;
   stream: VideoStream;
   listing: VideoListing;
+  info: VideoInfo;
+  /** The whole video's plan (a seek or a resume plays the rest of it). */
+  plan: PlaybackPlan;
+  /** Where the stream starts, in seconds from the video's start. */
+  from: number;
 }
 
 /** What a viewer needs from the service that made it. */
 interface ViewerDeps {
   listings(): VideoListing[];
-  open(name: string): Promise<OpenedStream>;
+  open(name: string, from: number): Promise<OpenedStream>;
+  /** A stream of the rest of a plan (after a parked pause). */
+  reopen(info: VideoInfo, plan: PlaybackPlan): Promise<VideoStream>;
   forget(viewer: StreamViewer): void;
   log: Logger;
   /** Stream bytes a viewer may have unacknowledged. */
   windowBytes: number;
   /** How long a viewer may take no stream data before it is given up on. */
   stallMs: number;
+  /** How long a paused stream's ffmpeg stays stopped before it is ended (parked). */
+  pauseGraceMs: number;
 }
 
 /**
@@ -99,6 +132,7 @@ export class MediaService {
     log: Logger,
     options: { workers?: PartWorkers } = {},
   ): Promise<MediaService> {
+    const encoder = await chooseEncoder(config, log);
     const { cache, cacheDir, cacheMaxBytes, cacheMaxAgeMs } = config.media;
     const partCache = cache
       ? await PartCache.open({ dir: cacheDir, maxBytes: cacheMaxBytes, maxAgeMs: cacheMaxAgeMs })
@@ -106,7 +140,11 @@ export class MediaService {
     if (partCache) {
       log("info", `Caching finished parts in ${partCache.dir} (at most ${cacheMaxBytes} bytes)`);
     }
-    return new MediaService(catalog, config, log, { cache: partCache, workers: options.workers });
+    return new MediaService(catalog, config, log, {
+      cache: partCache,
+      encoder,
+      workers: options.workers,
+    });
   }
 
   /** Creates the service over a catalog (without a cache unless given one). */
@@ -114,7 +152,7 @@ export class MediaService {
     catalog: Catalog,
     config: Config,
     log: Logger,
-    options: { cache?: PartCache; workers?: PartWorkers } = {},
+    options: { cache?: PartCache; encoder?: Encoder; workers?: PartWorkers } = {},
   ) {
     this.#catalog = catalog;
     this.#config = config;
@@ -124,17 +162,20 @@ export class MediaService {
       preset: config.stream.preset,
       slots: this.#slots,
       cache: options.cache,
+      encoder: options.encoder,
       shareBufferBytes: config.media.shareBufferBytes,
       workers: options.workers,
       log,
     });
     this.#deps = {
       listings: () => this.#listings(),
-      open: (name) => this.#open(name),
+      open: (name, from) => this.#open(name, from),
+      reopen: (info, plan) => streamVideo(info, plan, { sources: this.#sources }),
       forget: (viewer) => this.#viewers.delete(viewer),
       log,
       windowBytes: config.stream.windowBytes,
       stallMs: config.limits.idleTimeoutMs,
+      pauseGraceMs: config.media.pauseGraceMs,
     };
   }
 
@@ -162,15 +203,24 @@ export class MediaService {
   }
 
   #listings(): VideoListing[] {
-    return this.#catalog.list().map((info) => planPlayback(info, this.#config.stream).listing);
+    const encoder = describeEncoder(this.#sources.encoder);
+    return this.#catalog.list().map((info) => ({
+      ...planPlayback(info, this.#config.stream).listing,
+      encoder,
+    }));
   }
 
-  /** Starts a stream of `name` or throws `unknown-video` / `busy`. */
-  async #open(name: string): Promise<OpenedStream> {
+  /** Starts a stream of `name` from `from` seconds, or throws `unknown-video` / `busy`. */
+  async #open(name: string, from: number): Promise<OpenedStream> {
     const info = requireVideo(this.#catalog, name);
     const plan = planPlayback(info, this.#config.stream);
-    const stream = await streamVideo(info, plan, { sources: this.#sources });
-    return { id: this.#nextStream++, stream, listing: plan.listing };
+    const rest = from > 0 ? planFrom(plan, info, startPointAt(info, from)) : plan;
+    if (rest.segments.length === 0) {
+      throw new ReelayError("bad-position", `Position ${from} s is past the end of "${name}"`);
+    }
+    const stream = await streamVideo(info, rest, { sources: this.#sources });
+    const start = rest.segments[0].start - info.videoStart;
+    return { id: this.#nextStream++, stream, listing: plan.listing, info, plan, from: start };
   }
 }
 
@@ -178,17 +228,32 @@ interface Playing {
   id: number;
   stream: VideoStream;
   name: string;
+  info: VideoInfo;
+  plan: PlaybackPlan;
   inFlight: number;
   bytes: number;
   stopReason?: StreamEndReason;
   /** Woken when credit arrives or the stream is stopped. */
   credit: Wake;
   pumping: Promise<void>;
+  /** Timestamps of every byte sent: where a parked stream goes on. */
+  sent: TsClock;
+  /** Bytes of the current part sent (where its transport packets start). */
+  partBytes: number;
+  /** The viewer asked to pause and has not resumed. */
+  paused: boolean;
+  /** The paused stream's ffmpeg was ended after the grace time; resuming starts a new one. */
+  parked: boolean;
+  /** Woken on pause, resume, park and stop. */
+  control: Wake;
 }
 
 function withRef(ref: number | undefined): { ref?: number } {
   return ref === undefined ? {} : { ref };
 }
+
+/** How a paused stream went on. */
+type HoldOutcome = "resumed" | "parked" | "stopped";
 
 /** One connection's video: at most one stream at a time. */
 class StreamViewer implements Viewer {
@@ -210,32 +275,61 @@ class StreamViewer implements Viewer {
     this.#framed.sendMessage({ type: "videos", ...withRef(ref), videos: this.#deps.listings() });
   }
 
-  async play(ref: number | undefined, video: string): Promise<void> {
+  async play(ref: number | undefined, video: string, from = 0): Promise<void> {
     await this.stop(undefined);
     if (this.#closed) return;
-    const { id, stream, listing } = await this.#deps.open(video);
-    if (this.#closed) return await stream.stop();
+    const opened = await this.#deps.open(video, from);
+    if (this.#closed) return await opened.stream.stop();
     const playing: Playing = {
-      id,
-      stream,
+      id: opened.id,
+      stream: opened.stream,
       name: video,
+      info: opened.info,
+      plan: opened.plan,
       inFlight: 0,
       bytes: 0,
       credit: new Wake(),
       pumping: Promise.resolve(),
+      sent: new TsClock(),
+      partBytes: 0,
+      paused: false,
+      parked: false,
+      control: new Wake(),
     };
     this.#playing = playing;
+    const at = opened.from > 0 ? ` from ${opened.from.toFixed(3)} s` : "";
     this.#deps.log(
       "info",
-      `Streaming ${JSON.stringify(video)} to ${this.#framed.remote} (stream ${id})`,
+      `Streaming ${JSON.stringify(video)}${at} to ${this.#framed.remote} (stream ${opened.id})`,
     );
     const start = this.#framed.sendOrderedMessage({
       type: "stream-start",
       ...withRef(ref),
-      stream: id,
-      video: listing,
+      stream: opened.id,
+      video: opened.listing,
+      ...(opened.from > 0 ? { from: round3(opened.from) } : {}),
     });
     playing.pumping = this.#pump(playing, start);
+  }
+
+  pause(_ref: number | undefined): void {
+    const playing = this.#current();
+    if (playing.paused) return;
+    playing.paused = true;
+    playing.control.wake();
+  }
+
+  resume(_ref: number | undefined): void {
+    const playing = this.#current();
+    if (!playing.paused) return;
+    playing.paused = false;
+    playing.control.wake();
+  }
+
+  #current(): Playing {
+    const playing = this.#playing;
+    if (!playing) throw new ReelayError("not-playing", "Nothing is playing");
+    return playing;
   }
 
   async stop(_ref: number | undefined): Promise<void> {
@@ -243,6 +337,7 @@ class StreamViewer implements Viewer {
     if (!playing) return;
     playing.stopReason ??= "stopped";
     playing.credit.wake();
+    playing.control.wake();
     await playing.stream.stop();
     await playing.pumping;
   }
@@ -279,16 +374,13 @@ class StreamViewer implements Viewer {
     let message: string | undefined;
     try {
       await start;
-      for await (const event of playing.stream) {
-        if (playing.stopReason) break;
-        if (event.type !== "chunk") continue;
-        await this.#awaitCredit(playing, event.chunk.length);
-        if (playing.stopReason) break;
-        playing.inFlight += event.chunk.length;
-        playing.bytes += event.chunk.length;
-        const sent = this.#framed.sendStream(playing.id, event.segmentIndex, event.chunk);
-        // A socket that takes nothing for too long is a stalled viewer too.
-        await withTimeout(sent, this.#deps.stallMs, this.#stalled);
+      while ((await this.#pumpStream(playing)) === "parked" && !playing.stopReason) {
+        // Resumed after the grace time: a new ffmpeg from the frame and sample after the last
+        // ones sent. Every part joins like a third does, so the stream stays one MPEG-TS.
+        const rest = planFrom(playing.plan, playing.info, this.#resumePoint(playing));
+        if (rest.segments.length === 0) break;
+        playing.stream = await this.#deps.reopen(playing.info, rest);
+        this.#deps.log("info", `${this.#describe(playing)} resumed with a new ffmpeg`);
       }
     } catch (error) {
       reason = "error";
@@ -310,10 +402,102 @@ class StreamViewer implements Viewer {
     }).catch(() => {});
   }
 
+  /**
+   * Sends one stream's events until it ends ("end") or was parked while paused ("parked"). A
+   * pause takes effect at the next place where every PES packet sent is whole, so what the
+   * viewer has is exactly some frames and samples, and nothing half.
+   */
+  async #pumpStream(playing: Playing): Promise<"end" | "parked"> {
+    for await (const event of playing.stream) {
+      if (playing.stopReason) return "end";
+      if (event.type !== "chunk") {
+        playing.partBytes = 0;
+        continue;
+      }
+      let chunk = event.chunk;
+      while (chunk.length > 0) {
+        const cut = playing.paused
+          ? pesBoundary(chunk, (188 - playing.partBytes % 188) % 188) ?? chunk.length
+          : chunk.length;
+        if (cut > 0) {
+          await this.#send(playing, event.segmentIndex, chunk.subarray(0, cut));
+          chunk = chunk.subarray(cut);
+          continue;
+        }
+        const outcome = await this.#hold(playing);
+        if (outcome === "stopped") return "end";
+        if (outcome === "parked") return "parked";
+      }
+      if (playing.stopReason) return "end";
+    }
+    return "end";
+  }
+
+  async #send(playing: Playing, segment: number, bytes: Uint8Array): Promise<void> {
+    await this.#awaitCredit(playing, bytes.length);
+    if (playing.stopReason) return;
+    playing.inFlight += bytes.length;
+    playing.bytes += bytes.length;
+    playing.partBytes += bytes.length;
+    playing.sent.push(bytes);
+    const sent = this.#framed.sendStream(playing.id, segment, bytes);
+    // A socket that takes nothing for too long is a stalled viewer too.
+    await withTimeout(sent, this.#deps.stallMs, this.#stalled);
+  }
+
+  /**
+   * Holds a paused stream at a clean cut: its ffmpeg is stopped at once (SIGSTOP), and ended
+   * after the grace time (parked). No stall timeout runs while paused.
+   */
+  async #hold(playing: Playing): Promise<HoldOutcome> {
+    playing.stream.suspend();
+    this.#deps.log("info", `${this.#describe(playing)} paused after ${playing.bytes} bytes`);
+    const grace = setTimeout(() => {
+      playing.parked = true;
+      playing.control.wake();
+    }, this.#deps.pauseGraceMs);
+    try {
+      while (playing.paused && !playing.parked && !playing.stopReason) {
+        await playing.control.wait();
+      }
+    } finally {
+      clearTimeout(grace);
+    }
+    if (playing.stopReason) return "stopped";
+    if (!playing.parked) {
+      playing.stream.unsuspend();
+      this.#deps.log("info", `${this.#describe(playing)} resumed`);
+      return "resumed";
+    }
+    await playing.stream.stop();
+    this.#deps.log("info", `${this.#describe(playing)} parked: its ffmpeg is ended`);
+    while (playing.paused && !playing.stopReason) await playing.control.wait();
+    playing.parked = false;
+    return playing.stopReason ? "stopped" : "parked";
+  }
+
+  /** The first frame and audio sample not sent yet. */
+  #resumePoint(playing: Playing): StartPoint {
+    const { info } = playing;
+    const fps = info.frameRate.num / info.frameRate.den;
+    const video = playing.sent.lastVideoPts;
+    const audio = playing.sent.lastAudioPts;
+    const first = playing.plan.segments[0];
+    const frame = video === undefined
+      ? first.startFrame
+      : Math.round((video / 90_000 - TIMESTAMP_BASE_SECONDS - info.videoStart) * fps) + 1;
+    if (audio === undefined) return { frame };
+    const rate = outputSampleRate(info);
+    const sample = Math.round((audio / 90_000 - TIMESTAMP_BASE_SECONDS) * rate) + 1024;
+    return { frame, sample };
+  }
+
+  #describe(playing: Playing): string {
+    return `Stream ${playing.id} of ${JSON.stringify(playing.name)} to ${this.#framed.remote}`;
+  }
+
   #logEnd(playing: Playing, reason: StreamEndReason, message: string | undefined): void {
-    const ended = `Stream ${playing.id} of ${
-      JSON.stringify(playing.name)
-    } to ${this.#framed.remote}`;
+    const ended = this.#describe(playing);
     if (reason === "error") this.#deps.log("warn", `${ended} failed: ${message}`);
     else this.#deps.log("info", `${ended} ${reason} after ${playing.bytes} bytes`);
   }
@@ -325,4 +509,35 @@ class StreamViewer implements Viewer {
       await withTimeout(playing.credit.wait(), stallMs, this.#stalled);
     }
   }
+}
+
+function round3(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}
+
+/** Detections already made in this process, by setting and program: hardware does not change. */
+const detections = new Map<string, Promise<Detection>>();
+
+/**
+ * The encoder `[media] encoder` asks for: `auto` tries the hardware (a one-frame trial each) and
+ * falls back to software; a forced hardware encoder that fails its trial stops the server with
+ * `encoder-unavailable`. The choice and what was tried go to the log.
+ */
+async function chooseEncoder(config: Config, log: Logger): Promise<Encoder> {
+  const setting = config.media.encoder as EncoderSetting;
+  const key = `${setting}\n${config.stream.ffmpeg}`;
+  let detection = detections.get(key);
+  if (!detection) {
+    detection = detectEncoder({ setting, ffmpegPath: config.stream.ffmpeg });
+    detections.set(key, detection);
+    detection.catch(() => detections.delete(key));
+  }
+  const { encoder, trials } = await detection;
+  const tried = trials.map((trial) => `${trial.kind}: ${trial.detail.split("\n")[0]}`);
+  log(
+    "info",
+    `Encoding with ${describeEncoder(encoder)}` +
+      (tried.length > 0 ? ` (tried ${tried.join("; ")})` : ""),
+  );
+  return encoder;
 }

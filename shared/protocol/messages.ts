@@ -76,6 +76,8 @@ export interface VideoListing {
   fps: number;
   hasAudio: boolean;
   segments: SegmentPlan[];
+  /** The H.264 encoder the server transcodes with, e.g. `libx264 (software)`. */
+  encoder?: string;
 }
 
 /** Limits the server announces so clients can stay within them. */
@@ -99,8 +101,10 @@ export type ClientMessage =
   } & Announcement)
   | { type: "send"; ref?: number; to: string; envelope: Uint8Array }
   | { type: "videos"; ref?: number }
-  | { type: "play"; ref?: number; video: string }
+  | { type: "play"; ref?: number; video: string; from?: number }
   | { type: "stop"; ref?: number }
+  | { type: "pause"; ref?: number }
+  | { type: "resume"; ref?: number }
   | { type: "credit"; stream: number; bytes: number }
   | { type: "ping" }
   | { type: "pong" }
@@ -120,6 +124,8 @@ export type ServerMessage =
     ref?: number;
     stream: number;
     video: VideoListing;
+    /** Seconds into the video where the stream starts (after a seek); absent means 0. */
+    from?: number;
   }
   | {
     type: "stream-end";
@@ -271,8 +277,15 @@ export function parseClientMessage(frame: Frame): ClientMessage {
     case "videos":
       return { type, ...ref(fields) };
     case "play":
-      return { type, ...ref(fields), video: string(fields, "video", 1024) };
+      return {
+        type,
+        ...ref(fields),
+        video: string(fields, "video", 1024),
+        ...optionalFrom(fields),
+      };
     case "stop":
+    case "pause":
+    case "resume":
       return { type, ...ref(fields) };
     case "credit":
       return {
@@ -287,6 +300,11 @@ export function parseClientMessage(frame: Frame): ClientMessage {
     default:
       throw new ProtocolError("unknown-message", `Message type ${JSON.stringify(type)} is unknown`);
   }
+}
+
+/** An optional position in a video, in seconds (at most a year). */
+function optionalFrom(fields: Record<string, unknown>): { from?: number } {
+  return fields.from === undefined ? {} : { from: number(fields, "from", 0, 366 * 86_400) };
 }
 
 function segment(value: unknown, field: string): SegmentPlan {
@@ -312,6 +330,7 @@ function video(value: unknown, field: string): VideoListing {
     fps: number(fields, "fps"),
     hasAudio: boolean(fields, "hasAudio"),
     segments: array(fields, "segments", 16, segment),
+    ...(fields.encoder === undefined ? {} : { encoder: string(fields, "encoder", 128) }),
   };
 }
 
@@ -368,6 +387,7 @@ export function parseServerMessage(frame: Frame): ServerMessage {
         ...ref(fields),
         stream: integer(fields, "stream", 0, 2 ** 32 - 1),
         video: video(fields.video, "video"),
+        ...optionalFrom(fields),
       };
     case "stream-end": {
       const message = optionalString(fields, "message", 4096);
