@@ -6,7 +6,13 @@
  * @module
  */
 
-import { type Identity, Inbox, Outbox, type SealedMessage } from "../shared/crypto/mod.ts";
+import {
+  type Identity,
+  Inbox,
+  Outbox,
+  type SealedMessage,
+  type SessionTail,
+} from "../shared/crypto/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
 import type { ClientEvent } from "./events.ts";
 import type { Peer } from "./peers.ts";
@@ -25,10 +31,23 @@ export class Chat {
   readonly #inbox: Inbox;
   readonly #outbox: Outbox;
 
-  /** Seals and opens as `name` holding `identity`, during connection `epoch`. */
-  constructor(identity: Identity, name: string, epoch: string) {
+  /**
+   * Seals and opens as `name` holding `identity`, during connection `epoch`; `previousTails`
+   * says where this person's sessions of the previous connection ended.
+   */
+  constructor(
+    identity: Identity,
+    name: string,
+    epoch: string,
+    previousTails?: ReadonlyMap<string, SessionTail>,
+  ) {
     this.#inbox = new Inbox(identity, name, epoch);
-    this.#outbox = new Outbox(identity, name, epoch);
+    this.#outbox = new Outbox(identity, name, epoch, previousTails);
+  }
+
+  /** Where the latest session with each peer ended, for the next connection. */
+  tails(): Map<string, SessionTail> {
+    return this.#outbox.tails();
   }
 
   /** Seals `text` for `peer` (keys and epoch from their verified announcement). */

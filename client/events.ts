@@ -65,7 +65,10 @@ export type ClientEvent =
   | { event: "paused" | "resumed"; video: string; position: number }
   /** The viewer seeks: the player restarts and the stream starts again at `position`. */
   | { event: "seeked"; video: string; position: number }
+  /** The bytes of part `index` began to arrive (the player shows it later: see `showing`). */
   | { event: "segment"; video: string; index: number; height: number; width: number }
+  /** The player now shows part `index` (its resolution changed on screen). */
+  | { event: "showing"; video: string; index: number; height: number; width: number }
   | {
     event: "progress";
     video: string;

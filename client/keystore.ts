@@ -8,15 +8,13 @@
 
 import { posix, win32 } from "node:path";
 import { messageOf, ReelayError, UsageError } from "../shared/errors.ts";
-import { writeAll } from "../shared/io.ts";
 import { Identity } from "../shared/crypto/mod.ts";
-import { assertOwnerOnly, assertPrivateFolder } from "../shared/channel/_files.ts";
+import { assertOwnerOnly, assertPrivateFolder, createFile, exists } from "../shared/files.ts";
 
 /** Name of the identity file inside the home folder. */
 export const IDENTITY_FILE = "identity.json";
 
 const DIR_MODE = 0o700;
-const FILE_MODE = 0o600;
 
 /** Where to look for the home folder; `env` is usually `Deno.env`. */
 export interface HomeOptions {
@@ -80,49 +78,6 @@ async function ensureHome(home: string): Promise<void> {
   }
 }
 
-/** Writes `text` to a new owner-only temporary file next to `path`, flushed to disk. */
-async function writeTemp(path: string, text: string): Promise<string> {
-  const temp = `${path}.${crypto.randomUUID()}.tmp`;
-  const file = await Deno.open(temp, { write: true, createNew: true, mode: FILE_MODE });
-  try {
-    await writeAll(file, new TextEncoder().encode(text));
-    await file.syncData();
-  } finally {
-    file.close();
-  }
-  if (!isWindows()) await Deno.chmod(temp, FILE_MODE);
-  return temp;
-}
-
-/**
- * Atomically creates `path` with `text` unless it already exists; returns false if it did.
- * A hard link never overwrites, so two first runs racing cannot replace each other's identity.
- */
-async function writeNew(path: string, text: string): Promise<boolean> {
-  const temp = await writeTemp(path, text);
-  try {
-    await Deno.link(temp, path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) return false;
-    if (await exists(path)) return false;
-    await Deno.rename(temp, path); // file systems without hard links
-    return true;
-  } finally {
-    await Deno.remove(temp).catch(() => {});
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
-
 /** Reads a file, returning `undefined` only when it does not exist. */
 async function readIfExists(path: string, code: string, what: string): Promise<string | undefined> {
   try {
@@ -170,7 +125,7 @@ export async function loadOrCreateIdentity(home: string): Promise<LoadedIdentity
     return { identity: await parseIdentity(file, text), created: false, file };
   }
   const identity = await Identity.generate();
-  if (await writeNew(file, JSON.stringify(identity, null, 2) + "\n")) {
+  if (await createFile(file, JSON.stringify(identity, null, 2) + "\n")) {
     return { identity, created: true, file };
   }
   return loadOrCreateIdentity(home); // another process created it first: use theirs

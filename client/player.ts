@@ -21,10 +21,63 @@ export interface StreamSink {
   readonly gone: Promise<void>;
   /** Why the player failed, once it has (its last lines of error output). */
   readonly failure?: string;
+  /**
+   * True for a player that shows the stream in real time from its first bytes: what it shows
+   * is then known from the time since those bytes, and a resolution change is reported when the
+   * picture changes, not when the bytes arrive.
+   */
+  readonly realtime?: boolean;
 }
 
-/** Makes a sink for a video, given its name. */
-export type SinkFactory = (video: string) => StreamSink;
+/**
+ * The window a player opens: the largest part's size, scaled down to fit the screen.
+ *
+ * @example
+ * ```ts
+ * import type { WindowSize } from "./player.ts";
+ * const hd: WindowSize = { width: 1920, height: 1080 };
+ * ```
+ */
+export interface WindowSize {
+  /** Width in pixels. */
+  width: number;
+  /** Height in pixels. */
+  height: number;
+}
+
+/**
+ * The screen a window must fit when the player cannot tell (ffplay sizes its window as told):
+ * a terminal program has no portable way to ask the display, and 1920x1080 fits nearly every
+ * screen. mpv is told to fit the real screen itself (`--autofit-larger`).
+ */
+const SCREEN: WindowSize = { width: 1920, height: 1080 };
+
+/**
+ * The window for a video whose parts have `sizes`: the largest, scaled down (keeping its aspect
+ * ratio, even numbers) to fit within `screen`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { windowFor } from "./player.ts";
+ * assert.deepEqual(windowFor([{ width: 256, height: 144 }, { width: 2560, height: 1440 }]), {
+ *   width: 1920, height: 1080,
+ * });
+ * assert.deepEqual(windowFor([{ width: 640, height: 360 }]), { width: 640, height: 360 });
+ * ```
+ */
+export function windowFor(sizes: readonly WindowSize[], screen: WindowSize = SCREEN): WindowSize {
+  const largest = sizes.reduce(
+    (best, size) => size.width * size.height > best.width * best.height ? size : best,
+    { width: 2, height: 2 },
+  );
+  const scale = Math.min(1, screen.width / largest.width, screen.height / largest.height);
+  const even = (value: number) => Math.max(2, Math.floor(value * scale / 2) * 2);
+  return { width: even(largest.width), height: even(largest.height) };
+}
+
+/** Makes a sink for a video, given its name and the window its largest part needs. */
+export type SinkFactory = (video: string, window?: WindowSize) => StreamSink;
 
 /** A known player: options before the user's own, then how it reads stdin. */
 interface KnownPlayer {
@@ -33,13 +86,39 @@ interface KnownPlayer {
 }
 
 const KNOWN_PLAYERS: Record<string, KnownPlayer> = {
-  // A fixed window: ffplay would otherwise keep the size of the first third (144p) all along.
+  // A fixed window (the largest part's size, see windowFor): ffplay would otherwise keep the
+  // size of the first third (144p) all along.
   ffplay: {
     options: ["-hide_banner", "-loglevel", "error", "-autoexit", "-window_title", "reelay"],
     stdin: ["-x", "1280", "-y", "720", "-i", "-"],
   },
-  mpv: { options: ["--really-quiet", "--force-window=yes", "--title=reelay"], stdin: ["-"] },
+  mpv: {
+    options: ["--really-quiet", "--force-window=yes", "--title=reelay", "--autofit-larger=90%x90%"],
+    stdin: ["-"],
+  },
 };
+
+/** The command with its window set to `window` (ffplay's `-x`/`-y`, mpv's `--geometry`). */
+function sized(command: string[], window: WindowSize | undefined): string[] {
+  if (!window) return command;
+  const { width, height } = window;
+  if (command[0] === "ffplay") {
+    const at = command.lastIndexOf("-x");
+    if (at < 0 || command[at + 2] !== "-y") return command;
+    return [
+      ...command.slice(0, at),
+      "-x",
+      String(width),
+      "-y",
+      String(height),
+      ...command.slice(at + 4),
+    ];
+  }
+  if (command[0] === "mpv") {
+    return [command[0], `--geometry=${width}x${height}`, ...command.slice(1)];
+  }
+  return command;
+}
 
 /** How long a player may take to exit after SIGTERM before it is killed. */
 const KILL_GRACE_MS = 2000;
@@ -110,8 +189,8 @@ export function discardSink(): StreamSink {
  * const sink = playerSink([["ffplay", "-autoexit", "-i", "-"]]);
  * ```
  */
-export function playerSink(candidates: string[][]): StreamSink {
-  const child = spawnFirst(candidates);
+export function playerSink(candidates: string[][], window?: WindowSize): StreamSink {
+  const child = spawnFirst(candidates.map((command) => sized(command, window)));
   const writer = child.stdin.getWriter();
   const stderr = new StderrTail(STDERR_TAIL_BYTES);
   const drained = stderr.drain(child.stderr);
@@ -133,6 +212,7 @@ export function playerSink(candidates: string[][]): StreamSink {
       void writer.abort().catch(() => {});
       return ending ??= exited.then(() => {});
     },
+    realtime: true,
     gone: exited.then((status) => {
       if (!status.success && !ending) failure = lastLines(stderr) || `exit code ${status.code}`;
     }),
@@ -167,7 +247,8 @@ export function sinkFactory(
   env: { DISPLAY?: string; WAYLAND_DISPLAY?: string },
 ): SinkFactory {
   const candidates = resolvePlayer(choice, env);
-  return () => candidates.length === 0 ? discardSink() : playerSink(candidates);
+  return (_video, window) =>
+    candidates.length === 0 ? discardSink() : playerSink(candidates, window);
 }
 
 function spawnFirst(candidates: string[][]): Deno.ChildProcess {

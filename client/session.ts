@@ -25,7 +25,7 @@ import {
 import { Chat } from "./chat.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { type Peer, Peers } from "./peers.ts";
-import type { SinkFactory } from "./player.ts";
+import { type SinkFactory, windowFor } from "./player.ts";
 import { type SecureDial, secureDial } from "./server_trust.ts";
 import type { ClientStore } from "./store/mod.ts";
 import { Viewing } from "./viewing.ts";
@@ -50,7 +50,15 @@ export interface SessionOptions {
   keepaliveMs?: number;
   /** Give up joining after this long. */
   joinTimeoutMs?: number;
+  /**
+   * Give up on a request the server has not answered after this long (default
+   * {@linkcode REQUEST_TIMEOUT_MS}): it fails with `request-timeout` instead of waiting forever.
+   */
+  requestTimeoutMs?: number;
 }
+
+/** How long a request waits for the server's answer unless told otherwise. */
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 /** Why a session ended. */
 export interface SessionEnd {
@@ -88,6 +96,8 @@ export class ClientSession {
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
   readonly #early: ClientEvent[] = [];
   readonly #viewing: Viewing;
+  /** The catalog as last listed, by name (for the player's window size). */
+  #listings = new Map<string, VideoListing>();
   readonly #idle = new Wake();
   readonly #closed = deferred<SessionEnd>();
   readonly #hinted = new Set<string>();
@@ -108,7 +118,7 @@ export class ClientSession {
       maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       maxQueueBytes: CLIENT_QUEUE_BYTES,
     });
-    this.#chat = new Chat(options.identity, options.name, epoch);
+    this.#chat = new Chat(options.identity, options.name, epoch, options.store.sentTails());
     const emit = (event: ClientEvent) => this.#emit(event);
     this.#peers = new Peers(options, options.store, emit);
     this.#viewing = new Viewing(this.#framed, emit, () => this.#settleIdle());
@@ -190,7 +200,9 @@ export class ClientSession {
   async listVideos(): Promise<VideoListing[]> {
     return await this.#tracked(async () => {
       const answer = await this.#request({ type: "videos" });
-      return answer.type === "videos" ? answer.videos : [];
+      const videos = answer.type === "videos" ? answer.videos : [];
+      this.#listings = new Map(videos.map((video) => [video.name, video]));
+      return videos;
     });
   }
 
@@ -200,7 +212,11 @@ export class ClientSession {
    */
   async play(video: string, options: { from?: number } = {}): Promise<void> {
     await this.#viewing.stop();
-    const sink = (this.#options.sinks ?? (() => undefined))(video);
+    // The window fits the largest part when the catalog was listed (the TUI lists it to find
+    // the name); otherwise the player's default size.
+    const parts = this.#listings.get(video)?.segments;
+    const window = parts ? windowFor(parts) : undefined;
+    const sink = (this.#options.sinks ?? (() => undefined))(video, window);
     const from = options.from && options.from > 0 ? { from: options.from } : {};
     await this.#tracked(async () => {
       const ref = this.#nextRef++;
@@ -411,7 +427,14 @@ export class ClientSession {
     const answer = deferred<ServerMessage>();
     this.#pending.set(ref, answer);
     this.#framed.sendMessage({ ...request, ref } as ClientMessage);
-    return answer.promise;
+    const timeoutMs = this.#options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    return withTimeout(answer.promise, timeoutMs, () => {
+      this.#pending.delete(ref);
+      return new ReelayError(
+        "request-timeout",
+        `Server ${this.server} did not answer "${request.type}" within ${timeoutMs / 1000} s`,
+      );
+    });
   }
 
   async #tracked<T>(task: () => Promise<T>): Promise<T> {
@@ -453,12 +476,25 @@ export class ClientSession {
     for (const pending of this.#pending.values()) pending.reject(error);
     this.#pending.clear();
     await this.#viewing.abort(end.reason, end.code === "quit" ? "stopped" : "error");
+    this.#keepTails();
     if (end.code !== "quit" && end.code !== "join-failed") {
       this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
     }
     this.#closed.resolve(end);
     this.#settleIdle();
     await this.#framed.done;
+  }
+
+  /** Where this connection's sessions ended, for the next one's first messages to say. */
+  #keepTails(): void {
+    const tails = this.#chat.tails();
+    if (tails.size === 0) return;
+    try {
+      this.#options.store.saveSentTails(tails);
+    } catch (error) {
+      // The store may be closed already; only the tail report of the next connection is lost.
+      this.#emit({ event: "error", code: "store-failed", message: messageOf(error) });
+    }
   }
 
   #emit(event: ClientEvent): void {

@@ -28,6 +28,23 @@ type StreamEnd = ServerMessage & { type: "stream-end" };
 /** How long `/stop` waits for the server's confirmation before giving up on it. */
 const STOP_TIMEOUT_MS = 3000;
 
+/**
+ * What a real-time player is showing, estimated from the time since it got the first bytes
+ * (less the time paused) against where each part starts in the stream.
+ */
+interface Screen {
+  /** The part on screen (-1 before the first). */
+  shown: number;
+  /** Parts whose bytes arrived, not yet on screen, in order. */
+  arrived: number[];
+  /** performance.now() when the player took the first bytes. */
+  startedAt?: number;
+  /** Time spent paused since then. */
+  pausedMs: number;
+  pausedAt?: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
 interface Active {
   ref: number;
   sink: StreamSink;
@@ -44,6 +61,8 @@ interface Active {
   from: number;
   /** The viewer paused and has not resumed. */
   paused: boolean;
+  /** What a real-time player shows: see {@link Viewing} `#show`. */
+  screen: Screen;
   pumping: Promise<void>;
   /** Woken when bytes arrive or the stream ends. */
   wake: Wake;
@@ -53,6 +72,11 @@ interface Active {
   finished: Promise<void>;
   finish: () => void;
 }
+
+/** The largest credit window the client grants, whatever the server announces. */
+export const MAX_WINDOW_BYTES = 16 * 1024 * 1024;
+/** The smallest (a server announcing less would only slow its own stream). */
+export const MIN_WINDOW_BYTES = 64 * 1024;
 
 /**
  * At most one stream at a time, tied to one connection.
@@ -82,9 +106,18 @@ export class Viewing {
     return this.#active !== undefined;
   }
 
-  /** Sets the window the server announced. */
+  /**
+   * Sets the window the server announced, on the client's own terms: clamped to
+   * {@linkcode MIN_WINDOW_BYTES}..{@linkcode MAX_WINDOW_BYTES}, so a server announcing 2^53
+   * cannot make the client hold more than twice the cap of stream data.
+   */
   set windowBytes(bytes: number) {
-    this.#windowBytes = bytes;
+    this.#windowBytes = Math.min(MAX_WINDOW_BYTES, Math.max(MIN_WINDOW_BYTES, bytes));
+  }
+
+  /** The window in use. */
+  get windowBytes(): number {
+    return this.#windowBytes;
   }
 
   /** Prepares for the answer to play request `ref`. */
@@ -102,6 +135,7 @@ export class Viewing {
       clock: new TsClock(),
       from: 0,
       paused: false,
+      screen: { shown: -1, arrived: [], pausedMs: 0 },
       pumping: Promise.resolve(),
       wake: new Wake(),
       finished: finished.promise,
@@ -195,6 +229,14 @@ export class Viewing {
     if (active.paused === (type === "pause")) return;
     active.paused = type === "pause";
     this.#framed.sendMessage({ type });
+    const screen = active.screen;
+    if (active.paused) {
+      screen.pausedAt = performance.now();
+    } else if (screen.pausedAt !== undefined) {
+      screen.pausedMs += performance.now() - screen.pausedAt;
+      screen.pausedAt = undefined;
+    }
+    this.#show(active);
     const position = Math.round(playing.position * 10) / 10;
     this.#emit({ event: type === "pause" ? "paused" : "resumed", video: playing.video, position });
   }
@@ -244,6 +286,43 @@ export class Viewing {
       width: plan?.width ?? 0,
     });
     this.#reportProgress(active);
+    active.screen.arrived.push(index);
+    this.#show(active);
+  }
+
+  /**
+   * Reports `showing` for each part once the player reaches it: at once for a sink that is no
+   * real-time player (nothing to wait for), else when the time since the player took the first
+   * bytes, less the time paused, reaches the part's start in the stream.
+   */
+  #show(active: Active): void {
+    const screen = active.screen;
+    clearTimeout(screen.timer);
+    screen.timer = undefined;
+    if (this.#active !== active) return;
+    const realtime = active.sink.realtime === true;
+    while (screen.arrived.length > 0) {
+      const index = screen.arrived[0];
+      if (realtime) {
+        if (screen.startedAt === undefined || screen.pausedAt !== undefined) return;
+        const starts = Math.max(0, (active.video?.segments[index]?.start ?? 0) - active.from);
+        const due = screen.startedAt + screen.pausedMs + starts * 1000 - performance.now();
+        if (due > 0) {
+          screen.timer = setTimeout(() => this.#show(active), due);
+          return;
+        }
+      }
+      screen.arrived.shift();
+      screen.shown = index;
+      const plan = active.video?.segments[index];
+      this.#emit({
+        event: "showing",
+        video: active.video?.name ?? "",
+        index,
+        height: plan?.height ?? 0,
+        width: plan?.width ?? 0,
+      });
+    }
   }
 
   #reportProgress(active: Active): void {
@@ -278,6 +357,10 @@ export class Viewing {
         continue;
       }
       active.consumed += chunk.length;
+      if (active.screen.startedAt === undefined) {
+        active.screen.startedAt = performance.now();
+        this.#show(active);
+      }
       this.#grantCredit(active);
     }
   }
@@ -318,6 +401,7 @@ export class Viewing {
   async #close(active: Active, reason: StreamEndReason, message?: string): Promise<void> {
     if (this.#active !== active) return;
     this.#active = undefined;
+    clearTimeout(active.screen.timer);
     active.queue.length = 0;
     active.wake.wake();
     await active.sink.abort();

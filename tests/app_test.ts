@@ -434,7 +434,9 @@ Deno.test("app: progress goes to the status line, never to the transcript", asyn
     const index = Math.floor(second / 3);
     const height = [144, 360, 720][index];
     if (second % 3 === 0) {
+      // Bytes of the part arrive (not told), then the player shows it (told).
       session.emit({ event: "segment", video: "cats.mp4", index, height, width: 0 });
+      session.emit({ event: "showing", video: "cats.mp4", index, height, width: 0 });
     }
     session.emit({
       event: "progress",
@@ -452,7 +454,7 @@ Deno.test("app: progress goes to the status line, never to the transcript", asyn
   assert.equal(
     input.printed.length,
     5,
-    "started, three parts, finished:\n" + input.printed.join("\n"),
+    "started, three parts on screen, finished:\n" + input.printed.join("\n"),
   );
   assert.ok(input.printed.every((line) => !line.includes("/ 0:09")));
   assert.ok(

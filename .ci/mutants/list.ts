@@ -140,11 +140,14 @@ export const mutants: Mutant[] = [
   },
   // docs/security.md, threat model: a local user.
   {
-    name: "identity file readable by others",
-    file: "client/keystore.ts",
+    name: "owner-only files readable by others (identity, server key, pins)",
+    file: "shared/files.ts",
     find: "const FILE_MODE = 0o600;",
     replace: "const FILE_MODE = 0o644;",
-    tests: ["tests/keystore_test.ts"],
+    tests: ["tests/keystore_test.ts", {
+      file: "tests/channel_server_test.ts",
+      filter: "keeps its key in --state",
+    }],
   },
   // docs/security.md, "Limits".
   {
@@ -314,10 +317,31 @@ export const mutants: Mutant[] = [
   },
   {
     name: "identity owned by another user accepted",
-    file: "shared/channel/_files.ts",
+    file: "shared/files.ts",
     find: "if (owner) throw new ReelayError(code, `File ${owner}`);",
     replace: "void owner;",
     tests: [{ file: "tests/attacks_test.ts", filter: "attack 10" }],
+  },
+  {
+    name: "client takes the server's window as is",
+    file: "client/viewing.ts",
+    find: "this.#windowBytes = Math.min(MAX_WINDOW_BYTES, Math.max(MIN_WINDOW_BYTES, bytes));",
+    replace: "this.#windowBytes = bytes;",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 6" }],
+  },
+  {
+    name: "client requests wait forever",
+    file: "client/session.ts",
+    find: "const timeoutMs = this.#options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;",
+    replace: "const timeoutMs = 2 ** 31 - 1;",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 7" }],
+  },
+  {
+    name: "local commands wait behind network ones",
+    file: "client/tui/app.ts",
+    find: "if (!this.#ordered && isLocal(line)) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 7" }],
   },
   {
     name: "invisible characters and fake lines shown",
@@ -564,5 +588,19 @@ export const mutants: Mutant[] = [
     find: "while (!this.#isIdle())",
     replace: "while (false)",
     tests: ["tests/piped_client_test.ts"],
+  },
+  {
+    name: "resolution told on arrival, not on screen",
+    file: "client/viewing.ts",
+    find: "if (due > 0) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/viewing_test.ts", filter: "reaches the part" }],
+  },
+  {
+    name: "dropped session tail not reported",
+    file: "shared/crypto/envelope.ts",
+    find: "? Math.max(0, prev.last - previous.last)",
+    replace: "? 0",
+    tests: [{ file: "tests/session_tail_test.ts", filter: "dropped session tail" }],
   },
 ];

@@ -263,6 +263,7 @@ export class EventFormatter {
         return `▶ ${event.video}  ${formatDuration(event.duration)}, ` +
           `${event.segments.length} parts: ${event.segments.map(segmentLabel).join(", ")}`;
       case "segment":
+      case "showing":
         return `▶ ${event.video}  ${this.#part(event.video, event.index)}  ` +
           `now ${event.height}p (${event.width}x${event.height})`;
       case "progress":

@@ -15,7 +15,7 @@
 import { join } from "node:path";
 import { SerialQueue } from "../../shared/async.ts";
 import { messageOf, ReelayError } from "../../shared/errors.ts";
-import { readTextIfPresent, replaceFile } from "../../shared/channel/_files.ts";
+import { readTextIfPresent, replaceFile } from "../../shared/files.ts";
 import { isPlainCommand } from "./commands.ts";
 import { InputHistory } from "./history.ts";
 

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { UsageError } from "../../shared/errors.ts";
 import { MAX_NAME_LENGTH, nameProblem } from "../../shared/names.ts";
-import { ensureFolderOf, readTextIfPresent, replaceFile } from "../../shared/channel/_files.ts";
+import { ensureFolderOf, readTextIfPresent, replaceFile } from "../../shared/files.ts";
 
 /** The file in the home that keeps the name. */
 export const NAME_FILE = "name";

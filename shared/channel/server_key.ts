@@ -22,7 +22,7 @@ import {
   ensureFolderOf,
   readTextIfPresent,
   replaceFile,
-} from "./_files.ts";
+} from "../files.ts";
 import { DHLEN, type KeyPair, keyPairFromPrivate, sha256 } from "./primitives.ts";
 
 const KEY_FORMAT = "reelay-server-key-v1";

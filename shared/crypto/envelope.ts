@@ -250,7 +250,7 @@ function sameKeys(a: PublicIdentity, b: PublicIdentity): boolean {
 }
 
 /** Encodes the plaintext, throwing `message-too-long` above {@linkcode MAX_TEXT_BYTES}. */
-function encodePlaintext(text: string, sentAt: number): Bytes {
+function encodePlaintext(text: string, sentAt: number, prev?: TailClaim): Bytes {
   if (typeof text !== "string") throw fail("bad-message", "Message text must be a string");
   const size = utf8(text).length;
   if (size > MAX_TEXT_BYTES) {
@@ -262,7 +262,7 @@ function encodePlaintext(text: string, sentAt: number): Bytes {
   if (!Number.isSafeInteger(sentAt) || sentAt < 0) {
     throw fail("bad-message", `Send time "${sentAt}" is not a whole number of milliseconds`);
   }
-  const plaintext = utf8(JSON.stringify({ text, sentAt }));
+  const plaintext = utf8(JSON.stringify(prev ? { text, sentAt, prev } : { text, sentAt }));
   if (plaintext.length > MAX_PLAINTEXT_BYTES) {
     throw fail(
       "message-too-long",
@@ -272,7 +272,12 @@ function encodePlaintext(text: string, sentAt: number): Bytes {
   return plaintext;
 }
 
-function decodePlaintext(bytes: Uint8Array): { text: string; sentAt: number } {
+/** On the wire: the previous session's id (hex) and the last counter sent in it. */
+type TailClaim = [string, number];
+
+function decodePlaintext(
+  bytes: Uint8Array,
+): { text: string; sentAt: number; prev?: SessionTail } {
   let value: unknown;
   try {
     value = JSON.parse(fromUtf8(bytes) ?? "");
@@ -283,14 +288,34 @@ function decodePlaintext(bytes: Uint8Array): { text: string; sentAt: number } {
     string,
     unknown
   >;
-  const { text, sentAt } = record;
-  const ok = Object.keys(record).length === 2 && typeof text === "string" &&
+  const { text, sentAt, prev } = record;
+  const keys = Object.keys(record).length;
+  const ok = (keys === 2 || (keys === 3 && isTailClaim(prev))) && typeof text === "string" &&
     utf8(text).length <= MAX_TEXT_BYTES && Number.isSafeInteger(sentAt) && Number(sentAt) >= 0;
   if (!ok) throw fail("bad-envelope", "Message content is not a valid reelay message");
-  return { text: text as string, sentAt: sentAt as number };
+  const content = { text: text as string, sentAt: sentAt as number };
+  if (keys === 2) return content;
+  const [session, last] = prev as TailClaim;
+  return { ...content, prev: { session, last } };
+}
+
+function isTailClaim(value: unknown): value is TailClaim {
+  return Array.isArray(value) && value.length === 2 && typeof value[0] === "string" &&
+    /^[0-9a-f]{32}$/.test(value[0]) && Number.isSafeInteger(value[1]) && value[1] >= 0;
+}
+
+/**
+ * Where a sender's session with one peer ended: its id (hex) and the last counter sent in it.
+ * A new session carries the previous one's tail, so a receiver learns of a dropped tail.
+ */
+export interface SessionTail {
+  session: string;
+  last: number;
 }
 
 interface OutSession {
+  /** The tail of this sender's previous session with the same peer, claimed in every message. */
+  prev?: TailClaim;
   epoch: string;
   keys: PublicIdentity;
   sessionId: Bytes;
@@ -330,12 +355,29 @@ export class Outbox {
   #sequence = 0;
   #fingerprint?: Promise<Bytes>;
 
-  /** Seals as `name` during connection `epoch`, signing sessions with `identity`. */
-  constructor(identity: Identity, name: string, epoch: string) {
+  /** The last message sent to each peer, in this connection or (from `previous`) before it. */
+  readonly #tails: Map<string, SessionTail>;
+
+  /**
+   * Seals as `name` during connection `epoch`, signing sessions with `identity`. `previous`
+   * holds where this sender's sessions of earlier connections ended (see {@linkcode tails}).
+   */
+  constructor(
+    identity: Identity,
+    name: string,
+    epoch: string,
+    previous: ReadonlyMap<string, SessionTail> = new Map(),
+  ) {
     this.#identity = identity;
     this.name = checkName(name);
     this.#epochRaw = epochBytes(epoch);
     this.epoch = epoch;
+    this.#tails = new Map(previous);
+  }
+
+  /** Where the latest session with each peer stands: keep it for the next connection. */
+  tails(): Map<string, SessionTail> {
+    return new Map(this.#tails);
   }
 
   /**
@@ -349,10 +391,11 @@ export class Outbox {
     text: string,
     sentAt: number = Date.now(),
   ): Promise<SealedMessage> {
-    const plaintext = encodePlaintext(text, sentAt);
+    encodePlaintext(text, sentAt); // checks the text before any session work
     checkName(recipientName);
     return await this.#queue.run(async () => {
       const session = await this.#session(recipientName, recipientPublic, recipientEpoch);
+      const plaintext = encodePlaintext(text, sentAt, session.prev);
       return this.#sealWith(session, recipientName, plaintext);
     });
   }
@@ -364,6 +407,7 @@ export class Outbox {
 
   async #sealWith(session: OutSession, recipient: string, plaintext: Bytes) {
     const counter = session.next++;
+    this.#tails.set(recipient, { session: toHex(session.sessionId), last: counter });
     const header = { sender: this.name, recipient, sessionId: session.sessionId, counter };
     const params = { name: "AES-GCM", iv: messageIv(counter), additionalData: messageAad(header) };
     const ciphertext = new Uint8Array(
@@ -379,7 +423,9 @@ export class Outbox {
       current && current.epoch === epoch && sameKeys(current.keys, keys) &&
       current.next < Number.MAX_SAFE_INTEGER
     ) return current;
-    const session = await this.#newSession(recipient, { ...keys }, epoch);
+    const session: OutSession = await this.#newSession(recipient, { ...keys }, epoch);
+    const previous = this.#tails.get(recipient);
+    if (previous) session.prev = [previous.session, previous.last];
     this.#sessions.set(recipient, session);
     return session;
   }
@@ -490,7 +536,9 @@ export class Inbox {
   }
 
   async #open(sender: Sender, envelope: Envelope): Promise<OpenedMessage> {
-    const session = this.#isLive(sender, envelope)
+    const live = this.#isLive(sender, envelope);
+    const previous = live ? undefined : this.#sessions.get(sender.name);
+    const session = live
       ? this.#liveSession(sender, envelope)
       : await this.#acceptInit(sender, envelope);
     const params = {
@@ -506,8 +554,12 @@ export class Inbox {
     } catch (error) {
       throw fail("tampered", `Message from "${sender.name}" failed authentication`, error);
     }
-    const content = decodePlaintext(plaintext);
-    const missing = envelope.counter - session.last - 1;
+    const { prev, ...content } = decodePlaintext(plaintext);
+    // A new session says where the sender's previous one ended: its dropped tail is missing too.
+    const tail = previous && prev?.session === previous.sessionId
+      ? Math.max(0, prev.last - previous.last)
+      : 0;
+    const missing = envelope.counter - session.last - 1 + tail;
     session.last = envelope.counter;
     this.#sessions.set(sender.name, session); // commit only once everything has passed
     return {

@@ -53,6 +53,7 @@ export {
   type OpenedMessage,
   Outbox,
   type SealedMessage,
+  type SessionTail,
 } from "./envelope.ts";
 export { ConversationError, type ConversationErrorCode } from "./conversation_error.ts";
 export { JOIN_PROOF_LABEL, signJoinProof, verifyJoinProof } from "./join_proof.ts";

@@ -1,13 +1,15 @@
 /**
- * Owner-only files for the channel's secrets and trust decisions: folders 0700, files 0600,
+ * The one way reelay writes owner-only files (the server key, the client's identity, its server
+ * pins, its remembered name and input history): folders 0700, files 0600 whatever the umask,
  * whole-file writes through a temporary file and a rename (so a reader never sees half a file),
- * and creation that never replaces an existing file.
+ * creation that never replaces an existing file, and the checks that refuse files or folders
+ * others can read or write.
  *
  * @module
  */
 
 import { dirname } from "node:path";
-import { messageOf, ReelayError } from "../errors.ts";
+import { messageOf, ReelayError } from "./errors.ts";
 
 const FOLDER_MODE = 0o700;
 const FILE_MODE = 0o600;
@@ -40,11 +42,16 @@ export async function readTextIfPresent(file: string): Promise<string | undefine
 }
 
 /**
- * The user this process runs as. `Deno.uid()` needs `--allow-sys`; without it, the owner of a
- * file we create in `folder` is us (and a folder we cannot create in is not ours to trust).
+ * The user this process runs as. `Deno.uid()` needs `--allow-sys` (and would prompt on a
+ * terminal without it); without it, the owner of a file we create in `folder` is us (and a
+ * folder we cannot create in is not ours to trust).
  */
 async function ourUid(folder: string): Promise<number | undefined> {
   try {
+    // Asked first: on a terminal, calling Deno.uid() without the permission would prompt.
+    if (Deno.permissions.querySync({ name: "sys", kind: "uid" }).state !== "granted") {
+      throw new Deno.errors.NotCapable("no --allow-sys=uid");
+    }
     return Deno.uid() ?? undefined;
   } catch {
     let probe: string | undefined;
@@ -78,7 +85,7 @@ async function ownerProblem(
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { assertOwnerOnly } from "./_files.ts";
+ * import { assertOwnerOnly } from "./files.ts";
  * const file = await Deno.makeTempFile();
  * await Deno.chmod(file, 0o644);
  * await assert.rejects(assertOwnerOnly(file), /chmod 600/);
@@ -108,7 +115,7 @@ export async function assertOwnerOnly(file: string, code = "state-unprotected"):
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { assertPrivateFolder } from "./_files.ts";
+ * import { assertPrivateFolder } from "./files.ts";
  * const folder = await Deno.makeTempDir();
  * await Deno.chmod(folder, 0o777);
  * await assert.rejects(assertPrivateFolder(folder), /chmod 700/);
@@ -156,9 +163,32 @@ export async function createFile(file: string, text: string): Promise<boolean> {
     return true;
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) return false;
-    throw error;
+    if (await exists(file)) return false;
+    // A file system without hard links: a rename, after checking nothing is there.
+    await Deno.rename(temp, file);
+    return true;
   } finally {
     await Deno.remove(temp).catch(() => {});
+  }
+}
+
+/**
+ * Whether anything (a file, a folder, a link) is at `path`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { exists } from "./files.ts";
+ * assert.equal(await exists("/"), true);
+ * ```
+ */
+export async function exists(file: string): Promise<boolean> {
+  try {
+    await Deno.lstat(file);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
   }
 }
 
