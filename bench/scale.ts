@@ -45,6 +45,8 @@ max_clients = ${CLIENTS + 10}
 ; Every bench client comes from this one machine.
 max_clients_per_host = ${CLIENTS + 10}
 max_pending_per_host = 64
+; 50 join at once, each with a handshake and two RSA signatures on a loaded machine.
+join_timeout_ms = 60000
 `;
 
 const KIB = 1024;
