@@ -113,8 +113,10 @@ clusterTest(
 clusterTest("cluster: NATS restarted under two nodes; they reconnect and carry on", async () => {
   await using nats = await TestNats.start();
   const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
-  const nodeA = await startNode(nats, videos, "node-a");
-  const nodeB = await startNode(nats, videos, "node-b");
+  // A quick restart, well inside the presence TTL even on a loaded machine (a longer outage is
+  // the next test's).
+  const nodeA = await startNode(nats, videos, "node-a", 20_000);
+  const nodeB = await startNode(nats, videos, "node-b", 20_000);
   try {
     const alice = await joinClient(nodeA.port, "alice");
     const bob = await joinClient(nodeB.port, "bob");

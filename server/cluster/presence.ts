@@ -105,8 +105,10 @@ export class ClusterPresence {
   readonly #timer: ReturnType<typeof setInterval>;
   #beating: Promise<void> | undefined;
   #closed = false;
-  /** Whether this node's last heartbeat failed (NATS out of reach). */
+  /** Whether this node lost NATS or its watch, and has not heard its own heartbeat since. */
   #outage = false;
+  /** When the watch last delivered this node's own heartbeat (its own clock). */
+  #ownBeatSeenAt = Date.now();
   /** Resolved when the watch delivers this node's heartbeat at or after the given revision. */
   #synced: { revision: number; done: () => void } | undefined;
 
@@ -266,6 +268,12 @@ export class ClusterPresence {
       const node = entry.key.slice("node.".length);
       if (node === this.nodeId) {
         this.#seenOwnBeat = Math.max(this.#seenOwnBeat, entry.revision);
+        this.#ownBeatSeenAt = Date.now();
+        if (this.#outage) {
+          // Hearing again after an outage: every node gets a fresh time to show it is alive.
+          this.#outage = false;
+          for (const other of this.#nodes.keys()) this.#nodes.set(other, this.#ownBeatSeenAt);
+        }
         if (this.#synced && entry.revision >= this.#synced.revision) this.#synced.done();
       } else if (removed) {
         this.#nodeGone(node);
@@ -324,12 +332,6 @@ export class ClusterPresence {
       this.#outage = true;
       return;
     }
-    if (this.#outage) {
-      // Back after an outage: every node gets a fresh time to show it is alive.
-      this.#outage = false;
-      const now = Date.now();
-      for (const node of this.#nodes.keys()) this.#nodes.set(node, now);
-    }
     for (const [key, held] of [...this.#held]) {
       try {
         held.revision = await this.#refresh(key, held);
@@ -344,6 +346,12 @@ export class ClusterPresence {
       }
     }
     const now = Date.now();
+    // Judge others by their silence only while this node hears itself through the watch: after
+    // a reconnect the watch takes a moment to resume, and meanwhile everyone seems silent.
+    if (this.#outage || now - this.#ownBeatSeenAt > this.#options.ttlMs * 0.75) {
+      this.#outage = true;
+      return;
+    }
     for (const [node, heard] of [...this.#nodes]) {
       if (now - heard <= this.#options.ttlMs) continue;
       this.#options.log("warn", `Node ${node} went quiet: its people are removed`);
