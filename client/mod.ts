@@ -139,6 +139,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       home,
       sinks,
       acceptServerKey: flags.acceptServerKey,
+      requestTimeoutMs: config.client.requestTimeoutMs,
     });
   } catch (error) {
     if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;

@@ -25,6 +25,15 @@ import type { Announcement } from "../shared/protocol/mod.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import type { ClientStore } from "./store/mod.ts";
 
+/**
+ * The most people the client keeps in its copy of the directory, whatever the server sends
+ * (a server's own `max_clients` is 1000 by default): a hostile server cannot grow it without
+ * bound. Further announcements are ignored with `too-many-peers`.
+ */
+export const MAX_PEERS = 20_000;
+/** Epochs remembered per name (to refuse a replayed announcement). */
+const MAX_EPOCHS_PER_NAME = 64;
+
 /** A person online, as verified and checked against the pins. */
 export interface Peer {
   /** Their verified announcement for their current connection. */
@@ -223,6 +232,12 @@ export class Peers {
   #refuse(announcement: Announcement): { code: string; message: string } | undefined {
     const key = nameKey(announcement.name);
     const shown = JSON.stringify(announcement.name);
+    if (!this.#peers.has(key) && this.#peers.size >= MAX_PEERS) {
+      return {
+        code: "too-many-peers",
+        message: `The server announced more than ${MAX_PEERS} people online: ${shown} ignored`,
+      };
+    }
     if (key === nameKey(this.#self.name)) {
       return {
         code: "impersonation",
@@ -238,7 +253,14 @@ export class Peers {
       };
     }
     seen.add(announcement.epoch);
+    // Bounded whatever a server sends: the oldest epochs of a name, and the names least
+    // recently announced, are forgotten first (Sets and Maps keep insertion order).
+    if (seen.size > MAX_EPOCHS_PER_NAME) seen.delete(seen.values().next().value!);
+    this.#epochsSeen.delete(key);
     this.#epochsSeen.set(key, seen);
+    if (this.#epochsSeen.size > 2 * MAX_PEERS) {
+      this.#epochsSeen.delete(this.#epochsSeen.keys().next().value!);
+    }
     return undefined;
   }
 }

@@ -58,7 +58,15 @@ export interface SessionOptions {
   keepaliveMs?: number;
   /** Give up joining after this long. */
   joinTimeoutMs?: number;
+  /**
+   * Give up on a request the server has not answered after this long (default
+   * {@linkcode REQUEST_TIMEOUT_MS}): it fails with `request-timeout` instead of waiting forever.
+   */
+  requestTimeoutMs?: number;
 }
+
+/** How long a request waits for the server's answer unless told otherwise. */
+export const REQUEST_TIMEOUT_MS = 30_000;
 
 /** Why a session ended. */
 export interface SessionEnd {
@@ -491,7 +499,14 @@ export class ClientSession {
     const answer = deferred<ServerMessage>();
     this.#pending.set(ref, answer);
     this.#framed.sendMessage({ ...request, ref } as ClientMessage);
-    return answer.promise;
+    const timeoutMs = this.#options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    return withTimeout(answer.promise, timeoutMs, () => {
+      this.#pending.delete(ref);
+      return new ReelayError(
+        "request-timeout",
+        `Server ${this.server} did not answer "${request.type}" within ${timeoutMs / 1000} s`,
+      );
+    });
   }
 
   async #tracked<T>(task: () => Promise<T>): Promise<T> {

@@ -73,6 +73,11 @@ interface Active {
   finish: () => void;
 }
 
+/** The largest credit window the client grants, whatever the server announces. */
+export const MAX_WINDOW_BYTES = 16 * 1024 * 1024;
+/** The smallest (a server announcing less would only slow its own stream). */
+export const MIN_WINDOW_BYTES = 64 * 1024;
+
 /**
  * At most one stream at a time, tied to one connection.
  *
@@ -101,9 +106,18 @@ export class Viewing {
     return this.#active !== undefined;
   }
 
-  /** Sets the window the server announced. */
+  /**
+   * Sets the window the server announced, on the client's own terms: clamped to
+   * {@linkcode MIN_WINDOW_BYTES}..{@linkcode MAX_WINDOW_BYTES}, so a server announcing 2^53
+   * cannot make the client hold more than twice the cap of stream data.
+   */
   set windowBytes(bytes: number) {
-    this.#windowBytes = bytes;
+    this.#windowBytes = Math.min(MAX_WINDOW_BYTES, Math.max(MIN_WINDOW_BYTES, bytes));
+  }
+
+  /** The window in use. */
+  get windowBytes(): number {
+    return this.#windowBytes;
   }
 
   /** Prepares for the answer to play request `ref`. */

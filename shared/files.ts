@@ -42,11 +42,16 @@ export async function readTextIfPresent(file: string): Promise<string | undefine
 }
 
 /**
- * The user this process runs as. `Deno.uid()` needs `--allow-sys`; without it, the owner of a
- * file we create in `folder` is us (and a folder we cannot create in is not ours to trust).
+ * The user this process runs as. `Deno.uid()` needs `--allow-sys` (and would prompt on a
+ * terminal without it); without it, the owner of a file we create in `folder` is us (and a
+ * folder we cannot create in is not ours to trust).
  */
 async function ourUid(folder: string): Promise<number | undefined> {
   try {
+    // Asked first: on a terminal, calling Deno.uid() without the permission would prompt.
+    if (Deno.permissions.querySync({ name: "sys", kind: "uid" }).state !== "granted") {
+      throw new Deno.errors.NotCapable("no --allow-sys=uid");
+    }
     return Deno.uid() ?? undefined;
   } catch {
     let probe: string | undefined;

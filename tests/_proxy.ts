@@ -42,6 +42,8 @@ export class HostileProxy {
   /** Every frame the hostile server let through, both ways, as encoded. */
   readonly captured: Uint8Array[] = [];
   rewrite: Rewrite;
+  /** How many times each frame that is not a message (stream data) is passed on. */
+  repeatStream = 1;
 
   /** Starts listening. */
   constructor(serverPort: number, rewrite: Rewrite = (_direction, message) => [message]) {
@@ -103,7 +105,10 @@ export class HostileProxy {
     for (let frame = decoder.next(); frame; frame = decoder.next()) {
       const message = frameJson(frame);
       const forwarded = message === undefined
-        ? [encodeFrame(frame.kind, frame.payload.slice())]
+        ? Array.from(
+          { length: this.repeatStream },
+          () => encodeFrame(frame.kind, frame.payload.slice()),
+        )
         : this.rewrite(direction, message).map((rewritten) => controlFrame(rewritten));
       this.captured.push(...forwarded);
       out.push(...forwarded);

@@ -6,13 +6,18 @@
  */
 
 import assert from "node:assert/strict";
+import type { StreamSink } from "../client/player.ts";
+import { runClientApp } from "../client/tui/app.ts";
 import { EventFormatter } from "../client/tui/format.ts";
+import type { InputEnd, LineInput } from "../client/tui/terminal.ts";
+import { AsyncQueue } from "../shared/async.ts";
 import { wrapText } from "../client/tui/wrap.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { joinClient, type LoggedServer, startLoggedServer } from "../testing/harness.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { within } from "./_deadline.ts";
 import { Cli, startCliServer } from "./_procs.ts";
+import { HostileProxy } from "./_proxy.ts";
 import { RawClient, rawIdentity } from "./_raw.ts";
 
 type Joined = Awaited<ReturnType<typeof joinClient>>;
@@ -511,3 +516,125 @@ Deno.test("attack 10: a home others may write in, or an identity others may read
     await server.stop();
   }
 });
+
+/** A player that has hung: it takes no stream data at all. */
+function stuckSink(): StreamSink {
+  const never = new Promise<void>(() => {});
+  return {
+    write: () => never,
+    finish: () => Promise.resolve(),
+    abort: () => Promise.resolve(),
+    gone: never,
+  };
+}
+
+Deno.test("attack 6: a hostile server announcing a huge window and pushing stream data cannot grow the client's memory", async () => {
+  const server = await startServer((config) => {
+    config.stream.heights = [144, 180, 180];
+    config.stream.preset = "ultrafast";
+  });
+  await generateVideo(`${server.videos}/long.mp4`, {
+    width: 320,
+    height: 180,
+    rate: "30",
+    seconds: 60,
+  });
+  // The hostile server claims a window of 2^53 - 1 bytes and sends every stream frame 64 times.
+  const proxy = new HostileProxy(server.port, (direction, message) => {
+    if (direction === "to-client" && message.type === "welcome") {
+      const limits = message.limits as Record<string, unknown>;
+      return [{ ...message, limits: { ...limits, windowBytes: 2 ** 53 - 1 } }];
+    }
+    return [message];
+  });
+  proxy.repeatStream = 64;
+  const home = await Deno.makeTempDir({ prefix: "reelay-home-attack6-" });
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!server.catalog.list().some((video) => video.name === "long.mp4")) {
+      if (Date.now() > deadline) throw new Error("The catalog never listed long.mp4");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const alice = await joinClient(proxy.port, "alice", { home, sinks: () => stuckSink() });
+    await alice.session.play("long.mp4");
+    // Past twice the client's own cap (16 MiB), the client hangs up instead of buffering.
+    const ended = await alice.log.waitFor("disconnected", () => true, 60_000);
+    assert.equal(ended.code, "window-exceeded", ended.reason);
+    assert.match(ended.reason, /more stream data than the window allows/);
+    await alice.session.quit();
+  } finally {
+    await proxy.close();
+    await Deno.remove(home, { recursive: true });
+    await server.stop();
+  }
+});
+
+Deno.test("attack 7: a server that never answers cannot freeze the client: requests time out, local commands run at once", async () => {
+  const server = await startServer();
+  // The hostile server swallows every answer to a request for the catalog.
+  const proxy = new HostileProxy(
+    server.port,
+    (direction, message) => direction === "to-client" && message.type === "videos" ? [] : [message],
+  );
+  const home = await Deno.makeTempDir({ prefix: "reelay-home-attack7-" });
+  const bob = await person(server, "bob");
+  try {
+    const alice = await joinClient(proxy.port, "alice", { home, requestTimeoutMs: 2000 });
+    assert.ok(alice.session.who().some((peer) => peer.name === "bob"));
+    await assert.rejects(alice.session.listVideos(), (error) => {
+      assert.equal((error as { code?: string }).code, "request-timeout");
+      assert.match((error as Error).message, /did not answer "videos" within 2 s/);
+      return true;
+    });
+    // The same at the prompt: /videos hangs, /who answers meanwhile.
+    const input = new QueuedLines();
+    const app = runClientApp({ session: alice.session, input, color: false });
+    input.push("/videos");
+    input.push("/who");
+    await waitFor(() => input.printed.some((text) => /^bob\s/m.test(text)), "the /who answer");
+    assert.ok(!input.printed.some((text) => text.includes("did not answer")), "/videos waits");
+    await waitFor(
+      () => input.printed.some((text) => /did not answer "videos" within 2 s/.test(text)),
+      `the /videos timeout (printed: ${JSON.stringify(input.printed)})`,
+    );
+    input.end();
+    // The app ends the session when input ends; bob still talks to a new alice after.
+    await within(app, 30_000, "the app to end");
+  } finally {
+    await proxy.close();
+    await Deno.remove(home, { recursive: true });
+    await leave(bob);
+    await server.stop();
+  }
+});
+
+/** Lines typed one by one, then the end of input. */
+class QueuedLines implements LineInput {
+  readonly #queue = new AsyncQueue<string>();
+  endReason: InputEnd | undefined;
+  push(line: string): void {
+    this.#queue.push(line);
+  }
+  end(): void {
+    this.endReason = "eof";
+    this.#queue.end();
+  }
+  lines(): AsyncGenerator<string> {
+    return this.#queue.drain();
+  }
+  readonly printed: string[] = [];
+  print(text: string): void {
+    this.printed.push(text);
+  }
+  close(): void {
+    this.end();
+  }
+}
+
+async function waitFor(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -122,8 +122,8 @@ export const mutants: Mutant[] = [
   {
     name: "gap not reported (reorder)",
     file: "shared/crypto/envelope.ts",
-    find: "const missing = envelope.counter - session.last - 1;",
-    replace: "const missing = 0;",
+    find: "const missing = envelope.counter - session.last - 1",
+    replace: "const missing = 0 * (envelope.counter - session.last - 1)",
     tests: [{ file: e2e, filter: "reordered envelopes" }],
   },
   {
@@ -351,6 +351,27 @@ export const mutants: Mutant[] = [
     find: "if (owner) throw new ReelayError(code, `File ${owner}`);",
     replace: "void owner;",
     tests: [{ file: "tests/attacks_test.ts", filter: "attack 10" }],
+  },
+  {
+    name: "client takes the server's window as is",
+    file: "client/viewing.ts",
+    find: "this.#windowBytes = Math.min(MAX_WINDOW_BYTES, Math.max(MIN_WINDOW_BYTES, bytes));",
+    replace: "this.#windowBytes = bytes;",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 6" }],
+  },
+  {
+    name: "client requests wait forever",
+    file: "client/session.ts",
+    find: "const timeoutMs = this.#options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;",
+    replace: "const timeoutMs = 2 ** 31 - 1;",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 7" }],
+  },
+  {
+    name: "local commands wait behind network ones",
+    file: "client/tui/app.ts",
+    find: "if (!this.#ordered && isLocal(line)) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 7" }],
   },
   {
     name: "invisible characters and fake lines shown",

@@ -328,19 +328,39 @@ async function changeIgnored(
 type LoopEnd = InputEnd | "quit";
 
 /**
- * Reads lines and runs them one after another. Reading runs ahead of running, so Ctrl-C is
- * seen at once even while a command waits on the network.
+ * Commands that need no answer from the server: they run as soon as they are read, never
+ * behind a command waiting on the network (a server that never answers cannot freeze them).
+ */
+const LOCAL_COMMANDS: ReadonlySet<Command["command"]> = new Set([
+  "help",
+  "who",
+  "query",
+  "verify",
+  "forget-input",
+]);
+
+/**
+ * Reads lines and runs them one after another. A person at the prompt does not wait for local
+ * commands ({@linkcode LOCAL_COMMANDS}): they run at once, beside a command waiting on the
+ * network. With `--json` (a script) everything stays in order, and a command waits at most for
+ * the request timeout of those before it. Reading runs ahead of running, so Ctrl-C is seen at
+ * once even while a command waits on the network.
  */
 class CommandLoop {
   readonly #queue = new SerialQueue();
+  readonly #local = new Set<Promise<void>>();
   #stopped = false;
   #lineNumber = 0;
   #failed = false;
   readonly #quit = deferred<"quit">();
   #context: Context;
 
-  constructor(context: Context) {
+  readonly #ordered: boolean;
+
+  /** `ordered`: run every command in turn, local ones too (`--json`). */
+  constructor(context: Context, ordered: boolean) {
     this.#context = context;
+    this.#ordered = ordered;
   }
 
   /** Resolves when a `/quit` command ran. */
@@ -358,14 +378,21 @@ class CommandLoop {
     for await (const line of input.lines()) {
       if (this.#stopped) break;
       const number = ++this.#lineNumber;
-      void this.#queue.run(() => this.#run(line, number));
+      if (!this.#ordered && isLocal(line)) {
+        const running = this.#run(line, number);
+        this.#local.add(running);
+        void running.finally(() => this.#local.delete(running));
+      } else {
+        void this.#queue.run(() => this.#run(line, number));
+      }
     }
     return input.endReason ?? "eof";
   }
 
   /** Resolves when every line read so far has run. */
-  drained(): Promise<void> {
-    return this.#queue.idle();
+  async drained(): Promise<void> {
+    await this.#queue.idle();
+    await Promise.all(this.#local);
   }
 
   /** Skips lines not yet run. */
@@ -385,6 +412,16 @@ class CommandLoop {
       this.#failed = true;
       this.#context.output.emit(errorEvent(error, number, line));
     }
+  }
+}
+
+/** Whether `line` is a command that needs no answer from the server. */
+function isLocal(line: string): boolean {
+  try {
+    const command = parseCommand(line);
+    return command !== undefined && LOCAL_COMMANDS.has(command.command);
+  } catch {
+    return false; // A usage error is reported in its turn.
   }
 }
 
@@ -486,7 +523,7 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
     if (playing.update(event)) input.setStatus?.(status);
     output.emit(event);
   });
-  const loop = new CommandLoop(context);
+  const loop = new CommandLoop(context, options.json ?? false);
   const closed = session.closed.then((info) => ({ gone: info }));
   // A signal ends the session cleanly (the player is stopped too) whatever the input is doing,
   // including after stdin has already ended and a stream is still playing.

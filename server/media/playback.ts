@@ -33,6 +33,8 @@ export interface StreamOptions extends Omit<PartSourcesOptions, "cache"> {
   sources?: PartSources;
   /** Most bytes buffered per running part before its source waits (default 4 MiB). */
   readAheadBytes?: number;
+  /** Wait for a slot for the first part instead of refusing `busy` (a stream going on). */
+  waitForSlot?: boolean;
 }
 
 /**
@@ -343,6 +345,9 @@ export async function streamVideo(
   }
   const sources = options.sources ?? new PartSources(options);
   const readAhead = Math.max(64 * 1024, options.readAheadBytes ?? 4 * 1024 * 1024);
-  const first = await sources.open(partRequest(info, plan, 0), "busy");
+  const first = await sources.open(
+    partRequest(info, plan, 0),
+    options.waitForSlot ? "wait" : "busy",
+  );
   return new VideoStream(info, plan, sources, first!, readAhead);
 }

@@ -170,7 +170,9 @@ export class MediaService {
     this.#deps = {
       listings: () => this.#listings(),
       open: (name, from) => this.#open(name, from),
-      reopen: (info, plan) => streamVideo(info, plan, { sources: this.#sources }),
+      // A parked stream going on waits for a slot, ahead of new plays, instead of failing busy.
+      reopen: (info, plan) =>
+        streamVideo(info, plan, { sources: this.#sources, waitForSlot: true }),
       forget: (viewer) => this.#viewers.delete(viewer),
       log,
       windowBytes: config.stream.windowBytes,

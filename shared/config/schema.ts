@@ -193,7 +193,8 @@ export const SCHEMA = {
     /** Streams one host may have playing at once (each runs one transcode, two briefly). */
     maxStreamsPerHost: key(intIn(1, 256), 3),
     /** Stream bytes a client lets the server have in flight before it acknowledges them. */
-    windowBytes: key(intIn(64 * 1024, 256 * 1024 * 1024), 1024 * 1024),
+    // At most what a client grants at all (`MAX_WINDOW_BYTES` in client/viewing.ts).
+    windowBytes: key(intIn(64 * 1024, 16 * 1024 * 1024), 1024 * 1024),
   },
   limits: {
     maxFrameBytes: key(intIn(64 * 1024, 64 * 1024 * 1024), 1024 * 1024),
@@ -227,6 +228,8 @@ export const SCHEMA = {
     bell: key(bool, true),
     /** Keep typed commands in the home for Up-arrow and Ctrl-R in later runs. */
     inputHistory: key(bool, true),
+    /** A request the server has not answered in this long fails with request-timeout. */
+    requestTimeoutMs: key(intIn(100, 3_600_000), 30_000),
   },
   cluster: {
     /** NATS addresses; empty runs a single server, which never loads the NATS client. */
