@@ -61,6 +61,11 @@ export interface RelayOptions {
   /** Every other client also gets each sealed envelope (`[chat] broadcast`). */
   broadcast: boolean;
   log: Logger;
+  /**
+   * Hands an envelope to someone neither on this node nor known to its store (a cluster's other
+   * nodes); returns their name. Without it they are `unknown-recipient`.
+   */
+  route?: (sender: never, to: string, envelope: Uint8Array) => Promise<string>;
 }
 
 const PAGE = 100;
@@ -228,6 +233,10 @@ export class Mailroom<M extends Recipient> {
     const entry = online ? undefined : await this.#store.registry.lookup(nameKey(outgoing.to));
     const to = online?.announcement.name ?? entry?.name;
     const recipientKey = online ? this.#state.get(online)?.fingerprint : entry?.fingerprint;
+    if ((to === undefined || recipientKey === undefined) && this.#options.route) {
+      const name = await this.#options.route(sender as never, outgoing.to, outgoing.envelope);
+      return { status: "relayed", to: name, id };
+    }
     if (to === undefined || recipientKey === undefined) {
       throw new ReelayError(
         "unknown-recipient",

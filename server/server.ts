@@ -169,7 +169,13 @@ export class ReelayServer {
       mail: new Mailroom(
         people instanceof LocalPeople ? people.directory : undefined,
         deps.store,
-        { broadcast: config.chat.broadcast, log: deps.log },
+        {
+          broadcast: config.chat.broadcast,
+          log: deps.log,
+          route: people instanceof LocalPeople
+            ? undefined
+            : (sender: never, to, envelope) => people.route(sender, to, envelope),
+        },
       ),
       verifyAnnouncement: deps.verifyAnnouncement,
       createViewer: deps.createViewer,
