@@ -158,6 +158,8 @@ export interface ServerProcess {
   readonly inspector?: string;
   /** SIGTERM (the server shuts down cleanly, killing its ffmpeg), SIGKILL after 10 s. */
   stop(): Promise<{ code: number; signal: Deno.Signal | null }>;
+  /** SIGKILL at once, as a crash would; resolves once it has exited. */
+  kill(): Promise<void>;
 }
 
 /**
@@ -247,6 +249,15 @@ export async function spawnListening(args: string[]): Promise<ServerProcess> {
         return { code: status.code, signal: status.signal };
       })();
       return stopping;
+    },
+    kill: async () => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It has already exited.
+      }
+      await child.status;
+      await drained;
     },
   };
 }

@@ -2,7 +2,8 @@
  * `deno task bench`: measures reelay against baselines taken in the same run, prints a table and
  * writes the figures into docs/benchmarks.md.
  *
- * Flags: `--only=video,relay,chat,channel,scale` runs some groups (and writes no report unless `--out`
+ * Flags: `--only=video,relay,chat,channel,scale,cluster` runs some groups (and writes no report
+ * unless `--out`
  * is given); `--out=<file>` writes the report elsewhere; `--no-write` only prints.
  *
  * @module
@@ -12,6 +13,7 @@ import { createContext } from "./_context.ts";
 import { closeProcReader, machineInfo, readProc, REPO_ROOT } from "./_procs.ts";
 import { runChannel } from "./channel.ts";
 import { runChat } from "./chat.ts";
+import { runCluster } from "./cluster.ts";
 import { runRelay } from "./relay.ts";
 import { type GroupResult, type RunReport, textTable, writeMarkdown } from "./report.ts";
 import { runScale } from "./scale.ts";
@@ -24,6 +26,7 @@ const GROUPS: Record<string, (ctx: BenchContext) => Promise<GroupResult>> = {
   chat: runChat,
   channel: runChannel,
   scale: runScale,
+  cluster: runCluster,
 };
 
 const COMMAND = "deno task bench";

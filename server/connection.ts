@@ -55,6 +55,9 @@ export interface ChannelFacts {
   claimHostShare(): boolean;
 }
 
+/** Sends of one peer being relayed at once (see `#relay`). */
+const MAX_RELAYS_IN_FLIGHT = 32;
+
 /** Consecutive malformed messages tolerated before a peer is cut off. */
 const MAX_BAD_MESSAGES = 16;
 
@@ -74,6 +77,7 @@ export class PeerConnection implements Recipient {
   readonly #context: ServerContext;
   readonly #viewer: Viewer;
   readonly #chat: TokenBucket;
+  readonly #relaying = new Set<Promise<void>>();
   readonly #inbound: InboundChat;
   readonly #channel: ChannelFacts;
   #announcement: Announcement | undefined;
@@ -400,7 +404,29 @@ export class PeerConnection implements Recipient {
         `Too many messages: the limit is ${this.#context.config.limits.chatRate} a second`,
       );
     }
-    const name = await this.#context.people.route(this, to, envelope);
-    this.notify({ type: "relayed", ...(ref === undefined ? {} : { ref }), to: name });
+    const routed = this.#context.people.route(this, to, envelope).then(
+      (name) => this.notify({ type: "relayed", ...(ref === undefined ? {} : { ref }), to: name }),
+      (error) => this.#answerRelayFailure(ref, error),
+    );
+    // A relay to another node of a cluster answers after a NATS round trip: a few stay in flight
+    // so one sender's messages stream instead of waiting in turn (NATS keeps their order); the
+    // bound keeps a flood from piling up. A local relay has answered before this line.
+    this.#relaying.add(routed);
+    void routed.finally(() => this.#relaying.delete(routed));
+    if (this.#relaying.size >= MAX_RELAYS_IN_FLIGHT) await Promise.race(this.#relaying);
+  }
+
+  #answerRelayFailure(ref: number | undefined, error: unknown): void {
+    if (!(error instanceof ReelayError) || error instanceof ProtocolError) {
+      this.#context.log("error", `Bug while relaying for ${this.label}: ${errorDetail(error)}`);
+      this.framed.close();
+      return;
+    }
+    this.notify({
+      type: "error",
+      ...(ref === undefined ? {} : { ref }),
+      code: error.code,
+      message: error.message,
+    });
   }
 }

@@ -113,8 +113,10 @@ clusterTest(
 clusterTest("cluster: NATS restarted under two nodes; they reconnect and carry on", async () => {
   await using nats = await TestNats.start();
   const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
-  const nodeA = await startNode(nats, videos, "node-a");
-  const nodeB = await startNode(nats, videos, "node-b");
+  // A quick restart, well inside the presence TTL even on a loaded machine (a longer outage is
+  // the next test's).
+  const nodeA = await startNode(nats, videos, "node-a", 20_000);
+  const nodeB = await startNode(nats, videos, "node-b", 20_000);
   try {
     const alice = await joinClient(nodeA.port, "alice");
     const bob = await joinClient(nodeB.port, "bob");
@@ -188,6 +190,47 @@ clusterTest(
         await nodeC.close();
       }
     } finally {
+      await Deno.remove(videos, { recursive: true });
+    }
+  },
+);
+
+clusterTest(
+  "cluster: NATS away for longer than the presence TTL; nobody is dropped for good",
+  async () => {
+    await using nats = await TestNats.start();
+    const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+    const nodeA = await startNode(nats, videos, "node-a", 1500);
+    const nodeB = await startNode(nats, videos, "node-b", 1500);
+    try {
+      const alice = await joinClient(nodeA.port, "alice");
+      const bob = await joinClient(nodeB.port, "bob");
+      await alice.log.waitFor("joined", (event) => event.name === "bob");
+      await nats.stop();
+      // The outage is the scenario: twice the TTL, so every entry in NATS has expired meanwhile
+      // and each node has heard nothing from the other for longer than the TTL.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      await nats.restart();
+      await waitUntil(
+        async () => {
+          try {
+            await alice.session.send("bob", "still here");
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        "alice to reach bob after the outage",
+        20_000,
+      );
+      assert.equal((await bob.log.waitFor("message")).text, "still here");
+      // Both names are held again: nobody else can take them.
+      await assert.rejects(joinClient(nodeA.port, "bob"), /taken/);
+      await bob.session.quit();
+      await alice.session.quit();
+    } finally {
+      await nodeA.close();
+      await nodeB.close();
       await Deno.remove(videos, { recursive: true });
     }
   },

@@ -105,6 +105,10 @@ export class ClusterPresence {
   readonly #timer: ReturnType<typeof setInterval>;
   #beating: Promise<void> | undefined;
   #closed = false;
+  /** Whether this node lost NATS or its watch, and has not heard its own heartbeat since. */
+  #outage = false;
+  /** When the watch last delivered this node's own heartbeat (its own clock). */
+  #ownBeatSeenAt = Date.now();
   /** Resolved when the watch delivers this node's heartbeat at or after the given revision. */
   #synced: { revision: number; done: () => void } | undefined;
 
@@ -264,6 +268,12 @@ export class ClusterPresence {
       const node = entry.key.slice("node.".length);
       if (node === this.nodeId) {
         this.#seenOwnBeat = Math.max(this.#seenOwnBeat, entry.revision);
+        this.#ownBeatSeenAt = Date.now();
+        if (this.#outage) {
+          // Hearing again after an outage: every node gets a fresh time to show it is alive.
+          this.#outage = false;
+          for (const other of this.#nodes.keys()) this.#nodes.set(other, this.#ownBeatSeenAt);
+        }
         if (this.#synced && entry.revision >= this.#synced.revision) this.#synced.done();
       } else if (removed) {
         this.#nodeGone(node);
@@ -314,21 +324,34 @@ export class ClusterPresence {
     if (this.#closed) return;
     try {
       await this.#kv.put(`node.${this.nodeId}`, utf8(String(Date.now())));
-      for (const [key, held] of [...this.#held]) {
-        try {
-          held.revision = await this.#kv.update(key, held.value, held.revision);
-        } catch (error) {
-          if (!isWrongLastSequence(error)) throw error;
-          // Our entry expired (NATS was away longer than the TTL) and someone else took it.
-          this.#held.delete(key);
-          this.#options.log("warn", `Lost the name ${JSON.stringify(held.name)} to another node`);
-          this.#options.onLost?.(held.name);
-        }
-      }
     } catch (error) {
-      this.#options.log("warn", `Presence heartbeat failed: ${messageOf(error)}`);
+      // This node cannot reach NATS: it hears nobody, so nobody's silence means anything yet.
+      if (!this.#outage) {
+        this.#options.log("warn", `Presence heartbeat failed: ${messageOf(error)}`);
+      }
+      this.#outage = true;
+      return;
+    }
+    for (const [key, held] of [...this.#held]) {
+      try {
+        held.revision = await this.#refresh(key, held);
+      } catch (error) {
+        if (!isWrongLastSequence(error)) {
+          this.#options.log("warn", `Presence refresh failed: ${messageOf(error)}`);
+          continue;
+        }
+        this.#held.delete(key);
+        this.#options.log("warn", `Lost the name ${JSON.stringify(held.name)} to another node`);
+        this.#options.onLost?.(held.name);
+      }
     }
     const now = Date.now();
+    // Judge others by their silence only while this node hears itself through the watch: after
+    // a reconnect the watch takes a moment to resume, and meanwhile everyone seems silent.
+    if (this.#outage || now - this.#ownBeatSeenAt > this.#options.ttlMs * 0.75) {
+      this.#outage = true;
+      return;
+    }
     for (const [node, heard] of [...this.#nodes]) {
       if (now - heard <= this.#options.ttlMs) continue;
       this.#options.log("warn", `Node ${node} went quiet: its people are removed`);
@@ -338,6 +361,24 @@ export class ClusterPresence {
       for (const [key, person] of stale) {
         await this.#kv.delete(key, { previousSeq: person.revision }).catch(() => {});
       }
+    }
+  }
+
+  /**
+   * Rewrites a held entry. When it is gone (it expired while NATS was away, or another node took
+   * this node for dead and freed it) the name is claimed again, atomically: it is lost only when
+   * someone else holds it now.
+   */
+  async #refresh(key: string, held: Held): Promise<number> {
+    try {
+      return await this.#kv.update(key, held.value, held.revision);
+    } catch (error) {
+      if (!isWrongLastSequence(error)) throw error;
+      const current = await this.#kv.get(key);
+      if (current && current.operation === "PUT") throw error; // someone else's now
+      return current
+        ? await this.#kv.update(key, held.value, current.revision)
+        : await this.#kv.create(key, held.value);
     }
   }
 }
