@@ -95,6 +95,8 @@ export class Mailroom<M extends Recipient> {
   readonly #options: RelayOptions;
   readonly #state = new WeakMap<M, State>();
   readonly #draining = new Set<Promise<void>>();
+  /** Members by fingerprint, for {@linkcode Mailroom.wake}; closed ones pruned on each sweep. */
+  readonly #members = new Map<string, Set<M>>();
 
   /**
    * Routes among `directory`'s members (the people on this node; on a cluster node, people on
@@ -122,6 +124,9 @@ export class Mailroom<M extends Recipient> {
   joined(member: M, fingerprint: string): void {
     const state: State = { fingerprint, draining: true, again: false };
     this.#state.set(member, state);
+    const members = this.#members.get(fingerprint) ?? new Set();
+    for (const each of members) if (each.closed) members.delete(each);
+    this.#members.set(fingerprint, members.add(member));
     const { announcement } = member;
     this.#track(member, state, async () => {
       await this.#store.registry.remember({
@@ -132,6 +137,16 @@ export class Mailroom<M extends Recipient> {
       });
       await this.#deliverHeld(member, state);
     });
+  }
+
+  /**
+   * Delivers what is held for `recipientKey` to whoever holds that key here: a cluster node calls
+   * it when another node held mail for someone connected to this one.
+   */
+  wake(recipientKey: string): void {
+    for (const member of this.#members.get(recipientKey) ?? []) {
+      if (!member.closed) this.#drain(member);
+    }
   }
 
   /** Resolves once every delivery of held mail that started has ended. */
@@ -249,6 +264,15 @@ export class Mailroom<M extends Recipient> {
         `${JSON.stringify(to)} now has another key than the one this message was sealed for`,
       );
     }
+    if (!online && this.#options.route) {
+      // Known to the cluster's shared registry: online on another node gets it now, else held.
+      try {
+        const name = await this.#options.route(sender as never, outgoing.to, outgoing.envelope);
+        return { status: "relayed", to: name, id };
+      } catch (error) {
+        if (!(error instanceof ReelayError) || error.code !== "unknown-recipient") throw error;
+      }
+    }
     const from = sender.announcement.name;
     const live = online ? this.#state.get(online) : undefined;
     if (online && live && !live.draining && !online.closed) {
@@ -314,6 +338,10 @@ export class Mailroom<M extends Recipient> {
    * online). Returns how many items ended.
    */
   async sweep(now: number = Date.now()): Promise<number> {
+    for (const [fingerprint, members] of this.#members) {
+      for (const member of members) if (member.closed) members.delete(member);
+      if (members.size === 0) this.#members.delete(fingerprint);
+    }
     let ended = 0;
     while (true) {
       const page = await this.#store.mailbox.expire(now, PAGE);

@@ -119,7 +119,16 @@ export async function startServer(
     await cluster?.close();
     throw error;
   }
-  const opened = store;
+  const local = store;
+  const joined = cluster;
+  // In a cluster the mail, registry and prekeys are the cluster's, so every node sees them.
+  const opened: Store = joined === undefined ? local : {
+    mailbox: joined.mailbox,
+    prekeys: joined.directory.prekeys,
+    registry: joined.directory.registry,
+    close: () => local.close(),
+    [Symbol.asyncDispose]: () => local.close(),
+  };
   log("info", `Serving ${catalog.list().length} video(s) from ${catalog.dir}`);
   log("info", `Server key fingerprint ${serverKey.fingerprint}`);
   const server = ReelayServer.listen(config, {
@@ -130,6 +139,7 @@ export async function startServer(
     verifyAnnouncement: verifyHello,
     createViewer: (framed) => media.viewer(framed),
     people: cluster?.people,
+    heldMail: joined && ((wake) => joined.mailbox.watch(wake)),
     onClose: async () => {
       await media.close();
       await catalog.close();

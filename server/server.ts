@@ -92,6 +92,11 @@ export interface ServerDeps {
   people?: People<PeerConnection>;
   /** Called once on close, after every connection ended (stops the catalog watcher etc.). */
   onClose?: () => Promise<void>;
+  /**
+   * Tells the server when another process held mail for someone (a cluster node's mailbox
+   * watch): it calls `wake` with the recipient's key and returns a function that stops it.
+   */
+  heldMail?: (wake: (recipientKey: string) => void) => () => void;
 }
 
 /**
@@ -149,6 +154,7 @@ export class ReelayServer {
   readonly #deps: ServerDeps;
   readonly #accepting: Promise<void>;
   readonly #sweeper: ReturnType<typeof setInterval>;
+  readonly #stopHeldMail: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #lastMailSweep = Date.now();
   #mailSweep: Promise<unknown> = Promise.resolve();
@@ -188,6 +194,8 @@ export class ReelayServer {
       budget: this.#budget,
       joinEpochs: new JoinEpochs(),
     };
+    const mail = this.#context.mail;
+    this.#stopHeldMail = deps.heldMail?.((recipientKey) => mail.wake(recipientKey));
     this.#accepting = this.#acceptLoop();
     const { keepaliveMs } = config.limits;
     this.#sweeper = setInterval(() => {
@@ -258,6 +266,7 @@ export class ReelayServer {
 
   async #shutdown(message: string): Promise<void> {
     clearInterval(this.#sweeper);
+    this.#stopHeldMail?.();
     this.#listener.close();
     this.#closeWake.wake();
     await this.#accepting;

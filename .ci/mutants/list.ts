@@ -633,4 +633,11 @@ export const mutants: Mutant[] = [
     replace: "? 0",
     tests: [{ file: "tests/session_tail_test.ts", filter: "dropped session tail" }],
   },
+  {
+    name: "one-time prekey handed out twice across cluster nodes",
+    file: "server/cluster/directory.ts",
+    find: "await this.#kv.update(name, utf8(JSON.stringify(rest)), current.revision);",
+    replace: "await this.#kv.put(name, utf8(JSON.stringify(rest)));",
+    tests: [{ file: "tests/cluster_directory_test.ts", filter: "never get the same" }],
+  },
 ];

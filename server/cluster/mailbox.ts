@@ -198,6 +198,21 @@ export class JetStreamMailbox implements Mailbox {
     return `${this.#prefix}.${recipientKey}`;
   }
 
+  /**
+   * Calls `onHeld` with the recipient key of every item any node puts from now on (a plain
+   * subscription on the stream's subjects), so the node where the recipient is connected can
+   * deliver it at once. Returns a function that stops it.
+   */
+  watch(onHeld: (recipientKey: string) => void): () => void {
+    const prefix = `${this.#prefix}.`;
+    const subscription = this.#nc.subscribe(`${prefix}*`, {
+      callback: (error, message) => {
+        if (error === null) onHeld(message.subject.slice(prefix.length));
+      },
+    });
+    return () => subscription.unsubscribe();
+  }
+
   /** See {@linkcode Mailbox.put}. */
   async put(item: NewMail): Promise<PutResult> {
     const { body, ...checked } = checkMail(item);

@@ -13,6 +13,7 @@ import { DEFAULT_STORE_LIMITS } from "../store/mod.ts";
 import type { Recipient } from "../relay.ts";
 import type { PartWorkers } from "../media/part_sources.ts";
 import { JetStreamMailbox } from "./mailbox.ts";
+import { KvDirectory } from "./directory.ts";
 import { RemoteTranscoder } from "./remote_transcode.ts";
 import { type ClusterCredentials, connectNats, type NatsConnection } from "./nats.ts";
 import { ClusterPeople } from "./people.ts";
@@ -25,6 +26,8 @@ export interface ClusterNode<M extends Recipient> {
   readonly people: ClusterPeople<M>;
   /** Offline mail in JetStream, the store's `Mailbox` contract. */
   readonly mailbox: JetStreamMailbox;
+  /** The shared registry and prekey directory, the store's contracts over NATS KV. */
+  readonly directory: KvDirectory;
   /** Hands parts to the cluster's transcode workers (for `MediaService`). */
   readonly workers: PartWorkers;
   /** Closes the NATS connection (the server closes `people` itself, after its connections). */
@@ -96,8 +99,15 @@ export async function joinCluster<M extends Recipient>(
       log,
     });
     let mailbox: JetStreamMailbox;
+    let directory: KvDirectory;
     try {
-      mailbox = await JetStreamMailbox.open(nc, { ttlMs: DEFAULT_STORE_LIMITS.ttlMs });
+      mailbox = await JetStreamMailbox.open(nc, {
+        maxItemsPerRecipient: config.mailbox.maxItemsPerRecipient,
+        maxBytesPerRecipient: config.mailbox.maxBytesPerRecipient,
+        maxTotalBytes: config.mailbox.maxTotalBytes,
+        ttlMs: config.mailbox.ttlMs ?? DEFAULT_STORE_LIMITS.ttlMs,
+      });
+      directory = await KvDirectory.open(nc);
     } catch (error) {
       await people.close();
       throw error;
@@ -119,7 +129,7 @@ export async function joinCluster<M extends Recipient>(
         return undefined;
       }
     };
-    return { nodeId, nc, people, mailbox, workers, close: () => nc.close() };
+    return { nodeId, nc, people, mailbox, directory, workers, close: () => nc.close() };
   } catch (error) {
     await nc.close();
     throw error;
