@@ -130,7 +130,8 @@ const SERVER_ID = /^[A-Za-z0-9._-]{1,128}$/;
  * ```ts
  * import assert from "node:assert/strict";
  * import { serverFolderName } from "./mod.ts";
- * assert.equal(serverFolderName("[::1]:9000"), "__1__9000");
+ * assert.equal(serverFolderName("127.0.0.1:9000"), "127.0.0.1_9000");
+ * assert.equal(serverFolderName("[::1]:9000"), "___1__9000");
  * ```
  */
 export function serverFolderName(address: string): string {
