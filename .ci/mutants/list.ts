@@ -119,6 +119,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: e2e, filter: "a replayed envelope" }],
   },
   {
+    name: "redelivered message not recognised by its id",
+    file: "client/conversations.ts",
+    find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
+    replace: "if (false) {",
+    tests: [{ file: e2e, filter: "a redelivered envelope" }],
+  },
+  {
     name: "gap not reported (reorder, dropped session tail)",
     file: "shared/crypto/ratchet.ts",
     find: "return { plaintext, missing: skip };",
