@@ -653,4 +653,19 @@ export const mutants: Mutant[] = [
     replace: "await this.#kv.put(name, utf8(JSON.stringify(rest)));",
     tests: [{ file: "tests/cluster_directory_test.ts", filter: "never get the same" }],
   },
+  {
+    name: "play past the end of a video accepted",
+    file: "server/media/viewer.ts",
+    find: "if (from >= info.duration) {",
+    replace: "if (from > info.duration * 1e9) {",
+    tests: [{ file: "tests/seek_bounds_test.ts", filter: "past it is refused" }],
+  },
+  {
+    name: "status line shows the resolution arriving, not the one on screen",
+    file: "client/tui/playing.ts",
+    find: "return this.#set({ position: event.shown, buffered: this.#buffered() });",
+    replace:
+      "return this.#set({ part: event.index + 1, height: event.height, position: event.shown, buffered: this.#buffered() });",
+    tests: [{ file: "tests/tui_playing_test.ts", filter: "when the player shows them" }],
+  },
 ];
