@@ -31,7 +31,6 @@ import {
   type Identity,
   importVerifyKey,
   initiate,
-  MAX_TEXT_BYTES,
   PrekeyStore,
   type PublicIdentity,
   Ratchet,
@@ -53,6 +52,9 @@ export const PREKEY_LOW = 3;
 const KIND_RATCHET = 1;
 const KIND_INITIAL = 2;
 const REFUSE_LABEL = "reelay-refuse-v1";
+/** Longest message text a person can send, in UTF-8 bytes (before it is put in JSON). */
+export const MAX_TEXT_BYTES = 16 * 1024;
+
 /** Refusal reasons after which the sender starts the conversation over. */
 const RESTART_REASONS = new Set(["no-conversation", "not-authentic", "bad-init", "unknown-prekey"]);
 

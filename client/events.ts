@@ -77,9 +77,16 @@ export type ClientEvent =
   | {
     event: "progress";
     video: string;
+    /** The part whose bytes arrive now, and its height. */
     index: number;
     height: number;
+    /** Seconds into the video of the newest bytes that arrived. */
     position: number;
+    /**
+     * Seconds into the video on screen: for a real-time player, where it is by the clock since
+     * it took the first bytes (less the time paused); for any other sink, what arrived.
+     */
+    shown: number;
     duration: number;
     bytes: number;
   }

@@ -87,6 +87,7 @@ Deno.test("format: progress shows part, height and times", () => {
     index: 1,
     height: 720,
     position: 41.5,
+    shown: 39,
     duration: 123,
     bytes: 3 * 1024 * 1024,
   };

@@ -50,7 +50,6 @@ import type { Bytes } from "../../shared/bytes.ts";
 import type {
   Identity,
   PublicIdentity,
-  SessionTail,
   StoredPrekeys,
   StoredRatchet,
 } from "../../shared/crypto/mod.ts";
@@ -414,28 +413,6 @@ export class ClientStore {
     this.#flushPins();
     this.#closed = true;
     this.#db.close();
-  }
-
-  /** Where this person's sessions of the last connection ended, per peer (see `Outbox`). */
-  sentTails(): Map<string, SessionTail> {
-    const text = this.#meta("sent-tails");
-    const tails = new Map<string, SessionTail>();
-    if (text === undefined) return tails;
-    try {
-      for (const [name, tail] of Object.entries(JSON.parse(text) as Record<string, SessionTail>)) {
-        if (typeof tail?.session === "string" && Number.isSafeInteger(tail.last)) {
-          tails.set(name, { session: tail.session, last: tail.last });
-        }
-      }
-    } catch {
-      // A damaged record only loses the tail report of one reconnect.
-    }
-    return tails;
-  }
-
-  /** Keeps `tails` for the next connection (written once, when a session ends). */
-  saveSentTails(tails: ReadonlyMap<string, SessionTail>): void {
-    this.#setMeta("sent-tails", JSON.stringify(Object.fromEntries(tails)));
   }
 
   #meta(key: string): string | undefined {
