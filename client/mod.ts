@@ -37,6 +37,8 @@ export interface ClientFlags {
   name?: string;
   home?: string;
   json?: boolean;
+  /** `false` with `--no-history`: no message is kept in this run. */
+  history?: boolean;
   player?: string;
   /** A server key fingerprint to accept in place of the pinned one. */
   acceptServerKey?: string;
@@ -48,6 +50,8 @@ export interface ClientFlags {
 export interface OpenOptions extends Omit<SessionOptions, "identity" | "store" | "serverPins"> {
   /** The home folder holding `identity.json`, `known_servers.json` and `servers/<server>/client.db`. */
   home: string;
+  /** `false`: keep no message history (`--no-history`). Default true. */
+  keepHistory?: boolean;
 }
 
 /**
@@ -69,10 +73,10 @@ export async function openSession(options: OpenOptions): Promise<ClientSession> 
 async function openWithStore(
   options: OpenOptions,
 ): Promise<{ session: ClientSession; store: ClientStore }> {
-  const { home, ...rest } = options;
+  const { home, keepHistory, ...rest } = options;
   const { identity } = await loadOrCreateIdentity(home);
   const server = serverFolderName(`${rest.hostname}:${rest.port}`);
-  const store = await ClientStore.open({ home, server, identity });
+  const store = await ClientStore.open({ home, server, identity, keepHistory });
   try {
     const session = await ClientSession.connect({
       ...rest,
@@ -140,6 +144,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       sinks,
       acceptServerKey: flags.acceptServerKey,
       requestTimeoutMs: config.client.requestTimeoutMs,
+      keepHistory: flags.history !== false && config.client.history,
     });
   } catch (error) {
     if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;
@@ -152,6 +157,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     ignore: storedIgnoreList(opened.store),
     bell: config.client.bell,
     inputHistory: new InputHistoryFile(home),
+    history: opened.store,
     keepInputHistory: config.client.inputHistory,
   });
 }
