@@ -37,6 +37,8 @@ export interface ClientFlags {
   name?: string;
   home?: string;
   json?: boolean;
+  /** `false` with `--no-history`: no message is kept in this run. */
+  history?: boolean;
   player?: string;
   /** A server key fingerprint to accept in place of the pinned one. */
   acceptServerKey?: string;
@@ -51,6 +53,8 @@ export interface OpenOptions extends Omit<SessionOptions, "identity" | "openStor
    * `servers/<key>/client.db`.
    */
   home: string;
+  /** `false`: keep no message history (`--no-history`). Default true. */
+  keepHistory?: boolean;
 }
 
 /**
@@ -65,12 +69,12 @@ export interface OpenOptions extends Omit<SessionOptions, "identity" | "openStor
  * ```
  */
 export async function openSession(options: OpenOptions): Promise<ClientSession> {
-  const { home, ...rest } = options;
+  const { home, keepHistory, ...rest } = options;
   const { identity } = await loadOrCreateIdentity(home);
   return await ClientSession.connect({
     ...rest,
     identity,
-    openStore: (server) => openServerStore({ home, identity, server }),
+    openStore: (server) => openServerStore({ home, identity, server, keepHistory }),
     serverPins: knownServers(home),
   });
 }
@@ -127,6 +131,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       sinks,
       acceptServerKey: flags.acceptServerKey,
       requestTimeoutMs: config.client.requestTimeoutMs,
+      keepHistory: flags.history !== false && config.client.history,
     });
   } catch (error) {
     if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;
@@ -139,6 +144,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     ignore: storedIgnoreList(session.store),
     bell: config.client.bell,
     inputHistory: new InputHistoryFile(home),
+    history: session.store,
     keepInputHistory: config.client.inputHistory,
   });
 }

@@ -16,11 +16,10 @@
 
 import { posix } from "node:path";
 import { fromBase64, toHex } from "../shared/bytes.ts";
-import type { Identity } from "../shared/crypto/mod.ts";
 import { messageOf, ReelayError } from "../shared/errors.ts";
 import { exists } from "../shared/files.ts";
 import type { ServerKeyStatus } from "./server_trust.ts";
-import { ClientStore, serverFolderName } from "./store/mod.ts";
+import { ClientStore, type ClientStoreOptions, serverFolderName } from "./store/mod.ts";
 
 /** A server whose key the handshake authenticated. */
 export interface AuthenticatedServer {
@@ -73,12 +72,12 @@ export function serverStoreId(fingerprint: string): string {
  * ```
  */
 export async function openServerStore(
-  options: { home: string; identity: Identity; server: AuthenticatedServer },
+  options: Omit<ClientStoreOptions, "server"> & { server: AuthenticatedServer },
 ): Promise<ClientStore> {
-  const { home, identity, server } = options;
+  const { server, ...rest } = options;
   const id = serverStoreId(server.fingerprint);
-  if (server.keyStatus === "pinned") await adoptAddressStore(home, server.address, id);
-  return await ClientStore.open({ home, server: id, identity });
+  if (server.keyStatus === "pinned") await adoptAddressStore(rest.home, server.address, id);
+  return await ClientStore.open({ ...rest, server: id });
 }
 
 /** Moves `HOME/servers/<address>` to `HOME/servers/<id>` when only the first exists. */

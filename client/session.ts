@@ -312,15 +312,23 @@ export class ClientSession {
   /**
    * Moves to `seconds` into the video, or by `seconds` from the current position when
    * `relative`: the player restarts cleanly on a new stream that starts at the frame shown then,
-   * at that third's resolution. `not-playing` when nothing plays.
+   * at that third's resolution. A position before the start is the start; one at or past the end
+   * is refused with `bad-position` and the stream goes on. `not-playing` when nothing plays.
    */
   async seek(seconds: number, relative = false): Promise<void> {
     const playing = this.#viewing.playing;
     if (!playing) throw new ReelayError("not-playing", "Nothing is playing");
-    const target = relative ? playing.position + seconds : seconds;
-    const position = Math.min(Math.max(0, target), Math.max(0, playing.duration - 0.5));
+    // Relative to what the person sees, not to what arrived ahead of it.
+    const position = Math.max(0, relative ? playing.shown + seconds : seconds);
+    if (position >= playing.duration) {
+      throw new ReelayError(
+        "bad-position",
+        `Position "${round1(position)}" s is past the end of "${playing.video}" ` +
+          `(${round1(playing.duration)} s long)`,
+      );
+    }
     await this.#viewing.stop("stopped", "Seeking", true);
-    this.#emit({ event: "seeked", video: playing.video, position: Math.round(position * 10) / 10 });
+    this.#emit({ event: "seeked", video: playing.video, position: round1(position) });
     await this.play(playing.video, { from: position });
   }
 
@@ -580,4 +588,9 @@ export class ClientSession {
     if (this.#listeners.length === 0) this.#early.push(event);
     for (const listener of this.#listeners) listener(event);
   }
+}
+
+/** Seconds to one decimal, as positions are told. */
+function round1(seconds: number): number {
+  return Math.round(seconds * 10) / 10;
 }

@@ -366,6 +366,51 @@ Deno.test("attack 4: peers that never read cannot take the server's memory past 
   }
 });
 
+Deno.test("attack 4b: past the server-wide budget, the sender is refused and the slow reader stays", async () => {
+  const identity = await rawIdentity();
+  const budget = 1024 * 1024;
+  // One slow reader whose own cap (half of max_queue_bytes) is far above the budget: only the
+  // server-wide budget can be what refuses.
+  const server = await startServer((config) => {
+    config.limits.maxQueueBytes = 64 * 1024 * 1024;
+    config.limits.maxFrameBytes = 128 * 1024;
+    config.limits.maxTotalQueueBytes = budget;
+    config.limits.chatRate = 100_000;
+    config.limits.chatBurst = 100_000;
+    config.limits.chatPairRate = 100_000;
+    config.limits.chatInboundRate = 100_000;
+  });
+  const mallory = await RawClient.connect(server.port);
+  const sleeper = await RawClient.connect(server.port);
+  try {
+    assert.equal((await mallory.join("mallory", identity)).type, "welcome");
+    assert.equal((await sleeper.join("sleeper", identity)).type, "welcome");
+    sleeper.stopReading();
+    const envelope = "A".repeat(30 * 1024);
+    let answer: Record<string, unknown> = {};
+    let peak = 0;
+    // The kernel's socket buffers take several MiB before the server queues anything.
+    for (let ref = 1; answer.type !== "error"; ref++) {
+      assert.ok(ref < 5_000, "the budget never refused a message");
+      await mallory.send({ type: "send", ref, to: "sleeper", envelope });
+      answer = await mallory.waitFor((message) => message.ref === ref);
+      peak = Math.max(peak, server.server.queuedBytes);
+    }
+    assert.equal(answer.code, "recipient-busy");
+    assert.match(String(answer.message), /bytes queued for people who are not reading/);
+    assert.ok(peak <= budget + 64 * 1024, `queued ${peak} bytes against a budget of ${budget}`);
+    // The slow reader was refused messages, not cut off: it is still in the directory.
+    const bob = await person(server, "bob");
+    const seen = bob.session.who();
+    assert.ok(seen.some((peer) => peer.name === "sleeper"), "the slow reader is still online");
+    await leave(bob);
+  } finally {
+    await sleeper.close();
+    await mallory.close();
+    await server.stop();
+  }
+});
+
 Deno.test("attack 3: one host re-sending play cannot take every transcode", async () => {
   const identity = await rawIdentity();
   const server = await startServer((config) => {

@@ -55,13 +55,28 @@ Deno.test("a tampered envelope is rejected, later messages still arrive", async 
   });
 });
 
-Deno.test("a replayed envelope is rejected", async () => {
+Deno.test("a replayed envelope is rejected by the ratchet, even under a new message id", async () => {
+  await withBobBehindProxy(async ({ proxy, alice, bob }) => {
+    proxy.rewrite = (direction, message) =>
+      direction === "to-client" && message.type === "deliver"
+        ? [message, { ...message, id: `${message.id}-again` }]
+        : [message];
+    await alice.session.send("bob", "once");
+    const error = await bob.log.waitFor("error");
+    assert.equal(error.code, "replayed");
+    assert.match(error.message, /already read/, "refused by the ratchet, not by the id");
+    assert.deepEqual(bob.log.of("message").map((event) => event.text), ["once"]);
+  });
+});
+
+Deno.test("a redelivered envelope (same message id) is dropped once seen", async () => {
   await withBobBehindProxy(async ({ proxy, alice, bob }) => {
     proxy.rewrite = (direction, message) =>
       direction === "to-client" && message.type === "deliver" ? [message, message] : [message];
     await alice.session.send("bob", "once");
     const error = await bob.log.waitFor("error");
     assert.equal(error.code, "replayed");
+    assert.match(error.message, /came again/);
     assert.deepEqual(bob.log.of("message").map((event) => event.text), ["once"]);
   });
 });

@@ -87,57 +87,91 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/stream_faults_test.ts", filter: "bad-credit" }],
   },
 
-  // docs/security.md, the attack table: what a hostile server cannot do to chat.
+  // docs/security.md, the attack table: what a hostile server cannot do to chat. The checks live
+  // in the conversation layer: shared/crypto/agreement.ts (who started a conversation, with
+  // whom) and shared/crypto/ratchet.ts (every later message).
   {
     name: "plaintext on the wire (read a message)",
-    file: "shared/crypto/envelope.ts",
-    find: "await crypto.subtle.encrypt(params, session.key, plaintext),",
-    replace: "plaintext,",
+    file: "shared/crypto/ratchet.ts",
+    find: "const ciphertext = new Uint8Array(await crypto.subtle.encrypt(params, key, plaintext));",
+    replace: "const ciphertext = plaintext;",
     tests: [{ file: e2e, filter: "never contain a message's plaintext" }],
   },
   {
-    name: "session signature unchecked (forge a message)",
-    file: "shared/crypto/envelope.ts",
-    find: "if (!await verifyPss(verifyKey, init.signature, data)) {",
+    name: "initiator signature unchecked (forge a conversation)",
+    file: "shared/crypto/agreement.ts",
+    find: "if (!await verifyPss(verifyKey, init.signature, transcript(init, init, keys))) {",
     replace: "if (false) {",
-    tests: [{ file: "tests/envelope_test.ts", filter: "bound to the sender's pinned key" }, {
-      file: "tests/envelope_test.ts",
-      filter: "single-bit flip",
-    }],
+    tests: [{ file: "tests/agreement_test.ts", filter: "signed by someone else" }],
   },
   {
-    name: "altered init of a live session accepted (change a bit)",
-    file: "shared/crypto/envelope.ts",
-    find: "if (envelope.init && !constantTimeEqual(",
-    replace: "if (false && !constantTimeEqual(",
-    tests: [{ file: "tests/envelope_test.ts", filter: "single-bit flip" }],
+    name: "message header not authenticated (change a bit)",
+    file: "shared/crypto/ratchet.ts",
+    find: "additionalData: concat([this.#ad, header.bytes]),",
+    replace: "additionalData: concat([this.#ad, encodeHeader(header.publicKey, 0, header.n)]),",
+    tests: [{ file: "tests/ratchet_test.ts", filter: "tampered messages" }],
   },
   {
-    name: "replayed message accepted",
-    file: "shared/crypto/envelope.ts",
-    find: "if (envelope.counter <= session.last) {",
-    replace: "if (envelope.counter < session.last) {",
+    name: "replayed message not refused as replayed",
+    file: "shared/crypto/ratchet.ts",
+    find: "if (header.n < receiving.n) olderMessage(receiving.gaps, header.n);",
+    replace: "",
     tests: [{ file: e2e, filter: "a replayed envelope" }],
   },
   {
-    name: "gap not reported (reorder)",
-    file: "shared/crypto/envelope.ts",
-    find: "const missing = envelope.counter - session.last - 1",
-    replace: "const missing = 0 * (envelope.counter - session.last - 1)",
-    tests: [{ file: e2e, filter: "reordered envelopes" }],
+    name: "redelivered message not recognised by its id",
+    file: "client/conversations.ts",
+    find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
+    replace: "if (false) {",
+    tests: [{ file: e2e, filter: "a redelivered envelope" }],
   },
   {
-    name: "redirected message accepted",
-    file: "shared/crypto/envelope.ts",
-    find: " || envelope.recipient !== this.name) {",
-    replace: ") {",
+    name: "gap not reported (reorder, dropped session tail)",
+    file: "shared/crypto/ratchet.ts",
+    find: "return { plaintext, missing: skip };",
+    replace: "return { plaintext, missing: 0 };",
+    tests: [{ file: e2e, filter: "reordered envelopes" }, {
+      file: "tests/session_tail_test.ts",
+      filter: "dropped session tail",
+    }],
+  },
+  {
+    name: "unread rest of the previous chain not reported",
+    file: "shared/crypto/ratchet.ts",
+    find: "return { plaintext, missing: missingBefore + header.n };",
+    replace: "return { plaintext, missing: header.n };",
+    tests: [{ file: "tests/ratchet_test.ts", filter: "unread rest of the previous chain" }],
+  },
+  {
+    name: "redirected message accepted (responder unchecked)",
+    file: "shared/crypto/agreement.ts",
+    find: `if (init.responderName !== name || init.initiatorName !== options.peerName) {
+    refuse("wrong-peer", \`The init is from "\${init.initiatorName}" to "\${init.responderName}"\`);
+  }
+  if (
+    toHex(ownFp) !== init.responderFingerprint || toHex(peerFp) !== init.initiatorFingerprint ||
+    options.prekeys.owner !== init.responderFingerprint
+  ) {`,
+    replace: `if (init.initiatorName !== options.peerName) {
+    refuse("wrong-peer", "redirect unchecked");
+  }
+  if (toHex(peerFp) !== init.initiatorFingerprint) {`,
     tests: [{ file: e2e, filter: "redirected to another person" }],
   },
   {
-    name: "another sender's envelope accepted (claim another sender)",
-    file: "shared/crypto/envelope.ts",
-    find: "if (envelope.sender !== fromName ||",
-    replace: "if (false ||",
+    name: "another sender's message accepted (initiator unchecked)",
+    file: "shared/crypto/agreement.ts",
+    find: `if (init.responderName !== name || init.initiatorName !== options.peerName) {
+    refuse("wrong-peer", \`The init is from "\${init.initiatorName}" to "\${init.responderName}"\`);
+  }
+  if (
+    toHex(ownFp) !== init.responderFingerprint || toHex(peerFp) !== init.initiatorFingerprint ||
+    options.prekeys.owner !== init.responderFingerprint
+  ) {`,
+    replace: `if (init.responderName !== name) {
+    refuse("wrong-peer", "claimed sender unchecked");
+  }
+  if (toHex(ownFp) !== init.responderFingerprint || options.prekeys.owner !== init.responderFingerprint) {`,
     tests: [{ file: e2e, filter: "claimed to come from someone else" }],
   },
   {
@@ -153,20 +187,6 @@ export const mutants: Mutant[] = [
     find: "if (seen.has(announcement.epoch) && current !== announcement.epoch) {",
     replace: "if (false) {",
     tests: [{ file: e2e, filter: "old connection replayed" }],
-  },
-  {
-    name: "session of the sender's earlier connection accepted",
-    file: "shared/crypto/envelope.ts",
-    find: "if (toHex(init.senderEpoch) !== sender.epoch) {",
-    replace: "if (false) {",
-    tests: [{ file: "tests/envelope_test.ts", filter: "sender's previous connection" }],
-  },
-  {
-    name: "session made for my earlier connection accepted",
-    file: "shared/crypto/envelope.ts",
-    find: "if (toHex(init.recipientEpoch) !== this.#epochHex) {",
-    replace: "if (false) {",
-    tests: [{ file: "tests/envelope_test.ts", filter: "after the recipient reconnects" }],
   },
   // docs/security.md, threat model: a local user.
   {
@@ -634,17 +654,78 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/viewing_test.ts", filter: "reaches the part" }],
   },
   {
-    name: "dropped session tail not reported",
-    file: "shared/crypto/envelope.ts",
-    find: "? Math.max(0, prev.last - previous.last)",
-    replace: "? 0",
-    tests: [{ file: "tests/session_tail_test.ts", filter: "dropped session tail" }],
-  },
-  {
     name: "one-time prekey handed out twice across cluster nodes",
     file: "server/cluster/directory.ts",
     find: "await this.#kv.update(name, utf8(JSON.stringify(rest)), current.revision);",
     replace: "await this.#kv.put(name, utf8(JSON.stringify(rest)));",
     tests: [{ file: "tests/cluster_directory_test.ts", filter: "never get the same" }],
+  },
+  {
+    name: "play past the end of a video accepted",
+    file: "server/media/viewer.ts",
+    find: "if (from >= info.duration) {",
+    replace: "if (from > info.duration * 1e9) {",
+    tests: [{ file: "tests/seek_bounds_test.ts", filter: "past it is refused" }],
+  },
+  {
+    name: "status line shows the resolution arriving, not the one on screen",
+    file: "client/tui/playing.ts",
+    find: "return this.#set({ position: event.shown, buffered: this.#buffered() });",
+    replace:
+      "return this.#set({ part: event.index + 1, height: event.height, position: event.shown, buffered: this.#buffered() });",
+    tests: [{ file: "tests/tui_playing_test.ts", filter: "when the player shows them" }],
+  },
+  // Message history in the client store (issue 13): encrypted at rest, off means off, clear
+  // means gone.
+  {
+    name: "history stored in clear",
+    file: "client/store/_history.ts",
+    find: "const data = await seal(key, nonce, historyAd(peer, entry.at), plain);",
+    replace: "const data = plain;",
+    tests: [
+      { file: "tests/client_store_test.ts", filter: "encrypted at rest" },
+      { file: "tests/history_test.ts", filter: "unreadable without the identity" },
+    ],
+  },
+  {
+    name: "history kept when turned off",
+    file: "client/store/_history.ts",
+    find: "if (!this.kept) return;",
+    replace: "if (false) return;",
+    tests: [
+      { file: "tests/client_store_test.ts", filter: "history turned off" },
+      { file: "tests/history_test.ts", filter: "/history off stops keeping" },
+    ],
+  },
+  {
+    name: "clear leaves rows",
+    file: "client/store/_history.ts",
+    find: 'db.prepare("DELETE FROM history WHERE name_key = ?").run(nameKey(peer));',
+    replace: 'db.prepare("SELECT ?").run(nameKey(peer));',
+    tests: [{ file: "tests/client_store_test.ts", filter: "clearing history" }],
+  },
+  {
+    name: "clear of everyone leaves rows",
+    file: "client/store/_history.ts",
+    find: 'db.prepare("DELETE FROM history").run()',
+    replace: 'db.prepare("SELECT 1").run()',
+    tests: [
+      { file: "tests/client_store_test.ts", filter: "clearing history" },
+      { file: "tests/history_test.ts", filter: "gone after /history clear" },
+    ],
+  },
+  {
+    name: "history bound per person ignored",
+    file: "client/store/_history.ts",
+    find: ").run(peer, peer, maxPerPeer);",
+    replace: ").run(peer, peer, -1);",
+    tests: [{ file: "tests/client_store_test.ts", filter: "bounded per person" }],
+  },
+  {
+    name: "history bound in all ignored",
+    file: "client/store/_history.ts",
+    find: ").run(maxTotal);",
+    replace: ").run(-1);",
+    tests: [{ file: "tests/client_store_test.ts", filter: "bounded in all" }],
   },
 ];
