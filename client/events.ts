@@ -110,9 +110,10 @@ export type ClientEvent =
   | { event: "conversation"; name?: string }
   /**
    * `/history`: kept messages, oldest first, with `name` (with everyone when absent). `recent`:
-   * the last few shown on `/query NAME` (people only, not in `--json`).
+   * the last few shown on `/query NAME` (people only, not in `--json`). `off`: history is off, so
+   * no new message is kept.
    */
-  | { event: "history"; name?: string; entries: HistoryEntry[]; recent?: boolean }
+  | { event: "history"; name?: string; entries: HistoryEntry[]; recent?: boolean; off?: true }
   /** `/history clear [NAME]`: how many messages were deleted from the store. */
   | { event: "history-cleared"; name?: string; deleted: number }
   /** `/history on|off`: whether new messages are kept now. */

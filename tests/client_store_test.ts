@@ -110,6 +110,7 @@ Deno.test("client store: history is encrypted at rest and bounded per person", a
     const kept = await again.history("carol", MAX_HISTORY_PER_PEER);
     assert.equal(kept.length, bound);
     assert.equal(kept[0].id, "c5");
+    assert.equal(historyCiphertexts(again.file, "carol").length, bound, "the older rows are gone");
     again.close();
   });
 });

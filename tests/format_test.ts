@@ -334,6 +334,10 @@ Deno.test("format: kept messages are dimmed, marked │, dated when not today, w
     "No kept messages with bob.",
   );
   assert.equal(
+    plain.format({ event: "history", entries: [], off: true }),
+    "No kept messages. History is off: /history on keeps new ones.",
+  );
+  assert.equal(
     plain.format({ event: "history-cleared", deleted: 1 }),
     "Deleted 1 kept message (everyone's) from this computer.",
   );

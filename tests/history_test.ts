@@ -175,11 +175,13 @@ Deno.test("history: --no-history keeps nothing; /history off stops keeping, also
       await runAlice(port, home, ["/history off", "/msg bob not kept two", "/history"]),
     );
     assert.deepEqual(off[0].entries, []);
+    assert.equal(off[0].off, true, "the answer says history is off");
     const on = historyEvents(
       await runAlice(port, home, ["/history", "/history on", "/msg bob kept three", "/history"]),
     );
     assert.deepEqual(on[0].entries, [], "off was remembered");
     assert.deepEqual(on[1].entries.map((entry) => entry.text), ["kept three"]);
+    assert.equal(on[1].off, undefined);
     await bob.log.waitFor("message", (event) => event.text === "kept three");
     const raw = new TextDecoder("latin1").decode(await Deno.readFile(file));
     assert.equal(raw.includes("not kept"), false);

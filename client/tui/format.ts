@@ -376,7 +376,8 @@ export class EventFormatter {
   #history(event: Extract<ClientEvent, { event: "history" }>): string {
     const p = this.#paint;
     const whose = event.name === undefined ? "" : ` with ${event.name}`;
-    if (event.entries.length === 0) return p.dim(`No kept messages${whose}.`);
+    const off = event.off ? " History is off: /history on keeps new ones." : "";
+    if (event.entries.length === 0) return p.dim(`No kept messages${whose}.${off}`);
     const title = event.recent
       ? `── earlier${whose} (history) ──`
       : `── history${whose}: last ${plural(event.entries.length, "message")} ──`;
@@ -388,7 +389,7 @@ export class EventFormatter {
         : `${entry.peer}: ${entry.text}`;
       return p.dim(`│ ${at} ${said}`);
     });
-    return [p.dim(title), ...lines].join("\n");
+    return [p.dim(title), ...lines, ...(off ? [p.dim(off.trim())] : [])].join("\n");
   }
 
   #keyChanged(event: Extract<ClientEvent, { event: "key-changed" }>): string {

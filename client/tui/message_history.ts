@@ -65,7 +65,8 @@ export async function runHistory(
     case "show": {
       const name = command.name ?? current;
       const entries = await source.history(name, command.count ?? DEFAULT_HISTORY_LINES);
-      return { event: "history", ...named(name), entries };
+      const off = source.historyKept ? {} : { off: true as const };
+      return { event: "history", ...named(name), entries, ...off };
     }
   }
 }
