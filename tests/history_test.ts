@@ -6,11 +6,15 @@
 import assert from "node:assert/strict";
 import { containsBytes, historyCiphertexts } from "./_thief.ts";
 import type { ClientEvent } from "../client/events.ts";
+import { serverStoreId } from "../client/server_store.ts";
 import { ClientStore } from "../client/store/mod.ts";
 import { Identity } from "../shared/crypto/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { joinClient, startTestServer, testServerKey } from "../testing/harness.ts";
 import { Cli } from "./_procs.ts";
+
+/** The folder of the test server key's client store. */
+const testStoreId = async () => serverStoreId((await testServerKey()).fingerprint);
 
 type Joined = Awaited<ReturnType<typeof joinClient>>;
 
@@ -98,7 +102,7 @@ Deno.test("history: kept across restarts, shown by /history and /query, unreadab
     });
 
     // The thief: the store's file, without identity.json.
-    const file = ClientStore.path(home, `127.0.0.1_${port}`);
+    const file = ClientStore.path(home, await testStoreId());
     const raw = await Deno.readFile(file);
     for (const text of [SAID, ANSWER, "4711", "door code"]) {
       assert.equal(new TextDecoder("latin1").decode(raw).includes(text), false, text);
@@ -107,7 +111,7 @@ Deno.test("history: kept across restarts, shown by /history and /query, unreadab
     assert.equal(sealed.length, 2);
     const stranger = await ClientStore.open({
       home,
-      server: `127.0.0.1_${port}`,
+      server: await testStoreId(),
       identity: await Identity.generate(),
     });
     await assert.rejects(stranger.history(undefined, 10), (error: unknown) => {
@@ -164,7 +168,7 @@ Deno.test("history: --no-history keeps nothing; /history off stops keeping, also
       }),
     );
     assert.equal(refused.find((event) => event.event === "error")?.code, "history-forced-off");
-    const file = ClientStore.path(home, `127.0.0.1_${port}`);
+    const file = ClientStore.path(home, await testStoreId());
     assert.equal(historyCiphertexts(file).length, 0);
 
     const off = historyEvents(

@@ -597,6 +597,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/channel_server_test.ts", filter: "changed key is refused" }],
   },
   {
+    name: "an address's old store adopted for an accepted new key",
+    file: "client/server_store.ts",
+    find: 'if (server.keyStatus === "pinned")',
+    replace: 'if (server.keyStatus !== "new")',
+    tests: [{ file: "tests/server_store_test.ts", filter: "stays where it is" }],
+  },
+  {
     name: "handshakes not counted as joining",
     file: "server/server.ts",
     find: "for (const old of this.#shares.admit(host, joining).evict) this.#evict(old);",
