@@ -857,4 +857,11 @@ export const mutants: Mutant[] = [
     replace: "this.#options = { ...options, slots: options.slots + 1 };",
     tests: [{ file: "tests/cluster_worker_test.ts", filter: "busy worker is offered nothing" }],
   },
+  {
+    name: "refused cluster credentials not named (cluster-auth)",
+    file: "server/cluster/nats.ts",
+    find: "if (/auth/i.test(detail)) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "wrong credentials" }],
+  },
 ];
