@@ -668,4 +668,18 @@ export const mutants: Mutant[] = [
       "return this.#set({ part: event.index + 1, height: event.height, position: event.shown, buffered: this.#buffered() });",
     tests: [{ file: "tests/tui_playing_test.ts", filter: "when the player shows them" }],
   },
+  {
+    name: "paused viewer dropped from a shared part fails instead of going on",
+    file: "server/media/viewer.ts",
+    find: "void stream.fellBehind.then((error) =>",
+    replace: "void stream.fellBehind.then((error) => error.message.length < 0 &&",
+    tests: ["tests/shared_pause_test.ts"],
+  },
+  {
+    name: "paused viewer keeps reading ahead from its parts",
+    file: "server/media/playback.ts",
+    find: "await held();",
+    replace: "held();",
+    tests: ["tests/shared_pause_test.ts"],
+  },
 ];
