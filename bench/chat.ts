@@ -122,7 +122,7 @@ class ChatClient {
     port: number,
     name: string,
     identity: Identity,
-    store: ClientStore,
+    storeId: string,
     home: string,
   ): Promise<ChatClient> {
     const session = await ClientSession.connect({
@@ -130,7 +130,7 @@ class ChatClient {
       port,
       name,
       identity,
-      store,
+      openStore: () => ClientStore.open({ home, server: storeId, identity }),
       serverPins: knownServers(home),
     });
     return new ChatClient(session);
@@ -222,13 +222,9 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
     const homeA = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "alice-" });
     const homeB = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "bob-" });
     const [a, b] = await Promise.all([loadOrCreateIdentity(homeA), loadOrCreateIdentity(homeB)]);
-    const storeA = await ClientStore.open({ home: homeA, server: "bench", identity: a.identity });
-    closers.push(() => Promise.resolve(storeA.close()));
-    const alice = await ChatClient.connect(server.port, "alice", a.identity, storeA, homeA);
+    const alice = await ChatClient.connect(server.port, "alice", a.identity, "bench", homeA);
     closers.push(() => alice.session.quit());
-    const storeB = await ClientStore.open({ home: homeB, server: "bench", identity: b.identity });
-    closers.push(() => Promise.resolve(storeB.close()));
-    const bob = await ChatClient.connect(server.port, "bob", b.identity, storeB, homeB);
+    const bob = await ChatClient.connect(server.port, "bob", b.identity, "bench", homeB);
     closers.push(() => bob.session.quit());
     const ra = await RawPeer.join(server.port, "raw-a", a.identity);
     closers.push(() => ra.close());
@@ -503,17 +499,12 @@ async function crowdSessionRates(
   ctx: BenchContext,
   findings: string[],
 ): Promise<number[]> {
-  const stores: ClientStore[] = [];
   const name = (i: number) => `user${String(i).padStart(3, "0")}`;
   const joinStarted = performance.now();
   const clients = await joinAll(
     CROWD,
     10,
-    async (i) => {
-      const store = await ClientStore.open({ home, server: `bench-${i}`, identity });
-      stores.push(store);
-      return await ChatClient.connect(port, name(i), identity, store, home);
-    },
+    (i) => ChatClient.connect(port, name(i), identity, `bench-${i}`, home),
   );
   try {
     // Everyone must know everyone before sending.
@@ -550,6 +541,5 @@ async function crowdSessionRates(
     return rates;
   } finally {
     await Promise.all(clients.map((client) => client.session.quit()));
-    for (const store of stores) store.close();
   }
 }

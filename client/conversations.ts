@@ -178,7 +178,14 @@ export class Conversations {
     const sent = await this.#queue.run(async () => {
       const live = await this.#conversation(to) ?? await this.#start(to, bundle);
       const request = await this.#seal(to, live, { k: "m", id, text, at }, id);
-      await this.#store.addHistory({ peer: to.name, direction: "out", id, text, at });
+      await this.#store.addHistory({
+        peer: to.name,
+        direction: "out",
+        id,
+        text,
+        at,
+        status: "sending",
+      });
       return request;
     });
     let reply: ServerMessage;
@@ -186,11 +193,13 @@ export class Conversations {
       reply = await sent.reply;
     } catch (error) {
       if (error instanceof ReelayError && MESSAGE_FAILURES.has(error.code)) {
+        this.#store.markHistory(to.name, id, "failed");
         this.#emit({ event: "failed", to: to.name, id, reason: error.code });
       }
       throw error;
     }
     const status: SendStatus = reply.type === "queued" ? "queued" : "relayed";
+    this.#store.markHistory(to.name, id, status === "queued" ? "queued" : "sent");
     this.#emit(
       status === "queued" ? { event: "queued", to: to.name, id } : {
         event: "sent",
@@ -243,12 +252,14 @@ export class Conversations {
         return Promise.resolve();
       });
     }
+    this.#store.markHistory(message.from, message.id, "failed");
     this.#emit({ event: "failed", to: message.from, id: message.id, reason: message.reason });
   }
 
   /** A message the server itself says failed (it expired, its recipient was forgotten). */
   failed(message: ServerMessage & { type: "failed" }): void {
     this.#ack(message.mail);
+    this.#store.markHistory(message.to, message.id, "failed");
     this.#emit({ event: "failed", to: message.to, id: message.id, reason: message.reason });
   }
 
@@ -309,6 +320,7 @@ export class Conversations {
     if (plain.k === "r") {
       this.#ack(message.mail);
       for (const delivered of plain.ids) {
+        this.#store.markHistory(from, delivered, "delivered");
         this.#emit({ event: "delivered", to: from, id: delivered });
       }
       return;
@@ -319,6 +331,7 @@ export class Conversations {
       id: plain.id,
       text: plain.text,
       at: Date.now(),
+      status: "received",
     });
     this.#ack(message.mail);
     this.#emit({

@@ -35,6 +35,7 @@ import type { ClientEvent, PeerView } from "./events.ts";
 import { Peers } from "./peers.ts";
 import { type SinkFactory, windowFor } from "./player.ts";
 import { type SecureDial, secureDial } from "./server_trust.ts";
+import type { AuthenticatedServer } from "./server_store.ts";
 import type { ClientStore } from "./store/mod.ts";
 import { Viewing } from "./viewing.ts";
 
@@ -44,8 +45,11 @@ export interface SessionOptions {
   port: number;
   name: string;
   identity: Identity;
-  /** This server's client store (pins, conversations, history); its opener closes it. */
-  store: ClientStore;
+  /**
+   * Opens the client store (pins, conversations, history) of the server whose key the handshake
+   * authenticated (see `server_store.ts`); the session closes it when it ends.
+   */
+  openStore: (server: AuthenticatedServer) => Promise<ClientStore>;
   /** The server keys this client has pinned (`known_servers.json` in its home). */
   serverPins: ServerPins;
   /** A new server key fingerprint the person accepted (`--accept-server-key`). */
@@ -91,7 +95,7 @@ const CLIENT_QUEUE_BYTES = 64 * 1024 * 1024;
  *
  * @example
  * ```ts ignore
- * const session = await ClientSession.connect({ hostname: "127.0.0.1", port: 9000, name: "alice", identity, store });
+ * const session = await ClientSession.connect({ hostname: "127.0.0.1", port: 9000, name: "alice", identity, openStore });
  * session.onEvent((event) => console.log(event));
  * await session.send("bob", "hello");
  * await session.quit();
@@ -120,10 +124,13 @@ export class ClientSession {
   #reading: Promise<void> = Promise.resolve();
   #welcome: Deferred<string> | undefined;
   readonly #channel: SecureDial;
+  /** This server key's client store, closed when the session ends. */
+  readonly store: ClientStore;
 
-  private constructor(options: SessionOptions, channel: SecureDial) {
+  private constructor(options: SessionOptions, channel: SecureDial, store: ClientStore) {
     this.#options = options;
     this.#channel = channel;
+    this.store = store;
     this.name = options.name;
     this.server = `${options.hostname}:${options.port}`;
     this.#framed = FramedConnection.forClient(channel.transport, {
@@ -133,7 +140,7 @@ export class ClientSession {
     this.#conversations = new Conversations({
       identity: options.identity,
       name: options.name,
-      store: options.store,
+      store,
       now: options.now,
       emit: (event) => this.#emit(event),
       link: {
@@ -144,7 +151,7 @@ export class ClientSession {
       },
     });
     const emit = (event: ClientEvent) => this.#emit(event);
-    this.#peers = new Peers(options, options.store, emit);
+    this.#peers = new Peers(options, store, emit);
     this.#viewing = new Viewing(this.#framed, emit, () => this.#settleIdle());
     const keepaliveMs = options.keepaliveMs ?? 15_000;
     this.#keepalive = setInterval(
@@ -167,8 +174,19 @@ export class ClientSession {
       acceptServerKey: options.acceptServerKey,
       timeoutMs: options.joinTimeoutMs,
     });
+    let store: ClientStore;
+    try {
+      store = await options.openStore({
+        address: `${options.hostname}:${options.port}`,
+        fingerprint: channel.serverFingerprint,
+        keyStatus: channel.serverKeyStatus,
+      });
+    } catch (error) {
+      channel.transport.close();
+      throw error;
+    }
     const epoch = newEpoch();
-    const session = new ClientSession(options, channel);
+    const session = new ClientSession(options, channel, store);
     try {
       await session.#join(await signAnnouncement(options.identity, options.name, epoch));
       await session.#conversations.publishPrekeys();
@@ -221,7 +239,7 @@ export class ClientSession {
         fingerprint: peer.fullFingerprint,
       };
     }
-    const pin = this.#options.store.pinned(to);
+    const pin = this.store.pinned(to);
     if (!pin) {
       throw new ReelayError(
         "unknown-recipient",
@@ -433,14 +451,14 @@ export class ClientSession {
         break;
       case "deliver": {
         const online = this.#peers.find(message.from);
-        const pin = this.#options.store.pinned(message.from);
+        const pin = this.store.pinned(message.from);
         // The keys the client verified in an announcement come first; the server's claim after.
         const keys = online?.announcement.keys ?? message.fromKeys ?? pin?.keys;
         await this.#conversations.receive(message, keys, pin?.fingerprint);
         break;
       }
       case "refused": {
-        const pin = this.#options.store.pinned(message.from);
+        const pin = this.store.pinned(message.from);
         const keys = pin?.keys ?? this.#peers.find(message.from)?.announcement.keys;
         await this.#conversations.refused(message, keys);
         break;
@@ -563,6 +581,7 @@ export class ClientSession {
     if (end.code !== "quit" && end.code !== "join-failed") {
       this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
     }
+    this.store.close();
     this.#closed.resolve(end);
     this.#settleIdle();
     await this.#framed.done;

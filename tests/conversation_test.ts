@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { loadOrCreateIdentity } from "../client/keystore.ts";
-import { ClientStore, serverFolderName } from "../client/store/mod.ts";
+import { serverStoreId } from "../client/server_store.ts";
+import { ClientStore } from "../client/store/mod.ts";
 import { fromBase64 } from "../shared/bytes.ts";
 import {
   ConversationError,
@@ -19,7 +20,7 @@ import {
   SIGNED_PREKEY_ROTATION_MS,
 } from "../shared/crypto/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { joinClient, startTestServer, testServerKey } from "../testing/harness.ts";
 import { HostileProxy, type Json } from "./_proxy.ts";
 import { openSqliteStore } from "../server/store/sqlite.ts";
 
@@ -243,7 +244,7 @@ Deno.test("safety numbers agree only when both hold the real keys", async () => 
 });
 
 Deno.test("the thief: recorded messages cannot be opened with the recipient's files taken later", async () => {
-  await withTrio(async ({ alice, bob, carol, port }) => {
+  await withTrio(async ({ alice, bob, carol }) => {
     await talk(alice, bob, ["the vault code is 1234", "and the door is red"]);
     await bob.session.send("alice", "noted");
     await alice.log.waitFor("message", (event) => event.text === "noted");
@@ -257,7 +258,7 @@ Deno.test("the thief: recorded messages cannot be opened with the recipient's fi
     const { identity } = await loadOrCreateIdentity(bob.home);
     const store = await ClientStore.open({
       home: bob.home,
-      server: serverFolderName(`127.0.0.1:${port}`),
+      server: serverStoreId((await testServerKey()).fingerprint),
       identity,
     });
     const stolen = { prekeys: store.prekeys()!, conversation: store.conversation("alice")! };

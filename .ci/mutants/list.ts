@@ -607,6 +607,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/channel_server_test.ts", filter: "changed key is refused" }],
   },
   {
+    name: "an address's old store adopted for an accepted new key",
+    file: "client/server_store.ts",
+    find: 'if (server.keyStatus === "pinned")',
+    replace: 'if (server.keyStatus !== "new")',
+    tests: [{ file: "tests/server_store_test.ts", filter: "stays where it is" }],
+  },
+  {
     name: "handshakes not counted as joining",
     file: "server/server.ts",
     find: "for (const old of this.#shares.admit(host, joining).evict) this.#evict(old);",
@@ -677,5 +684,58 @@ export const mutants: Mutant[] = [
     replace:
       "return this.#set({ part: event.index + 1, height: event.height, position: event.shown, buffered: this.#buffered() });",
     tests: [{ file: "tests/tui_playing_test.ts", filter: "when the player shows them" }],
+  },
+  // Message history in the client store (issue 13): encrypted at rest, off means off, clear
+  // means gone.
+  {
+    name: "history stored in clear",
+    file: "client/store/_history.ts",
+    find: "const data = await seal(key, nonce, historyAd(peer, entry.at), plain);",
+    replace: "const data = plain;",
+    tests: [
+      { file: "tests/client_store_test.ts", filter: "encrypted at rest" },
+      { file: "tests/history_test.ts", filter: "unreadable without the identity" },
+    ],
+  },
+  {
+    name: "history kept when turned off",
+    file: "client/store/_history.ts",
+    find: "if (!this.kept) return;",
+    replace: "if (false) return;",
+    tests: [
+      { file: "tests/client_store_test.ts", filter: "history turned off" },
+      { file: "tests/history_test.ts", filter: "/history off stops keeping" },
+    ],
+  },
+  {
+    name: "clear leaves rows",
+    file: "client/store/_history.ts",
+    find: 'db.prepare("DELETE FROM history WHERE name_key = ?").run(nameKey(peer));',
+    replace: 'db.prepare("SELECT ?").run(nameKey(peer));',
+    tests: [{ file: "tests/client_store_test.ts", filter: "clearing history" }],
+  },
+  {
+    name: "clear of everyone leaves rows",
+    file: "client/store/_history.ts",
+    find: 'db.prepare("DELETE FROM history").run()',
+    replace: 'db.prepare("SELECT 1").run()',
+    tests: [
+      { file: "tests/client_store_test.ts", filter: "clearing history" },
+      { file: "tests/history_test.ts", filter: "gone after /history clear" },
+    ],
+  },
+  {
+    name: "history bound per person ignored",
+    file: "client/store/_history.ts",
+    find: ").run(peer, peer, maxPerPeer);",
+    replace: ").run(peer, peer, -1);",
+    tests: [{ file: "tests/client_store_test.ts", filter: "bounded per person" }],
+  },
+  {
+    name: "history bound in all ignored",
+    file: "client/store/_history.ts",
+    find: ").run(maxTotal);",
+    replace: ").run(-1);",
+    tests: [{ file: "tests/client_store_test.ts", filter: "bounded in all" }],
   },
 ];
