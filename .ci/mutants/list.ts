@@ -119,6 +119,16 @@ export const mutants: Mutant[] = [
     tests: [{ file: e2e, filter: "a replayed envelope" }],
   },
   {
+    name: "signed prekeys never rotated",
+    file: "shared/crypto/prekeys.ts",
+    find: "const due = this.#current.signed.createdAt + SIGNED_PREKEY_ROTATION_MS <= now;",
+    replace: "const due = false;",
+    tests: [{ file: "tests/agreement_test.ts", filter: "once a week old" }, {
+      file: conversations,
+      filter: "week-old signed prekey",
+    }],
+  },
+  {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
     find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
