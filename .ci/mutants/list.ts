@@ -119,6 +119,16 @@ export const mutants: Mutant[] = [
     tests: [{ file: e2e, filter: "a replayed envelope" }],
   },
   {
+    name: "signed prekeys never rotated",
+    file: "shared/crypto/prekeys.ts",
+    find: "const due = this.#current.signed.createdAt + SIGNED_PREKEY_ROTATION_MS <= now;",
+    replace: "const due = false;",
+    tests: [{ file: "tests/agreement_test.ts", filter: "once a week old" }, {
+      file: conversations,
+      filter: "week-old signed prekey",
+    }],
+  },
+  {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
     find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
@@ -674,6 +684,20 @@ export const mutants: Mutant[] = [
     replace:
       "return this.#set({ part: event.index + 1, height: event.height, position: event.shown, buffered: this.#buffered() });",
     tests: [{ file: "tests/tui_playing_test.ts", filter: "when the player shows them" }],
+  },
+  {
+    name: "paused viewer dropped from a shared part fails instead of going on",
+    file: "server/media/viewer.ts",
+    find: "void stream.fellBehind.then((error) =>",
+    replace: "void stream.fellBehind.then((error) => error.message.length < 0 &&",
+    tests: ["tests/shared_pause_test.ts"],
+  },
+  {
+    name: "paused viewer keeps reading ahead from its parts",
+    file: "server/media/playback.ts",
+    find: "await held();",
+    replace: "held();",
+    tests: ["tests/shared_pause_test.ts"],
   },
   // Message history in the client store (issue 13): encrypted at rest, off means off, clear
   // means gone.
