@@ -888,4 +888,11 @@ export const mutants: Mutant[] = [
     replace: "if (false) {",
     tests: [{ file: "tests/cluster_presence_test.ts", filter: "wrong credentials" }],
   },
+  {
+    name: "a failing accept spins instead of pausing (any exception while serving)",
+    file: "server/server.ts",
+    find: "await settlesWithin(this.#closeWake.wait(), ACCEPT_RETRY_MS);",
+    replace: "void 0;",
+    tests: [{ file: "tests/server_bug_test.ts", filter: "failing accept" }],
+  },
 ];
