@@ -728,4 +728,18 @@ export const mutants: Mutant[] = [
     replace: ").run(-1);",
     tests: [{ file: "tests/client_store_test.ts", filter: "bounded in all" }],
   },
+  {
+    name: "cluster registry past max_registered",
+    file: "server/cluster/directory.ts",
+    find: "const over = Math.max(0, entries.length - this.#limits.maxRegistered);",
+    replace: "const over = 0;",
+    tests: [{ file: "tests/cluster_directory_test.ts", filter: "past max_registered" }],
+  },
+  {
+    name: "cluster mail for a dropped or replaced key never ends",
+    file: "server/cluster/node.ts",
+    find: "endMail: (key, reason) => held.end(key, reason)",
+    replace: "endMail: () => Promise.resolve()",
+    tests: [{ file: "tests/cluster_server_test.ts", filter: "owner replaced ends" }],
+  },
 ];
