@@ -111,6 +111,7 @@ export class Conversations {
   readonly #emit: (event: ClientEvent) => void;
   readonly #live = new Map<string, Live>();
   readonly #queue = new SerialQueue();
+  readonly #now: () => number;
   #prekeys: PrekeyStore | undefined;
   #ownFingerprint: string | undefined;
 
@@ -121,20 +122,31 @@ export class Conversations {
     store: ClientStore;
     link: ConversationLink;
     emit: (event: ClientEvent) => void;
+    /** The clock prekey rotation reads (ms since the epoch); tests move it. */
+    now?: () => number;
   }) {
     this.#identity = options.identity;
     this.#name = options.name;
     this.#store = options.store;
     this.#link = options.link;
     this.#emit = options.emit;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
-   * Makes our prekeys on first use and gives the server those it does not have yet, and a new
-   * batch when it runs low. Resolves once the server stored them.
+   * Makes our prekeys on first use, replaces the signed ones when a week old, and gives the
+   * server those it does not have yet, and a new batch when it runs low. Resolves once the
+   * server stored them.
    */
   async publishPrekeys(): Promise<void> {
     const prekeys = await this.#loadPrekeys();
+    await this.#queue.run(async () => {
+      const before = prekeys.counts().previous;
+      const rotated = await prekeys.rotateIfDue(this.#identity, this.#now());
+      if (rotated || prekeys.counts().previous !== before) {
+        this.#store.savePrekeys(prekeys.toJSON());
+      }
+    });
     let answer = await this.#upload(prekeys);
     if (answer.oneTime < PREKEY_LOW || answer.pqOneTime < PREKEY_LOW) {
       await this.#queue.run(async () => {

@@ -67,6 +67,8 @@ export interface SessionOptions {
    * {@linkcode REQUEST_TIMEOUT_MS}): it fails with `request-timeout` instead of waiting forever.
    */
   requestTimeoutMs?: number;
+  /** The clock prekey rotation reads (ms since the epoch); defaults to `Date.now`. */
+  now?: () => number;
 }
 
 /** How long a request waits for the server's answer unless told otherwise. */
@@ -139,6 +141,7 @@ export class ClientSession {
       identity: options.identity,
       name: options.name,
       store,
+      now: options.now,
       emit: (event) => this.#emit(event),
       link: {
         request: (message) => this.#request(message as Request),

@@ -67,6 +67,7 @@ export {
   PrekeyStore,
   type PublishedPrekeys,
   SIGNED_PREKEY_GRACE_MS,
+  SIGNED_PREKEY_ROTATION_MS,
   type SignedPrekey,
   type StoredPrekeys,
   verifyBundle,
