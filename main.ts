@@ -80,6 +80,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
       "when the connection is lost, exit 4 instead of reconnecting (config: [client] reconnect)",
     )
     .option(
+      "--no-history",
+      "keep no message history in this run (config: [client] history)",
+    )
+    .option(
       "--accept-server-key <fingerprint>",
       "accept this server key in place of the pinned one (after checking it with the server's owner)",
     )

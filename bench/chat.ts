@@ -12,7 +12,8 @@ import { withTimeout } from "../shared/async.ts";
 import { loadOrCreateIdentity } from "../client/keystore.ts";
 import { ClientStore } from "../client/store/mod.ts";
 import { knownServers } from "../client/server_trust.ts";
-import { type Identity, Inbox, newEpoch, Outbox } from "../shared/crypto/mod.ts";
+import { type Identity, Ratchet } from "../shared/crypto/mod.ts";
+import { randomBytes } from "../shared/bytes.ts";
 import type { BenchContext } from "./_context.ts";
 import { sleep, spawnServer } from "./_procs.ts";
 import { percentile, ratios, summarize } from "./_stats.ts";
@@ -121,7 +122,7 @@ class ChatClient {
     port: number,
     name: string,
     identity: Identity,
-    store: ClientStore,
+    storeId: string,
     home: string,
   ): Promise<ChatClient> {
     const session = await ClientSession.connect({
@@ -129,7 +130,7 @@ class ChatClient {
       port,
       name,
       identity,
-      store,
+      openStore: () => ClientStore.open({ home, server: storeId, identity }),
       serverPins: knownServers(home),
     });
     return new ChatClient(session);
@@ -182,20 +183,30 @@ function rawSender(
   };
 }
 
+/** A conversation's two ratchets, the way a started conversation holds them. */
+async function ratchetPair(): Promise<{ sender: Ratchet; receiver: Ratchet }> {
+  const sessionKey = randomBytes(32);
+  const ad = randomBytes(94); // conversationAd() for two 5-letter names
+  const receiver = await Ratchet.responder(sessionKey, randomBytes(32), ad);
+  const sender = await Ratchet.initiator(sessionKey, receiver.ratchetPublicKey, ad);
+  return { sender, receiver };
+}
+
+/** The plaintext a conversation seals for a chat message of `text`. */
+function chatPlain(text: string): Uint8Array<ArrayBuffer> {
+  return new TextEncoder().encode(JSON.stringify({ k: "m", id: "x".repeat(16), text, at: 0 }));
+}
+
 /** Seal then open `count` messages, pipelined (seals queued, opened in order as they finish). */
-async function cryptoRate(alice: Identity, bob: Identity, count: number): Promise<number> {
-  const outbox = new Outbox(alice, "alice", newEpoch());
-  const inbox = new Inbox(bob, "bob", newEpoch());
-  const warm = await outbox.seal("bob", bob.public, inbox.epoch, textFor(0, 0));
-  await inbox.open("alice", alice.public, outbox.epoch, warm.bytes);
+async function cryptoRate(count: number): Promise<number> {
+  const { sender, receiver } = await ratchetPair();
+  await receiver.decrypt(await sender.encrypt(chatPlain(textFor(0, 0))));
   const t0 = performance.now();
   const sealed = Array.from(
     { length: count },
-    (_, i) => outbox.seal("bob", bob.public, inbox.epoch, textFor(0, i + 1)),
+    (_, i) => sender.encrypt(chatPlain(textFor(0, i + 1))),
   );
-  for (const message of sealed) {
-    await inbox.open("alice", alice.public, outbox.epoch, (await message).bytes);
-  }
+  for (const message of sealed) await receiver.decrypt(await message);
   return count / ((performance.now() - t0) / 1000);
 }
 
@@ -211,13 +222,9 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
     const homeA = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "alice-" });
     const homeB = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "bob-" });
     const [a, b] = await Promise.all([loadOrCreateIdentity(homeA), loadOrCreateIdentity(homeB)]);
-    const storeA = await ClientStore.open({ home: homeA, server: "bench", identity: a.identity });
-    closers.push(() => Promise.resolve(storeA.close()));
-    const alice = await ChatClient.connect(server.port, "alice", a.identity, storeA, homeA);
+    const alice = await ChatClient.connect(server.port, "alice", a.identity, "bench", homeA);
     closers.push(() => alice.session.quit());
-    const storeB = await ClientStore.open({ home: homeB, server: "bench", identity: b.identity });
-    closers.push(() => Promise.resolve(storeB.close()));
-    const bob = await ChatClient.connect(server.port, "bob", b.identity, storeB, homeB);
+    const bob = await ChatClient.connect(server.port, "bob", b.identity, "bench", homeB);
     closers.push(() => bob.session.quit());
     const ra = await RawPeer.join(server.port, "raw-a", a.identity);
     closers.push(() => ra.close());
@@ -225,12 +232,10 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
     closers.push(() => rb.close());
     while (!alice.session.who().some((peer) => peer.name === "bob")) await sleep(10);
 
-    // The size of a real envelope, so raw frames carry as many bytes.
-    const probe = new Outbox(a.identity, "alice", newEpoch());
-    const inboxEpoch = newEpoch();
-    await probe.seal("bob", b.identity.public, inboxEpoch, textFor(0, 0));
-    const second = await probe.seal("bob", b.identity.public, inboxEpoch, textFor(0, 1));
-    const envelopeLength = second.bytes.length;
+    // The size of a real envelope (a kind byte and a ratchet message), so raw frames carry as
+    // many bytes.
+    const probe = await ratchetPair();
+    const envelopeLength = 1 + (await probe.sender.encrypt(chatPlain(textFor(0, 1)))).length;
 
     const rawSlot = attachRaw(rb);
     const sender = rawSender(ra, "raw-b", envelopeLength);
@@ -252,7 +257,7 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
     ctx.log("chat: crypto-only ceiling");
     const ceiling: number[] = [];
     for (let rep = 0; rep < REPS; rep++) {
-      ceiling.push(await cryptoRate(a.identity, b.identity, SATURATION_MESSAGES));
+      ceiling.push(await cryptoRate(SATURATION_MESSAGES));
     }
 
     ctx.log(`chat: steady ${STEADY_RATE} msg/s for ${STEADY_SECONDS} s, e2e and raw interleaved`);
@@ -425,7 +430,8 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
       `Baselines, same run: raw peers (FramedConnection, signed hello) relaying frames of the ` +
       `same size with an opaque envelope through the same server (no crypto; the receiver only ` +
       `parses each frame as the client does), and seal+open alone in this process ` +
-      `(\`Outbox.seal\` queued, \`Inbox.open\` in order, no network) as the crypto ceiling.`,
+      `(a conversation's two Double Ratchets: encrypts queued, decrypts in order, no network) as ` +
+      `the crypto ceiling.`,
       `Steady: ${STEADY_RATE} msg/s for ${STEADY_SECONDS} s (e2e and raw interleaved 50 ms ` +
       `apart, so both see the same conditions). Saturation: ${SATURATION_MESSAGES} messages ` +
       `with ${SATURATION_WINDOW} unacknowledged at most; messages/s is counted from the first ` +
@@ -493,17 +499,12 @@ async function crowdSessionRates(
   ctx: BenchContext,
   findings: string[],
 ): Promise<number[]> {
-  const stores: ClientStore[] = [];
   const name = (i: number) => `user${String(i).padStart(3, "0")}`;
   const joinStarted = performance.now();
   const clients = await joinAll(
     CROWD,
     10,
-    async (i) => {
-      const store = await ClientStore.open({ home, server: `bench-${i}`, identity });
-      stores.push(store);
-      return await ChatClient.connect(port, name(i), identity, store, home);
-    },
+    (i) => ChatClient.connect(port, name(i), identity, `bench-${i}`, home),
   );
   try {
     // Everyone must know everyone before sending.
@@ -540,6 +541,5 @@ async function crowdSessionRates(
     return rates;
   } finally {
     await Promise.all(clients.map((client) => client.session.quit()));
-    for (const store of stores) store.close();
   }
 }

@@ -4,8 +4,7 @@
  * Double Ratchet against the seal-and-open ceiling measured in the same run (one AES-256-GCM
  * encrypt and decrypt of the same payload and AD under a fixed key), the WebCrypto calls each
  * message costs, and the time to start a conversation (bundle checks, agreement, first message,
- * and the responder's side). For comparison it also runs today's session envelope
- * (`Outbox.seal` + `Inbox.open` of an established session). Prints numbers; asserts nothing.
+ * and the responder's side). Prints numbers; asserts nothing.
  *
  * Run: `deno run -A bench/ratchet_bench.ts [messages per size]`
  *
@@ -16,10 +15,7 @@ import { type Bytes, randomBytes } from "../shared/bytes.ts";
 import {
   encodeInitialMessage,
   Identity,
-  Inbox,
   initiate,
-  newEpoch,
-  Outbox,
   PrekeyStore,
   type Ratchet,
   respond,
@@ -179,11 +175,6 @@ for (const size of SIZES) {
   const iv = randomBytes(12);
   const params = { name: "AES-GCM", iv, additionalData: ad };
   const pair = await start();
-  const outbox = new Outbox(alice, "alice", newEpoch());
-  const inbox = new Inbox(bob, "bob", newEpoch());
-  const body = "x".repeat(size);
-  const envelope = () => outbox.seal("bob", bob.public, inbox.epoch, body);
-  await inbox.open("alice", alice.public, outbox.epoch, (await envelope()).bytes);
   let turn = 0;
   const results = await compare({
     "ceiling (fixed key)": async () => {
@@ -198,9 +189,6 @@ for (const size of SIZES) {
         ? [pair.responder, pair.initiator]
         : [pair.initiator, pair.responder];
       await to.decrypt(await from.encrypt(payload as Bytes));
-    },
-    "today's envelope": async () => {
-      await inbox.open("alice", alice.public, outbox.epoch, (await envelope()).bytes);
     },
   }, MESSAGES);
   const ceiling = results["ceiling (fixed key)"];

@@ -509,14 +509,13 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
 /** What happens when a real ClientSession (default frame cap) joins the full server. */
 async function realClientJoin(port: number, identity: Identity): Promise<string> {
   const home = await Deno.makeTempDir({ prefix: "reelay-bench-real-" });
-  const store = await ClientStore.open({ home, server: "bench", identity });
   try {
     const session = await ClientSession.connect({
       hostname: "127.0.0.1",
       port,
       name: `real-${newEpoch().slice(0, 4).replace(/[^A-Za-z0-9]/g, "x")}`,
       identity,
-      store,
+      openStore: () => ClientStore.open({ home, server: "bench", identity }),
       serverPins: knownServers(home),
     });
     await session.quit();
@@ -524,7 +523,6 @@ async function realClientJoin(port: number, identity: Identity): Promise<string>
   } catch (error) {
     return `a real \`ClientSession\` joining now fails: ${(error as Error).message}`;
   } finally {
-    store.close();
     await Deno.remove(home, { recursive: true }).catch(() => {});
   }
 }

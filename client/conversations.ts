@@ -31,7 +31,6 @@ import {
   type Identity,
   importVerifyKey,
   initiate,
-  MAX_TEXT_BYTES,
   PrekeyStore,
   type PublicIdentity,
   Ratchet,
@@ -53,6 +52,9 @@ export const PREKEY_LOW = 3;
 const KIND_RATCHET = 1;
 const KIND_INITIAL = 2;
 const REFUSE_LABEL = "reelay-refuse-v1";
+/** Longest message text a person can send, in UTF-8 bytes (before it is put in JSON). */
+export const MAX_TEXT_BYTES = 16 * 1024;
+
 /** Refusal reasons after which the sender starts the conversation over. */
 const RESTART_REASONS = new Set(["no-conversation", "not-authentic", "bad-init", "unknown-prekey"]);
 
@@ -109,6 +111,7 @@ export class Conversations {
   readonly #emit: (event: ClientEvent) => void;
   readonly #live = new Map<string, Live>();
   readonly #queue = new SerialQueue();
+  readonly #now: () => number;
   #prekeys: PrekeyStore | undefined;
   #ownFingerprint: string | undefined;
 
@@ -119,20 +122,31 @@ export class Conversations {
     store: ClientStore;
     link: ConversationLink;
     emit: (event: ClientEvent) => void;
+    /** The clock prekey rotation reads (ms since the epoch); tests move it. */
+    now?: () => number;
   }) {
     this.#identity = options.identity;
     this.#name = options.name;
     this.#store = options.store;
     this.#link = options.link;
     this.#emit = options.emit;
+    this.#now = options.now ?? Date.now;
   }
 
   /**
-   * Makes our prekeys on first use and gives the server those it does not have yet, and a new
-   * batch when it runs low. Resolves once the server stored them.
+   * Makes our prekeys on first use, replaces the signed ones when a week old, and gives the
+   * server those it does not have yet, and a new batch when it runs low. Resolves once the
+   * server stored them.
    */
   async publishPrekeys(): Promise<void> {
     const prekeys = await this.#loadPrekeys();
+    await this.#queue.run(async () => {
+      const before = prekeys.counts().previous;
+      const rotated = await prekeys.rotateIfDue(this.#identity, this.#now());
+      if (rotated || prekeys.counts().previous !== before) {
+        this.#store.savePrekeys(prekeys.toJSON());
+      }
+    });
     let answer = await this.#upload(prekeys);
     if (answer.oneTime < PREKEY_LOW || answer.pqOneTime < PREKEY_LOW) {
       await this.#queue.run(async () => {
@@ -164,7 +178,14 @@ export class Conversations {
     const sent = await this.#queue.run(async () => {
       const live = await this.#conversation(to) ?? await this.#start(to, bundle);
       const request = await this.#seal(to, live, { k: "m", id, text, at }, id);
-      await this.#store.addHistory({ peer: to.name, direction: "out", id, text, at });
+      await this.#store.addHistory({
+        peer: to.name,
+        direction: "out",
+        id,
+        text,
+        at,
+        status: "sending",
+      });
       return request;
     });
     let reply: ServerMessage;
@@ -172,11 +193,13 @@ export class Conversations {
       reply = await sent.reply;
     } catch (error) {
       if (error instanceof ReelayError && MESSAGE_FAILURES.has(error.code)) {
+        this.#store.markHistory(to.name, id, "failed");
         this.#emit({ event: "failed", to: to.name, id, reason: error.code });
       }
       throw error;
     }
     const status: SendStatus = reply.type === "queued" ? "queued" : "relayed";
+    this.#store.markHistory(to.name, id, status === "queued" ? "queued" : "sent");
     this.#emit(
       status === "queued" ? { event: "queued", to: to.name, id } : {
         event: "sent",
@@ -229,12 +252,14 @@ export class Conversations {
         return Promise.resolve();
       });
     }
+    this.#store.markHistory(message.from, message.id, "failed");
     this.#emit({ event: "failed", to: message.from, id: message.id, reason: message.reason });
   }
 
   /** A message the server itself says failed (it expired, its recipient was forgotten). */
   failed(message: ServerMessage & { type: "failed" }): void {
     this.#ack(message.mail);
+    this.#store.markHistory(message.to, message.id, "failed");
     this.#emit({ event: "failed", to: message.to, id: message.id, reason: message.reason });
   }
 
@@ -293,6 +318,7 @@ export class Conversations {
     if (plain.k === "r") {
       this.#ack(message.mail);
       for (const delivered of plain.ids) {
+        this.#store.markHistory(from, delivered, "delivered");
         this.#emit({ event: "delivered", to: from, id: delivered });
       }
       return;
@@ -303,6 +329,7 @@ export class Conversations {
       id: plain.id,
       text: plain.text,
       at: Date.now(),
+      status: "received",
     });
     this.#ack(message.mail);
     this.#emit({

@@ -7,6 +7,7 @@
  */
 
 import type { SegmentPlan, StreamEndReason, VideoListing } from "../shared/protocol/mod.ts";
+import type { HistoryEntry } from "./store/mod.ts";
 
 /** A person in the directory as the client sees them. */
 export interface PeerView {
@@ -76,9 +77,16 @@ export type ClientEvent =
   | {
     event: "progress";
     video: string;
+    /** The part whose bytes arrive now, and its height. */
     index: number;
     height: number;
+    /** Seconds into the video of the newest bytes that arrived. */
     position: number;
+    /**
+     * Seconds into the video on screen: for a real-time player, where it is by the clock since
+     * it took the first bytes (less the time paused); for any other sink, what arrived.
+     */
+    shown: number;
     duration: number;
     bytes: number;
   }
@@ -100,6 +108,16 @@ export type ClientEvent =
   }
   /** `/query`: plain lines now go to `name`; no `name` when the conversation was left. */
   | { event: "conversation"; name?: string }
+  /**
+   * `/history`: kept messages, oldest first, with `name` (with everyone when absent). `recent`:
+   * the last few shown on `/query NAME` (people only, not in `--json`). `off`: history is off, so
+   * no new message is kept.
+   */
+  | { event: "history"; name?: string; entries: HistoryEntry[]; recent?: boolean; off?: true }
+  /** `/history clear [NAME]`: how many messages were deleted from the store. */
+  | { event: "history-cleared"; name?: string; deleted: number }
+  /** `/history on|off`: whether new messages are kept now. */
+  | { event: "history-kept"; kept: boolean }
   /** `/ignore` and `/unignore`: the names ignored now. */
   | { event: "ignored"; names: string[] }
   | { event: "disconnected"; reason: string; code: string }

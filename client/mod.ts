@@ -24,7 +24,7 @@ import { sinkFactory } from "./player.ts";
 import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./reconnect.ts";
 import { knownServers } from "./server_trust.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
-import { ClientStore, serverFolderName } from "./store/mod.ts";
+import { openServerStore } from "./server_store.ts";
 import { runClientApp } from "./tui/app.ts";
 import { storedIgnoreList } from "./tui/ignore.ts";
 import { InputHistoryFile } from "./tui/input_history_file.ts";
@@ -45,6 +45,8 @@ export interface ClientFlags {
   name?: string;
   home?: string;
   json?: boolean;
+  /** `false` with `--no-history`: no message is kept in this run. */
+  history?: boolean;
   player?: string;
   /** A server key fingerprint to accept in place of the pinned one. */
   acceptServerKey?: string;
@@ -55,9 +57,14 @@ export interface ClientFlags {
 }
 
 /** Where to connect, as whom, and where that person's keys live. */
-export interface OpenOptions extends Omit<SessionOptions, "identity" | "store" | "serverPins"> {
-  /** The home folder holding `identity.json`, `known_servers.json` and `servers/<server>/client.db`. */
+export interface OpenOptions extends Omit<SessionOptions, "identity" | "openStore" | "serverPins"> {
+  /**
+   * The home folder holding `identity.json`, `known_servers.json` and, per server key,
+   * `servers/<key>/client.db`.
+   */
   home: string;
+  /** `false`: keep no message history (`--no-history`). Default true. */
+  keepHistory?: boolean;
 }
 
 /**
@@ -72,30 +79,14 @@ export interface OpenOptions extends Omit<SessionOptions, "identity" | "store" |
  * ```
  */
 export async function openSession(options: OpenOptions): Promise<ClientSession> {
-  return (await openWithStore(options)).session;
-}
-
-/** {@linkcode openSession}, and the store it opened (closed when the session ends). */
-async function openWithStore(
-  options: OpenOptions,
-): Promise<{ session: ClientSession; store: ClientStore }> {
-  const { home, ...rest } = options;
+  const { home, keepHistory, ...rest } = options;
   const { identity } = await loadOrCreateIdentity(home);
-  const server = serverFolderName(`${rest.hostname}:${rest.port}`);
-  const store = await ClientStore.open({ home, server, identity });
-  try {
-    const session = await ClientSession.connect({
-      ...rest,
-      identity,
-      store,
-      serverPins: knownServers(home),
-    });
-    void session.closed.then(() => store.close());
-    return { session, store };
-  } catch (error) {
-    store.close();
-    throw error;
-  }
+  return await ClientSession.connect({
+    ...rest,
+    identity,
+    openStore: (server) => openServerStore({ home, identity, server, keepHistory }),
+    serverPins: knownServers(home),
+  });
 }
 
 /**
@@ -147,9 +138,9 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     DISPLAY: Deno.env.get("DISPLAY"),
     WAYLAND_DISPLAY: Deno.env.get("WAYLAND_DISPLAY"),
   });
-  let opened: { session: ClientSession; store: ClientStore };
+  let session: ClientSession;
   try {
-    opened = await openWithStore({
+    session = await openSession({
       ...address,
       name,
       home,
@@ -157,6 +148,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       acceptServerKey: flags.acceptServerKey,
       requestTimeoutMs: config.client.requestTimeoutMs,
       reconnect: config.client.reconnect ? reconnectPolicy(config.client) : undefined,
+      keepHistory: flags.history !== false && config.client.history,
     });
   } catch (error) {
     if (!(error instanceof ReelayError) || error instanceof UsageError) throw error;
@@ -164,11 +156,12 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     return EXIT_FAILURE;
   }
   return await runClientApp({
-    session: opened.session,
+    session,
     json: flags.json ?? false,
-    ignore: storedIgnoreList(opened.store),
+    ignore: storedIgnoreList(session.store),
     bell: config.client.bell,
     inputHistory: new InputHistoryFile(home),
+    history: session.store,
     keepInputHistory: config.client.inputHistory,
     noReconnect: !config.client.reconnect,
   });

@@ -43,6 +43,7 @@ import type { ClientEvent, PeerView } from "./events.ts";
 import { Peers } from "./peers.ts";
 import { type SinkFactory, windowFor } from "./player.ts";
 import { type SecureDial, secureDial } from "./server_trust.ts";
+import type { AuthenticatedServer } from "./server_store.ts";
 import type { ClientStore } from "./store/mod.ts";
 import { Viewing } from "./viewing.ts";
 
@@ -52,8 +53,11 @@ export interface SessionOptions {
   port: number;
   name: string;
   identity: Identity;
-  /** This server's client store (pins, conversations, history); its opener closes it. */
-  store: ClientStore;
+  /**
+   * Opens the client store (pins, conversations, history) of the server whose key the handshake
+   * authenticated (see `server_store.ts`); the session closes it when it ends.
+   */
+  openStore: (server: AuthenticatedServer) => Promise<ClientStore>;
   /** The server keys this client has pinned (`known_servers.json` in its home). */
   serverPins: ServerPins;
   /** A new server key fingerprint the person accepted (`--accept-server-key`). */
@@ -77,6 +81,8 @@ export interface SessionOptions {
    * ends the session.
    */
   reconnect?: ReconnectPolicy;
+  /** The clock prekey rotation reads (ms since the epoch); defaults to `Date.now`. */
+  now?: () => number;
 }
 
 /** How long a request waits for the server's answer unless told otherwise. */
@@ -110,7 +116,7 @@ const CLIENT_QUEUE_BYTES = 64 * 1024 * 1024;
  *
  * @example
  * ```ts ignore
- * const session = await ClientSession.connect({ hostname: "127.0.0.1", port: 9000, name: "alice", identity, store });
+ * const session = await ClientSession.connect({ hostname: "127.0.0.1", port: 9000, name: "alice", identity, openStore });
  * session.onEvent((event) => console.log(event));
  * await session.send("bob", "hello");
  * await session.quit();
@@ -149,15 +155,19 @@ export class ClientSession {
   #resume: { video: string; position: number } | undefined;
   /** During a rejoin: the people the new directory lists (the others left meanwhile). */
   #listed: Set<string> | undefined;
+  /** This server key's client store, closed when the session ends. */
+  readonly store: ClientStore;
 
-  private constructor(options: SessionOptions, channel: SecureDial) {
+  private constructor(options: SessionOptions, channel: SecureDial, store: ClientStore) {
     this.#options = options;
+    this.store = store;
     this.name = options.name;
     this.server = `${options.hostname}:${options.port}`;
     this.#conversations = new Conversations({
       identity: options.identity,
       name: options.name,
-      store: options.store,
+      store,
+      now: options.now,
       emit: (event) => this.#emit(event),
       link: {
         request: (message) => this.#request(message as Request),
@@ -167,7 +177,7 @@ export class ClientSession {
       },
     });
     const emit = (event: ClientEvent) => this.#emit(event);
-    this.#peers = new Peers(options, options.store, emit);
+    this.#peers = new Peers(options, store, emit);
     // The viewer always talks over the connection of the moment.
     const current = () => this.#framed;
     const link = {
@@ -188,7 +198,18 @@ export class ClientSession {
    */
   static async connect(options: SessionOptions): Promise<ClientSession> {
     const channel = await ClientSession.#dial(options, options);
-    const session = new ClientSession(options, channel);
+    let store: ClientStore;
+    try {
+      store = await options.openStore({
+        address: `${options.hostname}:${options.port}`,
+        fingerprint: channel.serverFingerprint,
+        keyStatus: channel.serverKeyStatus,
+      });
+    } catch (error) {
+      channel.transport.close();
+      throw error;
+    }
+    const session = new ClientSession(options, channel, store);
     try {
       await session.#join();
       await session.#conversations.publishPrekeys();
@@ -271,7 +292,7 @@ export class ClientSession {
         fingerprint: peer.fullFingerprint,
       };
     }
-    const pin = this.#options.store.pinned(to);
+    const pin = this.store.pinned(to);
     if (!pin) {
       throw new ReelayError(
         "unknown-recipient",
@@ -347,15 +368,23 @@ export class ClientSession {
   /**
    * Moves to `seconds` into the video, or by `seconds` from the current position when
    * `relative`: the player restarts cleanly on a new stream that starts at the frame shown then,
-   * at that third's resolution. `not-playing` when nothing plays.
+   * at that third's resolution. A position before the start is the start; one at or past the end
+   * is refused with `bad-position` and the stream goes on. `not-playing` when nothing plays.
    */
   async seek(seconds: number, relative = false): Promise<void> {
     const playing = this.#viewing.playing;
     if (!playing) throw new ReelayError("not-playing", "Nothing is playing");
-    const target = relative ? playing.position + seconds : seconds;
-    const position = Math.min(Math.max(0, target), Math.max(0, playing.duration - 0.5));
+    // Relative to what the person sees, not to what arrived ahead of it.
+    const position = Math.max(0, relative ? playing.shown + seconds : seconds);
+    if (position >= playing.duration) {
+      throw new ReelayError(
+        "bad-position",
+        `Position "${round1(position)}" s is past the end of "${playing.video}" ` +
+          `(${round1(playing.duration)} s long)`,
+      );
+    }
     await this.#viewing.stop("stopped", "Seeking", true);
-    this.#emit({ event: "seeked", video: playing.video, position: Math.round(position * 10) / 10 });
+    this.#emit({ event: "seeked", video: playing.video, position: round1(position) });
     await this.play(playing.video, { from: position });
   }
 
@@ -531,6 +560,16 @@ export class ClientSession {
   async #rejoin(address: Address): Promise<void> {
     const channel = await ClientSession.#dial(this.#options, address);
     if (this.#ended) return channel.transport.close();
+    const expected = this.#channel.serverFingerprint;
+    if (channel.serverFingerprint !== expected) {
+      // The session's store and conversations belong to one server key (`server_store.ts`).
+      channel.transport.close();
+      throw new ReelayError(
+        "server-key-changed",
+        `${address.hostname}:${address.port} presented ${channel.serverFingerprint}, not the ` +
+          `key of the server this session joined (${expected}): not reconnecting there`,
+      );
+    }
     this.#attach(channel);
     this.#listed = new Set();
     try {
@@ -629,14 +668,14 @@ export class ClientSession {
         break;
       case "deliver": {
         const online = this.#peers.find(message.from);
-        const pin = this.#options.store.pinned(message.from);
+        const pin = this.store.pinned(message.from);
         // The keys the client verified in an announcement come first; the server's claim after.
         const keys = online?.announcement.keys ?? message.fromKeys ?? pin?.keys;
         await this.#conversations.receive(message, keys, pin?.fingerprint);
         break;
       }
       case "refused": {
-        const pin = this.#options.store.pinned(message.from);
+        const pin = this.store.pinned(message.from);
         const keys = pin?.keys ?? this.#peers.find(message.from)?.announcement.keys;
         await this.#conversations.refused(message, keys);
         break;
@@ -792,6 +831,7 @@ export class ClientSession {
     if (tell && end.code !== "quit" && end.code !== "join-failed") {
       this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
     }
+    this.store.close();
     this.#closed.resolve(end);
     this.#settleIdle();
     await this.#framed.done;
@@ -801,4 +841,9 @@ export class ClientSession {
     if (this.#listeners.length === 0) this.#early.push(event);
     for (const listener of this.#listeners) listener(event);
   }
+}
+
+/** Seconds to one decimal, as positions are told. */
+function round1(seconds: number): number {
+  return Math.round(seconds * 10) / 10;
 }

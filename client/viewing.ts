@@ -206,12 +206,16 @@ export class Viewing {
     void this.#close(active, local?.reason ?? message.reason, local?.message ?? message.message);
   }
 
-  /** The video playing and the position (seconds into it) of the newest bytes that arrived. */
-  get playing(): { video: string; position: number; duration: number } | undefined {
+  /**
+   * The video playing, the position (seconds into it) of the newest bytes that arrived, and the
+   * position on screen (see `progress`'s `shown`).
+   */
+  get playing(): { video: string; position: number; shown: number; duration: number } | undefined {
     const active = this.#active;
     if (!active?.video) return undefined;
     const { name, duration } = active.video;
-    return { video: name, position: active.from + active.clock.position, duration };
+    const position = active.from + active.clock.position;
+    return { video: name, position, shown: this.#shownPosition(active, position), duration };
   }
 
   /**
@@ -349,15 +353,31 @@ export class Viewing {
 
   #reportProgress(active: Active): void {
     const video = active.video;
+    const position = active.from + active.clock.position;
     this.#emit({
       event: "progress",
       video: video?.name ?? "",
       index: Math.max(active.segment, 0),
       height: video?.segments[Math.max(active.segment, 0)]?.height ?? 0,
-      position: Math.round((active.from + active.clock.position) * 10) / 10,
+      position: Math.round(position * 10) / 10,
+      shown: Math.round(this.#shownPosition(active, position) * 10) / 10,
       duration: video?.duration ?? 0,
       bytes: active.received,
     });
+  }
+
+  /**
+   * Seconds into the video on screen, by the same estimate as `showing`: what arrived for a sink
+   * that is no real-time player; else the clock since the player took the first bytes, less the
+   * time paused, never past what arrived.
+   */
+  #shownPosition(active: Active, arrived: number): number {
+    if (active.sink.realtime !== true) return arrived;
+    const { startedAt, pausedMs, pausedAt } = active.screen;
+    if (startedAt === undefined) return active.from;
+    const paused = pausedMs + (pausedAt === undefined ? 0 : performance.now() - pausedAt);
+    const played = Math.max(0, (performance.now() - startedAt - paused) / 1000);
+    return Math.min(arrived, active.from + played);
   }
 
   async #pump(active: Active): Promise<void> {

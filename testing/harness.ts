@@ -185,7 +185,11 @@ export class EventLog {
     this.#waiters.push({ match, resolve });
     const found = withTimeout(promise, timeoutMs, () => {
       this.#waiters = this.#waiters.filter((waiter) => waiter.resolve !== resolve);
-      return new Error(`Timed out waiting for event ${name}`);
+      const seen = this.of(name).map((event) => JSON.stringify(event)).slice(-5);
+      return new Error(
+        `Timed out after ${timeoutMs} ms waiting for event ${name} matching ${where}; ` +
+          `${name} events seen: ${seen.length === 0 ? "none" : seen.join(", ")}`,
+      );
     });
     return found as Promise<Extract<ClientEvent, { event: N }>>;
   }

@@ -158,14 +158,21 @@ export class RawClient {
 
   /**
    * Resolves with the first message (already received or future) matching `match`. Rejects
-   * when the connection ends first or after `timeoutMs`.
+   * when the connection ends first or after `timeoutMs`, naming `what` (the matcher's source
+   * unless given).
    */
-  waitFor(match: (message: Json) => boolean, timeoutMs = 15_000): Promise<Json> {
+  waitFor(
+    match: (message: Json) => boolean,
+    timeoutMs = 15_000,
+    what = `a message matching ${match}`,
+  ): Promise<Json> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((other) => other !== waiter);
         reject(
-          new Error(`Timed out waiting for a message; got ${JSON.stringify(this.messages)}`),
+          new Error(
+            `Timed out after ${timeoutMs} ms waiting for ${what}; got ${this.#recent()}`,
+          ),
         );
       }, timeoutMs);
       const check = (): boolean => {
@@ -178,9 +185,7 @@ export class RawClient {
         if (this.#ended) {
           clearTimeout(timer);
           reject(
-            new Error(
-              `Connection ended before the expected message; got ${JSON.stringify(this.messages)}`,
-            ),
+            new Error(`Connection ended before ${what}; got ${this.#recent()}`),
           );
           return true;
         }
@@ -193,6 +198,13 @@ export class RawClient {
     });
   }
 
+  /** The last messages received, short enough for an error message. */
+  #recent(): string {
+    const last = JSON.stringify(this.messages.slice(-10));
+    const text = last.length > 2000 ? `${last.slice(0, 2000)}...` : last;
+    return `${this.messages.length} messages, the last: ${text}`;
+  }
+
   /** Waits for an `error` message with `code` (and `ref`, when given). */
   waitForError(code: string, ref?: number, timeoutMs?: number): Promise<Json> {
     return this.waitFor(
@@ -200,6 +212,7 @@ export class RawClient {
         message.type === "error" && message.code === code &&
         (ref === undefined || message.ref === ref),
       timeoutMs,
+      `error ${code}${ref === undefined ? "" : ` for ref ${ref}`}`,
     );
   }
 

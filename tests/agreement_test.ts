@@ -13,6 +13,8 @@ import {
   RATCHET_HEADER_BYTES,
   readInit,
   respond,
+  SIGNED_PREKEY_GRACE_MS,
+  SIGNED_PREKEY_ROTATION_MS,
   verifyBundle,
   verifyPublished,
 } from "../shared/crypto/mod.ts";
@@ -244,6 +246,32 @@ Deno.test("a replaced signed prekey works until its grace period ends", async ()
   assert.equal(read((await respondAsBob(bobKeys, early)).plaintext), "sent before the rotation");
   assert.equal(bobKeys.prune(2_000, 10_000), 0);
   assert.equal(bobKeys.prune(11_000, 10_000), 1);
+  await rejectsWith(respondAsBob(bobKeys, await initialMessage(oldBundle)), "unknown-prekey");
+});
+
+Deno.test("signed prekeys are replaced once a week old; the old ones open what was sent meanwhile", async () => {
+  const bobKeys = await PrekeyStore.generate(bob, { oneTime: 0, pqOneTime: 0, now: 0 });
+  const directory = new PrekeyDirectory();
+  await directory.publish("bob", bob.public, bobKeys.published());
+  const oldBundle = directory.bundle("bob", { oneTime: false, pqOneTime: false });
+  const day = 24 * 3600 * 1000;
+  assert.equal(await bobKeys.rotateIfDue(bob, SIGNED_PREKEY_ROTATION_MS - 1), false);
+  assert.equal(bobKeys.published().signedPrekey.id, oldBundle.signedPrekey.id);
+  const rotatedAt = SIGNED_PREKEY_ROTATION_MS;
+  assert.equal(await bobKeys.rotateIfDue(bob, rotatedAt), true);
+  const fresh = bobKeys.published();
+  assert.notEqual(fresh.signedPrekey.id, oldBundle.signedPrekey.id);
+  assert.notEqual(fresh.pqLastResort.id, oldBundle.pqPrekey.id);
+  const meanwhile = await initialMessage(oldBundle, "sent before the rotation");
+  assert.equal(
+    read((await respondAsBob(bobKeys, meanwhile)).plaintext),
+    "sent before the rotation",
+  );
+  // A day later nothing is due; past the grace period the old keys are erased.
+  assert.equal(await bobKeys.rotateIfDue(bob, rotatedAt + day), false);
+  assert.equal(bobKeys.counts().previous, 1);
+  assert.equal(await bobKeys.rotateIfDue(bob, rotatedAt + SIGNED_PREKEY_GRACE_MS), true);
+  assert.equal(bobKeys.counts().previous, 1, "the week-old key is kept, the first one erased");
   await rejectsWith(respondAsBob(bobKeys, await initialMessage(oldBundle)), "unknown-prekey");
 });
 

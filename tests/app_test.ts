@@ -46,11 +46,11 @@ class FakeSession implements ChatSession {
   peers: PeerView[] = [{ name: "Bob", fingerprint: FP_BOB, trust: "changed" }];
   /** When set, send() waits for it. */
   sendGate: Promise<void> | undefined;
-  streamMs = 30;
   catalog: VideoListing[] = [CATS];
   #listeners: ((event: ClientEvent) => void)[] = [];
   #streams = 0;
-  #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** How to end each stream still running (the test says when). */
+  #running: (() => void)[] = [];
   #idleWaiters: (() => void)[] = [];
   #closed = deferred<{ code: string; reason: string }>();
   readonly closed = this.#closed.promise;
@@ -123,13 +123,11 @@ class FakeSession implements ChatSession {
     }
     this.#streams++;
     this.emit({ event: "stream-started", video, duration: 9, segments: [] });
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
+    this.#running.push(() => {
       this.emit({ event: "stream-ended", video, bytes: 4096, reason: "complete" });
       this.#streams--;
       this.#settle();
-    }, this.streamMs);
-    this.#timers.add(timer);
+    });
     return Promise.resolve();
   }
 
@@ -163,9 +161,14 @@ class FakeSession implements ChatSession {
     return Promise.resolve();
   }
 
+  /** Every running stream ends complete. */
+  endStreams(): void {
+    for (const end of this.#running.splice(0)) end();
+  }
+
   /** The server went away. */
   drop(reason: string, announce: boolean): void {
-    for (const timer of this.#timers) clearTimeout(timer);
+    this.#running = [];
     if (announce) this.emit({ event: "disconnected", code: "connection-lost", reason });
     this.#closed.resolve({ code: "connection-lost", reason });
   }
@@ -300,11 +303,12 @@ Deno.test("app: each /trust shows trusted once, as the session reports it", asyn
 
 Deno.test("app: end of input waits for the running stream, then quits", async () => {
   const session = new FakeSession();
-  session.streamMs = 50;
   const sink = collector();
   const { input } = piped("/play cats.mp4\n");
-  const code = await runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  assert.equal(code, 0);
+  const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  await session.reached("idle");
+  session.endStreams();
+  assert.equal(await within(running, 30_000, "the app to exit"), 0);
   assert.deepEqual(session.log, [
     "videos",
     "play:cats.mp4",
@@ -362,7 +366,6 @@ Deno.test("app: a disconnect the session announced is not repeated", async () =>
 
 Deno.test("app: server gone while waiting for idle at end of input exits 1", async () => {
   const session = new FakeSession();
-  session.streamMs = 10_000;
   const sink = collector();
   const { input } = piped("/play cats.mp4\n");
   const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
@@ -444,6 +447,7 @@ Deno.test("app: progress goes to the status line, never to the transcript", asyn
       index,
       height,
       position: second + 2,
+      shown: second,
       duration: 9,
       bytes: second * 1000,
     });
@@ -458,7 +462,7 @@ Deno.test("app: progress goes to the status line, never to the transcript", asyn
   );
   assert.ok(input.printed.every((line) => !line.includes("/ 0:09")));
   assert.ok(
-    statuses.includes("playing cats.mp4, part 2/3, 360p, 0:05 / 0:09, 2 s buffered"),
+    statuses.includes("playing cats.mp4, part 2/3, 360p, 0:03 / 0:09, 2 s buffered"),
     statuses.join("\n"),
   );
   assert.equal(statuses.at(-1), "", "the status line goes when the stream ends");
@@ -651,8 +655,10 @@ Deno.test("app: /play finds a video by a unique start, ignoring case; an ambiguo
   session.catalog = [CATS, { ...CATS, name: "cats 2.mkv" }, { ...CATS, name: "dogs.mp4" }];
   const sink = collector();
   const { input } = piped("/play CATS.\n/play cat\n/play zebra\n");
-  const code = await runClientApp({ session, input, json: true, jsonOutput: sink.stream });
-  assert.equal(code, EXIT_COMMAND_FAILED);
+  const running = runClientApp({ session, input, json: true, jsonOutput: sink.stream });
+  await session.reached("idle");
+  session.endStreams();
+  assert.equal(await within(running, 30_000, "the app to exit"), EXIT_COMMAND_FAILED);
   assert.ok(session.log.includes("play:cats.mp4"));
   const errors = sink.events().filter((event) => event.event === "error");
   assert.deepEqual(errors.map((event) => [event.code, event.line]), [

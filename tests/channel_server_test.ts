@@ -9,6 +9,7 @@ import { knownServers } from "../client/mod.ts";
 import { ServerKey } from "../shared/channel/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
 import { joinClient, startLoggedServer, testServerKey } from "../testing/harness.ts";
+import { within } from "./_deadline.ts";
 import { Cli, startCliServer } from "./_procs.ts";
 import { waitUntil } from "./_raw.ts";
 
@@ -123,15 +124,19 @@ Deno.test("a client pins the server key; a changed key is refused with both fing
 });
 
 Deno.test("a plaintext client is told nothing and counted; a silent one ends at the join deadline", async () => {
+  // The join deadline ends the silent one; the first-byte deadline is put out of its way. Seconds
+  // of headroom: the plaintext client must be refused in its handshake, not by the deadline.
   const server = await startLoggedServer((config) => {
-    config.limits.joinTimeoutMs = 300;
+    config.limits.joinTimeoutMs = 3000;
+    config.limits.firstByteTimeoutMs = 600_000;
   });
   try {
     // A protocol-2 client: its plaintext hello is not a handshake; nothing readable comes back.
     const plain = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
     await plain.write(new TextEncoder().encode('\x00\x00\x00\x10\x01{"type":"hello"}'));
     const reply = new Uint8Array(64);
-    assert.equal(await plain.read(reply), null, "closed without an answer");
+    const answer = await within(plain.read(reply), 30_000, "the plaintext client to be closed");
+    assert.equal(answer, null, "closed without an answer");
     plain.close();
     await waitUntil(
       () => server.lines.some((line) => /ended in the handshake: .*not speak reelay/.test(line)),
@@ -141,7 +146,8 @@ Deno.test("a plaintext client is told nothing and counted; a silent one ends at 
     // A connection that never starts its handshake holds a joining slot until the deadline.
     const silent = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
     await waitUntil(() => server.server.pending === 1, "the silent connection counts as joining");
-    assert.equal(await silent.read(reply), null, "closed at the join deadline");
+    const read = await within(silent.read(reply), 30_000, "the join deadline to close it");
+    assert.equal(read, null, "closed at the join deadline");
     silent.close();
     await waitUntil(() => server.server.pending === 0, "its slot is free again");
     assert.ok(server.lines.some((line) => /did not finish within \d+ ms/.test(line)));

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
+import { containsBytes, historyCiphertexts } from "./_thief.ts";
 import { fingerprintHash, Identity } from "../shared/crypto/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
 import { ClientStore, MAX_HISTORY_PER_PEER } from "../client/store/mod.ts";
@@ -109,6 +110,7 @@ Deno.test("client store: history is encrypted at rest and bounded per person", a
     const kept = await again.history("carol", MAX_HISTORY_PER_PEER);
     assert.equal(kept.length, bound);
     assert.equal(kept[0].id, "c5");
+    assert.equal(historyCiphertexts(again.file, "carol").length, bound, "the older rows are gone");
     again.close();
   });
 });
@@ -153,5 +155,109 @@ Deno.test("client store: a file of another program is refused", async () => {
       assert.equal(error.code, "client-store-foreign");
       return true;
     });
+  });
+});
+
+Deno.test("client store: a message's status moves forward only", async () => {
+  await withHome(async (home) => {
+    const store = await ClientStore.open({ home, server: "s", identity: me });
+    const out = { peer: "bob", direction: "out" as const, text: "hi", at: 1 };
+    await store.addHistory({ ...out, id: "m1", status: "sending" });
+    await store.addHistory({ ...out, id: "m2", status: "sending" });
+    store.markHistory("BOB", "m1", "sent");
+    store.markHistory("bob", "m1", "delivered");
+    store.markHistory("bob", "m1", "sent"); // a late answer does not undo the receipt
+    store.markHistory("bob", "m2", "failed");
+    store.markHistory("carol", "m2", "delivered"); // another person's id: not this message
+    const [first, second] = await store.history("bob", 10);
+    assert.equal(first.status, "delivered");
+    assert.equal(second.status, "failed");
+    store.close();
+  });
+});
+
+Deno.test("client store: history turned off keeps nothing, also next time; --no-history wins", async () => {
+  await withHome(async (home) => {
+    const store = await ClientStore.open({ home, server: "s", identity: me });
+    assert.equal(store.historyKept, true);
+    store.keepHistory(false);
+    await store.addHistory({ peer: "bob", direction: "in", id: "m1", text: "secret", at: 1 });
+    assert.deepEqual(await store.history(undefined, 10), []);
+    store.close();
+    const again = await ClientStore.open({ home, server: "s", identity: me });
+    assert.equal(again.historyKept, false, "off is remembered for this server");
+    again.keepHistory(true);
+    await again.addHistory({ peer: "bob", direction: "in", id: "m2", text: "kept", at: 2 });
+    assert.deepEqual((await again.history("bob", 10)).map((entry) => entry.text), ["kept"]);
+    again.close();
+    const forced = await ClientStore.open({ home, server: "s", identity: me, keepHistory: false });
+    assert.equal(forced.historyKept, false);
+    await forced.addHistory({ peer: "bob", direction: "in", id: "m3", text: "not kept", at: 3 });
+    assert.throws(() => forced.keepHistory(true), (error: unknown) => {
+      assert.ok(error instanceof ReelayError);
+      assert.equal(error.code, "history-forced-off");
+      return true;
+    });
+    assert.equal((await forced.history("bob", 10)).length, 1);
+    forced.close();
+  });
+});
+
+Deno.test("client store: clearing history takes its bytes out of the file", async () => {
+  await withHome(async (home) => {
+    const store = await ClientStore.open({ home, server: "s", identity: me });
+    for (let i = 0; i < 30; i++) {
+      const text = `message ${i} `.repeat(40);
+      await store.addHistory({ peer: "bob", direction: "in", id: `b${i}`, text, at: i });
+      await store.addHistory({ peer: "carol", direction: "in", id: `c${i}`, text, at: i });
+    }
+    const bob = historyCiphertexts(store.file, "bob");
+    const carol = historyCiphertexts(store.file, "carol");
+    assert.equal(bob.length, 30);
+    assert.equal(store.clearHistory("Bob"), 30);
+    assert.deepEqual(await store.history("bob", 10), []);
+    assert.equal((await store.history("carol", 100)).length, 30, "carol's are kept");
+    let bytes = await Deno.readFile(store.file);
+    assert.ok(carol.every((data) => containsBytes(bytes, data)), "the search finds what is there");
+    assert.equal(bob.filter((data) => containsBytes(bytes, data)).length, 0);
+    assert.equal(store.clearHistory(), 30);
+    store.close();
+    bytes = await Deno.readFile(store.file);
+    assert.equal(carol.filter((data) => containsBytes(bytes, data)).length, 0);
+    await assert.rejects(Deno.stat(store.file + "-journal"), Deno.errors.NotFound);
+  });
+});
+
+Deno.test("client store: history is bounded in all, the oldest going first", async () => {
+  await withHome(async (home) => {
+    const store = await ClientStore.open({ home, server: "s", identity: me, maxHistoryTotal: 10 });
+    for (let i = 0; i < 15; i++) {
+      await store.addHistory({ peer: `p${i % 4}`, direction: "in", id: `m${i}`, text: "x", at: i });
+    }
+    const kept = await store.history(undefined, 100);
+    assert.deepEqual(
+      kept.map((entry) => entry.id),
+      Array.from({ length: 10 }, (_, i) => `m${i + 5}`),
+    );
+    store.close();
+  });
+});
+
+Deno.test("client store: a store of version 1 is upgraded in place, keeping what it held", async () => {
+  await withHome(async (home) => {
+    const made = await ClientStore.open({ home, server: "s", identity: me });
+    made.ignore("Mallory");
+    made.close();
+    // Back to version 1: the history rows had no message id or status then.
+    const db = new DatabaseSync(made.file);
+    db.exec(`DROP INDEX history_by_message; ALTER TABLE history DROP COLUMN message_id;
+      ALTER TABLE history DROP COLUMN status; PRAGMA user_version = 1;`);
+    db.close();
+    const store = await ClientStore.open({ home, server: "s", identity: me });
+    assert.deepEqual(store.ignored(), ["Mallory"]);
+    await store.addHistory({ peer: "bob", direction: "out", id: "m1", text: "hi", at: 1 });
+    store.markHistory("bob", "m1", "delivered");
+    assert.equal((await store.history("bob", 1))[0].status, "delivered");
+    store.close();
   });
 });

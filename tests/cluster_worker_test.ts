@@ -89,7 +89,7 @@ clusterTest("cluster worker: a part transcoded by a worker is the planned MPEG-T
     const seconds = Number(parsed.format.duration);
     const planned = offer.segment.end - offer.segment.start;
     assert.ok(Math.abs(seconds - planned) < 0.5, `${seconds} s for a ${planned} s part`);
-    await waitUntil(() => worker.running === 0, "the job to end", 5000);
+    await waitUntil(() => worker.running === 0, "the job to end", 30_000);
     assert.deepEqual(worker.pids, []);
   } finally {
     await worker.close();

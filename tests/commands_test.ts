@@ -200,3 +200,37 @@ Deno.test("commands: every usage line in the table matches what the parser asks 
     }
   }
 });
+
+Deno.test("commands: /history reads NAME and N, clear, on and off; bad ones say what is wrong", () => {
+  const history = (rest: object) => ({ command: "history", ...rest });
+  assert.deepEqual(parseCommand("/history"), history({ action: "show" }));
+  assert.deepEqual(parseCommand("/history bob"), history({ action: "show", name: "bob" }));
+  assert.deepEqual(parseCommand("/history 50"), history({ action: "show", count: 50 }));
+  assert.deepEqual(
+    parseCommand("/history  bob   5 "),
+    history({ action: "show", name: "bob", count: 5 }),
+  );
+  assert.deepEqual(parseCommand("/history clear"), history({ action: "clear" }));
+  assert.deepEqual(parseCommand("/history CLEAR bob"), history({ action: "clear", name: "bob" }));
+  assert.deepEqual(parseCommand("/history off"), history({ action: "off" }));
+  assert.deepEqual(parseCommand("/history on"), history({ action: "on" }));
+  for (
+    const [line, why] of [
+      ["/history 0", /N is "0": expected a whole number from 1 to 1000/],
+      ["/history bob 1001", /N is "1001"/],
+      ["/history bob x", /N is "x"/],
+      ["/history 5 bob", /NAME comes before N/],
+      ["/history on now", /Too many arguments/],
+      ["/history clear bob carol", /Too many arguments/],
+      ["/history bob 5 6", /Too many arguments/],
+      ["/history ../x", /not allowed/],
+    ] as const
+  ) {
+    assert.throws(() => parseCommand(line), (error: unknown) => {
+      assert.ok(error instanceof CommandError, line);
+      assert.match(error.message, why, line);
+      assert.match(error.message, /Usage: \/history \[NAME\] \[N\]/, line);
+      return true;
+    });
+  }
+});

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { loadOrCreateIdentity } from "../client/keystore.ts";
-import { ClientStore, serverFolderName } from "../client/store/mod.ts";
+import { serverStoreId } from "../client/server_store.ts";
+import { ClientStore } from "../client/store/mod.ts";
 import { fromBase64 } from "../shared/bytes.ts";
 import {
   ConversationError,
@@ -16,9 +17,10 @@ import {
   Ratchet,
   respond,
   signAnnouncement,
+  SIGNED_PREKEY_ROTATION_MS,
 } from "../shared/crypto/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { joinClient, startTestServer, testServerKey } from "../testing/harness.ts";
 import { HostileProxy, type Json } from "./_proxy.ts";
 import { openSqliteStore } from "../server/store/sqlite.ts";
 
@@ -242,7 +244,7 @@ Deno.test("safety numbers agree only when both hold the real keys", async () => 
 });
 
 Deno.test("the thief: recorded messages cannot be opened with the recipient's files taken later", async () => {
-  await withTrio(async ({ alice, bob, carol, port }) => {
+  await withTrio(async ({ alice, bob, carol }) => {
     await talk(alice, bob, ["the vault code is 1234", "and the door is red"]);
     await bob.session.send("alice", "noted");
     await alice.log.waitFor("message", (event) => event.text === "noted");
@@ -256,7 +258,7 @@ Deno.test("the thief: recorded messages cannot be opened with the recipient's fi
     const { identity } = await loadOrCreateIdentity(bob.home);
     const store = await ClientStore.open({
       home: bob.home,
-      server: serverFolderName(`127.0.0.1:${port}`),
+      server: serverStoreId((await testServerKey()).fingerprint),
       identity,
     });
     const stolen = { prekeys: store.prekeys()!, conversation: store.conversation("alice")! };
@@ -287,4 +289,42 @@ Deno.test("the thief: recorded messages cannot be opened with the recipient's fi
     }
     assert.equal(opened, 0);
   }, (config) => config.chat.broadcast = true);
+});
+
+Deno.test("a client replaces a week-old signed prekey on joining; mail sent against it still opens", async () => {
+  const server = await startTestServer();
+  // One proxy per client (a proxy forwards one connection), each noting the bundles it hands out.
+  const signedIds: unknown[] = [];
+  const noteBundles = (direction: string, message: Json) => {
+    if (direction === "to-client" && message.type === "bundle") {
+      signedIds.push(((message.bundle as Json).signedPrekey as Json).id);
+    }
+    return [message];
+  };
+  const proxies = [
+    new HostileProxy(server.port, noteBundles),
+    new HostileProxy(server.port, noteBundles),
+  ];
+  const weekLater = () => Date.now() + SIGNED_PREKEY_ROTATION_MS;
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const bob = await joinClient(proxies[0].port, "bob");
+    await bob.session.verify("alice"); // pins alice, so bob may write to her offline
+    await alice.session.quit();
+    await bob.log.waitFor("left", (event) => event.name === "alice");
+    await bob.session.send("alice", "held for a week");
+    await bob.log.waitFor("queued");
+
+    const later = await joinClient(server.port, "alice", { home: alice.home, now: weekLater });
+    await later.log.waitFor("message", (event) => event.text === "held for a week");
+    const carol = await joinClient(proxies[1].port, "carol");
+    await carol.session.send("alice", "against the new key");
+    await later.log.waitFor("message", (event) => event.text === "against the new key");
+    assert.equal(signedIds.length, 2);
+    assert.notEqual(signedIds[0], signedIds[1], "carol got the signed prekey made on rejoining");
+    for (const client of [later, bob, carol]) await client.session.quit();
+  } finally {
+    for (const proxy of proxies) await proxy.close();
+    await server.close();
+  }
 });

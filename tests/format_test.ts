@@ -87,6 +87,7 @@ Deno.test("format: progress shows part, height and times", () => {
     index: 1,
     height: 720,
     position: 41.5,
+    shown: 39,
     duration: 123,
     bytes: 3 * 1024 * 1024,
   };
@@ -295,5 +296,49 @@ Deno.test("format: the other events have a line each", () => {
       changed: 0,
     }),
     /\nFirst connection: pinned the server key SHA256:server/,
+  );
+});
+
+Deno.test("format: kept messages are dimmed, marked │, dated when not today, with delivery marks", () => {
+  const today = new Date(2026, 11, 3, 10, 0).getTime();
+  const format = new EventFormatter({ color: true, name: "alice", now: () => today });
+  const at = (day: number, hour: number) => new Date(2026, 11, day, hour, 5).getTime();
+  const text = format.format({
+    event: "history",
+    name: "bob",
+    entries: [
+      { peer: "bob", direction: "out", id: "1", text: "hi", at: at(2, 21), status: "delivered" },
+      {
+        peer: "bob",
+        direction: "in",
+        id: "2",
+        text: "yo\x1b[2J",
+        at: at(3, 9),
+        status: "received",
+      },
+      { peer: "bob", direction: "out", id: "3", text: "there?", at: at(3, 9), status: "queued" },
+      { peer: "bob", direction: "out", id: "4", text: "lost", at: at(3, 9), status: "failed" },
+    ],
+  });
+  const lines = text.split("\n");
+  assert.ok(lines.every((line) => line.startsWith("\x1b[2m")), "every line dimmed");
+  assert.deepEqual(lines.map((line) => line.replace(ANSI, "")), [
+    "── history with bob: last 4 messages ──",
+    "│ [2026-12-02 21:05] alice → bob: hi ✓✓",
+    "│ [09:05] bob: yo␛[2J",
+    "│ [09:05] alice → bob: there? ✓ (held for them)",
+    "│ [09:05] alice → bob: lost ✗ (failed)",
+  ]);
+  assert.equal(
+    plain.format({ event: "history", name: "bob", entries: [], recent: false }),
+    "No kept messages with bob.",
+  );
+  assert.equal(
+    plain.format({ event: "history", entries: [], off: true }),
+    "No kept messages. History is off: /history on keeps new ones.",
+  );
+  assert.equal(
+    plain.format({ event: "history-cleared", deleted: 1 }),
+    "Deleted 1 kept message (everyone's) from this computer.",
   );
 });

@@ -16,6 +16,7 @@ import { joinClient, startTestServer } from "../testing/harness.ts";
 import { processesMentioning } from "../testing/processes.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { framesOf, makeMediaDir, packetsOf, processStateOf, stderrOf } from "./_media.ts";
+import { RawClient, rawIdentity, waitUntil } from "./_raw.ts";
 
 const TS_HZ = 90_000;
 const HEIGHTS = [144, 160, 180];
@@ -44,14 +45,6 @@ function recordingSinks(delayMs: number) {
   return { streams, make };
 }
 
-/** Polls (with a deadline) until `check` holds. */
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    assert.ok(Date.now() < deadline, `timed out waiting until ${what}`);
-  }
-}
-
 /** A server over the sample folder with `patch`, one recording viewer, and their cleanup. */
 async function scene(patch: (config: Config) => void, sinkDelayMs: number) {
   const server = await startTestServer({
@@ -64,23 +57,34 @@ async function scene(patch: (config: Config) => void, sinkDelayMs: number) {
   });
   const sinks = recordingSinks(sinkDelayMs);
   const viewer = await joinClient(server.port, "ann", { sinks: sinks.make });
+  const raws: RawClient[] = [];
+  const raw = async () => {
+    const client = await RawClient.connect(server.port);
+    raws.push(client);
+    return client;
+  };
   const close = async () => {
+    for (const client of raws) await client.close();
     await viewer.session.quit();
     await server.close();
     assert.deepEqual(await processesMentioning(media.marker), [], "no ffmpeg is left");
   };
-  return { viewer, sinks, close };
+  return { viewer, sinks, raw, close };
 }
 
 /** Waits until every ffmpeg of the sample folder is stopped (SIGSTOP); returns their pids. */
 async function allStopped(): Promise<number[]> {
   let stopped: number[] = [];
-  await until("every ffmpeg of the stream is stopped", async () => {
-    const pids = await processesMentioning(media.marker);
-    const states = await Promise.all(pids.map(processStateOf));
-    stopped = pids.filter((_, i) => states[i] === "T");
-    return pids.length > 0 && stopped.length === pids.length;
-  });
+  await waitUntil(
+    async () => {
+      const pids = await processesMentioning(media.marker);
+      const states = await Promise.all(pids.map(processStateOf));
+      stopped = pids.filter((_, i) => states[i] === "T");
+      return pids.length > 0 && stopped.length === pids.length;
+    },
+    "every ffmpeg of the stream is stopped",
+    20_000,
+  );
   return stopped;
 }
 
@@ -127,14 +131,15 @@ async function checkStream(bytes: Uint8Array, firstFrame: number): Promise<void>
 }
 
 Deno.test("a pause longer than the stall timeout parks ffmpeg; resume goes on as one stream", async () => {
-  const idleTimeoutMs = 1500;
-  const { viewer, sinks, close } = await scene((config) => {
+  // Seconds of headroom: the viewer has 4 s to answer each ping even on a loaded machine.
+  const { viewer, sinks, raw, close } = await scene((config) => {
     config.stream.windowBytes = 64 * 1024;
-    config.limits.keepaliveMs = 200;
-    config.limits.idleTimeoutMs = idleTimeoutMs;
+    config.limits.keepaliveMs = 1000;
+    config.limits.idleTimeoutMs = 5000;
     config.media.pauseGraceMs = 500;
   }, 20);
   try {
+    const identity = await rawIdentity(); // made first: the keygen must not race the idle timer
     await viewer.session.play("clip.mp4");
     await viewer.log.waitFor("progress", (event) => event.position > 1);
     viewer.session.pause();
@@ -142,12 +147,18 @@ Deno.test("a pause longer than the stall timeout parks ffmpeg; resume goes on as
     // Its ffmpeg is stopped at once (SIGSTOP)...
     await allStopped();
     // ...and ended after the grace time: a paused viewer costs nothing.
-    await until(
-      "no ffmpeg is left",
+    await waitUntil(
       async () => (await processesMentioning(media.marker)).length === 0,
+      "no ffmpeg is left",
+      20_000,
     );
     const before = viewer.log.of("progress").length;
-    await new Promise((resolve) => setTimeout(resolve, 2 * idleTimeoutMs));
+    // The stall timeout is the idle timeout. A witness that joins now and says nothing is cut
+    // off by the server's own idle timer: by then a stall timer started by the pause would have
+    // ended the stream, and the first stream-ended below would not be "complete".
+    const witness = await raw();
+    assert.equal((await witness.join("witness", identity)).type, "welcome");
+    await witness.waitForError("idle-timeout", undefined, 60_000);
     assert.equal(viewer.log.of("stream-ended").length, 0, "the paused stream is still there");
     assert.equal(viewer.log.of("progress").length, before, "nothing arrived while paused");
     viewer.session.resume();
@@ -171,9 +182,10 @@ Deno.test("a pause within the grace time resumes the same ffmpeg", async () => {
     viewer.session.pause();
     const stopped = await allStopped();
     viewer.session.resume();
-    await until(
-      "it runs again",
+    await waitUntil(
       async () => !(await Promise.all(stopped.map(processStateOf))).includes("T"),
+      "it runs again",
+      20_000,
     );
     const ended = await viewer.log.waitFor("stream-ended", () => true, 60_000);
     assert.equal(ended.reason, "complete", ended.message);

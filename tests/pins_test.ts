@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { loadOrCreateIdentity } from "../client/keystore.ts";
-import { ClientStore, serverFolderName } from "../client/store/mod.ts";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { serverStoreId } from "../client/server_store.ts";
+import { ClientStore } from "../client/store/mod.ts";
+import { ServerKey } from "../shared/channel/mod.ts";
+import { joinClient, startTestServer, testServerKey } from "../testing/harness.ts";
 
-async function pinsOf(home: string, port: number) {
+async function pinsOf(home: string, serverKey: ServerKey) {
   const { identity } = await loadOrCreateIdentity(home);
-  const server = serverFolderName(`127.0.0.1:${port}`);
+  const server = serverStoreId(serverKey.fingerprint);
   const store = await ClientStore.open({ home, server, identity });
   try {
     return { bob: store.pinned("bob"), carol: store.pinned("carol"), count: store.pinCount };
@@ -24,11 +26,11 @@ Deno.test("pins: seeing a name pins nothing; interacting pins it, per server", a
     await alice.session.send("bob", "hello");
     await bob.log.waitFor("message");
     await Promise.all([alice.session.quit(), bob.session.quit(), carol.session.quit()]);
-    const pins = await pinsOf(alice.home, server.port);
+    const pins = await pinsOf(alice.home, await testServerKey());
     assert.equal(pins.count, 1);
     assert.equal(pins.bob?.state, "new");
     assert.equal(pins.carol, undefined, "carol was only seen, not pinned");
-    const elsewhere = await pinsOf(alice.home, server.port + 1);
+    const elsewhere = await pinsOf(alice.home, await ServerKey.generate());
     assert.equal(elsewhere.count, 0, "another server has its own pins");
   } finally {
     await server.close();

@@ -24,6 +24,7 @@ import {
 } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning } from "../testing/processes.ts";
+import { waitUntil } from "./_raw.ts";
 
 const TS_HZ = 90000;
 const DEFAULTS = { heights: [144, 720, 1440], capToSource: true };
@@ -319,12 +320,11 @@ Deno.test("streamVideo", async (t) => {
         await stream.settled();
         // Wait until both parts' ffmpeg sit in a write to their full pipes.
         for (const pid of stream.pids) {
-          while (true) {
+          await waitUntil(async () => {
             const channel = await waitChannelOf(pid);
             assert.notEqual(channel, "", `ffmpeg ${pid} ended although nobody read it`);
-            if (channel.includes("pipe_write")) break;
-            await new Promise((resolve) => setTimeout(resolve, 20));
-          }
+            return channel.includes("pipe_write");
+          }, `ffmpeg ${pid} to block writing to its full pipe`);
         }
         assert.equal(stream.pids.length, 2);
         assert.ok(stream.bufferedBytes <= 2 * (readAheadBytes + 64 * 1024), "read-ahead bounded");

@@ -10,7 +10,7 @@ import { joinClient, startTestServer } from "../testing/harness.ts";
 import { clipServer, makeMediaDir } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning, run } from "../testing/processes.ts";
-import { RawClient, rawIdentity } from "./_raw.ts";
+import { RawClient, rawIdentity, waitUntil } from "./_raw.ts";
 
 /** A sink whose writes wait until `open()` is called (or never, when it is not). */
 function gatedSink(): { sink: StreamSink; open: () => void } {
@@ -172,20 +172,27 @@ Deno.test("a viewer process killed mid-stream leaves no ffmpeg", async () => {
     await writer.write(new TextEncoder().encode("/play long.mp4\n"));
     const lines = viewer.stdout.pipeThrough(new TextDecoderStream()).getReader();
     let seen = "";
-    while (!seen.includes('"event":"segment"')) {
-      const { value, done } = await lines.read();
-      assert.ok(!done, "the viewer reported a segment");
-      seen += value;
-    }
+    await within(
+      (async () => {
+        while (!seen.includes('"event":"segment"')) {
+          const { value, done } = await lines.read();
+          assert.ok(!done, "the viewer reported a segment");
+          seen += value;
+        }
+      })(),
+      60_000,
+      "the viewer to report a segment",
+    );
     viewer.kill("SIGKILL");
     await within(viewer.status, 60_000, "the viewer process to exit");
     await lines.cancel();
     await writer.close().catch(() => {});
     await alice.log.waitFor("left", (event) => event.name === "viewer");
-    for (let tries = 0; (await processesMentioning(media.marker)).length > 0; tries++) {
-      assert.ok(tries < 100, "ffmpeg ends after its viewer is gone");
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
+    await waitUntil(
+      async () => (await processesMentioning(media.marker)).length === 0,
+      "ffmpeg to end after its viewer is gone",
+      30_000,
+    );
   } finally {
     await alice.session.quit();
     await server.close();

@@ -103,10 +103,26 @@ Deno.test("viewing: a real-time player's resolution change is told when it reach
 });
 
 Deno.test("viewing: without a player, a part is told as it arrives", () => {
-  const { send, showing } = play(false);
+  const { send, showing, events } = play(false);
   send(0, 0);
   send(1, 1);
   assert.deepEqual(showing(), [0, 1]);
+  const progress = events.filter((e) => e.event === "progress");
+  assert.ok(progress.length > 0 && progress.every((e) => e.shown === e.position));
+});
+
+Deno.test("viewing: a real-time player's position on screen is not where the bytes are", async () => {
+  const { send, end, events } = play(true);
+  // Sent before the player took any bytes (the pump writes later): nothing is on screen yet.
+  send(0, 0);
+  send(1, 1.5);
+  send(2, 2.5);
+  const last = events.filter((e) => e.event === "progress").at(-1);
+  assert.ok(last?.event === "progress");
+  assert.equal(last.position, 2.5);
+  assert.equal(last.shown, 0);
+  assert.equal(last.index, 2, "progress is about what arrives");
+  await end(3 * 188);
 });
 
 Deno.test("viewing: a stream called complete whose media falls short is an error", async () => {

@@ -88,57 +88,104 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/stream_faults_test.ts", filter: "bad-credit" }],
   },
 
-  // docs/security.md, the attack table: what a hostile server cannot do to chat.
+  // docs/security.md, the attack table: what a hostile server cannot do to chat. The checks live
+  // in the conversation layer: shared/crypto/agreement.ts (who started a conversation, with
+  // whom) and shared/crypto/ratchet.ts (every later message).
   {
     name: "plaintext on the wire (read a message)",
-    file: "shared/crypto/envelope.ts",
-    find: "await crypto.subtle.encrypt(params, session.key, plaintext),",
-    replace: "plaintext,",
+    file: "shared/crypto/ratchet.ts",
+    find: "const ciphertext = new Uint8Array(await crypto.subtle.encrypt(params, key, plaintext));",
+    replace: "const ciphertext = plaintext;",
     tests: [{ file: e2e, filter: "never contain a message's plaintext" }],
   },
   {
-    name: "session signature unchecked (forge a message)",
-    file: "shared/crypto/envelope.ts",
-    find: "if (!await verifyPss(verifyKey, init.signature, data)) {",
+    name: "initiator signature unchecked (forge a conversation)",
+    file: "shared/crypto/agreement.ts",
+    find: "if (!await verifyPss(verifyKey, init.signature, transcript(init, init, keys))) {",
     replace: "if (false) {",
-    tests: [{ file: "tests/envelope_test.ts", filter: "bound to the sender's pinned key" }, {
-      file: "tests/envelope_test.ts",
-      filter: "single-bit flip",
-    }],
+    tests: [{ file: "tests/agreement_test.ts", filter: "signed by someone else" }],
   },
   {
-    name: "altered init of a live session accepted (change a bit)",
-    file: "shared/crypto/envelope.ts",
-    find: "if (envelope.init && !constantTimeEqual(",
-    replace: "if (false && !constantTimeEqual(",
-    tests: [{ file: "tests/envelope_test.ts", filter: "single-bit flip" }],
+    name: "message header not authenticated (change a bit)",
+    file: "shared/crypto/ratchet.ts",
+    find: "additionalData: concat([this.#ad, header.bytes]),",
+    replace: "additionalData: concat([this.#ad, encodeHeader(header.publicKey, 0, header.n)]),",
+    tests: [{ file: "tests/ratchet_test.ts", filter: "tampered messages" }],
   },
   {
-    name: "replayed message accepted",
-    file: "shared/crypto/envelope.ts",
-    find: "if (envelope.counter <= session.last) {",
-    replace: "if (envelope.counter < session.last) {",
+    name: "replayed message not refused as replayed",
+    file: "shared/crypto/ratchet.ts",
+    find: "if (header.n < receiving.n) olderMessage(receiving.gaps, header.n);",
+    replace: "",
     tests: [{ file: e2e, filter: "a replayed envelope" }],
   },
   {
-    name: "gap not reported (reorder)",
-    file: "shared/crypto/envelope.ts",
-    find: "const missing = envelope.counter - session.last - 1",
-    replace: "const missing = 0 * (envelope.counter - session.last - 1)",
-    tests: [{ file: e2e, filter: "reordered envelopes" }],
+    name: "signed prekeys never rotated",
+    file: "shared/crypto/prekeys.ts",
+    find: "const due = this.#current.signed.createdAt + SIGNED_PREKEY_ROTATION_MS <= now;",
+    replace: "const due = false;",
+    tests: [{ file: "tests/agreement_test.ts", filter: "once a week old" }, {
+      file: conversations,
+      filter: "week-old signed prekey",
+    }],
   },
   {
-    name: "redirected message accepted",
-    file: "shared/crypto/envelope.ts",
-    find: " || envelope.recipient !== this.name) {",
-    replace: ") {",
+    name: "redelivered message not recognised by its id",
+    file: "client/conversations.ts",
+    find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
+    replace: "if (false) {",
+    tests: [
+      { file: e2e, filter: "a redelivered envelope" },
+      { file: reconnect, filter: "drops the copy" },
+    ],
+  },
+  {
+    name: "gap not reported (reorder, dropped session tail)",
+    file: "shared/crypto/ratchet.ts",
+    find: "return { plaintext, missing: skip };",
+    replace: "return { plaintext, missing: 0 };",
+    tests: [{ file: e2e, filter: "reordered envelopes" }, {
+      file: "tests/session_tail_test.ts",
+      filter: "dropped session tail",
+    }],
+  },
+  {
+    name: "unread rest of the previous chain not reported",
+    file: "shared/crypto/ratchet.ts",
+    find: "return { plaintext, missing: missingBefore + header.n };",
+    replace: "return { plaintext, missing: header.n };",
+    tests: [{ file: "tests/ratchet_test.ts", filter: "unread rest of the previous chain" }],
+  },
+  {
+    name: "redirected message accepted (responder unchecked)",
+    file: "shared/crypto/agreement.ts",
+    find: `if (init.responderName !== name || init.initiatorName !== options.peerName) {
+    refuse("wrong-peer", \`The init is from "\${init.initiatorName}" to "\${init.responderName}"\`);
+  }
+  if (
+    toHex(ownFp) !== init.responderFingerprint || toHex(peerFp) !== init.initiatorFingerprint ||
+    options.prekeys.owner !== init.responderFingerprint
+  ) {`,
+    replace: `if (init.initiatorName !== options.peerName) {
+    refuse("wrong-peer", "redirect unchecked");
+  }
+  if (toHex(peerFp) !== init.initiatorFingerprint) {`,
     tests: [{ file: e2e, filter: "redirected to another person" }],
   },
   {
-    name: "another sender's envelope accepted (claim another sender)",
-    file: "shared/crypto/envelope.ts",
-    find: "if (envelope.sender !== fromName ||",
-    replace: "if (false ||",
+    name: "another sender's message accepted (initiator unchecked)",
+    file: "shared/crypto/agreement.ts",
+    find: `if (init.responderName !== name || init.initiatorName !== options.peerName) {
+    refuse("wrong-peer", \`The init is from "\${init.initiatorName}" to "\${init.responderName}"\`);
+  }
+  if (
+    toHex(ownFp) !== init.responderFingerprint || toHex(peerFp) !== init.initiatorFingerprint ||
+    options.prekeys.owner !== init.responderFingerprint
+  ) {`,
+    replace: `if (init.responderName !== name) {
+    refuse("wrong-peer", "claimed sender unchecked");
+  }
+  if (toHex(ownFp) !== init.responderFingerprint || options.prekeys.owner !== init.responderFingerprint) {`,
     tests: [{ file: e2e, filter: "claimed to come from someone else" }],
   },
   {
@@ -154,20 +201,6 @@ export const mutants: Mutant[] = [
     find: "if (seen.has(announcement.epoch) && current !== announcement.epoch) {",
     replace: "if (false) {",
     tests: [{ file: e2e, filter: "old connection replayed" }],
-  },
-  {
-    name: "session of the sender's earlier connection accepted",
-    file: "shared/crypto/envelope.ts",
-    find: "if (toHex(init.senderEpoch) !== sender.epoch) {",
-    replace: "if (false) {",
-    tests: [{ file: "tests/envelope_test.ts", filter: "sender's previous connection" }],
-  },
-  {
-    name: "session made for my earlier connection accepted",
-    file: "shared/crypto/envelope.ts",
-    find: "if (toHex(init.recipientEpoch) !== this.#epochHex) {",
-    replace: "if (false) {",
-    tests: [{ file: "tests/envelope_test.ts", filter: "after the recipient reconnects" }],
   },
   // docs/security.md, threat model: a local user.
   {
@@ -578,6 +611,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/channel_server_test.ts", filter: "changed key is refused" }],
   },
   {
+    name: "an address's old store adopted for an accepted new key",
+    file: "client/server_store.ts",
+    find: 'if (server.keyStatus === "pinned")',
+    replace: 'if (server.keyStatus !== "new")',
+    tests: [{ file: "tests/server_store_test.ts", filter: "stays where it is" }],
+  },
+  {
     name: "handshakes not counted as joining",
     file: "server/server.ts",
     find: "for (const old of this.#shares.admit(host, joining).evict) this.#evict(old);",
@@ -628,13 +668,6 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/viewing_test.ts", filter: "reaches the part" }],
   },
   {
-    name: "dropped session tail not reported",
-    file: "shared/crypto/envelope.ts",
-    find: "? Math.max(0, prev.last - previous.last)",
-    replace: "? 0",
-    tests: [{ file: "tests/session_tail_test.ts", filter: "dropped session tail" }],
-  },
-  {
     name: "one-time prekey handed out twice across cluster nodes",
     file: "server/cluster/directory.ts",
     find: "await this.#kv.update(name, utf8(JSON.stringify(rest)), current.revision);",
@@ -648,13 +681,6 @@ export const mutants: Mutant[] = [
     find: "for (const [ref, pending] of this.#pending) this.#transmit(ref, pending);",
     replace: "void 0;",
     tests: [{ file: reconnect, filter: "sent again" }],
-  },
-  {
-    name: "message sent again after a reconnect reaches its recipient twice",
-    file: "client/conversations.ts",
-    find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
-    replace: "if (false) {",
-    tests: [{ file: reconnect, filter: "drops the copy" }],
   },
   {
     name: "reconnects forever after a refusal",
@@ -683,5 +709,202 @@ export const mutants: Mutant[] = [
     find: "this.#resume = this.#viewing.resumePoint();",
     replace: "this.#resume = undefined;",
     tests: [{ file: reconnect, filter: "resumes where it was" }],
+  },
+  {
+    name: "play past the end of a video accepted",
+    file: "server/media/viewer.ts",
+    find: "if (from >= info.duration) {",
+    replace: "if (from > info.duration * 1e9) {",
+    tests: [{ file: "tests/seek_bounds_test.ts", filter: "past it is refused" }],
+  },
+  {
+    name: "status line shows the resolution arriving, not the one on screen",
+    file: "client/tui/playing.ts",
+    find: "return this.#set({ position: event.shown, buffered: this.#buffered() });",
+    replace:
+      "return this.#set({ part: event.index + 1, height: event.height, position: event.shown, buffered: this.#buffered() });",
+    tests: [{ file: "tests/tui_playing_test.ts", filter: "when the player shows them" }],
+  },
+  // Message history in the client store (issue 13): encrypted at rest, off means off, clear
+  // means gone.
+  {
+    name: "history stored in clear",
+    file: "client/store/_history.ts",
+    find: "const data = await seal(key, nonce, historyAd(peer, entry.at), plain);",
+    replace: "const data = plain;",
+    tests: [
+      { file: "tests/client_store_test.ts", filter: "encrypted at rest" },
+      { file: "tests/history_test.ts", filter: "unreadable without the identity" },
+    ],
+  },
+  {
+    name: "history kept when turned off",
+    file: "client/store/_history.ts",
+    find: "if (!this.kept) return;",
+    replace: "if (false) return;",
+    tests: [
+      { file: "tests/client_store_test.ts", filter: "history turned off" },
+      { file: "tests/history_test.ts", filter: "/history off stops keeping" },
+    ],
+  },
+  {
+    name: "clear leaves rows",
+    file: "client/store/_history.ts",
+    find: 'db.prepare("DELETE FROM history WHERE name_key = ?").run(nameKey(peer));',
+    replace: 'db.prepare("SELECT ?").run(nameKey(peer));',
+    tests: [{ file: "tests/client_store_test.ts", filter: "clearing history" }],
+  },
+  {
+    name: "clear of everyone leaves rows",
+    file: "client/store/_history.ts",
+    find: 'db.prepare("DELETE FROM history").run()',
+    replace: 'db.prepare("SELECT 1").run()',
+    tests: [
+      { file: "tests/client_store_test.ts", filter: "clearing history" },
+      { file: "tests/history_test.ts", filter: "gone after /history clear" },
+    ],
+  },
+  {
+    name: "history bound per person ignored",
+    file: "client/store/_history.ts",
+    find: ").run(peer, peer, maxPerPeer);",
+    replace: ").run(peer, peer, -1);",
+    tests: [{ file: "tests/client_store_test.ts", filter: "bounded per person" }],
+  },
+  {
+    name: "history bound in all ignored",
+    file: "client/store/_history.ts",
+    find: ").run(maxTotal);",
+    replace: ").run(-1);",
+    tests: [{ file: "tests/client_store_test.ts", filter: "bounded in all" }],
+  },
+  // Limits and cluster guarantees of docs/security.md that had no mutant (issue 16).
+  {
+    name: "held mail uncapped per recipient (max_items_per_recipient)",
+    file: "server/store/_mailbox.ts",
+    find: "if (held.items + 1 > limits.maxItemsPerRecipient) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/store_mailbox_test.ts", filter: "item count would pass" }],
+  },
+  {
+    name: "held bytes uncapped per recipient (max_bytes_per_recipient)",
+    file: "server/store/_mailbox.ts",
+    find: "if (held.bytes + size > limits.maxBytesPerRecipient) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/store_mailbox_test.ts", filter: "recipient's bytes would pass" }],
+  },
+  {
+    name: "held mail uncapped in total (max_total_bytes)",
+    file: "server/store/_mailbox.ts",
+    find: "if (total.bytes + size > limits.maxTotalBytes) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/store_mailbox_test.ts", filter: "total bytes would pass" }],
+  },
+  {
+    name: "held mail kept past its time (ttl_ms)",
+    file: "server/store/_mailbox.ts",
+    find: "const expiresAt = queuedAt + this.limits.ttlMs;",
+    replace: "const expiresAt = queuedAt + this.limits.ttlMs * 1000;",
+    tests: [{ file: "tests/store_mailbox_test.ts", filter: "expire on the injected clock" }],
+  },
+  {
+    name: "a slow viewer buffered without bound (share_buffer_bytes)",
+    file: "server/media/fanout.ts",
+    find: "while (this.#retained > this.#options.maxBufferBytes && this.#chunks.length > 1) {",
+    replace: "while (false) {",
+    tests: [{ file: "tests/fanout_test.ts", filter: "detached past the buffer" }],
+  },
+  {
+    name: "cache grows past its size (cache_max_bytes)",
+    file: "server/media/part_cache.ts",
+    find: "if (!expired && total <= this.#options.maxBytes) continue;",
+    replace: "if (!expired) continue;",
+    tests: [{ file: "tests/part_cache_test.ts", filter: "over maxBytes" }],
+  },
+  {
+    name: "cache keeps parts past their age (cache_max_age_ms)",
+    file: "server/media/part_cache.ts",
+    find: "const expired = this.#options.now() - entry.usedMs > this.#options.maxAgeMs;",
+    replace: "const expired = false;",
+    tests: [{ file: "tests/part_cache_test.ts", filter: "unused for longer than maxAgeMs" }],
+  },
+  {
+    name: "ignore list unbounded (1000 names)",
+    file: "client/tui/ignore.ts",
+    find: "if (!storage.isIgnored(name) && storage.ignored().length >= MAX_IGNORED) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/tui_state_test.ts", filter: "at most MAX_IGNORED" }],
+  },
+  {
+    name: "ignore list unbounded in memory (1000 names)",
+    file: "client/tui/ignore.ts",
+    find: "if (!this.has(name) && this.entries.size >= MAX_IGNORED) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/tui_state_test.ts", filter: "at most MAX_IGNORED" }],
+  },
+  {
+    name: "unread counts unbounded (100 people)",
+    file: "client/tui/conversation.ts",
+    find: "if (this.#unread.size > MAX_UNREAD_PEOPLE) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/tui_state_test.ts", filter: "at most MAX_UNREAD_PEOPLE" }],
+  },
+  {
+    name: "input history unbounded (1000 lines)",
+    file: "client/tui/history.ts",
+    find: "i >= 0 && kept.length < options.limit;",
+    replace: "i >= 0;",
+    tests: [{ file: "tests/tui_history_test.ts", filter: "bounded in entries" }],
+  },
+  {
+    name: "input history keeps overlong lines (4096 characters)",
+    file: "client/tui/history.ts",
+    find: "line.length <= options.maxLineLength &&",
+    replace: "true &&",
+    tests: [{ file: "tests/tui_history_test.ts", filter: "bounded in entries" }],
+  },
+  {
+    name: "message text written to the input history file",
+    file: "client/tui/input_history_file.ts",
+    find: "return isPlainCommand(line);",
+    replace: "return line.trim() !== '';",
+    tests: [{ file: "tests/tui_state_test.ts", filter: "message text never written" }],
+  },
+  {
+    name: "racing nodes hold past a recipient's bound (cluster mailbox)",
+    file: "server/cluster/mailbox.ts",
+    find: "expect: { lastSubjectSequence: held.at(-1)?.seq ?? 0 },",
+    replace: "expect: {},",
+    tests: [{ file: "tests/cluster_mailbox_test.ts", filter: "racing past" }],
+  },
+  {
+    name: "a name taken twice across cluster nodes",
+    file: "server/cluster/presence.ts",
+    find: "revision = await this.#kv.create(key, value);",
+    replace: "revision = await this.#kv.put(key, value);",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "exactly one wins" }],
+  },
+  {
+    name: "a dead node's people listed for ever (presence_ttl_ms)",
+    file: "server/cluster/presence.ts",
+    find: "if (now - heard <= this.#options.ttlMs) continue;",
+    replace: "continue;",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "a node that dies" }],
+  },
+  {
+    name: "a worker transcodes a file other than the node's",
+    file: "server/cluster/worker.ts",
+    find: "if (info.size !== job.size) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/cluster_worker_test.ts", filter: "busy worker is offered nothing" }],
+  },
+  {
+    // Two checks keep a full worker from taking a part (it leaves the queue group, and answers
+    // busy to an offer that raced that): the break is one more slot than configured.
+    name: "a full worker takes more parts (worker_slots)",
+    file: "server/cluster/worker.ts",
+    find: "this.#options = options;",
+    replace: "this.#options = { ...options, slots: options.slots + 1 };",
+    tests: [{ file: "tests/cluster_worker_test.ts", filter: "busy worker is offered nothing" }],
   },
 ];

@@ -16,7 +16,7 @@ import { messageOf, ReelayError } from "../../shared/errors.ts";
 const FOLDER_MODE = 0o700;
 const FILE_MODE = 0o600;
 const APPLICATION_ID = 0x52454543; // "REEC"
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 const canChmod = Deno.build.os !== "windows";
 
 const SCHEMA = `
@@ -35,6 +35,16 @@ CREATE TABLE history (
   id INTEGER PRIMARY KEY AUTOINCREMENT, name_key TEXT NOT NULL, at INTEGER NOT NULL,
   nonce BLOB NOT NULL, data BLOB NOT NULL) STRICT;
 CREATE INDEX history_by_peer ON history (name_key, id);
+`;
+
+/**
+ * From version 1 to 2: each history row gets its message id and delivery status outside the
+ * ciphertext, so a receipt can mark it delivered without decrypting and encrypting it again.
+ */
+const TO_VERSION_2 = `
+ALTER TABLE history ADD COLUMN message_id TEXT;
+ALTER TABLE history ADD COLUMN status TEXT;
+CREATE INDEX history_by_message ON history (name_key, message_id);
 `;
 
 function unusable(path: string, error: unknown): ReelayError {
@@ -63,6 +73,19 @@ async function ensureFile(path: string): Promise<void> {
   if (canChmod) await Deno.chmod(path, FILE_MODE);
 }
 
+/** Runs `sql` and the header change in one transaction, ending at {@linkcode SCHEMA_VERSION}. */
+function migrate(db: DatabaseSync, sql: string, header: string): void {
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    db.exec(sql);
+    db.exec(`${header} PRAGMA user_version = ${SCHEMA_VERSION}`);
+    db.exec("COMMIT");
+  } catch (error) {
+    db.exec("ROLLBACK");
+    throw error;
+  }
+}
+
 /**
  * Opens (creating as needed) the database at `path` inside `dir`, both owner-only.
  * Throws `client-store-unusable` or `client-store-foreign`.
@@ -88,10 +111,9 @@ export async function openClientDb(dir: string, path: string): Promise<DatabaseS
       (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
     );
     if (appId === 0 && version === 0) {
-      db.exec("BEGIN IMMEDIATE");
-      db.exec(SCHEMA);
-      db.exec(`PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}`);
-      db.exec("COMMIT");
+      migrate(db, SCHEMA + TO_VERSION_2, `PRAGMA application_id = ${APPLICATION_ID};`);
+    } else if (appId === APPLICATION_ID && version === 1) {
+      migrate(db, TO_VERSION_2, "");
     } else if (appId !== APPLICATION_ID || version !== SCHEMA_VERSION) {
       throw new ReelayError(
         "client-store-foreign",

@@ -14,10 +14,13 @@
  *   `nameKey`), written at once.
  * - **Prekeys and ratchets** are written at once, in a transaction, before a message leaves or
  *   is acknowledged (see `shared/crypto/ratchet.ts`).
- * - **History**: AES-256-GCM under a random 32-byte key kept in the file wrapped with the
+ * - **History** (`_history.ts`): each message sent or received, with its time, direction and
+ *   delivery status; AES-256-GCM under a random 32-byte key kept in the file wrapped with the
  *   identity's RSA-OAEP key, so the file alone does not show what was said; whoever also holds
  *   `identity.json` does (see `docs/security.md`). At most {@linkcode MAX_HISTORY_PER_PEER}
- *   entries per person are kept (by default).
+ *   entries per person and {@linkcode MAX_HISTORY_TOTAL} in all are kept (by default);
+ *   {@linkcode ClientStore.keepHistory} turns it off and on, and
+ *   {@linkcode ClientStore.clearHistory} deletes it from the file.
  *
  * The journal is SQLite's rollback journal with `secure_delete`, not WAL, so replaced ratchet
  * states do not linger in a side file (see `_db.ts`).
@@ -43,23 +46,26 @@
 
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { posix } from "node:path";
-import { type Bytes, encodeFields, randomBytes } from "../../shared/bytes.ts";
-import {
-  type Identity,
-  importEncryptionKey,
-  type PublicIdentity,
-  type SessionTail,
-  type StoredPrekeys,
-  type StoredRatchet,
+import type { Bytes } from "../../shared/bytes.ts";
+import type {
+  Identity,
+  PublicIdentity,
+  StoredPrekeys,
+  StoredRatchet,
 } from "../../shared/crypto/mod.ts";
 import { ReelayError } from "../../shared/errors.ts";
 import { nameKey } from "../../shared/names.ts";
 import { openClientDb } from "./_db.ts";
+import { type DeliveryStatus, type HistoryEntry, MessageHistory } from "./_history.ts";
+
+export type { DeliveryStatus, HistoryEntry } from "./_history.ts";
 
 /** The file name inside the server's folder. */
 export const CLIENT_STORE_FILE = "client.db";
 /** History entries kept per person by default; older ones are deleted. */
 export const MAX_HISTORY_PER_PEER = 1000;
+/** History entries kept in all by default; older ones are deleted. */
+export const MAX_HISTORY_TOTAL = 50_000;
 /** Message ids remembered per person for dropping redeliveries. */
 export const MAX_SEEN_PER_PEER = 4096;
 
@@ -92,20 +98,6 @@ export interface StoredConversation {
   init: Bytes | null;
 }
 
-/** One message in the history. */
-export interface HistoryEntry {
-  /** The other person. */
-  peer: string;
-  /** `in` from them, `out` to them. */
-  direction: "in" | "out";
-  /** The message id. */
-  id: string;
-  /** What was said. */
-  text: string;
-  /** When, in ms since the epoch. */
-  at: number;
-}
-
 /** What {@linkcode ClientStore.open} needs. */
 export interface ClientStoreOptions {
   /** The client's home folder. */
@@ -116,9 +108,12 @@ export interface ClientStoreOptions {
   identity: Identity;
   /** History entries kept per person (default {@linkcode MAX_HISTORY_PER_PEER}). */
   maxHistoryPerPeer?: number;
+  /** History entries kept in all (default {@linkcode MAX_HISTORY_TOTAL}). */
+  maxHistoryTotal?: number;
+  /** `false`: no message is kept, whatever `/history on` says (`--no-history`). Default true. */
+  keepHistory?: boolean;
 }
 
-const HISTORY_KEY = "history-key";
 const PREKEYS = "prekeys";
 const UPLOADED = "prekeys-uploaded";
 const SERVER_ID = /^[A-Za-z0-9._-]{1,128}$/;
@@ -143,22 +138,34 @@ export class ClientStore {
   /** Path of the database file. */
   readonly file: string;
   readonly #db: DatabaseSync;
-  readonly #identity: Identity;
-  readonly #maxHistory: number;
   readonly #pins = new Map<string, Pin>();
   readonly #dirtyPins = new Set<string>();
   readonly #ignored = new Map<string, string>();
   #flushing: Promise<void> | undefined;
-  #historyKey: CryptoKey | undefined;
+  readonly #history: MessageHistory;
   #closed = false;
   /** Transactions that wrote pins (a test reads it to see that pins are batched). */
   pinWrites = 0;
 
-  private constructor(file: string, db: DatabaseSync, identity: Identity, maxHistory: number) {
+  private constructor(file: string, db: DatabaseSync, options: ClientStoreOptions) {
     this.file = file;
     this.#db = db;
-    this.#identity = identity;
-    this.#maxHistory = maxHistory;
+    this.#history = new MessageHistory({
+      db,
+      identity: options.identity,
+      file,
+      meta: {
+        get: (key) => this.#metaBytes(key),
+        set: (key, value) =>
+          value === undefined
+            ? this.#run("DELETE FROM meta WHERE key = ?", key)
+            : this.#run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value),
+      },
+      transaction: (body) => this.#transaction(body),
+      maxPerPeer: options.maxHistoryPerPeer ?? MAX_HISTORY_PER_PEER,
+      maxTotal: options.maxHistoryTotal ?? MAX_HISTORY_TOTAL,
+      forcedOff: options.keepHistory === false,
+    });
     for (const row of db.prepare("SELECT * FROM pins").all()) {
       const pin: Pin = {
         name: String(row.name),
@@ -189,12 +196,7 @@ export class ClientStore {
   static async open(options: ClientStoreOptions): Promise<ClientStore> {
     const file = ClientStore.path(options.home, options.server);
     const db = await openClientDb(posix.dirname(file), file);
-    return new ClientStore(
-      file,
-      db,
-      options.identity,
-      options.maxHistoryPerPeer ?? MAX_HISTORY_PER_PEER,
-    );
+    return new ClientStore(file, db, options);
   }
 
   // ---- pins --------------------------------------------------------------------------------
@@ -370,64 +372,39 @@ export class ClientStore {
     });
   }
 
-  // ---- history -----------------------------------------------------------------------------
+  // ---- history (see `_history.ts`) -------------------------------------------------------
 
-  /** Adds a message to the history, encrypted. */
-  async addHistory(entry: HistoryEntry): Promise<void> {
-    const key = await this.#historyCipherKey();
-    const nonce = randomBytes(12);
-    const peer = nameKey(entry.peer);
-    const plain = new TextEncoder().encode(
-      JSON.stringify({
-        peer: entry.peer,
-        direction: entry.direction,
-        id: entry.id,
-        text: entry.text,
-      }),
-    );
-    const data = new Uint8Array(
-      await crypto.subtle.encrypt(
-        { name: "AES-GCM", iv: nonce, additionalData: historyAd(peer, entry.at) },
-        key,
-        plain,
-      ),
-    );
-    this.#transaction(() => {
-      this.#db.prepare("INSERT INTO history (name_key, at, nonce, data) VALUES (?, ?, ?, ?)")
-        .run(peer, entry.at, nonce, data);
-      this.#db.prepare(
-        "DELETE FROM history WHERE name_key = ? AND id NOT IN " +
-          "(SELECT id FROM history WHERE name_key = ? ORDER BY id DESC LIMIT ?)",
-      ).run(peer, peer, this.#maxHistory);
-    });
+  /** Adds a message to the history, encrypted; nothing when history is off. */
+  addHistory(entry: HistoryEntry): Promise<void> {
+    return this.#history.add(entry);
   }
 
-  /** The last `limit` messages with `peer`, oldest first. */
-  async history(peer: string, limit: number): Promise<HistoryEntry[]> {
-    const key = await this.#historyCipherKey();
-    const rows = this.#db.prepare(
-      "SELECT * FROM (SELECT * FROM history WHERE name_key = ? ORDER BY id DESC LIMIT ?) " +
-        "ORDER BY id",
-    ).all(nameKey(peer), Math.max(0, Math.min(limit, MAX_HISTORY_PER_PEER)));
-    const entries: HistoryEntry[] = [];
-    for (const row of rows) {
-      const plain = await crypto.subtle.decrypt(
-        {
-          name: "AES-GCM",
-          iv: row.nonce as Uint8Array<ArrayBuffer>,
-          additionalData: historyAd(String(row.name_key), Number(row.at)),
-        },
-        key,
-        row.data as Uint8Array<ArrayBuffer>,
-      ).catch((error) => {
-        throw new ReelayError("client-store-corrupt", `History of "${peer}" is damaged`, {
-          cause: error,
-        });
-      });
-      const value = JSON.parse(new TextDecoder().decode(plain));
-      entries.push({ ...value, at: Number(row.at) });
-    }
-    return entries;
+  /** Records where message `id` to or from `peer` stands (a status never goes back). */
+  markHistory(peer: string, id: string, status: DeliveryStatus): void {
+    this.#history.mark(peer, id, status);
+  }
+
+  /** The last `limit` messages with `peer` (with everyone when `undefined`), oldest first. */
+  history(peer: string | undefined, limit: number): Promise<HistoryEntry[]> {
+    return this.#history.recent(peer, limit);
+  }
+
+  /** Deletes the messages with `peer` (everyone's when `undefined`) from the file; how many. */
+  clearHistory(peer?: string): number {
+    return this.#history.clear(peer);
+  }
+
+  /** Whether new messages are kept. */
+  get historyKept(): boolean {
+    return this.#history.kept;
+  }
+
+  /**
+   * Keeps new messages (`true`) or stops (`false`), remembered for this server; `true` throws
+   * `history-forced-off` when the store was opened with `keepHistory: false`.
+   */
+  keepHistory(on: boolean): void {
+    this.#history.keep(on);
   }
 
   /** Writes pending pins and closes the file. Idempotent. */
@@ -436,56 +413,6 @@ export class ClientStore {
     this.#flushPins();
     this.#closed = true;
     this.#db.close();
-  }
-
-  async #historyCipherKey(): Promise<CryptoKey> {
-    if (this.#historyKey) return this.#historyKey;
-    const wrapped = this.#metaBytes(HISTORY_KEY);
-    let raw: Bytes;
-    if (wrapped) {
-      raw = await this.#identity.decrypt(wrapped).catch((error) => {
-        throw new ReelayError(
-          "client-store-foreign",
-          `The history in "${this.file}" belongs to another identity`,
-          { cause: error },
-        );
-      });
-    } else {
-      raw = randomBytes(32);
-      const publicKey = await importEncryptionKey(this.#identity.public);
-      const sealed = new Uint8Array(
-        await crypto.subtle.encrypt({ name: "RSA-OAEP" }, publicKey, raw),
-      );
-      this.#run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", HISTORY_KEY, sealed);
-    }
-    this.#historyKey = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, [
-      "encrypt",
-      "decrypt",
-    ]);
-    raw.fill(0);
-    return this.#historyKey;
-  }
-
-  /** Where this person's sessions of the last connection ended, per peer (see `Outbox`). */
-  sentTails(): Map<string, SessionTail> {
-    const text = this.#meta("sent-tails");
-    const tails = new Map<string, SessionTail>();
-    if (text === undefined) return tails;
-    try {
-      for (const [name, tail] of Object.entries(JSON.parse(text) as Record<string, SessionTail>)) {
-        if (typeof tail?.session === "string" && Number.isSafeInteger(tail.last)) {
-          tails.set(name, { session: tail.session, last: tail.last });
-        }
-      }
-    } catch {
-      // A damaged record only loses the tail report of one reconnect.
-    }
-    return tails;
-  }
-
-  /** Keeps `tails` for the next connection (written once, when a session ends). */
-  saveSentTails(tails: ReadonlyMap<string, SessionTail>): void {
-    this.#setMeta("sent-tails", JSON.stringify(Object.fromEntries(tails)));
   }
 
   #meta(key: string): string | undefined {
@@ -527,8 +454,4 @@ export class ClientStore {
       throw error;
     }
   }
-}
-
-function historyAd(peerKey: string, at: number): Bytes {
-  return encodeFields(["reelay-history-v1", peerKey, String(at)]);
 }

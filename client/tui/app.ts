@@ -50,6 +50,7 @@ import { Conversations } from "./conversation.ts";
 import { EventFormatter } from "./format.ts";
 import { type IgnoreList, MemoryIgnoreList } from "./ignore.ts";
 import type { InputHistoryStore } from "./input_history_file.ts";
+import { type HistorySource, recentHistory, runHistory } from "./message_history.ts";
 import { type ByteSink, JsonEventWriter } from "./json.ts";
 import { PlayingTracker } from "./playing.ts";
 import { ProgressThrottle } from "./progress.ts";
@@ -141,6 +142,8 @@ export interface ClientAppOptions {
    * {@linkcode EXIT_DISCONNECTED} rather than 1.
    */
   noReconnect?: boolean;
+  /** The kept messages, for `/history` and `/query` (the client store). Default: none. */
+  history?: HistorySource;
 }
 
 /** Where events and notes go: human lines or JSON lines. */
@@ -222,6 +225,10 @@ interface Context {
   output: Output;
   conversations: Conversations;
   ignore: IgnoreList;
+  /** The kept messages, if this client keeps any. */
+  history?: HistorySource;
+  /** Whether `/query` shows the last lines of the conversation (people, not `--json`). */
+  showRecent: boolean;
   /** The catalog's names, as last listed (for `/play` and Tab). */
   catalog: { names: string[] };
   /** Shows your own sent line (people only). */
@@ -247,7 +254,11 @@ async function execute(command: Command, context: Context): Promise<"quit" | voi
     case "reply":
       return await reply(context, command.text);
     case "query":
-      return openConversation(context, command.name);
+      return await openConversation(context, command.name);
+    case "history":
+      return output.emit(
+        await runHistory(command, context.history, context.conversations.current),
+      );
     case "verify": {
       const result = await session.verify(command.name);
       const name = findPeer(session, command.name)?.name ?? command.name;
@@ -310,17 +321,20 @@ async function reply(context: Context, text: string | undefined): Promise<void> 
   if (to === undefined) {
     throw new UsageError("Nobody has written to you yet: there is no one to reply to", "no-sender");
   }
-  if (text === undefined) return openConversation(context, to);
+  if (text === undefined) return await openConversation(context, to);
   await sendTo(context, to, text);
 }
 
-function openConversation(context: Context, name: string | undefined): void {
+async function openConversation(context: Context, name: string | undefined): Promise<void> {
   const shown = name === undefined ? undefined : findPeer(context.session, name)?.name ?? name;
   context.conversations.open(shown);
   context.changed();
   context.output.emit(
     shown === undefined ? { event: "conversation" } : { event: "conversation", name: shown },
   );
+  if (shown === undefined || !context.showRecent) return;
+  const recent = await recentHistory(context.history, shown);
+  if (recent) context.output.emit(recent);
 }
 
 /** The catalog name meant by `typed` (`test` finds `test.mp4`); asks for the catalog. */
@@ -356,6 +370,7 @@ const LOCAL_COMMANDS: ReadonlySet<Command["command"]> = new Set([
   "query",
   "verify",
   "forget-input",
+  "history",
 ]);
 
 /**
@@ -498,6 +513,8 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
   const input = options.input ?? await defaultInput(options, completer);
   const formatter = new EventFormatter({
     color: options.color ?? defaultColor(),
+    name: session.name,
+    now,
     width: () => {
       const columns = input.columns?.();
       return columns === undefined ? undefined : columns - 1;
@@ -516,6 +533,8 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
     output,
     conversations,
     ignore: options.ignore ?? new MemoryIgnoreList(),
+    history: options.history,
+    showRecent: !options.json,
     catalog,
     showOwn: (to, text) => {
       if (!options.json) output.note(formatter.ownMessage(session.name, to, text, now()));

@@ -22,6 +22,7 @@ export type Command =
   | { command: "ignore"; name?: string }
   | { command: "unignore"; name: string }
   | { command: "forget-input" }
+  | HistoryCommand
   | { command: "verify"; name: string }
   | { command: "trust"; name: string }
   | { command: "videos" }
@@ -32,6 +33,20 @@ export type Command =
   | { command: "seek"; position: string }
   | { command: "quit" };
 
+/**
+ * `/history [NAME] [N]` shows (`show`), `/history clear [NAME]` deletes, `/history on|off`
+ * starts or stops keeping messages.
+ */
+export type HistoryCommand =
+  | { command: "history"; action: "show"; name?: string; count?: number }
+  | { command: "history"; action: "clear"; name?: string }
+  | { command: "history"; action: "on" | "off" };
+
+/** Messages `/history` shows unless told `N`. */
+export const DEFAULT_HISTORY_LINES = 20;
+/** The most messages `/history` shows at once. */
+export const MAX_HISTORY_LINES = 1000;
+
 /** The names of the commands (`say` is a plain line: it has no `/` spelling). */
 export type CommandName = Exclude<Command["command"], "say">;
 
@@ -40,7 +55,7 @@ export type CommandName = Exclude<Command["command"], "say">;
  * everything left on the line (inner spaces kept) and must not be empty.
  */
 export interface ArgSpec {
-  /** Shown in the usage line, e.g. `NAME`. */
+  /** Shown in the usage line, e.g. `NAME` (in brackets when optional, unless it has some). */
   label: string;
   /** How the argument is read from the line (`video` is `rest` that completes video names). */
   kind: "name" | "rest" | "video";
@@ -121,6 +136,13 @@ export const COMMAND_SPECS: readonly CommandSpec[] = [
   },
   { command: "unignore", aliases: [], args: [NAME], summary: "See NAME's messages again" },
   {
+    command: "history",
+    aliases: [],
+    args: [{ label: "[NAME] [N]", kind: "rest", optional: true }],
+    summary: `Past messages (last ${DEFAULT_HISTORY_LINES}; with NAME, or the open ` +
+      "conversation); /history clear [NAME] deletes; /history off, /history on",
+  },
+  {
     command: "forget-input",
     aliases: [],
     args: [],
@@ -167,7 +189,9 @@ export class CommandError extends UsageError {
  * ```
  */
 export function synopsis(spec: CommandSpec): string {
-  const args = spec.args.map((arg) => arg.optional ? `[${arg.label}]` : arg.label);
+  const args = spec.args.map((arg) =>
+    arg.optional && !arg.label.startsWith("[") ? `[${arg.label}]` : arg.label
+  );
   return ["/" + spec.command, ...args].join(" ");
 }
 
@@ -192,7 +216,7 @@ export function usageLine(spec: CommandSpec): string {
  * ```ts
  * import assert from "node:assert/strict";
  * import { helpText } from "./commands.ts";
- * assert.equal(helpText().split("\n")[0], "/help           Show this list");
+ * assert.equal(helpText().split("\n")[0], "/help                Show this list");
  * ```
  */
 export function helpText(specs: readonly CommandSpec[] = COMMAND_SPECS): string {
@@ -293,9 +317,57 @@ function build(spec: CommandSpec, args: Map<string, string>): Command {
     }
     case "seek":
       return { command: "seek", position: arg("POSITION") };
+    case "history":
+      return historyCommand(spec, arg("[NAME] [N]"));
     default:
       return { command: spec.command };
   }
+}
+
+/**
+ * Reads `/history`'s words: `on`, `off`, `clear [NAME]`, or `[NAME] [N]` (a number alone is N).
+ * The words `on`, `off` and `clear` mean the action, not a person of that name.
+ */
+function historyCommand(spec: CommandSpec, text: string): HistoryCommand {
+  const words = text.split(/\s+/).filter((word) => word !== "");
+  const [first, second, third] = words;
+  const action = first?.toLowerCase();
+  const name = (word: string) => {
+    const problem = nameProblem(word);
+    if (problem) throw new CommandError(problem, usageLine(spec));
+    return word;
+  };
+  if (action === "on" || action === "off") {
+    if (second !== undefined) throw new CommandError("Too many arguments", usageLine(spec));
+    return { command: "history", action };
+  }
+  if (action === "clear") {
+    if (third !== undefined) throw new CommandError("Too many arguments", usageLine(spec));
+    return second === undefined
+      ? { command: "history", action: "clear" }
+      : { command: "history", action: "clear", name: name(second) };
+  }
+  if (third !== undefined) throw new CommandError("Too many arguments", usageLine(spec));
+  const numeric = first !== undefined && /^\d+$/.test(first);
+  const countWord = numeric ? first : second;
+  if (numeric && second !== undefined) {
+    throw new CommandError(`NAME comes before N, not after it ("${second}")`, usageLine(spec));
+  }
+  const shown: HistoryCommand = { command: "history", action: "show" };
+  if (first !== undefined && !numeric) shown.name = name(first);
+  if (countWord !== undefined) shown.count = historyCount(spec, countWord);
+  return shown;
+}
+
+function historyCount(spec: CommandSpec, word: string): number {
+  const count = Number(word);
+  if (!/^\d+$/.test(word) || count < 1 || count > MAX_HISTORY_LINES) {
+    throw new CommandError(
+      `N is "${word}": expected a whole number from 1 to ${MAX_HISTORY_LINES}`,
+      usageLine(spec),
+    );
+  }
+  return count;
 }
 
 /**

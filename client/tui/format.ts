@@ -21,6 +21,10 @@ export interface FormatOptions {
   color: boolean;
   /** The width tables must fit (the terminal's columns - 1); `undefined`: no limit (pipes). */
   width?: () => number | undefined;
+  /** Your own name, shown on your kept messages in `/history` (default `you`). */
+  name?: string;
+  /** The clock (ms): kept messages from another day show their date. Default `Date.now`. */
+  now?: () => number;
 }
 
 type Paint = (text: string) => string;
@@ -175,6 +179,24 @@ function clock(epochMs: number): string {
   return `${two(date.getHours())}:${two(date.getMinutes())}`;
 }
 
+/** The local date and time as `YYYY-MM-DD HH:MM`, or `HH:MM` on the day of `today`. */
+function when(epochMs: number, today: number): string {
+  const date = new Date(epochMs);
+  if (date.toDateString() === new Date(today).toDateString()) return clock(epochMs);
+  const two = (n: number) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ` +
+    clock(epochMs);
+}
+
+/** What an outgoing kept message's status adds to its line. */
+const STATUS_MARKS: Record<string, string> = {
+  sending: " (not confirmed)",
+  sent: " ✓",
+  queued: " ✓ (held for them)",
+  delivered: " ✓✓",
+  failed: " ✗ (failed)",
+};
+
 /**
  * Formats events for a person. It remembers how many parts each playing video has, because
  * `segment` and `progress` events carry only the part's index.
@@ -190,12 +212,16 @@ function clock(epochMs: number): string {
 export class EventFormatter {
   #paint: Palette;
   #width: () => number | undefined;
+  #name: string;
+  #now: () => number;
   #parts = new Map<string, number>();
 
   /** Creates a formatter; `color` adds ANSI colors. */
   constructor(options: FormatOptions) {
     this.#paint = options.color ? COLORS : NO_COLORS;
     this.#width = options.width ?? (() => undefined);
+    this.#name = options.name ?? "you";
+    this.#now = options.now ?? Date.now;
   }
 
   /**
@@ -245,6 +271,16 @@ export class EventFormatter {
           : `Talking to ${
             p.bold(event.name)
           }: plain lines go to ${event.name} (/query alone leaves)`;
+      case "history":
+        return this.#history(event);
+      case "history-cleared":
+        return `Deleted ${plural(event.deleted, "kept message")}` +
+          (event.name === undefined ? " (everyone's)" : ` with ${event.name}`) +
+          " from this computer.";
+      case "history-kept":
+        return event.kept
+          ? "History on: messages are kept (encrypted) for /history."
+          : "History off: new messages are not kept; /history clear deletes the kept ones.";
       case "ignored":
         return event.names.length === 0
           ? "You ignore nobody."
@@ -375,6 +411,29 @@ export class EventFormatter {
     return `${p.yellow(`⚠ ${lost} from ${event.from} never arrived`)}\n${line}`;
   }
 
+  /**
+   * Kept messages, dimmed and marked with `│` so they are not taken for new ones, under a line
+   * saying what they are.
+   */
+  #history(event: Extract<ClientEvent, { event: "history" }>): string {
+    const p = this.#paint;
+    const whose = event.name === undefined ? "" : ` with ${event.name}`;
+    const off = event.off ? " History is off: /history on keeps new ones." : "";
+    if (event.entries.length === 0) return p.dim(`No kept messages${whose}.${off}`);
+    const title = event.recent
+      ? `── earlier${whose} (history) ──`
+      : `── history${whose}: last ${plural(event.entries.length, "message")} ──`;
+    const today = this.#now();
+    const lines = event.entries.map((entry) => {
+      const at = `[${when(entry.at, today)}]`;
+      const said = entry.direction === "out"
+        ? `${this.#name} → ${entry.peer}: ${entry.text}${STATUS_MARKS[entry.status ?? ""] ?? ""}`
+        : `${entry.peer}: ${entry.text}`;
+      return p.dim(`│ ${at} ${said}`);
+    });
+    return [p.dim(title), ...lines, ...(off ? [p.dim(off.trim())] : [])].join("\n");
+  }
+
   #keyChanged(event: Extract<ClientEvent, { event: "key-changed" }>): string {
     const p = this.#paint;
     const name = event.name;
@@ -443,6 +502,11 @@ export class EventFormatter {
     const typo = code === "usage" || code === "unknown-command";
     return typo ? p.yellow(message) : p.red(`✗ ${message}`);
   }
+}
+
+/** `1 message`, `2 messages`. */
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 /** `720p`, or `1080p (1440p capped)` when the source is smaller than asked for. */

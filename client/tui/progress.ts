@@ -23,7 +23,8 @@ type Progress = Extract<ClientEvent, { event: "progress" }>;
  * let now = 0;
  * const throttle = new ProgressThrottle(1000, () => now);
  * const progress = (position: number) => ({
- *   event: "progress" as const, video: "a.mp4", index: 0, height: 144, position, duration: 9, bytes: 0,
+ *   event: "progress" as const, video: "a.mp4", index: 0, height: 144, position, shown: position,
+ *   duration: 9, bytes: 0,
  * });
  * assert.equal(throttle.pass(progress(0)).length, 1);
  * now = 500;

@@ -216,10 +216,13 @@ export class MediaService {
   async #open(name: string, from: number): Promise<OpenedStream> {
     const info = requireVideo(this.#catalog, name);
     const plan = planPlayback(info, this.#config.stream);
-    const rest = from > 0 ? planFrom(plan, info, startPointAt(info, from)) : plan;
-    if (rest.segments.length === 0) {
-      throw new ReelayError("bad-position", `Position ${from} s is past the end of "${name}"`);
+    if (from >= info.duration) {
+      throw new ReelayError(
+        "bad-position",
+        `Position "${from}" s is past the end of "${name}" (${round3(info.duration)} s long)`,
+      );
     }
+    const rest = from > 0 ? planFrom(plan, info, startPointAt(info, from)) : plan;
     const stream = await streamVideo(info, rest, { sources: this.#sources });
     const start = rest.segments[0].start - info.videoStart;
     return { id: this.#nextStream++, stream, listing: plan.listing, info, plan, from: start };

@@ -228,6 +228,8 @@ export const SCHEMA = {
     bell: key(bool, true),
     /** Keep typed commands in the home for Up-arrow and Ctrl-R in later runs. */
     inputHistory: key(bool, true),
+    /** Keep messages (encrypted) in the per-server store for /history; false keeps none. */
+    history: key(bool, true),
     /** A request the server has not answered in this long fails with request-timeout. */
     requestTimeoutMs: key(intIn(100, 3_600_000), 30_000),
     /** Dial again when the connection is lost (`--no-reconnect`: exit 4 instead). */

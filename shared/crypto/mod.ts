@@ -1,21 +1,18 @@
 /**
  * Public face of reelay's end-to-end encryption: identities and their fingerprints, signed
- * announcements, and the {@linkcode Outbox} / {@linkcode Inbox} that seal and open one-to-one
- * messages the server can relay but never read, forge, replay, reorder or redirect unnoticed.
+ * announcements and join proofs; and conversations the server can relay but never read, forge,
+ * replay, reorder or redirect unnoticed: {@linkcode PrekeyStore} (published prekeys),
+ * {@linkcode initiate} / {@linkcode respond} (the PQXDH-style agreement), {@linkcode Ratchet}
+ * (the Double Ratchet) and {@linkcode safetyNumber} (60-digit safety numbers).
  *
- * Lasting conversations: {@linkcode PrekeyStore} (published prekeys), {@linkcode initiate} /
- * {@linkcode respond} (the PQXDH-style agreement), {@linkcode Ratchet} (the Double Ratchet) and
- * {@linkcode safetyNumber} (60-digit safety numbers).
- *
- * @example Sending one message
+ * @example Comparing safety numbers
  * ```ts
  * import assert from "node:assert/strict";
- * import { Identity, Inbox, newEpoch, Outbox } from "./mod.ts";
+ * import { Identity, safetyNumber } from "./mod.ts";
  * const [alice, bob] = [await Identity.generate(), await Identity.generate()];
- * const outbox = new Outbox(alice, "alice", newEpoch());
- * const inbox = new Inbox(bob, "bob", newEpoch());
- * const sealed = await outbox.seal("bob", bob.public, inbox.epoch, "hi");
- * assert.equal((await inbox.open("alice", alice.public, outbox.epoch, sealed.bytes)).text, "hi");
+ * const onAlicesScreen = await safetyNumber("alice", alice.public, "bob", bob.public);
+ * const onBobsScreen = await safetyNumber("bob", bob.public, "alice", alice.public);
+ * assert.equal(onAlicesScreen, onBobsScreen);
  * ```
  *
  * @module
@@ -46,17 +43,6 @@ export {
   verifyAnnouncement,
   verifyPss,
 } from "./identity.ts";
-export {
-  ENVELOPE_VERSION,
-  Inbox,
-  MAX_ENVELOPE_BYTES,
-  MAX_PLAINTEXT_BYTES,
-  MAX_TEXT_BYTES,
-  type OpenedMessage,
-  Outbox,
-  type SealedMessage,
-  type SessionTail,
-} from "./envelope.ts";
 export { ConversationError, type ConversationErrorCode } from "./conversation_error.ts";
 export { JOIN_PROOF_LABEL, signJoinProof, verifyJoinProof } from "./join_proof.ts";
 export {
@@ -81,6 +67,7 @@ export {
   PrekeyStore,
   type PublishedPrekeys,
   SIGNED_PREKEY_GRACE_MS,
+  SIGNED_PREKEY_ROTATION_MS,
   type SignedPrekey,
   type StoredPrekeys,
   verifyBundle,

@@ -56,6 +56,12 @@ export const DEFAULT_ONE_TIME_PREKEYS = 100;
 export const MAX_ONE_TIME_PREKEYS = 1000;
 /** How long a replaced signed prekey stays usable, by default: 14 days. */
 export const SIGNED_PREKEY_GRACE_MS = 14 * 24 * 3600 * 1000;
+/**
+ * How old a signed prekey (and the last-resort PQ prekey made with it) may grow before its
+ * owner replaces it, as Signal does: it bounds how long a thief of those private keys can read
+ * initial messages that used no one-time key.
+ */
+export const SIGNED_PREKEY_ROTATION_MS = 7 * 24 * 3600 * 1000;
 /** Most replaced signed prekeys kept at once, whatever their age. */
 export const MAX_PREVIOUS_SIGNED_PREKEYS = 4;
 /** Most remembered initial messages (those that used no one-time key). */
@@ -738,6 +744,27 @@ export class PrekeyStore {
     this.#previous.push({ ...this.#current, retiredAt: now });
     this.#current = next;
     while (this.#previous.length > MAX_PREVIOUS_SIGNED_PREKEYS) this.#erase(this.#previous[0]);
+  }
+
+  /**
+   * Replaces the signed prekeys when they are {@linkcode SIGNED_PREKEY_ROTATION_MS} old or
+   * more, then erases replaced ones past their grace period; true when it rotated.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Identity, PrekeyStore, SIGNED_PREKEY_ROTATION_MS } from "./mod.ts";
+   * const bob = await Identity.generate();
+   * const prekeys = await PrekeyStore.generate(bob, { oneTime: 0, pqOneTime: 0, now: 0 });
+   * assert.equal(await prekeys.rotateIfDue(bob, SIGNED_PREKEY_ROTATION_MS - 1), false);
+   * assert.equal(await prekeys.rotateIfDue(bob, SIGNED_PREKEY_ROTATION_MS), true);
+   * ```
+   */
+  async rotateIfDue(identity: Identity, now: number = Date.now()): Promise<boolean> {
+    const due = this.#current.signed.createdAt + SIGNED_PREKEY_ROTATION_MS <= now;
+    if (due) await this.rotate(identity, now);
+    this.prune(now);
+    return due;
   }
 
   /**

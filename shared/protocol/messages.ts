@@ -10,7 +10,6 @@
 
 import {
   type Announcement,
-  MAX_ENVELOPE_BYTES,
   MAX_EPOCH_TEXT,
   MAX_INITIAL_MESSAGE_BYTES,
   MAX_KEY_TEXT,
@@ -54,7 +53,7 @@ export const CHANNEL_PROLOGUE = `reelay/${PROTOCOL_VERSION}`;
 
 const MAX_LIST = 10_000;
 /** Largest sealed envelope relayed: a kind byte and a conversation's initial message. */
-export const MAX_SEALED_BYTES = Math.max(MAX_ENVELOPE_BYTES, 1 + MAX_INITIAL_MESSAGE_BYTES);
+export const MAX_SEALED_BYTES = 1 + MAX_INITIAL_MESSAGE_BYTES;
 /** Most announcements in one `directory` message. */
 export const MAX_DIRECTORY_PAGE = 256;
 

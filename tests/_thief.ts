@@ -1,0 +1,33 @@
+/**
+ * What a thief does with a client store's file and without the identity: reads the history
+ * rows' ciphertexts straight from SQLite, and searches the file's bytes for them.
+ *
+ * @module
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import { nameKey } from "../shared/names.ts";
+
+/** The ciphertexts of the history rows (with `peer` only, when given), read from `file`. */
+export function historyCiphertexts(file: string, peer?: string): Uint8Array[] {
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    const rows = peer === undefined
+      ? db.prepare("SELECT data FROM history").all()
+      : db.prepare("SELECT data FROM history WHERE name_key = ?").all(nameKey(peer));
+    return rows.map((row) => new Uint8Array(row.data as Uint8Array));
+  } finally {
+    db.close();
+  }
+}
+
+/** Whether `needle` occurs in `haystack`, byte for byte. */
+export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) {
+      if (haystack[i + j] !== needle[j]) continue outer;
+    }
+    return true;
+  }
+  return false;
+}
