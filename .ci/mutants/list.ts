@@ -58,6 +58,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: conversations, filter: "broadcast off" }],
   },
   {
+    name: "expired mail not reported to its sender",
+    file: "server/mail.ts",
+    find: 'if (item.kind !== "sealed") continue;',
+    replace: "continue;",
+    tests: [{ file: conversations, filter: "held mail that expires" }],
+  },
+  {
     name: "acknowledged mail kept",
     file: "server/mail.ts",
     find: "if (ids.length > 0) await this.#store.mailbox.remove(",
