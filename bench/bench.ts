@@ -2,7 +2,7 @@
  * `deno task bench`: measures reelay against baselines taken in the same run, prints a table and
  * writes the figures into docs/benchmarks.md.
  *
- * Flags: `--only=video,relay,chat,channel,scale,cluster` runs some groups (and writes no report
+ * Flags: `--only=video,streams,relay,chat,channel,scale,cluster` runs some groups (and writes no report
  * unless `--out`
  * is given); `--out=<file>` writes the report elsewhere; `--no-write` only prints.
  *
@@ -17,11 +17,13 @@ import { runCluster } from "./cluster.ts";
 import { runRelay } from "./relay.ts";
 import { type GroupResult, type RunReport, textTable, writeMarkdown } from "./report.ts";
 import { runScale } from "./scale.ts";
+import { runStreams } from "./streams.ts";
 import { runVideo } from "./video.ts";
 import type { BenchContext } from "./_context.ts";
 
 const GROUPS: Record<string, (ctx: BenchContext) => Promise<GroupResult>> = {
   video: runVideo,
+  streams: runStreams,
   relay: runRelay,
   chat: runChat,
   channel: runChannel,

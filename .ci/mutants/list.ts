@@ -59,6 +59,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: conversations, filter: "broadcast off" }],
   },
   {
+    name: "expired mail not reported to its sender",
+    file: "server/mail.ts",
+    find: 'if (item.kind !== "sealed") continue;',
+    replace: "continue;",
+    tests: [{ file: conversations, filter: "held mail that expires" }],
+  },
+  {
     name: "acknowledged mail kept",
     file: "server/mail.ts",
     find: "if (ids.length > 0) await this.#store.mailbox.remove(",
@@ -725,6 +732,20 @@ export const mutants: Mutant[] = [
       "return this.#set({ part: event.index + 1, height: event.height, position: event.shown, buffered: this.#buffered() });",
     tests: [{ file: "tests/tui_playing_test.ts", filter: "when the player shows them" }],
   },
+  {
+    name: "paused viewer dropped from a shared part fails instead of going on",
+    file: "server/media/viewer.ts",
+    find: "void stream.fellBehind.then((error) =>",
+    replace: "void stream.fellBehind.then((error) => error.message.length < 0 &&",
+    tests: ["tests/shared_pause_test.ts"],
+  },
+  {
+    name: "paused viewer keeps reading ahead from its parts",
+    file: "server/media/playback.ts",
+    find: "await held();",
+    replace: "held();",
+    tests: ["tests/shared_pause_test.ts"],
+  },
   // Message history in the client store (issue 13): encrypted at rest, off means off, clear
   // means gone.
   {
@@ -906,5 +927,12 @@ export const mutants: Mutant[] = [
     find: "this.#options = options;",
     replace: "this.#options = { ...options, slots: options.slots + 1 };",
     tests: [{ file: "tests/cluster_worker_test.ts", filter: "busy worker is offered nothing" }],
+  },
+  {
+    name: "refused cluster credentials not named (cluster-auth)",
+    file: "server/cluster/nats.ts",
+    find: "if (/auth/i.test(detail)) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "wrong credentials" }],
   },
 ];

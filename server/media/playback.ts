@@ -8,6 +8,7 @@
 
 import { ReelayError } from "../../shared/errors.ts";
 import { DEFAULT_FAST_START } from "./encoders.ts";
+import { FellBehindError } from "./fanout.ts";
 import {
   type OpenedPart,
   type PartRequest,
@@ -70,17 +71,26 @@ export type StreamEvent =
 
 /**
  * A byte stream that reads `source` ahead of its reader into a queue of at most `limit` bytes
- * (plus one chunk): the platform's queuing strategy does the bookkeeping and the pacing.
+ * (plus one chunk): the platform's queuing strategy does the bookkeeping and the pacing. While
+ * `held` gives a promise, nothing more is read (a paused viewer takes nothing from a shared
+ * part); `failed` is told at once when the source errors, even with no read in flight.
  */
 class ReadAhead {
   readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
   #buffered = 0;
 
-  constructor(source: ReadableStream<Uint8Array>, limit: number) {
+  constructor(
+    source: ReadableStream<Uint8Array>,
+    limit: number,
+    held: () => Promise<void> | undefined,
+    failed: (error: unknown) => void,
+  ) {
     const upstream = source.getReader();
+    upstream.closed.catch(failed);
     const stream = new ReadableStream<Uint8Array>(
       {
         pull: async (controller) => {
+          await held();
           const read = await upstream.read();
           try {
             if (read.done) return controller.close();
@@ -152,9 +162,11 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
   readonly #pids: number[] = [];
   readonly #origins: OpenedPart["origin"][] = [];
   readonly #abort = new AbortController();
+  readonly #fellBehind = Promise.withResolvers<FellBehindError>();
   #stopping?: Promise<void>;
   #iterated = false;
-  #suspended = false;
+  /** Settled when the viewer goes on; present while it is paused. */
+  #suspended?: PromiseWithResolvers<void>;
 
   /** Use {@link streamVideo}. */
   constructor(
@@ -170,6 +182,15 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
     this.#readAhead = readAheadBytes;
     this.#parts = plan.segments.map(() => undefined);
     this.#parts[0] = Promise.resolve(this.#running(0, first));
+  }
+
+  /**
+   * Resolves when a shared part this stream reads ran further ahead of it than the share keeps
+   * (typically while paused): the stream was dropped from that part, and its bytes not yet taken
+   * are gone. Its owner goes on from what it sent, with a new stream (`server/media/viewer.ts`).
+   */
+  get fellBehind(): Promise<FellBehindError> {
+    return this.#fellBehind.promise;
   }
 
   /** Process ids of every ffmpeg this stream read from (started or shared), in order. */
@@ -200,9 +221,13 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
   #running(index: number, opened: OpenedPart): RunningPart {
     if (opened.pid !== undefined) this.#pids.push(opened.pid);
     this.#origins.push(opened.origin);
+    const held = () => this.#suspended?.promise;
+    const failed = (error: unknown) => {
+      if (error instanceof FellBehindError) this.#fellBehind.resolve(error);
+    };
     const part = {
       segment: this.plan.segments[index],
-      buffer: new ReadAhead(opened.stream, this.#readAhead),
+      buffer: new ReadAhead(opened.stream, this.#readAhead, held, failed),
       opened,
     };
     if (this.#suspended) opened.suspend();
@@ -257,17 +282,18 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
   }
 
   /**
-   * The viewer paused: every ffmpeg behind the open parts that no other viewer is reading is
-   * stopped (SIGSTOP), and so is any part opened while paused.
+   * The viewer paused: nothing more is read ahead from the open parts, and every ffmpeg behind
+   * them that no other viewer is reading is stopped (SIGSTOP), as is any part opened while paused.
    */
   suspend(): void {
-    this.#suspended = true;
+    this.#suspended ??= Promise.withResolvers<void>();
     for (const part of this.#opened) part.opened.suspend();
   }
 
-  /** The viewer goes on: the stopped ffmpeg run again. */
+  /** The viewer goes on: the stopped ffmpeg run again, and reading ahead goes on. */
   unsuspend(): void {
-    this.#suspended = false;
+    this.#suspended?.resolve();
+    this.#suspended = undefined;
     for (const part of this.#opened) part.opened.unsuspend();
   }
 
@@ -294,6 +320,7 @@ export class VideoStream implements AsyncIterable<StreamEvent> {
       const parts = new Set([...this.#opened, ...opening.filter((part) => part !== undefined)]);
       // A stopped ffmpeg must run again to end (kill sends SIGCONT too; this also un-counts
       // this viewer's pause for transcodes others still share).
+      this.#suspended?.resolve();
       for (const part of parts) part.opened.unsuspend();
       await Promise.all([...parts].map((part) => part.buffer.cancel()));
     })();

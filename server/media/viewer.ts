@@ -452,15 +452,24 @@ class StreamViewer implements Viewer {
 
   /**
    * Holds a paused stream at a clean cut: its ffmpeg is stopped at once (SIGSTOP), and ended
-   * after the grace time (parked). No stall timeout runs while paused.
+   * after the grace time (parked). A shared part that runs on for other viewers past what its
+   * share keeps drops this one: it is parked at once, as it would be after the grace time. No
+   * stall timeout runs while paused.
    */
   async #hold(playing: Playing): Promise<HoldOutcome> {
-    playing.stream.suspend();
+    const stream = playing.stream;
+    stream.suspend();
     this.#deps.log("info", `${this.#describe(playing)} paused after ${playing.bytes} bytes`);
-    const grace = setTimeout(() => {
+    const park = (why: string) => {
+      if (playing.stream !== stream || !playing.paused || playing.parked) return;
       playing.parked = true;
+      this.#deps.log("info", `${this.#describe(playing)} parked: ${why}`);
       playing.control.wake();
-    }, this.#deps.pauseGraceMs);
+    };
+    const grace = setTimeout(() => park("its ffmpeg is ended"), this.#deps.pauseGraceMs);
+    void stream.fellBehind.then((error) =>
+      park(`dropped from a shared part (${error.message}); it goes on from what it was sent`)
+    );
     try {
       while (playing.paused && !playing.parked && !playing.stopReason) {
         await playing.control.wait();
@@ -470,12 +479,11 @@ class StreamViewer implements Viewer {
     }
     if (playing.stopReason) return "stopped";
     if (!playing.parked) {
-      playing.stream.unsuspend();
+      stream.unsuspend();
       this.#deps.log("info", `${this.#describe(playing)} resumed`);
       return "resumed";
     }
-    await playing.stream.stop();
-    this.#deps.log("info", `${this.#describe(playing)} parked: its ffmpeg is ended`);
+    await stream.stop();
     while (playing.paused && !playing.stopReason) await playing.control.wait();
     playing.parked = false;
     return playing.stopReason ? "stopped" : "parked";
