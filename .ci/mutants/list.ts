@@ -956,4 +956,20 @@ export const mutants: Mutant[] = [
     replace: "void 0;",
     tests: [{ file: "tests/server_bug_test.ts", filter: "failing accept" }],
   },
+  // The secure channel's guarantees table (docs/security.md).
+  {
+    name: "the transcript skips the ephemeral key (Noise as specified)",
+    file: "shared/channel/handshake_state.ts",
+    find: "await this.#symmetric.mixHash(publicKey);",
+    replace: "void publicKey;",
+    tests: [{ file: "tests/channel_noise_test.ts", filter: "cacophony" }],
+  },
+  {
+    name: "a record failing authentication dropped silently (flipped bit)",
+    file: "shared/channel/transport.ts",
+    find:
+      'if (plains.some((plain) => plain === undefined)) this.#fail("a record failed authentication");',
+    replace: "plains.splice(0, plains.length, ...plains.filter((plain) => plain !== undefined));",
+    tests: [{ file: "tests/channel_tcp_test.ts", filter: "one flipped bit" }],
+  },
 ];
