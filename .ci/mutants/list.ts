@@ -795,8 +795,8 @@ export const mutants: Mutant[] = [
   {
     name: "history bound in all ignored",
     file: "client/store/_history.ts",
-    find: ").run(maxTotal);",
-    replace: ").run(-1);",
+    find: "if (rows <= maxTotal) return;",
+    replace: "return;",
     tests: [{ file: "tests/client_store_test.ts", filter: "bounded in all" }],
   },
   // Limits and cluster guarantees of docs/security.md that had no mutant (issue 16).
