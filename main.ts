@@ -76,6 +76,10 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option("--home <dir>", "where your keys live (env REELAY_HOME, default your config folder)")
     .option("--json", "print one JSON object per event on stdout")
     .option(
+      "--no-reconnect",
+      "when the connection is lost, exit 4 instead of reconnecting (config: [client] reconnect)",
+    )
+    .option(
       "--no-history",
       "keep no message history in this run (config: [client] history)",
     )

@@ -120,7 +120,37 @@ export type ClientEvent =
   | { event: "history-kept"; kept: boolean }
   /** `/ignore` and `/unignore`: the names ignored now. */
   | { event: "ignored"; names: string[] }
-  | { event: "disconnected"; reason: string; code: string };
+  | { event: "disconnected"; reason: string; code: string }
+  /**
+   * The connection was lost (`code`, `reason`: why, or why the last attempt failed); attempt
+   * `attempt` (from 1) dials `server` again in `delayMs`.
+   */
+  | {
+    event: "reconnecting";
+    server: string;
+    code: string;
+    reason: string;
+    attempt: number;
+    delayMs: number;
+  }
+  /** Joined again after `afterMs` down and `attempts` attempts; who is online now. */
+  | {
+    event: "reconnected";
+    server: string;
+    afterMs: number;
+    attempts: number;
+    online: number;
+    names: string[];
+  }
+  /** The session ended: the server did not come back within the give-up time. */
+  | {
+    event: "gave-up";
+    server: string;
+    code: string;
+    reason: string;
+    afterMs: number;
+    attempts: number;
+  };
 
 /** The `event` names. */
 export type ClientEventName = ClientEvent["event"];

@@ -9,12 +9,19 @@
  * @module
  */
 
-import { applyFlags, DEFAULT_CONFIG, loadConfig, parseHostPort } from "../shared/config/mod.ts";
+import {
+  applyFlags,
+  type Config,
+  DEFAULT_CONFIG,
+  loadConfig,
+  parseHostPort,
+} from "../shared/config/mod.ts";
 import { EXIT_FAILURE, ReelayError, UsageError } from "../shared/errors.ts";
 import { printError, writeAllSync } from "../shared/io.ts";
 import { nameProblem } from "../shared/names.ts";
 import { loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
+import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./reconnect.ts";
 import { knownServers } from "./server_trust.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
 import { openServerStore } from "./server_store.ts";
@@ -26,6 +33,7 @@ import { isInteractive } from "./tui/terminal.ts";
 import { JsonEventWriter } from "./tui/json.ts";
 
 export { ClientSession, type SessionEnd, type SessionOptions } from "./session.ts";
+export { DEFAULT_RECONNECT, type ReconnectPolicy } from "./reconnect.ts";
 export type { ClientEvent, PeerView } from "./events.ts";
 export { discardSink, type SinkFactory, sinkFactory, type StreamSink } from "./player.ts";
 export { HELP_TEXT } from "./tui/commands.ts";
@@ -42,6 +50,8 @@ export interface ClientFlags {
   player?: string;
   /** A server key fingerprint to accept in place of the pinned one. */
   acceptServerKey?: string;
+  /** `--no-reconnect` sets it false: a lost connection exits 4 instead of dialing again. */
+  reconnect?: boolean;
   config: string;
   configGiven: boolean;
 }
@@ -111,7 +121,13 @@ async function chooseName(home: string, json: boolean): Promise<string> {
 export async function runClient(flags: ClientFlags): Promise<number> {
   const config = applyFlags(
     await loadConfig(flags.config, { explicit: flags.configGiven }),
-    { client: { server: flags.server, player: flags.player } },
+    {
+      client: {
+        server: flags.server,
+        player: flags.player,
+        reconnect: flags.reconnect === false ? "false" : undefined,
+      },
+    },
   );
   const address = parseHostPort(config.client.server, DEFAULT_CONFIG.server.port);
   const home = resolveHome({ home: flags.home, env: Deno.env });
@@ -131,6 +147,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       sinks,
       acceptServerKey: flags.acceptServerKey,
       requestTimeoutMs: config.client.requestTimeoutMs,
+      reconnect: config.client.reconnect ? reconnectPolicy(config.client) : undefined,
       keepHistory: flags.history !== false && config.client.history,
     });
   } catch (error) {
@@ -146,7 +163,18 @@ export async function runClient(flags: ClientFlags): Promise<number> {
     inputHistory: new InputHistoryFile(home),
     history: session.store,
     keepInputHistory: config.client.inputHistory,
+    noReconnect: !config.client.reconnect,
   });
+}
+
+/** The reconnect policy `[client]` asks for. */
+function reconnectPolicy(client: Config["client"]): ReconnectPolicy {
+  return {
+    ...DEFAULT_RECONNECT,
+    minDelayMs: client.reconnectMinMs,
+    maxDelayMs: client.reconnectMaxMs,
+    giveUpMs: client.reconnectGiveUpMs,
+  };
 }
 
 async function reportFatal(error: ReelayError, json: boolean): Promise<void> {

@@ -31,6 +31,14 @@ import {
   type VideoListing,
 } from "../shared/protocol/mod.ts";
 import { Conversations, type Correspondent } from "./conversations.ts";
+import {
+  type Address,
+  backoffDelay,
+  formatDowntime,
+  isFinal,
+  type ReconnectPolicy,
+  waitOrCancel,
+} from "./reconnect.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { Peers } from "./peers.ts";
 import { type SinkFactory, windowFor } from "./player.ts";
@@ -67,6 +75,12 @@ export interface SessionOptions {
    * {@linkcode REQUEST_TIMEOUT_MS}): it fails with `request-timeout` instead of waiting forever.
    */
   requestTimeoutMs?: number;
+  /**
+   * Dial again when the connection is lost (see `reconnect.ts`), keeping conversations, the
+   * directory copy, unanswered requests and the video's position. Without it, a lost connection
+   * ends the session.
+   */
+  reconnect?: ReconnectPolicy;
   /** The clock prekey rotation reads (ms since the epoch); defaults to `Date.now`. */
   now?: () => number;
 }
@@ -78,6 +92,13 @@ export const REQUEST_TIMEOUT_MS = 30_000;
 export interface SessionEnd {
   code: string;
   reason: string;
+}
+
+/** A request waiting for its answer; kept across a reconnect and sent again. */
+interface Pending {
+  message: ClientMessage;
+  answer: Deferred<ServerMessage>;
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 /** Requests the session sends with a `ref`, answered by the server with the same `ref`. */
@@ -105,10 +126,11 @@ export class ClientSession {
   readonly name: string;
   readonly server: string;
   readonly #options: SessionOptions;
-  readonly #framed: ClientConnection;
+  #framed!: ClientConnection;
+  #channel!: SecureDial;
   readonly #conversations: Conversations;
   readonly #peers: Peers;
-  readonly #pending = new Map<number, Deferred<ServerMessage>>();
+  readonly #pending = new Map<number, Pending>();
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
   readonly #early: ClientEvent[] = [];
   readonly #viewing: Viewing;
@@ -116,27 +138,31 @@ export class ClientSession {
   #listings = new Map<string, VideoListing>();
   readonly #idle = new Wake();
   readonly #closed = deferred<SessionEnd>();
+  /** Settles when the person leaves: cuts a wait between reconnect attempts short. */
+  readonly #leaving = deferred<void>();
   readonly #hinted = new Set<string>();
   #nextRef = 1;
   #inFlight = 0;
   #ended: SessionEnd | undefined;
-  readonly #keepalive: ReturnType<typeof setInterval>;
+  #keepalive: ReturnType<typeof setInterval> | undefined;
   #reading: Promise<void> = Promise.resolve();
   #welcome: Deferred<string> | undefined;
-  readonly #channel: SecureDial;
+  /** Whether the current connection completed its join. */
+  #joined = false;
+  /** Set while the connection is down and being restored. */
+  #down: { since: number } | undefined;
+  /** The video that was playing when the connection was lost, to resume once back. */
+  #resume: { video: string; position: number } | undefined;
+  /** During a rejoin: the people the new directory lists (the others left meanwhile). */
+  #listed: Set<string> | undefined;
   /** This server key's client store, closed when the session ends. */
   readonly store: ClientStore;
 
   private constructor(options: SessionOptions, channel: SecureDial, store: ClientStore) {
     this.#options = options;
-    this.#channel = channel;
     this.store = store;
     this.name = options.name;
     this.server = `${options.hostname}:${options.port}`;
-    this.#framed = FramedConnection.forClient(channel.transport, {
-      maxFrameBytes: options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
-      maxQueueBytes: CLIENT_QUEUE_BYTES,
-    });
     this.#conversations = new Conversations({
       identity: options.identity,
       name: options.name,
@@ -146,18 +172,22 @@ export class ClientSession {
       link: {
         request: (message) => this.#request(message as Request),
         post: (message) => {
-          if (!this.#ended) this.#framed.sendMessage(message);
+          if (!this.#ended && !this.#down) this.#framed.sendMessage(message);
         },
       },
     });
     const emit = (event: ClientEvent) => this.#emit(event);
     this.#peers = new Peers(options, store, emit);
-    this.#viewing = new Viewing(this.#framed, emit, () => this.#settleIdle());
-    const keepaliveMs = options.keepaliveMs ?? 15_000;
-    this.#keepalive = setInterval(
-      () => this.#checkAlive(keepaliveMs),
-      Math.min(1000, keepaliveMs / 2),
-    );
+    // The viewer always talks over the connection of the moment.
+    const current = () => this.#framed;
+    const link = {
+      sendMessage: (message: ClientMessage) => current().sendMessage(message),
+      get closed(): boolean {
+        return current().closed;
+      },
+    };
+    this.#viewing = new Viewing(link, emit, () => this.#settleIdle());
+    this.#attach(channel);
   }
 
   /**
@@ -167,13 +197,7 @@ export class ClientSession {
    * the server's key is not the pinned one.
    */
   static async connect(options: SessionOptions): Promise<ClientSession> {
-    const channel = await secureDial({
-      hostname: options.hostname,
-      port: options.port,
-      pins: options.serverPins,
-      acceptServerKey: options.acceptServerKey,
-      timeoutMs: options.joinTimeoutMs,
-    });
+    const channel = await ClientSession.#dial(options, options);
     let store: ClientStore;
     try {
       store = await options.openStore({
@@ -185,16 +209,45 @@ export class ClientSession {
       channel.transport.close();
       throw error;
     }
-    const epoch = newEpoch();
     const session = new ClientSession(options, channel, store);
     try {
-      await session.#join(await signAnnouncement(options.identity, options.name, epoch));
+      await session.#join();
       await session.#conversations.publishPrekeys();
     } catch (error) {
       await session.#shutdown({ code: "join-failed", reason: messageOf(error) });
       throw error;
     }
     return session;
+  }
+
+  static #dial(options: SessionOptions, address: Address): Promise<SecureDial> {
+    return secureDial({
+      hostname: address.hostname,
+      port: address.port,
+      pins: options.serverPins,
+      acceptServerKey: options.acceptServerKey,
+      timeoutMs: options.joinTimeoutMs,
+    });
+  }
+
+  /** Makes `channel` the connection of the session and starts reading it. */
+  #attach(channel: SecureDial): void {
+    this.#channel = channel;
+    const framed = FramedConnection.forClient(channel.transport, {
+      maxFrameBytes: this.#options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+      maxQueueBytes: CLIENT_QUEUE_BYTES,
+    });
+    this.#framed = framed;
+    this.#joined = false;
+    const keepaliveMs = this.#options.keepaliveMs ?? 15_000;
+    clearInterval(this.#keepalive);
+    this.#keepalive = setInterval(
+      () => this.#checkAlive(keepaliveMs),
+      Math.min(1000, keepaliveMs / 2),
+    );
+    const reading = this.#readLoop(framed);
+    this.#reading = reading.then(() => {});
+    void reading.then((end) => this.#connectionEnded(framed, end));
   }
 
   /** Resolves when the connection ended, for any reason. */
@@ -346,9 +399,10 @@ export class ClientSession {
     while (!this.#isIdle()) await this.#idle.wait();
   }
 
-  /** Says goodbye and closes. Idempotent. */
+  /** Says goodbye and closes (also while reconnecting: the next attempt is called off). Idempotent. */
   async quit(): Promise<void> {
-    if (!this.#ended && !this.#framed.closed) {
+    this.#leaving.resolve();
+    if (!this.#ended && !this.#down && !this.#framed.closed) {
       this.#framed.sendMessage({ type: "bye" });
       await this.#framed.flushAndClose(undefined, 1000);
     }
@@ -367,12 +421,14 @@ export class ClientSession {
     });
   }
 
-  async #join(hello: Announcement): Promise<void> {
-    const timeoutMs = this.#options.joinTimeoutMs ?? 10_000;
+  /** Signs a new hello, sends it with its proof and waits for the welcome. */
+  async #join(rejoin = false): Promise<void> {
+    const options = this.#options;
+    const hello = await signAnnouncement(options.identity, options.name, newEpoch());
+    const timeoutMs = options.joinTimeoutMs ?? 10_000;
     this.#welcome = deferred<string>();
-    this.#reading = this.#readLoop();
     // The proof binds this hello to this connection: recorded, it joins nowhere else.
-    const proof = await signJoinProof(this.#options.identity, this.#channel.handshakeHash, hello);
+    const proof = await signJoinProof(options.identity, this.#channel.handshakeHash, hello);
     this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello, proof });
     try {
       const name = await withTimeout(this.#welcome.promise, timeoutMs, () =>
@@ -381,30 +437,37 @@ export class ClientSession {
           `Server ${this.server} did not answer the join within ${timeoutMs / 1000} s: ` +
             `is it a reelay server?`,
         ));
-      this.#emit({
-        event: "welcome",
-        server: this.server,
-        name,
-        fingerprint: this.#options.identity.fingerprint,
-        online: this.#peers.size + 1,
-        serverFingerprint: this.#channel.serverFingerprint,
-        serverKey: this.#channel.serverKeyStatus,
-        names: this.#peers.who().map((peer) => peer.name),
-        verified: this.#peers.who().filter((peer) => peer.trust === "verified").length,
-        changed: this.#peers.who().filter((peer) => peer.trust === "changed").length,
-      });
+      this.#joined = true;
+      if (!rejoin) this.#emit(this.#welcomeEvent(name));
     } finally {
       this.#welcome = undefined;
     }
   }
 
-  async #readLoop(): Promise<void> {
+  #welcomeEvent(name: string): ClientEvent {
+    const who = this.#peers.who();
+    return {
+      event: "welcome",
+      server: this.server,
+      name,
+      fingerprint: this.#options.identity.fingerprint,
+      online: this.#peers.size + 1,
+      serverFingerprint: this.#channel.serverFingerprint,
+      serverKey: this.#channel.serverKeyStatus,
+      names: who.map((peer) => peer.name),
+      verified: who.filter((peer) => peer.trust === "verified").length,
+      changed: who.filter((peer) => peer.trust === "changed").length,
+    };
+  }
+
+  /** Reads `framed` until it ends; resolves with why. */
+  async #readLoop(framed: ClientConnection): Promise<SessionEnd> {
     let end: SessionEnd = {
       code: "server-closed",
       reason: `Server ${this.server} closed the connection`,
     };
     try {
-      for await (const item of this.#framed.receive()) {
+      for await (const item of framed.receive()) {
         if (item.kind === "stream") this.#viewing.data(item.chunk);
         else if (item.kind === "malformed") throw item.error;
         else end = await this.#handle(item.message) ?? end;
@@ -412,10 +475,164 @@ export class ClientSession {
     } catch (error) {
       end = this.#endFor(error);
     }
-    if (this.#framed.closeReason) {
-      end = { code: this.#framed.closeReason.code, reason: this.#framed.closeReason.message };
+    if (framed.closeReason) {
+      end = { code: framed.closeReason.code, reason: framed.closeReason.message };
     }
-    await this.#shutdown(end, true);
+    framed.close();
+    return end;
+  }
+
+  /**
+   * A connection ended. During its join, the join fails (whoever joins decides what next);
+   * after it, the session reconnects, or ends when it cannot or should not.
+   */
+  async #connectionEnded(framed: ClientConnection, end: SessionEnd): Promise<void> {
+    if (framed !== this.#framed || this.#ended) return;
+    if (!this.#joined) {
+      this.#welcome?.reject(new ReelayError(end.code, end.reason));
+      if (!this.#down) await this.#shutdown(end);
+      return;
+    }
+    const policy = this.#options.reconnect;
+    const leaving = this.#leaving.settled;
+    if (!policy || leaving || isFinal(end.code, 0, policy)) return await this.#shutdown(end);
+    await this.#reconnect(end, policy);
+  }
+
+  /**
+   * Dials again with backoff until a join succeeds, the person leaves, an ending is final or the
+   * give-up time passed; then sends the requests still unanswered and resumes the video.
+   */
+  async #reconnect(lost: SessionEnd, policy: ReconnectPolicy): Promise<void> {
+    const now = policy.now ?? Date.now;
+    const since = now();
+    this.#down = { since };
+    await this.#holdWork(lost);
+    let last = lost;
+    for (let attempt = 1;; attempt++) {
+      const downMs = now() - since;
+      if (downMs >= policy.giveUpMs) {
+        return await this.#giveUp(last, downMs, attempt - 1);
+      }
+      const delayMs = backoffDelay(attempt, policy);
+      this.#emit({
+        event: "reconnecting",
+        server: this.server,
+        code: last.code,
+        reason: last.reason,
+        attempt,
+        delayMs,
+      });
+      if (await (policy.wait ?? waitOrCancel)(delayMs, this.#leaving.promise)) return;
+      if (this.#ended) return;
+      try {
+        await this.#rejoin(policy.address?.(attempt) ?? this.#options);
+        return await this.#back(now() - since, attempt);
+      } catch (error) {
+        last = this.#endFor(error);
+        if (this.#leaving.settled) return;
+        if (isFinal(last.code, now() - since, policy)) return await this.#shutdown(last);
+      }
+    }
+  }
+
+  /** The connection is down: pause request timers, fail a video not started, note the video. */
+  async #holdWork(lost: SessionEnd): Promise<void> {
+    for (const [ref, pending] of this.#pending) {
+      clearTimeout(pending.timer);
+      pending.timer = undefined;
+      if (pending.message.type === "play") {
+        this.#pending.delete(ref);
+        pending.answer.reject(
+          new ReelayError("connection-lost", `${lost.reason} before the video started`),
+        );
+      }
+    }
+    clearInterval(this.#keepalive);
+    this.#resume = this.#viewing.resumePoint();
+    const reason = this.#resume
+      ? `${lost.reason}: it resumes here when the server is back`
+      : lost.reason;
+    await this.#viewing.abort(reason);
+  }
+
+  /** Dials `address`, joins again and brings the directory copy up to date. */
+  async #rejoin(address: Address): Promise<void> {
+    const channel = await ClientSession.#dial(this.#options, address);
+    if (this.#ended) return channel.transport.close();
+    const expected = this.#channel.serverFingerprint;
+    if (channel.serverFingerprint !== expected) {
+      // The session's store and conversations belong to one server key (`server_store.ts`).
+      channel.transport.close();
+      throw new ReelayError(
+        "server-key-changed",
+        `${address.hostname}:${address.port} presented ${channel.serverFingerprint}, not the ` +
+          `key of the server this session joined (${expected}): not reconnecting there`,
+      );
+    }
+    this.#attach(channel);
+    this.#listed = new Set();
+    try {
+      await this.#join(true);
+    } catch (error) {
+      this.#framed.close();
+      await this.#reading;
+      throw error;
+    } finally {
+      const listed = this.#listed;
+      this.#listed = undefined;
+      if (this.#joined) {
+        for (const peer of this.#peers.who()) {
+          if (!listed.has(nameKey(peer.name))) this.#peers.remove(peer.name);
+        }
+      }
+    }
+  }
+
+  /** Joined again: says so, sends what was unanswered, publishes prekeys, resumes the video. */
+  async #back(downMs: number, attempts: number): Promise<void> {
+    this.#down = undefined;
+    this.#emit({
+      event: "reconnected",
+      server: this.server,
+      afterMs: downMs,
+      attempts,
+      online: this.#peers.size + 1,
+      names: this.#peers.who().map((peer) => peer.name),
+    });
+    for (const [ref, pending] of this.#pending) this.#transmit(ref, pending);
+    try {
+      await this.#conversations.publishPrekeys();
+    } catch (error) {
+      this.#emit({ event: "error", code: "prekeys", message: messageOf(error) });
+    }
+    const resume = this.#resume;
+    this.#resume = undefined;
+    if (resume) {
+      await this.play(resume.video, { from: resume.position }).catch((error) => {
+        const code = error instanceof ReelayError ? error.code : "bug";
+        this.#emit({
+          event: "error",
+          code,
+          message: `Resuming ${resume.video}: ${messageOf(error)}`,
+        });
+      });
+    }
+    this.#settleIdle();
+  }
+
+  async #giveUp(last: SessionEnd, downMs: number, attempts: number): Promise<void> {
+    const reason = `Gave up reconnecting to ${this.server} after ${formatDowntime(downMs)} ` +
+      `(${attempts} attempts): ${last.reason}`;
+    this.#emit({
+      event: "gave-up",
+      server: this.server,
+      code: last.code,
+      reason,
+      afterMs: downMs,
+      attempts,
+    });
+    await this.#shutdown({ code: "gave-up", reason }, false);
   }
 
   #endFor(error: unknown): SessionEnd {
@@ -437,7 +654,7 @@ export class ClientSession {
   async #handle(message: ServerMessage): Promise<SessionEnd | undefined> {
     switch (message.type) {
       case "directory":
-        for (const peer of message.peers) await this.#peers.add(peer, this.#welcome === undefined);
+        for (const peer of message.peers) await this.#listPeer(peer);
         break;
       case "welcome":
         this.#viewing.windowBytes = message.limits.windowBytes;
@@ -501,6 +718,17 @@ export class ClientSession {
     return undefined;
   }
 
+  /**
+   * A person the server lists before its welcome. After a reconnect, only those who were not
+   * online before are news (`joined`); whoever the new list leaves out has left meanwhile.
+   */
+  async #listPeer(peer: Announcement): Promise<void> {
+    const rejoin = this.#listed;
+    rejoin?.add(nameKey(peer.name));
+    const news = rejoin !== undefined && this.#peers.find(peer.name) === undefined;
+    await this.#peers.add(peer, this.#welcome === undefined || news);
+  }
+
   #serverError(message: ServerMessage & { type: "error" }): SessionEnd | undefined {
     const error = new ReelayError(message.code, message.message);
     if (this.#welcome && message.ref === undefined) {
@@ -510,7 +738,8 @@ export class ClientSession {
     const pending = message.ref === undefined ? undefined : this.#pending.get(message.ref);
     if (pending && message.ref !== undefined) {
       this.#pending.delete(message.ref);
-      pending.reject(error);
+      clearTimeout(pending.timer);
+      pending.answer.reject(error);
       return;
     }
     this.#emit({ event: "error", code: message.code, message: message.message });
@@ -520,22 +749,37 @@ export class ClientSession {
     const pending = ref === undefined ? undefined : this.#pending.get(ref);
     if (!pending || ref === undefined) return;
     this.#pending.delete(ref);
-    pending.resolve(message);
+    clearTimeout(pending.timer);
+    pending.answer.resolve(message);
   }
 
+  /**
+   * Sends a request and resolves with its answer. While the connection is down the request
+   * waits and goes out once it is back; an unanswered one is sent again after a reconnect (the
+   * server answers it again; a message sent twice is dropped by id at its recipient). The
+   * request timeout runs only while connected.
+   */
   #request(request: Request, ref = this.#nextRef++): Promise<ServerMessage> {
     if (this.#ended) return Promise.reject(new ReelayError(this.#ended.code, this.#ended.reason));
-    const answer = deferred<ServerMessage>();
-    this.#pending.set(ref, answer);
-    this.#framed.sendMessage({ ...request, ref } as ClientMessage);
+    const pending: Pending = { message: { ...request, ref } as ClientMessage, answer: deferred() };
+    this.#pending.set(ref, pending);
+    if (!this.#down) this.#transmit(ref, pending);
+    return pending.answer.promise;
+  }
+
+  #transmit(ref: number, pending: Pending): void {
+    this.#framed.sendMessage(pending.message);
     const timeoutMs = this.#options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
-    return withTimeout(answer.promise, timeoutMs, () => {
+    pending.timer = setTimeout(() => {
       this.#pending.delete(ref);
-      return new ReelayError(
-        "request-timeout",
-        `Server ${this.server} did not answer "${request.type}" within ${timeoutMs / 1000} s`,
+      pending.answer.reject(
+        new ReelayError(
+          "request-timeout",
+          `Server ${this.server} did not answer "${pending.message.type}" within ` +
+            `${timeoutMs / 1000} s`,
+        ),
       );
-    });
+    }, timeoutMs);
   }
 
   async #tracked<T>(task: () => Promise<T>): Promise<T> {
@@ -549,7 +793,8 @@ export class ClientSession {
   }
 
   #isIdle(): boolean {
-    return this.#ended !== undefined || (this.#inFlight === 0 && !this.#viewing.active);
+    if (this.#ended !== undefined) return true;
+    return this.#inFlight === 0 && !this.#viewing.active && this.#resume === undefined;
   }
 
   #settleIdle(): void {
@@ -557,6 +802,7 @@ export class ClientSession {
   }
 
   #checkAlive(keepaliveMs: number): void {
+    if (!this.#joined) return;
     const quiet = Date.now() - this.#framed.lastReceived;
     if (quiet > keepaliveMs * 3) {
       this.#framed.close(
@@ -567,18 +813,22 @@ export class ClientSession {
     }
   }
 
-  async #shutdown(end: SessionEnd, fromReader = false): Promise<void> {
-    // The read loop ends by calling this: it must not wait for itself.
-    if (this.#ended) return fromReader ? undefined : await this.#reading;
+  async #shutdown(end: SessionEnd, tell = true): Promise<void> {
+    if (this.#ended) return await this.#reading;
     this.#ended = end;
+    this.#leaving.resolve();
     clearInterval(this.#keepalive);
     this.#framed.close();
     const error = new ReelayError(end.code, end.reason);
     this.#welcome?.reject(error);
-    for (const pending of this.#pending.values()) pending.reject(error);
+    for (const pending of this.#pending.values()) {
+      clearTimeout(pending.timer);
+      pending.answer.reject(error);
+    }
     this.#pending.clear();
+    this.#resume = undefined;
     await this.#viewing.abort(end.reason, end.code === "quit" ? "stopped" : "error");
-    if (end.code !== "quit" && end.code !== "join-failed") {
+    if (tell && end.code !== "quit" && end.code !== "join-failed") {
       this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
     }
     this.store.close();

@@ -88,14 +88,18 @@ export const MIN_WINDOW_BYTES = 64 * 1024;
  * ```
  */
 export class Viewing {
-  readonly #framed: ClientConnection;
+  readonly #framed: Pick<ClientConnection, "sendMessage" | "closed">;
   readonly #emit: (event: ClientEvent) => void;
   readonly #onIdle: () => void;
   #windowBytes = 1024 * 1024;
   #active: Active | undefined;
 
   /** Wires the viewer to a connection and an event listener. */
-  constructor(framed: ClientConnection, emit: (event: ClientEvent) => void, onIdle: () => void) {
+  constructor(
+    framed: Pick<ClientConnection, "sendMessage" | "closed">,
+    emit: (event: ClientEvent) => void,
+    onIdle: () => void,
+  ) {
     this.#framed = framed;
     this.#emit = emit;
     this.#onIdle = onIdle;
@@ -212,6 +216,24 @@ export class Viewing {
     const { name, duration } = active.video;
     const position = active.from + active.clock.position;
     return { video: name, position, shown: this.#shownPosition(active, position), duration };
+  }
+
+  /**
+   * Where to pick the video up after the connection is lost: for a stream that is running (not
+   * paused, not fully arrived), the position on screen (a real-time player shows less than has
+   * arrived), else undefined.
+   */
+  resumePoint(): { video: string; position: number } | undefined {
+    const active = this.#active;
+    const playing = this.playing;
+    if (!active || !playing || active.paused || active.end) return undefined;
+    const { startedAt, pausedMs } = active.screen;
+    if (active.sink.realtime !== true || startedAt === undefined) return playing;
+    const shown = active.from + (performance.now() - startedAt - pausedMs) / 1000;
+    return {
+      video: playing.video,
+      position: Math.max(active.from, Math.min(shown, playing.position)),
+    };
   }
 
   /** Pauses the stream (the server stops sending, then stops its ffmpeg). */

@@ -322,7 +322,7 @@ export class Mailroom<M extends Recipient> {
     };
     const online = this.#directory?.get(refusal.to);
     const live = online ? this.#state.get(online) : undefined;
-    if (online && live && live.fingerprint === refusal.toKey && !live.draining) {
+    if (online && !online.closed && live && live.fingerprint === refusal.toKey && !live.draining) {
       online.notify(notice);
       return;
     }
@@ -362,7 +362,7 @@ export class Mailroom<M extends Recipient> {
         };
         const online = this.#directory?.get(item.senderName);
         const live = online ? this.#state.get(online) : undefined;
-        if (online && live?.fingerprint === item.senderKey && !live.draining) {
+        if (online && !online.closed && live?.fingerprint === item.senderKey && !live.draining) {
           online.notify(notice);
           continue;
         }

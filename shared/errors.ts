@@ -7,11 +7,30 @@
  * @module
  */
 
+/*
+ * reelay's exit codes, the one table (README "Exit codes" says the same):
+ *   0  done: /quit, Ctrl-C, end of input after what was in flight finished
+ *   1  a failure: the server refused the join (at start, or for good on a reconnect), ffmpeg failed
+ *   2  usage or configuration error
+ *   3  client --json: the run ended cleanly but at least one command failed
+ *   4  client --no-reconnect: the connection to the server was lost
+ *   5  client: gave up reconnecting (the server stayed away [client] reconnect_give_up_ms)
+ */
+
+/** Exit code for a runtime failure that is not the user's fault (join refused, ffmpeg failed). */
+export const EXIT_FAILURE = 1;
+
 /** Exit code for a usage or configuration error, as in most command-line tools. */
 export const EXIT_USAGE = 2;
 
-/** Exit code for a runtime failure that is not the user's fault (server gone, ffmpeg failed). */
-export const EXIT_FAILURE = 1;
+/** Exit code of a `client --json` run that ended cleanly after at least one command failed. */
+export const EXIT_COMMAND_FAILED = 3;
+
+/** Exit code of `client --no-reconnect` when the connection to the server was lost. */
+export const EXIT_DISCONNECTED = 4;
+
+/** Exit code of a client that gave up reconnecting. */
+export const EXIT_GAVE_UP = 5;
 
 /**
  * An error meant for a person: its message is shown as is, without a stack.

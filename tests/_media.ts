@@ -5,8 +5,13 @@
  * @module
  */
 
+import { join } from "node:path";
 import type { StreamSink } from "../client/player.ts";
+import type { RunningServer } from "../server/mod.ts";
+import type { Config } from "../shared/config/mod.ts";
+import { startTestServer } from "../testing/harness.ts";
 import { run } from "../testing/processes.ts";
+import { generateVideo } from "../testing/sample_video.ts";
 
 /**
  * Creates a temp folder whose name carries a unique marker, so processes reading files from it
@@ -22,6 +27,39 @@ export async function makeMediaDir(prefix: string): Promise<{ dir: string; marke
   const marker = `reelay-${prefix}-${crypto.randomUUID().slice(0, 8)}`;
   const dir = await Deno.makeTempDir({ prefix: `${marker}-` });
   return { dir, marker };
+}
+
+/**
+ * A marked media folder holding one generated 320x180 clip with sound (`file`, `seconds` long),
+ * and a test server over it playing small parts (144p, 160p, 180p, preset ultrafast), with
+ * `patch` applied to its config last.
+ *
+ * @example
+ * ```ts ignore
+ * const { media, server } = await clipServer("faults", { file: "long.mp4", seconds: 60 });
+ * ```
+ */
+export async function clipServer(
+  prefix: string,
+  options: { file: string; seconds: number; patch?: (config: Config) => void },
+): Promise<{ media: { dir: string; marker: string }; server: RunningServer & { videos: string } }> {
+  const media = await makeMediaDir(prefix);
+  await generateVideo(join(media.dir, options.file), {
+    width: 320,
+    height: 180,
+    rate: "30",
+    seconds: options.seconds,
+    audioRate: 48000,
+  });
+  const server = await startTestServer({
+    videos: media.dir,
+    patch: (config) => {
+      config.stream.heights = [144, 160, 180];
+      config.stream.preset = "ultrafast";
+      options.patch?.(config);
+    },
+  });
+  return { media, server };
 }
 
 /**

@@ -83,8 +83,25 @@ Deno.test("async queue: items in order, waits for more, ends with an error when 
   await assert.rejects(failing.take(), /input broke/);
 });
 
-Deno.test("onSignals: listeners are removed by the returned function", () => {
-  const stop = onSignals(["SIGUSR2"], () => {});
-  stop();
-  stop(); // twice is harmless
+Deno.test("onSignals: the handler hears its signals until the returned function removes it", async () => {
+  // A listener of the test's own stays all along, so a signal never takes its default action
+  // (ending the process), and tells when each one has been dispatched.
+  let arrived = Promise.withResolvers<void>();
+  const absorb = () => arrived.resolve();
+  Deno.addSignalListener("SIGUSR2", absorb);
+  try {
+    const heard: Deno.Signal[] = [];
+    const stop = onSignals(["SIGUSR2"], (signal) => heard.push(signal));
+    Deno.kill(Deno.pid, "SIGUSR2");
+    await withTimeout(arrived.promise, 30_000, () => new Error("Timed out waiting for SIGUSR2"));
+    assert.deepEqual(heard, ["SIGUSR2"]);
+    stop();
+    stop(); // twice is harmless
+    arrived = Promise.withResolvers<void>();
+    Deno.kill(Deno.pid, "SIGUSR2");
+    await withTimeout(arrived.promise, 30_000, () => new Error("Timed out waiting for SIGUSR2"));
+    assert.deepEqual(heard, ["SIGUSR2"], "not heard once removed");
+  } finally {
+    Deno.removeSignalListener("SIGUSR2", absorb);
+  }
 });

@@ -1,20 +1,21 @@
 import assert from "node:assert/strict";
 import { Catalog, type CatalogChange, probeVideo, requireVideo } from "../server/media/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
+import { within } from "./_deadline.ts";
 import { makeBroken, makeMediaDir } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 
+/** The next change of `catalog` that is `wanted`; fails after 30 s naming `what`. */
 function nextChange(
   catalog: Catalog,
   wanted: (change: CatalogChange) => boolean,
+  what: string,
 ): Promise<CatalogChange> {
-  return new Promise((resolve) => {
-    const off = catalog.onChange((change) => {
-      if (!wanted(change)) return;
-      off();
-      resolve(change);
-    });
+  const { promise, resolve } = Promise.withResolvers<CatalogChange>();
+  const off = catalog.onChange((change) => {
+    if (wanted(change)) resolve(change);
   });
+  return within(promise, 30_000, what).finally(off);
 }
 
 Deno.test("catalog", async (t) => {
@@ -121,12 +122,20 @@ Deno.test("catalog", async (t) => {
           rate: "25",
           seconds: 1,
         });
-        const added = nextChange(watched, (c) => c.added.includes("new.mp4"));
+        const added = nextChange(
+          watched,
+          (c) => c.added.includes("new.mp4"),
+          "the watcher to add new.mp4",
+        );
         await Deno.rename(`${spare}/new.mp4`, `${dir}/new.mp4`);
         await added;
         assert.equal(watched.get("new.mp4")?.width, 160);
 
-        const removed = nextChange(watched, (c) => c.removed.includes("new.mp4"));
+        const removed = nextChange(
+          watched,
+          (c) => c.removed.includes("new.mp4"),
+          "the watcher to remove new.mp4",
+        );
         await Deno.remove(`${dir}/new.mp4`);
         await removed;
         assert.equal(watched.get("new.mp4"), undefined);

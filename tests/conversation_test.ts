@@ -328,3 +328,44 @@ Deno.test("a client replaces a week-old signed prekey on joining; mail sent agai
     await server.close();
   }
 });
+
+Deno.test("held mail that expires is reported failed to its sender, online or back later", async () => {
+  const server = await startTestServer();
+  const ttl = 7 * 24 * 3600 * 1000; // the default [mailbox] ttl_ms
+  const carol = await joinClient(server.port, "carol"); // sees who the server says left
+  try {
+    const alice = await joinClient(server.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    await talk(alice, bob, ["hello"]);
+    await bob.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "bob");
+    await alice.session.send("bob", "while alice is online");
+    const first = await alice.log.waitFor("queued");
+    assert.equal(await server.server.sweepMail(Date.now() + ttl / 2), 0, "not yet expired");
+    assert.equal(await server.server.sweepMail(Date.now() + ttl + 1000), 1);
+    const told = await alice.log.waitFor("failed", (event) => event.id === first.id);
+    assert.equal(told.reason, "expired");
+
+    // The sender is offline when it expires: the notice waits for her.
+    await alice.session.send("bob", "while alice is away");
+    const second = await alice.log.waitFor("queued", (event) => event.id !== first.id);
+    await alice.session.quit();
+    await carol.log.waitFor("left", (event) => event.name === "alice");
+    assert.equal(await server.server.sweepMail(Date.now() + ttl + 1000), 1);
+    const back = await joinClient(server.port, "alice", { home: alice.home });
+    const later = await back.log.waitFor("failed", (event) => event.id === second.id);
+    assert.equal(later.reason, "expired");
+    // Bob, back at last, gets neither.
+    const bobAgain = await joinClient(server.port, "bob", { home: bob.home });
+    await talk(back, bobAgain, ["still there?"]);
+    assert.deepEqual(
+      bobAgain.log.of("message").map((event) => event.text),
+      ["still there?"],
+    );
+    await back.session.quit();
+    await bobAgain.session.quit();
+  } finally {
+    await carol.session.quit();
+    await server.close();
+  }
+});

@@ -4,30 +4,14 @@
  * it must finish what is in flight (a message, a whole stream), then exit 0.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { joinClient, startTestServer } from "../testing/harness.ts";
-import { generateVideo } from "../testing/sample_video.ts";
+import { joinClient } from "../testing/harness.ts";
 import { processesMentioning } from "../testing/processes.ts";
-import { makeMediaDir } from "./_media.ts";
+import { clipServer } from "./_media.ts";
 import { Cli } from "./_procs.ts";
 import { waitUntil } from "./_raw.ts";
 
 Deno.test("printf ... | reelay client --json --player none finishes what is in flight, exits 0", async () => {
-  const media = await makeMediaDir("piped");
-  await generateVideo(join(media.dir, "clip.mp4"), {
-    width: 320,
-    height: 180,
-    rate: "30",
-    seconds: 3,
-    audioRate: 48000,
-  });
-  const server = await startTestServer({
-    videos: media.dir,
-    patch: (config) => {
-      config.stream.heights = [144, 160, 180];
-      config.stream.preset = "ultrafast";
-    },
-  });
+  const { media, server } = await clipServer("piped", { file: "clip.mp4", seconds: 3 });
   const home = await Deno.makeTempDir({ prefix: "reelay-home-piped-" });
   const bob = await joinClient(server.port, "bob");
   const client = new Cli([

@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { EXIT_DISCONNECTED } from "../shared/errors.ts";
 import { joinClient } from "../testing/harness.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import {
@@ -146,7 +147,7 @@ Deno.test("reelay server with a bad config value exits 2 naming the key and the 
   }
 });
 
-Deno.test("reelay client exits 1 with a clear message when the server vanishes mid-session", async () => {
+Deno.test("reelay client --no-reconnect exits 4 with a clear message when the server vanishes mid-session", async () => {
   const videos = await tempDir("reelay-videos-");
   const home = await tempDir("reelay-home-");
   const { cli: server, port } = await startCliServer(videos);
@@ -160,13 +161,14 @@ Deno.test("reelay client exits 1 with a clear message when the server vanishes m
     home,
     "--player",
     "none",
+    "--no-reconnect",
   ]);
   try {
     await client.waitFor(/Connected to 127\.0\.0\.1:\d+ as x/);
     server.child.kill("SIGKILL");
     await server.exit();
     const status = await client.exit(15_000);
-    assert.equal(status.code, 1, client.stdout + client.stderr);
+    assert.equal(status.code, EXIT_DISCONNECTED, client.stdout + client.stderr);
     assert.match(client.stdout + client.stderr, /Disconnected: Server 127\.0\.0\.1:\d+ closed/);
     assert.doesNotMatch(client.stderr, /Uncaught|error: /);
   } finally {
@@ -177,7 +179,7 @@ Deno.test("reelay client exits 1 with a clear message when the server vanishes m
   }
 });
 
-Deno.test("reelay client --json reports the vanished server as a disconnected event", async () => {
+Deno.test("reelay client --json --no-reconnect reports the vanished server as a disconnected event, exits 4", async () => {
   const videos = await tempDir("reelay-videos-");
   const home = await tempDir("reelay-home-");
   const { cli: server, port } = await startCliServer(videos);
@@ -192,13 +194,14 @@ Deno.test("reelay client --json reports the vanished server as a disconnected ev
     "--player",
     "none",
     "--json",
+    "--no-reconnect",
   ]);
   try {
     await client.waitFor(/"event":"welcome"/);
     server.child.kill("SIGTERM");
     assert.equal((await server.exit()).code, 0);
     const status = await client.exit(15_000);
-    assert.equal(status.code, 1, client.stdout + client.stderr);
+    assert.equal(status.code, EXIT_DISCONNECTED, client.stdout + client.stderr);
     const events = client.stdout.trim().split("\n").map((line) => JSON.parse(line));
     const gone = events.find((event) => event.event === "disconnected");
     assert.equal(gone?.code, "server-shutdown", client.stdout);

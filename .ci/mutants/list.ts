@@ -10,6 +10,7 @@ import type { Mutant } from "./types.ts";
 
 const e2e = "tests/e2e_security_test.ts";
 const conversations = "tests/conversation_test.ts";
+const reconnect = "tests/reconnect_test.ts";
 
 /** Every mutant, in the order the table shows them. */
 export const mutants: Mutant[] = [
@@ -56,6 +57,13 @@ export const mutants: Mutant[] = [
     find: "if (!this.#options.broadcast) return;",
     replace: "if (false) return;",
     tests: [{ file: conversations, filter: "broadcast off" }],
+  },
+  {
+    name: "expired mail not reported to its sender",
+    file: "server/mail.ts",
+    find: 'if (item.kind !== "sealed") continue;',
+    replace: "continue;",
+    tests: [{ file: conversations, filter: "held mail that expires" }],
   },
   {
     name: "acknowledged mail kept",
@@ -133,7 +141,10 @@ export const mutants: Mutant[] = [
     file: "client/conversations.ts",
     find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
     replace: "if (false) {",
-    tests: [{ file: e2e, filter: "a redelivered envelope" }],
+    tests: [
+      { file: e2e, filter: "a redelivered envelope" },
+      { file: reconnect, filter: "drops the copy" },
+    ],
   },
   {
     name: "gap not reported (reorder, dropped session tail)",
@@ -670,6 +681,42 @@ export const mutants: Mutant[] = [
     replace: "await this.#kv.put(name, utf8(JSON.stringify(rest)));",
     tests: [{ file: "tests/cluster_directory_test.ts", filter: "never get the same" }],
   },
+  // Reconnecting (issue 13): nothing lost, nothing doubled, no retrying what cannot change.
+  {
+    name: "unacknowledged message lost on reconnect",
+    file: "client/session.ts",
+    find: "for (const [ref, pending] of this.#pending) this.#transmit(ref, pending);",
+    replace: "void 0;",
+    tests: [{ file: reconnect, filter: "sent again" }],
+  },
+  {
+    name: "reconnects forever after a refusal",
+    file: "client/reconnect.ts",
+    find: "return FINAL_CODES.has(code);",
+    replace: "return false;",
+    tests: [{ file: reconnect, filter: "another key" }],
+  },
+  {
+    name: "name taken by someone else retried until the give-up time",
+    file: "client/reconnect.ts",
+    find: 'if (code === "name-taken") return downMs >= policy.nameTakenGraceMs;',
+    replace: 'if (code === "name-taken") return false;',
+    tests: [{ file: reconnect, filter: "grace time" }],
+  },
+  {
+    name: "never gives up reconnecting",
+    file: "client/session.ts",
+    find: "if (downMs >= policy.giveUpMs) {",
+    replace: "if (false) {",
+    tests: [{ file: reconnect, filter: "never comes back" }],
+  },
+  {
+    name: "video playing when the connection was lost not resumed",
+    file: "client/session.ts",
+    find: "this.#resume = this.#viewing.resumePoint();",
+    replace: "this.#resume = undefined;",
+    tests: [{ file: reconnect, filter: "resumes where it was" }],
+  },
   {
     name: "play past the end of a video accepted",
     file: "server/media/viewer.ts",
@@ -748,8 +795,8 @@ export const mutants: Mutant[] = [
   {
     name: "history bound in all ignored",
     file: "client/store/_history.ts",
-    find: ").run(maxTotal);",
-    replace: ").run(-1);",
+    find: "if (rows <= maxTotal) return;",
+    replace: "return;",
     tests: [{ file: "tests/client_store_test.ts", filter: "bounded in all" }],
   },
   // Limits and cluster guarantees of docs/security.md that had no mutant (issue 16).
@@ -880,5 +927,49 @@ export const mutants: Mutant[] = [
     find: "this.#options = options;",
     replace: "this.#options = { ...options, slots: options.slots + 1 };",
     tests: [{ file: "tests/cluster_worker_test.ts", filter: "busy worker is offered nothing" }],
+  },
+  {
+    name: "refused cluster credentials not named (cluster-auth)",
+    file: "server/cluster/nats.ts",
+    find: "if (/auth/i.test(detail)) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "wrong credentials" }],
+  },
+  {
+    name: "cluster registry past max_registered",
+    file: "server/cluster/directory.ts",
+    find: "const over = Math.max(0, entries.length - this.#limits.maxRegistered);",
+    replace: "const over = 0;",
+    tests: [{ file: "tests/cluster_directory_test.ts", filter: "past max_registered" }],
+  },
+  {
+    name: "cluster mail for a dropped or replaced key never ends",
+    file: "server/cluster/node.ts",
+    find: "endMail: (key, reason) => held.end(key, reason)",
+    replace: "endMail: () => Promise.resolve()",
+    tests: [{ file: "tests/cluster_server_test.ts", filter: "owner replaced ends" }],
+  },
+  {
+    name: "a failing accept spins instead of pausing (any exception while serving)",
+    file: "server/server.ts",
+    find: "await settlesWithin(this.#closeWake.wait(), ACCEPT_RETRY_MS);",
+    replace: "void 0;",
+    tests: [{ file: "tests/server_bug_test.ts", filter: "failing accept" }],
+  },
+  // The secure channel's guarantees table (docs/security.md).
+  {
+    name: "the transcript skips the ephemeral key (Noise as specified)",
+    file: "shared/channel/handshake_state.ts",
+    find: "await this.#symmetric.mixHash(publicKey);",
+    replace: "void publicKey;",
+    tests: [{ file: "tests/channel_noise_test.ts", filter: "cacophony" }],
+  },
+  {
+    name: "a record failing authentication dropped silently (flipped bit)",
+    file: "shared/channel/transport.ts",
+    find:
+      'if (plains.some((plain) => plain === undefined)) this.#fail("a record failed authentication");',
+    replace: "plains.splice(0, plains.length, ...plains.filter((plain) => plain !== undefined));",
+    tests: [{ file: "tests/channel_tcp_test.ts", filter: "one flipped bit" }],
   },
 ];

@@ -11,9 +11,15 @@
  * - End of input (a pipe or file ran out): the queued commands finish, then the app waits for
  *   {@linkcode ChatSession.idle} (pending sends, a running stream), quits cleanly.
  * - `/quit`, Ctrl-C or Ctrl-D in the prompt: quit now.
- * - Exit codes: 0 after a clean quit; 1 when the connection ended on its own (a `disconnected`
- *   event is shown); with `--json`, 3 after a clean quit when any command failed
- *   ({@linkcode EXIT_COMMAND_FAILED}), so a shell script can check.
+ * - Exit codes (the table is in `shared/errors.ts`): 0 after a clean quit; with `--json`, 3
+ *   after a clean quit when any command failed ({@linkcode EXIT_COMMAND_FAILED}), so a shell
+ *   script can check. When the session ends on its own (a `disconnected` or `gave-up` event is
+ *   shown): 5 when it gave up reconnecting, 4 when it was not to reconnect (`noReconnect`),
+ *   else 1 (the server refused for good).
+ * - While the session reconnects, the loop goes on: the typed line, the conversation and the
+ *   input history stay; commands that need the server wait for it. The transcript gets one
+ *   line when the connection is lost and one when it is back; the attempts in between are on
+ *   the status line (in a terminal) or each a line (piped, for people).
  * - `/help` prints the help text; with `--json` it goes to stderr instead, so stdout stays
  *   pure event lines (a help text is not a {@linkcode ClientEvent}).
  * - For people, a video's progress is drawn on the status line (a terminal) and never added
@@ -24,7 +30,15 @@
  */
 
 import { deferred, onSignals, SerialQueue, TERMINATION_SIGNALS } from "../../shared/async.ts";
-import { EXIT_FAILURE, messageOf, ReelayError, UsageError } from "../../shared/errors.ts";
+import {
+  EXIT_COMMAND_FAILED,
+  EXIT_DISCONNECTED,
+  EXIT_FAILURE,
+  EXIT_GAVE_UP,
+  messageOf,
+  ReelayError,
+  UsageError,
+} from "../../shared/errors.ts";
 import { parsePosition } from "../viewing.ts";
 import { writeAllSync } from "../../shared/io.ts";
 import { sameName } from "../../shared/names.ts";
@@ -40,6 +54,7 @@ import { type HistorySource, recentHistory, runHistory } from "./message_history
 import { type ByteSink, JsonEventWriter } from "./json.ts";
 import { PlayingTracker } from "./playing.ts";
 import { ProgressThrottle } from "./progress.ts";
+import { ReconnectTracker } from "./reconnecting.ts";
 import { renderStatusLine } from "./status_line.ts";
 import {
   type CompletionResult,
@@ -54,8 +69,7 @@ import { wrapText } from "./wrap.ts";
 /** How often progress is written in `--json` output (ms). */
 const JSON_PROGRESS_MS = 1000;
 
-/** The exit code of a `--json` run that ended cleanly after at least one command failed. */
-export const EXIT_COMMAND_FAILED = 3;
+export { EXIT_COMMAND_FAILED };
 
 /** What the app needs from a connected session (implemented by `client/session.ts`). */
 export interface ChatSession {
@@ -123,6 +137,11 @@ export interface ClientAppOptions {
    * when false it is only deleted by `/forget-input`. Default true.
    */
   keepInputHistory?: boolean;
+  /**
+   * The session does not reconnect (`--no-reconnect`): a lost connection exits
+   * {@linkcode EXIT_DISCONNECTED} rather than 1.
+   */
+  noReconnect?: boolean;
   /** The kept messages, for `/history` and `/query` (the client store). Default: none. */
   history?: HistorySource;
 }
@@ -502,8 +521,13 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
     },
   });
   const output = options.json ? jsonOutput(options) : humanOutput(formatter, input);
+  const reconnecting = new ReconnectTracker(() => input.setStatus?.(status), now);
   const status = (width: number) =>
-    renderStatusLine({ unread: conversations.unread, playing: playing.status }, width);
+    renderStatusLine({
+      reconnecting: reconnecting.status,
+      unread: conversations.unread,
+      playing: playing.status,
+    }, width);
   const context: Context = {
     session,
     output,
@@ -533,7 +557,10 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
   const bell = options.bell ?? true;
   let reportedGone = false;
   session.onEvent((event) => {
-    if (event.event === "disconnected") reportedGone = true;
+    if (event.event === "disconnected" || event.event === "gave-up") reportedGone = true;
+    if (reconnecting.update(event)) input.setStatus?.(status);
+    // With a status line, only the first attempt and the outcome go to the transcript.
+    if (event.event === "reconnecting" && event.attempt > 1 && input.setStatus) return;
     if (event.event === "message") {
       if (context.ignore.has(event.from)) return; // dropped without a word, as asked
       if (conversations.received(event.from)) input.setStatus?.(status);
@@ -557,12 +584,14 @@ export async function runClientApp(options: ClientAppOptions): Promise<number> {
     loop.stop();
     if (typeof outcome === "object") {
       if (!reportedGone) output.emit({ event: "disconnected", ...outcome.gone });
-      return EXIT_FAILURE;
+      if (outcome.gone.code === "gave-up") return EXIT_GAVE_UP;
+      return options.noReconnect ? EXIT_DISCONNECTED : EXIT_FAILURE;
     }
     await session.quit().catch(() => {}); // leaving anyway: a failed goodbye changes nothing
     return options.json && loop.failed ? EXIT_COMMAND_FAILED : 0;
   } finally {
     stopSignals();
+    reconnecting.close();
     input.close();
     await options.inputHistory?.flush(); // the last line typed (often /quit) is kept too
     await output.flush().catch(() => {}); // stdout closed under us: nobody left to tell

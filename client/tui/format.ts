@@ -99,6 +99,25 @@ export function formatDuration(seconds: number): string {
   return `${Math.floor(minutes / 60)}:${String(minutes % 60).padStart(2, "0")}:${s}`;
 }
 
+/**
+ * A wait for people: `0.4 s` under ten seconds, then whole seconds, minutes past two minutes.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatWait } from "./format.ts";
+ * assert.equal(formatWait(380), "0.4 s");
+ * assert.equal(formatWait(12_300), "12 s");
+ * assert.equal(formatWait(600_000), "10 min");
+ * ```
+ */
+export function formatWait(ms: number): string {
+  const seconds = Math.max(0, ms) / 1000;
+  if (seconds < 10) return `${Math.round(seconds * 10) / 10} s`;
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  return `${Math.round(seconds / 60)} min`;
+}
+
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 
 /**
@@ -328,6 +347,29 @@ export class EventFormatter {
         return this.#error(event.code, event.message);
       case "disconnected":
         return p.red(`Disconnected: ${event.reason}`);
+      default:
+        return this.#connection(event);
+    }
+  }
+
+  #connection(event: ClientEvent): string {
+    const p = this.#paint;
+    switch (event.event) {
+      case "reconnecting": {
+        const next = `reconnecting in ${formatWait(event.delayMs)} (attempt ${event.attempt})`;
+        return p.yellow(
+          event.attempt === 1
+            ? `Connection lost: ${event.reason}; ${next}`
+            : `Still away: ${event.reason}; ${next}`,
+        );
+      }
+      case "reconnected":
+        return p.green(
+          `Back: reconnected to ${event.server} after ${formatWait(event.afterMs)} ` +
+            `(online: ${event.names.length === 0 ? "nobody else" : event.names.join(", ")})`,
+        );
+      case "gave-up":
+        return p.red(event.reason);
       default:
         return JSON.stringify(event);
     }

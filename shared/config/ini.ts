@@ -132,6 +132,11 @@ export function checkConsistency(config: Config, file: string): void {
         `(${config.limits.maxFrameBytes}), or one large message would cut its reader off`,
     );
   }
+  if (config.client.reconnectMaxMs < config.client.reconnectMinMs) {
+    throw configError(
+      `Config key [client] reconnect_max_ms in ${file} must be at least reconnect_min_ms`,
+    );
+  }
 }
 
 /**

@@ -232,6 +232,14 @@ export const SCHEMA = {
     history: key(bool, true),
     /** A request the server has not answered in this long fails with request-timeout. */
     requestTimeoutMs: key(intIn(100, 3_600_000), 30_000),
+    /** Dial again when the connection is lost (`--no-reconnect`: exit 4 instead). */
+    reconnect: key(bool, true),
+    /** The first reconnect attempt waits up to this long; each further one up to twice as long. */
+    reconnectMinMs: key(intIn(10, 3_600_000), 500),
+    /** No reconnect attempt waits longer than this. */
+    reconnectMaxMs: key(intIn(10, 3_600_000), 30_000),
+    /** Stop reconnecting (exit 5) once the connection has been down this long. */
+    reconnectGiveUpMs: key(intIn(0, 30 * 86_400_000), 3_600_000),
   },
   cluster: {
     /** NATS addresses; empty runs a single server, which never loads the NATS client. */

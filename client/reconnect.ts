@@ -1,0 +1,129 @@
+/**
+ * When and where a session dials again after its connection to the server is lost: exponential
+ * backoff with full jitter, a give-up time, which endings no retry can change, and the address
+ * to try at each attempt. Pure apart from the clock, the random source and the wait it is
+ * handed, so a test drives it through an hour of retries without waiting.
+ *
+ * @module
+ */
+
+import { settlesWithin } from "../shared/async.ts";
+
+/** A server address to dial. */
+export interface Address {
+  hostname: string;
+  port: number;
+}
+
+/** How a session reconnects (`[client] reconnect_*` in config.ini). */
+export interface ReconnectPolicy {
+  /** The first attempt waits up to this long (ms); each further one up to twice as long. */
+  minDelayMs: number;
+  /** No attempt waits longer than this (ms). */
+  maxDelayMs: number;
+  /** Stop trying once the connection has been down this long (ms). */
+  giveUpMs: number;
+  /**
+   * How long `name-taken` is retried (ms): right after a loss the server may still hold our own
+   * old connection until it notices it is gone. Past this, someone else has the name.
+   */
+  nameTakenGraceMs: number;
+  /** A number in [0, 1) (default `Math.random`): the jitter. */
+  random?: () => number;
+  /** The clock (ms; default `Date.now`). */
+  now?: () => number;
+  /**
+   * Waits `ms`, or less when `cancel` settles first (default: a real timer). Resolves to whether
+   * `cancel` settled.
+   */
+  wait?: (ms: number, cancel: Promise<unknown>) => Promise<boolean>;
+  /**
+   * The address to dial at attempt `attempt` (from 1); default the session's own. A list of
+   * servers (failover) plugs in here.
+   */
+  address?: (attempt: number) => Address;
+}
+
+/** The defaults: 0.5 s doubling to 30 s, giving up after an hour down. */
+export const DEFAULT_RECONNECT: ReconnectPolicy = {
+  minDelayMs: 500,
+  maxDelayMs: 30_000,
+  giveUpMs: 3_600_000,
+  // Past the server's idle timeout (45 s), after which it has dropped a connection gone silent.
+  nameTakenGraceMs: 60_000,
+};
+
+/**
+ * Endings no retry can change: the server's key is not the pinned one, the server refuses this
+ * identity, name or build, or it is not a reelay server. `name-taken` is here too, after the
+ * grace time ({@linkcode isFinal}).
+ */
+export const FINAL_CODES: ReadonlySet<string> = new Set([
+  "server-key-changed",
+  "not-reelay",
+  "unsupported-protocol",
+  "bad-name",
+  "bad-signature",
+  "bad-key",
+  "bad-join-proof",
+  "replayed-join",
+  "name-taken",
+  "bug",
+]);
+
+/**
+ * Whether an ending with `code`, `downMs` after the connection was lost, ends the session rather
+ * than being retried.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_RECONNECT, isFinal } from "./reconnect.ts";
+ * assert.equal(isFinal("server-lost", 0, DEFAULT_RECONNECT), false);
+ * assert.equal(isFinal("server-key-changed", 0, DEFAULT_RECONNECT), true);
+ * assert.equal(isFinal("name-taken", 1000, DEFAULT_RECONNECT), false);
+ * assert.equal(isFinal("name-taken", 120_000, DEFAULT_RECONNECT), true);
+ * ```
+ */
+export function isFinal(code: string, downMs: number, policy: ReconnectPolicy): boolean {
+  if (code === "name-taken") return downMs >= policy.nameTakenGraceMs;
+  return FINAL_CODES.has(code);
+}
+
+/**
+ * How long to wait before attempt `attempt` (from 1): "full jitter", a uniform pick between 0
+ * and min(max, min × 2^(attempt-1)), so clients cut off together do not all return together.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { backoffDelay, DEFAULT_RECONNECT } from "./reconnect.ts";
+ * const top = () => 0.999999;
+ * assert.equal(backoffDelay(1, DEFAULT_RECONNECT, top), 499);
+ * assert.equal(backoffDelay(3, DEFAULT_RECONNECT, top), 1999);
+ * assert.equal(backoffDelay(40, DEFAULT_RECONNECT, top), 29_999);
+ * assert.equal(backoffDelay(5, DEFAULT_RECONNECT, () => 0), 0);
+ * ```
+ */
+export function backoffDelay(
+  attempt: number,
+  policy: ReconnectPolicy,
+  random: () => number = policy.random ?? Math.random,
+): number {
+  const ceiling = Math.min(policy.maxDelayMs, policy.minDelayMs * 2 ** Math.min(attempt - 1, 40));
+  return Math.floor(random() * ceiling);
+}
+
+/** Waits `ms` with a real timer, or until `cancel` settles; resolves to whether it did. */
+export function waitOrCancel(ms: number, cancel: Promise<unknown>): Promise<boolean> {
+  return settlesWithin(cancel, ms);
+}
+
+/** "12 s", "3 min", "1 h 5 min": how long the connection was down, for people. */
+export function formatDowntime(ms: number): string {
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 120) return `${seconds} s`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 120) return `${minutes} min`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
