@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { KvDirectory } from "../server/cluster/directory.ts";
+import { JetStreamMailbox } from "../server/cluster/mailbox.ts";
 import type { NatsConnection } from "../server/cluster/nats.ts";
+import type { EndedMail } from "../server/store/mod.ts";
 import { connectNode, NATS_SERVER_PRESENT, NATS_SKIP_NOTE, TestNats } from "./_cluster.ts";
-import { bytes, Clock, fp, oneTimeKeys, rejectsWith } from "./_store.ts";
+import { bytes, Clock, fp, oneTimeKeys, rejectsWith, sealed } from "./_store.ts";
 
 function clusterTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name: `${name}${NATS_SKIP_NOTE}`, ignore: !NATS_SERVER_PRESENT, fn });
@@ -81,3 +83,76 @@ clusterTest("cluster directory: a new key or a dropped person takes the old prek
   assert.deepEqual(dropped.map((entry) => entry.nameKey), ["p2"]);
   assert.equal(await a.registry.count(), 1);
 });
+
+/** Each ended item's message id and why it ended. */
+function whyEnded(ended: EndedMail[]): [string | false, string][] {
+  return ended.map((item) => [item.kind === "sealed" && item.messageId, item.reason]);
+}
+
+/** A node as `joinCluster` wires it: the directory ends mail in the node's mailbox. */
+async function mailNode(nats: TestNats, clock: Clock, maxRegistered: number) {
+  const nc: NatsConnection = await connectNode(nats, "directory-mail-node");
+  const mailbox = await JetStreamMailbox.open(nc, { now: clock.now });
+  const directory = await KvDirectory.open(nc, {
+    now: clock.now,
+    maxRegistered,
+    endMail: (key, reason) => mailbox.end(key, reason),
+  });
+  return { nc, mailbox, ...directory, [Symbol.asyncDispose]: () => nc.close() };
+}
+
+clusterTest(
+  "cluster directory: past max_registered the oldest seen are dropped on every node, and their mail ends",
+  async () => {
+    await using nats = await TestNats.start();
+    const clock = new Clock();
+    await using a = await mailNode(nats, clock, 3);
+    await using b = await mailNode(nats, clock, 3);
+    for (const n of [1, 2, 3]) {
+      clock.time += 10;
+      assert.deepEqual((await (n % 2 ? a : b).registry.remember(person(n))).evicted, []);
+    }
+    await a.prekeys.publish(fp(1), bytes(64));
+    await a.mailbox.put(sealed(2, 1, "to-p1"));
+    // p1, seen longest ago, makes room for p4 (joining the other node).
+    clock.time += 10;
+    const made = await b.registry.remember(person(4));
+    assert.deepEqual(made.evicted.map((entry) => entry.nameKey), ["p1"]);
+    assert.equal(await a.registry.lookup("p1"), undefined);
+    assert.equal(await a.prekeys.takeBundle(fp(1)), undefined);
+    assert.deepEqual(await a.mailbox.pending(fp(1), 10), [], "their mail is no longer pending");
+    // Seeing p2 again keeps them; p3 is now the oldest.
+    clock.time += 10;
+    assert.deepEqual((await a.registry.remember(person(2))).evicted, []);
+    clock.time += 10;
+    const next = await a.registry.remember(person(5));
+    assert.deepEqual(next.evicted.map((entry) => entry.nameKey), ["p3"]);
+    assert.equal(await b.registry.count(), 3);
+    // The next sweep, on either node, returns the ended mail with why, for its sender.
+    assert.deepEqual(whyEnded(await b.mailbox.expire(clock.time)), [
+      ["to-p1", "recipient-forgotten"],
+    ]);
+    assert.deepEqual(await a.mailbox.expire(clock.time), [], "ended once");
+  },
+);
+
+clusterTest(
+  "cluster directory: a new key or a forgotten person ends the mail held for the old key",
+  async () => {
+    await using nats = await TestNats.start();
+    const clock = new Clock();
+    await using a = await mailNode(nats, clock, 10);
+    await a.registry.remember(person(1));
+    await a.registry.remember(person(2));
+    await a.mailbox.put(sealed(2, 1, "for-old-key"));
+    await a.mailbox.put(sealed(1, 2, "for-p2"));
+    assert.equal((await a.registry.remember(person(1, 9))).previousFingerprint, fp(1));
+    assert.equal(await a.registry.forget("p2"), true);
+    assert.equal(await a.registry.forget("p2"), false);
+    assert.deepEqual(whyEnded(await a.mailbox.expire(clock.time)), [
+      ["for-old-key", "recipient-key-changed"],
+      ["for-p2", "recipient-forgotten"],
+    ]);
+    assert.equal(await a.registry.count(), 1);
+  },
+);

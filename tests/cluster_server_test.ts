@@ -237,3 +237,66 @@ clusterTest(
     }
   },
 );
+
+type Node = Awaited<ReturnType<typeof startNode>>;
+
+/** Two nodes on a fresh NATS, closed after `test`. */
+async function withTwoNodes(test: (nodeA: Node, nodeB: Node) => Promise<void>): Promise<void> {
+  await using nats = await TestNats.start();
+  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+  const nodeA = await startNode(nats, videos, "node-a");
+  const nodeB = await startNode(nats, videos, "node-b");
+  try {
+    await test(nodeA, nodeB);
+  } finally {
+    await nodeA.close();
+    await nodeB.close();
+    await Deno.remove(videos, { recursive: true });
+  }
+}
+
+/** Alice on A writes to bob on B, who then leaves: he is known to the cluster but on no node. */
+async function bobAway(nodeA: Node, nodeB: Node) {
+  const alice = await joinClient(nodeA.port, "alice");
+  const bob = await joinClient(nodeB.port, "bob");
+  await alice.session.send("bob", "hello");
+  await bob.log.waitFor("message");
+  await bob.session.quit();
+  await alice.log.waitFor("left", (event) => event.name === "bob");
+  return { alice, bob };
+}
+
+clusterTest(
+  "cluster: a message to someone offline is queued, and comes when they are back on another node",
+  () =>
+    withTwoNodes(async (nodeA, nodeB) => {
+      const { alice, bob } = await bobAway(nodeA, nodeB);
+      await alice.session.send("bob", "while you were away");
+      assert.deepEqual(alice.log.of("queued").map((event) => event.to), ["bob"]);
+      const back = await joinClient(nodeA.port, "bob", { home: bob.home });
+      const got = await back.log.waitFor("message");
+      assert.deepEqual([got.from, got.text], ["alice", "while you were away"]);
+      await Promise.all([alice.session.quit(), back.session.quit()]);
+    }),
+);
+
+clusterTest(
+  "cluster: mail held for a key its owner replaced ends, and its sender on another node is told",
+  () =>
+    withTwoNodes(async (nodeA, nodeB) => {
+      const { alice } = await bobAway(nodeA, nodeB);
+      await alice.session.send("bob", "sealed for the old key");
+      const [queued] = alice.log.of("queued");
+      // Someone comes back as bob with another key (a new home): the old key's mail cannot be
+      // opened any more. Node B, not alice's node, sweeps.
+      const newBob = await joinClient(nodeB.port, "bob");
+      await waitUntil(async () => await nodeB.server.sweepMail() > 0, "the mail to end", 20_000);
+      const failed = await alice.log.waitFor("failed");
+      assert.deepEqual(
+        [failed.to, failed.id, failed.reason],
+        ["bob", queued.id, "recipient-key-changed"],
+      );
+      assert.equal(newBob.log.of("message").length, 0);
+      await Promise.all([alice.session.quit(), newBob.session.quit()]);
+    }),
+);

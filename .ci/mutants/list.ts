@@ -823,8 +823,8 @@ export const mutants: Mutant[] = [
   {
     name: "history bound in all ignored",
     file: "client/store/_history.ts",
-    find: ").run(maxTotal);",
-    replace: ").run(-1);",
+    find: "if (rows <= maxTotal) return;",
+    replace: "return;",
     tests: [{ file: "tests/client_store_test.ts", filter: "bounded in all" }],
   },
   // Limits and cluster guarantees of docs/security.md that had no mutant (issue 16).
@@ -962,5 +962,42 @@ export const mutants: Mutant[] = [
     find: "if (/auth/i.test(detail)) {",
     replace: "if (false) {",
     tests: [{ file: "tests/cluster_presence_test.ts", filter: "wrong credentials" }],
+  },
+  {
+    name: "cluster registry past max_registered",
+    file: "server/cluster/directory.ts",
+    find: "const over = Math.max(0, entries.length - this.#limits.maxRegistered);",
+    replace: "const over = 0;",
+    tests: [{ file: "tests/cluster_directory_test.ts", filter: "past max_registered" }],
+  },
+  {
+    name: "cluster mail for a dropped or replaced key never ends",
+    file: "server/cluster/node.ts",
+    find: "endMail: (key, reason) => held.end(key, reason)",
+    replace: "endMail: () => Promise.resolve()",
+    tests: [{ file: "tests/cluster_server_test.ts", filter: "owner replaced ends" }],
+  },
+  {
+    name: "a failing accept spins instead of pausing (any exception while serving)",
+    file: "server/server.ts",
+    find: "await settlesWithin(this.#closeWake.wait(), ACCEPT_RETRY_MS);",
+    replace: "void 0;",
+    tests: [{ file: "tests/server_bug_test.ts", filter: "failing accept" }],
+  },
+  // The secure channel's guarantees table (docs/security.md).
+  {
+    name: "the transcript skips the ephemeral key (Noise as specified)",
+    file: "shared/channel/handshake_state.ts",
+    find: "await this.#symmetric.mixHash(publicKey);",
+    replace: "void publicKey;",
+    tests: [{ file: "tests/channel_noise_test.ts", filter: "cacophony" }],
+  },
+  {
+    name: "a record failing authentication dropped silently (flipped bit)",
+    file: "shared/channel/transport.ts",
+    find:
+      'if (plains.some((plain) => plain === undefined)) this.#fail("a record failed authentication");',
+    replace: "plains.splice(0, plains.length, ...plains.filter((plain) => plain !== undefined));",
+    tests: [{ file: "tests/channel_tcp_test.ts", filter: "one flipped bit" }],
   },
 ];

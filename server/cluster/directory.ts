@@ -9,8 +9,11 @@
  * with the revision read), retried on a lost race, so a one-time key is handed out once even
  * when two nodes take from the same list at the same moment.
  *
- * Not done here (the SQLite store does them): eviction at `maxRegistered`, and ending held mail
- * when a person is dropped or changes key (the JetStream mailbox's own expiry still ends it).
+ * Past `maxRegistered` people, a newcomer drops those seen longest ago (`count.people` keeps
+ * the number, so a join costs no scan; the scan that finds the oldest also corrects the count).
+ * Dropping a person (forget, expiry, eviction) or a change of their key ends the mail held for
+ * the old key through `endMail` (the mailbox's `JetStreamMailbox.end`), so the next
+ * sweep on any node tells its senders why.
  *
  * @module
  */
@@ -23,6 +26,7 @@ import { checkFingerprint, checkLimit, checkTime, shown } from "../store/checks.
 import {
   DEFAULT_STORE_LIMITS,
   type JsonValue,
+  type MailEndReason,
   MAX_ANNOUNCEMENT_BYTES,
   MAX_ONE_TIME_KEY_BYTES,
   MAX_PAGE,
@@ -50,13 +54,18 @@ const MAX_KEY_ID = 0xffff_ffff;
 
 /** Options of {@linkcode KvDirectory.open}. */
 export type KvDirectoryOptions =
-  & Pick<StoreOptions, "maxOneTimePerKind" | "registryTtlMs">
+  & Pick<StoreOptions, "maxOneTimePerKind" | "registryTtlMs" | "maxRegistered">
   & {
     /** The bucket's name (tests use their own). */
     bucket?: string;
     /** The clock, in milliseconds since the epoch. */
     now?: () => number;
+    /** Ends the mail held for a key that was dropped or replaced (the cluster's mailbox). */
+    endMail?: (recipientKey: string, reason: MailEndReason) => Promise<unknown>;
   };
+
+/** The key holding how many people the registry holds. */
+const PEOPLE_COUNT = "count.people";
 
 interface StoredKey {
   id: number;
@@ -161,8 +170,10 @@ export class KvDirectory {
     const limits = {
       maxOneTimePerKind: options.maxOneTimePerKind ?? DEFAULT_STORE_LIMITS.maxOneTimePerKind,
       registryTtlMs: options.registryTtlMs ?? DEFAULT_STORE_LIMITS.registryTtlMs,
+      maxRegistered: options.maxRegistered ?? DEFAULT_STORE_LIMITS.maxRegistered,
     };
-    this.registry = answering(new KvRegistry(kv, limits.registryTtlMs, now), "registry");
+    const endMail = options.endMail ?? (() => Promise.resolve());
+    this.registry = answering(new KvRegistry(kv, { ...limits, now, endMail }), "registry");
     this.prekeys = answering(new KvPrekeys(kv, limits.maxOneTimePerKind), "prekey directory");
   }
 
@@ -184,23 +195,30 @@ export class KvDirectory {
   }
 }
 
-/** Deletes everything held for a key. */
-async function retire(kv: KV, fingerprint: string): Promise<void> {
-  const fp = token(fingerprint);
-  await kv.delete(`key.${fp}`);
-  await kv.delete(`signed.${fp}`);
-  for (const kind of ONE_TIME_KINDS) await kv.delete(`ot.${fp}.${kind}`);
+/** What the registry is bound by and tells. */
+interface RegistryLimits {
+  registryTtlMs: number;
+  maxRegistered: number;
+  now: () => number;
+  endMail: NonNullable<KvDirectoryOptions["endMail"]>;
 }
 
 class KvRegistry implements Registry {
   readonly #kv: KV;
-  readonly #ttlMs: number;
-  readonly #now: () => number;
+  readonly #limits: RegistryLimits;
 
-  constructor(kv: KV, ttlMs: number, now: () => number) {
+  constructor(kv: KV, limits: RegistryLimits) {
     this.#kv = kv;
-    this.#ttlMs = ttlMs;
-    this.#now = now;
+    this.#limits = limits;
+  }
+
+  /** Deletes everything held for a key and ends the mail held for it. */
+  async #retire(fingerprint: string, reason: MailEndReason): Promise<void> {
+    const fp = token(fingerprint);
+    await this.#kv.delete(`key.${fp}`);
+    await this.#kv.delete(`signed.${fp}`);
+    for (const kind of ONE_TIME_KINDS) await this.#kv.delete(`ot.${fp}.${kind}`);
+    await this.#limits.endMail(fingerprint, reason);
   }
 
   async remember(entry: NewRegistryEntry): Promise<RememberResult> {
@@ -222,7 +240,7 @@ class KvRegistry implements Registry {
         name: entry.name,
         fingerprint: entry.fingerprint,
         announcement: JSON.parse(text) as JsonValue,
-        lastSeen: Math.max(this.#now(), held?.lastSeen ?? 0),
+        lastSeen: Math.max(this.#limits.now(), held?.lastSeen ?? 0),
       };
       const bytes = utf8(JSON.stringify(value));
       if (current === null) await this.#kv.create(key, bytes);
@@ -231,11 +249,59 @@ class KvRegistry implements Registry {
     });
     await this.#kv.put(`key.${fp}`, utf8(entry.nameKey));
     const result: RememberResult = { evicted: [] };
-    if (before !== undefined && before.fingerprint !== entry.fingerprint) {
+    if (before === undefined) result.evicted = await this.#counted(1, entry.nameKey);
+    else if (before.fingerprint !== entry.fingerprint) {
       result.previousFingerprint = before.fingerprint;
-      await retire(this.#kv, before.fingerprint);
+      await this.#retire(before.fingerprint, "recipient-key-changed");
     }
     return result;
+  }
+
+  /**
+   * Adds `change` to the count of people; past `maxRegistered` (or with no count yet) reads
+   * every entry, drops the oldest seen but `keep`, and writes the true count.
+   */
+  async #counted(change: number, keep?: string): Promise<RegistrySummary[]> {
+    const people = await withCas("Counting people", async () => {
+      const current = await this.#kv.get(PEOPLE_COUNT);
+      if (current?.operation !== "PUT") return undefined;
+      const next = Math.max(0, jsonOf<number>(current.value) + change);
+      await this.#kv.update(PEOPLE_COUNT, utf8(JSON.stringify(next)), current.revision);
+      return next;
+    });
+    if (keep === undefined || (people !== undefined && people <= this.#limits.maxRegistered)) {
+      return [];
+    }
+    const entries = await this.#entries();
+    const over = Math.max(0, entries.length - this.#limits.maxRegistered);
+    const evicted: RegistrySummary[] = [];
+    for (const entry of entries.filter((each) => each.nameKey !== keep).slice(0, over)) {
+      const { nameKey, name, fingerprint, lastSeen } = entry;
+      if (await this.#drop(entry)) evicted.push({ nameKey, name, fingerprint, lastSeen });
+    }
+    await this.#kv.put(PEOPLE_COUNT, utf8(JSON.stringify(entries.length - evicted.length)));
+    return evicted;
+  }
+
+  /** Every entry, oldest seen first. */
+  async #entries(): Promise<RegistryEntry[]> {
+    const entries: RegistryEntry[] = [];
+    for await (const key of await this.#kv.keys("name.>")) {
+      const current = await this.#kv.get(key);
+      if (current?.operation === "PUT") entries.push(jsonOf<RegistryEntry>(current.value));
+    }
+    return entries.sort((a, b) => a.lastSeen - b.lastSeen || a.nameKey.localeCompare(b.nameKey));
+  }
+
+  /** Deletes a person's entry (if still theirs) and what their key held. */
+  async #drop(entry: RegistryEntry): Promise<boolean> {
+    const key = nameKeyOf(entry.nameKey);
+    const current = await this.#kv.get(key);
+    if (current?.operation !== "PUT") return false;
+    if (jsonOf<RegistryEntry>(current.value).fingerprint !== entry.fingerprint) return false;
+    await this.#kv.delete(key);
+    await this.#retire(entry.fingerprint, "recipient-forgotten");
+    return true;
   }
 
   async lookup(nameKey: string): Promise<RegistryEntry | undefined> {
@@ -245,27 +311,19 @@ class KvRegistry implements Registry {
 
   async forget(nameKey: string): Promise<boolean> {
     const entry = await this.lookup(nameKey);
-    if (entry === undefined) return false;
-    await this.#kv.delete(nameKeyOf(nameKey));
-    await retire(this.#kv, entry.fingerprint);
+    if (entry === undefined || !await this.#drop(entry)) return false;
+    await this.#counted(-1);
     return true;
   }
 
   async expire(now: number, limit: number = MAX_PAGE): Promise<RegistrySummary[]> {
     checkTime(now);
     checkLimit(limit);
-    const entries: RegistryEntry[] = [];
-    for await (const key of await this.#kv.keys("name.>")) {
-      const current = await this.#kv.get(key);
-      if (current?.operation !== "PUT") continue;
-      const entry = jsonOf<RegistryEntry>(current.value);
-      if (entry.lastSeen <= now - this.#ttlMs) entries.push(entry);
-    }
-    entries.sort((a, b) => a.lastSeen - b.lastSeen || a.nameKey.localeCompare(b.nameKey));
+    const unseen = (await this.#entries())
+      .filter((entry) => entry.lastSeen <= now - this.#limits.registryTtlMs);
     const dropped: RegistrySummary[] = [];
-    for (const { nameKey, name, fingerprint, lastSeen } of entries.slice(0, limit)) {
-      await this.forget(nameKey);
-      dropped.push({ nameKey, name, fingerprint, lastSeen });
+    for (const { nameKey, name, fingerprint, lastSeen } of unseen.slice(0, limit)) {
+      if (await this.forget(nameKey)) dropped.push({ nameKey, name, fingerprint, lastSeen });
     }
     return dropped;
   }

@@ -9,6 +9,10 @@
  * `max_bytes` with discard-new, which counts JetStream's own bytes (subject and our metadata
  * too), so it bites a little before the envelopes alone reach it.
  *
+ * Mail whose recipient was dropped or changed key is ended by {@linkcode JetStreamMailbox.end}:
+ * each item moves to `<prefix>.ended.<recipient key>` with its reason, where no delivery looks
+ * and the next {@linkcode JetStreamMailbox.expire} on any node returns it first.
+ *
  * @module
  */
 
@@ -24,6 +28,7 @@ import {
   type Mailbox,
   type MailboxStats,
   type MailCount,
+  type MailEndReason,
   type MailId,
   type MailItem,
   type MailParties,
@@ -63,6 +68,8 @@ interface Meta {
   messageId?: string;
   queuedAt: number;
   expiresAt: number;
+  /** Set on an item ended before its time. */
+  endReason?: MailEndReason;
 }
 
 interface Held {
@@ -347,24 +354,46 @@ export class JetStreamMailbox implements Mailbox {
     return removed;
   }
 
-  /** See {@linkcode Mailbox.expire}. Items expire in the order they were put. */
+  /**
+   * Ends every item held for `recipientKey` with `reason` (their recipient was dropped or
+   * changed key): no longer pending at once, returned by the next {@linkcode expire}. Returns
+   * how many items ended.
+   */
+  async end(recipientKey: string, reason: MailEndReason): Promise<number> {
+    checkFingerprint(recipientKey, "Recipient key");
+    const js = this.#jsm.jetstream();
+    let ended = 0;
+    for (const held of await this.#all(this.#subject(recipientKey))) {
+      const meta: Meta = { ...held.meta, expiresAt: this.#now(), endReason: reason };
+      const payload = encodeFields([utf8(JSON.stringify(meta)), held.body]);
+      // Moved first, then deleted: a crash between the two tells a sender twice rather than never.
+      await this.#call(() =>
+        js.publish(`${this.#prefix}.ended.${recipientKey}`, payload, {
+          msgID: `ended-${this.#stream}-${held.seq}`,
+        })
+      );
+      if (await this.#delete(held.seq)) ended++;
+    }
+    return ended;
+  }
+
+  /**
+   * See {@linkcode Mailbox.expire}: ended items first (see {@linkcode end}), then the rest in
+   * the order they were put.
+   */
   async expire(now: number, limit: number = MAX_PAGE): Promise<EndedMail[]> {
     checkTime(now);
     checkLimit(limit);
     const ended: EndedMail[] = [];
-    for await (const held of this.#walk(`${this.#prefix}.>`, 1)) {
-      if (held.meta.expiresAt > now) break;
-      if (!(await this.#delete(held.seq))) continue; // another node swept it first
-      const { id, queuedAt, expiresAt, bytes } = itemOf(held);
-      ended.push({
-        ...partiesOf(held.meta),
-        id,
-        queuedAt,
-        expiresAt,
-        bytes,
-        reason: "expired",
-      });
-      if (ended.length >= limit) break;
+    const walks = [`${this.#prefix}.ended.*`, `${this.#prefix}.*`];
+    for (const subjects of walks) {
+      for await (const held of this.#walk(subjects, 1)) {
+        if (ended.length >= limit || held.meta.expiresAt > now) break;
+        if (!(await this.#delete(held.seq))) continue; // another node swept it first
+        const { id, queuedAt, expiresAt, bytes } = itemOf(held);
+        const reason = held.meta.endReason ?? "expired";
+        ended.push({ ...partiesOf(held.meta), id, queuedAt, expiresAt, bytes, reason });
+      }
     }
     return ended;
   }

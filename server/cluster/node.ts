@@ -107,7 +107,8 @@ export async function joinCluster<M extends Recipient>(
         maxTotalBytes: config.mailbox.maxTotalBytes,
         ttlMs: config.mailbox.ttlMs ?? DEFAULT_STORE_LIMITS.ttlMs,
       });
-      directory = await KvDirectory.open(nc);
+      const held = mailbox;
+      directory = await KvDirectory.open(nc, { endMail: (key, reason) => held.end(key, reason) });
     } catch (error) {
       await people.close();
       throw error;
