@@ -711,6 +711,34 @@ export const mutants: Mutant[] = [
     tests: [{ file: reconnect, filter: "never comes back" }],
   },
   {
+    name: "typed line dropped on reconnect (the client exits instead)",
+    file: "client/mod.ts",
+    find: "reconnect: config.client.reconnect ? reconnectPolicy(config.client) : undefined,",
+    replace: "reconnect: undefined,",
+    tests: [{ file: "tests/reconnect_cli_test.ts", filter: "half-typed line" }],
+  },
+  {
+    name: "gave-up exits like any failure",
+    file: "client/tui/app.ts",
+    find: 'if (outcome.gone.code === "gave-up") return EXIT_GAVE_UP;',
+    replace: "",
+    tests: [{ file: "tests/reconnect_cli_test.ts", filter: "exit 5" }],
+  },
+  {
+    name: "requests waiting for a server that is away unbounded",
+    file: "client/session.ts",
+    find: "if (this.#pending.size >= MAX_PENDING_REQUESTS) {",
+    replace: "if (false) {",
+    tests: [{ file: reconnect, filter: "up to a bound" }],
+  },
+  {
+    name: "sender of a message not pinned",
+    file: "client/session.ts",
+    find: 'if (online && !pin && online.trust !== "changed") this.#peers.interact(online);',
+    replace: "",
+    tests: [{ file: "tests/pins_test.ts", filter: "interacting pins it" }],
+  },
+  {
     name: "video playing when the connection was lost not resumed",
     file: "client/session.ts",
     find: "this.#resume = this.#viewing.resumePoint();",
@@ -795,8 +823,8 @@ export const mutants: Mutant[] = [
   {
     name: "history bound in all ignored",
     file: "client/store/_history.ts",
-    find: ").run(maxTotal);",
-    replace: ").run(-1);",
+    find: "if (rows <= maxTotal) return;",
+    replace: "return;",
     tests: [{ file: "tests/client_store_test.ts", filter: "bounded in all" }],
   },
   // Limits and cluster guarantees of docs/security.md that had no mutant (issue 16).
