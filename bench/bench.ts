@@ -2,9 +2,9 @@
  * `deno task bench`: measures reelay against baselines taken in the same run, prints a table and
  * writes the figures into docs/benchmarks.md.
  *
- * Flags: `--only=video,streams,relay,chat,channel,scale,cluster` runs some groups (and writes no report
- * unless `--out`
- * is given); `--out=<file>` writes the report elsewhere; `--no-write` only prints.
+ * Flags: `--only=video,media,streams,relay,chat,channel,scale,cluster` runs some groups (and
+ * writes no report unless `--out` is given); `--out=<file>` writes the report elsewhere;
+ * `--no-write` only prints.
  *
  * @module
  */
@@ -13,6 +13,7 @@ import { createContext } from "./_context.ts";
 import { closeProcReader, machineInfo, readProc, REPO_ROOT } from "./_procs.ts";
 import { runChannel } from "./channel.ts";
 import { runChat } from "./chat.ts";
+import { runMedia } from "./media.ts";
 import { runCluster } from "./cluster.ts";
 import { runRelay } from "./relay.ts";
 import { type GroupResult, type RunReport, textTable, writeMarkdown } from "./report.ts";
@@ -23,6 +24,7 @@ import type { BenchContext } from "./_context.ts";
 
 const GROUPS: Record<string, (ctx: BenchContext) => Promise<GroupResult>> = {
   video: runVideo,
+  media: runMedia,
   streams: runStreams,
   relay: runRelay,
   chat: runChat,

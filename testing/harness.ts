@@ -8,8 +8,8 @@
 import {
   type ClientEvent,
   type ClientSession,
-  openSession,
   type OpenOptions,
+  openSession,
 } from "../client/mod.ts";
 import { type Config, defaultConfig } from "../shared/config/mod.ts";
 import { silentLogger } from "../shared/log.ts";

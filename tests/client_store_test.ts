@@ -247,17 +247,23 @@ Deno.test("client store: a store of version 1 is upgraded in place, keeping what
   await withHome(async (home) => {
     const made = await ClientStore.open({ home, server: "s", identity: me });
     made.ignore("Mallory");
+    await made.addHistory({ peer: "bob", direction: "in", id: "m0", text: "old", at: 0 });
     made.close();
-    // Back to version 1: the history rows had no message id or status then.
+    // Back to version 1: the history rows had no message id or status then, nor a count.
     const db = new DatabaseSync(made.file);
-    db.exec(`DROP INDEX history_by_message; ALTER TABLE history DROP COLUMN message_id;
+    db.exec(`DROP TRIGGER history_added; DROP TRIGGER history_deleted; DROP TABLE history_total;
+      DROP INDEX history_by_message; ALTER TABLE history DROP COLUMN message_id;
       ALTER TABLE history DROP COLUMN status; PRAGMA user_version = 1;`);
     db.close();
-    const store = await ClientStore.open({ home, server: "s", identity: me });
+    const store = await ClientStore.open({ home, server: "s", identity: me, maxHistoryTotal: 2 });
     assert.deepEqual(store.ignored(), ["Mallory"]);
+    assert.deepEqual((await store.history("bob", 5)).map((entry) => entry.text), ["old"]);
     await store.addHistory({ peer: "bob", direction: "out", id: "m1", text: "hi", at: 1 });
     store.markHistory("bob", "m1", "delivered");
     assert.equal((await store.history("bob", 1))[0].status, "delivered");
+    await store.addHistory({ peer: "bob", direction: "out", id: "m2", text: "again", at: 2 });
+    const kept = await store.history("bob", 5);
+    assert.deepEqual(kept.map((entry) => entry.text), ["hi", "again"], "the old row counted");
     store.close();
   });
 });

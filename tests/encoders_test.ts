@@ -263,7 +263,9 @@ Deno.test("fake GPUs: a hung trial is killed at its deadline and the next candid
       detectEncoder({
         vaapiDevice: "/dev/dri/renderD128",
         run: fakeMachine(dir, ["vaapi", "qsv"], "vaapi"),
-        trialTimeoutMs: 3_000,
+        // Seconds of headroom: the fake ffmpeg is a deno process, slow to start on a busy machine,
+        // and the trial that works must finish within the deadline too.
+        trialTimeoutMs: 10_000,
       }),
       60_000,
       "detection past a hung VA-API trial",
@@ -274,7 +276,7 @@ Deno.test("fake GPUs: a hung trial is killed at its deadline and the next candid
       ["nvenc", false],
       ["qsv", true],
     ]);
-    assert.equal(detection.trials[0].detail, "ffmpeg did not finish within 3000 ms");
+    assert.equal(detection.trials[0].detail, "ffmpeg did not finish within 10000 ms");
     const log = await trialLog(dir);
     assert.deepEqual(await stillRunning(log.map((entry) => entry.pid)), [], "hung trial reaped");
   } finally {

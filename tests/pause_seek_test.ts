@@ -144,9 +144,8 @@ Deno.test("a pause longer than the stall timeout parks ffmpeg; resume goes on as
     await viewer.log.waitFor("progress", (event) => event.position > 1);
     viewer.session.pause();
     await viewer.log.waitFor("paused");
-    // Its ffmpeg is stopped at once (SIGSTOP)...
-    await allStopped();
-    // ...and ended after the grace time: a paused viewer costs nothing.
+    // Ended after the grace time: a paused viewer costs nothing. (That it is stopped at once is
+    // the next test's: here the grace is too short to watch that on a busy machine.)
     await waitUntil(
       async () => (await processesMentioning(media.marker)).length === 0,
       "no ffmpeg is left",

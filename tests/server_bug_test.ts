@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { ReelayServer } from "../server/mod.ts";
+import type { Store } from "../server/store/mod.ts";
 import { openSqliteStore } from "../server/store/sqlite.ts";
 import type { Viewer } from "../server/media/viewer.ts";
 import { verifyAnnouncement } from "../shared/crypto/mod.ts";
@@ -28,11 +29,12 @@ function buggyViewer(): Viewer {
   };
 }
 
-Deno.test("a bug while serving one connection ends only that connection, logged as a bug", async () => {
-  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-bug-" });
-  const lines: string[] = [];
-  await using store = await openSqliteStore(":memory:");
-  const server = ReelayServer.listen(testConfig(videos), {
+/** What a server needs, with its log kept in `lines` and every viewer buggy. */
+async function depsLoggingTo(
+  lines: string[],
+  store: Store,
+): Promise<Parameters<typeof ReelayServer.listen>[1]> {
+  return {
     log: (level, message) => void lines.push(`${level}: ${message}`),
     store,
     serverKey: await testServerKey(),
@@ -41,7 +43,14 @@ Deno.test("a bug while serving one connection ends only that connection, logged 
       return true;
     },
     createViewer: () => buggyViewer(),
-  });
+  };
+}
+
+Deno.test("a bug while serving one connection ends only that connection, logged as a bug", async () => {
+  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-bug-" });
+  const lines: string[] = [];
+  await using store = await openSqliteStore(":memory:");
+  const server = ReelayServer.listen(testConfig(videos), await depsLoggingTo(lines, store));
   const alice = await joinClient(server.port, "alice");
   const bob = await joinClient(server.port, "bob");
   const raw = await RawClient.connect(server.port);
@@ -67,6 +76,57 @@ Deno.test("a bug while serving one connection ends only that connection, logged 
     await raw.close();
     await alice.session.quit();
     await bob.session.quit();
+    await server.close();
+    await Deno.remove(videos, { recursive: true });
+  }
+});
+
+/**
+ * A listener whose first `failures` accepts fail as they do when the process is out of file
+ * descriptors, recording when; then it accepts as usual.
+ */
+function failingListener(failures: number): { listener: Deno.TcpListener; failedAt: number[] } {
+  const real = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const failedAt: number[] = [];
+  const accept = () => {
+    if (failedAt.length === failures) return real.accept();
+    failedAt.push(Date.now());
+    return Promise.reject(new Error("Too many open files (os error 24)"));
+  };
+  const listener = new Proxy(real, {
+    get(target, property) {
+      if (property === "accept") return accept;
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { listener, failedAt };
+}
+
+Deno.test("a failing accept is logged and retried after a pause, never in a spin", async () => {
+  const videos = await Deno.makeTempDir({ prefix: "reelay-videos-accept-" });
+  const lines: string[] = [];
+  await using store = await openSqliteStore(":memory:");
+  const { listener, failedAt } = failingListener(5);
+  const server = ReelayServer.listen(
+    testConfig(videos),
+    await depsLoggingTo(lines, store),
+    listener,
+  );
+  try {
+    // Once the failures are over, people join as usual.
+    const alice = await joinClient(server.port, "alice");
+    await alice.session.quit();
+    assert.equal(failedAt.length, 5);
+    const failed = lines.filter((line) =>
+      /^error: Accept failed: .*Too many open files/.test(line)
+    );
+    assert.equal(failed.length, 5, lines.join("\n"));
+    // A lower bound only, which a busy machine can only lengthen: each retry waited its pause
+    // (100 ms) rather than spinning at once.
+    const waited = failedAt[4] - failedAt[0];
+    assert.ok(waited >= 4 * 90, `5 failed accepts within ${waited} ms`);
+  } finally {
     await server.close();
     await Deno.remove(videos, { recursive: true });
   }

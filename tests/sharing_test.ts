@@ -32,13 +32,18 @@ async function bytesOf(stream: VideoStream): Promise<Uint8Array> {
   return concat(chunks);
 }
 
-/** Samples the process table until `done` settles: every ffmpeg pid seen, and the most at once. */
+/**
+ * Samples the process table until `done` settles: every ffmpeg pid seen, and the most at once.
+ * Fails if `done` has not settled within 60 s.
+ */
 async function watchProcesses(marker: string, done: Promise<unknown>) {
   const seen = new Set<number>();
   let most = 0;
   let finished = false;
   void done.finally(() => finished = true).catch(() => {});
+  const deadline = Date.now() + 60_000;
   while (!finished) {
+    assert.ok(Date.now() < deadline, "the streams did not finish within 60 s");
     const pids = await processesMentioning(marker);
     for (const pid of pids) seen.add(pid);
     most = Math.max(most, pids.length);

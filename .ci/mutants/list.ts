@@ -711,6 +711,34 @@ export const mutants: Mutant[] = [
     tests: [{ file: reconnect, filter: "never comes back" }],
   },
   {
+    name: "typed line dropped on reconnect (the client exits instead)",
+    file: "client/mod.ts",
+    find: "reconnect: config.client.reconnect ? reconnectPolicy(config.client) : undefined,",
+    replace: "reconnect: undefined,",
+    tests: [{ file: "tests/reconnect_cli_test.ts", filter: "half-typed line" }],
+  },
+  {
+    name: "gave-up exits like any failure",
+    file: "client/tui/app.ts",
+    find: 'if (outcome.gone.code === "gave-up") return EXIT_GAVE_UP;',
+    replace: "",
+    tests: [{ file: "tests/reconnect_cli_test.ts", filter: "exit 5" }],
+  },
+  {
+    name: "requests waiting for a server that is away unbounded",
+    file: "client/session.ts",
+    find: "if (this.#pending.size >= MAX_PENDING_REQUESTS) {",
+    replace: "if (false) {",
+    tests: [{ file: reconnect, filter: "up to a bound" }],
+  },
+  {
+    name: "sender of a message not pinned",
+    file: "client/session.ts",
+    find: 'if (online && !pin && online.trust !== "changed") this.#peers.interact(online);',
+    replace: "",
+    tests: [{ file: "tests/pins_test.ts", filter: "interacting pins it" }],
+  },
+  {
     name: "video playing when the connection was lost not resumed",
     file: "client/session.ts",
     find: "this.#resume = this.#viewing.resumePoint();",
@@ -795,8 +823,8 @@ export const mutants: Mutant[] = [
   {
     name: "history bound in all ignored",
     file: "client/store/_history.ts",
-    find: ").run(maxTotal);",
-    replace: ").run(-1);",
+    find: "if (rows <= maxTotal) return;",
+    replace: "return;",
     tests: [{ file: "tests/client_store_test.ts", filter: "bounded in all" }],
   },
   // Limits and cluster guarantees of docs/security.md that had no mutant (issue 16).
@@ -962,5 +990,28 @@ export const mutants: Mutant[] = [
     find: "const unreachable = error instanceof ReelayError && UNREACHABLE.has(error.code);",
     replace: "const unreachable = error instanceof ReelayError;",
     tests: [{ file: "tests/failover_test.ts", filter: "changed server key" }],
+  },
+  {
+    name: "a failing accept spins instead of pausing (any exception while serving)",
+    file: "server/server.ts",
+    find: "await settlesWithin(this.#closeWake.wait(), ACCEPT_RETRY_MS);",
+    replace: "void 0;",
+    tests: [{ file: "tests/server_bug_test.ts", filter: "failing accept" }],
+  },
+  // The secure channel's guarantees table (docs/security.md).
+  {
+    name: "the transcript skips the ephemeral key (Noise as specified)",
+    file: "shared/channel/handshake_state.ts",
+    find: "await this.#symmetric.mixHash(publicKey);",
+    replace: "void publicKey;",
+    tests: [{ file: "tests/channel_noise_test.ts", filter: "cacophony" }],
+  },
+  {
+    name: "a record failing authentication dropped silently (flipped bit)",
+    file: "shared/channel/transport.ts",
+    find:
+      'if (plains.some((plain) => plain === undefined)) this.#fail("a record failed authentication");',
+    replace: "plains.splice(0, plains.length, ...plains.filter((plain) => plain !== undefined));",
+    tests: [{ file: "tests/channel_tcp_test.ts", filter: "one flipped bit" }],
   },
 ];

@@ -39,12 +39,19 @@ CREATE INDEX history_by_peer ON history (name_key, id);
 
 /**
  * From version 1 to 2: each history row gets its message id and delivery status outside the
- * ciphertext, so a receipt can mark it delivered without decrypting and encrypting it again.
+ * ciphertext, so a receipt can mark it delivered without decrypting and encrypting it again;
+ * triggers keep the number of rows, so the bound in all is checked without counting them.
  */
 const TO_VERSION_2 = `
 ALTER TABLE history ADD COLUMN message_id TEXT;
 ALTER TABLE history ADD COLUMN status TEXT;
 CREATE INDEX history_by_message ON history (name_key, message_id);
+CREATE TABLE history_total (rows INTEGER NOT NULL) STRICT;
+INSERT INTO history_total SELECT count(*) FROM history;
+CREATE TRIGGER history_added AFTER INSERT ON history
+  BEGIN UPDATE history_total SET rows = rows + 1; END;
+CREATE TRIGGER history_deleted AFTER DELETE ON history
+  BEGIN UPDATE history_total SET rows = rows - 1; END;
 `;
 
 function unusable(path: string, error: unknown): ReelayError {

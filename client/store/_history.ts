@@ -126,10 +126,10 @@ export class MessageHistory {
         "DELETE FROM history WHERE name_key = ? AND id NOT IN " +
           "(SELECT id FROM history WHERE name_key = ? ORDER BY id DESC LIMIT ?)",
       ).run(peer, peer, maxPerPeer);
-      db.prepare(
-        "DELETE FROM history WHERE id <= " +
-          "(SELECT id FROM history ORDER BY id DESC LIMIT 1 OFFSET ?)",
-      ).run(maxTotal);
+      const { rows } = db.prepare("SELECT rows FROM history_total").get() as { rows: number };
+      if (rows <= maxTotal) return;
+      db.prepare("DELETE FROM history WHERE id IN (SELECT id FROM history ORDER BY id LIMIT ?)")
+        .run(rows - maxTotal);
     });
   }
 
