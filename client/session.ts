@@ -88,6 +88,13 @@ export interface SessionOptions {
 /** How long a request waits for the server's answer unless told otherwise. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
+/**
+ * Requests waiting at once (for an answer, or for the server to come back); more fail with
+ * `too-many-requests`, so a program sending while the server is away cannot grow the queue
+ * without bound.
+ */
+export const MAX_PENDING_REQUESTS = 1024;
+
 /** Why a session ended. */
 export interface SessionEnd {
   code: string;
@@ -671,6 +678,8 @@ export class ClientSession {
         const pin = this.store.pinned(message.from);
         // The keys the client verified in an announcement come first; the server's claim after.
         const keys = online?.announcement.keys ?? message.fromKeys ?? pin?.keys;
+        // Taking a message from someone is an interaction: their key is pinned from now on.
+        if (online && !pin && online.trust !== "changed") this.#peers.interact(online);
         await this.#conversations.receive(message, keys, pin?.fingerprint);
         break;
       }
@@ -761,6 +770,15 @@ export class ClientSession {
    */
   #request(request: Request, ref = this.#nextRef++): Promise<ServerMessage> {
     if (this.#ended) return Promise.reject(new ReelayError(this.#ended.code, this.#ended.reason));
+    if (this.#pending.size >= MAX_PENDING_REQUESTS) {
+      return Promise.reject(
+        new ReelayError(
+          "too-many-requests",
+          `${this.#pending.size} requests already wait for ${this.server}` +
+            (this.#down ? " to come back" : " to answer") + ": try again later",
+        ),
+      );
+    }
     const pending: Pending = { message: { ...request, ref } as ClientMessage, answer: deferred() };
     this.#pending.set(ref, pending);
     if (!this.#down) this.#transmit(ref, pending);

@@ -6,6 +6,8 @@
 import assert from "node:assert/strict";
 import type { ClientEvent, ClientSession, ReconnectPolicy } from "../client/mod.ts";
 import { DEFAULT_RECONNECT, type SinkFactory } from "../client/mod.ts";
+import { MAX_PENDING_REQUESTS } from "../client/session.ts";
+import type { ReelayError } from "../shared/errors.ts";
 import { deferred } from "../shared/async.ts";
 import { type EventLog, joinClient, startTestServer } from "../testing/harness.ts";
 import { ServerKey } from "../shared/channel/mod.ts";
@@ -287,5 +289,29 @@ Deno.test("a video playing when the connection is cut resumes where it was once 
     await alice.session.quit();
     await server.close();
     await Deno.remove(media.dir, { recursive: true });
+  }
+});
+
+Deno.test("requests wait for a server that is away, up to a bound: more fail with too-many-requests", async () => {
+  const server = await startTestServer();
+  const back = deferred<void>();
+  const alice = await joinClient(server.port, "alice", {
+    reconnect: { ...DEFAULT_RECONNECT, ...drivenClock(back.promise) },
+  });
+  try {
+    await server.close();
+    await alice.log.waitFor("reconnecting");
+    const waiting = Array.from({ length: MAX_PENDING_REQUESTS }, () => alice.session.listVideos());
+    await assert.rejects(alice.session.listVideos(), (error: ReelayError) => {
+      assert.equal(error.code, "too-many-requests");
+      assert.match(error.message, /1024 requests already wait for 127\.0\.0\.1:\d+ to come back/);
+      return true;
+    });
+    await alice.session.quit();
+    const ends = await Promise.allSettled(waiting);
+    assert.ok(ends.every((end) => end.status === "rejected"), "leaving fails what waited");
+  } finally {
+    back.resolve();
+    await alice.session.quit();
   }
 });
