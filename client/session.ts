@@ -349,6 +349,7 @@ export class ClientSession {
    * given; resolves once it started.
    */
   async play(video: string, options: { from?: number } = {}): Promise<void> {
+    this.#resume = undefined; // a new play replaces the one waiting to resume
     await this.#viewing.stop();
     // The window fits the largest part when the catalog was listed (the TUI lists it to find
     // the name); otherwise the player's default size.
@@ -403,6 +404,19 @@ export class ClientSession {
 
   /** Stops the current stream; `not-playing` when nothing plays. */
   async stop(): Promise<void> {
+    const resume = this.#resume;
+    if (resume) {
+      // Cut off and waiting to resume: stopping means it stays stopped once back.
+      this.#resume = undefined;
+      this.#emit({
+        event: "stream-ended",
+        video: resume.video,
+        bytes: 0,
+        reason: "stopped",
+        message: "Stopped: it will not resume when the server is back",
+      });
+      return this.#settleIdle();
+    }
     if (!this.#viewing.active) throw new ReelayError("not-playing", "Nothing is playing");
     await this.#viewing.stop();
   }
@@ -621,18 +635,21 @@ export class ClientSession {
       this.#emit({ event: "error", code: "prekeys", message: messageOf(error) });
     }
     const resume = this.#resume;
-    this.#resume = undefined;
-    if (resume) {
-      await this.play(resume.video, { from: resume.position }).catch((error) => {
-        const code = error instanceof ReelayError ? error.code : "bug";
-        this.#emit({
-          event: "error",
-          code,
-          message: `Resuming ${resume.video}: ${messageOf(error)}`,
-        });
-      });
-    }
+    // Tracked from before the resume point is cleared, so the session never looks idle between.
+    if (resume) await this.#tracked(() => this.#resumeVideo(resume));
     this.#settleIdle();
+  }
+
+  async #resumeVideo(resume: { video: string; position: number }): Promise<void> {
+    if (this.#resume !== resume) return; // stopped, or replaced by another play, meanwhile
+    await this.play(resume.video, { from: resume.position }).catch((error) => {
+      const code = error instanceof ReelayError ? error.code : "bug";
+      this.#emit({
+        event: "error",
+        code,
+        message: `Resuming ${resume.video}: ${messageOf(error)}`,
+      });
+    });
   }
 
   async #giveUp(last: SessionEnd, downMs: number, attempts: number): Promise<void> {

@@ -711,6 +711,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: reconnect, filter: "never comes back" }],
   },
   {
+    name: "a video stopped while the server is away resumes anyway",
+    file: "client/session.ts",
+    find: "if (resume) {",
+    replace: "if (false) {",
+    tests: [{ file: reconnect, filter: "stays stopped" }],
+  },
+  {
     name: "typed line dropped on reconnect (the client exits instead)",
     file: "client/mod.ts",
     find: "reconnect: config.client.reconnect ? reconnectPolicy(config.client) : undefined,",
