@@ -8,7 +8,7 @@
 
 import { Command, CommanderError, Option } from "commander";
 import denoConfig from "./deno.json" with { type: "json" };
-import { EXIT_USAGE, ReelayError, UsageError } from "./shared/errors.ts";
+import { EXIT_CODES, EXIT_USAGE, ReelayError, UsageError } from "./shared/errors.ts";
 import { printError } from "./shared/io.ts";
 import { runServer, type ServerFlags } from "./server/mod.ts";
 import type { WorkerFlags } from "./server/cluster/worker.ts";
@@ -96,7 +96,12 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .option("--config <file>", "config file", "config.ini")
     .addHelpText(
       "after",
-      `\nCommands, typed at the prompt or one per line on stdin:\n${indent(HELP_TEXT)}`,
+      `\nCommands, typed at the prompt or one per line on stdin:\n${indent(HELP_TEXT)}\n` +
+        `\nWhen the connection is lost, the client reconnects (backoff up to 30 s, for up to an ` +
+        `hour;\n[client] reconnect_* in config.ini), with reconnecting/reconnected/gave-up ` +
+        `events in --json.\n\nExit codes:\n${
+          indent(EXIT_CODES.map(([code, when]) => `${code}  ${when}`).join("\n"))
+        }`,
     )
     .showHelpAfterError()
     .exitOverride()

@@ -88,6 +88,13 @@ export interface SessionOptions {
 /** How long a request waits for the server's answer unless told otherwise. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 
+/**
+ * Requests waiting at once (for an answer, or for the server to come back); more fail with
+ * `too-many-requests`, so a program sending while the server is away cannot grow the queue
+ * without bound.
+ */
+export const MAX_PENDING_REQUESTS = 1024;
+
 /** Why a session ended. */
 export interface SessionEnd {
   code: string;
@@ -336,6 +343,7 @@ export class ClientSession {
    * given; resolves once it started.
    */
   async play(video: string, options: { from?: number } = {}): Promise<void> {
+    this.#resume = undefined; // a new play replaces the one waiting to resume
     await this.#viewing.stop();
     // The window fits the largest part when the catalog was listed (the TUI lists it to find
     // the name); otherwise the player's default size.
@@ -390,6 +398,19 @@ export class ClientSession {
 
   /** Stops the current stream; `not-playing` when nothing plays. */
   async stop(): Promise<void> {
+    const resume = this.#resume;
+    if (resume) {
+      // Cut off and waiting to resume: stopping means it stays stopped once back.
+      this.#resume = undefined;
+      this.#emit({
+        event: "stream-ended",
+        video: resume.video,
+        bytes: 0,
+        reason: "stopped",
+        message: "Stopped: it will not resume when the server is back",
+      });
+      return this.#settleIdle();
+    }
     if (!this.#viewing.active) throw new ReelayError("not-playing", "Nothing is playing");
     await this.#viewing.stop();
   }
@@ -607,18 +628,21 @@ export class ClientSession {
       this.#emit({ event: "error", code: "prekeys", message: messageOf(error) });
     }
     const resume = this.#resume;
-    this.#resume = undefined;
-    if (resume) {
-      await this.play(resume.video, { from: resume.position }).catch((error) => {
-        const code = error instanceof ReelayError ? error.code : "bug";
-        this.#emit({
-          event: "error",
-          code,
-          message: `Resuming ${resume.video}: ${messageOf(error)}`,
-        });
-      });
-    }
+    // Tracked from before the resume point is cleared, so the session never looks idle between.
+    if (resume) await this.#tracked(() => this.#resumeVideo(resume));
     this.#settleIdle();
+  }
+
+  async #resumeVideo(resume: { video: string; position: number }): Promise<void> {
+    if (this.#resume !== resume) return; // stopped, or replaced by another play, meanwhile
+    await this.play(resume.video, { from: resume.position }).catch((error) => {
+      const code = error instanceof ReelayError ? error.code : "bug";
+      this.#emit({
+        event: "error",
+        code,
+        message: `Resuming ${resume.video}: ${messageOf(error)}`,
+      });
+    });
   }
 
   async #giveUp(last: SessionEnd, downMs: number, attempts: number): Promise<void> {
@@ -671,6 +695,8 @@ export class ClientSession {
         const pin = this.store.pinned(message.from);
         // The keys the client verified in an announcement come first; the server's claim after.
         const keys = online?.announcement.keys ?? message.fromKeys ?? pin?.keys;
+        // Taking a message from someone is an interaction: their key is pinned from now on.
+        if (online && !pin && online.trust !== "changed") this.#peers.interact(online);
         await this.#conversations.receive(message, keys, pin?.fingerprint);
         break;
       }
@@ -761,6 +787,15 @@ export class ClientSession {
    */
   #request(request: Request, ref = this.#nextRef++): Promise<ServerMessage> {
     if (this.#ended) return Promise.reject(new ReelayError(this.#ended.code, this.#ended.reason));
+    if (this.#pending.size >= MAX_PENDING_REQUESTS) {
+      return Promise.reject(
+        new ReelayError(
+          "too-many-requests",
+          `${this.#pending.size} requests already wait for ${this.server}` +
+            (this.#down ? " to come back" : " to answer") + ": try again later",
+        ),
+      );
+    }
     const pending: Pending = { message: { ...request, ref } as ClientMessage, answer: deferred() };
     this.#pending.set(ref, pending);
     if (!this.#down) this.#transmit(ref, pending);

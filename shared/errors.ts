@@ -7,16 +7,6 @@
  * @module
  */
 
-/*
- * reelay's exit codes, the one table (README "Exit codes" says the same):
- *   0  done: /quit, Ctrl-C, end of input after what was in flight finished
- *   1  a failure: the server refused the join (at start, or for good on a reconnect), ffmpeg failed
- *   2  usage or configuration error
- *   3  client --json: the run ended cleanly but at least one command failed
- *   4  client --no-reconnect: the connection to the server was lost
- *   5  client: gave up reconnecting (the server stayed away [client] reconnect_give_up_ms)
- */
-
 /** Exit code for a runtime failure that is not the user's fault (join refused, ffmpeg failed). */
 export const EXIT_FAILURE = 1;
 
@@ -31,6 +21,26 @@ export const EXIT_DISCONNECTED = 4;
 
 /** Exit code of a client that gave up reconnecting. */
 export const EXIT_GAVE_UP = 5;
+
+/**
+ * reelay's exit codes and when each is used: the one table (`reelay client --help` prints it,
+ * the README shows it).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { EXIT_CODES, EXIT_GAVE_UP } from "./errors.ts";
+ * assert.match(EXIT_CODES.find(([code]) => code === EXIT_GAVE_UP)![1], /gave up/);
+ * ```
+ */
+export const EXIT_CODES: readonly (readonly [number, string])[] = [
+  [0, "done: /quit, Ctrl-C, Ctrl-D, or end of input after what was in flight finished"],
+  [EXIT_FAILURE, "a failure: the server refused the join (at start, or for good on a reconnect)"],
+  [EXIT_USAGE, "usage or configuration error"],
+  [EXIT_COMMAND_FAILED, "client --json: the run ended cleanly but a command failed"],
+  [EXIT_DISCONNECTED, "client --no-reconnect: the connection to the server was lost"],
+  [EXIT_GAVE_UP, "client: gave up reconnecting ([client] reconnect_give_up_ms)"],
+];
 
 /**
  * An error meant for a person: its message is shown as is, without a stack.

@@ -64,8 +64,8 @@ clusterTest("cluster worker: a part transcoded by a worker is the planned MPEG-T
     const part = await new RemoteTranscoder(nodeNc, lines.log, 64 * 1024).start(offer, "part 2");
     assert.ok(part, "a worker took the part");
     const file = await Deno.open(out, { write: true, truncate: true });
-    await part.stdout.pipeTo(file.writable);
-    assert.equal((await part.status).code, 0);
+    await within(part.stdout.pipeTo(file.writable), 60_000, "the worker's part to arrive");
+    assert.equal((await within(part.status, 30_000, "the part to end")).code, 0);
     const probe = await capture("ffprobe", [
       "-v",
       "error",
@@ -156,7 +156,8 @@ clusterTest(
       );
       assert.ok(part);
       const reader = part.stdout.getReader();
-      assert.ok((await reader.read()).value!.length > 0, "bytes came");
+      const first = await within(reader.read(), 30_000, "the worker's first bytes");
+      assert.ok(first.value!.length > 0, "bytes came");
       const ffmpeg = await processesMentioning(lib.info.path);
       assert.ok(ffmpeg.length > 0, "the worker's ffmpeg runs");
       cli.child.kill("SIGKILL");

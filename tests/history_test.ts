@@ -91,7 +91,7 @@ const ANSWER = "hi alice, noted the code";
 
 Deno.test("history: kept across restarts, shown by /history and /query, unreadable without the identity, gone after /history clear", async () => {
   await withPeople(async (port, home, bob) => {
-    await runAlice(port, home, [], {
+    const first = await runAlice(port, home, [], {
       during: async (cli) => {
         await cli.writeLine(`/msg bob ${SAID}`);
         await bob.log.waitFor("message", (event) => event.text === SAID);
@@ -137,6 +137,8 @@ Deno.test("history: kept across restarts, shown by /history and /query, unreadab
       ],
     );
     assert.ok(withBob.entries.every((entry) => entry.at > Date.now() - 3_600_000));
+    const received = events(first).find((event) => event.event === "message");
+    assert.equal(withBob.entries[1].at, received?.event === "message" ? received.sentAt : NaN);
     assert.deepEqual(lastOne.entries.map((entry) => entry.text), [ANSWER]);
     assert.equal(lastOne.name, undefined, "no conversation open: everyone's");
 

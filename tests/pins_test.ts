@@ -10,7 +10,12 @@ async function pinsOf(home: string, serverKey: ServerKey) {
   const server = serverStoreId(serverKey.fingerprint);
   const store = await ClientStore.open({ home, server, identity });
   try {
-    return { bob: store.pinned("bob"), carol: store.pinned("carol"), count: store.pinCount };
+    return {
+      alice: store.pinned("alice"),
+      bob: store.pinned("bob"),
+      carol: store.pinned("carol"),
+      count: store.pinCount,
+    };
   } finally {
     store.close();
   }
@@ -30,6 +35,9 @@ Deno.test("pins: seeing a name pins nothing; interacting pins it, per server", a
     assert.equal(pins.count, 1);
     assert.equal(pins.bob?.state, "new");
     assert.equal(pins.carol, undefined, "carol was only seen, not pinned");
+    const bobs = await pinsOf(bob.home, await testServerKey());
+    assert.equal(bobs.alice?.state, "new", "taking a message pins its sender");
+    assert.equal(bobs.count, 1);
     const elsewhere = await pinsOf(alice.home, await ServerKey.generate());
     assert.equal(elsewhere.count, 0, "another server has its own pins");
   } finally {

@@ -356,7 +356,8 @@ export class EventFormatter {
     const p = this.#paint;
     switch (event.event) {
       case "reconnecting": {
-        const next = `reconnecting in ${formatWait(event.delayMs)} (attempt ${event.attempt})`;
+        const when = event.delayMs < 100 ? "now" : `in ${formatWait(event.delayMs)}`;
+        const next = `reconnecting ${when} (attempt ${event.attempt})`;
         return p.yellow(
           event.attempt === 1
             ? `Connection lost: ${event.reason}; ${next}`
