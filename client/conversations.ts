@@ -328,7 +328,8 @@ export class Conversations {
       direction: "in",
       id: plain.id,
       text: plain.text,
-      at: Date.now(),
+      // The time the message line showed (the sender's clock), unless it is no time at all.
+      at: Number.isSafeInteger(plain.at) && plain.at > 0 ? plain.at : Date.now(),
       status: "received",
     });
     this.#ack(message.mail);

@@ -131,7 +131,8 @@ const CLIENT_QUEUE_BYTES = 64 * 1024 * 1024;
  */
 export class ClientSession {
   readonly name: string;
-  readonly server: string;
+  /** `host:port` of the connection of the moment (another address after a failover). */
+  #server: string;
   readonly #options: SessionOptions;
   #framed!: ClientConnection;
   #channel!: SecureDial;
@@ -169,7 +170,7 @@ export class ClientSession {
     this.#options = options;
     this.store = store;
     this.name = options.name;
-    this.server = `${options.hostname}:${options.port}`;
+    this.#server = `${options.hostname}:${options.port}`;
     this.#conversations = new Conversations({
       identity: options.identity,
       name: options.name,
@@ -255,6 +256,11 @@ export class ClientSession {
     const reading = this.#readLoop(framed);
     this.#reading = reading.then(() => {});
     void reading.then((end) => this.#connectionEnded(framed, end));
+  }
+
+  /** `host:port` of the server as dialled, the address of the connection of the moment. */
+  get server(): string {
+    return this.#server;
   }
 
   /** Resolves when the connection ended, for any reason. */
@@ -343,6 +349,7 @@ export class ClientSession {
    * given; resolves once it started.
    */
   async play(video: string, options: { from?: number } = {}): Promise<void> {
+    this.#resume = undefined; // a new play replaces the one waiting to resume
     await this.#viewing.stop();
     // The window fits the largest part when the catalog was listed (the TUI lists it to find
     // the name); otherwise the player's default size.
@@ -397,6 +404,19 @@ export class ClientSession {
 
   /** Stops the current stream; `not-playing` when nothing plays. */
   async stop(): Promise<void> {
+    const resume = this.#resume;
+    if (resume) {
+      // Cut off and waiting to resume: stopping means it stays stopped once back.
+      this.#resume = undefined;
+      this.#emit({
+        event: "stream-ended",
+        video: resume.video,
+        bytes: 0,
+        reason: "stopped",
+        message: "Stopped: it will not resume when the server is back",
+      });
+      return this.#settleIdle();
+    }
     if (!this.#viewing.active) throw new ReelayError("not-playing", "Nothing is playing");
     await this.#viewing.stop();
   }
@@ -577,6 +597,7 @@ export class ClientSession {
           `key of the server this session joined (${expected}): not reconnecting there`,
       );
     }
+    this.#server = `${address.hostname}:${address.port}`;
     this.#attach(channel);
     this.#listed = new Set();
     try {
@@ -614,18 +635,21 @@ export class ClientSession {
       this.#emit({ event: "error", code: "prekeys", message: messageOf(error) });
     }
     const resume = this.#resume;
-    this.#resume = undefined;
-    if (resume) {
-      await this.play(resume.video, { from: resume.position }).catch((error) => {
-        const code = error instanceof ReelayError ? error.code : "bug";
-        this.#emit({
-          event: "error",
-          code,
-          message: `Resuming ${resume.video}: ${messageOf(error)}`,
-        });
-      });
-    }
+    // Tracked from before the resume point is cleared, so the session never looks idle between.
+    if (resume) await this.#tracked(() => this.#resumeVideo(resume));
     this.#settleIdle();
+  }
+
+  async #resumeVideo(resume: { video: string; position: number }): Promise<void> {
+    if (this.#resume !== resume) return; // stopped, or replaced by another play, meanwhile
+    await this.play(resume.video, { from: resume.position }).catch((error) => {
+      const code = error instanceof ReelayError ? error.code : "bug";
+      this.#emit({
+        event: "error",
+        code,
+        message: `Resuming ${resume.video}: ${messageOf(error)}`,
+      });
+    });
   }
 
   async #giveUp(last: SessionEnd, downMs: number, attempts: number): Promise<void> {

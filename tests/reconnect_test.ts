@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import type { ClientEvent, ClientSession, ReconnectPolicy } from "../client/mod.ts";
 import { DEFAULT_RECONNECT, type SinkFactory } from "../client/mod.ts";
+import { waitOrCancel } from "../client/reconnect.ts";
 import { MAX_PENDING_REQUESTS } from "../client/session.ts";
 import type { ReelayError } from "../shared/errors.ts";
 import { deferred } from "../shared/async.ts";
@@ -248,11 +249,19 @@ Deno.test("a name taken by someone else is retried for the grace time only, then
   }
 });
 
-Deno.test("a video playing when the connection is cut resumes where it was once back", async () => {
-  const { media, server } = await clipServer("resume", {
+/**
+ * Alice plays a clip through a proxy into a player that takes nothing until it is ended (with a
+ * small window, the stream cannot end meanwhile), then the proxy is cut; she reconnects straight
+ * to the server once `back` settles. `then` runs from the cut on.
+ */
+async function cutWhilePlaying(
+  prefix: string,
+  back: Promise<unknown>,
+  then: (alice: Awaited<ReturnType<typeof joinClient>>) => Promise<void>,
+): Promise<void> {
+  const { media, server } = await clipServer(prefix, {
     file: "clip.mp4",
     seconds: 12,
-    // A small window: the stalled first player holds the stream back from its end.
     patch: (config) => config.stream.windowBytes = 64 * 1024,
   });
   // The first player takes nothing until it is ended; the one after the reconnect takes all.
@@ -268,9 +277,10 @@ Deno.test("a video playing when the connection is cut resumes where it was once 
   };
   const proxy = new HostileProxy(server.port);
   const direct = { hostname: "127.0.0.1", port: server.port };
+  const wait = (ms: number, cancel: Promise<unknown>) => back.then(() => waitOrCancel(ms, cancel));
   const alice = await joinClient(proxy.port, "alice", {
     sinks,
-    reconnect: { ...QUICK, address: () => direct },
+    reconnect: { ...QUICK, wait, address: () => direct },
   });
   try {
     await alice.session.play("clip.mp4");
@@ -279,17 +289,36 @@ Deno.test("a video playing when the connection is cut resumes where it was once 
     const cut = await alice.log.waitFor("stream-ended");
     assert.equal(cut.reason, "error");
     assert.match(cut.message ?? "", /resumes here when the server is back/);
+    await then(alice);
+  } finally {
+    await alice.session.quit();
+    await server.close();
+    await Deno.remove(media.dir, { recursive: true });
+  }
+}
+
+Deno.test("a video playing when the connection is cut resumes where it was once back", async () => {
+  await cutWhilePlaying("resume", Promise.resolve(), async (alice) => {
     const position = alice.log.of("progress").at(-1)!.position;
     const resumed = await alice.log.waitFor("stream-started", (event) => (event.from ?? 0) > 0);
     assert.ok(Math.abs((resumed.from ?? 0) - position) < 0.5, `resumed at ${resumed.from}`);
     const ended = await alice.log.waitFor("stream-ended", (event) => event.reason !== "error");
     assert.equal(ended.reason, "complete");
     await within(alice.session.idle(), 30_000, "the session to be idle");
-  } finally {
-    await alice.session.quit();
-    await server.close();
-    await Deno.remove(media.dir, { recursive: true });
-  }
+  });
+});
+
+Deno.test("a video stopped while the server is away stays stopped once back", async () => {
+  const back = deferred<void>();
+  await cutWhilePlaying("resume-stop", back.promise, async (alice) => {
+    await alice.session.stop();
+    const stopped = await alice.log.waitFor("stream-ended", (event) => event.reason === "stopped");
+    assert.match(stopped.message ?? "", /will not resume/);
+    back.resolve();
+    await alice.log.waitFor("reconnected");
+    await within(alice.session.idle(), 30_000, "the session to be idle");
+    assert.equal(alice.log.of("stream-started").length, 1, "no second start after the stop");
+  });
 });
 
 Deno.test("requests wait for a server that is away, up to a bound: more fail with too-many-requests", async () => {

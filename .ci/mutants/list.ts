@@ -711,6 +711,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: reconnect, filter: "never comes back" }],
   },
   {
+    name: "a video stopped while the server is away resumes anyway",
+    file: "client/session.ts",
+    find: "if (resume) {",
+    replace: "if (false) {",
+    tests: [{ file: reconnect, filter: "stays stopped" }],
+  },
+  {
     name: "typed line dropped on reconnect (the client exits instead)",
     file: "client/mod.ts",
     find: "reconnect: config.client.reconnect ? reconnectPolicy(config.client) : undefined,",
@@ -976,6 +983,20 @@ export const mutants: Mutant[] = [
     find: "endMail: (key, reason) => held.end(key, reason)",
     replace: "endMail: () => Promise.resolve()",
     tests: [{ file: "tests/cluster_server_test.ts", filter: "owner replaced ends" }],
+  },
+  {
+    name: "failover never tries another address",
+    file: "client/mod.ts",
+    find: "? { ...rest.reconnect, address: () => ring.next() }",
+    replace: "? { ...rest.reconnect, address: () => ring.current }",
+    tests: [{ file: "tests/cluster_server_test.ts", filter: "cluster failover" }],
+  },
+  {
+    name: "a changed server key passed for the next address",
+    file: "client/failover.ts",
+    find: "const unreachable = error instanceof ReelayError && UNREACHABLE.has(error.code);",
+    replace: "const unreachable = error instanceof ReelayError;",
+    tests: [{ file: "tests/failover_test.ts", filter: "changed server key" }],
   },
   {
     name: "a failing accept spins instead of pausing (any exception while serving)",
