@@ -254,7 +254,9 @@ export class ClientSession {
     );
     const reading = this.#readLoop(framed);
     this.#reading = reading.then(() => {});
-    void reading.then((end) => this.#connectionEnded(framed, end));
+    void reading.then((end) => this.#connectionEnded(framed, end)).catch((error) =>
+      this.#shutdown({ code: "bug", reason: errorDetail(error) })
+    );
   }
 
   /** Resolves when the connection ended, for any reason. */
@@ -548,6 +550,7 @@ export class ClientSession {
       if (this.#ended) return;
       try {
         await this.#rejoin(policy.address?.(attempt) ?? this.#options);
+        if (this.#ended) return; // the person left while it joined
         return await this.#back(now() - since, attempt);
       } catch (error) {
         last = this.#endFor(error);
