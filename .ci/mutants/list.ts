@@ -1013,6 +1013,20 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/cluster_server_test.ts", filter: "owner replaced ends" }],
   },
   {
+    name: "failover never tries another address",
+    file: "client/mod.ts",
+    find: "? { ...rest.reconnect, address: () => ring.next() }",
+    replace: "? { ...rest.reconnect, address: () => ring.current }",
+    tests: [{ file: "tests/cluster_server_test.ts", filter: "cluster failover" }],
+  },
+  {
+    name: "a changed server key passed for the next address",
+    file: "client/failover.ts",
+    find: "const unreachable = error instanceof ReelayError && UNREACHABLE.has(error.code);",
+    replace: "const unreachable = error instanceof ReelayError;",
+    tests: [{ file: "tests/failover_test.ts", filter: "changed server key" }],
+  },
+  {
     name: "a failing accept spins instead of pausing (any exception while serving)",
     file: "server/server.ts",
     find: "await settlesWithin(this.#closeWake.wait(), ACCEPT_RETRY_MS);",
