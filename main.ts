@@ -67,7 +67,7 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .description("join a server: chat, list and watch videos (reads commands from stdin)")
     .option(
       "--server <host:port>",
-      "server to join (config: [client] server, default 127.0.0.1:9000)",
+      "server to join, or a comma-separated list of one cluster's nodes (config: [client] server, default 127.0.0.1:9000)",
     )
     .option(
       "--name <name>",

@@ -14,14 +14,15 @@ import {
   type Config,
   DEFAULT_CONFIG,
   loadConfig,
-  parseHostPort,
+  parseServerList,
 } from "../shared/config/mod.ts";
 import { EXIT_FAILURE, ReelayError, UsageError } from "../shared/errors.ts";
 import { printError, writeAllSync } from "../shared/io.ts";
 import { nameProblem } from "../shared/names.ts";
 import { loadOrCreateIdentity, resolveHome } from "./keystore.ts";
 import { sinkFactory } from "./player.ts";
-import { DEFAULT_RECONNECT, type ReconnectPolicy } from "./reconnect.ts";
+import { AddressRing } from "./failover.ts";
+import { type Address, DEFAULT_RECONNECT, type ReconnectPolicy } from "./reconnect.ts";
 import { knownServers } from "./server_trust.ts";
 import { ClientSession, type SessionOptions } from "./session.ts";
 import { openServerStore } from "./server_store.ts";
@@ -65,6 +66,12 @@ export interface OpenOptions extends Omit<SessionOptions, "identity" | "openStor
   home: string;
   /** `false`: keep no message history (`--no-history`). Default true. */
   keepHistory?: boolean;
+  /**
+   * Other addresses of the same server (cluster nodes sharing its key, `docs/cluster.md`):
+   * tried in turn when the first does not answer, and by the reconnect after a loss (see
+   * `failover.ts`).
+   */
+  fallbacks?: Address[];
 }
 
 /**
@@ -79,14 +86,22 @@ export interface OpenOptions extends Omit<SessionOptions, "identity" | "openStor
  * ```
  */
 export async function openSession(options: OpenOptions): Promise<ClientSession> {
-  const { home, keepHistory, ...rest } = options;
+  const { home, keepHistory, fallbacks = [], ...rest } = options;
   const { identity } = await loadOrCreateIdentity(home);
-  return await ClientSession.connect({
-    ...rest,
-    identity,
-    openStore: (server) => openServerStore({ home, identity, server, keepHistory }),
-    serverPins: knownServers(home),
-  });
+  const ring = new AddressRing([{ hostname: rest.hostname, port: rest.port }, ...fallbacks]);
+  const reconnect = rest.reconnect && fallbacks.length > 0
+    ? { ...rest.reconnect, address: () => ring.next() }
+    : rest.reconnect;
+  return await ring.connect((address) =>
+    ClientSession.connect({
+      ...rest,
+      ...address,
+      reconnect,
+      identity,
+      openStore: (server) => openServerStore({ home, identity, server, keepHistory }),
+      serverPins: knownServers(home),
+    })
+  );
 }
 
 /**
@@ -129,7 +144,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
       },
     },
   );
-  const address = parseHostPort(config.client.server, DEFAULT_CONFIG.server.port);
+  const [address, ...fallbacks] = parseServerList(config.client.server, DEFAULT_CONFIG.server.port);
   const home = resolveHome({ home: flags.home, env: Deno.env });
   const name = flags.name ?? await chooseName(home, flags.json ?? false);
   const problem = nameProblem(name);
@@ -142,6 +157,7 @@ export async function runClient(flags: ClientFlags): Promise<number> {
   try {
     session = await openSession({
       ...address,
+      fallbacks,
       name,
       home,
       sinks,

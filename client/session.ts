@@ -131,7 +131,8 @@ const CLIENT_QUEUE_BYTES = 64 * 1024 * 1024;
  */
 export class ClientSession {
   readonly name: string;
-  readonly server: string;
+  /** `host:port` of the connection of the moment (another address after a failover). */
+  #server: string;
   readonly #options: SessionOptions;
   #framed!: ClientConnection;
   #channel!: SecureDial;
@@ -169,7 +170,7 @@ export class ClientSession {
     this.#options = options;
     this.store = store;
     this.name = options.name;
-    this.server = `${options.hostname}:${options.port}`;
+    this.#server = `${options.hostname}:${options.port}`;
     this.#conversations = new Conversations({
       identity: options.identity,
       name: options.name,
@@ -257,6 +258,11 @@ export class ClientSession {
     void reading.then((end) => this.#connectionEnded(framed, end)).catch((error) =>
       this.#shutdown({ code: "bug", reason: errorDetail(error) })
     );
+  }
+
+  /** `host:port` of the server as dialled, the address of the connection of the moment. */
+  get server(): string {
+    return this.#server;
   }
 
   /** Resolves when the connection ended, for any reason. */
@@ -594,6 +600,7 @@ export class ClientSession {
           `key of the server this session joined (${expected}): not reconnecting there`,
       );
     }
+    this.#server = `${address.hostname}:${address.port}`;
     this.#attach(channel);
     this.#listed = new Set();
     try {

@@ -3,8 +3,8 @@
  * hand them to the sink in order, grant the server credit as the sink consumes (so a slow
  * player slows the server's ffmpeg, not the chat), and report segments, progress and the end.
  *
- * Progress is reported as it happens (every chunk); how often it is shown is decided by whoever
- * shows it (`client/tui/`).
+ * Progress is reported as it happens (every chunk, and every second while a real-time player
+ * plays what it has); how often it is shown is decided by whoever shows it (`client/tui/`).
  *
  * @module
  */
@@ -29,6 +29,13 @@ type StreamEnd = ServerMessage & { type: "stream-end" };
 const STOP_TIMEOUT_MS = 3000;
 
 /**
+ * How often progress is reported while a real-time player plays: bytes arrive in bursts as it
+ * grants credit (a quarter of the window at a time, seconds of video at a low resolution), and
+ * the last window arrives long before it is shown, but the position on screen moves all along.
+ */
+const PROGRESS_TICK_MS = 1000;
+
+/**
  * What a real-time player is showing, estimated from the time since it got the first bytes
  * (less the time paused) against where each part starts in the stream.
  */
@@ -43,6 +50,8 @@ interface Screen {
   pausedMs: number;
   pausedAt?: number;
   timer?: ReturnType<typeof setTimeout>;
+  /** Reports progress while a real-time player plays what it has (see `PROGRESS_TICK_MS`). */
+  ticker?: ReturnType<typeof setInterval>;
 }
 
 interface Active {
@@ -402,6 +411,12 @@ export class Viewing {
       if (active.screen.startedAt === undefined) {
         active.screen.startedAt = performance.now();
         this.#show(active);
+        if (active.sink.realtime === true) {
+          active.screen.ticker = setInterval(() => {
+            if (this.#active !== active) return clearInterval(active.screen.ticker);
+            if (active.screen.pausedAt === undefined) this.#reportProgress(active);
+          }, PROGRESS_TICK_MS);
+        }
       }
       this.#grantCredit(active);
     }
@@ -444,6 +459,7 @@ export class Viewing {
     if (this.#active !== active) return;
     this.#active = undefined;
     clearTimeout(active.screen.timer);
+    clearInterval(active.screen.ticker);
     active.queue.length = 0;
     active.wake.wake();
     await active.sink.abort();

@@ -158,9 +158,14 @@ export class PeerConnection implements Recipient {
    * peer's inbound rate, when its queue holds half its cap already, or when the server's budget
    * of queued bytes is spent: what others send never gets this peer cut off.
    */
-  deliver(from: string, envelope: Uint8Array): boolean {
+  deliver(from: string, envelope: Uint8Array, id?: string): boolean {
     this.#checkInbound(from, envelope);
-    this.framed.sendMessage({ type: "deliver", from, envelope });
+    this.framed.sendMessage({
+      type: "deliver",
+      from,
+      ...(id === undefined ? {} : { id }),
+      envelope,
+    });
     return !this.framed.closed;
   }
 

@@ -65,7 +65,7 @@ export interface RelayOptions {
    * Hands an envelope to someone neither on this node nor known to its store (a cluster's other
    * nodes); returns their name. Without it they are `unknown-recipient`.
    */
-  route?: (sender: never, to: string, envelope: Uint8Array) => Promise<string>;
+  route?: (sender: never, to: string, envelope: Uint8Array, id: string) => Promise<string>;
 }
 
 const PAGE = 100;
@@ -255,7 +255,7 @@ export class Mailroom<M extends Recipient> {
     const to = online?.announcement.name ?? entry?.name;
     const recipientKey = online ? this.#state.get(online)?.fingerprint : entry?.fingerprint;
     if ((to === undefined || recipientKey === undefined) && this.#options.route) {
-      const name = await this.#options.route(sender as never, outgoing.to, outgoing.envelope);
+      const name = await this.#options.route(sender as never, outgoing.to, outgoing.envelope, id);
       return { status: "relayed", to: name, id };
     }
     if (to === undefined || recipientKey === undefined) {
@@ -273,7 +273,7 @@ export class Mailroom<M extends Recipient> {
     if (!online && this.#options.route) {
       // Known to the cluster's shared registry: online on another node gets it now, else held.
       try {
-        const name = await this.#options.route(sender as never, outgoing.to, outgoing.envelope);
+        const name = await this.#options.route(sender as never, outgoing.to, outgoing.envelope, id);
         return { status: "relayed", to: name, id };
       } catch (error) {
         if (!(error instanceof ReelayError) || error.code !== "unknown-recipient") throw error;

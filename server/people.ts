@@ -22,10 +22,11 @@ export interface People<M extends Recipient> {
   /** Removes a member (if it holds its name) and tells everyone. Idempotent. */
   leave(member: M): void;
   /**
-   * Hands a sealed envelope to the person called `to`, wherever connected; returns their name
-   * as they joined. Throws `unknown-recipient` when nobody by that name is online.
+   * Hands a sealed envelope (and the sender's message `id`) to the person called `to`, wherever
+   * connected; returns their name as they joined. Throws `unknown-recipient` when nobody by that
+   * name is online.
    */
-  route(sender: M, to: string, envelope: Uint8Array): Promise<string>;
+  route(sender: M, to: string, envelope: Uint8Array, id?: string): Promise<string>;
   /** Lets go of what it holds (for a cluster, its names and its NATS subscriptions). */
   close(): Promise<void>;
 }
@@ -76,9 +77,9 @@ export class LocalPeople<M extends Recipient> implements People<M> {
   }
 
   /** See {@linkcode People.route}. */
-  route(sender: M, to: string, envelope: Uint8Array): Promise<string> {
+  route(sender: M, to: string, envelope: Uint8Array, id?: string): Promise<string> {
     try {
-      return Promise.resolve(this.#relay.route(sender, to, envelope));
+      return Promise.resolve(this.#relay.route(sender, to, envelope, id));
     } catch (error) {
       return Promise.reject(error);
     }

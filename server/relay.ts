@@ -12,8 +12,11 @@ import type { Directory, Member } from "./directory.ts";
 /** What the relay needs of a connected person. */
 export interface Recipient extends Member {
   readonly announcement: Announcement;
-  /** Queues a sealed envelope from `from`; false when the recipient is gone (or was cut off). */
-  deliver(from: string, envelope: Uint8Array): boolean;
+  /**
+   * Queues a sealed envelope from `from` (with the sender's message id, by which the recipient
+   * drops a copy sent again); false when the recipient is gone (or was cut off).
+   */
+  deliver(from: string, envelope: Uint8Array, id?: string): boolean;
 }
 
 /**
@@ -53,7 +56,7 @@ export class Relay<M extends Recipient> {
    * they joined. Throws `unknown-recipient` when nobody by that name is online, when it is the
    * sender, or when the recipient went away as it was queued (the message went nowhere).
    */
-  route(sender: M, to: string, envelope: Uint8Array): string {
+  route(sender: M, to: string, envelope: Uint8Array, id?: string): string {
     const recipient = this.#directory.get(to);
     if (!recipient) {
       throw new ReelayError("unknown-recipient", `Nobody called ${JSON.stringify(to)} is online`);
@@ -61,7 +64,7 @@ export class Relay<M extends Recipient> {
     if (recipient === sender) {
       throw new ReelayError("unknown-recipient", "Messages to yourself are not relayed");
     }
-    if (!recipient.deliver(sender.announcement.name, envelope)) {
+    if (!recipient.deliver(sender.announcement.name, envelope, id)) {
       throw new ReelayError(
         "unknown-recipient",
         `${JSON.stringify(to)} is no longer online: the message was not delivered`,

@@ -180,7 +180,7 @@ export class ReelayServer {
           log: deps.log,
           route: people instanceof LocalPeople
             ? undefined
-            : (sender: never, to, envelope) => people.route(sender, to, envelope),
+            : (sender: never, to, envelope, id) => people.route(sender, to, envelope, id),
         },
       ),
       verifyAnnouncement: deps.verifyAnnouncement,

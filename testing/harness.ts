@@ -8,8 +8,8 @@
 import {
   type ClientEvent,
   type ClientSession,
+  type OpenOptions,
   openSession,
-  type SessionOptions,
 } from "../client/mod.ts";
 import { type Config, defaultConfig } from "../shared/config/mod.ts";
 import { silentLogger } from "../shared/log.ts";
@@ -212,7 +212,7 @@ export class EventLog {
 export async function joinClient(
   port: number,
   name: string,
-  options: Partial<SessionOptions> & { home?: string } = {},
+  options: Partial<OpenOptions> = {},
 ): Promise<{ session: ClientSession; log: EventLog; home: string }> {
   const home = options.home ?? await Deno.makeTempDir({ prefix: `reelay-home-${name}-` });
   const session = await openSession({ hostname: "127.0.0.1", port, name, ...options, home });

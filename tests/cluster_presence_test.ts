@@ -116,36 +116,46 @@ clusterTest(
   },
 );
 
-clusterTest("cluster relay: a sealed envelope crosses nodes byte for byte", async () => {
-  await using nats = await TestNats.start();
-  const lines = new Lines();
-  const ncA = await connectNode(nats, "node-a", lines);
-  const ncB = await connectNode(nats, "node-b", lines);
-  const got: [string, string, Uint8Array][] = [];
-  const relayA = await ClusterRelay.start(ncA, "node-a", () => false, lines.log);
-  const relayB = await ClusterRelay.start(ncB, "node-b", (from, to, envelope) => {
-    if (to !== "bob") return false;
-    got.push([from, to, envelope]);
-    return true;
-  }, lines.log);
-  try {
-    const envelope = new Uint8Array(70_000).map((_, i) => i * 7);
-    assert.equal(await relayA.send("node-b", "alice", "bob", envelope), true);
-    assert.deepEqual(got, [["alice", "bob", envelope]]);
-    assert.equal(await relayA.send("node-b", "alice", "nobody", envelope), false);
-    // A node nobody runs answers nothing: not delivered, at once.
-    assert.equal(await relayA.send("node-gone", "alice", "bob", envelope), false);
-    await rejectsWith(
-      relayA.send("node-b", "alice", "bob", new Uint8Array(2 * 1024 * 1024)),
-      "message-too-large",
-    );
-  } finally {
-    await relayA.close();
-    await relayB.close();
-    await ncA.close();
-    await ncB.close();
-  }
-});
+clusterTest(
+  "cluster relay: a sealed envelope crosses nodes byte for byte, with its message id",
+  async () => {
+    await using nats = await TestNats.start();
+    const lines = new Lines();
+    const ncA = await connectNode(nats, "node-a", lines);
+    const ncB = await connectNode(nats, "node-b", lines);
+    const got: [string, string, Uint8Array, string | undefined][] = [];
+    const relayA = await ClusterRelay.start(ncA, "node-a", () => false, lines.log);
+    const relayB = await ClusterRelay.start(ncB, "node-b", (from, to, envelope, id) => {
+      if (to !== "bob") return false;
+      got.push([from, to, envelope, id]);
+      return true;
+    }, lines.log);
+    try {
+      const envelope = new Uint8Array(70_000).map((_, i) => i * 7);
+      assert.equal(await relayA.send("node-b", "alice", "bob", envelope), true);
+      // The id is how the recipient drops a copy sent again (after a failover, say).
+      assert.equal(await relayA.send("node-b", "alice", "bob", envelope, "m-1"), true);
+      assert.deepEqual(got, [["alice", "bob", envelope, undefined], [
+        "alice",
+        "bob",
+        envelope,
+        "m-1",
+      ]]);
+      assert.equal(await relayA.send("node-b", "alice", "nobody", envelope), false);
+      // A node nobody runs answers nothing: not delivered, at once.
+      assert.equal(await relayA.send("node-gone", "alice", "bob", envelope), false);
+      await rejectsWith(
+        relayA.send("node-b", "alice", "bob", new Uint8Array(2 * 1024 * 1024)),
+        "message-too-large",
+      );
+    } finally {
+      await relayA.close();
+      await relayB.close();
+      await ncA.close();
+      await ncB.close();
+    }
+  },
+);
 
 clusterTest("cluster connect: wrong credentials and no server are clear errors", async () => {
   await using nats = await TestNats.start();

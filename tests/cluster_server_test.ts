@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { SERVER_KEY_FILE, startServer } from "../server/mod.ts";
 import { silentLogger } from "../shared/log.ts";
+import { DEFAULT_RECONNECT } from "../client/mod.ts";
 import { joinClient, testConfig } from "../testing/harness.ts";
 import { type Cli, startCliServer } from "./_procs.ts";
 import { NATS_SERVER_PRESENT, NATS_SKIP_NOTE, TestNats } from "./_cluster.ts";
@@ -299,4 +300,56 @@ clusterTest(
       assert.equal(newBob.log.of("message").length, 0);
       await Promise.all([alice.session.quit(), newBob.session.quit()]);
     }),
+);
+
+clusterTest(
+  "cluster failover: a client given both nodes moves to B when A is killed, and the chat goes on",
+  async () => {
+    await using nats = await TestNats.start();
+    const videos = await Deno.makeTempDir({ prefix: "reelay-videos-" });
+    const config = await Deno.makeTempFile({ suffix: ".ini" });
+    await Deno.writeTextFile(config, "[cluster]\npresence_ttl_ms = 1500\n");
+    let nodeA: { cli: Cli; port: number } | undefined;
+    let nodeB: Node | undefined;
+    try {
+      const url = `nats://${nats.user}:${nats.password}@127.0.0.1:${nats.port}`;
+      nodeA = await startCliServer(videos, ["--cluster", url, "--config", config]);
+      // Node B serves the cluster's key: a copy of the one node A made.
+      await Deno.mkdir(`${videos}/state-b`, { mode: 0o700 });
+      const keyB = `${videos}/state-b/${SERVER_KEY_FILE}`;
+      await Deno.copyFile(`${videos}/.state/${SERVER_KEY_FILE}`, keyB);
+      await Deno.chmod(keyB, 0o600);
+      nodeB = await startNode(nats, videos, "node-b", 1500, `${videos}/state-b`);
+      const bob = await joinClient(nodeB.port, "bob");
+      const alice = await joinClient(nodeA.port, "alice", {
+        fallbacks: [{ hostname: "127.0.0.1", port: nodeB.port }],
+        // Retried until node B has dropped the dead node's alice (presence TTL).
+        reconnect: { ...DEFAULT_RECONNECT, minDelayMs: 100, maxDelayMs: 1000 },
+      });
+      assert.equal(alice.session.server, `127.0.0.1:${nodeA.port}`);
+      await alice.session.send("bob", "before");
+      await bob.log.waitFor("message", (event) => event.text === "before");
+      await bob.session.send("alice", "got it");
+      await alice.log.waitFor("message", (event) => event.text === "got it");
+
+      nodeA.cli.child.kill("SIGKILL");
+      await nodeA.cli.exit();
+      await alice.log.waitFor("reconnected", () => true, 30_000);
+      assert.equal(alice.session.server, `127.0.0.1:${nodeB.port}`, "alice is on node B");
+      await alice.session.send("bob", "after");
+      await bob.log.waitFor("message", (event) => event.text === "after");
+      await bob.session.send("alice", "still you");
+      await alice.log.waitFor("message", (event) => event.text === "still you");
+      for (const log of [alice.log, bob.log]) {
+        assert.deepEqual(log.of("key-changed"), [], "no key-change warning");
+        assert.deepEqual(log.of("error"), []);
+      }
+      await Promise.all([alice.session.quit(), bob.session.quit()]);
+    } finally {
+      await nodeA?.cli.dispose();
+      await nodeB?.close();
+      await Deno.remove(videos, { recursive: true });
+      await Deno.remove(config);
+    }
+  },
 );

@@ -125,6 +125,32 @@ Deno.test("viewing: a real-time player's position on screen is not where the byt
   await end(3 * 188);
 });
 
+Deno.test("viewing: a real-time player's position on screen moves on while nothing arrives", async () => {
+  const { send, end, events } = play(true);
+  send(0, 0);
+  send(1, 1.5);
+  send(2, 2.99);
+  const arrived = events.length;
+  const last = events.findLast((e) => e.event === "progress");
+  assert.ok(last?.event === "progress");
+  // Every byte is here; the player plays it, and the position on screen goes on without them.
+  await within(
+    (async () => {
+      while (!events.slice(arrived).some((e) => e.event === "progress" && e.shown > 0)) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })(),
+    10_000,
+    "progress while the player plays",
+  );
+  const ticked = events.slice(arrived).filter((e) => e.event === "progress");
+  const where = last.position;
+  assert.ok(
+    ticked.every((e) => e.event === "progress" && e.position === where && e.shown <= where),
+  );
+  await end(3 * 188);
+});
+
 Deno.test("viewing: a stream called complete whose media falls short is an error", async () => {
   const { send, end, events } = play(false);
   send(0, 0);

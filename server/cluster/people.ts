@@ -26,7 +26,7 @@ import {
   type PresenceInfo,
   type PresentPerson,
 } from "./presence.ts";
-import { ClusterRelay } from "./relay.ts";
+import { ClusterRelay, type LocalDelivery } from "./relay.ts";
 
 /** How a node takes part. */
 export interface ClusterPeopleOptions {
@@ -82,11 +82,11 @@ export class ClusterPeople<M extends Recipient> implements People<M> {
   ): Promise<ClusterPeople<M>> {
     const { nodeId, log } = options;
     // The relay needs the directory, which the instance owns: deliver through a late binding.
-    let deliverHere: (from: string, to: string, envelope: Uint8Array) => boolean = () => false;
+    let deliverHere: LocalDelivery = () => false;
     const relay = await ClusterRelay.start(
       nc,
       nodeId,
-      (from, to, envelope) => deliverHere(from, to, envelope),
+      (from, to, envelope, id) => deliverHere(from, to, envelope, id),
       log,
     );
     let presence: ClusterPresence;
@@ -103,9 +103,9 @@ export class ClusterPeople<M extends Recipient> implements People<M> {
       throw error;
     }
     const people = new ClusterPeople<M>(presence, relay, log);
-    deliverHere = (from, to, envelope) => {
+    deliverHere = (from, to, envelope, id) => {
       const recipient = people.#directory.get(to);
-      return recipient ? recipient.deliver(from, envelope) : false;
+      return recipient ? recipient.deliver(from, envelope, id) : false;
     };
     return people;
   }
@@ -142,8 +142,8 @@ export class ClusterPeople<M extends Recipient> implements People<M> {
   }
 
   /** See {@linkcode People.route}. */
-  async route(sender: M, to: string, envelope: Uint8Array): Promise<string> {
-    if (this.#directory.get(to)) return this.#localRelay.route(sender, to, envelope);
+  async route(sender: M, to: string, envelope: Uint8Array, id?: string): Promise<string> {
+    if (this.#directory.get(to)) return this.#localRelay.route(sender, to, envelope, id);
     const remote = this.#presence.get(to);
     if (!remote || remote.node === this.#presence.nodeId) {
       throw new ReelayError("unknown-recipient", `Nobody called ${JSON.stringify(to)} is online`);
@@ -153,6 +153,7 @@ export class ClusterPeople<M extends Recipient> implements People<M> {
       sender.announcement.name,
       remote.name,
       envelope,
+      id,
     );
     if (!delivered) {
       throw new ReelayError(

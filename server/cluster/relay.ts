@@ -1,8 +1,8 @@
 /**
  * Relaying sealed envelopes between nodes over NATS. Each node answers requests on
  * `reelay.node.<id>.deliver`; the sender's node finds the recipient's node in presence and asks
- * it to deliver. The payload is the sender's name, the recipient's name and the envelope, each
- * length-prefixed; the envelope stays opaque bytes (sealed end to end by the clients). The reply
+ * it to deliver. The payload is the sender's name, the recipient's name, the envelope and the
+ * sender's message id (empty when none), each length-prefixed; the envelope stays opaque bytes (sealed end to end by the clients). The reply
  * is one byte: 1 delivered, 0 the recipient is not there (any more).
  *
  * @module
@@ -15,11 +15,18 @@ import type { Logger } from "../../shared/log.ts";
 import type { NatsConnection } from "./nats.ts";
 
 /** Delivers to a person connected to this node; false when they are not (any more). */
-export type LocalDelivery = (from: string, to: string, envelope: Uint8Array) => boolean;
+export type LocalDelivery = (
+  from: string,
+  to: string,
+  envelope: Uint8Array,
+  id?: string,
+) => boolean;
 
 /** How long a node waits for another to say whether it delivered. */
 const DELIVER_TIMEOUT_MS = 5000;
 const MAX_NAME_BYTES = 1024;
+/** A message id is at most 64 characters (`server/store`); room to spare for the check there. */
+const MAX_ID_BYTES = 256;
 
 /** The subject a node takes deliveries on. */
 export function deliverSubject(nodeId: string): string {
@@ -66,8 +73,14 @@ export class ClusterRelay {
    * `message-too-large` past NATS's payload limit and `cluster-unavailable` when the node does
    * not answer in time.
    */
-  async send(node: string, from: string, to: string, envelope: Uint8Array): Promise<boolean> {
-    const payload = encodeFields([from, to, envelope]);
+  async send(
+    node: string,
+    from: string,
+    to: string,
+    envelope: Uint8Array,
+    id = "",
+  ): Promise<boolean> {
+    const payload = encodeFields([from, to, envelope, id]);
     const limit = this.#nc.info?.max_payload;
     if (limit !== undefined && payload.length > limit) {
       throw new ReelayError(
@@ -105,9 +118,11 @@ export class ClusterRelay {
         const from = fromUtf8(reader.prefixed32(1, MAX_NAME_BYTES));
         const to = fromUtf8(reader.prefixed32(1, MAX_NAME_BYTES));
         const envelope = reader.prefixed32(0, message.data.length);
+        const id = fromUtf8(reader.prefixed32(0, MAX_ID_BYTES));
         reader.end();
         if (from === undefined || to === undefined) throw new RangeError("Names are not UTF-8");
-        delivered = deliver(from, to, envelope);
+        if (id === undefined) throw new RangeError("The message id is not UTF-8");
+        delivered = deliver(from, to, envelope, id === "" ? undefined : id);
       } catch (error) {
         this.#log("warn", `Malformed delivery on ${message.subject}: ${errorDetail(error)}`);
       }

@@ -67,6 +67,28 @@ export function applyFlags(config: Config, flags: Flags): Config {
 }
 
 /**
+ * Splits a comma-separated list of server addresses (`a:9000,b:9000`: the nodes of one
+ * cluster), each as {@linkcode parseHostPort} reads it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseServerList } from "./mod.ts";
+ * assert.deepEqual(parseServerList("a:9100, b", 9000), [
+ *   { hostname: "a", port: 9100 },
+ *   { hostname: "b", port: 9000 },
+ * ]);
+ * assert.throws(() => parseServerList("a:9000,,b", 9000), /not HOST:PORT/);
+ * ```
+ */
+export function parseServerList(
+  text: string,
+  defaultPort: number,
+): { hostname: string; port: number }[] {
+  return text.split(",").map((each) => parseHostPort(each.trim(), defaultPort));
+}
+
+/**
  * Splits `HOST:PORT` (IPv6 as `[::1]:9000`); a bare host gets `defaultPort`.
  *
  * @example

@@ -222,6 +222,7 @@ export const SCHEMA = {
     idleTimeoutMs: key(intIn(200, 7_200_000), 45_000),
   },
   client: {
+    /** `HOST:PORT`, or a comma-separated list of one cluster's nodes (`a:9000,b:9000`). */
     server: key(nonEmpty(300), "127.0.0.1:9000"),
     player: key(nonEmpty(), "auto"),
     /** Ring the terminal bell when a message arrives. */
