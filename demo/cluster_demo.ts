@@ -126,7 +126,7 @@ async function demo(root: string): Promise<void> {
 
       await chapter(
         "alice sends bob a sealed message; node-a hands the opaque bytes to node-b over NATS",
-        "client/chat.ts, server/cluster/relay.ts (reelay.node.<id>.deliver)",
+        "client/conversations.ts, server/cluster/relay.ts (reelay.node.<id>.deliver)",
       );
       await alice.session.send("bob", "Hi bob, from the other node!");
       await say("bob", await next(bob.events, bob.session, "message"));

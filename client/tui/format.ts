@@ -172,10 +172,14 @@ function printableDeep<T>(value: T): T {
   return Object.fromEntries(entries) as T;
 }
 
+/** `n` with at least two digits. */
+function two(n: number): string {
+  return String(n).padStart(2, "0");
+}
+
 /** The local time of day as `HH:MM`. */
 function clock(epochMs: number): string {
   const date = new Date(epochMs);
-  const two = (n: number) => String(n).padStart(2, "0");
   return `${two(date.getHours())}:${two(date.getMinutes())}`;
 }
 
@@ -183,7 +187,6 @@ function clock(epochMs: number): string {
 function when(epochMs: number, today: number): string {
   const date = new Date(epochMs);
   if (date.toDateString() === new Date(today).toDateString()) return clock(epochMs);
-  const two = (n: number) => String(n).padStart(2, "0");
   return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ` +
     clock(epochMs);
 }

@@ -251,6 +251,10 @@ interface Playing {
   parked: boolean;
   /** Woken on pause, resume, park and stop. */
   control: Wake;
+  /** The stream whose drop from a shared part is watched (once per stream, not per pause). */
+  watched?: VideoStream;
+  /** Why that stream was dropped from its shared part, once it was. */
+  droppedWhy?: string;
 }
 
 function withRef(ref: number | undefined): { ref?: number } {
@@ -460,16 +464,21 @@ class StreamViewer implements Viewer {
     const stream = playing.stream;
     stream.suspend();
     this.#deps.log("info", `${this.#describe(playing)} paused after ${playing.bytes} bytes`);
-    const park = (why: string) => {
-      if (playing.stream !== stream || !playing.paused || playing.parked) return;
-      playing.parked = true;
-      this.#deps.log("info", `${this.#describe(playing)} parked: ${why}`);
-      playing.control.wake();
-    };
+    const park = (why: string) => this.#park(playing, stream, why);
     const grace = setTimeout(() => park("its ffmpeg is ended"), this.#deps.pauseGraceMs);
-    void stream.fellBehind.then((error) =>
-      park(`dropped from a shared part (${error.message}); it goes on from what it was sent`)
-    );
+    if (playing.watched !== stream) {
+      // One reaction per stream: a pause/resume loop must not pile up closures on a promise
+      // that may never settle.
+      playing.watched = stream;
+      playing.droppedWhy = undefined;
+      void stream.fellBehind.then((error) => {
+        if (playing.stream !== stream) return;
+        playing.droppedWhy =
+          `dropped from a shared part (${error.message}); it goes on from what it was sent`;
+        this.#park(playing, stream, playing.droppedWhy);
+      });
+    }
+    if (playing.droppedWhy) park(playing.droppedWhy);
     try {
       while (playing.paused && !playing.parked && !playing.stopReason) {
         await playing.control.wait();
@@ -487,6 +496,14 @@ class StreamViewer implements Viewer {
     while (playing.paused && !playing.stopReason) await playing.control.wait();
     playing.parked = false;
     return playing.stopReason ? "stopped" : "parked";
+  }
+
+  /** Parks a paused `stream` (its ffmpeg is ended on the way out of the hold). */
+  #park(playing: Playing, stream: VideoStream, why: string): void {
+    if (playing.stream !== stream || !playing.paused || playing.parked) return;
+    playing.parked = true;
+    this.#deps.log("info", `${this.#describe(playing)} parked: ${why}`);
+    playing.control.wake();
   }
 
   /** The first frame and audio sample not sent yet. */
