@@ -42,7 +42,7 @@ import { messageOf, ReelayError } from "../shared/errors.ts";
 import { nameKey } from "../shared/names.ts";
 import type { ClientMessage, ServerMessage } from "../shared/protocol/mod.ts";
 import type { ClientEvent } from "./events.ts";
-import type { ClientStore } from "./store/mod.ts";
+import type { ClientStore, DeliveryStatus, HistoryEntry } from "./store/mod.ts";
 
 /** One-time prekeys of each kind made at first, and again whenever the server runs low. */
 export const PREKEY_BATCH = 10;
@@ -114,6 +114,9 @@ export class Conversations {
   readonly #now: () => number;
   #prekeys: PrekeyStore | undefined;
   #ownFingerprint: string | undefined;
+  #historyClaimed: Promise<void> | undefined;
+  /** Whether the last history write failed (reported when it started failing). */
+  #historyFailing = false;
 
   /** Conversations as `name` holding `identity`, kept in `store`. */
   constructor(options: {
@@ -136,9 +139,11 @@ export class Conversations {
   /**
    * Makes our prekeys on first use, replaces the signed ones when a week old, and gives the
    * server those it does not have yet, and a new batch when it runs low. Resolves once the
-   * server stored them.
+   * server stored them. Also checks, once, that the message history is this identity's (see
+   * `ClientStore.claimHistory`), saying so when it was not.
    */
   async publishPrekeys(): Promise<void> {
+    await (this.#historyClaimed ??= this.#claimHistory());
     const prekeys = await this.#loadPrekeys();
     await this.#queue.run(async () => {
       const before = prekeys.counts().previous;
@@ -178,14 +183,7 @@ export class Conversations {
     const sent = await this.#queue.run(async () => {
       const live = await this.#conversation(to) ?? await this.#start(to, bundle);
       const request = await this.#seal(to, live, { k: "m", id, text, at }, id);
-      await this.#store.addHistory({
-        peer: to.name,
-        direction: "out",
-        id,
-        text,
-        at,
-        status: "sending",
-      });
+      await this.#addHistory({ peer: to.name, direction: "out", id, text, at, status: "sending" });
       return request;
     });
     let reply: ServerMessage;
@@ -193,13 +191,13 @@ export class Conversations {
       reply = await sent.reply;
     } catch (error) {
       if (error instanceof ReelayError && MESSAGE_FAILURES.has(error.code)) {
-        this.#store.markHistory(to.name, id, "failed");
+        this.#markHistory(to.name, id, "failed");
         this.#emit({ event: "failed", to: to.name, id, reason: error.code });
       }
       throw error;
     }
     const status: SendStatus = reply.type === "queued" ? "queued" : "relayed";
-    this.#store.markHistory(to.name, id, status === "queued" ? "queued" : "sent");
+    this.#markHistory(to.name, id, status === "queued" ? "queued" : "sent");
     this.#emit(
       status === "queued" ? { event: "queued", to: to.name, id } : {
         event: "sent",
@@ -252,14 +250,18 @@ export class Conversations {
         return Promise.resolve();
       });
     }
-    this.#store.markHistory(message.from, message.id, "failed");
+    this.#markHistory(message.from, message.id, "failed");
     this.#emit({ event: "failed", to: message.from, id: message.id, reason: message.reason });
   }
 
-  /** A message the server itself says failed (it expired, its recipient was forgotten). */
+  /**
+   * A message the server itself says failed (it expired, its recipient was forgotten). Its word
+   * is not signed, so the history takes it only for a message the server held or never took:
+   * it cannot undo `sent` or the recipient's own `delivered`.
+   */
   failed(message: ServerMessage & { type: "failed" }): void {
     this.#ack(message.mail);
-    this.#store.markHistory(message.to, message.id, "failed");
+    this.#markHistory(message.to, message.id, "failed", SERVER_MAY_FAIL);
     this.#emit({ event: "failed", to: message.to, id: message.id, reason: message.reason });
   }
 
@@ -318,12 +320,12 @@ export class Conversations {
     if (plain.k === "r") {
       this.#ack(message.mail);
       for (const delivered of plain.ids) {
-        this.#store.markHistory(from, delivered, "delivered");
+        this.#markHistory(from, delivered, "delivered");
         this.#emit({ event: "delivered", to: from, id: delivered });
       }
       return;
     }
-    await this.#store.addHistory({
+    const kept: HistoryEntry = {
       peer: from,
       direction: "in",
       id: plain.id,
@@ -331,7 +333,8 @@ export class Conversations {
       // The time the message line showed (the sender's clock), unless it is no time at all.
       at: Number.isSafeInteger(plain.at) && plain.at > 0 ? plain.at : Date.now(),
       status: "received",
-    });
+    };
+    await this.#addHistory(kept); // best effort: it never keeps the message from being shown
     this.#ack(message.mail);
     this.#emit({
       event: "message",
@@ -500,6 +503,63 @@ export class Conversations {
     this.#link.post({ type: "refuse", to, toKey, id, reason, signature });
   }
 
+  /**
+   * Keeps `entry` in the history, best effort: a message is shown and acknowledged (or sent)
+   * whether or not it could be kept. Checks first that the history is this identity's.
+   */
+  async #addHistory(entry: HistoryEntry): Promise<void> {
+    await (this.#historyClaimed ??= this.#claimHistory());
+    try {
+      await this.#store.addHistory(entry);
+      this.#historyFailing = false;
+    } catch (error) {
+      this.#historyFailed(error);
+    }
+  }
+
+  /** Records where a kept message stands, best effort (see {@linkcode #addHistory}). */
+  #markHistory(
+    peer: string,
+    id: string,
+    status: DeliveryStatus,
+    onlyFrom?: readonly DeliveryStatus[],
+  ): void {
+    try {
+      this.#store.markHistory(peer, id, status, onlyFrom);
+    } catch (error) {
+      this.#historyFailed(error);
+    }
+  }
+
+  async #claimHistory(): Promise<void> {
+    try {
+      const deleted = await this.#store.claimHistory();
+      if (deleted === undefined) return;
+      const lost = deleted === 1
+        ? "its 1 kept message cannot be read here: it was deleted"
+        : `its ${deleted} kept messages cannot be read here: they were deleted`;
+      this.#reject(
+        "history-restarted",
+        `The history in "${this.#store.file}" was kept for another identity (identity.json was ` +
+          `replaced), so ${lost}; new messages are kept under this identity`,
+      );
+    } catch (error) {
+      this.#historyFailed(error);
+    }
+  }
+
+  /** Told once, until a write succeeds again: a message per failed write would drown the rest. */
+  #historyFailed(error: unknown): void {
+    if (this.#historyFailing) return;
+    this.#historyFailing = true;
+    this.#reject(
+      "history-unavailable",
+      `Messages cannot be kept in "${this.#store.file}" (${messageOf(error)}); they are still ` +
+        "shown and acknowledged, only not kept. Free disk space or make the file writable, or " +
+        "stop keeping them with /history off",
+    );
+  }
+
   #reject(code: string, message: string): void {
     this.#emit({ event: "error", code, message });
   }
@@ -552,6 +612,8 @@ const MESSAGE_FAILURES = new Set([
   "recipient-mailbox-full",
   "mailbox-full",
 ]);
+/** What the server's unsigned `failed` may move a kept message from. */
+const SERVER_MAY_FAIL: readonly DeliveryStatus[] = ["sending", "queued"];
 /** Receiver-side failures the sender is told about with a signed refusal. */
 const REFUSE_ON = new Set([
   "no-conversation",

@@ -267,3 +267,33 @@ Deno.test("client store: a store of version 1 is upgraded in place, keeping what
     store.close();
   });
 });
+
+Deno.test("client store: a version 2 store, with or without the row count, is upgraded to 3 and bounded", async () => {
+  // Version 2 first landed without `history_total`; for a while it was made with it.
+  for (const hadCount of [false, true]) {
+    await withHome(async (home) => {
+      const made = await ClientStore.open({ home, server: "s", identity: me });
+      await made.addHistory({ peer: "bob", direction: "in", id: "m0", text: "old", at: 0 });
+      await made.addHistory({ peer: "bob", direction: "in", id: "m1", text: "older", at: 1 });
+      made.close();
+      const db = new DatabaseSync(made.file);
+      db.exec(
+        hadCount
+          ? "UPDATE history_total SET rows = 7; PRAGMA user_version = 2;"
+          : `DROP TRIGGER history_added; DROP TRIGGER history_deleted; DROP TABLE history_total;
+             PRAGMA user_version = 2;`,
+      );
+      db.close();
+      const store = await ClientStore.open({ home, server: "s", identity: me, maxHistoryTotal: 3 });
+      await store.addHistory({ peer: "bob", direction: "out", id: "m2", text: "hi", at: 2 });
+      await store.addHistory({ peer: "bob", direction: "out", id: "m3", text: "again", at: 3 });
+      const kept = await store.history("bob", 5);
+      assert.deepEqual(kept.map((entry) => entry.text), ["older", "hi", "again"], `${hadCount}`);
+      store.close();
+      const after = new DatabaseSync(made.file);
+      assert.equal(after.prepare("PRAGMA user_version").get()?.user_version, 3);
+      assert.equal(after.prepare("SELECT rows FROM history_total").get()?.rows, 3);
+      after.close();
+    });
+  }
+});

@@ -170,6 +170,63 @@ Deno.test("a relay cannot forge a receipt, nor replay an old one", async () => {
   }
 });
 
+Deno.test("the server's unsigned failed cannot undo sent or delivered in the history; it fails a held one", async () => {
+  const server = await startTestServer();
+  const proxy = new HostileProxy(server.port);
+  try {
+    const alice = await joinClient(proxy.port, "alice");
+    const bob = await joinClient(server.port, "bob");
+    const carol = await joinClient(server.port, "carol");
+    await alice.log.waitFor("joined", (event) => event.name === "carol");
+    let dropFromBob = false;
+    let lies: Json[] = [];
+    proxy.rewrite = (direction, message) => {
+      if (direction !== "to-client" || message.type !== "deliver") return [message];
+      if (message.from === "bob" && dropFromBob) return []; // bob's receipts never arrive
+      // Carol's messages carry the lies in front of them, so they are handled before hers.
+      if (message.from !== "carol") return [message];
+      const told = lies;
+      lies = [];
+      return [...told, message];
+    };
+    const lie = (id: string): Json => ({ type: "failed", to: "bob", id, reason: "expired" });
+    const said = async (text: string) => {
+      await carol.session.send("alice", text);
+      await alice.log.waitFor("message", (event) => event.text === text);
+    };
+    const status = async () =>
+      Object.fromEntries(
+        (await alice.session.store.history("bob", 10)).map((entry) => [entry.text, entry.status]),
+      );
+
+    await talk(alice, bob, ["delivered one"]);
+    dropFromBob = true;
+    await alice.session.send("bob", "sent two");
+    await bob.log.waitFor("message", (event) => event.text === "sent two");
+    const [one, two] = alice.log.of("sent").map((event) => event.id);
+    lies = [lie(one), lie(two)];
+    await said("first marker");
+    assert.equal(alice.log.of("failed").length, 2, "the server's word is reported");
+    assert.deepEqual(await status(), { "delivered one": "delivered", "sent two": "sent" });
+
+    await bob.session.quit();
+    await alice.log.waitFor("left", (event) => event.name === "bob");
+    await alice.session.send("bob", "queued three");
+    const three = (await alice.log.waitFor("queued")).id;
+    lies = [lie(three)];
+    await said("second marker");
+    assert.deepEqual(await status(), {
+      "delivered one": "delivered",
+      "sent two": "sent",
+      "queued three": "failed",
+    });
+    await Promise.all([alice, carol].map((client) => client.session.quit()));
+  } finally {
+    await proxy.close();
+    await server.close();
+  }
+});
+
 Deno.test("the ratchet's keys change with every message and every change of direction", async () => {
   await withTrio(async ({ alice, bob }) => {
     const chains = new Set<string>();

@@ -16,7 +16,7 @@ import { messageOf, ReelayError } from "../../shared/errors.ts";
 const FOLDER_MODE = 0o700;
 const FILE_MODE = 0o600;
 const APPLICATION_ID = 0x52454543; // "REEC"
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 const canChmod = Deno.build.os !== "windows";
 
 const SCHEMA = `
@@ -39,20 +39,35 @@ CREATE INDEX history_by_peer ON history (name_key, id);
 
 /**
  * From version 1 to 2: each history row gets its message id and delivery status outside the
- * ciphertext, so a receipt can mark it delivered without decrypting and encrypting it again;
- * triggers keep the number of rows, so the bound in all is checked without counting them.
+ * ciphertext, so a receipt can mark it delivered without decrypting and encrypting it again.
+ * A migration that landed is never edited: files at its version exist.
  */
 const TO_VERSION_2 = `
 ALTER TABLE history ADD COLUMN message_id TEXT;
 ALTER TABLE history ADD COLUMN status TEXT;
 CREATE INDEX history_by_message ON history (name_key, message_id);
-CREATE TABLE history_total (rows INTEGER NOT NULL) STRICT;
+`;
+
+/**
+ * From version 2 to 3: triggers keep the number of history rows, so the bound in all is checked
+ * without counting them. `IF NOT EXISTS` because for a while version 2 itself made the table, so
+ * a version 2 file may already have it (its count is recomputed, which is right either way).
+ */
+const TO_VERSION_3 = `
+CREATE TABLE IF NOT EXISTS history_total (rows INTEGER NOT NULL) STRICT;
+DELETE FROM history_total;
 INSERT INTO history_total SELECT count(*) FROM history;
-CREATE TRIGGER history_added AFTER INSERT ON history
+CREATE TRIGGER IF NOT EXISTS history_added AFTER INSERT ON history
   BEGIN UPDATE history_total SET rows = rows + 1; END;
-CREATE TRIGGER history_deleted AFTER DELETE ON history
+CREATE TRIGGER IF NOT EXISTS history_deleted AFTER DELETE ON history
   BEGIN UPDATE history_total SET rows = rows - 1; END;
 `;
+
+/** What brings a file at each older version up to {@linkcode SCHEMA_VERSION}. */
+const UPGRADES: Record<number, string> = {
+  1: TO_VERSION_2 + TO_VERSION_3,
+  2: TO_VERSION_3,
+};
 
 function unusable(path: string, error: unknown): ReelayError {
   return new ReelayError(
@@ -118,9 +133,9 @@ export async function openClientDb(dir: string, path: string): Promise<DatabaseS
       (db.prepare("PRAGMA user_version").get() as { user_version: number }).user_version,
     );
     if (appId === 0 && version === 0) {
-      migrate(db, SCHEMA + TO_VERSION_2, `PRAGMA application_id = ${APPLICATION_ID};`);
-    } else if (appId === APPLICATION_ID && version === 1) {
-      migrate(db, TO_VERSION_2, "");
+      migrate(db, SCHEMA + UPGRADES[1], `PRAGMA application_id = ${APPLICATION_ID};`);
+    } else if (appId === APPLICATION_ID && UPGRADES[version] !== undefined) {
+      migrate(db, UPGRADES[version], "");
     } else if (appId !== APPLICATION_ID || version !== SCHEMA_VERSION) {
       throw new ReelayError(
         "client-store-foreign",

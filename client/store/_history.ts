@@ -133,14 +133,23 @@ export class MessageHistory {
     });
   }
 
-  /** Records where message `id` to or from `peer` stands (a status never goes back). */
-  mark(peer: string, id: string, status: DeliveryStatus): void {
+  /**
+   * Records where message `id` to or from `peer` stands (a status never goes back); with
+   * `onlyFrom`, only a message that stands at one of those.
+   */
+  mark(
+    peer: string,
+    id: string,
+    status: DeliveryStatus,
+    onlyFrom?: readonly DeliveryStatus[],
+  ): void {
     const { db } = this.#parts;
     const key = nameKey(peer);
     const rows = db.prepare("SELECT id, status FROM history WHERE name_key = ? AND message_id = ?")
       .all(key, id);
     const rank = (value: unknown) => RANK[value as DeliveryStatus] ?? -1;
-    const behind = rows.filter((row) => RANK[status] > rank(row.status));
+    const allowed = (value: unknown) => !onlyFrom || onlyFrom.includes(value as DeliveryStatus);
+    const behind = rows.filter((row) => RANK[status] > rank(row.status) && allowed(row.status));
     if (behind.length === 0) return;
     this.#parts.transaction(() => {
       for (const row of behind) {
@@ -203,6 +212,27 @@ export class MessageHistory {
     return deleted;
   }
 
+  /**
+   * Makes sure the history key in the file opens with this identity. One wrapped for another
+   * identity (identity.json was replaced) never will, so the rows sealed under it cannot be read
+   * here: they are deleted and a new key is started. Returns how many rows were deleted then, else
+   * `undefined`. Does nothing while history is forced off (nothing is written then).
+   */
+  async claim(): Promise<number | undefined> {
+    const wrapped = this.#parts.meta.get(KEY);
+    if (this.#parts.forcedOff || this.#key || !wrapped) return undefined;
+    const raw = await this.#parts.identity.decrypt(wrapped).catch(() => undefined);
+    if (raw) {
+      this.#key ??= await importHistoryKey(raw);
+      return undefined;
+    }
+    // Rows first: a crash between the two leaves the foreign key, and the next claim goes on.
+    const deleted = this.clear();
+    this.#parts.meta.set(KEY, undefined);
+    await this.#cipherKey();
+    return deleted;
+  }
+
   async #cipherKey(): Promise<CryptoKey> {
     if (this.#key) return this.#key;
     const { identity, meta, file } = this.#parts;
@@ -224,13 +254,16 @@ export class MessageHistory {
         new Uint8Array(await crypto.subtle.encrypt({ name: "RSA-OAEP" }, publicKey, raw)),
       );
     }
-    this.#key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, [
-      "encrypt",
-      "decrypt",
-    ]);
-    raw.fill(0);
+    this.#key = await importHistoryKey(raw);
     return this.#key;
   }
+}
+
+/** The AES-GCM key of `raw` (which is zeroed). */
+async function importHistoryKey(raw: Bytes): Promise<CryptoKey> {
+  const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+  raw.fill(0);
+  return key;
 }
 
 async function seal(

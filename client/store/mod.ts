@@ -379,9 +379,26 @@ export class ClientStore {
     return this.#history.add(entry);
   }
 
-  /** Records where message `id` to or from `peer` stands (a status never goes back). */
-  markHistory(peer: string, id: string, status: DeliveryStatus): void {
-    this.#history.mark(peer, id, status);
+  /**
+   * Makes sure the history opens with this store's identity; when it was kept for another one
+   * (identity.json replaced), deletes the rows no one here can read and starts a new key, and
+   * returns how many went (else `undefined`).
+   */
+  claimHistory(): Promise<number | undefined> {
+    return this.#history.claim();
+  }
+
+  /**
+   * Records where message `id` to or from `peer` stands (a status never goes back); with
+   * `onlyFrom`, only a message that stands at one of those.
+   */
+  markHistory(
+    peer: string,
+    id: string,
+    status: DeliveryStatus,
+    onlyFrom?: readonly DeliveryStatus[],
+  ): void {
+    this.#history.mark(peer, id, status, onlyFrom);
   }
 
   /** The last `limit` messages with `peer` (with everyone when `undefined`), oldest first. */
