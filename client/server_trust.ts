@@ -14,6 +14,7 @@ import {
   serverFingerprint,
   ServerPins,
 } from "../shared/channel/mod.ts";
+import { abortAfter } from "../shared/async.ts";
 import { messageOf, ReelayError } from "../shared/errors.ts";
 import { CHANNEL_PROLOGUE } from "../shared/protocol/mod.ts";
 
@@ -31,9 +32,14 @@ export interface SecureDialOptions {
   pins: ServerPins;
   /** The fingerprint the person accepts for this server in place of the pinned one. */
   acceptServerKey?: string;
-  /** Deadline of the handshake. */
+  /** Deadline of the TCP connect, and again of the handshake (default 10 s each). */
   timeoutMs?: number;
+  /** Calls the dial off (the person left): the connection is closed and its reason thrown. */
+  signal?: AbortSignal;
 }
+
+/** How long a connect or a handshake may take unless told otherwise. */
+export const DIAL_TIMEOUT_MS = 10_000;
 
 /** A connection whose server key matched (or was just pinned). */
 export interface SecureDial extends ClientHandshake {
@@ -85,35 +91,68 @@ export function knownServers(home: string): ServerPins {
  * ```
  */
 export async function secureDial(options: SecureDialOptions): Promise<SecureDial> {
-  const { hostname, port } = options;
-  const address = `${hostname}:${port}`;
-  let conn: Deno.TcpConn;
+  const address = `${options.hostname}:${options.port}`;
+  const conn = await connect(options);
+  // Leaving during the handshake closes the connection, which ends the handshake at once.
+  const leave = () => {
+    try {
+      conn.close();
+    } catch {
+      // The handshake closed it already.
+    }
+  };
+  options.signal?.addEventListener("abort", leave, { once: true });
+  let handshake: ClientHandshake;
   try {
-    conn = await Deno.connect({ hostname, port });
+    handshake = await initiate(conn, {
+      prologue: CHANNEL_PROLOGUE,
+      timeoutMs: options.timeoutMs ?? DIAL_TIMEOUT_MS,
+      peer: address,
+    });
   } catch (error) {
-    throw new ReelayError(
-      "server-unreachable",
-      `Cannot reach a reelay server at ${address}: ${messageOf(error)}`,
-      { cause: error },
-    );
+    options.signal?.throwIfAborted();
+    throw error;
+  } finally {
+    options.signal?.removeEventListener("abort", leave);
   }
   try {
-    conn.setNoDelay(true);
-  } catch {
-    // Gone already: the handshake will say so.
-  }
-  const handshake = await initiate(conn, {
-    prologue: CHANNEL_PROLOGUE,
-    timeoutMs: options.timeoutMs,
-    peer: address,
-  });
-  try {
+    options.signal?.throwIfAborted();
     const status = await checkPin(address, handshake, options);
     return { ...handshake, serverKeyStatus: status };
   } catch (error) {
     handshake.transport.close();
     throw error;
   }
+}
+
+/**
+ * TCP to the server, within the deadline: without one a host that drops packets holds the dial
+ * for the kernel's connect timeout (about two minutes on Linux).
+ */
+async function connect(options: SecureDialOptions): Promise<Deno.TcpConn> {
+  const { hostname, port, signal } = options;
+  const timeoutMs = options.timeoutMs ?? DIAL_TIMEOUT_MS;
+  const deadline = abortAfter(timeoutMs, signal);
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname, port, signal: deadline.signal });
+  } catch (error) {
+    signal?.throwIfAborted();
+    const why = deadline.expired ? `no answer within ${timeoutMs / 1000} s` : messageOf(error);
+    throw new ReelayError(
+      "server-unreachable",
+      `Cannot reach a reelay server at ${hostname}:${port}: ${why}`,
+      { cause: error },
+    );
+  } finally {
+    deadline.clear();
+  }
+  try {
+    conn.setNoDelay(true);
+  } catch {
+    // Gone already: the handshake will say so.
+  }
+  return conn;
 }
 
 async function checkPin(

@@ -148,6 +148,10 @@ export class ClientSession {
   readonly #closed = deferred<SessionEnd>();
   /** Settles when the person leaves: cuts a wait between reconnect attempts short. */
   readonly #leaving = deferred<void>();
+  /** Aborts when the person leaves: calls off a reconnect dial under way. */
+  readonly #leave = new AbortController();
+  /** The reconnect loop of the moment, awaited by `quit()` so nothing runs after it. */
+  #reconnecting: Promise<void> = Promise.resolve();
   readonly #hinted = new Set<string>();
   #nextRef = 1;
   #inFlight = 0;
@@ -228,13 +232,18 @@ export class ClientSession {
     return session;
   }
 
-  static #dial(options: SessionOptions, address: Address): Promise<SecureDial> {
+  static #dial(
+    options: SessionOptions,
+    address: Address,
+    signal?: AbortSignal,
+  ): Promise<SecureDial> {
     return secureDial({
       hostname: address.hostname,
       port: address.port,
       pins: options.serverPins,
       acceptServerKey: options.acceptServerKey,
       timeoutMs: options.joinTimeoutMs,
+      signal,
     });
   }
 
@@ -255,7 +264,9 @@ export class ClientSession {
     );
     const reading = this.#readLoop(framed);
     this.#reading = reading.then(() => {});
-    void reading.then((end) => this.#connectionEnded(framed, end));
+    void reading.then((end) => this.#connectionEnded(framed, end)).catch((error) =>
+      this.#shutdown({ code: "bug", reason: errorDetail(error) })
+    );
   }
 
   /** `host:port` of the server as dialled, the address of the connection of the moment. */
@@ -428,12 +439,19 @@ export class ClientSession {
 
   /** Says goodbye and closes (also while reconnecting: the next attempt is called off). Idempotent. */
   async quit(): Promise<void> {
-    this.#leaving.resolve();
+    this.#stopReconnecting(new ReelayError("quit", "You left"));
     if (!this.#ended && !this.#down && !this.#framed.closed) {
       this.#framed.sendMessage({ type: "bye" });
       await this.#framed.flushAndClose(undefined, 1000);
     }
     await this.#shutdown({ code: "quit", reason: "You left" });
+    await this.#reconnecting;
+  }
+
+  /** Cuts the wait between reconnect attempts short and calls off a dial under way. */
+  #stopReconnecting(reason: ReelayError): void {
+    this.#leaving.resolve();
+    this.#leave.abort(reason);
   }
 
   /** Says once per person and session how to verify someone who is not verified yet. */
@@ -523,7 +541,10 @@ export class ClientSession {
     const policy = this.#options.reconnect;
     const leaving = this.#leaving.settled;
     if (!policy || leaving || isFinal(end.code, 0, policy)) return await this.#shutdown(end);
-    await this.#reconnect(end, policy);
+    const loop = this.#reconnect(end, policy);
+    // Its failure ends the session (see `#attach`); quit() only waits for it to be over.
+    this.#reconnecting = loop.catch(() => {});
+    await loop;
   }
 
   /**
@@ -554,6 +575,7 @@ export class ClientSession {
       if (this.#ended) return;
       try {
         await this.#rejoin(policy.address?.(attempt) ?? this.#options);
+        if (this.#ended) return; // the person left while it joined
         return await this.#back(now() - since, attempt);
       } catch (error) {
         last = this.#endFor(error);
@@ -585,8 +607,11 @@ export class ClientSession {
 
   /** Dials `address`, joins again and brings the directory copy up to date. */
   async #rejoin(address: Address): Promise<void> {
-    const channel = await ClientSession.#dial(this.#options, address);
-    if (this.#ended) return channel.transport.close();
+    const channel = await ClientSession.#dial(this.#options, address, this.#leave.signal);
+    if (this.#ended) {
+      channel.transport.close();
+      throw new ReelayError(this.#ended.code, this.#ended.reason);
+    }
     const expected = this.#channel.serverFingerprint;
     if (channel.serverFingerprint !== expected) {
       // The session's store and conversations belong to one server key (`server_store.ts`).
@@ -632,7 +657,7 @@ export class ClientSession {
     try {
       await this.#conversations.publishPrekeys();
     } catch (error) {
-      this.#emit({ event: "error", code: "prekeys", message: messageOf(error) });
+      if (!this.#ended) this.#emit({ event: "error", code: "prekeys", message: messageOf(error) });
     }
     const resume = this.#resume;
     // Tracked from before the resume point is cleared, so the session never looks idle between.
@@ -643,6 +668,7 @@ export class ClientSession {
   async #resumeVideo(resume: { video: string; position: number }): Promise<void> {
     if (this.#resume !== resume) return; // stopped, or replaced by another play, meanwhile
     await this.play(resume.video, { from: resume.position }).catch((error) => {
+      if (this.#ended) return;
       const code = error instanceof ReelayError ? error.code : "bug";
       this.#emit({
         event: "error",
@@ -858,10 +884,10 @@ export class ClientSession {
   async #shutdown(end: SessionEnd, tell = true): Promise<void> {
     if (this.#ended) return await this.#reading;
     this.#ended = end;
-    this.#leaving.resolve();
+    const error = new ReelayError(end.code, end.reason);
+    this.#stopReconnecting(error);
     clearInterval(this.#keepalive);
     this.#framed.close();
-    const error = new ReelayError(end.code, end.reason);
     this.#welcome?.reject(error);
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer);
@@ -869,13 +895,17 @@ export class ClientSession {
     }
     this.#pending.clear();
     this.#resume = undefined;
-    await this.#viewing.abort(end.reason, end.code === "quit" ? "stopped" : "error");
-    if (tell && end.code !== "quit" && end.code !== "join-failed") {
-      this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
+    try {
+      await this.#viewing.abort(end.reason, end.code === "quit" ? "stopped" : "error");
+      if (tell && end.code !== "quit" && end.code !== "join-failed") {
+        this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
+      }
+    } finally {
+      // Whatever failed above (a listener that throws), the session still ends.
+      this.store.close();
+      this.#closed.resolve(end);
+      this.#settleIdle();
     }
-    this.store.close();
-    this.#closed.resolve(end);
-    this.#settleIdle();
     await this.#framed.done;
   }
 

@@ -1,7 +1,7 @@
 /**
  * The few concurrency shapes reelay needs, written once: a promise settled from outside
  * ({@linkcode deferred}), tasks run one at a time ({@linkcode SerialQueue}), waits with a
- * deadline ({@linkcode withTimeout}, {@linkcode settlesWithin}), a queue drained by one async
+ * deadline ({@linkcode withTimeout}, {@linkcode settlesWithin}, {@linkcode abortAfter}), a queue drained by one async
  * reader ({@linkcode AsyncQueue}), a wake-up for loops that wait for more work
  * ({@linkcode Wake}), and signal hookups that are always undone ({@linkcode onSignals}).
  *
@@ -135,6 +135,54 @@ export async function settlesWithin(promise: Promise<unknown>, ms: number): Prom
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** An `AbortSignal` with a deadline: see {@linkcode abortAfter}. */
+export interface Deadline {
+  /** Aborts when the time is up or when the signal given to `abortAfter` aborts. */
+  readonly signal: AbortSignal;
+  /** Whether it aborted because the time was up. */
+  readonly expired: boolean;
+  /** Stops the timer (call it once the guarded work is done). */
+  clear(): void;
+}
+
+/**
+ * A signal that aborts after `ms`, or earlier when `signal` aborts, for APIs that take one
+ * (`Deno.connect`, `fetch`). Unlike `AbortSignal.timeout`, its timer is cleared by `clear()`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { abortAfter } from "./async.ts";
+ * const leaving = new AbortController();
+ * const deadline = abortAfter(60_000, leaving.signal);
+ * leaving.abort(new Error("left"));
+ * assert.equal(deadline.signal.aborted, true);
+ * assert.equal(deadline.expired, false);
+ * deadline.clear();
+ * ```
+ */
+export function abortAfter(ms: number, signal?: AbortSignal): Deadline {
+  const controller = new AbortController();
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    controller.abort(new Error(`Deadline of ${ms} ms passed`));
+  }, ms);
+  const follow = () => controller.abort(signal?.reason);
+  if (signal?.aborted) follow();
+  else signal?.addEventListener("abort", follow, { once: true });
+  return {
+    signal: controller.signal,
+    get expired() {
+      return expired;
+    },
+    clear() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", follow);
+    },
+  };
 }
 
 /**

@@ -732,6 +732,20 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/reconnect_cli_test.ts", filter: "exit 5" }],
   },
   {
+    name: "a reconnect dial goes on after the person left (events after quit)",
+    file: "client/session.ts",
+    find: "await ClientSession.#dial(this.#options, address, this.#leave.signal);",
+    replace: "await ClientSession.#dial(this.#options, address);",
+    tests: [{ file: "tests/reconnect_leave_test.ts", filter: "calls the dial off" }],
+  },
+  {
+    name: "a failure in the reconnect loop kills the process (unhandled rejection)",
+    file: "client/session.ts",
+    find: "this.#connectionEnded(framed, end)).catch((error) =>",
+    replace: "this.#connectionEnded(framed, end)); void ((error: unknown) =>",
+    tests: [{ file: "tests/reconnect_leave_test.ts", filter: "throws inside the reconnect loop" }],
+  },
+  {
     name: "requests waiting for a server that is away unbounded",
     file: "client/session.ts",
     find: "if (this.#pending.size >= MAX_PENDING_REQUESTS) {",
