@@ -1063,4 +1063,19 @@ export const mutants: Mutant[] = [
     replace: "plains.splice(0, plains.length, ...plains.filter((plain) => plain !== undefined));",
     tests: [{ file: "tests/channel_tcp_test.ts", filter: "one flipped bit" }],
   },
+  {
+    name: "a record cut off by the end of the stream taken as a clean end",
+    file: "shared/channel/transport.ts",
+    find: 'if (this.#rawEnd > this.#rawStart) this.#fail("the stream ended inside a record");',
+    replace: "void 0;",
+    tests: [{ file: "tests/channel_tcp_test.ts", filter: "cut record" }],
+  },
+  {
+    name: "a node ignores the cluster's server key (one server key per cluster)",
+    file: "server/mod.ts",
+    find: "return await ServerKey.loadOrCreate(`${config.server.state}/${SERVER_KEY_FILE}`);",
+    replace:
+      "return { ...(await ServerKey.loadOrCreate(`${config.server.state}/${SERVER_KEY_FILE}`)), key: await ServerKey.generate() };",
+    tests: [{ file: "tests/cluster_server_test.ts", filter: "same server key" }],
+  },
 ];
