@@ -1094,4 +1094,12 @@ export const mutants: Mutant[] = [
     replace: "void 0;",
     tests: [{ file: "tests/channel_tcp_test.ts", filter: "cut record" }],
   },
+  {
+    name: "a node ignores the cluster's server key (one server key per cluster)",
+    file: "server/mod.ts",
+    find: "return await ServerKey.loadOrCreate(`${config.server.state}/${SERVER_KEY_FILE}`);",
+    replace:
+      "return { ...(await ServerKey.loadOrCreate(`${config.server.state}/${SERVER_KEY_FILE}`)), key: await ServerKey.generate() };",
+    tests: [{ file: "tests/cluster_server_test.ts", filter: "same server key" }],
+  },
 ];
