@@ -51,12 +51,15 @@ Deno.test("a bug while serving one connection ends only that connection, logged 
   const lines: string[] = [];
   await using store = await openSqliteStore(":memory:");
   const server = ReelayServer.listen(testConfig(videos), await depsLoggingTo(lines, store));
+  // Made before carol connects: her join must not wait on key generation past the join deadline.
+  const identity = await rawIdentity();
   const alice = await joinClient(server.port, "alice");
   const bob = await joinClient(server.port, "bob");
-  const raw = await RawClient.connect(server.port);
+  let raw: RawClient | undefined;
   try {
     await alice.log.waitFor("joined", (event) => event.name === "bob");
-    assert.equal((await raw.join("carol", await rawIdentity())).type, "welcome");
+    raw = await RawClient.connect(server.port);
+    assert.equal((await raw.join("carol", identity)).type, "welcome");
     await alice.log.waitFor("joined", (event) => event.name === "carol");
     await raw.send({ type: "videos", ref: 1 });
     await raw.waitEnded();
@@ -73,7 +76,7 @@ Deno.test("a bug while serving one connection ends only that connection, logged 
     await dave.session.quit();
     await waitUntil(() => server.connections === 2, "only alice and bob remain");
   } finally {
-    await raw.close();
+    await raw?.close();
     await alice.session.quit();
     await bob.session.quit();
     await server.close();

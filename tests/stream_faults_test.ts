@@ -201,9 +201,11 @@ Deno.test("a viewer process killed mid-stream leaves no ffmpeg", async () => {
 
 Deno.test("credit for more bytes than are in flight is refused as bad-credit", async () => {
   const { server, alice, bob, close } = await scene();
+  // Made before carol connects: her join must not wait on key generation past the join deadline.
+  const identity = await rawIdentity();
   const raw = await RawClient.connect(server.port);
   try {
-    assert.equal((await raw.join("carol", await rawIdentity())).type, "welcome");
+    assert.equal((await raw.join("carol", identity)).type, "welcome");
     await raw.send({ type: "play", ref: 1, video: "long.mp4" });
     const start = await raw.waitFor((message) => message.type === "stream-start", 60_000);
     // Credit nobody was sent would let a viewer that reads nothing keep ffmpeg busy forever.

@@ -105,6 +105,7 @@ export class ClusterPresence {
   readonly #timer: ReturnType<typeof setInterval>;
   #beating: Promise<void> | undefined;
   #closed = false;
+  readonly #releasing = new Set<Promise<void>>();
   /** Whether this node lost NATS or its watch, and has not heard its own heartbeat since. */
   #outage = false;
   /** When the watch last delivered this node's own heartbeat (its own clock). */
@@ -212,8 +213,20 @@ export class ClusterPresence {
     const held = this.#held.get(key);
     if (!held) return;
     this.#held.delete(key);
+    // close() waits for releases under way: a node that closes right after someone left must
+    // not leave their name claimed in NATS until the entry's TTL.
+    const releasing = this.#delete(key, name, held.revision);
+    this.#releasing.add(releasing);
     try {
-      await this.#kv.delete(key, { previousSeq: held.revision });
+      await releasing;
+    } finally {
+      this.#releasing.delete(releasing);
+    }
+  }
+
+  async #delete(key: string, name: string, revision: number): Promise<void> {
+    try {
+      await this.#kv.delete(key, { previousSeq: revision });
     } catch (error) {
       // Taken over meanwhile (not ours to delete), or NATS is away: the entry expires anyway.
       this.#options.log("warn", `Could not release ${JSON.stringify(name)}: ${messageOf(error)}`);
@@ -227,7 +240,7 @@ export class ClusterPresence {
     clearInterval(this.#timer);
     await this.#beating;
     const names = [...this.#held.values()].map((held) => held.name);
-    await Promise.all(names.map((name) => this.release(name)));
+    await Promise.all([...names.map((name) => this.release(name)), ...this.#releasing]);
     try {
       await this.#kv.delete(`node.${this.nodeId}`);
     } catch {
