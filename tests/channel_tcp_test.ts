@@ -141,10 +141,12 @@ Deno.test("one flipped bit after the handshake ends the connection as channel-ta
   }
 });
 
-Deno.test("a replayed, dropped or reordered record fails authentication", async () => {
+Deno.test("a replayed, dropped, reordered or cut record fails authentication", async () => {
   const cases: Record<string, (record: Uint8Array, index: number) => Uint8Array[]> = {
     replayed: (record, index) => index === 1 ? [record, record] : [record],
     dropped: (record, index) => index === 1 ? [] : [record],
+    // The last of the four records loses its end, then the stream closes.
+    cut: (record, index) => index === 3 ? [record.subarray(0, record.length - 5)] : [record],
     reordered: (() => {
       let held: Uint8Array | undefined;
       return (record: Uint8Array, index: number) => {
