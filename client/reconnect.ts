@@ -103,7 +103,8 @@ export function outageAfter(
 
 /**
  * Endings no retry can change: the server's key is not the pinned one, the server refuses this
- * identity, name or build, or it is not a reelay server. `name-taken` is here too, after the
+ * identity, name or build, it is not a reelay server, or another client with this identity took
+ * over (`replaced`). `name-taken` is here too, after the
  * grace time ({@linkcode isFinal}).
  */
 export const FINAL_CODES: ReadonlySet<string> = new Set([
@@ -116,6 +117,8 @@ export const FINAL_CODES: ReadonlySet<string> = new Set([
   "bad-join-proof",
   "replayed-join",
   "name-taken",
+  // Another client of this person joined with the same keys: coming back would close it in turn.
+  "replaced",
   "bug",
 ]);
 

@@ -812,6 +812,8 @@ export class ClientSession {
       return;
     }
     this.#emit({ event: "error", code: message.code, message: message.message });
+    // The server closes right after: this is why, and it is not worth reconnecting over.
+    if (message.code === "replaced") return { code: message.code, reason: message.message };
   }
 
   #answer(ref: number | undefined, message: ServerMessage): void {

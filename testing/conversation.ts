@@ -46,7 +46,8 @@ export function read(bytes: Uint8Array): string {
 }
 
 /**
- * Asserts that `promise` rejects with a {@linkcode ConversationError} of `code`.
+ * Asserts that `promise` rejects with a {@linkcode ConversationError} of `code` (or of one of
+ * several codes).
  *
  * @example
  * ```ts
@@ -55,10 +56,14 @@ export function read(bytes: Uint8Array): string {
  * await rejectsWith(Promise.reject(new ConversationError("late", "Too late")), "late");
  * ```
  */
-export async function rejectsWith(promise: Promise<unknown>, code: string): Promise<void> {
+export async function rejectsWith(
+  promise: Promise<unknown>,
+  code: string | readonly string[],
+): Promise<void> {
   await assert.rejects(promise, (error: unknown) => {
     assert.ok(error instanceof ConversationError, `expected a ConversationError, got ${error}`);
-    assert.equal(error.code, code, error.message);
+    const codes = typeof code === "string" ? [code] : code;
+    assert.ok(codes.includes(error.code), `${error.code}: ${error.message}`);
     return true;
   });
 }

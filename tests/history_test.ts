@@ -173,6 +173,8 @@ Deno.test("history: --no-history keeps nothing; /history off stops keeping, also
       }),
     );
     assert.equal(refused.find((event) => event.event === "error")?.code, "history-forced-off");
+    assert.equal(refused.filter((event) => event.event === "sent").length, 1, "the /msg went");
+    await bob.log.waitFor("message", (event) => event.text === "not kept one");
     const file = ClientStore.path(home, await testStoreId());
     assert.equal(historyCiphertexts(file).length, 0);
 
@@ -181,6 +183,8 @@ Deno.test("history: --no-history keeps nothing; /history off stops keeping, also
     );
     assert.deepEqual(off[0].entries, []);
     assert.equal(off[0].off, true, "the answer says history is off");
+    await bob.log.waitFor("message", (event) => event.text === "not kept two");
+    assert.equal(historyCiphertexts(file).length, 0);
     const on = historyEvents(
       await runAlice(port, home, ["/history", "/history on", "/msg bob kept three", "/history"]),
     );
@@ -188,7 +192,6 @@ Deno.test("history: --no-history keeps nothing; /history off stops keeping, also
     assert.deepEqual(on[1].entries.map((entry) => entry.text), ["kept three"]);
     assert.equal(on[1].off, undefined);
     await bob.log.waitFor("message", (event) => event.text === "kept three");
-    const raw = new TextDecoder("latin1").decode(await Deno.readFile(file));
-    assert.equal(raw.includes("not kept"), false);
+    assert.equal(historyCiphertexts(file).length, 1, "only kept three");
   });
 });

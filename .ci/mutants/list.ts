@@ -137,6 +137,30 @@ export const mutants: Mutant[] = [
     }],
   },
   {
+    name: "a connection that died unnoticed holds the name until its idle timeout",
+    file: "server/connection.ts",
+    find:
+      "if (!earlier || earlier === this || !sameKeys(earlier.announcement, announcement)) return;",
+    replace: "return;",
+    tests: [{ file: "tests/replace_test.ts", filter: "died unnoticed" }],
+  },
+  {
+    name: "someone else's keys replace a held name",
+    file: "server/connection.ts",
+    find:
+      "if (!earlier || earlier === this || !sameKeys(earlier.announcement, announcement)) return;",
+    replace: "if (!earlier || earlier === this) return;",
+    tests: [{ file: "tests/replace_test.ts", filter: "someone else's keys" }],
+  },
+  {
+    name: "a replaced client comes back (two clients take turns)",
+    file: "client/session.ts",
+    find:
+      'if (message.code === "replaced") return { code: message.code, reason: message.message };',
+    replace: "",
+    tests: [{ file: "tests/replace_test.ts", filter: "second running client" }],
+  },
+  {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
     find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
@@ -1084,5 +1108,13 @@ export const mutants: Mutant[] = [
     find: 'if (this.#rawEnd > this.#rawStart) this.#fail("the stream ended inside a record");',
     replace: "void 0;",
     tests: [{ file: "tests/channel_tcp_test.ts", filter: "cut record" }],
+  },
+  {
+    name: "a node ignores the cluster's server key (one server key per cluster)",
+    file: "server/mod.ts",
+    find: "return await ServerKey.loadOrCreate(`${config.server.state}/${SERVER_KEY_FILE}`);",
+    replace:
+      "return { ...(await ServerKey.loadOrCreate(`${config.server.state}/${SERVER_KEY_FILE}`)), key: await ServerKey.generate() };",
+    tests: [{ file: "tests/cluster_server_test.ts", filter: "same server key" }],
   },
 ];
