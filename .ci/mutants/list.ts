@@ -777,6 +777,21 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/reconnect_leave_test.ts", filter: "throws inside the reconnect loop" }],
   },
   {
+    name: "request timeout restarts on reconnect (a flapping server holds it for ever)",
+    file: "client/session.ts",
+    find: "if (pending.timer !== undefined) return; // sent again: the first deadline holds",
+    replace: "clearTimeout(pending.timer);",
+    tests: [{ file: "tests/reconnect_flapping_test.ts", filter: "cannot hold a request" }],
+  },
+  {
+    name: "give-up time restarts at every quick loss (a flapping server keeps the client for ever)",
+    file: "client/reconnect.ts",
+    find:
+      "if (previous && backAt !== undefined && now - backAt < (policy.stableMs ?? STABLE_MS)) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/reconnect_flapping_test.ts", filter: "counts from the first loss" }],
+  },
+  {
     name: "requests waiting for a server that is away unbounded",
     file: "client/session.ts",
     find: "if (this.#pending.size >= MAX_PENDING_REQUESTS) {",
