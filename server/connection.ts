@@ -403,6 +403,7 @@ export class PeerConnection implements Recipient {
     this.#announcement = announcement;
     let directory: Uint8Array[];
     try {
+      await this.#replaceEarlier(announcement);
       directory = await this.#context.people.join(this);
     } catch (error) {
       this.#announcement = undefined;
@@ -424,6 +425,29 @@ export class PeerConnection implements Recipient {
     });
     this.#context.mail.joined(this, fingerprint);
     this.#context.log("info", `${this.label} joined`);
+  }
+
+  /**
+   * An earlier connection on this node under the same name and the same keys is most likely
+   * dead and not noticed yet (a laptop that changed networks reconnects at once): the new join,
+   * which proved it holds the keys, replaces it rather than waiting for its idle timeout. A
+   * client told `replaced` does not reconnect, so two live clients of one person do not take
+   * turns.
+   */
+  async #replaceEarlier(announcement: Announcement): Promise<void> {
+    const earlier = this.#context.people.here(announcement.name);
+    if (!earlier || earlier === this || !sameKeys(earlier.announcement, announcement)) return;
+    this.#context.log("info", `${earlier.label} is replaced by a new connection with its keys`);
+    await Promise.all([
+      earlier.hangUp(
+        new ReelayError(
+          "replaced",
+          `Another connection with your keys joined as ${JSON.stringify(announcement.name)}: ` +
+            "this one is closed",
+        ),
+      ),
+      this.#context.people.leave(earlier),
+    ]);
   }
 
   async #verify(announcement: Announcement): Promise<boolean> {
@@ -462,4 +486,9 @@ export class PeerConnection implements Recipient {
 
 function refOf(ref: number | undefined): { ref?: number } {
   return ref === undefined ? {} : { ref };
+}
+
+/** Whether two announcements carry the same identity keys. */
+function sameKeys(a: Announcement, b: Announcement): boolean {
+  return a.keys.encryptionKey === b.keys.encryptionKey && a.keys.signingKey === b.keys.signingKey;
 }

@@ -19,8 +19,13 @@ export interface People<M extends Recipient> {
    * returns the `directory` pages of everyone already present. Throws `name-taken`.
    */
   join(member: M): Promise<Uint8Array[]>;
-  /** Removes a member (if it holds its name) and tells everyone. Idempotent. */
-  leave(member: M): void;
+  /**
+   * Removes a member (if it holds its name) and tells everyone; resolves once the name is free
+   * for a new claim everywhere. Idempotent.
+   */
+  leave(member: M): Promise<void>;
+  /** The member holding `name` on this node, if any. */
+  here(name: string): M | undefined;
   /**
    * Hands a sealed envelope (and the sender's message `id`) to the person called `to`, wherever
    * connected; returns their name as they joined. Throws `unknown-recipient` when nobody by that
@@ -72,8 +77,14 @@ export class LocalPeople<M extends Recipient> implements People<M> {
   }
 
   /** See {@linkcode People.leave}. */
-  leave(member: M): void {
+  leave(member: M): Promise<void> {
     this.directory.leave(member);
+    return Promise.resolve();
+  }
+
+  /** See {@linkcode People.here}. */
+  here(name: string): M | undefined {
+    return this.directory.get(name);
   }
 
   /** See {@linkcode People.route}. */

@@ -130,15 +130,21 @@ export class ClusterPeople<M extends Recipient> implements People<M> {
   }
 
   /** See {@linkcode People.leave}. */
-  leave(member: M): void {
+  leave(member: M): Promise<void> {
     const name = member.announcement.name;
-    if (this.#directory.get(name) !== member) return;
+    if (this.#directory.get(name) !== member) return Promise.resolve();
     this.#directory.leave(member);
     const releasing = this.#presence.release(name).catch((error) => {
       this.#log("warn", `Could not release ${JSON.stringify(name)}: ${errorDetail(error)}`);
     });
     this.#releasing.add(releasing);
     releasing.finally(() => this.#releasing.delete(releasing));
+    return releasing;
+  }
+
+  /** See {@linkcode People.here}. */
+  here(name: string): M | undefined {
+    return this.#directory.get(name);
   }
 
   /** See {@linkcode People.route}. */
