@@ -21,13 +21,21 @@ export interface ReconnectPolicy {
   minDelayMs: number;
   /** No attempt waits longer than this (ms). */
   maxDelayMs: number;
-  /** Stop trying once the connection has been down this long (ms). */
+  /**
+   * Stop trying once the connection has been down this long (ms), counted from the first loss
+   * of a run of quick losses (see {@linkcode outageAfter}).
+   */
   giveUpMs: number;
   /**
    * How long `name-taken` is retried (ms): right after a loss the server may still hold our own
    * old connection until it notices it is gone. Past this, someone else has the name.
    */
   nameTakenGraceMs: number;
+  /**
+   * A connection that stayed up less than this (ms; default {@linkcode STABLE_MS}) before it was
+   * lost again does not end the outage: the give-up time and the backoff go on counting.
+   */
+  stableMs?: number;
   /** A number in [0, 1) (default `Math.random`): the jitter. */
   random?: () => number;
   /** The clock (ms; default `Date.now`). */
@@ -52,6 +60,46 @@ export const DEFAULT_RECONNECT: ReconnectPolicy = {
   // Past the server's idle timeout (45 s), after which it has dropped a connection gone silent.
   nameTakenGraceMs: 60_000,
 };
+
+/**
+ * How long a connection must stay up for its loss to start a new outage; shorter, and a server
+ * that accepts the join and cuts the line each time would restart the give-up time for ever.
+ */
+export const STABLE_MS = 60_000;
+
+/** A run of connection losses counted as one: when it began and how many dials it made. */
+export interface Outage {
+  since: number;
+  attempts: number;
+  /** When the last reconnect of the run succeeded (ms), while the connection is up. */
+  backAt?: number;
+}
+
+/**
+ * The outage a loss at `now` belongs to: the `previous` one again when its last reconnect was less
+ * than `stableMs` ago, else a new one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_RECONNECT, outageAfter } from "./reconnect.ts";
+ * const flapping = { since: 0, attempts: 7, backAt: 100_000 };
+ * assert.deepEqual(outageAfter(flapping, 110_000, DEFAULT_RECONNECT), { since: 0, attempts: 7 });
+ * assert.deepEqual(outageAfter(flapping, 200_000, DEFAULT_RECONNECT), { since: 200_000, attempts: 0 });
+ * assert.deepEqual(outageAfter(undefined, 5, DEFAULT_RECONNECT), { since: 5, attempts: 0 });
+ * ```
+ */
+export function outageAfter(
+  previous: Outage | undefined,
+  now: number,
+  policy: ReconnectPolicy,
+): Outage {
+  const backAt = previous?.backAt;
+  if (previous && backAt !== undefined && now - backAt < (policy.stableMs ?? STABLE_MS)) {
+    return { since: previous.since, attempts: previous.attempts };
+  }
+  return { since: now, attempts: 0 };
+}
 
 /**
  * Endings no retry can change: the server's key is not the pinned one, the server refuses this

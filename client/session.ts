@@ -36,6 +36,8 @@ import {
   backoffDelay,
   formatDowntime,
   isFinal,
+  type Outage,
+  outageAfter,
   type ReconnectPolicy,
   waitOrCancel,
 } from "./reconnect.ts";
@@ -163,6 +165,8 @@ export class ClientSession {
   #joined = false;
   /** Set while the connection is down and being restored. */
   #down: { since: number } | undefined;
+  /** The latest run of losses (see `outageAfter`): a quick loss after a reconnect continues it. */
+  #outage: Outage | undefined;
   /** The video that was playing when the connection was lost, to resume once back. */
   #resume: { video: string; position: number } | undefined;
   /** During a rejoin: the people the new directory lists (the others left meanwhile). */
@@ -553,11 +557,14 @@ export class ClientSession {
    */
   async #reconnect(lost: SessionEnd, policy: ReconnectPolicy): Promise<void> {
     const now = policy.now ?? Date.now;
-    const since = now();
+    const outage = outageAfter(this.#outage, now(), policy);
+    this.#outage = outage;
+    const since = outage.since;
     this.#down = { since };
     await this.#holdWork(lost);
     let last = lost;
-    for (let attempt = 1;; attempt++) {
+    for (let attempt = outage.attempts + 1;; attempt++) {
+      outage.attempts = attempt;
       const downMs = now() - since;
       if (downMs >= policy.giveUpMs) {
         return await this.#giveUp(last, downMs, attempt - 1);
@@ -576,6 +583,7 @@ export class ClientSession {
       try {
         await this.#rejoin(policy.address?.(attempt) ?? this.#options);
         if (this.#ended) return; // the person left while it joined
+        outage.backAt = now();
         return await this.#back(now() - since, attempt);
       } catch (error) {
         last = this.#endFor(error);
@@ -585,12 +593,14 @@ export class ClientSession {
     }
   }
 
-  /** The connection is down: pause request timers, fail a video not started, note the video. */
+  /**
+   * The connection is down: fail a video not started, note the video. Requests sent keep their
+   * deadline, so a server that cuts the line before it answers cannot hold them for ever.
+   */
   async #holdWork(lost: SessionEnd): Promise<void> {
     for (const [ref, pending] of this.#pending) {
-      clearTimeout(pending.timer);
-      pending.timer = undefined;
       if (pending.message.type === "play") {
+        clearTimeout(pending.timer);
         this.#pending.delete(ref);
         pending.answer.reject(
           new ReelayError("connection-lost", `${lost.reason} before the video started`),
@@ -817,8 +827,8 @@ export class ClientSession {
   /**
    * Sends a request and resolves with its answer. While the connection is down the request
    * waits and goes out once it is back; an unanswered one is sent again after a reconnect (the
-   * server answers it again; a message sent twice is dropped by id at its recipient). The
-   * request timeout runs only while connected.
+   * server answers it again; a message sent twice is dropped by id at its recipient). Its
+   * timeout runs from when it was first sent, through any reconnect: it is not restarted.
    */
   #request(request: Request, ref = this.#nextRef++): Promise<ServerMessage> {
     if (this.#ended) return Promise.reject(new ReelayError(this.#ended.code, this.#ended.reason));
@@ -839,6 +849,7 @@ export class ClientSession {
 
   #transmit(ref: number, pending: Pending): void {
     this.#framed.sendMessage(pending.message);
+    if (pending.timer !== undefined) return; // sent again: the first deadline holds
     const timeoutMs = this.#options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
     pending.timer = setTimeout(() => {
       this.#pending.delete(ref);

@@ -161,6 +161,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/replace_test.ts", filter: "second running client" }],
   },
   {
+    name: "a full cluster registry is read whole at every newcomer's join",
+    file: "server/cluster/directory.ts",
+    find: "const room = Math.floor(this.#limits.maxRegistered / 100);",
+    replace: "const room = 0;",
+    tests: [{ file: "tests/cluster_directory_test.ts", filter: "read whole once per 1%" }],
+  },
+  {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
     find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
@@ -768,6 +775,21 @@ export const mutants: Mutant[] = [
     find: "this.#connectionEnded(framed, end)).catch((error) =>",
     replace: "this.#connectionEnded(framed, end)); void ((error: unknown) =>",
     tests: [{ file: "tests/reconnect_leave_test.ts", filter: "throws inside the reconnect loop" }],
+  },
+  {
+    name: "request timeout restarts on reconnect (a flapping server holds it for ever)",
+    file: "client/session.ts",
+    find: "if (pending.timer !== undefined) return; // sent again: the first deadline holds",
+    replace: "clearTimeout(pending.timer);",
+    tests: [{ file: "tests/reconnect_flapping_test.ts", filter: "cannot hold a request" }],
+  },
+  {
+    name: "give-up time restarts at every quick loss (a flapping server keeps the client for ever)",
+    file: "client/reconnect.ts",
+    find:
+      "if (previous && backAt !== undefined && now - backAt < (policy.stableMs ?? STABLE_MS)) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/reconnect_flapping_test.ts", filter: "counts from the first loss" }],
   },
   {
     name: "requests waiting for a server that is away unbounded",
