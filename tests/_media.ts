@@ -247,17 +247,49 @@ export async function processStateOf(pid: number): Promise<string> {
   return new TextDecoder().decode(stdout).trim();
 }
 
+/**
+ * Sinks for a test viewer (its `sinks` option is `make`) that keep every stream they are given:
+ * `streams` holds one array of chunks per stream, in order. Each write first waits for `before`,
+ * when given (a stream waits on its credit meanwhile).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { recordingSinks } from "./_media.ts";
+ * const { streams, make } = recordingSinks();
+ * await make().write(new Uint8Array([1]));
+ * assert.deepEqual(streams, [[new Uint8Array([1])]]);
+ * ```
+ */
+export function recordingSinks(
+  before?: () => Promise<void>,
+): { streams: Uint8Array[][]; make: () => StreamSink } {
+  const streams: Uint8Array[][] = [];
+  const make = (): StreamSink => {
+    const chunks: Uint8Array[] = [];
+    streams.push(chunks);
+    return {
+      write: async (chunk) => {
+        await before?.();
+        chunks.push(chunk.slice());
+      },
+      finish: () => Promise.resolve(),
+      abort: () => Promise.resolve(),
+      gone: new Promise<void>(() => {}),
+    };
+  };
+  return { streams, make };
+}
+
+/** {@linkcode recordingSinks} that take nothing until `open()` (or never, when it is not called). */
+export function gatedSinks(): ReturnType<typeof recordingSinks> & { open: () => void } {
+  const gate = Promise.withResolvers<void>();
+  return { ...recordingSinks(() => gate.promise), open: () => gate.resolve() };
+}
+
 /** A sink that keeps the stream in memory (the test writes it out only to run ffprobe). */
 export function memorySink(): { sink: StreamSink; chunks: Uint8Array[] } {
-  const chunks: Uint8Array[] = [];
-  const sink: StreamSink = {
-    write: (chunk) => {
-      chunks.push(chunk);
-      return Promise.resolve();
-    },
-    finish: () => Promise.resolve(),
-    abort: () => Promise.resolve(),
-    gone: new Promise<void>(() => {}),
-  };
-  return { sink, chunks };
+  const { streams, make } = recordingSinks();
+  const sink = make();
+  return { sink, chunks: streams[0] };
 }

@@ -119,6 +119,30 @@ const REPO = new URL("..", import.meta.url).pathname;
 const PTY_CHILD = new URL("./_pty_child.ts", import.meta.url).pathname;
 
 /**
+ * The arguments of `reelay client` as `name` with `home`, joining the server on loopback `port`
+ * with no player; `extra` after them.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { clientArgs } from "./_procs.ts";
+ * assert.deepEqual(clientArgs(9000, "bob", "/tmp/bob", ["--json"]).slice(-2), ["none", "--json"]);
+ * ```
+ */
+export function clientArgs(
+  port: number,
+  name: string,
+  home: string,
+  extra: string[] = [],
+): string[] {
+  return [
+    "client",
+    ...["--server", `127.0.0.1:${port}`, "--name", name, "--home", home, "--player", "none"],
+    ...extra,
+  ];
+}
+
+/**
  * `deno run main.ts ...args` as a child process, with its output collected as it arrives so a
  * test can wait for a line, and with stdin kept open until {@linkcode Cli.closeStdin}.
  */

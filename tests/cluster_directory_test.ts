@@ -156,3 +156,24 @@ clusterTest(
     assert.equal(await a.registry.count(), 1);
   },
 );
+
+clusterTest(
+  "cluster directory: a full registry is read whole once per 1% of its bound, not at every join",
+  async () => {
+    await using nats = await TestNats.start();
+    const clock = new Clock();
+    await using a = await mailNode(nats, clock, 200);
+    for (let n = 1; n <= 200; n++) {
+      clock.time += 10;
+      await a.registry.remember(person(n));
+    }
+    // The 201st makes room for itself and two more: p1, p2 and p3, the oldest seen, go.
+    const evictions: string[][] = [];
+    for (const n of [201, 202, 203, 204]) {
+      clock.time += 10;
+      evictions.push((await a.registry.remember(person(n))).evicted.map((entry) => entry.nameKey));
+    }
+    assert.deepEqual(evictions, [["p1", "p2", "p3"], [], [], ["p4", "p5", "p6"]]);
+    assert.equal(await a.registry.count(), 198);
+  },
+);

@@ -11,7 +11,7 @@ import { ClientStore } from "../client/store/mod.ts";
 import { Identity } from "../shared/crypto/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
 import { joinClient, startTestServer, testServerKey } from "../testing/harness.ts";
-import { Cli } from "./_procs.ts";
+import { Cli, clientArgs } from "./_procs.ts";
 
 /** The folder of the test server key's client store. */
 const testStoreId = async () => serverStoreId((await testServerKey()).fingerprint);
@@ -32,19 +32,9 @@ async function runAlice(
   } = {},
 ): Promise<string> {
   const json = options.json ?? true;
-  const cli = new Cli([
-    "client",
-    "--server",
-    `127.0.0.1:${port}`,
-    "--name",
-    "alice",
-    "--home",
-    home,
-    "--player",
-    "none",
-    ...(json ? ["--json"] : []),
-    ...(options.flags ?? []),
-  ]);
+  const cli = new Cli(
+    clientArgs(port, "alice", home, [...(json ? ["--json"] : []), ...(options.flags ?? [])]),
+  );
   try {
     await cli.waitFor(json ? /"event":"welcome"/ : /Connected to/);
     await options.during?.(cli);

@@ -7,25 +7,14 @@ import assert from "node:assert/strict";
 import { joinClient } from "../testing/harness.ts";
 import { processesMentioning } from "../testing/processes.ts";
 import { clipServer } from "./_media.ts";
-import { Cli } from "./_procs.ts";
+import { Cli, clientArgs } from "./_procs.ts";
 import { waitUntil } from "./_raw.ts";
 
 Deno.test("printf ... | reelay client --json --player none finishes what is in flight, exits 0", async () => {
   const { media, server } = await clipServer("piped", { file: "clip.mp4", seconds: 3 });
   const home = await Deno.makeTempDir({ prefix: "reelay-home-piped-" });
   const bob = await joinClient(server.port, "bob");
-  const client = new Cli([
-    "client",
-    "--server",
-    `127.0.0.1:${server.port}`,
-    "--name",
-    "alice",
-    "--home",
-    home,
-    "--player",
-    "none",
-    "--json",
-  ]);
+  const client = new Cli(clientArgs(server.port, "alice", home, ["--json"]));
   try {
     // All input at once, then end of input: what printf into a pipe does.
     await client.write("/msg bob hello from a pipe\n/play clip.mp4\n/who\n");

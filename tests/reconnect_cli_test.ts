@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_RECONNECT } from "../client/mod.ts";
 import { EXIT_GAVE_UP } from "../shared/errors.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
-import { Cli } from "./_procs.ts";
+import { Cli, clientArgs } from "./_procs.ts";
 import { Screen } from "./_screen.ts";
 
 /** A config file with quick reconnects; `giveUpMs` long unless given. */
@@ -20,14 +20,6 @@ async function quickConfig(dir: string, giveUpMs = 3_600_000): Promise<string> {
   return file;
 }
 
-function clientArgs(port: number, name: string, home: string, config: string): string[] {
-  return [
-    "client",
-    ...["--server", `127.0.0.1:${port}`, "--name", name, "--home", home, "--player", "none"],
-    ...["--config", config],
-  ];
-}
-
 Deno.test("client in a terminal: the half-typed line survives a server restart and is sent after it", async () => {
   let server = await startTestServer();
   const { port, videos } = server;
@@ -36,7 +28,7 @@ Deno.test("client in a terminal: the half-typed line survives a server restart a
   const bob = await joinClient(port, "bob", {
     reconnect: { ...DEFAULT_RECONNECT, minDelayMs: 20, maxDelayMs: 200 },
   });
-  const alice = new Cli(clientArgs(port, "alice", home, config), {
+  const alice = new Cli(clientArgs(port, "alice", home, ["--config", config]), {
     pty: { columns: 80, rows: 20 },
   });
   try {
@@ -74,7 +66,7 @@ Deno.test("client --json: a server that does not come back ends in a gave-up eve
   const server = await startTestServer();
   const home = await Deno.makeTempDir({ prefix: "reelay-home-alice-" });
   const config = await quickConfig(home, 500);
-  const alice = new Cli([...clientArgs(server.port, "alice", home, config), "--json"]);
+  const alice = new Cli(clientArgs(server.port, "alice", home, ["--config", config, "--json"]));
   try {
     await alice.waitFor(/"event":"welcome"/);
     await server.close();

@@ -6,14 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { StreamSink } from "../client/player.ts";
 import { ReelayError } from "../shared/errors.ts";
 import { planFrom, planPlayback, startPointAt } from "../server/media/plan.ts";
 import { probeVideo } from "../server/media/tools.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
 import { processesMentioning } from "../testing/processes.ts";
 import { generateVideo } from "../testing/sample_video.ts";
-import { makeMediaDir } from "./_media.ts";
+import { gatedSinks, makeMediaDir } from "./_media.ts";
 
 const HEIGHTS = [144, 160, 180];
 const media = await makeMediaDir("bounds");
@@ -38,18 +37,6 @@ Deno.test("a start one frame before a boundary keeps that frame and no negative 
     assert.ok(first.audioEndSample! >= first.audioStartSample!, "audio from start to end");
   }
 });
-
-/** A sink that takes nothing until `open()`: the stream waits on its credit meanwhile. */
-function gatedSinks() {
-  const gate = Promise.withResolvers<void>();
-  const make = (): StreamSink => ({
-    write: () => gate.promise,
-    finish: () => Promise.resolve(),
-    abort: () => Promise.resolve(),
-    gone: new Promise<void>(() => {}),
-  });
-  return { make, open: () => gate.resolve() };
-}
 
 async function scene() {
   const server = await startTestServer({

@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { StreamSink } from "../client/player.ts";
 import { concat } from "../shared/bytes.ts";
 import { planPlayback } from "../server/media/plan.ts";
 import { probeVideo } from "../server/media/tools.ts";
@@ -14,7 +13,7 @@ import { startServer } from "../server/mod.ts";
 import { joinClient, testConfig, testServerKey } from "../testing/harness.ts";
 import { processesMentioning } from "../testing/processes.ts";
 import { generateVideo } from "../testing/sample_video.ts";
-import { framesOf, makeMediaDir, stderrOf } from "./_media.ts";
+import { framesOf, makeMediaDir, recordingSinks, stderrOf } from "./_media.ts";
 
 const HEIGHTS = [144, 720, 144];
 /** The smallest share buffer `[media] share_buffer_bytes` allows; the 720p part is larger. */
@@ -24,25 +23,6 @@ const clip = join(media.dir, "clip.mp4");
 await generateVideo(clip, { width: 1280, height: 720, rate: "30", seconds: 15, audioRate: 48000 });
 const info = await probeVideo(clip);
 const plan = planPlayback(info, { heights: HEIGHTS, capToSource: true });
-
-/** Sinks that keep every stream they are given, taking each chunk at once. */
-function recordingSinks() {
-  const streams: Uint8Array[][] = [];
-  const make = (): StreamSink => {
-    const chunks: Uint8Array[] = [];
-    streams.push(chunks);
-    return {
-      write: (chunk) => {
-        chunks.push(chunk.slice());
-        return Promise.resolve();
-      },
-      finish: () => Promise.resolve(),
-      abort: () => Promise.resolve(),
-      gone: new Promise<void>(() => {}),
-    };
-  };
-  return { streams, make };
-}
 
 /** Every frame of the video once, each at its third's size, and a decoder without complaint. */
 async function checkWhole(bytes: Uint8Array): Promise<void> {

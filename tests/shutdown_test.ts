@@ -9,6 +9,7 @@ import { joinClient } from "../testing/harness.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import {
   Cli,
+  clientArgs,
   mib,
   openSockets,
   reportMeasurement,
@@ -151,18 +152,7 @@ Deno.test("reelay client --no-reconnect exits 4 with a clear message when the se
   const videos = await tempDir("reelay-videos-");
   const home = await tempDir("reelay-home-");
   const { cli: server, port } = await startCliServer(videos);
-  const client = new Cli([
-    "client",
-    "--server",
-    `127.0.0.1:${port}`,
-    "--name",
-    "x",
-    "--home",
-    home,
-    "--player",
-    "none",
-    "--no-reconnect",
-  ]);
+  const client = new Cli(clientArgs(port, "x", home, ["--no-reconnect"]));
   try {
     await client.waitFor(/Connected to 127\.0\.0\.1:\d+ as x/);
     server.child.kill("SIGKILL");
@@ -183,19 +173,7 @@ Deno.test("reelay client --json --no-reconnect reports the vanished server as a 
   const videos = await tempDir("reelay-videos-");
   const home = await tempDir("reelay-home-");
   const { cli: server, port } = await startCliServer(videos);
-  const client = new Cli([
-    "client",
-    "--server",
-    `127.0.0.1:${port}`,
-    "--name",
-    "x",
-    "--home",
-    home,
-    "--player",
-    "none",
-    "--json",
-    "--no-reconnect",
-  ]);
+  const client = new Cli(clientArgs(port, "x", home, ["--json", "--no-reconnect"]));
   try {
     await client.waitFor(/"event":"welcome"/);
     server.child.kill("SIGTERM");

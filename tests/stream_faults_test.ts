@@ -5,24 +5,11 @@
 import assert from "node:assert/strict";
 import { within } from "./_deadline.ts";
 import { join } from "node:path";
-import type { StreamSink } from "../client/player.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
-import { clipServer, makeMediaDir } from "./_media.ts";
+import { clipServer, gatedSinks, makeMediaDir } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning, run } from "../testing/processes.ts";
 import { RawClient, rawIdentity, waitUntil } from "./_raw.ts";
-
-/** A sink whose writes wait until `open()` is called (or never, when it is not). */
-function gatedSink(): { sink: StreamSink; open: () => void } {
-  const gate = Promise.withResolvers<void>();
-  const sink: StreamSink = {
-    write: () => gate.promise,
-    finish: () => Promise.resolve(),
-    abort: () => Promise.resolve(),
-    gone: new Promise<void>(() => {}),
-  };
-  return { sink, open: () => gate.resolve() };
-}
 
 async function scene(options: { idleTimeoutMs?: number } = {}) {
   const { media, server } = await clipServer("faults", {
@@ -36,9 +23,9 @@ async function scene(options: { idleTimeoutMs?: number } = {}) {
       }
     },
   });
-  const gate = gatedSink();
+  const gate = gatedSinks();
   const alice = await joinClient(server.port, "alice");
-  const bob = await joinClient(server.port, "bob", { sinks: () => gate.sink });
+  const bob = await joinClient(server.port, "bob", { sinks: gate.make });
   await alice.log.waitFor("joined", (event) => event.name === "bob");
   const close = async () => {
     gate.open();

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { joinClient, startTestServer } from "../testing/harness.ts";
 import { generateVideo } from "../testing/sample_video.ts";
-import { Cli } from "./_procs.ts";
+import { Cli, clientArgs } from "./_procs.ts";
 import { Screen } from "./_screen.ts";
 
 type Event = Record<string, unknown> & { event: string };
@@ -18,14 +18,6 @@ function events(stdout: string): Event[] {
 
 async function home(name: string): Promise<string> {
   return await Deno.makeTempDir({ prefix: `reelay-home-${name}-` });
-}
-
-function clientArgs(port: number, name: string, home: string, extra: string[] = []): string[] {
-  return [
-    "client",
-    ...["--server", `127.0.0.1:${port}`, "--name", name, "--home", home, "--player", "none"],
-    ...extra,
-  ];
 }
 
 Deno.test("client --json: /query then plain lines deliver; failed commands exit 3 naming the line", async () => {

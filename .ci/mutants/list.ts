@@ -161,6 +161,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/replace_test.ts", filter: "second running client" }],
   },
   {
+    name: "a full cluster registry is read whole at every newcomer's join",
+    file: "server/cluster/directory.ts",
+    find: "const room = Math.floor(this.#limits.maxRegistered / 100);",
+    replace: "const room = 0;",
+    tests: [{ file: "tests/cluster_directory_test.ts", filter: "read whole once per 1%" }],
+  },
+  {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
     find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',

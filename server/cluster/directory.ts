@@ -259,7 +259,9 @@ class KvRegistry implements Registry {
 
   /**
    * Adds `change` to the count of people; past `maxRegistered` (or with no count yet) reads
-   * every entry, drops the oldest seen but `keep`, and writes the true count.
+   * every entry, drops the oldest seen but `keep` down to 1% under the bound, and writes the
+   * true count. The 1% is why a full registry is not read again at every newcomer's join: one
+   * read of every entry pays for the next joins of that many people.
    */
   async #counted(change: number, keep?: string): Promise<RegistrySummary[]> {
     const people = await withCas("Counting people", async () => {
@@ -273,7 +275,8 @@ class KvRegistry implements Registry {
       return [];
     }
     const entries = await this.#entries();
-    const over = Math.max(0, entries.length - this.#limits.maxRegistered);
+    const room = Math.floor(this.#limits.maxRegistered / 100);
+    const over = Math.max(0, entries.length - this.#limits.maxRegistered + room);
     const evicted: RegistrySummary[] = [];
     for (const entry of entries.filter((each) => each.nameKey !== keep).slice(0, over)) {
       const { nameKey, name, fingerprint, lastSeen } = entry;
