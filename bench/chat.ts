@@ -8,7 +8,7 @@
  */
 
 import { ClientSession } from "../client/session.ts";
-import { withTimeout } from "../shared/async.ts";
+import { abortAfter, withTimeout } from "../shared/async.ts";
 import { loadOrCreateIdentity } from "../client/keystore.ts";
 import { ClientStore } from "../client/store/mod.ts";
 import { knownServers } from "../client/server_trust.ts";
@@ -18,6 +18,7 @@ import type { BenchContext } from "./_context.ts";
 import { sleep, spawnServer } from "./_procs.ts";
 import { percentile, ratios, summarize } from "./_stats.ts";
 import { RawPeer } from "./_wire.ts";
+import type { ServerMessage } from "../shared/protocol/mod.ts";
 import type { Figure, GroupResult } from "./report.ts";
 
 const REPS = 3;
@@ -30,6 +31,10 @@ const SATURATION_WINDOW = 32;
 const CROWD = 100;
 const CROWD_MESSAGES = 100;
 const CROWD_WINDOW = 8;
+/** How long any one wait of the bench may take before the run fails, naming what it waited for. */
+const WAIT_MS = 60_000;
+/** How long the crowd may take to see each other once joined. */
+const CROWD_JOIN_MS = 180_000;
 
 /** The config the bench server runs with: the chat rate limit raised out of the way. */
 const CHAT_CONFIG = `; deno task bench: chat
@@ -91,16 +96,57 @@ class Timings {
     return this.count / ((last - this.sentAt[0]) / 1000);
   }
 
-  wait(timeoutMs = 60_000): Promise<void> {
-    return withTimeout(
-      this.done.promise,
-      timeoutMs,
-      () => new Error(`Run ${this.run}: ${this.received}/${this.count} arrived`),
-    );
+  /** Resolves once every message arrived; rejects after `timeoutMs` naming the missing ones. */
+  wait(what: string, timeoutMs = WAIT_MS): Promise<void> {
+    return withTimeout(this.done.promise, timeoutMs, () => {
+      const missing: number[] = [];
+      for (let seq = 0; seq < this.count && missing.length < 5; seq++) {
+        if (this.receivedAt[seq] === undefined) missing.push(seq);
+      }
+      return new Error(
+        `Run ${this.run} (${what}): ${this.received}/${this.count} arrived within ` +
+          `${timeoutMs} ms; sent ${this.sentAt.filter((t) => t !== undefined).length}; ` +
+          `first missing: ${missing.join(", ")}`,
+      );
+    });
   }
 }
 
 let nextRun = 1;
+
+/** Polls `condition` until it holds; rejects after `ms` with what it waited for. */
+async function until(condition: () => boolean, what: () => string, ms = WAIT_MS): Promise<void> {
+  const deadline = abortAfter(ms);
+  try {
+    while (!condition()) {
+      if (deadline.signal.aborted) throw new Error(`Waited ${ms} ms for ${what()}`);
+      await sleep(10);
+    }
+  } finally {
+    deadline.clear();
+  }
+}
+
+/** Runs a closer, failing after WAIT_MS instead of keeping the server from being stopped. */
+function closeWithin(close: () => Promise<void>): Promise<void> {
+  return withTimeout(
+    close(),
+    WAIT_MS,
+    () => new Error(`A client did not close within ${WAIT_MS} ms`),
+  );
+}
+
+/** A session's `send`, failing after WAIT_MS with who sent what instead of hanging. */
+function sendWithin(client: ChatClient, to: string, text: string): Promise<void> {
+  return withTimeout(
+    client.session.send(to, text),
+    WAIT_MS,
+    () =>
+      new Error(
+        `${client.session.name} -> ${to}: send of "${text.slice(0, 12)}" took over ${WAIT_MS} ms`,
+      ),
+  );
+}
 
 /** A session whose received messages go to the current Timings of their run. */
 class ChatClient {
@@ -137,13 +183,21 @@ class ChatClient {
   }
 }
 
-/** A raw peer whose deliveries go to the current Timings of a run (one run at a time). */
-function attachRaw(peer: RawPeer, onRelayed?: () => void): { timings?: Timings } {
+/** The server's answer to a `send`. */
+type SendAnswer = Extract<ServerMessage, { type: "relayed" | "queued" | "error" }>;
+
+/**
+ * A raw peer whose deliveries go to the current Timings of a run (one run at a time), and whose
+ * answers to its sends go to `onAnswer`.
+ */
+function attachRaw(peer: RawPeer, onAnswer?: (answer: SendAnswer) => void): { timings?: Timings } {
   const slot: { timings?: Timings } = {};
   peer.handlers = {
     onControl: (message) => {
       if (message.type === "deliver") slot.timings?.receive(rawSeq(message.envelope));
-      else if (message.type === "relayed") onRelayed?.();
+      else if (
+        message.type === "relayed" || message.type === "queued" || message.type === "error"
+      ) onAnswer?.(message);
     },
   };
   return slot;
@@ -166,20 +220,44 @@ async function saturate(
   await Promise.all(workers);
 }
 
-/** A raw sender: `send` resolves when the server acknowledged (relayed) the message. */
+/**
+ * A raw sender: `send` resolves when the server relayed the message, and rejects when it answered
+ * anything else or nothing within WAIT_MS. The server answers one connection's sends in order.
+ */
 function rawSender(
   from: RawPeer,
   to: string,
   envelopeLength: number,
-): { send: (seq: number) => Promise<void>; relayed: () => void } {
-  const waiting: (() => void)[] = [];
+): { send: (seq: number) => Promise<void>; answer: (answer: SendAnswer) => void } {
+  const waiting: { seq: number; answered: PromiseWithResolvers<void> }[] = [];
+  let relayed = 0;
   return {
-    send: (seq) =>
-      new Promise<void>((resolve) => {
-        waiting.push(resolve);
-        from.send({ type: "send", to, envelope: rawEnvelope(seq, envelopeLength) });
-      }),
-    relayed: () => waiting.shift()?.(),
+    send: (seq) => {
+      const answered = Promise.withResolvers<void>();
+      waiting.push({ seq, answered });
+      from.send({ type: "send", to, envelope: rawEnvelope(seq, envelopeLength) });
+      return withTimeout(
+        answered.promise,
+        WAIT_MS,
+        () =>
+          new Error(
+            `${from.name} -> ${to}: no answer to send ${seq} within ${WAIT_MS} ms ` +
+              `(${relayed} relayed, ${waiting.length} unanswered)`,
+          ),
+      );
+    },
+    answer: (answer) => {
+      const entry = waiting.shift();
+      if (answer.type === "relayed") {
+        relayed++;
+        entry?.answered.resolve();
+        return;
+      }
+      const detail = answer.type === "error" ? `${answer.code}: ${answer.message}` : "queued";
+      entry?.answered.reject(
+        new Error(`${from.name} -> ${to}: send ${entry.seq} was answered ${detail}`),
+      );
+    },
   };
 }
 
@@ -230,7 +308,10 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
     closers.push(() => ra.close());
     const rb = await RawPeer.join(server.port, "raw-b", b.identity);
     closers.push(() => rb.close());
-    while (!alice.session.who().some((peer) => peer.name === "bob")) await sleep(10);
+    await until(
+      () => alice.session.who().some((peer) => peer.name === "bob"),
+      () => `alice to see bob (she sees ${alice.session.who().map((peer) => peer.name)})`,
+    );
 
     // The size of a real envelope (a kind byte and a ratchet message), so raw frames carry as
     // many bytes.
@@ -239,19 +320,19 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
 
     const rawSlot = attachRaw(rb);
     const sender = rawSender(ra, "raw-b", envelopeLength);
-    attachRaw(ra, () => sender.relayed());
+    attachRaw(ra, sender.answer);
 
     // Warm-up: the pair's first message sets up its session (RSA), not measured.
     {
       const warm = new Timings(nextRun++, 1);
       bob.runs.set(warm.run, warm);
       warm.sentAt[0] = performance.now();
-      await alice.session.send("bob", textFor(warm.run, 0));
-      await warm.wait();
+      await sendWithin(alice, "bob", textFor(warm.run, 0));
+      await warm.wait("warm-up, alice to bob");
       rawSlot.timings = new Timings(nextRun++, 1);
       rawSlot.timings.sentAt[0] = performance.now();
       await sender.send(0);
-      await rawSlot.timings.wait();
+      await rawSlot.timings.wait("warm-up, raw-a to raw-b");
     }
 
     ctx.log("chat: crypto-only ceiling");
@@ -275,13 +356,13 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
       for (let seq = 0; seq < count; seq++) {
         await sleep(Math.max(0, t0 + seq * period - performance.now()));
         e2e.sentAt[seq] = performance.now();
-        pending.push(alice.session.send("bob", textFor(e2e.run, seq)));
+        pending.push(sendWithin(alice, "bob", textFor(e2e.run, seq)));
         await sleep(Math.max(0, t0 + seq * period + period / 2 - performance.now()));
         raw.sentAt[seq] = performance.now();
         pending.push(sender.send(seq));
       }
       await Promise.all(pending);
-      await Promise.all([e2e.wait(), raw.wait()]);
+      await Promise.all([e2e.wait("steady, alice to bob"), raw.wait("steady, raw")]);
       steady.p50.push(percentile(e2e.latencies(), 0.5));
       steady.p99.push(percentile(e2e.latencies(), 0.99));
       steadyRaw.p50.push(percentile(raw.latencies(), 0.5));
@@ -300,9 +381,9 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
         await saturate(
           timings,
           SATURATION_WINDOW,
-          (seq) => alice.session.send("bob", textFor(timings.run, seq)),
+          (seq) => sendWithin(alice, "bob", textFor(timings.run, seq)),
         );
-        await timings.wait();
+        await timings.wait("saturation, alice to bob");
         sat.rate.push(timings.rate());
         sat.p50.push(percentile(timings.latencies(), 0.5));
         sat.p99.push(percentile(timings.latencies(), 0.99));
@@ -317,7 +398,7 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
         const timings = new Timings(nextRun++, SATURATION_MESSAGES);
         rawSlot.timings = timings;
         await saturate(timings, SATURATION_WINDOW, (seq) => sender.send(seq));
-        await timings.wait();
+        await timings.wait("saturation, raw-a to raw-b");
         satRaw.rate.push(timings.rate());
         satRaw.p50.push(percentile(timings.latencies(), 0.5));
         satRaw.p99.push(percentile(timings.latencies(), 0.99));
@@ -398,7 +479,7 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
     );
 
     // 100 connected clients, 50 pairs sending at once: raw first, then real sessions.
-    for (const close of closers.splice(0).reverse()) await close();
+    for (const close of closers.splice(0).reverse()) await closeWithin(close);
     ctx.log(`chat: ${CROWD} raw clients, ${CROWD / 2} pairs`);
     const crowdRaw = await crowdRawRates(server.port, a.identity, envelopeLength);
     ctx.log(`chat: ${CROWD} client sessions, ${CROWD / 2} pairs`);
@@ -413,7 +494,7 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
       ratioLabel: "e2e ÷ raw",
     });
   } finally {
-    for (const close of closers.reverse()) await close().catch(() => {});
+    for (const close of closers.reverse()) await closeWithin(close).catch(() => {});
     const status = await server.stop();
     if (status.code !== 0) findings.push(`Server exited with ${status.code}: ${server.tail()}`);
   }
@@ -470,7 +551,7 @@ async function crowdRawRates(
       const from = peers[2 * k];
       const to = peers[2 * k + 1];
       const sender = rawSender(from, to.name, envelopeLength);
-      attachRaw(from, () => sender.relayed());
+      attachRaw(from, sender.answer);
       return { sender, slot: attachRaw(to) };
     });
     for (let rep = 0; rep <= REPS; rep++) {
@@ -480,7 +561,7 @@ async function crowdRawRates(
       });
       const t0 = performance.now();
       await Promise.all(pairs.map((pair, k) => saturate(all[k], CROWD_WINDOW, pair.sender.send)));
-      await Promise.all(all.map((timings) => timings.wait()));
+      await Promise.all(all.map((timings, k) => timings.wait(`crowd, raw pair ${k}`)));
       const last = Math.max(...all.flatMap((timings) => timings.receivedAt));
       // Repetition 0 is a warm-up.
       if (rep > 0) rates.push(all.length * CROWD_MESSAGES / ((last - t0) / 1000));
@@ -508,7 +589,13 @@ async function crowdSessionRates(
   );
   try {
     // Everyone must know everyone before sending.
-    while (clients.some((client) => client.session.who().length < CROWD - 1)) await sleep(20);
+    await until(
+      () => clients.every((client) => client.session.who().length >= CROWD - 1),
+      () =>
+        `every client to see the other ${CROWD - 1} (the fewest seen: ` +
+        `${Math.min(...clients.map((client) => client.session.who().length))})`,
+      CROWD_JOIN_MS,
+    );
     const joinSeconds = (performance.now() - joinStarted) / 1000;
     ctx.log(`chat: ${CROWD} sessions joined and saw each other in ${joinSeconds.toFixed(1)} s`);
     findings.push(
@@ -528,10 +615,10 @@ async function crowdSessionRates(
         saturate(
           timings,
           CROWD_WINDOW,
-          (seq) => clients[2 * k].session.send(name(2 * k + 1), textFor(timings.run, seq)),
+          (seq) => sendWithin(clients[2 * k], name(2 * k + 1), textFor(timings.run, seq)),
         )
       ));
-      await Promise.all(all.map((timings) => timings.wait()));
+      await Promise.all(all.map((timings, k) => timings.wait(`crowd, session pair ${k}`)));
       const last = Math.max(...all.flatMap((timings) => timings.receivedAt));
       // Repetition 0 sets up every pair's session (RSA) and is not counted.
       if (rep > 0) rates.push(all.length * count / ((last - t0) / 1000));
