@@ -36,6 +36,11 @@ export interface SecureDialOptions {
   timeoutMs?: number;
   /** Calls the dial off (the person left): the connection is closed and its reason thrown. */
   signal?: AbortSignal;
+  /**
+   * On a reconnect: the fingerprint of the server the session joined. Another key is refused
+   * before any pin is written, so an address tried for the first time is not pinned to it.
+   */
+  sessionFingerprint?: string;
 }
 
 /** How long a connect or a handshake may take unless told otherwise. */
@@ -117,6 +122,7 @@ export async function secureDial(options: SecureDialOptions): Promise<SecureDial
   }
   try {
     options.signal?.throwIfAborted();
+    checkSessionKey(address, handshake, options.sessionFingerprint);
     const status = await checkPin(address, handshake, options);
     return { ...handshake, serverKeyStatus: status };
   } catch (error) {
@@ -153,6 +159,16 @@ async function connect(options: SecureDialOptions): Promise<Deno.TcpConn> {
     // Gone already: the handshake will say so.
   }
   return conn;
+}
+
+function checkSessionKey(address: string, handshake: ClientHandshake, expected?: string): void {
+  if (expected === undefined || handshake.serverFingerprint === expected) return;
+  // The session's store and conversations belong to one server key (`server_store.ts`).
+  throw new ReelayError(
+    "server-key-changed",
+    `${address} presented ${handshake.serverFingerprint}, not the key of the server this ` +
+      `session joined (${expected}): not reconnecting there`,
+  );
 }
 
 async function checkPin(

@@ -239,7 +239,7 @@ export class ClientSession {
   static #dial(
     options: SessionOptions,
     address: Address,
-    signal?: AbortSignal,
+    rejoin?: { signal: AbortSignal; sessionFingerprint: string },
   ): Promise<SecureDial> {
     return secureDial({
       hostname: address.hostname,
@@ -247,7 +247,7 @@ export class ClientSession {
       pins: options.serverPins,
       acceptServerKey: options.acceptServerKey,
       timeoutMs: options.joinTimeoutMs,
-      signal,
+      ...rejoin,
     });
   }
 
@@ -617,20 +617,13 @@ export class ClientSession {
 
   /** Dials `address`, joins again and brings the directory copy up to date. */
   async #rejoin(address: Address): Promise<void> {
-    const channel = await ClientSession.#dial(this.#options, address, this.#leave.signal);
+    const channel = await ClientSession.#dial(this.#options, address, {
+      signal: this.#leave.signal,
+      sessionFingerprint: this.#channel.serverFingerprint,
+    });
     if (this.#ended) {
       channel.transport.close();
       throw new ReelayError(this.#ended.code, this.#ended.reason);
-    }
-    const expected = this.#channel.serverFingerprint;
-    if (channel.serverFingerprint !== expected) {
-      // The session's store and conversations belong to one server key (`server_store.ts`).
-      channel.transport.close();
-      throw new ReelayError(
-        "server-key-changed",
-        `${address.hostname}:${address.port} presented ${channel.serverFingerprint}, not the ` +
-          `key of the server this session joined (${expected}): not reconnecting there`,
-      );
     }
     this.#server = `${address.hostname}:${address.port}`;
     this.#attach(channel);

@@ -175,7 +175,7 @@ export class EventLog {
   waitFor<N extends ClientEvent["event"]>(
     name: N,
     where: (event: Extract<ClientEvent, { event: N }>) => boolean = () => true,
-    timeoutMs = 20_000,
+    timeoutMs = 60_000,
   ): Promise<Extract<ClientEvent, { event: N }>> {
     const match = (event: ClientEvent) =>
       event.event === name && where(event as Extract<ClientEvent, { event: N }>);

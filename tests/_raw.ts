@@ -163,7 +163,7 @@ export class RawClient {
    */
   waitFor(
     match: (message: Json) => boolean,
-    timeoutMs = 15_000,
+    timeoutMs = 45_000,
     what = `a message matching ${match}`,
   ): Promise<Json> {
     return new Promise((resolve, reject) => {
@@ -217,7 +217,7 @@ export class RawClient {
   }
 
   /** Waits until the server closes the connection; fails after `timeoutMs`. */
-  waitEnded(timeoutMs = 15_000): Promise<void> {
+  waitEnded(timeoutMs = 45_000): Promise<void> {
     return withTimeout(
       this.ended,
       timeoutMs,
@@ -292,7 +292,7 @@ export function rawIdentity(): Promise<Identity> {
 export async function waitUntil(
   condition: () => boolean | Promise<boolean>,
   what: string,
-  timeoutMs = 15_000,
+  timeoutMs = 45_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {

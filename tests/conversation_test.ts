@@ -373,10 +373,10 @@ Deno.test("a client replaces a week-old signed prekey on joining; mail sent agai
     await bob.log.waitFor("queued");
 
     const later = await joinClient(server.port, "alice", { home: alice.home, now: weekLater });
-    await later.log.waitFor("message", (event) => event.text === "held for a week");
+    await later.log.waitFor("message", (event) => event.text === "held for a week", 60_000);
     const carol = await joinClient(proxies[1].port, "carol");
     await carol.session.send("alice", "against the new key");
-    await later.log.waitFor("message", (event) => event.text === "against the new key");
+    await later.log.waitFor("message", (event) => event.text === "against the new key", 60_000);
     assert.equal(signedIds.length, 2);
     assert.notEqual(signedIds[0], signedIds[1], "carol got the signed prekey made on rejoining");
     for (const client of [later, bob, carol]) await client.session.quit();

@@ -765,8 +765,8 @@ export const mutants: Mutant[] = [
   {
     name: "a reconnect dial goes on after the person left (events after quit)",
     file: "client/session.ts",
-    find: "await ClientSession.#dial(this.#options, address, this.#leave.signal);",
-    replace: "await ClientSession.#dial(this.#options, address);",
+    find: "signal: this.#leave.signal,",
+    replace: "signal: new AbortController().signal,",
     tests: [{ file: "tests/reconnect_leave_test.ts", filter: "calls the dial off" }],
   },
   {
@@ -790,6 +790,13 @@ export const mutants: Mutant[] = [
       "if (previous && backAt !== undefined && now - backAt < (policy.stableMs ?? STABLE_MS)) {",
     replace: "if (false) {",
     tests: [{ file: "tests/reconnect_flapping_test.ts", filter: "counts from the first loss" }],
+  },
+  {
+    name: "reconnects to a server with another key (the session's key not checked)",
+    file: "client/server_trust.ts",
+    find: "if (expected === undefined || handshake.serverFingerprint === expected) return;",
+    replace: "return;",
+    tests: [{ file: "tests/reconnect_key_test.ts", filter: "another address with another key" }],
   },
   {
     name: "requests waiting for a server that is away unbounded",
