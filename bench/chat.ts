@@ -486,7 +486,7 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
     const crowdRaw = await crowdRawRates(server.port, a.identity, envelopeLength);
     ctx.log(`chat: ${CROWD} client sessions, ${CROWD / 2} pairs`);
     const crowdHome = await Deno.makeTempDir({ dir: ctx.tempDir, prefix: "crowd-" });
-    const crowd = await crowdSessionRates(server.port, a.identity, crowdHome, ctx, findings);
+    const crowd = await crowdSessionRates(server.port, crowdHome, ctx, findings);
     figures.push({
       name: `${CROWD} clients, ${CROWD / 2} pairs at once: messages/s`,
       value: summarize(crowd),
@@ -520,9 +520,9 @@ export async function runChat(ctx: BenchContext): Promise<GroupResult> {
       `with ${SATURATION_WINDOW} unacknowledged at most; messages/s is counted from the first ` +
       `send to the last receipt. Crowd: ${CROWD} clients joined, ${CROWD / 2} disjoint pairs ` +
       `each sending ${CROWD_MESSAGES} messages (${CROWD_WINDOW} in flight per sender) at ` +
-      `once, counted at the receivers; the ${CROWD} sessions share one identity (keys are ` +
-      `not what is measured) and one pinned-peers file. ${REPS} repetitions each; the first ` +
-      `message of every pair (RSA session setup) is sent before measuring.`,
+      `once, counted at the receivers; each session has its own identity and store (prekeys ` +
+      `are per identity). ${REPS} repetitions each; the first message of every pair ` +
+      `(the conversation's start from a prekey bundle) is sent before measuring.`,
     ],
     figures,
     findings,
@@ -577,7 +577,6 @@ async function crowdRawRates(
 /** Messages/s at the receivers for 50 pairs of real sessions at once, per repetition. */
 async function crowdSessionRates(
   port: number,
-  identity: Identity,
   home: string,
   ctx: BenchContext,
   findings: string[],
@@ -587,7 +586,13 @@ async function crowdSessionRates(
   const clients = await joinAll(
     CROWD,
     10,
-    (i) => ChatClient.connect(port, name(i), identity, `bench-${i}`, home),
+    // Each its own identity: prekeys are per identity, so sessions sharing one would hand out
+    // each other's prekeys and the first message of a pair could not be opened.
+    async (i) => {
+      const own = await Deno.makeTempDir({ dir: home, prefix: `${name(i)}-` });
+      const { identity } = await loadOrCreateIdentity(own);
+      return await ChatClient.connect(port, name(i), identity, "bench", own);
+    },
   );
   try {
     // Everyone must know everyone before sending.
