@@ -45,6 +45,12 @@ export class RawPeer {
     return this.framed.bytesReceived;
   }
   handlers: PeerHandlers = {};
+  /** The last error the server sent about the connection itself (one without a `ref`). */
+  serverError: string | undefined;
+  /** Whether the connection is closed. */
+  get closed(): boolean {
+    return this.framed.closed;
+  }
   #joined = Promise.withResolvers<ServerMessage>();
 
   private constructor(name: string, framed: ClientConnection) {
@@ -123,6 +129,12 @@ export class RawPeer {
             this.#joined.resolve(message);
           }
           continue;
+        }
+        // Answered like the client does: a peer that is quiet while another measurement runs
+        // must not be cut off by the server's idle timeout.
+        if (message.type === "ping") this.send({ type: "pong" });
+        else if (message.type === "error" && message.ref === undefined) {
+          this.serverError = `${message.code}: ${message.message}`;
         }
         this.handlers.onControl?.(message);
       }

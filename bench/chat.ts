@@ -242,7 +242,9 @@ function rawSender(
         () =>
           new Error(
             `${from.name} -> ${to}: no answer to send ${seq} within ${WAIT_MS} ms ` +
-              `(${relayed} relayed, ${waiting.length} unanswered)`,
+              `(${relayed} relayed, ${waiting.length} unanswered` +
+              (from.closed ? `; the connection is closed: ${from.serverError ?? "no error"}` : "") +
+              ")",
           ),
       );
     },
