@@ -113,6 +113,7 @@ export class Conversations {
   readonly #queue = new SerialQueue();
   readonly #now: () => number;
   #prekeys: PrekeyStore | undefined;
+  #prekeysLoaded: Promise<PrekeyStore> | undefined;
   #ownFingerprint: string | undefined;
   #historyClaimed: Promise<void> | undefined;
   /** Whether the last history write failed (reported when it started failing). */
@@ -573,7 +574,16 @@ export class Conversations {
     return this.#ownFingerprint;
   }
 
-  async #loadPrekeys(): Promise<PrekeyStore> {
+  /**
+   * Our prekeys, loaded (or made) once. The load is shared: held mail opened at join and the
+   * publishing of prekeys start together, and two copies would each erase and rotate their own
+   * keys, the last one saved bringing back what the other erased.
+   */
+  #loadPrekeys(): Promise<PrekeyStore> {
+    return this.#prekeysLoaded ??= this.#readPrekeys();
+  }
+
+  async #readPrekeys(): Promise<PrekeyStore> {
     if (this.#prekeys) return this.#prekeys;
     const stored = this.#store.prekeys();
     const own = await this.#selfFingerprint();

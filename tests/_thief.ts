@@ -31,3 +31,19 @@ export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean
   }
   return false;
 }
+
+/** The ids of the one-time prekeys (X25519 and ML-KEM) whose private halves `file` holds. */
+export function heldOneTimePrekeys(file: string): number[] {
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    const row = db.prepare("SELECT value FROM meta WHERE key = 'prekeys'").get();
+    if (!row) return [];
+    const value = row.value instanceof Uint8Array
+      ? new TextDecoder().decode(row.value)
+      : String(row.value);
+    const stored = JSON.parse(value) as { oneTime: { id: number }[]; pqOneTime: { id: number }[] };
+    return [...stored.oneTime, ...stored.pqOneTime].map((key) => key.id);
+  } finally {
+    db.close();
+  }
+}

@@ -21,6 +21,7 @@ import {
 } from "../shared/crypto/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { joinClient, startTestServer, testServerKey } from "../testing/harness.ts";
+import { heldOneTimePrekeys } from "./_thief.ts";
 import { HostileProxy, type Json } from "./_proxy.ts";
 import { openSqliteStore } from "../server/store/sqlite.ts";
 
@@ -352,9 +353,17 @@ Deno.test("a client replaces a week-old signed prekey on joining; mail sent agai
   const server = await startTestServer();
   // One proxy per client (a proxy forwards one connection), each noting the bundles it hands out.
   const signedIds: unknown[] = [];
+  const bobsOneTimeIds: number[] = [];
   const noteBundles = (direction: string, message: Json) => {
     if (direction === "to-client" && message.type === "bundle") {
-      signedIds.push(((message.bundle as Json).signedPrekey as Json).id);
+      const bundle = message.bundle as Json;
+      signedIds.push((bundle.signedPrekey as Json).id);
+      if (signedIds.length === 1) {
+        bobsOneTimeIds.push(
+          (bundle.pqPrekey as Json).id as number,
+          (bundle.oneTimePrekey as Json).id as number,
+        );
+      }
     }
     return [message];
   };
@@ -374,6 +383,10 @@ Deno.test("a client replaces a week-old signed prekey on joining; mail sent agai
 
     const later = await joinClient(server.port, "alice", { home: alice.home, now: weekLater });
     await later.log.waitFor("message", (event) => event.text === "held for a week", 60_000);
+    // Opening it (at join, while the prekeys were rotated and published) erased the one-time
+    // keys bob's bundle named, for good: no copy of the prekeys saved them back.
+    const held = heldOneTimePrekeys(later.session.store.file);
+    for (const id of bobsOneTimeIds) assert.ok(!held.includes(id), `one-time prekey ${id} erased`);
     const carol = await joinClient(proxies[1].port, "carol");
     await carol.session.send("alice", "against the new key");
     await later.log.waitFor("message", (event) => event.text === "against the new key", 60_000);

@@ -168,6 +168,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/cluster_directory_test.ts", filter: "read whole once per 1%" }],
   },
   {
+    name: "two copies of the prekeys at join (an erased one-time key saved back)",
+    file: "client/conversations.ts",
+    find: "return this.#prekeysLoaded ??= this.#readPrekeys();",
+    replace: "return this.#readPrekeys();",
+    tests: [{ file: conversations, filter: "week-old signed prekey" }],
+  },
+  {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
     find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
