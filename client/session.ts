@@ -612,7 +612,8 @@ export class ClientSession {
     const reason = this.#resume
       ? `${lost.reason}: it resumes here when the server is back`
       : lost.reason;
-    await this.#viewing.abort(reason);
+    // A stream that fully arrived plays to its end from what the client holds.
+    if (!this.#viewing.arrived) await this.#viewing.abort(reason);
   }
 
   /** Dials `address`, joins again and brings the directory copy up to date. */

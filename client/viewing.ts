@@ -119,6 +119,11 @@ export class Viewing {
     return this.#active !== undefined;
   }
 
+  /** Whether every byte of the stream is here (its end arrived): it needs no connection. */
+  get arrived(): boolean {
+    return this.#active?.end?.reason === "complete";
+  }
+
   /**
    * Sets the window the server announced, on the client's own terms: clamped to
    * {@linkcode MIN_WINDOW_BYTES}..{@linkcode MAX_WINDOW_BYTES}, so a server announcing 2^53

@@ -806,6 +806,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/reconnect_key_test.ts", filter: "another address with another key" }],
   },
   {
+    name: "a stream that fully arrived is cut by a connection loss",
+    file: "client/session.ts",
+    find: "if (!this.#viewing.arrived) await this.#viewing.abort(reason);",
+    replace: "await this.#viewing.abort(reason);",
+    tests: [{ file: "tests/reconnect_stream_test.ts", filter: "fully arrived" }],
+  },
+  {
     name: "requests waiting for a server that is away unbounded",
     file: "client/session.ts",
     find: "if (this.#pending.size >= MAX_PENDING_REQUESTS) {",
