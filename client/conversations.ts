@@ -213,9 +213,16 @@ export class Conversations {
    * Takes a delivered envelope from `from` whose keys are `keys` (as pinned or announced);
    * `pinned` is the fingerprint we pinned for them, if any. Opens it, persists, acknowledges,
    * emits `message` (and sends a receipt) or `delivered`, or refuses it with a reason.
+   * `opened` runs once the envelope opened (it came from the holder of `keys`), before anything
+   * is told.
    */
-  receive(message: Delivery, keys: PublicIdentity | undefined, pinned?: string): Promise<void> {
-    return this.#queue.run(() => this.#receive(message, keys, pinned));
+  receive(
+    message: Delivery,
+    keys: PublicIdentity | undefined,
+    pinned?: string,
+    opened?: () => void,
+  ): Promise<void> {
+    return this.#queue.run(() => this.#receive(message, keys, pinned, opened));
   }
 
   /** A refusal the server passed on: checked against `keys` (the refuser's pinned keys). */
@@ -275,6 +282,7 @@ export class Conversations {
     message: Delivery,
     keys: PublicIdentity | undefined,
     pinned: string | undefined,
+    authentic?: () => void,
   ): Promise<void> {
     const from = message.from;
     const id = message.id ?? "";
@@ -316,6 +324,7 @@ export class Conversations {
         `Rejected a message from ${JSON.stringify(from)}: ${error.message}`,
       );
     }
+    authentic?.();
     if (id !== "") this.#store.markSeen(from, id);
     const { plain } = opened;
     if (plain.k === "r") {

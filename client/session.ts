@@ -732,9 +732,12 @@ export class ClientSession {
         const pin = this.store.pinned(message.from);
         // The keys the client verified in an announcement come first; the server's claim after.
         const keys = online?.announcement.keys ?? message.fromKeys ?? pin?.keys;
-        // Taking a message from someone is an interaction: their key is pinned from now on.
-        if (online && !pin && online.trust !== "changed") this.#peers.interact(online);
-        await this.#conversations.receive(message, keys, pin?.fingerprint);
+        // Taking a message from someone is an interaction: their key is pinned from now on. Only
+        // once it opened: bytes the server made up (or an ignored sender's) pin nothing.
+        const pinSender = () => {
+          if (online && !pin && online.trust !== "changed") this.#peers.interact(online);
+        };
+        await this.#conversations.receive(message, keys, pin?.fingerprint, pinSender);
         break;
       }
       case "refused": {

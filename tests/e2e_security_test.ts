@@ -124,6 +124,8 @@ Deno.test("an envelope claimed to come from someone else is rejected", async () 
     const error = await bob.log.waitFor("error");
     assert.equal(error.code, "wrong-peer");
     assert.equal(bob.log.of("message").length, 0);
+    // A message that did not open is no interaction: the server's claim pinned nothing.
+    assert.equal(bob.session.store.pinned("carol"), undefined, "carol's key is not pinned");
     for (const client of [alice, carol, bob]) await client.session.quit();
   } finally {
     await proxy.close();

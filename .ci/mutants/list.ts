@@ -175,6 +175,14 @@ export const mutants: Mutant[] = [
     tests: [{ file: conversations, filter: "week-old signed prekey" }],
   },
   {
+    name: "a sender pinned before their message opened (the server forces a pin)",
+    file: "client/session.ts",
+    find: "await this.#conversations.receive(message, keys, pin?.fingerprint, pinSender);",
+    replace:
+      "pinSender();\n        await this.#conversations.receive(message, keys, pin?.fingerprint);",
+    tests: [{ file: e2e, filter: "claimed to come from someone else" }],
+  },
+  {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
     find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
