@@ -1090,7 +1090,7 @@ export const mutants: Mutant[] = [
   {
     name: "cluster registry past max_registered",
     file: "server/cluster/directory.ts",
-    find: "const over = Math.max(0, entries.length - this.#limits.maxRegistered);",
+    find: "const over = Math.max(0, entries.length - this.#limits.maxRegistered + room);",
     replace: "const over = 0;",
     tests: [{ file: "tests/cluster_directory_test.ts", filter: "past max_registered" }],
   },
