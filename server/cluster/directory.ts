@@ -22,13 +22,20 @@ import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "./nats.ts";
 import { type Bytes, fromBase64, toBase64, toHex, utf8 } from "../../shared/bytes.ts";
 import { messageOf, ReelayError } from "../../shared/errors.ts";
-import { checkFingerprint, checkLimit, checkTime, shown } from "../store/checks.ts";
+import {
+  checkFingerprint,
+  checkLimit,
+  checkOneTimeKeys,
+  checkTime,
+  duplicate,
+  shown,
+  tooLarge,
+} from "../store/checks.ts";
 import {
   DEFAULT_STORE_LIMITS,
   type JsonValue,
   type MailEndReason,
   MAX_ANNOUNCEMENT_BYTES,
-  MAX_ONE_TIME_KEY_BYTES,
   MAX_PAGE,
   MAX_SIGNED_PREKEY_BYTES,
   type NewRegistryEntry,
@@ -50,7 +57,6 @@ export const DIRECTORY_BUCKET = "reelay-directory";
 
 /** How many times a compare-and-set is retried after losing a race. */
 const CAS_ATTEMPTS = 32;
-const MAX_KEY_ID = 0xffff_ffff;
 
 /** Options of {@linkcode KvDirectory.open}. */
 export type KvDirectoryOptions =
@@ -91,20 +97,6 @@ function notRegistered(fingerprint: string): ReelayError {
   return new ReelayError(
     "not-registered",
     `Key ${shown(fingerprint)} is not registered on this server: join before publishing prekeys`,
-  );
-}
-
-function tooLarge(what: string, bytes: number, max: number): ReelayError {
-  return new ReelayError(
-    "prekey-too-large",
-    `${what} of ${bytes} bytes is larger than the most the server keeps, ${max} bytes`,
-  );
-}
-
-function duplicate(kind: OneTimeKind, id: number): ReelayError {
-  return new ReelayError(
-    "duplicate-prekey-id",
-    `One-time ${kind} prekey id ${id} is already held: give each key a new id`,
   );
 }
 
@@ -370,20 +362,7 @@ class KvPrekeys implements PrekeyDirectory {
     if (!ONE_TIME_KINDS.includes(kind)) {
       throw new TypeError(`One-time prekey kind ${shown(kind)} is unknown`);
     }
-    const seen = new Set<number>();
-    for (const { id, key } of keys) {
-      if (!Number.isInteger(id) || id < 0 || id > MAX_KEY_ID) {
-        throw new ReelayError(
-          "bad-prekey-id",
-          `One-time prekey id ${shown(id)} is not allowed: use an integer from 0 to ${MAX_KEY_ID}`,
-        );
-      }
-      if (seen.has(id)) throw duplicate(kind, id);
-      seen.add(id);
-      if (key.length === 0 || key.length > MAX_ONE_TIME_KEY_BYTES) {
-        throw tooLarge(`One-time prekey ${id}`, key.length, MAX_ONE_TIME_KEY_BYTES);
-      }
-    }
+    checkOneTimeKeys(kind, keys);
     const fp = await this.#checkRegistered(fingerprint);
     const name = `ot.${fp}.${kind}`;
     return await withCas("Adding one-time prekeys", async () => {

@@ -30,14 +30,16 @@ function checkKind(kind: unknown): OneTimeKind {
   return kind as OneTimeKind;
 }
 
-function tooLarge(what: string, bytes: number, max: number): ReelayError {
+/** A prekey larger than the server keeps. */
+export function tooLarge(what: string, bytes: number, max: number): ReelayError {
   return new ReelayError(
     "prekey-too-large",
     `${what} of ${bytes} bytes is larger than the most the server keeps, ${max} bytes`,
   );
 }
 
-function checkKeys(kind: OneTimeKind, keys: readonly OneTimeKey[]): void {
+/** Refuses bad one-time prekeys: ids out of range or repeated, keys empty or too large. */
+export function checkOneTimeKeys(kind: OneTimeKind, keys: readonly OneTimeKey[]): void {
   const seen = new Set<number>();
   for (const { id, key } of keys) {
     if (!Number.isInteger(id) || id < 0 || id > MAX_KEY_ID) {
@@ -55,7 +57,8 @@ function checkKeys(kind: OneTimeKind, keys: readonly OneTimeKey[]): void {
   }
 }
 
-function duplicate(kind: OneTimeKind, id: number): ReelayError {
+/** A one-time prekey id that is held already. */
+export function duplicate(kind: OneTimeKind, id: number): ReelayError {
   return new ReelayError(
     "duplicate-prekey-id",
     `One-time ${kind} prekey id ${id} is already held: give each key a new id`,
@@ -101,7 +104,7 @@ export class SqlitePrekeys extends SqlitePart implements PrekeyDirectory {
       checkKind(kind);
       const max = this.limits.maxOneTimePerKind;
       if (keys.length > max) throw this.#full(kind, 0, keys.length);
-      checkKeys(kind, keys);
+      checkOneTimeKeys(kind, keys);
       return this.db.write(() => {
         this.#checkRegistered(fingerprint);
         const held = this.#count(fingerprint, kind);

@@ -22,3 +22,4 @@ export {
   checkTime,
   shown,
 } from "./_check.ts";
+export { checkOneTimeKeys, duplicate, tooLarge } from "./_prekeys.ts";
