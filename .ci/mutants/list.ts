@@ -172,7 +172,10 @@ export const mutants: Mutant[] = [
     file: "client/conversations.ts",
     find: "return this.#prekeysLoaded ??= this.#readPrekeys();",
     replace: "return this.#readPrekeys();",
-    tests: [{ file: conversations, filter: "week-old signed prekey" }],
+    tests: [
+      { file: "tests/conversation_prekeys_test.ts", filter: "two publishes at once" },
+      { file: conversations, filter: "week-old signed prekey" },
+    ],
   },
   {
     name: "a sender pinned before their message opened (the server forces a pin)",
