@@ -954,7 +954,7 @@ export const mutants: Mutant[] = [
     name: "history bound per person ignored",
     file: "client/store/_history.ts",
     find: ").run(peer, peer, maxPerPeer);",
-    replace: ").run(peer, peer, -1);",
+    replace: ").run(peer, peer, Number.MAX_SAFE_INTEGER);",
     tests: [{ file: "tests/client_store_test.ts", filter: "bounded per person" }],
   },
   {
