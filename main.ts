@@ -12,7 +12,8 @@ import { EXIT_CODES, EXIT_USAGE, ReelayError, UsageError } from "./shared/errors
 import { printError } from "./shared/io.ts";
 import { runServer, type ServerFlags } from "./server/mod.ts";
 import type { WorkerFlags } from "./server/cluster/worker.ts";
-import { type ClientFlags, HELP_TEXT, runClient } from "./client/mod.ts";
+import { type ClientFlags, formatWait, HELP_TEXT, runClient } from "./client/mod.ts";
+import { DEFAULT_CONFIG } from "./shared/config/mod.ts";
 
 /** The version printed by `reelay --version`. */
 export const VERSION: string = denoConfig.version;
@@ -97,9 +98,7 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     .addHelpText(
       "after",
       `\nCommands, typed at the prompt or one per line on stdin:\n${indent(HELP_TEXT)}\n` +
-        `\nWhen the connection is lost, the client reconnects (backoff up to 30 s, for up to an ` +
-        `hour;\n[client] reconnect_* in config.ini), with reconnecting/reconnected/gave-up ` +
-        `events in --json.\n\nExit codes:\n${
+        `\n${reconnectHelp()}\n\nExit codes:\n${
           indent(EXIT_CODES.map(([code, when]) => `${code}  ${when}`).join("\n"))
         }`,
     )
@@ -110,6 +109,15 @@ function buildProgram(setExitCode: (code: number) => void): Command {
     });
 
   return program;
+}
+
+/** What the client does when the connection is lost, with the defaults of `[client]`. */
+function reconnectHelp(): string {
+  const client = DEFAULT_CONFIG.client;
+  return `When the connection is lost, the client reconnects: it waits from ` +
+    `${formatWait(client.reconnectMinMs)} doubling up to ${formatWait(client.reconnectMaxMs)},\n` +
+    `for up to ${formatWait(client.reconnectGiveUpMs)} ([client] reconnect_* in config.ini), ` +
+    `with reconnecting/reconnected/gave-up\nevents in --json.`;
 }
 
 function indent(text: string): string {

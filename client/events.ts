@@ -142,7 +142,10 @@ export type ClientEvent =
     online: number;
     names: string[];
   }
-  /** The session ended: the server did not come back within the give-up time. */
+  /**
+   * The session ended: the server did not come back within the give-up time. `code` and
+   * `reason`: why the last attempt failed; `afterMs` down, `attempts` made.
+   */
   | {
     event: "gave-up";
     server: string;

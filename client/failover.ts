@@ -12,8 +12,19 @@
 import { ReelayError } from "../shared/errors.ts";
 import type { Address } from "./reconnect.ts";
 
-/** Endings after which the next address is worth a try: this one is down or not answering. */
-const UNREACHABLE = new Set(["server-unreachable", "handshake-timeout", "handshake-failed"]);
+/**
+ * Endings after which the next address is worth a try: this one is down, not answering, full, or
+ * up but stuck before its welcome. None of them refuses the person; a changed key, a refused
+ * identity or a name taken would be the same on every node, so they end the join where they are.
+ */
+const TRY_NEXT: ReadonlySet<string> = new Set([
+  "server-unreachable",
+  "handshake-timeout",
+  "handshake-failed",
+  "server-full",
+  "host-full",
+  "join-timeout",
+]);
 
 /**
  * The addresses of one server, in a ring.
@@ -53,17 +64,18 @@ export class AddressRing {
   }
 
   /**
-   * Runs `connect` on each address in turn from the current one until one answers; the ring
-   * then stands on it. An ending other than an unreachable address (a changed key, a name
-   * taken) is not tried elsewhere. Throws the last address's error when none answers.
+   * Runs `connect` on each address in turn from the current one until one takes the join; the
+   * ring then stands on it. Only an address down, not answering, full or stuck is passed for the
+   * next; any other ending (a changed key, a name taken) is not tried elsewhere. Throws the last
+   * address's error when none takes it.
    */
   async connect<T>(connect: (address: Address) => Promise<T>): Promise<T> {
     for (let tried = 1;; tried++) {
       try {
         return await connect(this.current);
       } catch (error) {
-        const unreachable = error instanceof ReelayError && UNREACHABLE.has(error.code);
-        if (!unreachable || tried >= this.#addresses.length) throw error;
+        const passed = error instanceof ReelayError && TRY_NEXT.has(error.code);
+        if (!passed || tried >= this.#addresses.length) throw error;
         this.next();
       }
     }

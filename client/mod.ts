@@ -38,6 +38,7 @@ export { DEFAULT_RECONNECT, type ReconnectPolicy } from "./reconnect.ts";
 export type { ClientEvent, PeerView } from "./events.ts";
 export { discardSink, type SinkFactory, sinkFactory, type StreamSink } from "./player.ts";
 export { HELP_TEXT } from "./tui/commands.ts";
+export { formatWait } from "./tui/format.ts";
 export { KNOWN_SERVERS_FILE, knownServers, type ServerKeyStatus } from "./server_trust.ts";
 
 /** Flags of `reelay client`. */

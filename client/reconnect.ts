@@ -8,6 +8,7 @@
  */
 
 import { settlesWithin } from "../shared/async.ts";
+import { DEFAULT_CONFIG } from "../shared/config/mod.ts";
 
 /** A server address to dial. */
 export interface Address {
@@ -52,11 +53,11 @@ export interface ReconnectPolicy {
   address?: (attempt: number) => Address;
 }
 
-/** The defaults: 0.5 s doubling to 30 s, giving up after an hour down. */
+/** The defaults, those of `[client] reconnect_*` (0.5 s doubling to 30 s, an hour down). */
 export const DEFAULT_RECONNECT: ReconnectPolicy = {
-  minDelayMs: 500,
-  maxDelayMs: 30_000,
-  giveUpMs: 3_600_000,
+  minDelayMs: DEFAULT_CONFIG.client.reconnectMinMs,
+  maxDelayMs: DEFAULT_CONFIG.client.reconnectMaxMs,
+  giveUpMs: DEFAULT_CONFIG.client.reconnectGiveUpMs,
   // Past the server's idle timeout (45 s), after which it has dropped a connection gone silent.
   nameTakenGraceMs: 60_000,
 };
@@ -168,13 +169,4 @@ export function backoffDelay(
 /** Waits `ms` with a real timer, or until `cancel` settles; resolves to whether it did. */
 export function waitOrCancel(ms: number, cancel: Promise<unknown>): Promise<boolean> {
   return settlesWithin(cancel, ms);
-}
-
-/** "12 s", "3 min", "1 h 5 min": how long the connection was down, for people. */
-export function formatDowntime(ms: number): string {
-  const seconds = Math.round(ms / 1000);
-  if (seconds < 120) return `${seconds} s`;
-  const minutes = Math.round(seconds / 60);
-  if (minutes < 120) return `${minutes} min`;
-  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }

@@ -34,7 +34,6 @@ import { Conversations, type Correspondent } from "./conversations.ts";
 import {
   type Address,
   backoffDelay,
-  formatDowntime,
   isFinal,
   type Outage,
   outageAfter,
@@ -683,17 +682,15 @@ export class ClientSession {
   }
 
   async #giveUp(last: SessionEnd, downMs: number, attempts: number): Promise<void> {
-    const reason = `Gave up reconnecting to ${this.server} after ${formatDowntime(downMs)} ` +
-      `(${attempts} attempts): ${last.reason}`;
     this.#emit({
       event: "gave-up",
       server: this.server,
       code: last.code,
-      reason,
+      reason: last.reason,
       afterMs: downMs,
       attempts,
     });
-    await this.#shutdown({ code: "gave-up", reason }, false);
+    await this.#shutdown({ code: "gave-up", reason: last.reason }, false);
   }
 
   #endFor(error: unknown): SessionEnd {

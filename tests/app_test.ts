@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChatSession, EXIT_COMMAND_FAILED, runClientApp } from "../client/tui/app.ts";
+import { EXIT_GAVE_UP } from "../shared/errors.ts";
 import type { ClientEvent, PeerView } from "../client/events.ts";
 import { HELP_TEXT } from "../client/tui/commands.ts";
 import {
@@ -171,6 +172,21 @@ class FakeSession implements ChatSession {
     this.#running = [];
     if (announce) this.emit({ event: "disconnected", code: "connection-lost", reason });
     this.#closed.resolve({ code: "connection-lost", reason });
+  }
+
+  /** The server stayed away past the give-up time: `gave-up`, then the session ends. */
+  giveUp(): void {
+    this.#running = [];
+    const reason = "Connection to h:9 was refused";
+    this.emit({
+      event: "gave-up",
+      server: "h:9",
+      code: "server-unreachable",
+      reason,
+      afterMs: 120_000,
+      attempts: 3,
+    });
+    this.#closed.resolve({ code: "gave-up", reason });
   }
 
   #settle(): void {
@@ -666,4 +682,75 @@ Deno.test("app: /play finds a video by a unique start, ignoring case; an ambiguo
     ["unknown-video", 3],
   ]);
   assert.match(errors[0].message, /"cats\.mp4" or "cats 2\.mkv": type more/);
+});
+
+/** The connection lost, three attempts, back, lost again and given up, as a session tells it. */
+function outage(session: FakeSession): void {
+  const lost = { event: "reconnecting", server: "h:9", code: "server-lost" } as const;
+  for (const attempt of [1, 2, 3]) {
+    session.emit({ ...lost, reason: `lost ${attempt}`, attempt, delayMs: 1000 });
+  }
+  session.emit({
+    event: "reconnected",
+    server: "h:9",
+    afterMs: 4000,
+    attempts: 3,
+    online: 1,
+    names: [],
+  });
+  for (const attempt of [1, 2]) {
+    session.emit({ ...lost, reason: `again ${attempt}`, attempt, delayMs: 1000 });
+  }
+  session.giveUp();
+}
+
+Deno.test("app: with a status line, the transcript gets the first attempt and the outcome; gave-up exits 5", async () => {
+  const session = new FakeSession();
+  const input = new ScriptedInput([], "eof", new Promise(() => {}));
+  const statuses: string[] = [];
+  input.setStatus = (render) => void statuses.push(render?.(79) ?? "");
+  const running = runClientApp({ session, input, json: false, color: false });
+  await session.listening();
+  outage(session);
+  assert.equal(await within(running, 30_000, "the app to exit"), EXIT_GAVE_UP);
+  assert.deepEqual(input.printed, [
+    "Connection lost: lost 1; reconnecting in 1 s (attempt 1)",
+    "Back: reconnected to h:9 after 4 s (online: nobody else)",
+    "Connection lost: again 1; reconnecting in 1 s (attempt 1)",
+    "Gave up reconnecting to h:9 after 2 min (3 attempts): Connection to h:9 was refused",
+  ]);
+  assert.ok(
+    statuses.some((line) => line.startsWith("reconnecting (attempt 3)")),
+    statuses.join("\n"),
+  );
+  assert.equal(statuses.at(-1), "", "the countdown goes with the session");
+});
+
+Deno.test("app: without a status line every attempt is a line; --json gets every event and exit 5", async () => {
+  const plain = new FakeSession();
+  const input = new ScriptedInput([], "eof", new Promise(() => {}));
+  const running = runClientApp({ session: plain, input, json: false, color: false });
+  await plain.listening();
+  outage(plain);
+  assert.equal(await within(running, 30_000, "the app to exit"), EXIT_GAVE_UP);
+  assert.equal(input.printed.filter((line) => /\(attempt \d\)$/.test(line)).length, 5);
+
+  const scripted = new FakeSession();
+  const sink = collector();
+  const { input: lines } = piped("", true);
+  const json = runClientApp({
+    session: scripted,
+    input: lines,
+    json: true,
+    jsonOutput: sink.stream,
+  });
+  await scripted.listening();
+  outage(scripted);
+  assert.equal(await within(json, 30_000, "the app to exit"), EXIT_GAVE_UP);
+  assert.deepEqual(sink.events().map((event) => event.event), [
+    ...Array(3).fill("reconnecting"),
+    "reconnected",
+    ...Array(2).fill("reconnecting"),
+    "gave-up",
+  ]);
 });

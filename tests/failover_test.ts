@@ -1,12 +1,16 @@
 /**
- * Several addresses of one server (client/failover.ts): the first connection tries them in turn
- * while they do not answer, and never past a refusal such as a changed key. The cluster test of a
+ * Several addresses of one server (client/failover.ts): the first connection and the reconnect
+ * try them in turn while they do not answer or are full, and never past a refusal such as a
+ * changed key. The cluster test of a
  * node killed under its client is in cluster_server_test.ts ("cluster failover").
  */
 
 import assert from "node:assert/strict";
+import { DEFAULT_RECONNECT } from "../client/mod.ts";
 import { ServerKey } from "../shared/channel/mod.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
+import { within } from "./_deadline.ts";
+import { HostileProxy } from "./_proxy.ts";
 
 /** A loopback port nothing listens on (it was free a moment ago). */
 function deadPort(): number {
@@ -50,5 +54,62 @@ Deno.test("failover: a changed server key is refused, not passed for the next ad
   } finally {
     await impostor.close();
     await elsewhere.close();
+  }
+});
+
+/** A server that already holds its `max_clients` (one: bob), sharing `key`. */
+async function fullServer(key: ServerKey) {
+  const server = await startTestServer({
+    serverKey: key,
+    patch: (config) => config.limits.maxClients = 1,
+  });
+  const bob = await joinClient(server.port, "bob");
+  return {
+    port: server.port,
+    async close() {
+      await bob.session.quit();
+      await server.close();
+    },
+  };
+}
+
+Deno.test("failover: a full server is passed for the next address at the first join", async () => {
+  const key = await ServerKey.generate();
+  const full = await fullServer(key);
+  const open = await startTestServer({ serverKey: key });
+  try {
+    const alice = await joinClient(full.port, "alice", {
+      fallbacks: [{ hostname: "127.0.0.1", port: open.port }],
+    });
+    assert.equal(alice.session.server, `127.0.0.1:${open.port}`);
+    await alice.session.quit();
+  } finally {
+    await full.close();
+    await open.close();
+  }
+});
+
+Deno.test("failover: a full server met while reconnecting is passed for the next address", async () => {
+  const key = await ServerKey.generate();
+  const full = await fullServer(key);
+  const open = await startTestServer({ serverKey: key });
+  const cut = new HostileProxy(open.port);
+  const alice = await joinClient(cut.port, "alice", {
+    fallbacks: [{ hostname: "127.0.0.1", port: full.port }, {
+      hostname: "127.0.0.1",
+      port: open.port,
+    }],
+    reconnect: { ...DEFAULT_RECONNECT, minDelayMs: 20, maxDelayMs: 200 },
+  });
+  try {
+    await cut.close();
+    const back = await alice.log.waitFor("reconnected", () => true, 60_000);
+    assert.equal(back.server, `127.0.0.1:${open.port}`);
+    const tries = alice.log.of("reconnecting");
+    assert.equal(tries[1]?.code, "server-full", JSON.stringify(tries));
+  } finally {
+    await within(alice.session.quit(), 30_000, "alice to leave");
+    await full.close();
+    await open.close();
   }
 });

@@ -342,3 +342,37 @@ Deno.test("format: kept messages are dimmed, marked │, dated when not today, w
     "Deleted 1 kept message (everyone's) from this computer.",
   );
 });
+
+Deno.test("format: reconnecting, back and gave-up each have their line, with the waits worded here", () => {
+  const lost = { event: "reconnecting", server: "h:9", code: "server-lost" } as const;
+  assert.equal(
+    plain.format({ ...lost, reason: "Connection to h:9 was lost", attempt: 1, delayMs: 380 }),
+    "Connection lost: Connection to h:9 was lost; reconnecting in 0.4 s (attempt 1)",
+  );
+  assert.equal(
+    plain.format({ ...lost, reason: "No answer", attempt: 4, delayMs: 12_300 }),
+    "Still away: No answer; reconnecting in 12 s (attempt 4)",
+  );
+  assert.equal(
+    plain.format({ ...lost, reason: "Server is shutting down", attempt: 1, delayMs: 40 }),
+    "Connection lost: Server is shutting down; reconnecting now (attempt 1)",
+  );
+  const back = { event: "reconnected", server: "h:9", attempts: 3 } as const;
+  assert.equal(
+    plain.format({ ...back, afterMs: 12_000, online: 2, names: ["bob"] }),
+    "Back: reconnected to h:9 after 12 s (online: bob)",
+  );
+  assert.equal(
+    plain.format({ ...back, afterMs: 800, online: 1, names: [] }),
+    "Back: reconnected to h:9 after 0.8 s (online: nobody else)",
+  );
+  const gaveUp = { event: "gave-up", server: "h:9", code: "server-unreachable" } as const;
+  assert.equal(
+    plain.format({ ...gaveUp, reason: "No answer", afterMs: 7_500_000, attempts: 140 }),
+    "Gave up reconnecting to h:9 after 2 h 5 min (140 attempts): No answer",
+  );
+  assert.equal(
+    plain.format({ ...gaveUp, reason: "No answer", afterMs: 500, attempts: 1 }),
+    "Gave up reconnecting to h:9 after 0.5 s (1 attempt): No answer",
+  );
+});

@@ -4,7 +4,8 @@
  * it gives up with a `gave-up` event and exit 5 when the server does not come back.
  */
 import assert from "node:assert/strict";
-import { DEFAULT_RECONNECT } from "../client/mod.ts";
+import { DEFAULT_RECONNECT, formatWait } from "../client/mod.ts";
+import { DEFAULT_CONFIG } from "../shared/config/mod.ts";
 import { EXIT_GAVE_UP } from "../shared/errors.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
 import { Cli, clientArgs } from "./_procs.ts";
@@ -77,7 +78,10 @@ Deno.test("client --json: a server that does not come back ends in a gave-up eve
     assert.equal(names.at(-1), "gave-up", alice.stdout);
     assert.ok(names.includes("reconnecting"));
     assert.ok(!names.includes("disconnected"), "gave-up is the last word");
-    assert.match(events.at(-1).reason, /^Gave up reconnecting to 127\.0\.0\.1:\d+ after /);
+    const gaveUp = events.at(-1);
+    assert.equal(gaveUp.server, `127.0.0.1:${server.port}`);
+    assert.ok(gaveUp.attempts >= 1, alice.stdout);
+    assert.doesNotMatch(gaveUp.reason, /Gave up/, "data for scripts, not the terminal's sentence");
   } finally {
     await alice.dispose();
     await Deno.remove(home, { recursive: true });
@@ -94,6 +98,11 @@ Deno.test("reelay client --help tells the exit codes, 4 and 5 for the connection
       /^ {2}4 {2}client --no-reconnect: the connection to the server was lost$/m,
     );
     assert.match(help.stdout, /^ {2}5 {2}client: gave up reconnecting/m);
+    // The waits it names are the config's defaults, not a copy of them.
+    const client = DEFAULT_CONFIG.client;
+    const waits = `waits from ${formatWait(client.reconnectMinMs)} doubling up to ` +
+      `${formatWait(client.reconnectMaxMs)},\nfor up to ${formatWait(client.reconnectGiveUpMs)} `;
+    assert.ok(help.stdout.includes(waits), help.stdout);
   } finally {
     await help.dispose();
   }

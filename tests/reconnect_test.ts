@@ -190,7 +190,9 @@ Deno.test("a server that never comes back: backoff doubles to its cap, then gave
     );
     const gaveUp = await alice.log.waitFor("gave-up");
     assert.equal(gaveUp.attempts, clock.delays.length);
-    assert.match(gaveUp.reason, /^Gave up reconnecting to 127\.0\.0\.1:\d+ after 2 min/);
+    // Data, not a sentence: the terminal words it (format_test).
+    assert.ok(gaveUp.afterMs >= 120_000, String(gaveUp.afterMs));
+    assert.doesNotMatch(gaveUp.reason, /Gave up/);
     assert.equal(alice.log.of("reconnecting").length, clock.delays.length);
     assert.equal(alice.log.of("reconnected").length, 0);
   } finally {

@@ -204,7 +204,10 @@ export const mutants: Mutant[] = [
     file: "client/conversations.ts",
     find: "return this.#prekeysLoaded ??= this.#readPrekeys();",
     replace: "return this.#readPrekeys();",
-    tests: [{ file: conversations, filter: "week-old signed prekey" }],
+    tests: [
+      { file: "tests/conversation_prekeys_test.ts", filter: "two publishes at once" },
+      { file: conversations, filter: "week-old signed prekey" },
+    ],
   },
   {
     name: "a sender pinned before their message opened (the server forces a pin)",
@@ -808,7 +811,17 @@ export const mutants: Mutant[] = [
     file: "client/tui/app.ts",
     find: 'if (outcome.gone.code === "gave-up") return EXIT_GAVE_UP;',
     replace: "",
-    tests: [{ file: "tests/reconnect_cli_test.ts", filter: "exit 5" }],
+    tests: [
+      { file: "tests/app_test.ts", filter: "gave-up exits 5" },
+      { file: "tests/reconnect_cli_test.ts", filter: "exit 5" },
+    ],
+  },
+  {
+    name: "every reconnect attempt floods the transcript beside the status line's countdown",
+    file: "client/tui/app.ts",
+    find: 'if (event.event === "reconnecting" && event.attempt > 1 && input.setStatus) return;',
+    replace: "",
+    tests: [{ file: "tests/app_test.ts", filter: "first attempt and the outcome" }],
   },
   {
     name: "a reconnect dial goes on after the person left (events after quit)",
@@ -945,8 +958,8 @@ export const mutants: Mutant[] = [
   {
     name: "history write failure ends the connection",
     file: "client/conversations.ts",
-    find: "await this.#addHistory(kept);",
-    replace: "await this.#store.addHistory(kept);",
+    find: "this.#keepHistory(kept);",
+    replace: "this.#store.insertHistory(kept!);",
     tests: [{ file: "tests/history_faults_test.ts", filter: "a write the file refuses" }],
   },
   {
@@ -974,7 +987,7 @@ export const mutants: Mutant[] = [
     name: "history bound per person ignored",
     file: "client/store/_history.ts",
     find: ").run(peer, peer, maxPerPeer);",
-    replace: ").run(peer, peer, -1);",
+    replace: ").run(peer, peer, Number.MAX_SAFE_INTEGER);",
     tests: [{ file: "tests/client_store_test.ts", filter: "bounded per person" }],
   },
   {
@@ -1144,9 +1157,16 @@ export const mutants: Mutant[] = [
   {
     name: "a changed server key passed for the next address",
     file: "client/failover.ts",
-    find: "const unreachable = error instanceof ReelayError && UNREACHABLE.has(error.code);",
-    replace: "const unreachable = error instanceof ReelayError;",
+    find: "const passed = error instanceof ReelayError && TRY_NEXT.has(error.code);",
+    replace: "const passed = error instanceof ReelayError;",
     tests: [{ file: "tests/failover_test.ts", filter: "changed server key" }],
+  },
+  {
+    name: "a full node ends the first join instead of passing it to the next address",
+    file: "client/failover.ts",
+    find: '  "server-full",',
+    replace: "",
+    tests: [{ file: "tests/failover_test.ts", filter: "full server is passed" }],
   },
   {
     name: "a failing accept spins instead of pausing (any exception while serving)",

@@ -100,7 +100,8 @@ export function formatDuration(seconds: number): string {
 }
 
 /**
- * A wait for people: `0.4 s` under ten seconds, then whole seconds, minutes past two minutes.
+ * A wait or a time away, for people: `0.4 s` under ten seconds, then whole seconds, minutes
+ * past two minutes, hours and minutes past two hours. The one human duration of the client.
  *
  * @example
  * ```ts
@@ -109,13 +110,17 @@ export function formatDuration(seconds: number): string {
  * assert.equal(formatWait(380), "0.4 s");
  * assert.equal(formatWait(12_300), "12 s");
  * assert.equal(formatWait(600_000), "10 min");
+ * assert.equal(formatWait(3_600_000), "60 min");
+ * assert.equal(formatWait(7_500_000), "2 h 5 min");
  * ```
  */
 export function formatWait(ms: number): string {
   const seconds = Math.max(0, ms) / 1000;
   if (seconds < 10) return `${Math.round(seconds * 10) / 10} s`;
   if (seconds < 120) return `${Math.round(seconds)} s`;
-  return `${Math.round(seconds / 60)} min`;
+  const minutes = Math.round(seconds / 60);
+  if (minutes < 120) return `${minutes} min`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -372,8 +377,13 @@ export class EventFormatter {
           `Back: reconnected to ${event.server} after ${formatWait(event.afterMs)} ` +
             `(online: ${event.names.length === 0 ? "nobody else" : event.names.join(", ")})`,
         );
-      case "gave-up":
-        return p.red(event.reason);
+      case "gave-up": {
+        const attempts = event.attempts === 1 ? "1 attempt" : `${event.attempts} attempts`;
+        return p.red(
+          `Gave up reconnecting to ${event.server} after ${formatWait(event.afterMs)} ` +
+            `(${attempts}): ${event.reason}`,
+        );
+      }
       default:
         return JSON.stringify(event);
     }
