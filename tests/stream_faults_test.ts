@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { within } from "./_deadline.ts";
+import { Cli, clientArgs } from "./_procs.ts";
 import { join } from "node:path";
 import { joinClient, startTestServer } from "../testing/harness.ts";
 import { clipServer, gatedSinks, makeMediaDir } from "./_media.ts";
@@ -133,47 +134,13 @@ Deno.test("a viewer process killed mid-stream leaves no ffmpeg", async () => {
     patch: (config) => config.stream.preset = "ultrafast",
   });
   const alice = await joinClient(server.port, "alice");
-  const home = await Deno.makeTempDir();
-  const viewer = new Deno.Command("deno", {
-    args: [
-      "run",
-      "--allow-net",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-run=ffmpeg,ffprobe,ffplay,mpv",
-      "main.ts",
-      "client",
-      `--server=127.0.0.1:${server.port}`,
-      "--name=viewer",
-      `--home=${home}`,
-      "--json",
-      "--player=none",
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  const home = await Deno.makeTempDir({ prefix: "reelay-home-viewer-" });
+  const viewer = new Cli(clientArgs(server.port, "viewer", home, ["--json"]));
   try {
-    const writer = viewer.stdin.getWriter();
-    await writer.write(new TextEncoder().encode("/play long.mp4\n"));
-    const lines = viewer.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
-    await within(
-      (async () => {
-        while (!seen.includes('"event":"segment"')) {
-          const { value, done } = await lines.read();
-          assert.ok(!done, "the viewer reported a segment");
-          seen += value;
-        }
-      })(),
-      60_000,
-      "the viewer to report a segment",
-    );
-    viewer.kill("SIGKILL");
-    await within(viewer.status, 60_000, "the viewer process to exit");
-    await lines.cancel();
-    await writer.close().catch(() => {});
+    await viewer.writeLine("/play long.mp4");
+    await viewer.waitFor(/"event":"segment"/, 60_000);
+    viewer.child.kill("SIGKILL");
+    await viewer.exit(60_000);
     await alice.log.waitFor("left", (event) => event.name === "viewer");
     await waitUntil(
       async () => (await processesMentioning(media.marker)).length === 0,
@@ -181,6 +148,9 @@ Deno.test("a viewer process killed mid-stream leaves no ffmpeg", async () => {
       30_000,
     );
   } finally {
+    // Ends the viewer whatever failed above, so no child outlives the test.
+    await viewer.dispose();
+    await Deno.remove(home, { recursive: true });
     await alice.session.quit();
     await server.close();
   }

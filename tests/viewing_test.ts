@@ -8,7 +8,9 @@ import type { ClientEvent } from "../client/events.ts";
 import type { StreamSink } from "../client/player.ts";
 import { parsePosition, Viewing } from "../client/viewing.ts";
 import type { ClientConnection, VideoListing } from "../shared/protocol/mod.ts";
+import { StoppedClock } from "./_clock.ts";
 import { within } from "./_deadline.ts";
+import { waitUntil } from "./_raw.ts";
 
 const VIDEO: VideoListing = {
   name: "cats.mp4",
@@ -76,28 +78,23 @@ function play(realtime: boolean) {
 }
 
 Deno.test("viewing: a real-time player's resolution change is told when it reaches the part", async () => {
+  using clock = new StoppedClock();
   const { send, end, showing, events } = play(true);
   send(0, 0);
   send(1, 1);
   send(2, 2);
   send(2, 2.99);
-  // Every byte is here, but a player started just now shows part 1 in a second, part 2 in two.
-  await within(
-    (async () => {
-      while (showing().length < 1) await new Promise((resolve) => setTimeout(resolve, 5));
-    })(),
-    10_000,
-    "part 0 on screen",
-  );
+  // Every byte is here, but a player started just now shows part 1 in a second, part 2 in two:
+  // while the clock stands still, only part 0 is on screen.
+  await waitUntil(() => showing().length > 0, "part 0 on screen", 10_000);
   assert.deepEqual(showing(), [0], "parts 1 and 2 arrived but are not on screen yet");
   assert.deepEqual(events.filter((e) => e.event === "segment").map((e) => e.index), [0, 1, 2]);
-  await within(
-    (async () => {
-      while (showing().length < 3) await new Promise((resolve) => setTimeout(resolve, 20));
-    })(),
-    10_000,
-    "every part on screen",
-  );
+  clock.advance(1000);
+  await waitUntil(() => showing().length > 1, "part 1 on screen", 10_000);
+  assert.deepEqual(showing(), [0, 1], "part 2 is a second further on");
+  clock.advance(1000);
+  await waitUntil(() => showing().length > 2, "every part on screen", 10_000);
+  assert.deepEqual(showing(), [0, 1, 2]);
   await end(4 * 188);
   assert.equal(events.at(-1)?.event, "stream-ended");
 });
@@ -134,14 +131,10 @@ Deno.test("viewing: a real-time player's position on screen moves on while nothi
   const last = events.findLast((e) => e.event === "progress");
   assert.ok(last?.event === "progress");
   // Every byte is here; the player plays it, and the position on screen goes on without them.
-  await within(
-    (async () => {
-      while (!events.slice(arrived).some((e) => e.event === "progress" && e.shown > 0)) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-    })(),
-    10_000,
+  await waitUntil(
+    () => events.slice(arrived).some((e) => e.event === "progress" && e.shown > 0),
     "progress while the player plays",
+    10_000,
   );
   const ticked = events.slice(arrived).filter((e) => e.event === "progress");
   const where = last.position;

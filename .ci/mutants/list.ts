@@ -172,7 +172,10 @@ export const mutants: Mutant[] = [
     file: "client/conversations.ts",
     find: "return this.#prekeysLoaded ??= this.#readPrekeys();",
     replace: "return this.#readPrekeys();",
-    tests: [{ file: conversations, filter: "week-old signed prekey" }],
+    tests: [
+      { file: "tests/conversation_prekeys_test.ts", filter: "two publishes at once" },
+      { file: conversations, filter: "week-old signed prekey" },
+    ],
   },
   {
     name: "a sender pinned before their message opened (the server forces a pin)",
@@ -936,8 +939,8 @@ export const mutants: Mutant[] = [
   {
     name: "history write failure ends the connection",
     file: "client/conversations.ts",
-    find: "await this.#addHistory(kept);",
-    replace: "await this.#store.addHistory(kept);",
+    find: "this.#keepHistory(kept);",
+    replace: "this.#store.insertHistory(kept!);",
     tests: [{ file: "tests/history_faults_test.ts", filter: "a write the file refuses" }],
   },
   {
@@ -965,7 +968,7 @@ export const mutants: Mutant[] = [
     name: "history bound per person ignored",
     file: "client/store/_history.ts",
     find: ").run(peer, peer, maxPerPeer);",
-    replace: ").run(peer, peer, -1);",
+    replace: ").run(peer, peer, Number.MAX_SAFE_INTEGER);",
     tests: [{ file: "tests/client_store_test.ts", filter: "bounded per person" }],
   },
   {

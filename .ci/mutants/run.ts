@@ -3,7 +3,9 @@
  * `list.ts` is a one-line break (a mutant); this applies one at a time to a scratch copy of the
  * checkout, runs the tests that cover it, and prints a table: mutant, covering test, killed or
  * survived. Exits 1 if any mutant survives, if a `find` string no longer occurs exactly once (the
- * list must stay in step with the code), or if a covering test already fails unmutated.
+ * list must stay in step with the code), or if a covering test already fails unmutated. After the
+ * table, where CI's tail of the output shows them: the last lines of each covering test that
+ * failed unmutated, then one `mutants: NOT KILLED` line per mutant not killed, then the count.
  *
  * Why our own and not a general tool: StrykerJS, the maintained mutation tool for TypeScript,
  * runs tests through node runner plugins (jest, mocha, vitest, ...); under Deno only its
@@ -34,6 +36,12 @@ interface Row {
   test: string;
   verdict: Verdict;
   seconds: number;
+}
+
+/** A covering test that failed unmutated, with its last output lines. */
+interface BaselineFailure {
+  label: string;
+  tail: string[];
 }
 
 interface Options {
@@ -164,25 +172,32 @@ function testCommand(): string[] {
   return ["test", "--no-check", ...words.slice(2, -1)];
 }
 
-/** Runs one covering test in `dir`: true if it passed. "timeout" if it ran past the deadline. */
-async function runTest(
-  dir: string,
-  test: CoveringTest,
-  timeoutMs: number,
-): Promise<boolean | "timeout"> {
+/** How many of a test run's last output lines are kept, to show why a baseline failed. */
+const TAIL_LINES = 30;
+
+/** What one run of a covering test came to, and its last output lines. */
+interface TestRun {
+  /** true if it passed; "timeout" if it ran past the deadline. */
+  result: boolean | "timeout";
+  tail: string[];
+}
+
+/** Runs one covering test in `dir`. */
+async function runTest(dir: string, test: CoveringTest, timeoutMs: number): Promise<TestRun> {
   const args = [...testCommand()];
   if (test.filter !== undefined) args.push("--filter", test.filter);
   args.push(test.file);
   // setsid puts the test run in its own process group, so a hung run can be ended with
-  // everything it started (servers, ffmpeg).
+  // everything it started (servers, ffmpeg). sh joins stderr to stdout, in the order written.
   const child = new Deno.Command("setsid", {
-    args: ["deno", ...args],
+    args: ["sh", "-c", 'exec "$@" 2>&1', "sh", "deno", ...args],
     cwd: dir,
     stdin: "null",
-    stdout: "null",
+    stdout: "piped",
     stderr: "null",
     env: { NO_COLOR: "1" },
   }).spawn();
+  const tail = lastLines(child.stdout, TAIL_LINES, child.status);
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -194,10 +209,39 @@ async function runTest(
   }, timeoutMs);
   try {
     const status = await child.status;
-    return timedOut ? "timeout" : status.success;
+    return { result: timedOut ? "timeout" : status.success, tail: await tail };
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The last `count` lines of `stream` once it ends, which is when every process holding it has
+ * exited; a process that outlives the test run is waited for `graceMs` at most.
+ */
+async function lastLines(
+  stream: ReadableStream<Uint8Array>,
+  count: number,
+  exited: Promise<unknown>,
+  graceMs = 5000,
+): Promise<string[]> {
+  let lines: string[] = [];
+  let partial = "";
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  const ended = (async () => {
+    for (let read = await reader.read(); !read.done; read = await reader.read()) {
+      const parts = (partial + read.value).split("\n");
+      partial = parts.pop() ?? "";
+      lines = lines.concat(parts).slice(-count);
+    }
+  })().catch(() => {});
+  await exited;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs));
+  await Promise.race([ended, grace]);
+  clearTimeout(timer);
+  await reader.cancel().catch(() => {});
+  return lines.concat(partial === "" ? [] : [partial]).slice(-count);
 }
 
 /** Applies `mutant` in `dir`, runs its tests until one fails, undoes it. */
@@ -209,7 +253,7 @@ async function judge(dir: string, mutant: Mutant, timeoutMs: number): Promise<Ro
   const tests = mutant.tests.map(covering);
   try {
     for (const test of tests) {
-      const result = await runTest(dir, test, timeoutMs);
+      const { result } = await runTest(dir, test, timeoutMs);
       if (result !== true) {
         return {
           mutant: mutant.name,
@@ -262,6 +306,12 @@ function table(rows: Row[]): string {
   return lines.join("\n");
 }
 
+function baselineReport(failure: BaselineFailure): string {
+  const lines = failure.tail.map((line) => `  ${line}`);
+  return [`mutants: baseline of ${failure.label} failed unmutated; its last lines:`, ...lines]
+    .join("\n");
+}
+
 async function main(): Promise<void> {
   const opts = options();
   const chosen = allMutants.filter((m) =>
@@ -280,6 +330,7 @@ async function main(): Promise<void> {
     rows.push({ mutant: name, test: problem, verdict: "stale", seconds: 0 });
   }
   let runnable = chosen.filter((m) => !problems.has(m.name));
+  const baselineFailures: BaselineFailure[] = [];
 
   if (opts.baseline) {
     // A test that fails unmutated would "kill" every mutant: run each distinct test once first.
@@ -288,11 +339,12 @@ async function main(): Promise<void> {
         .values(),
     ];
     say(Deno.stderr, `mutants: baseline, ${distinct.length} covering tests unmutated`);
-    const passed = await pool(distinct, opts.jobs, async (dir, test) => ({
-      label: label(test),
-      ok: (await runTest(dir, test, opts.timeoutMs)) === true,
-    }));
-    const failing = new Set(passed.filter((p) => !p.ok).map((p) => p.label));
+    const passed = await pool(distinct, opts.jobs, async (dir, test) => {
+      const run = await runTest(dir, test, opts.timeoutMs);
+      return { label: label(test), ok: run.result === true, tail: run.tail };
+    });
+    baselineFailures.push(...passed.filter((p) => !p.ok));
+    const failing = new Set(baselineFailures.map((p) => p.label));
     for (const m of runnable) {
       const bad = m.tests.map(covering).map(label).filter((l) => failing.has(l));
       if (bad.length > 0) {
@@ -313,8 +365,14 @@ async function main(): Promise<void> {
   rows.sort((a, b) => (order.get(a.mutant) ?? 0) - (order.get(b.mutant) ?? 0));
 
   say(Deno.stdout, table(rows));
-  const killed = rows.filter((r) => r.verdict === "killed" || r.verdict === "timeout").length;
-  const bad = rows.length - killed;
+  // CI shows only the end of the output: name what was not killed, and why baselines failed.
+  for (const failure of baselineFailures) say(Deno.stdout, baselineReport(failure));
+  const notKilled = rows.filter((r) => r.verdict !== "killed" && r.verdict !== "timeout");
+  for (const row of notKilled) {
+    say(Deno.stdout, `mutants: NOT KILLED ${row.mutant} (${row.verdict}, ${row.test})`);
+  }
+  const killed = rows.length - notKilled.length;
+  const bad = notKilled.length;
   const minutes = ((performance.now() - started) / 60000).toFixed(1);
   // .ci/run reads this line to count each mutant as one check.
   say(Deno.stdout, `mutants: ${killed} killed, ${bad} not killed (${minutes} min)`);
