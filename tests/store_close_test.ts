@@ -46,14 +46,13 @@ Deno.test("leaving while a message is being kept: the store closes after it, the
   const leaving = deferred<{ quit: Promise<void> }>();
   let watchedLate: string[] = [];
   let opened: AuthenticatedServer | undefined;
-  let alice: ClientSession | undefined;
   // The person leaves while the message is on its way into the store: the store must stay open
   // until it is in.
   const onHistory = async () => {
-    leaving.resolve({ quit: alice!.quit() });
-    await alice!.closed;
+    leaving.resolve({ quit: alice.quit() });
+    await alice.closed;
   };
-  alice = await ClientSession.connect({
+  const alice: ClientSession = await ClientSession.connect({
     hostname: "127.0.0.1",
     port: server.port,
     name: "alice",
