@@ -11,9 +11,12 @@ import { deferred } from "../shared/async.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
 import { within } from "./_deadline.ts";
 
+/** The store's asynchronous first steps of keeping a received message in the history. */
+const KEEPING = new Set(["sealHistory", "addHistory"]);
+
 /**
  * `store` with every call after `close()` recorded in `late`, and `onHistory` run (and awaited)
- * before the first message is kept.
+ * before the first message is kept (`KEEPING`).
  */
 function watchedStore(store: ClientStore, onHistory: () => Promise<void>) {
   const late: string[] = [];
@@ -30,7 +33,7 @@ function watchedStore(store: ClientStore, onHistory: () => Promise<void>) {
         return value.apply(target, args);
       };
       return (...args: unknown[]) => {
-        if (property !== "addHistory" || !first) return call(args);
+        if (!KEEPING.has(String(property)) || !first) return call(args);
         first = false;
         return onHistory().then(() => call(args));
       };
