@@ -37,7 +37,7 @@ const WAIT_MS = 60_000;
 const CROWD_JOIN_MS = 180_000;
 
 /** The config the bench server runs with: the chat rate limit raised out of the way. */
-const CHAT_CONFIG = `; deno task bench: chat
+export const CHAT_CONFIG = `; deno task bench: chat
 [limits]
 chat_rate = 1000000
 chat_burst = 1000000

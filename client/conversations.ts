@@ -42,7 +42,7 @@ import { messageOf, ReelayError } from "../shared/errors.ts";
 import { nameKey } from "../shared/names.ts";
 import type { ClientMessage, ServerMessage } from "../shared/protocol/mod.ts";
 import type { ClientEvent } from "./events.ts";
-import type { ClientStore, DeliveryStatus, HistoryEntry } from "./store/mod.ts";
+import type { ClientStore, DeliveryStatus, HistoryEntry, SealedEntry } from "./store/mod.ts";
 
 /** One-time prekeys of each kind made at first, and again whenever the server runs low. */
 export const PREKEY_BATCH = 10;
@@ -89,6 +89,15 @@ interface Live {
 type Plain =
   | { k: "m"; id: string; text: string; at: number }
   | { k: "r"; ids: string[] };
+
+/** An envelope opened: what it said, and `persist`, which writes what opening it changed. */
+interface Opened {
+  plain: Plain;
+  missing: number;
+  /** The conversation it was opened in, when that is the one kept. */
+  live?: Live;
+  persist: () => void;
+}
 
 /** A deliver message from the server. */
 export type Delivery = ServerMessage & { type: "deliver" };
@@ -183,9 +192,21 @@ export class Conversations {
     const bundle = open ? undefined : await this.#bundle(to);
     const sent = await this.#queue.run(async () => {
       const live = await this.#conversation(to) ?? await this.#start(to, bundle);
-      const request = await this.#seal(to, live, { k: "m", id, text, at }, id);
-      await this.#addHistory({ peer: to.name, direction: "out", id, text, at, status: "sending" });
-      return request;
+      const envelope = await this.#seal(live, { k: "m", id, text, at });
+      const row = await this.#sealHistory({
+        peer: to.name,
+        direction: "out",
+        id,
+        text,
+        at,
+        status: "sending",
+      });
+      // The ratchet state before the message leaves (ratchet.ts), and its history row: one commit.
+      this.#store.transaction(() => {
+        this.#save(to, live);
+        this.#keepHistory(row);
+      });
+      return this.#post(to, id, envelope);
     });
     let reply: ServerMessage;
     try {
@@ -310,7 +331,7 @@ export class Conversations {
       return this.#ack(message.mail);
     }
     const peer: Correspondent = { name: from, keys, fingerprint };
-    let opened: { plain: Plain; missing: number };
+    let opened: Opened;
     try {
       opened = await this.#open(peer, message.envelope);
     } catch (error) {
@@ -325,17 +346,22 @@ export class Conversations {
       );
     }
     authentic?.();
-    if (id !== "") this.#store.markSeen(from, id);
     const { plain } = opened;
     if (plain.k === "r") {
+      // The opened state, the id seen and the statuses: one commit, before the ack.
+      this.#store.transaction(() => {
+        opened.persist();
+        if (id !== "") this.#store.markSeen(from, id);
+        for (const delivered of plain.ids) this.#markHistory(from, delivered, "delivered");
+      });
       this.#ack(message.mail);
       for (const delivered of plain.ids) {
-        this.#markHistory(from, delivered, "delivered");
         this.#emit({ event: "delivered", to: from, id: delivered });
       }
       return;
     }
-    const kept: HistoryEntry = {
+    // Best effort: a history row that cannot be made never keeps the message from being shown.
+    const kept = await this.#sealHistory({
       peer: from,
       direction: "in",
       id: plain.id,
@@ -343,8 +369,17 @@ export class Conversations {
       // The time the message line showed (the sender's clock), unless it is no time at all.
       at: Number.isSafeInteger(plain.at) && plain.at > 0 ? plain.at : Date.now(),
       status: "received",
-    };
-    await this.#addHistory(kept); // best effort: it never keeps the message from being shown
+    });
+    const live = this.#live.get(key(from));
+    const receipt = live && await this.#seal(live, { k: "r", ids: [plain.id] });
+    // The state after opening the message and sealing its receipt, the id seen and the history
+    // row: one commit, before the ack and before the receipt leaves.
+    this.#store.transaction(() => {
+      opened.persist();
+      if (receipt && live !== opened.live) this.#save(peer, live);
+      if (id !== "") this.#store.markSeen(from, id);
+      this.#keepHistory(kept);
+    });
     this.#ack(message.mail);
     this.#emit({
       event: "message",
@@ -354,16 +389,14 @@ export class Conversations {
       sentAt: plain.at,
       missing: opened.missing,
     });
-    const live = this.#live.get(key(from));
-    if (live) {
-      await this.#seal(peer, live, { k: "r", ids: [plain.id] }, newId()); // no answer awaited
-    }
+    if (receipt) this.#post(peer, newId(), receipt); // no answer awaited
   }
 
-  async #open(
-    peer: Correspondent,
-    envelope: Uint8Array,
-  ): Promise<{ plain: Plain; missing: number }> {
+  /**
+   * Opens an envelope; what changed (the conversation, prekeys consumed) is written by the
+   * returned `persist`, which the caller runs in the message's transaction.
+   */
+  async #open(peer: Correspondent, envelope: Uint8Array): Promise<Opened> {
     if (envelope.length < 2) throw new ConversationError("bad-message", "The envelope is empty");
     const body = envelope.slice(1) as Bytes;
     if (envelope[0] === KIND_INITIAL) return await this.#openInitial(peer, body);
@@ -377,11 +410,10 @@ export class Conversations {
     const opened = await live.ratchet.decrypt(body);
     const plain = parsePlain(opened.plaintext);
     if (live.init && live.ratchet.hasReceived) live.init = null;
-    this.#save(peer, live);
-    return { plain, missing: opened.missing };
+    return { plain, missing: opened.missing, live, persist: () => this.#save(peer, live) };
   }
 
-  async #openInitial(peer: Correspondent, body: Bytes): Promise<{ plain: Plain; missing: number }> {
+  async #openInitial(peer: Correspondent, body: Bytes): Promise<Opened> {
     const { init, message } = decodeInitialMessage(body);
     const existing = await this.#conversation(peer);
     if (existing && !existing.init && existing.ratchet.hasReceived) {
@@ -390,8 +422,12 @@ export class Conversations {
       if (summary.initiatorFingerprint === peer.fingerprint) {
         try {
           const opened = await existing.ratchet.decrypt(message);
-          this.#save(peer, existing);
-          return { plain: parsePlain(opened.plaintext), missing: opened.missing };
+          return {
+            plain: parsePlain(opened.plaintext),
+            missing: opened.missing,
+            live: existing,
+            persist: () => this.#save(peer, existing),
+          };
         } catch (error) {
           if (!(error instanceof ConversationError) || error.code !== "not-authentic") throw error;
           // Another conversation they started over: answer it below.
@@ -412,30 +448,38 @@ export class Conversations {
     // Both started at once: the conversation started by the lower fingerprint wins, on both sides.
     const keepOurs = existing?.init && await this.#selfFingerprint() < peer.fingerprint;
     if (keepOurs) {
-      this.#store.savePrekeys(prekeys.toJSON());
-    } else {
-      const live: Live = { ratchet: answered.ratchet, fingerprint: peer.fingerprint, init: null };
-      this.#live.set(key(peer.name), live);
-      this.#save(peer, live, prekeys);
+      return {
+        plain,
+        missing: answered.missing,
+        persist: () => this.#store.savePrekeys(prekeys.toJSON()),
+      };
     }
-    return { plain, missing: answered.missing };
+    const live: Live = { ratchet: answered.ratchet, fingerprint: peer.fingerprint, init: null };
+    this.#live.set(key(peer.name), live);
+    return {
+      plain,
+      missing: answered.missing,
+      live,
+      persist: () => this.#save(peer, live, prekeys),
+    };
   }
 
   /**
-   * Seals `plain` in `live`, saves the state, and sends it; returns the server's answer to wait
-   * for outside the queue (the answer comes through the read loop, which may need the queue).
+   * Seals `plain` in `live` into an envelope. The ratchet moved: save `live` before the envelope
+   * leaves (`shared/crypto/ratchet.ts`).
    */
-  async #seal(
-    to: Correspondent,
-    live: Live,
-    plain: Plain,
-    id: string,
-  ): Promise<{ reply: Promise<ServerMessage> }> {
+  async #seal(live: Live, plain: Plain): Promise<Uint8Array> {
     const sealed = await live.ratchet.encrypt(encoder.encode(JSON.stringify(plain)) as Bytes);
-    const envelope = live.init
+    return live.init
       ? concat([new Uint8Array([KIND_INITIAL]), encodeInitialMessage(live.init, sealed)])
       : concat([new Uint8Array([KIND_RATCHET]), sealed]);
-    this.#save(to, live);
+  }
+
+  /**
+   * Sends a sealed envelope; returns the server's answer to wait for outside the queue (the
+   * answer comes through the read loop, which may need the queue).
+   */
+  #post(to: Correspondent, id: string, envelope: Uint8Array): { reply: Promise<ServerMessage> } {
     const reply = this.#link.request({
       type: "send",
       to: to.name,
@@ -514,20 +558,33 @@ export class Conversations {
   }
 
   /**
-   * Keeps `entry` in the history, best effort: a message is shown and acknowledged (or sent)
+   * Encrypts `entry` for the history, best effort: a message is shown and acknowledged (or sent)
    * whether or not it could be kept. Checks first that the history is this identity's.
    */
-  async #addHistory(entry: HistoryEntry): Promise<void> {
+  async #sealHistory(entry: HistoryEntry): Promise<SealedEntry | undefined> {
     await (this.#historyClaimed ??= this.#claimHistory());
     try {
-      await this.#store.addHistory(entry);
+      return await this.#store.sealHistory(entry);
+    } catch (error) {
+      this.#historyFailed(error);
+    }
+  }
+
+  /**
+   * Writes a row from {@linkcode #sealHistory}, best effort: inside a message's transaction, a
+   * failed write undoes only itself (a savepoint), never the message.
+   */
+  #keepHistory(row: SealedEntry | undefined): void {
+    if (!row) return;
+    try {
+      this.#store.insertHistory(row);
       this.#historyFailing = false;
     } catch (error) {
       this.#historyFailed(error);
     }
   }
 
-  /** Records where a kept message stands, best effort (see {@linkcode #addHistory}). */
+  /** Records where a kept message stands, best effort (see {@linkcode #keepHistory}). */
   #markHistory(
     peer: string,
     id: string,

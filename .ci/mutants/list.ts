@@ -172,7 +172,10 @@ export const mutants: Mutant[] = [
     file: "client/conversations.ts",
     find: "return this.#prekeysLoaded ??= this.#readPrekeys();",
     replace: "return this.#readPrekeys();",
-    tests: [{ file: conversations, filter: "week-old signed prekey" }],
+    tests: [
+      { file: "tests/conversation_prekeys_test.ts", filter: "two publishes at once" },
+      { file: conversations, filter: "week-old signed prekey" },
+    ],
   },
   {
     name: "a sender pinned before their message opened (the server forces a pin)",
@@ -922,8 +925,8 @@ export const mutants: Mutant[] = [
   {
     name: "history write failure ends the connection",
     file: "client/conversations.ts",
-    find: "await this.#addHistory(kept);",
-    replace: "await this.#store.addHistory(kept);",
+    find: "this.#keepHistory(kept);",
+    replace: "this.#store.insertHistory(kept!);",
     tests: [{ file: "tests/history_faults_test.ts", filter: "a write the file refuses" }],
   },
   {

@@ -41,6 +41,18 @@ export interface HistoryEntry {
   status?: DeliveryStatus;
 }
 
+/** A history entry encrypted by {@linkcode MessageHistory.seal}, ready to be written. */
+export interface SealedEntry {
+  /** The person's name key. */
+  peer: string;
+  at: number;
+  nonce: Bytes;
+  /** The AES-256-GCM ciphertext of the entry. */
+  data: Bytes;
+  id: string;
+  status: DeliveryStatus | null;
+}
+
 /** The store's meta table, as the history uses it. */
 export interface HistoryMeta {
   /** The value kept under `key`, if any. */
@@ -109,6 +121,15 @@ export class MessageHistory {
 
   /** Adds a message, encrypted; nothing when history is off. */
   async add(entry: HistoryEntry): Promise<void> {
+    const row = await this.seal(entry);
+    if (row) this.insert(row);
+  }
+
+  /**
+   * Encrypts `entry` into a row for {@linkcode MessageHistory.insert}, so the row can be written
+   * in the transaction of the message it belongs to; `undefined` when history is off.
+   */
+  async seal(entry: HistoryEntry): Promise<SealedEntry | undefined> {
     if (!this.kept) return;
     const key = await this.#cipherKey();
     const nonce = randomBytes(12);
@@ -116,12 +137,18 @@ export class MessageHistory {
     const { peer: name, direction, id, text } = entry;
     const plain = new TextEncoder().encode(JSON.stringify({ peer: name, direction, id, text }));
     const data = await seal(key, nonce, historyAd(peer, entry.at), plain);
+    return { peer, at: entry.at, nonce, data, id, status: entry.status ?? null };
+  }
+
+  /** Writes a sealed row, deleting the oldest beyond the bounds, in one (nested) transaction. */
+  insert(row: SealedEntry): void {
     const { db, maxPerPeer, maxTotal } = this.#parts;
+    const { peer } = row;
     this.#parts.transaction(() => {
       db.prepare(
         "INSERT INTO history (name_key, at, nonce, data, message_id, status) " +
           "VALUES (?, ?, ?, ?, ?, ?)",
-      ).run(peer, entry.at, nonce, data, id, entry.status ?? null);
+      ).run(peer, row.at, row.nonce, row.data, row.id, row.status);
       db.prepare(
         "DELETE FROM history WHERE name_key = ? AND id NOT IN " +
           "(SELECT id FROM history WHERE name_key = ? ORDER BY id DESC LIMIT ?)",

@@ -56,9 +56,14 @@ import type {
 import { ReelayError } from "../../shared/errors.ts";
 import { nameKey } from "../../shared/names.ts";
 import { openClientDb } from "./_db.ts";
-import { type DeliveryStatus, type HistoryEntry, MessageHistory } from "./_history.ts";
+import {
+  type DeliveryStatus,
+  type HistoryEntry,
+  MessageHistory,
+  type SealedEntry,
+} from "./_history.ts";
 
-export type { DeliveryStatus, HistoryEntry } from "./_history.ts";
+export type { DeliveryStatus, HistoryEntry, SealedEntry } from "./_history.ts";
 
 /** The file name inside the server's folder. */
 export const CLIENT_STORE_FILE = "client.db";
@@ -144,6 +149,8 @@ export class ClientStore {
   #flushing: Promise<void> | undefined;
   readonly #history: MessageHistory;
   #closed = false;
+  /** How many `transaction` calls are under way (more than one: nested, as savepoints). */
+  #depth = 0;
   /** Transactions that wrote pins (a test reads it to see that pins are batched). */
   pinWrites = 0;
 
@@ -161,7 +168,7 @@ export class ClientStore {
             ? this.#run("DELETE FROM meta WHERE key = ?", key)
             : this.#run("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", key, value),
       },
-      transaction: (body) => this.#transaction(body),
+      transaction: (body) => this.transaction(body),
       maxPerPeer: options.maxHistoryPerPeer ?? MAX_HISTORY_PER_PEER,
       maxTotal: options.maxHistoryTotal ?? MAX_HISTORY_TOTAL,
       forcedOff: options.keepHistory === false,
@@ -243,7 +250,7 @@ export class ClientStore {
       "INSERT OR REPLACE INTO pins (name_key, name, fingerprint, keys, state, pinned_at) " +
         "VALUES (?, ?, ?, ?, ?, ?)",
     );
-    this.#transaction(() => {
+    this.transaction(() => {
       for (const key of keys) {
         const pin = this.#pins.get(key);
         if (!pin) continue;
@@ -330,7 +337,7 @@ export class ClientStore {
    * responder's first message consumes one-time prekeys).
    */
   saveConversation(conversation: StoredConversation, prekeys?: StoredPrekeys): void {
-    this.#transaction(() => {
+    this.transaction(() => {
       this.#db.prepare(
         "INSERT OR REPLACE INTO conversations (name_key, name, fingerprint, ratchet, init, " +
           "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -362,7 +369,7 @@ export class ClientStore {
   /** Remembers that message `id` from `name` was taken (the oldest beyond the bound go). */
   markSeen(name: string, id: string): void {
     const key = nameKey(name);
-    this.#transaction(() => {
+    this.transaction(() => {
       this.#db.prepare("INSERT OR IGNORE INTO seen (name_key, message_id, at) VALUES (?, ?, ?)")
         .run(key, id, Date.now());
       this.#db.prepare(
@@ -377,6 +384,19 @@ export class ClientStore {
   /** Adds a message to the history, encrypted; nothing when history is off. */
   addHistory(entry: HistoryEntry): Promise<void> {
     return this.#history.add(entry);
+  }
+
+  /**
+   * Encrypts a message for the history without writing it (`undefined` when history is off), so
+   * that {@linkcode ClientStore.insertHistory} can write it in the transaction of its message.
+   */
+  sealHistory(entry: HistoryEntry): Promise<SealedEntry | undefined> {
+    return this.#history.seal(entry);
+  }
+
+  /** Writes a row from {@linkcode ClientStore.sealHistory} (the oldest beyond the bounds go). */
+  insertHistory(row: SealedEntry): void {
+    this.#history.insert(row);
   }
 
   /**
@@ -446,7 +466,7 @@ export class ClientStore {
   }
 
   #setMeta(key: string, value: string): void {
-    this.#transaction(() => this.#setMetaNow(key, value));
+    this.transaction(() => this.#setMetaNow(key, value));
   }
 
   #setMetaNow(key: string, value: string): void {
@@ -457,18 +477,29 @@ export class ClientStore {
   }
 
   #run(sql: string, ...values: SQLInputValue[]): void {
-    this.#transaction(() => this.#db.prepare(sql).run(...values));
+    this.transaction(() => this.#db.prepare(sql).run(...values));
   }
 
-  #transaction(body: () => void): void {
+  /**
+   * Runs `body` in one write transaction: one commit, one wait for the disk, however many writes
+   * it makes. Writes made inside it (directly or by a nested `transaction`) commit together; a
+   * nested one that throws undoes only its own writes (a savepoint), so the caller may catch and
+   * go on (the history is best effort inside a message's transaction).
+   */
+  transaction(body: () => void): void {
     if (this.#closed) throw new ReelayError("client-store-closed", "The client store is closed");
-    this.#db.exec("BEGIN IMMEDIATE");
+    const nested = this.#depth > 0;
+    const savepoint = `nested_${this.#depth}`;
+    this.#db.exec(nested ? `SAVEPOINT ${savepoint}` : "BEGIN IMMEDIATE");
+    this.#depth++;
     try {
       body();
-      this.#db.exec("COMMIT");
+      this.#db.exec(nested ? `RELEASE ${savepoint}` : "COMMIT");
     } catch (error) {
-      this.#db.exec("ROLLBACK");
+      this.#db.exec(nested ? `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}` : "ROLLBACK");
       throw error;
+    } finally {
+      this.#depth--;
     }
   }
 }
