@@ -791,6 +791,20 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/app_test.ts", filter: "first attempt and the outcome" }],
   },
   {
+    name: "a video paused while the server is away comes back playing",
+    file: "client/session.ts",
+    find: "if (resume.paused) this.#viewing.pause(); // paused while the server was away",
+    replace: "",
+    tests: [{ file: reconnect, filter: "comes back paused" }],
+  },
+  {
+    name: "the store closes under a message being kept (written after close)",
+    file: "client/session.ts",
+    find: "await this.#reading; // the message being handled is kept before the store closes",
+    replace: "void 0;",
+    tests: [{ file: "tests/store_close_test.ts", filter: "store closes after it" }],
+  },
+  {
     name: "a reconnect dial goes on after the person left (events after quit)",
     file: "client/session.ts",
     find: "signal: this.#leave.signal,",
