@@ -95,7 +95,7 @@ export const mutants: Mutant[] = [
     file: "server/mail.ts",
     find: "while (member.queuedBytes > 0 && !member.hasRoom(item.bytes + FRAME_ROOM)) {",
     replace: "while (false) {",
-    tests: [{ file: "tests/attacks_test.ts", filter: "attack 4b" }],
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 4c" }],
   },
   {
     name: "a delivery from a node of the previous build dropped (review B6)",
