@@ -909,6 +909,7 @@ export class ClientSession {
       }
     } finally {
       // Whatever failed above (a listener that throws), the session still ends.
+      this.#conversations.close(); // what is staged for the store goes in first
       this.store.close();
       this.#closed.resolve(end);
       this.#settleIdle();

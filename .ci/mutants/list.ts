@@ -188,7 +188,7 @@ export const mutants: Mutant[] = [
   {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
-    find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
+    find: 'if (id !== "" && this.#hasSeen(from, id)) {',
     replace: "if (false) {",
     tests: [
       { file: e2e, filter: "a redelivered envelope" },
