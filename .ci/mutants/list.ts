@@ -925,8 +925,8 @@ export const mutants: Mutant[] = [
   {
     name: "history write failure ends the connection",
     file: "client/conversations.ts",
-    find: "this.#keepHistory(kept);",
-    replace: "this.#store.insertHistory(kept!);",
+    find: "this.#keepHistory(kept)",
+    replace: "this.#store.insertHistory(kept!)",
     tests: [{ file: "tests/history_faults_test.ts", filter: "a write the file refuses" }],
   },
   {
