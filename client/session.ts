@@ -117,6 +117,13 @@ type Request =
   | { type: "videos" }
   | { type: "play"; video: string };
 
+/** Where a video cut off by a lost connection picks up once back; `paused` by the person meanwhile. */
+interface Resume {
+  video: string;
+  position: number;
+  paused?: boolean;
+}
+
 const CLIENT_QUEUE_BYTES = 64 * 1024 * 1024;
 
 /**
@@ -147,6 +154,8 @@ export class ClientSession {
   #listings = new Map<string, VideoListing>();
   readonly #idle = new Wake();
   readonly #closed = deferred<SessionEnd>();
+  /** Resolves once a shutdown is over, the store closed. */
+  readonly #stopped = deferred<void>();
   /** Settles when the person leaves: cuts a wait between reconnect attempts short. */
   readonly #leaving = deferred<void>();
   /** Aborts when the person leaves: calls off a reconnect dial under way. */
@@ -167,7 +176,7 @@ export class ClientSession {
   /** The latest run of losses (see `outageAfter`): a quick loss after a reconnect continues it. */
   #outage: Outage | undefined;
   /** The video that was playing when the connection was lost, to resume once back. */
-  #resume: { video: string; position: number } | undefined;
+  #resume: Resume | undefined;
   /** During a rejoin: the people the new directory lists (the others left meanwhile). */
   #listed: Set<string> | undefined;
   /** This server key's client store, closed when the session ends. */
@@ -383,14 +392,32 @@ export class ClientSession {
     });
   }
 
-  /** Pauses the current stream; `not-playing` when nothing plays. */
+  /**
+   * Pauses the current stream; `not-playing` when nothing plays. While the server is away, the
+   * video waiting to resume comes back paused.
+   */
   pause(): void {
-    this.#viewing.pause();
+    if (!this.#holdPaused(true)) this.#viewing.pause();
   }
 
   /** Resumes the paused stream where it was; `not-playing` when nothing plays. */
   resume(): void {
-    this.#viewing.resume();
+    if (!this.#holdPaused(false)) this.#viewing.resume();
+  }
+
+  /**
+   * Cut off and waiting to resume: notes whether the video is to come back `paused` (and says
+   * so); false when no video waits.
+   */
+  #holdPaused(paused: boolean): boolean {
+    const resume = this.#resume;
+    if (!resume || this.#viewing.active) return false;
+    if (resume.paused !== paused) {
+      resume.paused = paused;
+      const event = paused ? "paused" : "resumed";
+      this.#emit({ event, video: resume.video, position: round1(resume.position) });
+    }
+    return true;
   }
 
   /**
@@ -658,7 +685,7 @@ export class ClientSession {
     });
     for (const [ref, pending] of this.#pending) this.#transmit(ref, pending);
     try {
-      await this.#conversations.publishPrekeys();
+      await this.#tracked(() => this.#conversations.publishPrekeys());
     } catch (error) {
       if (!this.#ended) this.#emit({ event: "error", code: "prekeys", message: messageOf(error) });
     }
@@ -668,9 +695,13 @@ export class ClientSession {
     this.#settleIdle();
   }
 
-  async #resumeVideo(resume: { video: string; position: number }): Promise<void> {
+  async #resumeVideo(resume: Resume): Promise<void> {
     if (this.#resume !== resume) return; // stopped, or replaced by another play, meanwhile
-    await this.play(resume.video, { from: resume.position }).catch((error) => {
+    const resumed = async () => {
+      await this.play(resume.video, { from: resume.position });
+      if (resume.paused) this.#viewing.pause(); // paused while the server was away
+    };
+    await resumed().catch((error) => {
       if (this.#ended) return;
       const code = error instanceof ReelayError ? error.code : "bug";
       this.#emit({
@@ -889,7 +920,7 @@ export class ClientSession {
   }
 
   async #shutdown(end: SessionEnd, tell = true): Promise<void> {
-    if (this.#ended) return await this.#reading;
+    if (this.#ended) return await this.#stopped.promise;
     this.#ended = end;
     const error = new ReelayError(end.code, end.reason);
     this.#stopReconnecting(error);
@@ -909,12 +940,27 @@ export class ClientSession {
       }
     } finally {
       // Whatever failed above (a listener that throws), the session still ends.
-      this.#conversations.close(); // what is staged for the store goes in first
-      this.store.close();
       this.#closed.resolve(end);
       this.#settleIdle();
+      await this.#closeStore();
     }
     await this.#framed.done;
+  }
+
+  /**
+   * Closes the store once nothing writes to it any more: a message being handled by the reader,
+   * or a send, a play or the prekeys in the conversations' queue, which all fail or finish now
+   * that the session ended.
+   */
+  async #closeStore(): Promise<void> {
+    try {
+      await this.#reading; // the message being handled is kept before the store closes
+      while (this.#inFlight > 0) await this.#idle.wait();
+    } finally {
+      this.#conversations.close(); // what is staged for the store goes in first
+      this.store.close();
+      this.#stopped.resolve();
+    }
   }
 
   #emit(event: ClientEvent): void {

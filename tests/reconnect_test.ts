@@ -325,6 +325,28 @@ Deno.test("a video stopped while the server is away stays stopped once back", as
   });
 });
 
+Deno.test("a video paused while the server is away comes back paused, where it was", async () => {
+  const back = deferred<void>();
+  await cutWhilePlaying("resume-pause", back.promise, async (alice) => {
+    alice.session.pause();
+    // (`paused` shares its event type with `resumed`, which the log's typing cannot pick out.)
+    const paused = await alice.log.waitFor("paused") as { position: number };
+    back.resolve();
+    const restarted = await alice.log.waitFor("stream-started", (event) => (event.from ?? 0) > 0);
+    const from = restarted.from ?? 0;
+    assert.ok(Math.abs(from - paused.position) < 0.1, `paused at ${paused.position}, from ${from}`);
+    await alice.log.waitFor("paused", (event) => event !== (paused as unknown));
+    const after = alice.log.events.slice(alice.log.events.indexOf(restarted));
+    assert.ok(
+      !after.some((event) => event.event === "stream-ended"),
+      "a paused stream does not run to its end: " + JSON.stringify(after.map((e) => e.event)),
+    );
+    alice.session.resume();
+    const ended = await alice.log.waitFor("stream-ended", (event) => event.reason !== "error");
+    assert.equal(ended.reason, "complete");
+  });
+});
+
 Deno.test("requests wait for a server that is away, up to a bound: more fail with too-many-requests", async () => {
   const server = await startTestServer();
   const back = deferred<void>();
