@@ -32,6 +32,7 @@ import {
   MAX_PAGE,
   type NewMail,
   type PendingOptions,
+  type PutOptions,
   type PutResult,
 } from "./mod.ts";
 
@@ -94,10 +95,10 @@ function countOf(row: Row | undefined): MailCount {
  */
 export class SqliteMailbox extends SqlitePart implements Mailbox {
   /** See {@linkcode Mailbox.put}. */
-  put(item: NewMail): Promise<PutResult> {
+  put(item: NewMail, options: PutOptions = {}): Promise<PutResult> {
     return settled(() => {
       const row = checkMail(item);
-      return this.db.write(() => this.#duplicateOf(row) ?? this.#insert(row));
+      return this.db.write(() => this.#duplicateOf(row) ?? this.#insert(row), options);
     });
   }
 
@@ -131,6 +132,9 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
       if (ids.length === 0) return 0;
       checkLimit(ids.length, "Number of ids");
       const rowIds = ids.map(rowIdOf).filter((id) => id !== undefined);
+      // Not synced at once: a removal a power cut undoes only delivers the item again, which
+      // the client drops by its message id. One sync per acknowledgement would double the
+      // cost of every message (docs/storage.md).
       return this.db.write(() => {
         let removed = 0;
         for (const id of rowIds) {
@@ -141,7 +145,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
           );
         }
         return removed;
-      });
+      }, { durable: false });
     });
   }
 
