@@ -12,8 +12,8 @@ import { writeAll } from "../shared/io.ts";
 import { CHANNEL_PROLOGUE, FramedConnection } from "../shared/protocol/mod.ts";
 import { run } from "../testing/processes.ts";
 import type { BenchContext } from "./_context.ts";
-import { ratios, summarize } from "./_stats.ts";
-import type { Figure, GroupResult } from "./report.ts";
+import { summarize } from "./_stats.ts";
+import { compared, type Figure, type GroupResult } from "./report.ts";
 
 const REPS = 5;
 const HANDSHAKES = 40;
@@ -180,13 +180,12 @@ export async function runChannel(ctx: BenchContext): Promise<GroupResult> {
     videoSecure.push(mb(media.length * VIDEO_LOOPS, await streamVideo(key, true, media)));
     videoPlain.push(mb(media.length * VIDEO_LOOPS, await streamVideo(key, false, media)));
   }
-  figures.push({
+  figures.push(compared({
     name: "video stream frames, unpaced (CPU ceiling): MB/s",
-    value: summarize(videoSecure),
     unit: "MB/s",
-    baseline: { label: "same frames, plain TCP", value: summarize(videoPlain), unit: "MB/s" },
-    ratio: summarize(ratios(videoSecure, videoPlain)),
-  });
+    values: videoSecure,
+    baseline: { label: "same frames, plain TCP", values: videoPlain },
+  }));
 
   ctx.log("channel: bulk framing vs plain TCP copy");
   const bulkSecure: number[] = [];
@@ -195,23 +194,21 @@ export async function runChannel(ctx: BenchContext): Promise<GroupResult> {
     bulkSecure.push(mb(BULK_BYTES, await bulkCopy(key, true)));
     bulkPlain.push(mb(BULK_BYTES, await bulkCopy(key, false)));
   }
-  figures.push({
+  figures.push(compared({
     name: "bulk copy, 64 KiB writes: MB/s",
-    value: summarize(bulkSecure),
     unit: "MB/s",
-    baseline: { label: "plain TCP copy", value: summarize(bulkPlain), unit: "MB/s" },
-    ratio: summarize(ratios(bulkSecure, bulkPlain)),
-  });
+    values: bulkSecure,
+    baseline: { label: "plain TCP copy", values: bulkPlain },
+  }));
 
   ctx.log("channel: handshakes");
   const times = await handshakeTimes(key);
-  figures.push({
+  figures.push(compared({
     name: "handshake (connect + Noise NXhfs + ML-KEM-768)",
-    value: summarize(times.secure),
     unit: "ms",
-    baseline: { label: "bare TCP connect", value: summarize(times.plain), unit: "ms" },
-    ratio: summarize(ratios(times.secure, times.plain)),
-  });
+    values: times.secure,
+    baseline: { label: "bare TCP connect", values: times.plain },
+  }));
 
   const streamRate = media.length / (await ctx.source()).info.duration / 1e6;
   const headroom = summarize(videoSecure).median / streamRate;

@@ -21,8 +21,8 @@ import { type EventLog, joinClient, testConfig } from "../testing/harness.ts";
 import { TestNats } from "../testing/nats_server.ts";
 import type { BenchContext } from "./_context.ts";
 import { spawnServer } from "./_procs.ts";
-import { percentile, ratios, summarize } from "./_stats.ts";
-import type { Figure, GroupResult } from "./report.ts";
+import { percentile, summarize } from "./_stats.ts";
+import { compared, type Figure, type GroupResult } from "./report.ts";
 
 const REPS = 3;
 const LATENCY_MESSAGES = 100;
@@ -122,17 +122,16 @@ async function chatFigures(ctx: BenchContext, nats: TestNats): Promise<Figure[]>
     await Deno.remove(videos, { recursive: true });
   }
   return [
-    {
+    compared({
       name: "chat one-way latency, median (alice and bob on two nodes)",
-      value: summarize(crossP50),
       unit: "ms",
-      baseline: { label: "both on one node", value: summarize(sameP50), unit: "ms" },
-      ratio: summarize(ratios(crossP50, sameP50)),
+      values: crossP50,
+      baseline: { label: "both on one node", values: sameP50 },
       ratioLabel: "two nodes ÷ one",
       aim: { on: "ratio", op: "<=", target: 1.5 },
       whyMissed: "The cross-node path adds a NATS request and reply per message (two more " +
         "loopback hops and a process switch each way) on a machine whose two cores are shared.",
-    },
+    }),
     {
       name: "chat one-way latency, p99 (two nodes)",
       value: summarize([percentile(crossLat, 99)]),
@@ -143,17 +142,16 @@ async function chatFigures(ctx: BenchContext, nats: TestNats): Promise<Figure[]>
         unit: "ms",
       },
     },
-    {
+    compared({
       name: "chat messages/s, 32 in flight (two nodes)",
-      value: summarize(crossRate),
       unit: "msg/s",
-      baseline: { label: "both on one node", value: summarize(sameRate), unit: "msg/s" },
-      ratio: summarize(ratios(crossRate, sameRate)),
+      values: crossRate,
+      baseline: { label: "both on one node", values: sameRate },
       ratioLabel: "two nodes ÷ one",
       aim: { on: "ratio", op: ">=", target: 0.7 },
       whyMissed: "Each cross-node message waits for the other node's reply before the sender " +
         "is told it was relayed, and a sender's messages are relayed one after the other.",
-    },
+    }),
   ];
 }
 

@@ -19,22 +19,13 @@ import { probeVideo } from "../server/media/tools.ts";
 import { withTimeout } from "../shared/async.ts";
 import { TsClock } from "../shared/ts_clock.ts";
 import { startTestServer } from "../testing/harness.ts";
-import { generateVideo, type VideoSpec } from "../testing/sample_video.ts";
+import { generateVideo } from "../testing/sample_video.ts";
 import type { BenchContext } from "./_context.ts";
 import { readProc, sleep } from "./_procs.ts";
-import { ratios, summarize } from "./_stats.ts";
-import type { Figure, GroupResult } from "./report.ts";
+import { LADDER, PRESET, sourceSpec } from "./_setup.ts";
+import { compared, type Figure, type GroupResult } from "./report.ts";
 
-const SOURCE: VideoSpec = {
-  width: 1280,
-  height: 720,
-  rate: "30",
-  seconds: 12,
-  audioRate: 48000,
-  channels: 2,
-};
-const HEIGHTS = [144, 720, 1440];
-const PRESET = "veryfast";
+const SOURCE = sourceSpec(1280, 720, 12);
 const VIEWERS = 10;
 const CPU_REPS = 2;
 const FRAME_REPS = 5;
@@ -139,11 +130,11 @@ export async function runMedia(ctx: BenchContext): Promise<GroupResult> {
   const path = `${dir}/clip.mp4`;
   await generateVideo(path, SOURCE);
   const info = await probeVideo(path);
-  const plan = planPlayback(info, { heights: HEIGHTS, capToSource: true });
+  const plan = planPlayback(info, { heights: LADDER, capToSource: true });
   const server = await startTestServer({
     videos: dir,
     patch: (config) => {
-      config.stream.heights = HEIGHTS;
+      config.stream.heights = LADDER;
       config.stream.preset = PRESET;
       config.stream.maxTranscodes = 12;
       config.stream.maxStreamsPerHost = VIEWERS * 2;
@@ -188,18 +179,17 @@ export async function runMedia(ctx: BenchContext): Promise<GroupResult> {
       one.push(await cpu(1));
       ten.push(await cpu(VIEWERS));
     }
-    figures.push({
+    figures.push(compared({
       name: `CPU, ${VIEWERS} viewers of one video`,
-      value: summarize(ten),
       unit: "s",
-      baseline: { label: "one viewer", value: summarize(one), unit: "s" },
-      ratio: summarize(ratios(ten, one)),
+      values: ten,
+      baseline: { label: "one viewer", values: one },
       ratioLabel: `${VIEWERS} ÷ 1`,
       aim: { on: "ratio", op: "<=", target: 1.3 },
       whyMissed: "Viewers of the same part share one ffmpeg; what each adds is its own TCP " +
         "stream through the secure channel and its client. A miss means parts were not " +
         "shared (look at the server's transcodes) or the machine's load moved between runs",
-    });
+    }));
 
     ctx.log("media: /play to the first complete frame");
     const fast = { preset: PRESET, fastStart: DEFAULT_FAST_START };
@@ -215,18 +205,17 @@ export async function runMedia(ctx: BenchContext): Promise<GroupResult> {
       play.push(await withTimeout(first, 60_000, () => new Error("No first frame")));
       await viewer.session.stop();
     }
-    figures.push({
+    figures.push(compared({
       name: "/play → first complete frame",
-      value: summarize(play),
       unit: "ms",
-      baseline: { label: "tuned bare ffmpeg → first frame", value: summarize(bare), unit: "ms" },
-      ratio: summarize(ratios(play, bare)),
+      values: play,
+      baseline: { label: "tuned bare ffmpeg → first frame", values: bare },
       ratioLabel: "reelay ÷ ffmpeg",
       aim: { on: "ratio", op: "<=", target: 1.1 },
       whyMissed: "What reelay adds to ffmpeg's start is the play request's round trip, the " +
         "stream setup and the first bytes' trip through the channel; on a busy machine the " +
         "spawn time alone varies by more than the margin",
-    });
+    }));
 
     ctx.log("media: /seek to the first complete frame");
     const seekPlan = planFrom(plan, info, startPointAt(info, SEEK_TO));
@@ -241,14 +230,13 @@ export async function runMedia(ctx: BenchContext): Promise<GroupResult> {
       seek.push(await withTimeout(first, 60_000, () => new Error("No first frame")));
       await viewer.session.stop();
     }
-    figures.push({
+    figures.push(compared({
       name: `/seek to ${SEEK_TO} s → first complete frame`,
-      value: summarize(seek),
       unit: "ms",
-      baseline: { label: "bare ffmpeg from there", value: summarize(bareSeek), unit: "ms" },
-      ratio: summarize(ratios(seek, bareSeek)),
+      values: seek,
+      baseline: { label: "bare ffmpeg from there", values: bareSeek },
       ratioLabel: "reelay ÷ ffmpeg",
-    });
+    }));
   } finally {
     for (const viewer of viewers) await viewer.session.quit();
     await server.close();
@@ -257,7 +245,7 @@ export async function runMedia(ctx: BenchContext): Promise<GroupResult> {
     title: "Video: sharing, first frame and seek (issue 14)",
     method: [
       `Source: a ${SOURCE.width}x${SOURCE.height} ${SOURCE.rate} fps testsrc2 clip of ` +
-      `${SOURCE.seconds} s with 48 kHz stereo sound; ladder ${HEIGHTS.join("/")}p capped at ` +
+      `${SOURCE.seconds} s with 48 kHz stereo sound; ladder ${LADDER.join("/")}p capped at ` +
       `720p; libx264 ${PRESET}. Server in this process, client sessions over loopback TCP into ` +
       `sinks that take every byte at once. Every measurement plays a fresh copy of the file ` +
       `under a new name, so nothing is shared, lingering or cached from an earlier one.`,

@@ -9,8 +9,7 @@
 import { writeAll } from "../shared/io.ts";
 import { FramedConnection } from "../shared/protocol/mod.ts";
 import type { BenchContext } from "./_context.ts";
-import { ratios, summarize } from "./_stats.ts";
-import type { GroupResult } from "./report.ts";
+import { compared, type GroupResult } from "./report.ts";
 
 const REPS = 5;
 const CHUNK = 64 * 1024;
@@ -116,12 +115,11 @@ export async function runRelay(ctx: BenchContext): Promise<GroupResult> {
       `same chunks and \`conn.read\` into a 64 KiB buffer. ${REPS} repetitions, alternating; ` +
       `one warm-up of each.`,
     ],
-    figures: [{
+    figures: [compared({
       name: "stream frames through FramedConnection",
-      value: summarize(mb(framed)),
       unit: "MB/s",
-      baseline: { label: "plain TCP copy", value: summarize(mb(plain)), unit: "MB/s" },
-      ratio: summarize(ratios(framed, plain)),
+      values: mb(framed),
+      baseline: { label: "plain TCP copy", values: mb(plain) },
       ratioLabel: "framed ÷ plain",
       aim: { on: "ratio", op: ">=", target: 0.8 },
       whyMissed:
@@ -133,7 +131,7 @@ export async function runRelay(ctx: BenchContext): Promise<GroupResult> {
         "syscall, which Deno lacks) or reading straight into a frame-sized buffer would close " +
         "the rest. It " +
         "does not limit video: ~1 GB/s is about a thousand times a 1080p stream",
-    }],
+    })],
     findings: [],
     seconds: (performance.now() - began) / 1000,
   };

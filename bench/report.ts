@@ -6,7 +6,7 @@
  */
 
 import type { MachineInfo } from "./_procs.ts";
-import type { Summary } from "./_stats.ts";
+import { ratios, summarize, type Summary } from "./_stats.ts";
 
 /** An aim for a figure: its median ratio (or value) compared with a target. */
 export interface Aim {
@@ -32,6 +32,24 @@ export interface Figure {
   aim?: Aim;
   /** Shown in the report when the aim is missed: why, and what would close the gap. */
   whyMissed?: string;
+}
+
+/** A figure's repetitions and its baseline's, measured in turn in the same run, in one unit. */
+export interface Comparison
+  extends Pick<Figure, "name" | "unit" | "ratioLabel" | "aim" | "whyMissed"> {
+  values: readonly number[];
+  baseline: { label: string; values: readonly number[] };
+}
+
+/** The figure of a comparison: both sides summarized, and the ratio of each repetition. */
+export function compared(comparison: Comparison): Figure {
+  const { values, baseline, ...rest } = comparison;
+  return {
+    ...rest,
+    value: summarize(values),
+    baseline: { label: baseline.label, value: summarize(baseline.values), unit: rest.unit },
+    ratio: summarize(ratios(values, baseline.values)),
+  };
 }
 
 /** A group of figures with a description of how they were measured. */

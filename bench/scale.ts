@@ -22,9 +22,9 @@ import {
   spawnListening,
   spawnServer,
 } from "./_procs.ts";
-import { median, ratios, slope, summarize } from "./_stats.ts";
+import { median, slope, summarize } from "./_stats.ts";
 import { RawPeer } from "./_wire.ts";
-import type { Figure, GroupResult } from "./report.ts";
+import { compared, type Figure, type GroupResult } from "./report.ts";
 
 const CLIENTS = 1000;
 const JOIN_BATCH = 50;
@@ -303,17 +303,12 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
     const largestWelcome = Math.max(...peers.map((peer) => peer.welcomeBytes));
     const largestFrame = Math.max(...peers.map((peer) => peer.largestJoinFrame));
     const traffic = peers.reduce((sum, peer) => sum + peer.bytesReceived, 0);
-    const bareKiB = summarize(bare.map((value) => value / KIB));
-    figures.push({
+    const kib = (values: number[]) => values.map((value) => value / KIB);
+    figures.push(compared({
       name: `RSS per idle joined client (${clients} clients)`,
-      value: summarize(reelay.map((value) => value / KIB)),
       unit: "KiB",
-      baseline: {
-        label: "bare Deno TCP server, 1 pending 16 KiB read each",
-        value: bareKiB,
-        unit: "KiB",
-      },
-      ratio: summarize(ratios(reelay, bare)),
+      values: kib(reelay),
+      baseline: { label: "bare Deno TCP server, 1 pending 16 KiB read each", values: kib(bare) },
       ratioLabel: "reelay ÷ bare",
       aim: { on: "value", op: "<=", target: 64 },
       whyMissed:
@@ -326,13 +321,12 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
         "pages and malloc arenas that stay mapped at their high-water mark. To close it: " +
         "write shared notices without the coalescing copy (a vectored write, which Deno " +
         "lacks), and cap allocator arenas (MALLOC_ARENA_MAX) for the server",
-    });
-    figures.push({
+    }));
+    figures.push(compared({
       name: "… RSS per client after a forced full GC",
-      value: summarize(afterGc.map((value) => value / KIB)),
       unit: "KiB",
-      baseline: { label: "bare (as above)", value: bareKiB, unit: "KiB" },
-      ratio: summarize(ratios(afterGc, bare)),
+      values: kib(afterGc),
+      baseline: { label: "bare (as above)", values: kib(bare) },
       ratioLabel: "reelay ÷ bare",
       aim: { on: "value", op: "<=", target: 64 },
       whyMissed:
@@ -340,16 +334,15 @@ export async function runScale(ctx: BenchContext): Promise<GroupResult> {
         "freed V8 pages and malloc arenas from the join storm stay mapped. The fixes are " +
         "those of the row above: allocate less during joins (no coalescing copy of shared " +
         "notices) and cap the allocator's arenas",
-    });
-    figures.push({
+    }));
+    figures.push(compared({
       name: "… live JS heap + ArrayBuffers per client after that GC",
-      value: summarize(live.map((value) => value / KIB)),
       unit: "KiB",
-      baseline: { label: "bare (RSS, as above)", value: bareKiB, unit: "KiB" },
-      ratio: summarize(ratios(live, bare)),
+      values: kib(live),
+      baseline: { label: "bare (RSS, as above)", values: kib(bare) },
       ratioLabel: "reelay ÷ bare",
       aim: { on: "value", op: "<=", target: 64 },
-    });
+    }));
     findings.push(
       `Server RSS ${(before / MIB).toFixed(1)} MiB before the joins, ` +
         `${(after / MIB).toFixed(1)} MiB with ${clients} idle clients, ` +

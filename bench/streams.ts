@@ -20,24 +20,15 @@ import { buildFfmpegArgs, planPlayback, probeVideo } from "../server/media/mod.t
 import type { VideoInfo } from "../server/media/mod.ts";
 import { withTimeout } from "../shared/async.ts";
 import { TsClock } from "../shared/ts_clock.ts";
-import { generateVideo, type VideoSpec } from "../testing/sample_video.ts";
+import { generateVideo } from "../testing/sample_video.ts";
 import type { BenchContext } from "./_context.ts";
 import { type ServerProcess, sleep, spawnServer } from "./_procs.ts";
+import { LADDER, PRESET, sourceSpec } from "./_setup.ts";
 import { summarize } from "./_stats.ts";
 import type { GroupResult } from "./report.ts";
 
 /** The sources: small enough that a busy 2-core machine keeps a few in real time. */
-const SOURCE: VideoSpec = {
-  width: 640,
-  height: 360,
-  rate: "30",
-  seconds: 8,
-  audioRate: 48000,
-  channels: 2,
-};
-/** The server's default ladder (config.ini), capped to the source: 144p, 360p, 360p. */
-const LADDER = [144, 720, 1440];
-const PRESET = "veryfast";
+const SOURCE = sourceSpec(640, 360, 8);
 /** Media a reader keeps in hand ahead of the clock, as a player's buffer does. */
 const LEAD_S = 2;
 /** A player starts this long after its first byte; a stream later than that has stalled. */

@@ -17,15 +17,13 @@ import { buildFfmpegArgs, planPlayback } from "../server/media/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { startTestServer } from "../testing/harness.ts";
 import type { BenchContext, SourceVideo } from "./_context.ts";
-import { ratios, summarize } from "./_stats.ts";
-import type { Figure, GroupResult } from "./report.ts";
+import { LADDER, PRESET } from "./_setup.ts";
+import { summarize } from "./_stats.ts";
+import { compared, type Figure, type GroupResult } from "./report.ts";
 
 const START_REPS = 5;
 const THROUGHPUT_REPS = 3;
 const STALL_REPS = 3;
-/** The default ladder (config.ini `[stream] heights`). */
-const LADDER = [144, 720, 1440];
-const PRESET = "veryfast";
 /** Around each switch, gaps between arrivals this close to it are considered. */
 const SWITCH_WINDOW_MS = 1000;
 
@@ -266,12 +264,11 @@ export async function runVideo(ctx: BenchContext): Promise<GroupResult> {
           await measureBare();
         }
       }
-      figures.push({
+      figures.push(compared({
         name: "start: play() → first stream byte",
-        value: summarize(reelay),
         unit: "ms",
-        baseline: { label: "ffmpeg spawn → first stdout byte", value: summarize(bare), unit: "ms" },
-        ratio: summarize(ratios(reelay, bare)),
+        values: reelay,
+        baseline: { label: "ffmpeg spawn → first stdout byte", values: bare },
         ratioLabel: "reelay ÷ ffmpeg",
         aim: { on: "ratio", op: "<=", target: 1.2 },
         whyMissed:
@@ -280,7 +277,7 @@ export async function runVideo(ctx: BenchContext): Promise<GroupResult> {
           "alone varies by more than the margin. To start sooner than ffmpeg itself allows, " +
           "encode part 0 with `-tune zerolatency` (first byte in 0.10–0.14 s in the media " +
           "notes) or keep a warm ffmpeg ready",
-      });
+      }));
 
       ctx.log("boundary stall (default ladder, read as fast as possible)");
       const stalls = new Map<number, { gap: number[]; lead: number[] }>();
@@ -299,16 +296,11 @@ export async function runVideo(ctx: BenchContext): Promise<GroupResult> {
       for (const [index, entry] of [...stalls.entries()].sort((a, b) => a[0] - b[0])) {
         const from = ladderPlan.segments[index - 1].height;
         const to = ladderPlan.segments[index].height;
-        figures.push({
+        figures.push(compared({
           name: `switch ${index} (${from}p → ${to}p): largest arrival gap`,
-          value: summarize(entry.gap),
           unit: "ms",
-          baseline: {
-            label: "content lead at that moment",
-            value: summarize(entry.lead),
-            unit: "ms",
-          },
-          ratio: summarize(ratios(entry.gap, entry.lead)),
+          values: entry.gap,
+          baseline: { label: "content lead at that moment", values: entry.lead },
           ratioLabel: "gap ÷ lead",
           aim: { on: "ratio", op: "<=", target: 1 },
           whyMissed:
@@ -316,7 +308,7 @@ export async function runVideo(ctx: BenchContext): Promise<GroupResult> {
             "ran out. The next part starts when the current one has produced its first bytes " +
             "and reads ahead 4 MiB; start it earlier, or make the current part's read-ahead " +
             "larger so more content is buffered at the switch",
-        });
+        }));
       }
       findings.push(
         `Whole default-ladder stream (${info.duration.toFixed(0)} s of content, ` +
@@ -364,12 +356,11 @@ export async function runVideo(ctx: BenchContext): Promise<GroupResult> {
       const fpsOf = (runs: { ms: number }[]) => runs.map((run) => frames / (run.ms / 1000));
       const mbps = (runs: { bytes: number; ms: number }[]) =>
         runs.map((run) => run.bytes / (run.ms / 1000) / 1e6);
-      figures.push({
+      figures.push(compared({
         name: `${name} frames/s`,
-        value: summarize(fpsOf(reelay)),
         unit: "fps",
-        baseline: { label: "ffmpeg → pipe", value: summarize(fpsOf(bare)), unit: "fps" },
-        ratio: summarize(ratios(fpsOf(reelay), fpsOf(bare))),
+        values: fpsOf(reelay),
+        baseline: { label: "ffmpeg → pipe", values: fpsOf(bare) },
         ratioLabel: "reelay ÷ ffmpeg",
         aim: { on: "ratio", op: ">=", target: 0.95 },
         whyMissed:
@@ -377,18 +368,17 @@ export async function runVideo(ctx: BenchContext): Promise<GroupResult> {
           "parts compete for the 2 cores, and on a shared machine the spread between " +
           "repetitions exceeds the 5 % margin; compare the min–max ranges before concluding, " +
           "and re-run on an idle machine",
-      });
-      figures.push({
+      }));
+      figures.push(compared({
         name: `${name} bytes/s`,
-        value: summarize(mbps(reelay)),
         unit: "MB/s",
-        baseline: { label: "ffmpeg → pipe", value: summarize(mbps(bare)), unit: "MB/s" },
-        ratio: summarize(ratios(mbps(reelay), mbps(bare))),
+        values: mbps(reelay),
+        baseline: { label: "ffmpeg → pipe", values: mbps(bare) },
         ratioLabel: "reelay ÷ ffmpeg",
         aim: { on: "ratio", op: ">=", target: 0.95 },
         whyMissed:
           "Bytes/s follows frames/s (the same bytes in the same time); see the frames/s row",
-      });
+      }));
       // Bandwidth: bytes per second of content, against raw decoded frames of that size.
       const contentKBps = reelay.map((run) => run.bytes / info.duration / 1000);
       const yuv = width * outHeight * 1.5 * fps / 1000;

@@ -7,7 +7,7 @@
  */
 
 import type { Config } from "../shared/config/mod.ts";
-import { fingerprintHash, type PublicIdentity } from "../shared/crypto/mod.ts";
+import { fingerprintHash } from "../shared/crypto/mod.ts";
 import { errorDetail, messageOf, ProtocolError, ReelayError } from "../shared/errors.ts";
 import { nameKey, nameProblem } from "../shared/names.ts";
 import {
@@ -169,15 +169,19 @@ export class PeerConnection implements Recipient {
     return !this.framed.closed;
   }
 
-  /** Like {@linkcode PeerConnection.deliver}, with the message id and the sender's keys. */
-  deliverSealed(
-    from: string,
-    envelope: Uint8Array,
-    header: { id: string; fromKeys: PublicIdentity },
-  ): boolean {
+  /** See `Recipient.admit` in `mail.ts`: the same limits as {@linkcode PeerConnection.deliver}. */
+  admit(from: string, envelope: Uint8Array): void {
     this.#checkInbound(from, envelope);
-    this.framed.sendMessage({ type: "deliver", from, ...header, envelope });
-    return !this.framed.closed;
+  }
+
+  /** See `Recipient.hasRoom` in `mail.ts`. */
+  hasRoom(bytes: number): boolean {
+    return this.#hasShareRoom(bytes) && this.#context.budget.hasRoom(bytes);
+  }
+
+  /** Whether `bytes` more stay within this peer's part of the queue (half its cap). */
+  #hasShareRoom(bytes: number): boolean {
+    return this.framed.queuedBytes + bytes <= this.#context.config.limits.maxQueueBytes / 2;
   }
 
   #checkInbound(from: string, envelope: Uint8Array): void {
@@ -199,7 +203,7 @@ export class PeerConnection implements Recipient {
     }
     // Room for the frame's header and fields besides the envelope itself.
     const bytes = envelope.length + 256;
-    if (this.framed.queuedBytes + bytes > limits.maxQueueBytes / 2) {
+    if (!this.#hasShareRoom(bytes)) {
       throw new ReelayError(
         "recipient-busy",
         `${name} is not taking messages as fast as they come: try again shortly`,

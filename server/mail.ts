@@ -1,9 +1,12 @@
 /**
- * Routing sealed chat envelopes: the server relays bytes it cannot read to the person named if
- * they are online, holds them in the mailbox (`server/store/`) if they are known but offline,
- * delivers what was held in order when they connect, and deletes each item once their client
- * acknowledges it (at least once: the client drops a redelivery by message id). It also keeps the
- * registry of known people current and hands out prekey bundles, each one-time key once.
+ * Routing sealed chat envelopes by store and forward: the server holds every envelope it accepts
+ * (bytes it cannot read) in the mailbox (`server/store/`) until the recipient's client
+ * acknowledges it, hands it at once to the recipient's connection when they are online, and
+ * delivers what they have not acknowledged, in order, when they next connect: a connection that
+ * died unnoticed, or was cut with mail queued on it, loses nothing. The client drops a second
+ * copy by message id. Notices (a refusal, a message that expired) are held the same way. It
+ * also keeps the registry of known people current and hands out prekey bundles, each one-time
+ * key once.
  *
  * With `[chat] broadcast` on, every other client online also gets each sealed envelope as a
  * `sealed` message (from, to, bytes) that it cannot open.
@@ -26,14 +29,15 @@ export interface Recipient extends RelayRecipient {
   /** Queues a message on the person's connection. */
   notify(message: ServerMessage): void;
   /**
-   * Queues a sealed envelope from `from` with its header fields, under the person's inbound
-   * limits (throws `rate-limited` or `recipient-busy` to the sender).
+   * Checks that a sealed envelope from `from` may be queued for the person now, under their
+   * inbound limits: throws (to the sender) `rate-limited` or `recipient-busy`.
    */
-  deliverSealed(
-    from: string,
-    envelope: Uint8Array,
-    header: { id: string; fromKeys: PublicIdentity },
-  ): boolean;
+  admit(from: string, envelope: Uint8Array): void;
+  /**
+   * Whether `bytes` more may be queued on the connection now, under its part of the queue and
+   * the server's budget: held mail waits for room rather than getting a slow reader cut off.
+   */
+  hasRoom(bytes: number): boolean;
   /** Bytes waiting on the connection, and a way to wait until they are written. */
   readonly queuedBytes: number;
   drained(): Promise<void>;
@@ -49,7 +53,11 @@ export interface Outgoing {
   envelope: Uint8Array;
 }
 
-/** Where a sent envelope went. */
+/**
+ * Where a sent envelope went: held in both cases until the recipient acknowledges it, `relayed`
+ * when the recipient was online (it is on its way to their connection), `queued` when they were
+ * not (it waits for their next connection).
+ */
 export interface Routed {
   status: "relayed" | "queued";
   to: string;
@@ -66,10 +74,17 @@ export interface RelayOptions {
    * nodes); returns their name. Without it they are `unknown-recipient`.
    */
   route?: (sender: never, to: string, envelope: Uint8Array, id: string) => Promise<string>;
+  /**
+   * Whether the person called `to` is online on another node (a cluster's presence), so mail
+   * held for them is `relayed` (their node delivers it) rather than `queued`.
+   */
+  online?: (to: string) => boolean;
 }
 
 const PAGE = 100;
 const PAGE_BYTES = 1024 * 1024;
+/** Room for a `deliver` frame's header and fields besides the envelope. */
+const FRAME_ROOM = 256;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -77,6 +92,8 @@ interface State {
   fingerprint: string;
   draining: boolean;
   again: boolean;
+  /** The last item handed to this connection: a new connection starts again from the first. */
+  after?: string;
 }
 
 /**
@@ -240,21 +257,27 @@ export class Mailroom<M extends Recipient> {
   }
 
   /**
-   * Sends a sealed envelope from `sender`: relayed at once to a recipient online, held for one
-   * known but offline. Throws `unknown-recipient`, `recipient-key-changed` (the recipient's key
-   * is not the one the sender sealed for), or the mailbox's `recipient-mailbox-full` and
-   * `mailbox-full`.
+   * Sends a sealed envelope from `sender`. Every envelope accepted is held in the mailbox until
+   * the recipient's client acknowledges it (store and forward): handed at once to a recipient
+   * online (`relayed`), delivered when one known but offline next connects (`queued`), and
+   * delivered again, in order, on their next connection when the one it went out on was lost
+   * before the acknowledgement. Throws `unknown-recipient`, `recipient-key-changed` (the
+   * recipient's key is not the one the sender sealed for), the recipient's inbound limits
+   * (`rate-limited`, `recipient-busy`), or the mailbox's `recipient-mailbox-full` and
+   * `mailbox-full`: an envelope refused is not held.
    */
   async send(sender: M, outgoing: Outgoing): Promise<Routed> {
     const id = outgoing.id ?? crypto.randomUUID();
-    const online = this.#directory?.get(outgoing.to);
-    if (online === sender) {
+    if (nameKey(outgoing.to) === nameKey(sender.announcement.name)) {
       throw new ReelayError("unknown-recipient", "Messages to yourself are not relayed");
     }
+    const online = this.#directory?.get(outgoing.to);
     const entry = online ? undefined : await this.#known(outgoing.to);
     const to = online?.announcement.name ?? entry?.name;
     const recipientKey = online ? this.#state.get(online)?.fingerprint : entry?.fingerprint;
     if ((to === undefined || recipientKey === undefined) && this.#options.route) {
+      // Online on another node but not in the shared registry yet (the moment after a first
+      // join): relayed live, not held.
       const name = await this.#options.route(sender as never, outgoing.to, outgoing.envelope, id);
       return { status: "relayed", to: name, id };
     }
@@ -270,21 +293,9 @@ export class Mailroom<M extends Recipient> {
         `${JSON.stringify(to)} now has another key than the one this message was sealed for`,
       );
     }
-    if (!online && this.#options.route) {
-      // Known to the cluster's shared registry: online on another node gets it now, else held.
-      try {
-        const name = await this.#options.route(sender as never, outgoing.to, outgoing.envelope, id);
-        return { status: "relayed", to: name, id };
-      } catch (error) {
-        if (!(error instanceof ReelayError) || error.code !== "unknown-recipient") throw error;
-      }
-    }
     const from = sender.announcement.name;
-    const live = online ? this.#state.get(online) : undefined;
-    if (online && live && !live.draining && !online.closed) {
-      online.deliverSealed(from, outgoing.envelope, { id, fromKeys: sender.announcement.keys });
-      this.#broadcast(sender, online, { type: "sealed", from, to, envelope: outgoing.envelope });
-      return { status: "relayed", to, id };
+    for (const here of online ? [online] : this.#here(recipientKey, to)) {
+      here.admit(from, outgoing.envelope);
     }
     await this.#store.mailbox.put({
       kind: "sealed",
@@ -296,8 +307,16 @@ export class Mailroom<M extends Recipient> {
       envelope: new Uint8Array(outgoing.envelope),
     });
     this.#broadcast(sender, online, { type: "sealed", from, to, envelope: outgoing.envelope });
-    if (online) this.#drain(online);
-    return { status: online ? "relayed" : "queued", to, id };
+    this.wake(recipientKey);
+    const live = online !== undefined || this.#options.online?.(to) === true;
+    return { status: live ? "relayed" : "queued", to, id };
+  }
+
+  /** The open connections on this node of the person called `name` holding `recipientKey`. */
+  #here(recipientKey: string, name: string): M[] {
+    return [...this.#members.get(recipientKey) ?? []].filter((member) =>
+      !member.closed && sameName(member.announcement.name, name)
+    );
   }
 
   /** Deletes mail a member's client acknowledged. */
@@ -306,42 +325,40 @@ export class Mailroom<M extends Recipient> {
   }
 
   /**
-   * Passes a recipient's signed refusal of message `id` back to its sender (held for them if
-   * they are offline). Throws `unknown-recipient`.
+   * Passes a recipient's signed refusal of message `id` back to its sender, held for them until
+   * their client acknowledges it like a message. Throws `unknown-recipient`.
    */
   async refuse(
     member: M,
     refusal: { to: string; toKey: string; id: string; reason: string; signature: string },
   ): Promise<void> {
-    const notice: ServerMessage = {
+    const entry = await this.#known(refusal.to);
+    if (!entry || entry.fingerprint !== refusal.toKey) {
+      throw new ReelayError("unknown-recipient", `Nobody called ${JSON.stringify(refusal.to)}`);
+    }
+    await this.#hold(entry.fingerprint, entry.name, {
       type: "refused",
       from: member.announcement.name,
       id: refusal.id,
       reason: refusal.reason,
       signature: refusal.signature,
-    };
-    const online = this.#directory?.get(refusal.to);
-    const live = online ? this.#state.get(online) : undefined;
-    if (online && !online.closed && live && live.fingerprint === refusal.toKey && !live.draining) {
-      online.notify(notice);
-      return;
-    }
-    const entry = await this.#known(refusal.to);
-    if (!entry || entry.fingerprint !== refusal.toKey) {
-      throw new ReelayError("unknown-recipient", `Nobody called ${JSON.stringify(refusal.to)}`);
-    }
+    });
+  }
+
+  /** Holds a notice for a person until their client acknowledges it; delivers it if they are here. */
+  async #hold(recipientKey: string, recipientName: string, notice: ServerMessage): Promise<void> {
     await this.#store.mailbox.put({
       kind: "notice",
-      recipientKey: entry.fingerprint,
-      recipientName: entry.name,
+      recipientKey,
+      recipientName,
       notice: notice as unknown as Record<string, string>,
     });
-    if (online) this.#drain(online);
+    this.wake(recipientKey);
   }
 
   /**
-   * Ends expired mail and tells each sender (a `failed` notice held for them, or at once when
-   * online). Returns how many items ended.
+   * Ends expired mail and tells each sender (a `failed` notice held for them, delivered at once
+   * when they are online). Returns how many items ended.
    */
   async sweep(now: number = Date.now()): Promise<number> {
     for (const [fingerprint, members] of this.#members) {
@@ -354,23 +371,11 @@ export class Mailroom<M extends Recipient> {
       ended += page.length;
       for (const item of page) {
         if (item.kind !== "sealed") continue;
-        const notice: ServerMessage = {
+        await this.#hold(item.senderKey, item.senderName, {
           type: "failed",
           to: item.recipientName,
           id: item.messageId,
           reason: item.reason,
-        };
-        const online = this.#directory?.get(item.senderName);
-        const live = online ? this.#state.get(online) : undefined;
-        if (online && !online.closed && live?.fingerprint === item.senderKey && !live.draining) {
-          online.notify(notice);
-          continue;
-        }
-        await this.#store.mailbox.put({
-          kind: "notice",
-          recipientKey: item.senderKey,
-          recipientName: item.senderName,
-          notice: notice as unknown as Record<string, string>,
         }).catch((error) => {
           this.#options.log(
             "warn",
@@ -392,7 +397,10 @@ export class Mailroom<M extends Recipient> {
     }
   }
 
-  /** Delivers what is held for `member`, in order; new mail meanwhile is held and follows. */
+  /**
+   * Delivers what is held for `member` and not yet handed to this connection, in order; mail
+   * put meanwhile follows. Nothing is deleted here: only the client's `ack` deletes.
+   */
   #drain(member: M): void {
     const state = this.#state.get(member);
     if (!state) return;
@@ -419,32 +427,45 @@ export class Mailroom<M extends Recipient> {
   }
 
   async #deliverHeld(member: M, state: State): Promise<void> {
-    let after: string | undefined;
+    const senders = new Map<string, PublicIdentity | undefined>();
     do {
       state.again = false;
       while (!member.closed) {
-        const options = after === undefined
+        const options = state.after === undefined
           ? { maxBytes: PAGE_BYTES }
-          : { after, maxBytes: PAGE_BYTES };
+          : { after: state.after, maxBytes: PAGE_BYTES };
         const page = await this.#store.mailbox.pending(state.fingerprint, PAGE, options);
         if (page.length === 0) break;
-        for (const item of page) await this.#deliverOne(member, item);
-        after = page[page.length - 1].id;
-        if (member.queuedBytes > PAGE_BYTES) await member.drained();
+        for (const item of page) {
+          // Mail is kept by key; one key may have joined under two names at once.
+          if (sameName(item.recipientName, member.announcement.name)) {
+            while (member.queuedBytes > 0 && !member.hasRoom(item.bytes + FRAME_ROOM)) {
+              await member.drained();
+            }
+            if (member.closed) return;
+            await this.#deliverOne(member, item, senders);
+          }
+          state.after = item.id;
+        }
       }
     } while (state.again && !member.closed);
   }
 
-  async #deliverOne(member: M, item: MailItem): Promise<void> {
+  async #deliverOne(
+    member: M,
+    item: MailItem,
+    senders: Map<string, PublicIdentity | undefined>,
+  ): Promise<void> {
     if (item.kind === "notice") {
       member.notify(
         { ...(item.notice as unknown as ServerMessage), mail: item.id } as ServerMessage,
       );
       return;
     }
-    const sender = await this.#store.registry.lookup(nameKey(item.senderName));
-    const announcement = sender?.announcement as unknown as Announcement | undefined;
-    const fromKeys = sender?.fingerprint === item.senderKey ? announcement?.keys : undefined;
+    if (!senders.has(item.senderKey)) {
+      senders.set(item.senderKey, await this.#keysOf(item.senderName, item.senderKey));
+    }
+    const fromKeys = senders.get(item.senderKey);
     member.notify({
       type: "deliver",
       from: item.senderName,
@@ -453,5 +474,15 @@ export class Mailroom<M extends Recipient> {
       mail: item.id,
       envelope: item.envelope,
     });
+  }
+
+  /** The keys of the person called `name` if they still hold `fingerprint`: here, or registered. */
+  async #keysOf(name: string, fingerprint: string): Promise<PublicIdentity | undefined> {
+    for (const member of this.#members.get(fingerprint) ?? []) {
+      if (sameName(member.announcement.name, name)) return member.announcement.keys;
+    }
+    const sender = await this.#store.registry.lookup(nameKey(name));
+    const announcement = sender?.announcement as unknown as Announcement | undefined;
+    return sender?.fingerprint === fingerprint ? announcement?.keys : undefined;
   }
 }

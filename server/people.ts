@@ -26,6 +26,8 @@ export interface People<M extends Recipient> {
   leave(member: M): Promise<void>;
   /** The member holding `name` on this node, if any. */
   here(name: string): M | undefined;
+  /** Whether someone called `name` is online, on this node or another. */
+  present(name: string): boolean;
   /**
    * Hands a sealed envelope (and the sender's message `id`) to the person called `to`, wherever
    * connected; returns their name as they joined. Throws `unknown-recipient` when nobody by that
@@ -85,6 +87,11 @@ export class LocalPeople<M extends Recipient> implements People<M> {
   /** See {@linkcode People.here}. */
   here(name: string): M | undefined {
     return this.directory.get(name);
+  }
+
+  /** See {@linkcode People.present}. */
+  present(name: string): boolean {
+    return this.directory.get(name) !== undefined;
   }
 
   /** See {@linkcode People.route}. */

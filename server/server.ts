@@ -181,6 +181,7 @@ export class ReelayServer {
           route: people instanceof LocalPeople
             ? undefined
             : (sender: never, to, envelope, id) => people.route(sender, to, envelope, id),
+          online: people instanceof LocalPeople ? undefined : (to) => people.present(to),
         },
       ),
       verifyAnnouncement: deps.verifyAnnouncement,

@@ -218,3 +218,77 @@ export async function joinClient(
   const session = await openSession({ hostname: "127.0.0.1", port, name, ...options, home });
   return { session, log: new EventLog(session), home };
 }
+
+/** A client {@linkcode joinClient} joined: its session, its events and its home. */
+export type JoinedClient = Awaited<ReturnType<typeof joinClient>>;
+
+/** What stands between some clients and the server: a recording or tampering proxy. */
+export interface Middle {
+  /** The port clients behind it connect to. */
+  readonly port: number;
+  /** Stops it and closes both sides. */
+  close(): Promise<void>;
+}
+
+/** The server, the proxy and the people {@linkcode withProxy} gives a test. */
+export interface ProxiedScene<P extends Middle, N extends string> {
+  readonly server: RunningServer & { videos: string };
+  readonly proxy: P;
+  /** Each person by name. */
+  readonly people: Record<N, JoinedClient>;
+}
+
+/** Who {@linkcode withProxy} joins, through what, to which server. */
+export interface ProxiedOptions<P extends Middle, N extends string> {
+  /** Joined in this order; each waits until it has seen every later one join. */
+  people: readonly N[];
+  /** Those of `people` who connect through the proxy; the others go straight to the server. */
+  behind: readonly N[];
+  /** Makes the proxy in front of the server at `serverPort`. */
+  proxy: (serverPort: number) => P;
+  /** Changes the test server's config. */
+  patch?: (config: Config) => void;
+}
+
+/**
+ * Runs `test` with a test server, a proxy in front of it and people joined, some through the
+ * proxy; then every session quits and the proxy and the server close, however `test` ended.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withProxy } from "./harness.ts";
+ * // A proxy that is none: bob "behind" it dials the server itself.
+ * const proxy = (port: number) => ({ port, close: () => Promise.resolve() });
+ * await withProxy({ people: ["alice", "bob"], behind: ["bob"], proxy }, async ({ people }) => {
+ *   await people.bob.session.send("alice", "hi");
+ *   assert.equal((await people.alice.log.waitFor("message")).text, "hi");
+ * });
+ * ```
+ */
+export async function withProxy<P extends Middle, N extends string>(
+  options: ProxiedOptions<P, N>,
+  test: (scene: ProxiedScene<P, N>) => Promise<void>,
+): Promise<void> {
+  const server = await startTestServer({ patch: options.patch });
+  const proxy = options.proxy(server.port);
+  const joined: JoinedClient[] = [];
+  try {
+    const people = {} as Record<N, JoinedClient>;
+    for (const name of options.people) {
+      const port = options.behind.includes(name) ? proxy.port : server.port;
+      people[name] = await joinClient(port, name);
+      joined.push(people[name]);
+    }
+    for (const [index, name] of options.people.entries()) {
+      for (const later of options.people.slice(index + 1)) {
+        await people[name].log.waitFor("joined", (event) => event.name === later);
+      }
+    }
+    await test({ server, proxy, people });
+  } finally {
+    await Promise.all(joined.map((client) => client.session.quit()));
+    await proxy.close();
+    await server.close();
+  }
+}

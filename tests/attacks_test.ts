@@ -378,6 +378,10 @@ Deno.test("attack 4b: past the server-wide budget, the sender is refused and the
     config.limits.chatBurst = 100_000;
     config.limits.chatPairRate = 100_000;
     config.limits.chatInboundRate = 100_000;
+    // Everything relayed is held until acknowledged, and the sleeper acknowledges nothing: its
+    // mailbox must have room for what the kernel's buffers take, or it is what refuses.
+    config.mailbox.maxItemsPerRecipient = 100_000;
+    config.mailbox.maxBytesPerRecipient = 1024 * 1024 * 1024;
   });
   const mallory = await RawClient.connect(server.port);
   const sleeper = await RawClient.connect(server.port);

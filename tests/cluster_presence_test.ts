@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { ClusterPresence } from "../server/cluster/presence.ts";
 import { connectNats } from "../server/cluster/nats.ts";
-import { ClusterRelay } from "../server/cluster/relay.ts";
+import { ClusterRelay, deliverSubject } from "../server/cluster/relay.ts";
+import { encodeFields } from "../shared/bytes.ts";
 import { rejectsWith } from "./_store.ts";
 import { waitUntil } from "./_raw.ts";
 import {
@@ -141,6 +142,15 @@ clusterTest(
         envelope,
         "m-1",
       ]]);
+      // A node of the build before message ids crossed sends three fields: taken, with no id
+      // (review B6: it was dropped as malformed, so a rolling upgrade lost cross-node chat).
+      const previous = await ncA.request(
+        deliverSubject("node-b"),
+        encodeFields(["carol", "bob", envelope]),
+        { timeout: 20_000 },
+      );
+      assert.deepEqual([...previous.data], [1]);
+      assert.deepEqual(got.at(-1), ["carol", "bob", envelope, undefined]);
       assert.equal(await relayA.send("node-b", "alice", "nobody", envelope), false);
       // A node nobody runs answers nothing: not delivered, at once.
       assert.equal(await relayA.send("node-gone", "alice", "bob", envelope), false);

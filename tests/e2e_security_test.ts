@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { HostileProxy, type Json } from "./_proxy.ts";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { joinClient, type JoinedClient, startTestServer, withProxy } from "../testing/harness.ts";
 import { Identity, newEpoch, signAnnouncement } from "../shared/crypto/identity.ts";
 
 function flipBit(envelope: Uint8Array, bit: number): Uint8Array {
@@ -13,26 +13,14 @@ function flipBit(envelope: Uint8Array, bit: number): Uint8Array {
   return bytes;
 }
 
-async function withBobBehindProxy(
-  test: (parts: {
-    proxy: HostileProxy;
-    alice: Awaited<ReturnType<typeof joinClient>>;
-    bob: Awaited<ReturnType<typeof joinClient>>;
-  }) => Promise<void>,
+/** Alice straight to the server, bob behind a hostile proxy. */
+function withBobBehindProxy(
+  test: (parts: { proxy: HostileProxy; alice: JoinedClient; bob: JoinedClient }) => Promise<void>,
 ): Promise<void> {
-  const server = await startTestServer();
-  const proxy = new HostileProxy(server.port);
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const bob = await joinClient(proxy.port, "bob");
-    await alice.log.waitFor("joined", (event) => event.name === "bob");
-    await test({ proxy, alice, bob });
-    await alice.session.quit();
-    await bob.session.quit();
-  } finally {
-    await proxy.close();
-    await server.close();
-  }
+  return withProxy(
+    { people: ["alice", "bob"], behind: ["bob"], proxy: (port) => new HostileProxy(port) },
+    ({ proxy, people }) => test({ proxy, ...people }),
+  );
 }
 
 Deno.test("a tampered envelope is rejected, later messages still arrive", async () => {
@@ -108,14 +96,11 @@ Deno.test("reordered envelopes: the late one is rejected and the gap reported", 
 });
 
 Deno.test("an envelope claimed to come from someone else is rejected", async () => {
-  const server = await startTestServer();
-  const proxy = new HostileProxy(server.port);
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const carol = await joinClient(server.port, "carol");
-    const bob = await joinClient(proxy.port, "bob");
-    await alice.log.waitFor("joined", (event) => event.name === "bob");
-    await carol.log.waitFor("joined", (event) => event.name === "bob");
+  await withProxy({
+    people: ["alice", "carol", "bob"],
+    behind: ["bob"],
+    proxy: (port) => new HostileProxy(port),
+  }, async ({ proxy, people: { alice, bob } }) => {
     proxy.rewrite = (direction, message) =>
       direction === "to-client" && message.type === "deliver"
         ? [{ ...message, from: "carol" }]
@@ -126,22 +111,15 @@ Deno.test("an envelope claimed to come from someone else is rejected", async () 
     assert.equal(bob.log.of("message").length, 0);
     // A message that did not open is no interaction: the server's claim pinned nothing.
     assert.equal(bob.session.store.pinned("carol"), undefined, "carol's key is not pinned");
-    for (const client of [alice, carol, bob]) await client.session.quit();
-  } finally {
-    await proxy.close();
-    await server.close();
-  }
+  });
 });
 
 Deno.test("an envelope redirected to another person is rejected by them", async () => {
-  const server = await startTestServer();
-  const proxy = new HostileProxy(server.port);
-  try {
-    const carol = await joinClient(server.port, "carol");
-    const bob = await joinClient(server.port, "bob");
-    const alice = await joinClient(proxy.port, "alice");
-    await carol.log.waitFor("joined", (event) => event.name === "alice");
-    await bob.log.waitFor("joined", (event) => event.name === "alice");
+  await withProxy({
+    people: ["carol", "bob", "alice"],
+    behind: ["alice"],
+    proxy: (port) => new HostileProxy(port),
+  }, async ({ proxy, people: { alice, bob, carol } }) => {
     proxy.rewrite = (direction, message) =>
       direction === "to-server" && message.type === "send"
         ? [{ ...message, to: "carol" }]
@@ -161,11 +139,7 @@ Deno.test("an envelope redirected to another person is rejected by them", async 
     assert.equal(failed.reason, "wrong-peer");
     assert.equal(carol.log.of("message").length, 0);
     assert.equal(bob.log.of("message").length, 0);
-    for (const client of [alice, carol, bob]) await client.session.quit();
-  } finally {
-    await proxy.close();
-    await server.close();
-  }
+  });
 });
 
 Deno.test("the bytes through the server never contain a message's plaintext", async () => {

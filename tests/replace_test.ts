@@ -7,59 +7,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_RECONNECT, type ReconnectPolicy } from "../client/mod.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
 import { within } from "./_deadline.ts";
-
-/**
- * Forwards one connection to `port` until frozen; frozen, it passes nothing on and closes
- * nothing, as a link that died without a word does (the server keeps its end open).
- */
-class FreezableLink {
-  readonly #listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  readonly #conns: Deno.Conn[] = [];
-  readonly #pipes: Promise<void>[] = [];
-  #frozen = false;
-
-  constructor(port: number) {
-    this.#pipes.push(this.#accept(port));
-  }
-
-  get port(): number {
-    return this.#listener.addr.port;
-  }
-
-  freeze(): void {
-    this.#frozen = true;
-  }
-
-  async close(): Promise<void> {
-    this.#listener.close();
-    for (const conn of this.#conns) {
-      try {
-        conn.close();
-      } catch {
-        // closed already
-      }
-    }
-    await Promise.all(this.#pipes);
-  }
-
-  async #accept(port: number): Promise<void> {
-    const client = await this.#listener.accept();
-    const server = await Deno.connect({ hostname: "127.0.0.1", port });
-    this.#conns.push(client, server);
-    this.#pipes.push(this.#pipe(client, server), this.#pipe(server, client));
-  }
-
-  async #pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
-    const buffer = new Uint8Array(64 * 1024);
-    try {
-      for (let n = await from.read(buffer); n !== null; n = await from.read(buffer)) {
-        if (!this.#frozen) await to.write(buffer.subarray(0, n));
-      }
-    } catch {
-      // one side closed
-    }
-  }
-}
+import { FreezableLink } from "./_link.ts";
 
 /** Quick retries; a name taken by someone else is given up on at once. */
 const QUICK: ReconnectPolicy = {

@@ -11,6 +11,7 @@ import type { Mutant } from "./types.ts";
 const e2e = "tests/e2e_security_test.ts";
 const conversations = "tests/conversation_test.ts";
 const reconnect = "tests/reconnect_test.ts";
+const forward = "tests/store_forward_test.ts";
 
 /** Every mutant, in the order the table shows them. */
 export const mutants: Mutant[] = [
@@ -71,6 +72,37 @@ export const mutants: Mutant[] = [
     find: "if (ids.length > 0) await this.#store.mailbox.remove(",
     replace: "if (false) await this.#store.mailbox.remove(",
     tests: [{ file: conversations, filter: "after a server restart" }],
+  },
+  // Store and forward: everything relayed is held until the recipient's client acknowledges it.
+  {
+    name: "relayed mail not held until acknowledged (deleted once handed to the connection)",
+    file: "server/mail.ts",
+    find: "state.after = item.id;",
+    replace:
+      "state.after = item.id; await this.#store.mailbox.remove(state.fingerprint, [item.id]);",
+    tests: [{ file: forward, filter: "died unnoticed" }],
+  },
+  {
+    name: "relayed mail not held until acknowledged (a new connection starts after the old one's)",
+    file: "server/mail.ts",
+    find: "const state: State = { fingerprint, draining: true, again: false };",
+    replace:
+      "const state: State = { fingerprint, draining: true, again: false, after: [...this.#members.get(fingerprint) ?? []].map((m) => this.#state.get(m)?.after).findLast((a) => a !== undefined) };",
+    tests: [{ file: forward, filter: "died unnoticed" }],
+  },
+  {
+    name: "held mail pushed past a slow reader's room (the reader cut off)",
+    file: "server/mail.ts",
+    find: "while (member.queuedBytes > 0 && !member.hasRoom(item.bytes + FRAME_ROOM)) {",
+    replace: "while (false) {",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 4b" }],
+  },
+  {
+    name: "a delivery from a node of the previous build dropped (review B6)",
+    file: "server/cluster/relay.ts",
+    find: 'const id = read === data.length ? "" :',
+    replace: "const id =",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "cluster relay" }],
   },
   {
     name: "names case-sensitive",
@@ -361,8 +393,9 @@ export const mutants: Mutant[] = [
   {
     name: "chat fills a recipient's whole queue (kick anyone)",
     file: "server/connection.ts",
-    find: "if (this.framed.queuedBytes + bytes > limits.maxQueueBytes / 2) {",
-    replace: "if (false) {",
+    find:
+      "return this.framed.queuedBytes + bytes <= this.#context.config.limits.maxQueueBytes / 2;",
+    replace: "return true;",
     tests: [{ file: "tests/attacks_test.ts", filter: "attack 1b" }],
   },
   {

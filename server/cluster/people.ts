@@ -147,6 +147,11 @@ export class ClusterPeople<M extends Recipient> implements People<M> {
     return this.#directory.get(name);
   }
 
+  /** See {@linkcode People.present}. */
+  present(name: string): boolean {
+    return this.#directory.get(name) !== undefined || this.#presence.get(name) !== undefined;
+  }
+
   /** See {@linkcode People.route}. */
   async route(sender: M, to: string, envelope: Uint8Array, id?: string): Promise<string> {
     if (this.#directory.get(to)) return this.#localRelay.route(sender, to, envelope, id);

@@ -2,8 +2,11 @@
  * Relaying sealed envelopes between nodes over NATS. Each node answers requests on
  * `reelay.node.<id>.deliver`; the sender's node finds the recipient's node in presence and asks
  * it to deliver. The payload is the sender's name, the recipient's name, the envelope and the
- * sender's message id (empty when none), each length-prefixed; the envelope stays opaque bytes (sealed end to end by the clients). The reply
- * is one byte: 1 delivered, 0 the recipient is not there (any more).
+ * sender's message id (empty when none), each length-prefixed; the envelope stays opaque bytes
+ * (sealed end to end by the clients). A payload without the id (a node of the build before it)
+ * is taken with none. The reply is one byte: 1 delivered, 0 the recipient is not there (any
+ * more). Chat between people both in the shared registry does not come this way: it is held in
+ * the cluster's mailbox and delivered by the recipient's node (`server/mail.ts`).
  *
  * @module
  */
@@ -114,14 +117,7 @@ export class ClusterRelay {
     for await (const message of this.#subscription) {
       let delivered = false;
       try {
-        const reader = new ByteReader(message.data);
-        const from = fromUtf8(reader.prefixed32(1, MAX_NAME_BYTES));
-        const to = fromUtf8(reader.prefixed32(1, MAX_NAME_BYTES));
-        const envelope = reader.prefixed32(0, message.data.length);
-        const id = fromUtf8(reader.prefixed32(0, MAX_ID_BYTES));
-        reader.end();
-        if (from === undefined || to === undefined) throw new RangeError("Names are not UTF-8");
-        if (id === undefined) throw new RangeError("The message id is not UTF-8");
+        const { from, to, envelope, id } = decodeDelivery(message.data);
         delivered = deliver(from, to, envelope, id === "" ? undefined : id);
       } catch (error) {
         this.#log("warn", `Malformed delivery on ${message.subject}: ${errorDetail(error)}`);
@@ -129,4 +125,44 @@ export class ClusterRelay {
       message.respond(new Uint8Array([delivered ? 1 : 0]));
     }
   }
+}
+
+/** One node-to-node delivery, as {@linkcode decodeDelivery} reads it. */
+export interface NodeDelivery {
+  from: string;
+  to: string;
+  envelope: Uint8Array;
+  /** The sender's message id; "" when none, or from a node of a build before ids crossed. */
+  id: string;
+}
+
+/**
+ * Reads a delivery payload: the sender's and the recipient's names, the envelope, and the
+ * message id, each length-prefixed. The id was added without a version, so a payload of the
+ * first three fields alone (from a node of the previous build, during a rolling upgrade) is
+ * taken with the id "". Throws `RangeError` on anything else.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodeFields } from "../../shared/bytes.ts";
+ * import { decodeDelivery } from "./relay.ts";
+ * const envelope = new Uint8Array([1, 2]);
+ * assert.equal(decodeDelivery(encodeFields(["a", "b", envelope, "m1"])).id, "m1");
+ * assert.equal(decodeDelivery(encodeFields(["a", "b", envelope])).id, "");
+ * ```
+ */
+export function decodeDelivery(data: Uint8Array): NodeDelivery {
+  const reader = new ByteReader(data);
+  const fromBytes = reader.prefixed32(1, MAX_NAME_BYTES);
+  const toBytes = reader.prefixed32(1, MAX_NAME_BYTES);
+  const envelope = reader.prefixed32(0, data.length);
+  const read = 3 * 4 + fromBytes.length + toBytes.length + envelope.length;
+  const id = read === data.length ? "" : fromUtf8(reader.prefixed32(0, MAX_ID_BYTES));
+  reader.end();
+  const from = fromUtf8(fromBytes);
+  const to = fromUtf8(toBytes);
+  if (from === undefined || to === undefined) throw new RangeError("Names are not UTF-8");
+  if (id === undefined) throw new RangeError("The message id is not UTF-8");
+  return { from, to, envelope, id };
 }

@@ -155,10 +155,17 @@ export class Db {
 
   /**
    * Runs `body` in a write transaction taken at the start (`BEGIN IMMEDIATE`), so that what it
-   * reads cannot change under it, even from another process; any throw rolls it all back.
+   * reads cannot change under it, even from another process; any throw rolls it all back. With
+   * `durable: false` the commit is not synced to the disk at once (`synchronous=NORMAL` for this
+   * one): it survives a crash of the process, and a power cut may undo it (the next durable
+   * commit, or checkpoint, syncs it too). Only for writes whose loss is harmless.
    */
-  write<T>(body: () => T): T {
+  write<T>(body: () => T, options: { durable?: boolean } = {}): T {
     if (this.#inWrite) throw new Error("Store write transactions do not nest");
+    const level = options.durable === false
+      ? this.get("PRAGMA synchronous")?.synchronous
+      : undefined;
+    if (level !== undefined) this.exec("PRAGMA synchronous = NORMAL");
     this.exec("BEGIN IMMEDIATE");
     this.#inWrite = true;
     try {
@@ -170,6 +177,7 @@ export class Db {
       throw error;
     } finally {
       this.#inWrite = false;
+      if (level !== undefined) this.exec(`PRAGMA synchronous = ${Number(level)}`);
     }
   }
 

@@ -131,6 +131,9 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
       if (ids.length === 0) return 0;
       checkLimit(ids.length, "Number of ids");
       const rowIds = ids.map(rowIdOf).filter((id) => id !== undefined);
+      // Not synced at once: a removal a power cut undoes only delivers the item again, which
+      // the client drops by its message id. One sync per acknowledgement would double the
+      // cost of every message (docs/storage.md).
       return this.db.write(() => {
         let removed = 0;
         for (const id of rowIds) {
@@ -141,7 +144,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
           );
         }
         return removed;
-      });
+      }, { durable: false });
     });
   }
 
