@@ -486,6 +486,9 @@ export class ClientSession {
     const hello = await signAnnouncement(options.identity, options.name, newEpoch());
     const timeoutMs = options.joinTimeoutMs ?? 10_000;
     this.#welcome = deferred<string>();
+    // Ended while the proof is signed (the person left, the line dropped): rejected before it is
+    // awaited below, which still sees it; not an unhandled rejection meanwhile.
+    this.#welcome.promise.catch(() => {});
     // The proof binds this hello to this connection: recorded, it joins nowhere else.
     const proof = await signJoinProof(options.identity, this.#channel.handshakeHash, hello);
     this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello, proof });
