@@ -133,7 +133,11 @@ export class RawPeer {
         // Answered like the client does: a peer that is quiet while another measurement runs
         // must not be cut off by the server's idle timeout.
         if (message.type === "ping") this.send({ type: "pong" });
-        else if (message.type === "error" && message.ref === undefined) {
+        // The server holds every message until it is acknowledged: without this the
+        // recipient's mailbox bound would refuse the sender after 1000 messages.
+        else if (message.type === "deliver" && message.mail !== undefined) {
+          this.send({ type: "ack", mail: [message.mail] });
+        } else if (message.type === "error" && message.ref === undefined) {
           this.serverError = `${message.code}: ${message.message}`;
         }
         this.handlers.onControl?.(message);

@@ -42,6 +42,7 @@ import { messageOf, ReelayError } from "../shared/errors.ts";
 import { nameKey } from "../shared/names.ts";
 import type { ClientMessage, ServerMessage } from "../shared/protocol/mod.ts";
 import type { ClientEvent } from "./events.ts";
+import { GroupCommit } from "./_group_commit.ts";
 import type { ClientStore, DeliveryStatus, HistoryEntry, SealedEntry } from "./store/mod.ts";
 
 /** One-time prekeys of each kind made at first, and again whenever the server runs low. */
@@ -120,6 +121,9 @@ export class Conversations {
   readonly #emit: (event: ClientEvent) => void;
   readonly #live = new Map<string, Live>();
   readonly #queue = new SerialQueue();
+  readonly #commits: GroupCommit;
+  /** Ids of messages opened whose `seen` row waits for its commit (see `#hasSeen`). */
+  readonly #seenStaged = new Set<string>();
   readonly #now: () => number;
   #prekeys: PrekeyStore | undefined;
   #prekeysLoaded: Promise<PrekeyStore> | undefined;
@@ -144,6 +148,13 @@ export class Conversations {
     this.#link = options.link;
     this.#emit = options.emit;
     this.#now = options.now ?? Date.now;
+    // A flush waits a turn of the event loop, so that the deliveries read together and the
+    // sends made together join it, then runs as a task of the queue: never halfway through
+    // sealing or opening a message. What one turn stages is bounded by what one turn reads.
+    this.#commits = new GroupCommit(
+      (flush) => setTimeout(() => void this.#queue.run(() => Promise.resolve(flush())), 0),
+      (body) => this.#store.transaction(body),
+    );
   }
 
   /**
@@ -201,12 +212,15 @@ export class Conversations {
         at,
         status: "sending",
       });
-      // The ratchet state before the message leaves (ratchet.ts), and its history row: one commit.
-      this.#store.transaction(() => {
-        this.#save(to, live);
-        this.#keepHistory(row);
-      });
-      return this.#post(to, id, envelope);
+      // The ratchet state is on disk before the message leaves (ratchet.ts), with its history
+      // row, in the next group commit: a burst of sends waits for the disk once.
+      this.#save(to, live);
+      let reply: Promise<ServerMessage> | undefined;
+      const committed = this.#commits.stage(
+        () => this.#keepHistory(row),
+        () => reply = this.#post(to, id, envelope),
+      );
+      return { reply: committed.then(() => reply!) };
     });
     let reply: ServerMessage;
     try {
@@ -219,13 +233,17 @@ export class Conversations {
       throw error;
     }
     const status: SendStatus = reply.type === "queued" ? "queued" : "relayed";
-    this.#markHistory(to.name, id, status === "queued" ? "queued" : "sent");
-    this.#emit(
-      status === "queued" ? { event: "queued", to: to.name, id } : {
-        event: "sent",
-        to: to.name,
-        id,
-      },
+    // Written with the other answers of the moment (statuses are history, best effort).
+    await this.#commits.stage(
+      () => this.#markHistory(to.name, id, status === "queued" ? "queued" : "sent"),
+      () =>
+        this.#emit(
+          status === "queued" ? { event: "queued", to: to.name, id } : {
+            event: "sent",
+            to: to.name,
+            id,
+          },
+        ),
     );
     return { id, status };
   }
@@ -237,13 +255,23 @@ export class Conversations {
    * `opened` runs once the envelope opened (it came from the holder of `keys`), before anything
    * is told.
    */
-  receive(
+  async receive(
     message: Delivery,
     keys: PublicIdentity | undefined,
     pinned?: string,
     opened?: () => void,
   ): Promise<void> {
-    return this.#queue.run(() => this.#receive(message, keys, pinned, opened));
+    const staged = await this.#queue.run(() => this.#receive(message, keys, pinned, opened));
+    // Not awaited: the session reads on, so the messages that came together commit together.
+    staged?.committed.catch((error) => this.#commitFailed(error));
+  }
+
+  /**
+   * Writes what is staged (states of messages opened or sealed, ids seen, history) before the
+   * store closes; the session calls it as it ends.
+   */
+  close(): void {
+    this.#commits.flushNow();
   }
 
   /** A refusal the server passed on: checked against `keys` (the refuser's pinned keys). */
@@ -275,7 +303,12 @@ export class Conversations {
     if (RESTART_REASONS.has(message.reason)) {
       await this.#queue.run(() => {
         this.#live.delete(key(message.from));
-        this.#store.deleteConversation(message.from);
+        // Staged like a save, so it replaces one of this conversation still waiting to commit.
+        void this.#commits.stage(
+          () => this.#store.deleteConversation(message.from),
+          undefined,
+          conversationWrite(message.from),
+        );
         return Promise.resolve();
       });
     }
@@ -304,7 +337,7 @@ export class Conversations {
     keys: PublicIdentity | undefined,
     pinned: string | undefined,
     authentic?: () => void,
-  ): Promise<void> {
+  ): Promise<{ committed: Promise<void> } | void> {
     const from = message.from;
     const id = message.id ?? "";
     if (this.#store.isIgnored(from)) return this.#ack(message.mail);
@@ -325,7 +358,7 @@ export class Conversations {
           "they were told",
       );
     }
-    if (id !== "" && this.#store.hasSeen(from, id)) {
+    if (id !== "" && this.#hasSeen(from, id)) {
       // Held mail delivered again (its ack was lost) or a message sent again after a reconnect:
       // taken already, so dropped without a word (the ratchet would refuse it anyway).
       return this.#ack(message.mail);
@@ -347,18 +380,19 @@ export class Conversations {
     }
     authentic?.();
     const { plain } = opened;
+    opened.persist();
+    this.#stageSeen(from, id);
     if (plain.k === "r") {
-      // The opened state, the id seen and the statuses: one commit, before the ack.
-      this.#store.transaction(() => {
-        opened.persist();
-        if (id !== "") this.#store.markSeen(from, id);
+      // The opened state, the id seen and the statuses are on disk before the ack.
+      const committed = this.#commits.stage(() => {
         for (const delivered of plain.ids) this.#markHistory(from, delivered, "delivered");
+      }, () => {
+        this.#ack(message.mail);
+        for (const delivered of plain.ids) {
+          this.#emit({ event: "delivered", to: from, id: delivered });
+        }
       });
-      this.#ack(message.mail);
-      for (const delivered of plain.ids) {
-        this.#emit({ event: "delivered", to: from, id: delivered });
-      }
-      return;
+      return { committed };
     }
     // Best effort: a history row that cannot be made never keeps the message from being shown.
     const kept = await this.#sealHistory({
@@ -372,24 +406,22 @@ export class Conversations {
     });
     const live = this.#live.get(key(from));
     const receipt = live && await this.#seal(live, { k: "r", ids: [plain.id] });
+    if (receipt && live !== opened.live) this.#save(peer, live);
     // The state after opening the message and sealing its receipt, the id seen and the history
-    // row: one commit, before the ack and before the receipt leaves.
-    this.#store.transaction(() => {
-      opened.persist();
-      if (receipt && live !== opened.live) this.#save(peer, live);
-      if (id !== "") this.#store.markSeen(from, id);
-      this.#keepHistory(kept);
+    // row are on disk before the ack and before the receipt leaves.
+    const committed = this.#commits.stage(() => this.#keepHistory(kept), () => {
+      this.#ack(message.mail);
+      this.#emit({
+        event: "message",
+        from,
+        text: plain.text,
+        id: plain.id,
+        sentAt: plain.at,
+        missing: opened.missing,
+      });
+      if (receipt) this.#post(peer, newId(), receipt); // no answer awaited
     });
-    this.#ack(message.mail);
-    this.#emit({
-      event: "message",
-      from,
-      text: plain.text,
-      id: plain.id,
-      sentAt: plain.at,
-      missing: opened.missing,
-    });
-    if (receipt) this.#post(peer, newId(), receipt); // no answer awaited
+    return { committed };
   }
 
   /**
@@ -451,7 +483,7 @@ export class Conversations {
       return {
         plain,
         missing: answered.missing,
-        persist: () => this.#store.savePrekeys(prekeys.toJSON()),
+        persist: () => this.#savePrekeys(prekeys),
       };
     }
     const live: Live = { ratchet: answered.ratchet, fingerprint: peer.fingerprint, init: null };
@@ -479,7 +511,7 @@ export class Conversations {
    * Sends a sealed envelope; returns the server's answer to wait for outside the queue (the
    * answer comes through the read loop, which may need the queue).
    */
-  #post(to: Correspondent, id: string, envelope: Uint8Array): { reply: Promise<ServerMessage> } {
+  #post(to: Correspondent, id: string, envelope: Uint8Array): Promise<ServerMessage> {
     const reply = this.#link.request({
       type: "send",
       to: to.name,
@@ -488,7 +520,7 @@ export class Conversations {
       envelope,
     });
     reply.catch(() => {}); // handled by whoever awaits it; the answer may come before they do
-    return { reply };
+    return reply;
   }
 
   async #start(to: Correspondent, bundle: ServerMessage | undefined): Promise<Live> {
@@ -539,16 +571,28 @@ export class Conversations {
     return live.fingerprint === peer.fingerprint ? live : undefined;
   }
 
+  /**
+   * Stages the state of `live` (as it will be at the commit: its latest) and, when consumed,
+   * our prekeys, for the next group commit.
+   */
   #save(peer: Correspondent, live: Live, prekeys?: PrekeyStore): void {
-    this.#store.saveConversation(
-      {
-        name: peer.name,
-        fingerprint: live.fingerprint,
-        ratchet: live.ratchet.toJSON(),
-        init: live.init,
-      },
-      prekeys?.toJSON(),
+    void this.#commits.stage(
+      () =>
+        this.#store.saveConversation({
+          name: peer.name,
+          fingerprint: live.fingerprint,
+          ratchet: live.ratchet.toJSON(),
+          init: live.init,
+        }),
+      undefined,
+      conversationWrite(peer.name),
     );
+    if (prekeys) this.#savePrekeys(prekeys);
+  }
+
+  /** Stages our prekeys (as they will be at the commit) for the next group commit. */
+  #savePrekeys(prekeys: PrekeyStore): void {
+    void this.#commits.stage(() => this.#store.savePrekeys(prekeys.toJSON()), undefined, "prekeys");
   }
 
   async #refuse(to: string, toKey: string, id: string, reason: string): Promise<void> {
@@ -615,6 +659,19 @@ export class Conversations {
     }
   }
 
+  /**
+   * The store refused a commit of received messages: they were not acknowledged (held mail comes
+   * again after a reconnect), but their state did not reach the file either.
+   */
+  #commitFailed(error: unknown): void {
+    if (error instanceof ReelayError && error.code === "client-store-closed") return; // it ended
+    this.#reject(
+      "client-store-failed",
+      `Cannot write to "${this.#store.file}" (${messageOf(error)}): the messages just received ` +
+        "were not acknowledged. Free disk space or make the file writable",
+    );
+  }
+
   /** Told once, until a write succeeds again: a message per failed write would drown the rest. */
   #historyFailed(error: unknown): void {
     if (this.#historyFailing) return;
@@ -627,12 +684,32 @@ export class Conversations {
     );
   }
 
+  /** Says so, after what earlier messages wait to say (their commit): events keep their order. */
   #reject(code: string, message: string): void {
-    this.#emit({ event: "error", code, message });
+    this.#commits.afterPending(() => this.#emit({ event: "error", code, message }));
   }
 
+  /** Acknowledges held mail, after the messages before it (their commit). */
   #ack(mail: string | undefined): void {
-    if (mail !== undefined) this.#link.post({ type: "ack", mail: [mail] });
+    if (mail === undefined) return;
+    this.#commits.afterPending(() => this.#link.post({ type: "ack", mail: [mail] }));
+  }
+
+  /** Stages `id` from `from` as seen: known at once, on disk with the next commit. */
+  #stageSeen(from: string, id: string): void {
+    if (id === "") return;
+    const staged = seenKey(from, id);
+    this.#seenStaged.add(staged);
+    const forget = () => this.#seenStaged.delete(staged);
+    this.#commits.stage(() => this.#store.markSeen(from, id)).then(forget, forget);
+  }
+
+  /**
+   * Whether message `id` from `from` was taken: committed, or opened and waiting for its commit
+   * (a copy read in the same turn as the original).
+   */
+  #hasSeen(from: string, id: string): boolean {
+    return this.#seenStaged.has(seenKey(from, id)) || this.#store.hasSeen(from, id);
   }
 
   async #selfFingerprint(): Promise<string> {
@@ -701,6 +778,15 @@ const REFUSE_ON = new Set([
 ]);
 function key(name: string): string {
   return nameKey(name);
+}
+
+function seenKey(from: string, id: string): string {
+  return `${nameKey(from)} ${id}`;
+}
+
+/** The group-commit key of a conversation's state: a later write replaces an earlier one. */
+function conversationWrite(name: string): string {
+  return `conversation ${nameKey(name)}`;
 }
 
 function newId(): string {

@@ -899,6 +899,7 @@ export class ClientSession {
       await this.#reading; // the message being handled is kept before the store closes
       while (this.#inFlight > 0) await this.#idle.wait();
     } finally {
+      this.#conversations.close(); // what is staged for the store goes in first
       this.store.close();
       this.#stopped.resolve();
     }

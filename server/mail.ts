@@ -297,6 +297,9 @@ export class Mailroom<M extends Recipient> {
     for (const here of online ? [online] : this.#here(recipientKey, to)) {
       here.admit(from, outgoing.envelope);
     }
+    const live = online !== undefined || this.#options.online?.(to) === true;
+    // On its way to an open connection, the hold needs no sync of its own: it survives a
+    // restart, and a power cut only undoes it until the next sync (docs/storage.md).
     await this.#store.mailbox.put({
       kind: "sealed",
       recipientKey,
@@ -305,10 +308,9 @@ export class Mailroom<M extends Recipient> {
       senderName: from,
       messageId: id,
       envelope: new Uint8Array(outgoing.envelope),
-    });
+    }, { durable: !live });
     this.#broadcast(sender, online, { type: "sealed", from, to, envelope: outgoing.envelope });
     this.wake(recipientKey);
-    const live = online !== undefined || this.#options.online?.(to) === true;
     return { status: live ? "relayed" : "queued", to, id };
   }
 

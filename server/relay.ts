@@ -1,6 +1,9 @@
 /**
- * Routing sealed chat envelopes between the people connected: the server relays bytes it cannot
- * read, to the one person named, and says whether they got them.
+ * Live routing of sealed chat envelopes between the people connected, without holding them: the
+ * server relays bytes it cannot read to the one person named and says whether they were queued
+ * on their connection. Chat goes through the mailroom (`mail.ts`), which holds every envelope
+ * until it is acknowledged; this live path is left for a cluster node's delivery to someone the
+ * shared registry does not know yet (`server/cluster/people.ts`).
  *
  * @module
  */

@@ -414,6 +414,49 @@ Deno.test("attack 4b: past the server-wide budget, the sender is refused and the
   }
 });
 
+Deno.test("attack 4c: a backlog of held mail feeds a slow reader only within the budget, and it stays", async () => {
+  const identity = await rawIdentity();
+  const budget = 1024 * 1024;
+  const server = await startServer((config) => {
+    config.limits.maxQueueBytes = 64 * 1024 * 1024;
+    config.limits.maxFrameBytes = 128 * 1024;
+    config.limits.maxTotalQueueBytes = budget;
+    config.limits.chatRate = 100_000;
+    config.limits.chatBurst = 100_000;
+    config.limits.chatPairRate = 100_000;
+    config.limits.chatInboundRate = 100_000;
+  });
+  const mallory = await RawClient.connect(server.port);
+  let sleeper = await RawClient.connect(server.port);
+  try {
+    assert.equal((await mallory.join("mallory", identity)).type, "welcome");
+    assert.equal((await sleeper.join("sleeper", identity)).type, "welcome");
+    await sleeper.close();
+    await mallory.waitFor((message) => message.type === "left" && message.name === "sleeper");
+    // Far more held for the sleeper than the kernel's socket buffers and the budget take.
+    const envelope = "A".repeat(30 * 1024);
+    for (let ref = 1; ref <= 500; ref++) {
+      await mallory.send({ type: "send", ref, to: "sleeper", envelope });
+      assert.equal((await mallory.waitFor((message) => message.ref === ref)).type, "queued");
+    }
+    sleeper = await RawClient.connect(server.port);
+    assert.equal((await sleeper.join("sleeper", identity)).type, "welcome");
+    sleeper.stopReading();
+    // Delivering the backlog fills the kernel's buffers, then the queue up to the budget, and
+    // waits there: all of it at once would pass the budget and cut the sleeper off.
+    const full = () => server.server.queuedBytes > budget - 64 * 1024;
+    await waitUntil(full, "the held mail to fill the queue budget");
+    assert.ok(server.server.queuedBytes <= budget, `${server.server.queuedBytes} bytes queued`);
+    const bob = await person(server, "bob");
+    assert.ok(bob.session.who().some((peer) => peer.name === "sleeper"), "the sleeper stays");
+    await leave(bob);
+  } finally {
+    await sleeper.close();
+    await mallory.close();
+    await server.stop();
+  }
+});
+
 Deno.test("attack 3: one host re-sending play cannot take every transcode", async () => {
   const identity = await rawIdentity();
   const server = await startServer((config) => {

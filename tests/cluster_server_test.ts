@@ -6,6 +6,7 @@ import { joinClient, testConfig } from "../testing/harness.ts";
 import { type Cli, startCliServer } from "./_procs.ts";
 import { NATS_SERVER_PRESENT, NATS_SKIP_NOTE, TestNats } from "./_cluster.ts";
 import { waitUntil } from "./_raw.ts";
+import { FreezableLink } from "./_link.ts";
 
 function clusterTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name: `${name}${NATS_SKIP_NOTE}`, ignore: !NATS_SERVER_PRESENT, fn });
@@ -352,4 +353,39 @@ clusterTest(
       await Deno.remove(config);
     }
   },
+);
+
+clusterTest(
+  "cluster: a message relayed to another node's dead link is held and comes once the recipient is back",
+  () =>
+    withTwoNodes(async (nodeA, nodeB) => {
+      const link = new FreezableLink(nodeB.port);
+      const direct = { hostname: "127.0.0.1", port: nodeB.port };
+      const alice = await joinClient(nodeA.port, "alice");
+      const bob = await joinClient(link.port, "bob", {
+        keepaliveMs: 1000,
+        reconnect: { ...DEFAULT_RECONNECT, minDelayMs: 20, maxDelayMs: 200, address: () => direct },
+      });
+      try {
+        await alice.log.waitFor("joined", (event) => event.name === "bob");
+        await alice.session.send("bob", "hello");
+        const hello = alice.log.of("sent").at(-1)!.id;
+        await alice.log.waitFor("delivered", (event) => event.id === hello);
+        // Node B hands it to a link that died without a word; it stays in the cluster's mailbox.
+        link.freeze();
+        await alice.session.send("bob", "into the dead link");
+        const { id } = alice.log.of("sent").at(-1)!;
+        assert.equal(alice.log.of("queued").length, 0, "bob was online on B: relayed");
+        await bob.log.waitFor("reconnected");
+        assert.equal((await bob.log.waitFor("message", (event) => event.id === id)).from, "alice");
+        await alice.log.waitFor("delivered", (event) => event.id === id);
+        await alice.session.send("bob", "after");
+        const after = alice.log.of("sent").at(-1)!.id;
+        await bob.log.waitFor("message", (event) => event.id === after);
+        assert.equal(bob.log.of("message").filter((event) => event.id === id).length, 1);
+      } finally {
+        await Promise.all([alice.session.quit(), bob.session.quit()]);
+        await link.close();
+      }
+    }),
 );

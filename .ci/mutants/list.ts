@@ -95,7 +95,7 @@ export const mutants: Mutant[] = [
     file: "server/mail.ts",
     find: "while (member.queuedBytes > 0 && !member.hasRoom(item.bytes + FRAME_ROOM)) {",
     replace: "while (false) {",
-    tests: [{ file: "tests/attacks_test.ts", filter: "attack 4b" }],
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 4c" }],
   },
   {
     name: "a delivery from a node of the previous build dropped (review B6)",
@@ -220,7 +220,7 @@ export const mutants: Mutant[] = [
   {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
-    find: 'if (id !== "" && this.#store.hasSeen(from, id)) {',
+    find: 'if (id !== "" && this.#hasSeen(from, id)) {',
     replace: "if (false) {",
     tests: [
       { file: e2e, filter: "a redelivered envelope" },
@@ -972,8 +972,8 @@ export const mutants: Mutant[] = [
   {
     name: "history write failure ends the connection",
     file: "client/conversations.ts",
-    find: "this.#keepHistory(kept);",
-    replace: "this.#store.insertHistory(kept!);",
+    find: "this.#keepHistory(kept)",
+    replace: "this.#store.insertHistory(kept!)",
     tests: [{ file: "tests/history_faults_test.ts", filter: "a write the file refuses" }],
   },
   {

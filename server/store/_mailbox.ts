@@ -32,6 +32,7 @@ import {
   MAX_PAGE,
   type NewMail,
   type PendingOptions,
+  type PutOptions,
   type PutResult,
 } from "./mod.ts";
 
@@ -94,10 +95,10 @@ function countOf(row: Row | undefined): MailCount {
  */
 export class SqliteMailbox extends SqlitePart implements Mailbox {
   /** See {@linkcode Mailbox.put}. */
-  put(item: NewMail): Promise<PutResult> {
+  put(item: NewMail, options: PutOptions = {}): Promise<PutResult> {
     return settled(() => {
       const row = checkMail(item);
-      return this.db.write(() => this.#duplicateOf(row) ?? this.#insert(row));
+      return this.db.write(() => this.#duplicateOf(row) ?? this.#insert(row), options);
     });
   }
 

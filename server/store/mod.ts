@@ -143,6 +143,17 @@ export interface MailboxStats extends MailCount {
   recipients: number;
 }
 
+/** How {@linkcode Mailbox.put} holds an item. */
+export interface PutOptions {
+  /**
+   * False: the item survives a crash or restart of the server at once, and a power cut only
+   * once the next durable write or checkpoint synced it (SQLite: `synchronous=NORMAL` for this
+   * commit). For an item on its way to a connection that is open now. Default true: on the disk
+   * before `put` resolves. A store that is always durable (JetStream) ignores it.
+   */
+  durable?: boolean;
+}
+
 /** Paging for {@linkcode Mailbox.pending}. */
 export interface PendingOptions {
   /** Start after this item (the last id of the previous page). */
@@ -167,7 +178,7 @@ export interface Mailbox {
    * would pass their bound; the message says which), `mailbox-full` (the total bytes would),
    * or `bad-message-id`.
    */
-  put(item: NewMail): Promise<PutResult>;
+  put(item: NewMail, options?: PutOptions): Promise<PutResult>;
   /** Up to `limit` (at most {@linkcode MAX_PAGE}) unexpired items for a recipient, oldest first. */
   pending(recipientKey: string, limit: number, options?: PendingOptions): Promise<MailItem[]>;
   /**

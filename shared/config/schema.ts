@@ -174,9 +174,9 @@ export const SCHEMA = {
     broadcast: key(bool, true),
   },
   mailbox: {
-    /** Messages held for one offline person. */
+    /** Messages held for one person, not acknowledged yet (online or not). */
     maxItemsPerRecipient: key(intIn(1, 1_000_000), 1000),
-    /** Bytes held for one offline person. */
+    /** Bytes held for one person, not acknowledged yet. */
     maxBytesPerRecipient: key(intIn(1024, 2 ** 40), 16 * 1024 * 1024),
     /** Bytes held for everyone together. */
     maxTotalBytes: key(intIn(1024, 2 ** 44), 512 * 1024 * 1024),

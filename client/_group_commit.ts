@@ -1,0 +1,123 @@
+/**
+ * Group commit for the client store: writes staged by several messages go to disk in one
+ * transaction, so a burst of messages waits for the disk once instead of once each (a durable
+ * commit costs milliseconds, far more than sealing or opening a message). What must wait for the
+ * writes (an envelope leaving, an acknowledgement, an event) runs after the commit, in the order
+ * staged.
+ *
+ * @module
+ */
+
+interface Batch {
+  /** Set once written (or failed): a batch is flushed once, by its schedule or by `flushNow`. */
+  done: boolean;
+  writes: Map<string | number, () => void>;
+  after: (() => void)[];
+  committed: PromiseWithResolvers<void>;
+}
+
+/**
+ * Stages writes for the next commit. The first write of a batch schedules its flush through
+ * `schedule` (the conversations' serial queue, so a flush never runs halfway through a message);
+ * everything staged before the flush starts shares it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { GroupCommit } from "./_group_commit.ts";
+ * const log: string[] = [];
+ * const commits = new GroupCommit(
+ *   (flush) => queueMicrotask(flush),
+ *   (body) => {
+ *     body();
+ *     log.push("commit");
+ *   },
+ * );
+ * const one = commits.stage(() => log.push("a"), () => log.push("sent a"));
+ * const two = commits.stage(() => log.push("b"), () => log.push("sent b"));
+ * await Promise.all([one, two]);
+ * assert.deepEqual(log, ["a", "b", "commit", "sent a", "sent b"]);
+ * ```
+ */
+export class GroupCommit {
+  readonly #schedule: (flush: () => void) => void;
+  readonly #transaction: (body: () => void) => void;
+  #batch: Batch | undefined;
+  #nextWrite = 0;
+
+  /** Flushes scheduled with `schedule`, written with `transaction` (one commit). */
+  constructor(
+    schedule: (flush: () => void) => void,
+    transaction: (body: () => void) => void,
+  ) {
+    this.#schedule = schedule;
+    this.#transaction = transaction;
+  }
+
+  /**
+   * Stages `write` (a synchronous store write) for the next commit and `after` for once it
+   * committed. A later write under the same `key` replaces an earlier one of the batch (a
+   * conversation's latest state is all that needs saving). Resolves once committed and every
+   * `after` of the batch ran; rejects with the store's error, running no `after`, if the
+   * commit failed (or with the first error an `after` threw).
+   */
+  stage(write: () => void, after?: () => void, key?: string): Promise<void> {
+    const batch = this.#batch ?? this.#open();
+    batch.writes.set(key ?? this.#nextWrite++, write);
+    if (after) batch.after.push(after);
+    return batch.committed.promise;
+  }
+
+  #open(): Batch {
+    const batch: Batch = {
+      done: false,
+      writes: new Map(),
+      after: [],
+      committed: Promise.withResolvers<void>(),
+    };
+    batch.committed.promise.catch(() => {}); // rejections go to whoever awaits `stage`
+    this.#batch = batch;
+    this.#schedule(() => this.#flush(batch));
+    return batch;
+  }
+
+  /**
+   * Runs `told` after the `after`s staged so far (at once when nothing waits for a commit), so
+   * what is said about a later message never comes before what an earlier one waits to say.
+   */
+  afterPending(told: () => void): void {
+    if (this.#batch) this.#batch.after.push(told);
+    else told();
+  }
+
+  /** Writes what is staged now, without waiting for its schedule (before the store closes). */
+  flushNow(): void {
+    if (this.#batch) this.#flush(this.#batch);
+  }
+
+  #flush(batch: Batch): void {
+    if (batch.done) return;
+    batch.done = true;
+    this.#batch = undefined;
+    try {
+      this.#transaction(() => {
+        for (const write of batch.writes.values()) write();
+      });
+    } catch (error) {
+      batch.committed.reject(error);
+      return;
+    }
+    // Every `after` runs even if one throws (a listener's bug must not hold back an envelope);
+    // the first error is what the batch's stagers see, as if their own step had thrown.
+    let failure: { error: unknown } | undefined;
+    for (const after of batch.after) {
+      try {
+        after();
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+    if (failure) batch.committed.reject(failure.error);
+    else batch.committed.resolve();
+  }
+}
