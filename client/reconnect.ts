@@ -1,14 +1,17 @@
 /**
- * When and where a session dials again after its connection to the server is lost: exponential
- * backoff with full jitter, a give-up time, which endings no retry can change, and the address
- * to try at each attempt. Pure apart from the clock, the random source and the wait it is
- * handed, so a test drives it through an hour of retries without waiting.
+ * When and where a session dials again after its connection to the server is lost, and the loop
+ * that does it ({@linkcode Reconnector}): exponential backoff with full jitter, a give-up time,
+ * which endings no retry can change, the address to try at each attempt, and calling it all off
+ * when the person leaves. The session (`session.ts`) lends it the dial, the join and what to hold
+ * and resume; this file never sees a frame. Pure apart from the clock, the random source and the
+ * wait it is handed, so a test drives it through an hour of retries without waiting.
  *
  * @module
  */
 
-import { settlesWithin } from "../shared/async.ts";
+import { deferred, settlesWithin } from "../shared/async.ts";
 import { DEFAULT_CONFIG } from "../shared/config/mod.ts";
+import type { ClientEvent } from "./events.ts";
 
 /** A server address to dial. */
 export interface Address {
@@ -169,4 +172,166 @@ export function backoffDelay(
 /** Waits `ms` with a real timer, or until `cancel` settles; resolves to whether it did. */
 export function waitOrCancel(ms: number, cancel: Promise<unknown>): Promise<boolean> {
   return settlesWithin(cancel, ms);
+}
+
+/** Why a connection, an attempt or the session ended. */
+export interface Ending {
+  code: string;
+  reason: string;
+}
+
+/** What the reconnect loop borrows from its session. */
+export interface ReconnectHost {
+  /** `host:port` of the connection of the moment, for the events. */
+  server(): string;
+  /** Whether the session ended (the person left, or an ending was final). */
+  ended(): boolean;
+  emit(event: ClientEvent): void;
+  /** The connection is down: holds (or fails) the work in flight. */
+  hold(lost: Ending): Promise<void>;
+  /**
+   * Dials `address` (the session's own when undefined), joins again; `signal` calls the dial
+   * off. Throws why it failed.
+   */
+  rejoin(address: Address | undefined, signal: AbortSignal): Promise<void>;
+  /** Joined again after `downMs` and `attempts`: says so, sends what waited, resumes. */
+  back(downMs: number, attempts: number): Promise<void>;
+  /** Ends the session; `tell`: with a `disconnected` event. */
+  end(ending: Ending, tell?: boolean): Promise<void>;
+  /** Why an attempt failed, from what it threw. */
+  endingOf(error: unknown): Ending;
+}
+
+/**
+ * Runs a session's reconnects: one loop at a time, from a lost connection to back, given up, a
+ * final ending or the person leaving.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { ClientEvent } from "./events.ts";
+ * import { DEFAULT_RECONNECT, type Ending, Reconnector } from "./reconnect.ts";
+ * const events: ClientEvent[] = [];
+ * let now = 0;
+ * let ended: Ending | undefined;
+ * const reconnector = new Reconnector({
+ *   server: () => "h:9",
+ *   ended: () => ended !== undefined,
+ *   emit: (event) => void events.push(event),
+ *   hold: () => Promise.resolve(),
+ *   rejoin: () => Promise.reject(new Error("refused")),
+ *   back: () => Promise.resolve(),
+ *   end: (ending) => Promise.resolve(void (ended = ending)),
+ *   endingOf: () => ({ code: "server-unreachable", reason: "No answer" }),
+ * }, {
+ *   ...DEFAULT_RECONNECT,
+ *   giveUpMs: 10_000,
+ *   now: () => now,
+ *   wait: (ms) => Promise.resolve(now += ms).then(() => false),
+ * });
+ * await reconnector.run({ code: "server-lost", reason: "Lost" });
+ * assert.equal(ended?.code, "gave-up");
+ * assert.equal(events.at(-1)?.event, "gave-up");
+ * ```
+ */
+export class Reconnector {
+  readonly #host: ReconnectHost;
+  readonly #policy: ReconnectPolicy | undefined;
+  /** Settles when the person leaves: cuts a wait between attempts short. */
+  readonly #leaving = deferred<void>();
+  /** Aborts when the person leaves: calls off a dial under way. */
+  readonly #leave = new AbortController();
+  /** The loop of the moment, awaited by {@linkcode Reconnector.stop}'s callers. */
+  #running: Promise<void> = Promise.resolve();
+  /** The latest run of losses (see {@linkcode outageAfter}). */
+  #outage: Outage | undefined;
+  #down = false;
+
+  /** Reconnects `host` by `policy`; without one, a lost connection ends the session. */
+  constructor(host: ReconnectHost, policy: ReconnectPolicy | undefined) {
+    this.#host = host;
+    this.#policy = policy;
+  }
+
+  /** Whether the connection is down and being restored. */
+  get down(): boolean {
+    return this.#down;
+  }
+
+  /** Whether a connection lost with `lost` is worth dialing again for. */
+  retries(lost: Ending): boolean {
+    const policy = this.#policy;
+    return policy !== undefined && !this.#leaving.settled && !isFinal(lost.code, 0, policy);
+  }
+
+  /**
+   * Dials again with backoff until a join succeeds, the person leaves, an ending is final or
+   * the give-up time passed (see {@linkcode Reconnector.retries} first).
+   */
+  run(lost: Ending): Promise<void> {
+    const policy = this.#policy;
+    if (!policy) return this.#host.end(lost);
+    const loop = this.#loop(lost, policy);
+    this.#running = loop.catch(() => {}); // its failure is the caller's to handle
+    return loop;
+  }
+
+  /** The person leaves: the wait between attempts ends, a dial under way is called off. */
+  stop(reason: Error): void {
+    this.#leaving.resolve();
+    this.#leave.abort(reason);
+  }
+
+  /** Resolves when the loop of the moment is over. */
+  settled(): Promise<void> {
+    return this.#running;
+  }
+
+  async #loop(lost: Ending, policy: ReconnectPolicy): Promise<void> {
+    const now = policy.now ?? Date.now;
+    const outage = outageAfter(this.#outage, now(), policy);
+    this.#outage = outage;
+    const since = outage.since;
+    this.#down = true;
+    await this.#host.hold(lost);
+    let last = lost;
+    for (let attempt = outage.attempts + 1;; attempt++) {
+      outage.attempts = attempt;
+      const downMs = now() - since;
+      if (downMs >= policy.giveUpMs) {
+        return await this.#giveUp(last, downMs, attempt - 1);
+      }
+      const delayMs = backoffDelay(attempt, policy);
+      const { code, reason } = last;
+      this.#host.emit({
+        event: "reconnecting",
+        server: this.#host.server(),
+        code,
+        reason,
+        attempt,
+        delayMs,
+      });
+      if (await (policy.wait ?? waitOrCancel)(delayMs, this.#leaving.promise)) return;
+      if (this.#host.ended()) return;
+      try {
+        await this.#host.rejoin(policy.address?.(attempt), this.#leave.signal);
+        if (this.#host.ended()) return; // the person left while it joined
+        outage.backAt = now();
+        this.#down = false;
+        return await this.#host.back(now() - since, attempt);
+      } catch (error) {
+        last = this.#host.endingOf(error);
+        if (this.#leaving.settled) return;
+        if (isFinal(last.code, now() - since, policy)) return await this.#host.end(last);
+      }
+    }
+  }
+
+  /** Says it gave up, with the last attempt's ending as data, and ends the session. */
+  async #giveUp(last: Ending, downMs: number, attempts: number): Promise<void> {
+    const server = this.#host.server();
+    const { code, reason } = last;
+    this.#host.emit({ event: "gave-up", server, code, reason, afterMs: downMs, attempts });
+    await this.#host.end({ code: "gave-up", reason }, false);
+  }
 }

@@ -33,12 +33,9 @@ import {
 import { Conversations, type Correspondent } from "./conversations.ts";
 import {
   type Address,
-  backoffDelay,
-  isFinal,
-  type Outage,
-  outageAfter,
+  type ReconnectHost,
+  Reconnector,
   type ReconnectPolicy,
-  waitOrCancel,
 } from "./reconnect.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { Peers } from "./peers.ts";
@@ -156,12 +153,8 @@ export class ClientSession {
   readonly #closed = deferred<SessionEnd>();
   /** Resolves once a shutdown is over, the store closed. */
   readonly #stopped = deferred<void>();
-  /** Settles when the person leaves: cuts a wait between reconnect attempts short. */
-  readonly #leaving = deferred<void>();
-  /** Aborts when the person leaves: calls off a reconnect dial under way. */
-  readonly #leave = new AbortController();
-  /** The reconnect loop of the moment, awaited by `quit()` so nothing runs after it. */
-  #reconnecting: Promise<void> = Promise.resolve();
+  /** Dials again when the connection is lost (`reconnect.ts`). */
+  readonly #reconnector: Reconnector;
   readonly #hinted = new Set<string>();
   #nextRef = 1;
   #inFlight = 0;
@@ -171,10 +164,6 @@ export class ClientSession {
   #welcome: Deferred<string> | undefined;
   /** Whether the current connection completed its join. */
   #joined = false;
-  /** Set while the connection is down and being restored. */
-  #down: { since: number } | undefined;
-  /** The latest run of losses (see `outageAfter`): a quick loss after a reconnect continues it. */
-  #outage: Outage | undefined;
   /** The video that was playing when the connection was lost, to resume once back. */
   #resume: Resume | undefined;
   /** During a rejoin: the people the new directory lists (the others left meanwhile). */
@@ -196,7 +185,7 @@ export class ClientSession {
       link: {
         request: (message) => this.#request(message as Request),
         post: (message) => {
-          if (!this.#ended && !this.#down) this.#framed.sendMessage(message);
+          if (!this.#ended && !this.#reconnector.down) this.#framed.sendMessage(message);
         },
       },
     });
@@ -211,6 +200,7 @@ export class ClientSession {
       },
     };
     this.#viewing = new Viewing(link, emit, () => this.#settleIdle());
+    this.#reconnector = new Reconnector(this.#reconnectHost(), options.reconnect);
     this.#attach(channel);
   }
 
@@ -469,19 +459,13 @@ export class ClientSession {
 
   /** Says goodbye and closes (also while reconnecting: the next attempt is called off). Idempotent. */
   async quit(): Promise<void> {
-    this.#stopReconnecting(new ReelayError("quit", "You left"));
-    if (!this.#ended && !this.#down && !this.#framed.closed) {
+    this.#reconnector.stop(new ReelayError("quit", "You left"));
+    if (!this.#ended && !this.#reconnector.down && !this.#framed.closed) {
       this.#framed.sendMessage({ type: "bye" });
       await this.#framed.flushAndClose(undefined, 1000);
     }
     await this.#shutdown({ code: "quit", reason: "You left" });
-    await this.#reconnecting;
-  }
-
-  /** Cuts the wait between reconnect attempts short and calls off a dial under way. */
-  #stopReconnecting(reason: ReelayError): void {
-    this.#leaving.resolve();
-    this.#leave.abort(reason);
+    await this.#reconnector.settled();
   }
 
   /** Says once per person and session how to verify someone who is not verified yet. */
@@ -502,6 +486,9 @@ export class ClientSession {
     const hello = await signAnnouncement(options.identity, options.name, newEpoch());
     const timeoutMs = options.joinTimeoutMs ?? 10_000;
     this.#welcome = deferred<string>();
+    // Ended while the proof is signed (the person left, the line dropped): rejected before it is
+    // awaited below, which still sees it; not an unhandled rejection meanwhile.
+    this.#welcome.promise.catch(() => {});
     // The proof binds this hello to this connection: recorded, it joins nowhere else.
     const proof = await signJoinProof(options.identity, this.#channel.handshakeHash, hello);
     this.#framed.sendMessage({ type: "hello", protocol: PROTOCOL_VERSION, ...hello, proof });
@@ -565,58 +552,26 @@ export class ClientSession {
     if (framed !== this.#framed || this.#ended) return;
     if (!this.#joined) {
       this.#welcome?.reject(new ReelayError(end.code, end.reason));
-      if (!this.#down) await this.#shutdown(end);
+      if (!this.#reconnector.down) await this.#shutdown(end);
       return;
     }
-    const policy = this.#options.reconnect;
-    const leaving = this.#leaving.settled;
-    if (!policy || leaving || isFinal(end.code, 0, policy)) return await this.#shutdown(end);
-    const loop = this.#reconnect(end, policy);
+    if (!this.#reconnector.retries(end)) return await this.#shutdown(end);
     // Its failure ends the session (see `#attach`); quit() only waits for it to be over.
-    this.#reconnecting = loop.catch(() => {});
-    await loop;
+    await this.#reconnector.run(end);
   }
 
-  /**
-   * Dials again with backoff until a join succeeds, the person leaves, an ending is final or the
-   * give-up time passed; then sends the requests still unanswered and resumes the video.
-   */
-  async #reconnect(lost: SessionEnd, policy: ReconnectPolicy): Promise<void> {
-    const now = policy.now ?? Date.now;
-    const outage = outageAfter(this.#outage, now(), policy);
-    this.#outage = outage;
-    const since = outage.since;
-    this.#down = { since };
-    await this.#holdWork(lost);
-    let last = lost;
-    for (let attempt = outage.attempts + 1;; attempt++) {
-      outage.attempts = attempt;
-      const downMs = now() - since;
-      if (downMs >= policy.giveUpMs) {
-        return await this.#giveUp(last, downMs, attempt - 1);
-      }
-      const delayMs = backoffDelay(attempt, policy);
-      this.#emit({
-        event: "reconnecting",
-        server: this.server,
-        code: last.code,
-        reason: last.reason,
-        attempt,
-        delayMs,
-      });
-      if (await (policy.wait ?? waitOrCancel)(delayMs, this.#leaving.promise)) return;
-      if (this.#ended) return;
-      try {
-        await this.#rejoin(policy.address?.(attempt) ?? this.#options);
-        if (this.#ended) return; // the person left while it joined
-        outage.backAt = now();
-        return await this.#back(now() - since, attempt);
-      } catch (error) {
-        last = this.#endFor(error);
-        if (this.#leaving.settled) return;
-        if (isFinal(last.code, now() - since, policy)) return await this.#shutdown(last);
-      }
-    }
+  /** What the reconnect loop borrows from the session. */
+  #reconnectHost(): ReconnectHost {
+    return {
+      server: () => this.server,
+      ended: () => this.#ended !== undefined,
+      emit: (event) => this.#emit(event),
+      hold: (lost) => this.#holdWork(lost),
+      rejoin: (address, signal) => this.#rejoin(address ?? this.#options, signal),
+      back: (downMs, attempts) => this.#back(downMs, attempts),
+      end: (ending, tell) => this.#shutdown(ending, tell),
+      endingOf: (error) => this.#endFor(error),
+    };
   }
 
   /**
@@ -643,9 +598,9 @@ export class ClientSession {
   }
 
   /** Dials `address`, joins again and brings the directory copy up to date. */
-  async #rejoin(address: Address): Promise<void> {
+  async #rejoin(address: Address, signal: AbortSignal): Promise<void> {
     const channel = await ClientSession.#dial(this.#options, address, {
-      signal: this.#leave.signal,
+      signal,
       sessionFingerprint: this.#channel.serverFingerprint,
     });
     if (this.#ended) {
@@ -674,7 +629,6 @@ export class ClientSession {
 
   /** Joined again: says so, sends what was unanswered, publishes prekeys, resumes the video. */
   async #back(downMs: number, attempts: number): Promise<void> {
-    this.#down = undefined;
     this.#emit({
       event: "reconnected",
       server: this.server,
@@ -710,18 +664,6 @@ export class ClientSession {
         message: `Resuming ${resume.video}: ${messageOf(error)}`,
       });
     });
-  }
-
-  async #giveUp(last: SessionEnd, downMs: number, attempts: number): Promise<void> {
-    this.#emit({
-      event: "gave-up",
-      server: this.server,
-      code: last.code,
-      reason: last.reason,
-      afterMs: downMs,
-      attempts,
-    });
-    await this.#shutdown({ code: "gave-up", reason: last.reason }, false);
   }
 
   #endFor(error: unknown): SessionEnd {
@@ -862,13 +804,13 @@ export class ClientSession {
         new ReelayError(
           "too-many-requests",
           `${this.#pending.size} requests already wait for ${this.server}` +
-            (this.#down ? " to come back" : " to answer") + ": try again later",
+            (this.#reconnector.down ? " to come back" : " to answer") + ": try again later",
         ),
       );
     }
     const pending: Pending = { message: { ...request, ref } as ClientMessage, answer: deferred() };
     this.#pending.set(ref, pending);
-    if (!this.#down) this.#transmit(ref, pending);
+    if (!this.#reconnector.down) this.#transmit(ref, pending);
     return pending.answer.promise;
   }
 
@@ -923,7 +865,7 @@ export class ClientSession {
     if (this.#ended) return await this.#stopped.promise;
     this.#ended = end;
     const error = new ReelayError(end.code, end.reason);
-    this.#stopReconnecting(error);
+    this.#reconnector.stop(error);
     clearInterval(this.#keepalive);
     this.#framed.close();
     this.#welcome?.reject(error);

@@ -222,6 +222,50 @@ export async function joinClient(
 /** A client {@linkcode joinClient} joined: its session, its events and its home. */
 export type JoinedClient = Awaited<ReturnType<typeof joinClient>>;
 
+/** A test server and the people {@linkcode withPeople} joined to it, by name. */
+export interface PeopleScene<N extends string> {
+  readonly server: RunningServer & { videos: string };
+  readonly people: Record<N, JoinedClient>;
+}
+
+/** Who {@linkcode withPeople} joins, to which server. */
+export interface PeopleOptions<N extends string> {
+  /** Joined in this order; each waits until it has seen every later one join. */
+  people: readonly N[];
+  /** How some of them open their session (a sink, a home, ...). */
+  clients?: { readonly [K in N]?: Partial<OpenOptions> };
+  /** The test server's videos folder (else an empty one). */
+  videos?: string;
+  /** Changes the test server's config. */
+  patch?: (config: Config) => void;
+}
+
+/**
+ * Runs `test` with a test server and people joined to it, who all see each other; then every
+ * session quits (again, for one the test quit) and the server closes, however `test` ended.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { withPeople } from "./harness.ts";
+ * await withPeople({ people: ["alice", "bob"] }, async ({ people: { alice, bob } }) => {
+ *   await bob.session.send("alice", "hi");
+ *   assert.equal((await alice.log.waitFor("message")).text, "hi");
+ * });
+ * ```
+ */
+export async function withPeople<N extends string>(
+  options: PeopleOptions<N>,
+  test: (scene: PeopleScene<N>) => Promise<void>,
+): Promise<void> {
+  const server = await startTestServer(options);
+  try {
+    await joinedTo(options, () => server.port, (people) => test({ server, people }));
+  } finally {
+    await server.close();
+  }
+}
+
 /** What stands between some clients and the server: a recording or tampering proxy. */
 export interface Middle {
   /** The port clients behind it connect to. */
@@ -231,28 +275,21 @@ export interface Middle {
 }
 
 /** The server, the proxy and the people {@linkcode withProxy} gives a test. */
-export interface ProxiedScene<P extends Middle, N extends string> {
-  readonly server: RunningServer & { videos: string };
+export interface ProxiedScene<P extends Middle, N extends string> extends PeopleScene<N> {
   readonly proxy: P;
-  /** Each person by name. */
-  readonly people: Record<N, JoinedClient>;
 }
 
 /** Who {@linkcode withProxy} joins, through what, to which server. */
-export interface ProxiedOptions<P extends Middle, N extends string> {
-  /** Joined in this order; each waits until it has seen every later one join. */
-  people: readonly N[];
+export interface ProxiedOptions<P extends Middle, N extends string> extends PeopleOptions<N> {
   /** Those of `people` who connect through the proxy; the others go straight to the server. */
   behind: readonly N[];
   /** Makes the proxy in front of the server at `serverPort`. */
   proxy: (serverPort: number) => P;
-  /** Changes the test server's config. */
-  patch?: (config: Config) => void;
 }
 
 /**
- * Runs `test` with a test server, a proxy in front of it and people joined, some through the
- * proxy; then every session quits and the proxy and the server close, however `test` ended.
+ * {@linkcode withPeople} with a proxy in front of the server, which those `behind` it join
+ * through; the proxy closes before the server.
  *
  * @example
  * ```ts
@@ -270,25 +307,41 @@ export async function withProxy<P extends Middle, N extends string>(
   options: ProxiedOptions<P, N>,
   test: (scene: ProxiedScene<P, N>) => Promise<void>,
 ): Promise<void> {
-  const server = await startTestServer({ patch: options.patch });
-  const proxy = options.proxy(server.port);
+  const server = await startTestServer(options);
+  try {
+    const proxy = options.proxy(server.port);
+    try {
+      const portOf = (name: N) => options.behind.includes(name) ? proxy.port : server.port;
+      await joinedTo(options, portOf, (people) => test({ server, proxy, people }));
+    } finally {
+      await proxy.close();
+    }
+  } finally {
+    await server.close();
+  }
+}
+
+/** Joins the people of `options` in order (each at `portOf` it), runs `test`, quits them all. */
+async function joinedTo<N extends string>(
+  options: PeopleOptions<N>,
+  portOf: (name: N) => number,
+  test: (people: Record<N, JoinedClient>) => Promise<void>,
+): Promise<void> {
+  const names = options.people;
   const joined: JoinedClient[] = [];
   try {
     const people = {} as Record<N, JoinedClient>;
-    for (const name of options.people) {
-      const port = options.behind.includes(name) ? proxy.port : server.port;
-      people[name] = await joinClient(port, name);
+    for (const name of names) {
+      people[name] = await joinClient(portOf(name), name, options.clients?.[name]);
       joined.push(people[name]);
     }
-    for (const [index, name] of options.people.entries()) {
-      for (const later of options.people.slice(index + 1)) {
+    for (const [index, name] of names.entries()) {
+      for (const later of names.slice(index + 1)) {
         await people[name].log.waitFor("joined", (event) => event.name === later);
       }
     }
-    await test({ server, proxy, people });
+    await test(people);
   } finally {
     await Promise.all(joined.map((client) => client.session.quit()));
-    await proxy.close();
-    await server.close();
   }
 }

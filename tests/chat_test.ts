@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { joinClient, withPeople } from "../testing/harness.ts";
 
 Deno.test("people see each other join and leave, with fingerprints", async () => {
-  const server = await startTestServer();
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const bob = await joinClient(server.port, "bob");
+  await withPeople({ people: ["alice", "bob"] }, async ({ people: { alice, bob } }) => {
     const joined = await alice.log.waitFor("joined", (event) => event.name === "bob");
     assert.match(joined.fingerprint, /^[0-9a-f]{4}(:[0-9a-f]{4})+$/);
     assert.deepEqual(bob.session.who().map((peer) => peer.name), ["alice"]);
@@ -13,38 +10,26 @@ Deno.test("people see each other join and leave, with fingerprints", async () =>
     await bob.session.quit();
     await alice.log.waitFor("left", (event) => event.name === "bob");
     assert.deepEqual(alice.session.who(), []);
-    await alice.session.quit();
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("a message reaches only its recipient, sealed", async () => {
-  const server = await startTestServer();
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const bob = await joinClient(server.port, "bob");
-    const carol = await joinClient(server.port, "carol");
-    await alice.log.waitFor("joined", (event) => event.name === "carol");
-    await alice.session.send("bob", "for bob only");
-    const got = await bob.log.waitFor("message");
-    assert.equal(got.from, "alice");
-    assert.equal(got.text, "for bob only");
-    await alice.session.send("carol", "marker");
-    await carol.log.waitFor("message");
-    assert.deepEqual(carol.log.of("message").map((event) => event.text), ["marker"]);
-    for (const client of [alice, bob, carol]) await client.session.quit();
-  } finally {
-    await server.close();
-  }
+  await withPeople(
+    { people: ["alice", "bob", "carol"] },
+    async ({ people: { alice, bob, carol } }) => {
+      await alice.session.send("bob", "for bob only");
+      const got = await bob.log.waitFor("message");
+      assert.equal(got.from, "alice");
+      assert.equal(got.text, "for bob only");
+      await alice.session.send("carol", "marker");
+      await carol.log.waitFor("message");
+      assert.deepEqual(carol.log.of("message").map((event) => event.text), ["marker"]);
+    },
+  );
 });
 
 Deno.test("names are unique regardless of case: BOB cannot join while bob is online", async () => {
-  const server = await startTestServer();
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const bob = await joinClient(server.port, "bob");
-    await alice.log.waitFor("joined", (event) => event.name === "bob");
+  await withPeople({ people: ["alice", "bob"] }, async ({ server, people: { alice, bob } }) => {
     await assert.rejects(joinClient(server.port, "BOB"), (error: Error & { code?: string }) => {
       assert.equal(error.code, "name-taken");
       return true;
@@ -56,8 +41,5 @@ Deno.test("names are unique regardless of case: BOB cannot join while bob is onl
     const again = await joinClient(server.port, "BOB");
     await alice.log.waitFor("joined", (event) => event.name === "BOB");
     await again.session.quit();
-    await alice.session.quit();
-  } finally {
-    await server.close();
-  }
+  });
 });

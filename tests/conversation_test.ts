@@ -20,30 +20,29 @@ import {
   SIGNED_PREKEY_ROTATION_MS,
 } from "../shared/crypto/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
-import { joinClient, startTestServer, testServerKey, withProxy } from "../testing/harness.ts";
+import {
+  joinClient,
+  type JoinedClient,
+  startTestServer,
+  testServerKey,
+  withPeople,
+  withProxy,
+} from "../testing/harness.ts";
 import { heldOneTimePrekeys } from "./_thief.ts";
 import { HostileProxy, type Json } from "./_proxy.ts";
 import { openSqliteStore } from "../server/store/sqlite.ts";
 import { waitUntil } from "./_raw.ts";
 
-type Client = Awaited<ReturnType<typeof joinClient>>;
+type Client = JoinedClient;
 
-async function withTrio(
+function withTrio(
   test: (people: { alice: Client; bob: Client; carol: Client; port: number }) => Promise<void>,
   patch: (config: Config) => void = () => {},
 ): Promise<void> {
-  const server = await startTestServer({ patch });
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const bob = await joinClient(server.port, "bob");
-    const carol = await joinClient(server.port, "carol");
-    await alice.log.waitFor("joined", (event) => event.name === "carol");
-    await bob.log.waitFor("joined", (event) => event.name === "carol");
-    await test({ alice, bob, carol, port: server.port });
-    await Promise.all([alice, bob, carol].map((client) => client.session.quit()));
-  } finally {
-    await server.close();
-  }
+  return withPeople(
+    { people: ["alice", "bob", "carol"], patch },
+    ({ server, people }) => test({ ...people, port: server.port }),
+  );
 }
 
 /** Alice and bob talk; returns once alice saw bob's receipt of her last message. */

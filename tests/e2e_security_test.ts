@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { HostileProxy, type Json } from "./_proxy.ts";
-import { joinClient, type JoinedClient, startTestServer, withProxy } from "../testing/harness.ts";
+import {
+  joinClient,
+  type JoinedClient,
+  startTestServer,
+  withPeople,
+  withProxy,
+} from "../testing/harness.ts";
 import { Identity, newEpoch, signAnnouncement } from "../shared/crypto/identity.ts";
 
 function flipBit(envelope: Uint8Array, bit: number): Uint8Array {
@@ -157,11 +163,7 @@ Deno.test("the bytes through the server never contain a message's plaintext", as
 });
 
 Deno.test("a changed key is flagged and blocks sending until /trust", async () => {
-  const server = await startTestServer();
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const bob = await joinClient(server.port, "bob");
-    await alice.log.waitFor("joined", (event) => event.name === "bob");
+  await withPeople({ people: ["alice", "bob"] }, async ({ server, people: { alice, bob } }) => {
     // Keys are pinned on interaction, not on sight.
     await alice.session.send("bob", "hello");
     await bob.log.waitFor("message");
@@ -198,11 +200,8 @@ Deno.test("a changed key is flagged and blocks sending until /trust", async () =
     await impostor.session.send("alice", "after trust too");
     const shown = await alice.log.waitFor("message");
     assert.equal(shown.text, "after trust too");
-    await alice.session.quit();
     await impostor.session.quit();
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("an old connection replayed after a reconnect is refused with its messages", async () => {
@@ -275,11 +274,7 @@ Deno.test("the server cannot announce someone else under your own name", async (
 });
 
 Deno.test("/trust takes only the key whose code /verify showed", async () => {
-  const server = await startTestServer();
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const bob = await joinClient(server.port, "bob");
-    await alice.log.waitFor("joined", (event) => event.name === "bob");
+  await withPeople({ people: ["alice", "bob"] }, async ({ server, people: { alice, bob } }) => {
     await assert.rejects(alice.session.trust("bob"), /Run \/verify bob/);
     await alice.session.verify("bob");
     // The key changes between /verify and /trust: the code alice compared was for the old key.
@@ -294,8 +289,5 @@ Deno.test("/trust takes only the key whose code /verify showed", async () => {
     await alice.session.send("bob", "now trusted");
     assert.equal((await impostor.log.waitFor("message")).text, "now trusted");
     await impostor.session.quit();
-    await alice.session.quit();
-  } finally {
-    await server.close();
-  }
+  });
 });

@@ -3,7 +3,7 @@ import { loadOrCreateIdentity } from "../client/keystore.ts";
 import { serverStoreId } from "../client/server_store.ts";
 import { ClientStore } from "../client/store/mod.ts";
 import { ServerKey } from "../shared/channel/mod.ts";
-import { joinClient, startTestServer, testServerKey } from "../testing/harness.ts";
+import { joinClient, testServerKey, withPeople } from "../testing/harness.ts";
 
 async function pinsOf(home: string, serverKey: ServerKey) {
   const { identity } = await loadOrCreateIdentity(home);
@@ -22,12 +22,8 @@ async function pinsOf(home: string, serverKey: ServerKey) {
 }
 
 Deno.test("pins: seeing a name pins nothing; interacting pins it, per server", async () => {
-  const server = await startTestServer();
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const bob = await joinClient(server.port, "bob");
-    const carol = await joinClient(server.port, "carol");
-    await alice.log.waitFor("joined", (event) => event.name === "carol");
+  await withPeople({ people: ["alice", "bob", "carol"] }, async ({ people }) => {
+    const { alice, bob, carol } = people;
     await alice.session.send("bob", "hello");
     await bob.log.waitFor("message");
     await Promise.all([alice.session.quit(), bob.session.quit(), carol.session.quit()]);
@@ -40,17 +36,11 @@ Deno.test("pins: seeing a name pins nothing; interacting pins it, per server", a
     assert.equal(bobs.count, 1);
     const elsewhere = await pinsOf(alice.home, await ServerKey.generate());
     assert.equal(elsewhere.count, 0, "another server has its own pins");
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("pins: /trust after /verify makes a key verified, shown after a restart", async () => {
-  const server = await startTestServer();
-  try {
-    const alice = await joinClient(server.port, "alice");
-    const bob = await joinClient(server.port, "bob");
-    await alice.log.waitFor("joined", (event) => event.name === "bob");
+  await withPeople({ people: ["alice", "bob"] }, async ({ server, people: { alice, bob } }) => {
     assert.equal(alice.session.who()[0].trust, "new");
     const mine = await alice.session.verify("bob");
     const theirs = await bob.session.verify("alice");
@@ -61,8 +51,6 @@ Deno.test("pins: /trust after /verify makes a key verified, shown after a restar
     await alice.session.quit();
     const again = await joinClient(server.port, "alice", { home: alice.home });
     assert.equal(again.session.who().find((peer) => peer.name === "bob")?.trust, "verified");
-    await Promise.all([again.session.quit(), bob.session.quit()]);
-  } finally {
-    await server.close();
-  }
+    await again.session.quit();
+  });
 });

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { within } from "./_deadline.ts";
 import { Cli, clientArgs } from "./_procs.ts";
 import { join } from "node:path";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { joinClient, type JoinedClient, startTestServer } from "../testing/harness.ts";
 import { clipServer, gatedSinks, makeMediaDir } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning, run } from "../testing/processes.ts";
@@ -44,8 +44,8 @@ async function scene(options: { idleTimeoutMs?: number } = {}) {
 }
 
 async function chatStillWorks(
-  alice: Awaited<ReturnType<typeof joinClient>>,
-  bob: Awaited<ReturnType<typeof joinClient>>,
+  alice: JoinedClient,
+  bob: JoinedClient,
 ) {
   await bob.session.send("alice", "still here");
   await alice.log.waitFor("message", (event) => event.text === "still here");

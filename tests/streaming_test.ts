@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { concat } from "../shared/bytes.ts";
 import type { Config } from "../shared/config/mod.ts";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { type JoinedClient, type PeopleOptions, withPeople } from "../testing/harness.ts";
 import { framesOf, makeBroken, makeMediaDir, memorySink, packetsOf } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning } from "../testing/processes.ts";
@@ -29,21 +29,22 @@ await generateVideo(join(media.dir, "long.mp4"), {
 });
 await makeBroken(join(media.dir, "broken.mp4"));
 
-function server(patch?: (config: Config) => void) {
-  return startTestServer({
-    videos: media.dir,
-    patch: (config) => {
-      config.stream.heights = [144, 180, 270];
-      config.stream.preset = "ultrafast";
-      patch?.(config);
-    },
-  });
+/** A server of the media folder at 144p, 180p, 270p (`patch` may change that), `people` on it. */
+function withViewers<N extends string>(
+  options: Omit<PeopleOptions<N>, "videos">,
+  test: (people: Record<N, JoinedClient>) => Promise<void>,
+): Promise<void> {
+  const patch = (config: Config) => {
+    config.stream.heights = [144, 180, 270];
+    config.stream.preset = "ultrafast";
+    options.patch?.(config);
+  };
+  return withPeople({ ...options, videos: media.dir, patch }, ({ people }) => test(people));
 }
 
 Deno.test("the catalog lists playable videos with their three resolutions", async () => {
-  const running = await server((config) => config.stream.heights = [144, 240, 720]);
-  try {
-    const alice = await joinClient(running.port, "alice");
+  const patch = (config: Config) => config.stream.heights = [144, 240, 720];
+  await withViewers({ people: ["alice"], patch }, async ({ alice }) => {
     const videos = await alice.session.listVideos();
     assert.deepEqual(videos.map((video) => video.name), ["clip.mp4", "long.mp4"]);
     const clip = videos[0];
@@ -55,17 +56,13 @@ Deno.test("the catalog lists playable videos with their three resolutions", asyn
       [270, 720, true],
     ]);
     assert.ok(clip.segments.every((s) => s.width % 2 === 0));
-    await alice.session.quit();
-  } finally {
-    await running.close();
-  }
+  });
 });
 
 Deno.test("a played video arrives as one stream switching height at the thirds", async () => {
-  const running = await server();
-  try {
-    const { sink, chunks } = memorySink();
-    const bob = await joinClient(running.port, "bob", { sinks: () => sink });
+  const { sink, chunks } = memorySink();
+  const clients = { bob: { sinks: () => sink } };
+  await withViewers({ people: ["bob"], clients }, async ({ bob }) => {
     await bob.session.play("clip.mp4");
     const ended = await bob.log.waitFor("stream-ended", () => true, 60_000);
     assert.equal(ended.reason, "complete");
@@ -84,18 +81,12 @@ Deno.test("a played video arrives as one stream switching height at the thirds",
     for (let i = 1; i < audio.length; i++) {
       assert.equal(audio[i].pts - audio[i - 1].pts, 1920, `audio gap at packet ${i}`);
     }
-    await bob.session.quit();
-  } finally {
-    await running.close();
-  }
+  });
 });
 
 Deno.test("several viewers watch the same and different videos at once", async () => {
-  const running = await server();
-  try {
-    const viewers = await Promise.all(
-      ["ann", "ben", "cat"].map((name) => joinClient(running.port, name)),
-    );
+  await withViewers({ people: ["ann", "ben", "cat"] }, async ({ ann, ben, cat }) => {
+    const viewers = [ann, ben, cat];
     const videos = ["clip.mp4", "clip.mp4", "long.mp4"];
     await Promise.all(viewers.map((viewer, i) => viewer.session.play(videos[i])));
     await Promise.all(
@@ -107,17 +98,11 @@ Deno.test("several viewers watch the same and different videos at once", async (
     }
     assert.equal(viewers[2].log.of("stream-ended").length, 0, "the long video is still playing");
     await viewers[2].session.stop();
-    for (const viewer of viewers) await viewer.session.quit();
-  } finally {
-    await running.close();
-  }
+  });
 });
 
 Deno.test("chat is delivered while a stream runs", async () => {
-  const running = await server();
-  try {
-    const alice = await joinClient(running.port, "alice");
-    const bob = await joinClient(running.port, "bob");
+  await withViewers({ people: ["alice", "bob"] }, async ({ alice, bob }) => {
     await bob.session.play("long.mp4");
     await bob.log.waitFor("segment");
     await alice.session.send("bob", "still there?");
@@ -125,17 +110,11 @@ Deno.test("chat is delivered while a stream runs", async () => {
     assert.equal(message.text, "still there?");
     assert.equal(bob.log.of("stream-ended").length, 0, "the stream was still running");
     await bob.session.stop();
-    await alice.session.quit();
-    await bob.session.quit();
-  } finally {
-    await running.close();
-  }
+  });
 });
 
 Deno.test("/stop mid-stream ends the stream and leaves no ffmpeg", async () => {
-  const running = await server();
-  try {
-    const bob = await joinClient(running.port, "bob");
+  await withViewers({ people: ["bob"] }, async ({ bob }) => {
     await bob.session.play("long.mp4");
     await bob.log.waitFor("segment");
     assert.ok(
@@ -146,17 +125,11 @@ Deno.test("/stop mid-stream ends the stream and leaves no ffmpeg", async () => {
     const ended = await bob.log.waitFor("stream-ended");
     assert.equal(ended.reason, "stopped");
     assert.deepEqual(await processesMentioning(media.marker), []);
-    await bob.session.quit();
-  } finally {
-    await running.close();
-  }
+  });
 });
 
 Deno.test("a viewer vanishing mid-stream leaves no ffmpeg, and others go on", async () => {
-  const running = await server();
-  try {
-    const alice = await joinClient(running.port, "alice");
-    const bob = await joinClient(running.port, "bob");
+  await withViewers({ people: ["alice", "bob"] }, async ({ alice, bob }) => {
     await bob.session.play("long.mp4");
     await bob.log.waitFor("segment");
     const gone = alice.log.waitFor("left", (event) => event.name === "bob");
@@ -170,16 +143,11 @@ Deno.test("a viewer vanishing mid-stream leaves no ffmpeg, and others go on", as
     );
     const videos = await alice.session.listVideos();
     assert.equal(videos.length, 2);
-    await alice.session.quit();
-  } finally {
-    await running.close();
-  }
+  });
 });
 
 Deno.test("unknown names, paths and broken files get a clear error", async () => {
-  const running = await server();
-  try {
-    const bob = await joinClient(running.port, "bob");
+  await withViewers({ people: ["bob"] }, async ({ bob }) => {
     for (const name of ["nope.mp4", "../clip.mp4", "/etc/passwd", "broken.mp4"]) {
       await assert.rejects(bob.session.play(name), (error: Error & { code?: string }) => {
         assert.equal(error.code, "unknown-video");
@@ -190,17 +158,12 @@ Deno.test("unknown names, paths and broken files get a clear error", async () =>
     await bob.session.play("clip.mp4");
     const ended = await bob.log.waitFor("stream-ended", () => true, 60_000);
     assert.equal(ended.reason, "complete");
-    await bob.session.quit();
-  } finally {
-    await running.close();
-  }
+  });
 });
 
 Deno.test("beyond the transcode cap, play answers busy", async () => {
-  const running = await server((config) => config.stream.maxTranscodes = 1);
-  try {
-    const alice = await joinClient(running.port, "alice");
-    const bob = await joinClient(running.port, "bob");
+  const patch = (config: Config) => config.stream.maxTranscodes = 1;
+  await withViewers({ people: ["alice", "bob"], patch }, async ({ alice, bob }) => {
     await alice.session.play("long.mp4");
     await alice.log.waitFor("segment");
     await assert.rejects(bob.session.play("clip.mp4"), (error: Error & { code?: string }) => {
@@ -208,9 +171,5 @@ Deno.test("beyond the transcode cap, play answers busy", async () => {
       return true;
     });
     await alice.session.stop();
-    await alice.session.quit();
-    await bob.session.quit();
-  } finally {
-    await running.close();
-  }
+  });
 });

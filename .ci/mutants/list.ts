@@ -787,7 +787,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "never gives up reconnecting",
-    file: "client/session.ts",
+    file: "client/reconnect.ts",
     find: "if (downMs >= policy.giveUpMs) {",
     replace: "if (false) {",
     tests: [{ file: reconnect, filter: "never comes back" }],
@@ -839,9 +839,9 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a reconnect dial goes on after the person left (events after quit)",
-    file: "client/session.ts",
-    find: "signal: this.#leave.signal,",
-    replace: "signal: new AbortController().signal,",
+    file: "client/reconnect.ts",
+    find: "await this.#host.rejoin(policy.address?.(attempt), this.#leave.signal);",
+    replace: "await this.#host.rejoin(policy.address?.(attempt), new AbortController().signal);",
     tests: [{ file: "tests/reconnect_leave_test.ts", filter: "calls the dial off" }],
   },
   {
