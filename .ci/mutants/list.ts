@@ -1041,6 +1041,20 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/store_mailbox_test.ts", filter: "expire on the injected clock" }],
   },
   {
+    name: "people unseen for the registry's time to live kept for ever",
+    file: "server/mail.ts",
+    find: "if (this.#options.expireRegistry) await this.#expireRegistry(now);",
+    replace: "",
+    tests: [{ file: "tests/registry_expiry_test.ts", filter: "unseen past the time to live" }],
+  },
+  {
+    name: "someone online dropped by the registry's time to live",
+    file: "server/mail.ts",
+    find: "if (!state || now - state.rememberedAt < REMEMBER_ONLINE_MS) continue;",
+    replace: "continue;",
+    tests: [{ file: "tests/registry_expiry_test.ts", filter: "unseen past the time to live" }],
+  },
+  {
     name: "a slow viewer buffered without bound (share_buffer_bytes)",
     file: "server/media/fanout.ts",
     find: "while (this.#retained > this.#options.maxBufferBytes && this.#chunks.length > 1) {",
