@@ -53,6 +53,8 @@ export const PREKEY_LOW = 3;
 const KIND_RATCHET = 1;
 const KIND_INITIAL = 2;
 const REFUSE_LABEL = "reelay-refuse-v1";
+/** Most message ids one receipt carries (the receiver takes no more). */
+const RECEIPT_IDS = 64;
 /** Longest message text a person can send, in UTF-8 bytes (before it is put in JSON). */
 export const MAX_TEXT_BYTES = 16 * 1024;
 
@@ -122,6 +124,8 @@ export class Conversations {
   readonly #live = new Map<string, Live>();
   readonly #queue = new SerialQueue();
   readonly #commits: GroupCommit;
+  /** Receipts owed, by name key: sealed by `#sealReceipts` before each commit. */
+  readonly #receipts = new Map<string, { peer: Correspondent; ids: string[] }>();
   /** Ids of messages opened whose `seen` row waits for its commit (see `#hasSeen`). */
   readonly #seenStaged = new Set<string>();
   readonly #now: () => number;
@@ -152,7 +156,12 @@ export class Conversations {
     // sends made together join it, then runs as a task of the queue: never halfway through
     // sealing or opening a message. What one turn stages is bounded by what one turn reads.
     this.#commits = new GroupCommit(
-      (flush) => setTimeout(() => void this.#queue.run(() => Promise.resolve(flush())), 0),
+      (flush) =>
+        setTimeout(() =>
+          void this.#queue.run(async () => {
+            await this.#sealReceipts().catch((error) => this.#receiptsFailed(error));
+            flush();
+          }), 0),
       (body) => this.#store.transaction(body),
     );
   }
@@ -404,11 +413,10 @@ export class Conversations {
       at: Number.isSafeInteger(plain.at) && plain.at > 0 ? plain.at : Date.now(),
       status: "received",
     });
-    const live = this.#live.get(key(from));
-    const receipt = live && await this.#seal(live, { k: "r", ids: [plain.id] });
-    if (receipt && live !== opened.live) this.#save(peer, live);
-    // The state after opening the message and sealing its receipt, the id seen and the history
-    // row are on disk before the ack and before the receipt leaves.
+    this.#owesReceipt(peer, plain.id);
+    // The state after opening the message, the id seen and the history row are on disk before
+    // the ack, the message shown and its receipt (sealed with the others of the turn, see
+    // `#sealReceipts`).
     const committed = this.#commits.stage(() => this.#keepHistory(kept), () => {
       this.#ack(message.mail);
       this.#emit({
@@ -419,9 +427,40 @@ export class Conversations {
         sentAt: plain.at,
         missing: opened.missing,
       });
-      if (receipt) this.#post(peer, newId(), receipt); // no answer awaited
     });
     return { committed };
+  }
+
+  /** Notes that `peer` is owed a receipt for message `id`, sealed before the next commit. */
+  #owesReceipt(peer: Correspondent, id: string): void {
+    const owed = this.#receipts.get(key(peer.name));
+    if (owed && owed.peer.fingerprint === peer.fingerprint) owed.ids.push(id);
+    else this.#receipts.set(key(peer.name), { peer, ids: [id] });
+  }
+
+  /**
+   * Seals the receipts owed (one per person for the messages of this turn, up to
+   * {@linkcode RECEIPT_IDS} ids each) in the conversations they came in, before the commit that
+   * saves those states; each leaves after it. A receipt per message would turn the ratchet, and
+   * cost the sender an opening and a commit, for every message.
+   */
+  async #sealReceipts(): Promise<void> {
+    const owed = [...this.#receipts.values()];
+    this.#receipts.clear();
+    for (const { peer, ids } of owed) {
+      // Not loaded from the store: one refused meanwhile is gone from memory, and its row may
+      // only be waiting for this commit to be deleted.
+      const live = this.#live.get(key(peer.name));
+      if (live?.fingerprint !== peer.fingerprint) continue; // ended meanwhile: nothing to answer
+      for (let start = 0; start < ids.length; start += RECEIPT_IDS) {
+        const receipt = await this.#seal(live, {
+          k: "r",
+          ids: ids.slice(start, start + RECEIPT_IDS),
+        });
+        this.#save(peer, live);
+        void this.#commits.stage(() => {}, () => void this.#post(peer, newId(), receipt));
+      }
+    }
   }
 
   /**
@@ -659,6 +698,14 @@ export class Conversations {
     }
   }
 
+  #receiptsFailed(error: unknown): void {
+    this.#reject(
+      "receipt-failed",
+      `Receipts could not be sealed (${messageOf(error)}): the messages were taken, but their ` +
+        "senders will not see them delivered",
+    );
+  }
+
   /**
    * The store refused a commit of received messages: they were not acknowledged (held mail comes
    * again after a reconnect), but their state did not reach the file either.
@@ -808,7 +855,7 @@ function parsePlain(bytes: Uint8Array): Plain {
     return { k: "m", id: raw.id.slice(0, 64), text: raw.text, at: Number(raw.at) };
   }
   if (
-    raw?.k === "r" && Array.isArray(raw.ids) && raw.ids.length <= 64 &&
+    raw?.k === "r" && Array.isArray(raw.ids) && raw.ids.length <= RECEIPT_IDS &&
     raw.ids.every((i) => typeof i === "string")
   ) {
     return { k: "r", ids: raw.ids.map((i: string) => i.slice(0, 64)) };

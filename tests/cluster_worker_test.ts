@@ -4,7 +4,7 @@ import { startServer } from "../server/mod.ts";
 import { concat } from "../shared/bytes.ts";
 import { joinClient, testConfig } from "../testing/harness.ts";
 import { framesOf, memorySink } from "./_media.ts";
-import { RemoteTranscoder } from "../server/cluster/remote_transcode.ts";
+import { type RemoteTranscode, RemoteTranscoder } from "../server/cluster/remote_transcode.ts";
 import { TranscodeWorker } from "../server/cluster/worker.ts";
 import { planPlayback } from "../server/media/plan.ts";
 import { probeVideo } from "../server/media/tools.ts";
@@ -148,9 +148,10 @@ clusterTest(
     const nodeNc = await connectNode(nats, "node", lines);
     const url = `nats://${nats.user}:${nats.password}@127.0.0.1:${nats.port}`;
     const cli = new Cli(["worker", "--cluster", url, "--videos", lib.videos, "--slots", "1"]);
+    let part: RemoteTranscode | undefined;
     try {
       await cli.waitFor(/takes up to 1 part/);
-      const part = await new RemoteTranscoder(nodeNc, lines.log, 64 * 1024).start(
+      part = await new RemoteTranscoder(nodeNc, lines.log, 64 * 1024).start(
         offerOf(lib.info, 2),
         "part 3",
       );
@@ -177,13 +178,14 @@ clusterTest(
         "the part to fail",
       );
       assert.equal(failure?.code, "worker-gone", String(failure));
-      await within(
-        waitUntil(async () => (await processesMentioning(lib.info.path)).length === 0, "no ffmpeg"),
-        15_000,
+      await waitUntil(
+        async () => (await processesMentioning(lib.info.path)).length === 0,
         "the orphaned ffmpeg to end",
+        15_000,
       );
-      await part.kill();
     } finally {
+      // Also ends the drain above if it timed out: killing the part ends its stream.
+      await part?.kill();
       await cli.dispose();
       await nodeNc.close();
     }
