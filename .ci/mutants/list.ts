@@ -487,7 +487,11 @@ export const mutants: Mutant[] = [
     file: "client/session.ts",
     find: "const timeoutMs = this.#options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;",
     replace: "const timeoutMs = 2 ** 31 - 1;",
-    tests: [{ file: "tests/attacks_test.ts", filter: "attack 7" }],
+    tests: [
+      { file: "tests/attacks_test.ts", filter: "attack 7" },
+      // Attack 7 again with reconnect on (the CLI default), the line cut after each welcome.
+      { file: "tests/reconnect_flapping_test.ts", filter: "cannot hold a request" },
+    ],
   },
   {
     name: "local commands wait behind network ones",
@@ -876,8 +880,8 @@ export const mutants: Mutant[] = [
   {
     name: "a stream that fully arrived is cut by a connection loss",
     file: "client/session.ts",
-    find: "if (!this.#viewing.arrived) await this.#viewing.abort(reason);",
-    replace: "await this.#viewing.abort(reason);",
+    find: 'if (!this.#viewing.arrived) await this.#viewing.abort(lost.reason, "error", resumes);',
+    replace: 'await this.#viewing.abort(lost.reason, "error", resumes);',
     tests: [{ file: "tests/reconnect_stream_test.ts", filter: "fully arrived" }],
   },
   {
