@@ -42,16 +42,23 @@ interface Batch {
 export class GroupCommit {
   readonly #schedule: (flush: () => void) => void;
   readonly #transaction: (body: () => void) => void;
+  readonly #failed: (error: unknown) => void;
   #batch: Batch | undefined;
   #nextWrite = 0;
 
-  /** Flushes scheduled with `schedule`, written with `transaction` (one commit). */
+  /**
+   * Flushes scheduled with `schedule`, written with `transaction` (one commit). `failed` runs
+   * at once when a commit fails, before anything else is staged: what lives in memory past the
+   * last commit must be dropped there, or the next commit would write state ahead of the file.
+   */
   constructor(
     schedule: (flush: () => void) => void,
     transaction: (body: () => void) => void,
+    failed: (error: unknown) => void = () => {},
   ) {
     this.#schedule = schedule;
     this.#transaction = transaction;
+    this.#failed = failed;
   }
 
   /**
@@ -104,6 +111,7 @@ export class GroupCommit {
         for (const write of batch.writes.values()) write();
       });
     } catch (error) {
+      this.#failed(error);
       batch.committed.reject(error);
       return;
     }
