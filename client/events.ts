@@ -96,6 +96,11 @@ export type ClientEvent =
     bytes: number;
     reason: StreamEndReason;
     message?: string;
+    /**
+     * Cut by a lost connection: `true` when it resumes once the server is back; `false` when it
+     * was waiting to, and was stopped.
+     */
+    resumes?: boolean;
   }
   | {
     event: "error";

@@ -444,7 +444,7 @@ export class ClientSession {
         video: resume.video,
         bytes: 0,
         reason: "stopped",
-        message: "Stopped: it will not resume when the server is back",
+        resumes: false,
       });
       return this.#settleIdle();
     }
@@ -590,11 +590,9 @@ export class ClientSession {
     }
     clearInterval(this.#keepalive);
     this.#resume = this.#viewing.resumePoint();
-    const reason = this.#resume
-      ? `${lost.reason}: it resumes here when the server is back`
-      : lost.reason;
+    const resumes = this.#resume ? true : undefined;
     // A stream that fully arrived plays to its end from what the client holds.
-    if (!this.#viewing.arrived) await this.#viewing.abort(reason);
+    if (!this.#viewing.arrived) await this.#viewing.abort(lost.reason, "error", resumes);
   }
 
   /** Dials `address`, joins again and brings the directory copy up to date. */

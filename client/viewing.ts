@@ -308,11 +308,15 @@ export class Viewing {
   }
 
   /** The connection is gone: end the stream (as an error, or as stopped when the person left). */
-  async abort(reason: string, how: "stopped" | "error" = "error"): Promise<void> {
+  async abort(
+    reason: string,
+    how: "stopped" | "error" = "error",
+    resumes?: boolean,
+  ): Promise<void> {
     const active = this.#active;
     if (!active) return;
     if (active.stream === undefined) return await this.cancel(active.ref);
-    await this.#close(active, how, reason);
+    await this.#close(active, how, reason, resumes);
   }
 
   #enterSegment(active: Active, index: number): void {
@@ -460,7 +464,12 @@ export class Viewing {
     return `Stream ended after ${covered.toFixed(1)} of ${expected.toFixed(1)} s of media`;
   }
 
-  async #close(active: Active, reason: StreamEndReason, message?: string): Promise<void> {
+  async #close(
+    active: Active,
+    reason: StreamEndReason,
+    message?: string,
+    resumes?: boolean,
+  ): Promise<void> {
     if (this.#active !== active) return;
     this.#active = undefined;
     clearTimeout(active.screen.timer);
@@ -479,6 +488,7 @@ export class Viewing {
       bytes: active.received,
       reason,
       ...(message === undefined ? {} : { message }),
+      ...(resumes === undefined ? {} : { resumes }),
     });
     active.finish();
     this.#onIdle();

@@ -79,7 +79,16 @@ export interface RelayOptions {
    * held for them is `relayed` (their node delivers it) rather than `queued`.
    */
   online?: (to: string) => boolean;
+  /**
+   * Each sweep also drops the people the registry has not seen for its time to live (their mail
+   * ends and its senders are told). Off on a cluster node: reading the whole shared registry
+   * once a minute on every node costs more than it saves there.
+   */
+  expireRegistry?: boolean;
 }
+
+/** An online person is remembered again this often, so the registry never drops them. */
+const REMEMBER_ONLINE_MS = 60 * 60 * 1000;
 
 const PAGE = 100;
 const PAGE_BYTES = 1024 * 1024;
@@ -94,6 +103,8 @@ interface State {
   again: boolean;
   /** The last item handed to this connection: a new connection starts again from the first. */
   after?: string;
+  /** When the registry last recorded this person as seen (ms since the epoch). */
+  rememberedAt: number;
 }
 
 /**
@@ -139,21 +150,43 @@ export class Mailroom<M extends Recipient> {
    * for them later) and what is held for them is delivered.
    */
   joined(member: M, fingerprint: string): void {
-    const state: State = { fingerprint, draining: true, again: false };
+    const state: State = { fingerprint, draining: true, again: false, rememberedAt: Date.now() };
     this.#state.set(member, state);
     const members = this.#members.get(fingerprint) ?? new Set();
     for (const each of members) if (each.closed) members.delete(each);
     this.#members.set(fingerprint, members.add(member));
-    const { announcement } = member;
     this.#track(member, state, async () => {
-      await this.#store.registry.remember({
-        nameKey: nameKey(announcement.name),
-        name: announcement.name,
-        fingerprint,
-        announcement: structuredClone(announcement) as unknown as Record<string, string>,
-      });
+      await this.#remember(member, fingerprint);
       await this.#deliverHeld(member, state);
     });
+  }
+
+  #remember(member: M, fingerprint: string, seenAt?: number): Promise<unknown> {
+    const { announcement } = member;
+    return this.#store.registry.remember({
+      nameKey: nameKey(announcement.name),
+      name: announcement.name,
+      fingerprint,
+      announcement: structuredClone(announcement) as unknown as Record<string, string>,
+      seenAt,
+    });
+  }
+
+  /**
+   * Drops the people unseen for the registry's time to live; those online are seen again first
+   * (at most once an hour each), so only the absent are dropped.
+   */
+  async #expireRegistry(now: number): Promise<void> {
+    for (const [fingerprint, members] of this.#members) {
+      for (const member of members) {
+        const state = this.#state.get(member);
+        if (!state || now - state.rememberedAt < REMEMBER_ONLINE_MS) continue;
+        state.rememberedAt = now;
+        await this.#remember(member, fingerprint, now);
+      }
+    }
+    let dropped: unknown[];
+    do dropped = await this.#store.registry.expire(now, PAGE); while (dropped.length === PAGE);
   }
 
   /**
@@ -359,7 +392,8 @@ export class Mailroom<M extends Recipient> {
   }
 
   /**
-   * Ends expired mail and tells each sender (a `failed` notice held for them, delivered at once
+   * Forgets the people unseen for the registry's time to live (with `expireRegistry`), ends
+   * expired mail (theirs too) and tells each sender (a `failed` notice held for them, delivered at once
    * when they are online). Returns how many items ended.
    */
   async sweep(now: number = Date.now()): Promise<number> {
@@ -367,6 +401,7 @@ export class Mailroom<M extends Recipient> {
       for (const member of members) if (member.closed) members.delete(member);
       if (members.size === 0) this.#members.delete(fingerprint);
     }
+    if (this.#options.expireRegistry) await this.#expireRegistry(now);
     let ended = 0;
     while (true) {
       const page = await this.#store.mailbox.expire(now, PAGE);

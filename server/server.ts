@@ -182,6 +182,7 @@ export class ReelayServer {
             ? undefined
             : (sender: never, to, envelope, id) => people.route(sender, to, envelope, id),
           online: people instanceof LocalPeople ? undefined : (to) => people.present(to),
+          expireRegistry: people instanceof LocalPeople,
         },
       ),
       verifyAnnouncement: deps.verifyAnnouncement,

@@ -376,3 +376,16 @@ Deno.test("format: reconnecting, back and gave-up each have their line, with the
     "Gave up reconnecting to h:9 after 0.5 s (1 attempt): No answer",
   );
 });
+
+Deno.test("format: a stream cut by a lost connection says whether it resumes", () => {
+  const ended = { event: "stream-ended", video: "cats.mp4", bytes: 2048 } as const;
+  assert.equal(
+    plain.format({ ...ended, reason: "error", message: "Connection lost", resumes: true }),
+    "✗ cats.mp4 failed after 2 KiB: Connection lost; it resumes here when the server is back",
+  );
+  assert.equal(
+    plain.format({ ...ended, reason: "stopped", bytes: 0, resumes: false }),
+    "■ cats.mp4 stopped (0 B): it will not resume when the server is back",
+  );
+  assert.equal(plain.format({ ...ended, reason: "stopped" }), "■ cats.mp4 stopped (2 KiB)");
+});

@@ -487,7 +487,11 @@ export const mutants: Mutant[] = [
     file: "client/session.ts",
     find: "const timeoutMs = this.#options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;",
     replace: "const timeoutMs = 2 ** 31 - 1;",
-    tests: [{ file: "tests/attacks_test.ts", filter: "attack 7" }],
+    tests: [
+      { file: "tests/attacks_test.ts", filter: "attack 7" },
+      // Attack 7 again with reconnect on (the CLI default), the line cut after each welcome.
+      { file: "tests/reconnect_flapping_test.ts", filter: "cannot hold a request" },
+    ],
   },
   {
     name: "local commands wait behind network ones",
@@ -876,8 +880,8 @@ export const mutants: Mutant[] = [
   {
     name: "a stream that fully arrived is cut by a connection loss",
     file: "client/session.ts",
-    find: "if (!this.#viewing.arrived) await this.#viewing.abort(reason);",
-    replace: "await this.#viewing.abort(reason);",
+    find: 'if (!this.#viewing.arrived) await this.#viewing.abort(lost.reason, "error", resumes);',
+    replace: 'await this.#viewing.abort(lost.reason, "error", resumes);',
     tests: [{ file: "tests/reconnect_stream_test.ts", filter: "fully arrived" }],
   },
   {
@@ -1039,6 +1043,20 @@ export const mutants: Mutant[] = [
     find: "const expiresAt = queuedAt + this.limits.ttlMs;",
     replace: "const expiresAt = queuedAt + this.limits.ttlMs * 1000;",
     tests: [{ file: "tests/store_mailbox_test.ts", filter: "expire on the injected clock" }],
+  },
+  {
+    name: "people unseen for the registry's time to live kept for ever",
+    file: "server/mail.ts",
+    find: "if (this.#options.expireRegistry) await this.#expireRegistry(now);",
+    replace: "",
+    tests: [{ file: "tests/registry_expiry_test.ts", filter: "unseen past the time to live" }],
+  },
+  {
+    name: "someone online dropped by the registry's time to live",
+    file: "server/mail.ts",
+    find: "if (!state || now - state.rememberedAt < REMEMBER_ONLINE_MS) continue;",
+    replace: "continue;",
+    tests: [{ file: "tests/registry_expiry_test.ts", filter: "unseen past the time to live" }],
   },
   {
     name: "a slow viewer buffered without bound (share_buffer_bytes)",

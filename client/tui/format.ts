@@ -504,9 +504,13 @@ export class EventFormatter {
     const video = event.video;
     const size = formatBytes(event.bytes);
     if (event.reason === "complete") return `■ ${video} finished (${size})`;
-    if (event.reason === "stopped") return `■ ${video} stopped (${size})`;
+    if (event.reason === "stopped") {
+      const after = event.resumes === false ? ": it will not resume when the server is back" : "";
+      return `■ ${video} stopped (${size})${after}`;
+    }
     const why = event.message ? `: ${event.message}` : "";
-    return p.red(`✗ ${video} failed after ${size}${why}`);
+    const next = event.resumes ? "; it resumes here when the server is back" : "";
+    return p.red(`✗ ${video} failed after ${size}${why}${next}`);
   }
 
   #error(code: string, message: string): string {

@@ -232,7 +232,7 @@ class KvRegistry implements Registry {
         name: entry.name,
         fingerprint: entry.fingerprint,
         announcement: JSON.parse(text) as JsonValue,
-        lastSeen: Math.max(this.#limits.now(), held?.lastSeen ?? 0),
+        lastSeen: Math.max(entry.seenAt ?? this.#limits.now(), held?.lastSeen ?? 0),
       };
       const bytes = utf8(JSON.stringify(value));
       if (current === null) await this.#kv.create(key, bytes);

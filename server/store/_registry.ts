@@ -59,7 +59,8 @@ export class SqliteRegistry extends SqlitePart implements Registry {
       const name = checkText(entry.name, "Name");
       const fingerprint = checkFingerprint(entry.fingerprint);
       const announcement = fromUtf8(announcementBytes(entry.announcement)) as string;
-      const now = this.now();
+      const now = entry.seenAt ?? this.now();
+      checkTime(now);
       return this.db.write(() => {
         const before = this.#summary(nameKey);
         const evicted = before === undefined ? this.#makeRoom(now) : [];

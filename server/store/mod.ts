@@ -267,7 +267,10 @@ export interface RegistryEntry extends RegistrySummary {
 }
 
 /** What {@linkcode Registry.remember} accepts. */
-export type NewRegistryEntry = Omit<RegistryEntry, "lastSeen">;
+export type NewRegistryEntry = Omit<RegistryEntry, "lastSeen"> & {
+  /** When they were seen (ms since the epoch); default the store's clock. Never moves it back. */
+  seenAt?: number;
+};
 
 /** What {@linkcode Registry.remember} changed besides the entry itself. */
 export interface RememberResult {
