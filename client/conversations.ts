@@ -293,7 +293,8 @@ export class Conversations {
    * store closes; the session calls it as it ends.
    */
   close(): void {
-    this.#commits.flushNow();
+    this.#receipts.clear(); // the connection is gone: they could not leave
+    this.#commits.close();
   }
 
   /** A refusal the server passed on: checked against `keys` (the refuser's pinned keys). */

@@ -7,6 +7,7 @@ import {
   STORE_FILE_NAME,
 } from "../server/store/sqlite.ts";
 import type { Store } from "../server/store/mod.ts";
+import { openDb } from "../server/store/_open.ts";
 import { WRITE_BATCH } from "./_store_child.ts";
 import {
   bytes,
@@ -203,6 +204,28 @@ Deno.test("file: a write lock held too long by another process is store-busy", a
     other.close();
   }
   await store.mailbox.put(sealed(1, 2, "m"));
+});
+
+Deno.test("file: an unsynced write refused as store-busy leaves later writes synced", async () => {
+  await using dir = await tempDir();
+  const db = await openDb(dir.path, 100);
+  const other = new DatabaseSync(`${dir.path}/${STORE_FILE_NAME}`);
+  try {
+    assert.equal(db.get("PRAGMA synchronous")?.synchronous, 2); // FULL
+    other.exec("BEGIN IMMEDIATE");
+    assert.throws(
+      () => db.write(() => db.run("DELETE FROM mail"), { durable: false }),
+      (error: Error & { code?: string }) => error.code === "store-busy",
+    );
+    other.exec("ROLLBACK");
+    // Queued mail, synced before its sender is told, would otherwise stop being synced.
+    assert.equal(db.get("PRAGMA synchronous")?.synchronous, 2);
+    db.write(() => db.run("DELETE FROM mail"), { durable: false });
+    assert.equal(db.get("PRAGMA synchronous")?.synchronous, 2);
+  } finally {
+    other.close();
+    db.close();
+  }
 });
 
 Deno.test("file: a closed store refuses every call with store-closed", async () => {

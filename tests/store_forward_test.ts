@@ -198,3 +198,14 @@ Deno.test("mail not acknowledged counts against the recipient's bound while they
     );
   }, (config) => config.mailbox.maxItemsPerRecipient = 3);
 });
+
+Deno.test("a link nobody dialled closes cleanly, so a scene that failed before its join still ends its server", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const link = new FreezableLink(listener.addr.port);
+  try {
+    await link.close();
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: link.port }));
+  } finally {
+    listener.close();
+  }
+});

@@ -165,10 +165,11 @@ export class Db {
     const level = options.durable === false
       ? this.get("PRAGMA synchronous")?.synchronous
       : undefined;
-    if (level !== undefined) this.exec("PRAGMA synchronous = NORMAL");
-    this.exec("BEGIN IMMEDIATE");
     this.#inWrite = true;
     try {
+      // Inside the try: a BEGIN refused (`store-busy`) must not leave later durable writes unsynced.
+      if (level !== undefined) this.exec("PRAGMA synchronous = NORMAL");
+      this.exec("BEGIN IMMEDIATE");
       const result = body();
       this.exec("COMMIT");
       return result;
