@@ -87,8 +87,13 @@ export interface RelayOptions {
   expireRegistry?: boolean;
 }
 
-/** An online person is remembered again this often, so the registry never drops them. */
-const REMEMBER_ONLINE_MS = 60 * 60 * 1000;
+/**
+ * An online person is remembered again once a day, so the registry (90 days) never drops them;
+ * at most this many per sweep, each a write of its own, so that a full server is not held up
+ * for the length of a thousand syncs at once (50 a minute is 72,000 a day).
+ */
+const REMEMBER_ONLINE_MS = 24 * 60 * 60 * 1000;
+const REMEMBER_PER_SWEEP = 50;
 
 const PAGE = 100;
 const PAGE_BYTES = 1024 * 1024;
@@ -174,14 +179,17 @@ export class Mailroom<M extends Recipient> {
 
   /**
    * Drops the people unseen for the registry's time to live; those online are seen again first
-   * (at most once an hour each), so only the absent are dropped.
+   * (once a day each), so only the absent are dropped.
    */
   async #expireRegistry(now: number): Promise<void> {
+    let remembered = 0;
     for (const [fingerprint, members] of this.#members) {
       for (const member of members) {
+        if (remembered === REMEMBER_PER_SWEEP) break;
         const state = this.#state.get(member);
         if (!state || now - state.rememberedAt < REMEMBER_ONLINE_MS) continue;
         state.rememberedAt = now;
+        remembered++;
         await this.#remember(member, fingerprint, now);
       }
     }
