@@ -8,8 +8,10 @@
  * @module
  */
 
+import { ReelayError } from "../shared/errors.ts";
+
 interface Batch {
-  /** Set once written (or failed): a batch is flushed once, by its schedule or by `flushNow`. */
+  /** Set once written (or failed): a batch is flushed once, by its schedule or by `close`. */
   done: boolean;
   writes: Map<string | number, () => void>;
   after: (() => void)[];
@@ -42,16 +44,24 @@ interface Batch {
 export class GroupCommit {
   readonly #schedule: (flush: () => void) => void;
   readonly #transaction: (body: () => void) => void;
+  readonly #failed: (error: unknown) => void;
   #batch: Batch | undefined;
   #nextWrite = 0;
+  #closed = false;
 
-  /** Flushes scheduled with `schedule`, written with `transaction` (one commit). */
+  /**
+   * Flushes scheduled with `schedule`, written with `transaction` (one commit). `failed` runs
+   * at once when a commit fails, before anything else is staged: what lives in memory past the
+   * last commit must be dropped there, or the next commit would write state ahead of the file.
+   */
   constructor(
     schedule: (flush: () => void) => void,
     transaction: (body: () => void) => void,
+    failed: (error: unknown) => void = () => {},
   ) {
     this.#schedule = schedule;
     this.#transaction = transaction;
+    this.#failed = failed;
   }
 
   /**
@@ -62,6 +72,11 @@ export class GroupCommit {
    * commit failed (or with the first error an `after` threw).
    */
   stage(write: () => void, after?: () => void, key?: string): Promise<void> {
+    if (this.#closed) {
+      const closed = Promise.reject(new ReelayError("client-store-closed", "The store is closed"));
+      closed.catch(() => {}); // as a batch's: rejections go to whoever awaits `stage`
+      return closed;
+    }
     const batch = this.#batch ?? this.#open();
     batch.writes.set(key ?? this.#nextWrite++, write);
     if (after) batch.after.push(after);
@@ -90,9 +105,13 @@ export class GroupCommit {
     else told();
   }
 
-  /** Writes what is staged now, without waiting for its schedule (before the store closes). */
-  flushNow(): void {
+  /**
+   * Writes what is staged now, without waiting for its schedule, and takes nothing more: the
+   * store closes next (a later `stage` rejects with `client-store-closed` and writes nothing).
+   */
+  close(): void {
     if (this.#batch) this.#flush(this.#batch);
+    this.#closed = true;
   }
 
   #flush(batch: Batch): void {
@@ -104,6 +123,7 @@ export class GroupCommit {
         for (const write of batch.writes.values()) write();
       });
     } catch (error) {
+      this.#failed(error);
       batch.committed.reject(error);
       return;
     }

@@ -121,7 +121,8 @@ export class Conversations {
   readonly #store: ClientStore;
   readonly #link: ConversationLink;
   readonly #emit: (event: ClientEvent) => void;
-  readonly #live = new Map<string, Live>();
+  /** Open conversations by name key; `null`: ended, its delete waiting for the next commit. */
+  readonly #live = new Map<string, Live | null>();
   readonly #queue = new SerialQueue();
   readonly #commits: GroupCommit;
   /** Receipts owed, by name key: sealed by `#sealReceipts` before each commit. */
@@ -163,7 +164,19 @@ export class Conversations {
             flush();
           }), 0),
       (body) => this.#store.transaction(body),
+      () => this.#forgetUncommitted(),
     );
+  }
+
+  /**
+   * A commit failed: conversations and prekeys in memory are ahead of the file, with keys of
+   * messages that were neither acknowledged nor sent. Dropped, so that the next use reads the
+   * last commit again: the held copies then open as they first did, and no key is used twice.
+   */
+  #forgetUncommitted(): void {
+    this.#live.clear();
+    this.#prekeys = undefined;
+    this.#prekeysLoaded = undefined;
   }
 
   /**
@@ -280,7 +293,8 @@ export class Conversations {
    * store closes; the session calls it as it ends.
    */
   close(): void {
-    this.#commits.flushNow();
+    this.#receipts.clear(); // the connection is gone: they could not leave
+    this.#commits.close();
   }
 
   /** A refusal the server passed on: checked against `keys` (the refuser's pinned keys). */
@@ -311,7 +325,9 @@ export class Conversations {
     }
     if (RESTART_REASONS.has(message.reason)) {
       await this.#queue.run(() => {
-        this.#live.delete(key(message.from));
+        // Ended in memory at once: the file keeps the old state until the delete commits, and a
+        // send meanwhile must start a new conversation, not reload the old one (a key used twice).
+        this.#live.set(key(message.from), null);
         // Staged like a save, so it replaces one of this conversation still waiting to commit.
         void this.#commits.stage(
           () => this.#store.deleteConversation(message.from),
@@ -597,6 +613,7 @@ export class Conversations {
   /** The open conversation with `peer`'s current keys, loaded from the store if needed. */
   async #conversation(peer: Correspondent): Promise<Live | undefined> {
     let live = this.#live.get(key(peer.name));
+    if (live === null) return undefined;
     if (!live) {
       const stored = this.#store.conversation(peer.name);
       if (!stored) return undefined;

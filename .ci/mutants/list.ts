@@ -1055,6 +1055,21 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/store_mailbox_test.ts", filter: "expire on the injected clock" }],
   },
   {
+    name:
+      "a failed commit leaves memory ahead of the file (a held message then refused as replayed)",
+    file: "client/_group_commit.ts",
+    find: "this.#failed(error);",
+    replace: "",
+    tests: [{ file: "tests/conversation_commit_test.ts", filter: "commit failed" }],
+  },
+  {
+    name: "an ended conversation read back from the file before its delete commits",
+    file: "client/conversations.ts",
+    find: "if (live === null) return undefined;",
+    replace: "if (live === null) live = undefined;",
+    tests: [{ file: "tests/conversation_commit_test.ts", filter: "right after a refusal" }],
+  },
+  {
     name: "people unseen for the registry's time to live kept for ever",
     file: "server/mail.ts",
     find: "if (this.#options.expireRegistry) await this.#expireRegistry(now);",

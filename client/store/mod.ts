@@ -497,7 +497,11 @@ export class ClientStore {
       body();
       this.#db.exec(nested ? `RELEASE ${savepoint}` : "COMMIT");
     } catch (error) {
-      this.#db.exec(nested ? `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}` : "ROLLBACK");
+      // SQLite may have rolled the whole transaction back itself (an I/O error, a full disk):
+      // then there is no savepoint or transaction left to undo, and the error is the one to tell.
+      if (this.#db.isTransaction) {
+        this.#db.exec(nested ? `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}` : "ROLLBACK");
+      }
       throw error;
     } finally {
       this.#depth--;
