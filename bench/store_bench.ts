@@ -53,6 +53,7 @@ function withStore<T>(body: (store: Store) => Promise<T>): Promise<T> {
       maxOneTimePerKind: 1_000_000,
       maxBytesPerRecipient: 2 ** 40,
       maxTotalBytes: 2 ** 40,
+      maxBytesPerSender: 2 ** 40,
       ttlMs: 3_600_000,
     });
     return await body(store);

@@ -827,6 +827,7 @@ export class Conversations {
 const MESSAGE_FAILURES = new Set([
   "recipient-key-changed",
   "recipient-mailbox-full",
+  "sender-mailbox-full",
   "mailbox-full",
 ]);
 /** What the server's unsigned `failed` may move a kept message from. */

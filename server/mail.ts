@@ -304,8 +304,8 @@ export class Mailroom<M extends Recipient> {
    * delivered again, in order, on their next connection when the one it went out on was lost
    * before the acknowledgement. Throws `unknown-recipient`, `recipient-key-changed` (the
    * recipient's key is not the one the sender sealed for), the recipient's inbound limits
-   * (`rate-limited`, `recipient-busy`), or the mailbox's `recipient-mailbox-full` and
-   * `mailbox-full`: an envelope refused is not held.
+   * (`rate-limited`, `recipient-busy`), or the mailbox's `recipient-mailbox-full`,
+   * `sender-mailbox-full` and `mailbox-full`: an envelope refused is not held.
    */
   async send(sender: M, outgoing: Outgoing): Promise<Routed> {
     const id = outgoing.id ?? crypto.randomUUID();

@@ -106,6 +106,7 @@ export async function startServer(
       maxItemsPerRecipient: config.mailbox.maxItemsPerRecipient,
       maxBytesPerRecipient: config.mailbox.maxBytesPerRecipient,
       maxTotalBytes: config.mailbox.maxTotalBytes,
+      maxBytesPerSender: config.mailbox.maxBytesPerSender,
       ttlMs: config.mailbox.ttlMs,
     });
     catalog = await openCatalog(config, log);

@@ -319,6 +319,8 @@ Deno.test("attack 4: peers that never read cannot take the server's memory past 
     config.limits.maxClientsPerHost = 100;
     config.limits.chatRate = 100_000;
     config.limits.chatBurst = 100_000;
+    // Mallory's share of the mailbox must not be what refuses first (ten sleepers' worth).
+    config.mailbox.maxBytesPerSender = 1024 * 1024 * 1024;
   });
   const alice = await person(server, "alice");
   const sleepers: RawClient[] = [];
@@ -382,6 +384,7 @@ Deno.test("attack 4b: past the server-wide budget, the sender is refused and the
     // mailbox must have room for what the kernel's buffers take, or it is what refuses.
     config.mailbox.maxItemsPerRecipient = 100_000;
     config.mailbox.maxBytesPerRecipient = 1024 * 1024 * 1024;
+    config.mailbox.maxBytesPerSender = 1024 * 1024 * 1024;
   });
   const mallory = await RawClient.connect(server.port);
   const sleeper = await RawClient.connect(server.port);

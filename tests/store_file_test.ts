@@ -228,6 +228,25 @@ Deno.test("file: an unsynced write refused as store-busy leaves later writes syn
   }
 });
 
+Deno.test("file: a version 1 file counts the mail already held against its senders", async () => {
+  await using dir = await tempDir();
+  const path = `${dir.path}/${STORE_FILE_NAME}`;
+  const first = await openSqliteStore(dir.path);
+  await first.mailbox.put(sealed(1, 2, "a", 600));
+  await first.mailbox.put(sealed(1, 3, "b", 300));
+  await first.close();
+  const raw = new DatabaseSync(path);
+  raw.exec(`DROP TRIGGER mail_sender_added; DROP TRIGGER mail_sender_removed;
+    DROP TABLE mail_sender; PRAGMA user_version = 1;`);
+  raw.close();
+  await using store = await openSqliteStore(dir.path, { maxBytesPerSender: 1000 });
+  assert.equal(pragmas(path).userVersion, SCHEMA_VERSION);
+  await rejectsWith(store.mailbox.put(sealed(1, 4, "c", 101)), "sender-mailbox-full", /900 bytes/);
+  const [held] = await store.mailbox.pending(fp(3), 1);
+  await store.mailbox.remove(fp(3), [held.id]);
+  await store.mailbox.put(sealed(1, 4, "c", 400));
+});
+
 Deno.test("file: a closed store refuses every call with store-closed", async () => {
   const store = await openSqliteStore(":memory:");
   await store.close();

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_RECONNECT, type ReconnectPolicy } from "../client/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { openSqliteStore } from "../server/store/sqlite.ts";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { joinClient, startTestServer, withPeople } from "../testing/harness.ts";
 import { nameKey } from "../shared/names.ts";
 import type { Store } from "../server/store/mod.ts";
 import { FreezableLink } from "./_link.ts";
@@ -208,4 +208,27 @@ Deno.test("a link nobody dialled closes cleanly, so a scene that failed before i
   } finally {
     listener.close();
   }
+});
+
+Deno.test("one sender cannot fill the whole mailbox: mail to an offline puppet stops at the sender's share, chat between others goes on", async () => {
+  await withPeople({
+    people: ["puppet", "mallory", "alice", "bob"],
+    patch: (config) => {
+      config.mailbox.maxTotalBytes = 64 * 1024;
+      config.mailbox.maxBytesPerSender = 16 * 1024;
+    },
+  }, async ({ people: { puppet, mallory, alice, bob } }) => {
+    await mallory.session.send("puppet", "start"); // the conversation starts while it is online
+    await puppet.log.waitFor("message");
+    await puppet.session.quit(); // from now on, what mallory sends it is held
+    let refusal: { code?: string; message?: string } | undefined;
+    for (let i = 0; i < 64 && refusal === undefined; i++) {
+      await mallory.session.send("puppet", "x".repeat(4000)).catch((error) => refusal = error);
+    }
+    assert.equal(refusal?.code, "sender-mailbox-full");
+    assert.match(refusal?.message ?? "", /the most one sender may have held, 16384 bytes/);
+    assert.equal((await mallory.log.waitFor("failed")).reason, "sender-mailbox-full");
+    await alice.session.send("bob", "hi bob");
+    await bob.log.waitFor("message", (event) => event.text === "hi bob");
+  });
 });

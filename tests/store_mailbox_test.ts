@@ -146,6 +146,25 @@ Deno.test("mailbox: mailbox-full when the total bytes would pass", async () => {
   await mailbox.put(sealed(1, 4, "c", 400));
 });
 
+Deno.test("mailbox: sender-mailbox-full when one sender's held bytes would pass", async () => {
+  await using store = await openSqliteStore(":memory:", { maxBytesPerSender: 1000 });
+  const { mailbox } = store;
+  await mailbox.put(sealed(1, 2, "a", 600));
+  await rejectsWith(
+    mailbox.put(sealed(1, 3, "b", 401)),
+    "sender-mailbox-full",
+    /600 bytes of your messages are held/,
+    /401 more would pass the most one sender may have held, 1000 bytes/,
+  );
+  // Others still get through to the same recipient, and notices have no sender.
+  await mailbox.put(sealed(5, 2, "c", 900));
+  await mailbox.put(notice(1, "x".repeat(900)));
+  assert.deepEqual(await mailbox.stats(), { items: 3, bytes: 600 + 900 + 911, recipients: 2 });
+  const [held] = await mailbox.pending(fp(2), 1);
+  await mailbox.remove(fp(2), [held.id]);
+  await mailbox.put(sealed(1, 3, "b", 1000));
+});
+
 Deno.test("mailbox: a bad message id is refused with bad-message-id", async () => {
   await using store = await openSqliteStore(":memory:");
   const { mailbox } = store;

@@ -1038,6 +1038,16 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/store_mailbox_test.ts", filter: "total bytes would pass" }],
   },
   {
+    name: "one sender fills the whole mailbox (max_bytes_per_sender)",
+    file: "server/store/_mailbox.ts",
+    find: "if (row.senderKey !== null) this.#checkSender(row.senderKey, size);",
+    replace: "",
+    tests: [
+      { file: "tests/store_mailbox_test.ts", filter: "one sender's held bytes would pass" },
+      { file: "tests/store_forward_test.ts", filter: "one sender cannot fill the whole mailbox" },
+    ],
+  },
+  {
     name: "held mail kept past its time (ttl_ms)",
     file: "server/store/_mailbox.ts",
     find: "const expiresAt = queuedAt + this.limits.ttlMs;",

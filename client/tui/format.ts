@@ -552,6 +552,8 @@ function failureText(reason: string, name: string): string {
     case "recipient-mailbox-full":
     case "mailbox-full":
       return "the server holds too much for them already";
+    case "sender-mailbox-full":
+      return "the server holds too much of your mail already; send again once it is delivered";
     default:
       return `${name} could not open it (${reason}); send it again`;
   }

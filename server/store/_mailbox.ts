@@ -203,7 +203,9 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
 
   #insert(row: CheckedMail): PutResult {
     const size = row.body.length;
-    this.#checkBounds(row.recipientName, row.recipientKey, size);
+    this.#checkRecipient(row.recipientName, row.recipientKey, size);
+    if (row.senderKey !== null) this.#checkSender(row.senderKey, size);
+    this.#checkTotal(size);
     const queuedAt = this.now();
     const expiresAt = queuedAt + this.limits.ttlMs;
     const inserted = this.db.get(
@@ -224,7 +226,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
     return { id: String(inserted?.id), expiresAt, duplicate: false };
   }
 
-  #checkBounds(name: string, recipientKey: string, size: number): void {
+  #checkRecipient(name: string, recipientKey: string, size: number): void {
     const limits = this.limits;
     const held = countOf(
       this.db.get("SELECT items, bytes FROM mail_recipient WHERE recipient_key = ?", recipientKey),
@@ -243,6 +245,26 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
           `${size} more would pass the most, ${limits.maxBytesPerRecipient} bytes`,
       );
     }
+  }
+
+  /** One sender's share, checked before the total so that it is what a flooder hits. */
+  #checkSender(senderKey: string, size: number): void {
+    const limit = this.limits.maxBytesPerSender;
+    const sent = countOf(
+      this.db.get("SELECT items, bytes FROM mail_sender WHERE sender_key = ?", senderKey),
+    );
+    if (sent.bytes + size > limit) {
+      throw new ReelayError(
+        "sender-mailbox-full",
+        `You have too much mail waiting on this server: ${sent.bytes} bytes of your messages ` +
+          `are held until their recipients take them, and ${size} more would pass the most ` +
+          `one sender may have held, ${limit} bytes`,
+      );
+    }
+  }
+
+  #checkTotal(size: number): void {
+    const limits = this.limits;
     const total = countOf(this.db.get("SELECT items, bytes FROM mail_total WHERE id = 1"));
     if (total.bytes + size > limits.maxTotalBytes) {
       throw new ReelayError(

@@ -104,6 +104,26 @@ const MIGRATIONS: readonly string[] = [
     UPDATE registry_total SET people = people - 1;
   END;
   `,
+  // Bytes held per sender, so that one sender cannot fill the whole mailbox (max_bytes_per_sender).
+  `
+  CREATE TABLE mail_sender (
+    sender_key TEXT PRIMARY KEY,
+    items INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  INSERT INTO mail_sender
+    SELECT sender_key, COUNT(*), SUM(size) FROM mail WHERE sender_key IS NOT NULL
+      GROUP BY sender_key;
+  CREATE TRIGGER mail_sender_added AFTER INSERT ON mail WHEN NEW.sender_key IS NOT NULL BEGIN
+    INSERT INTO mail_sender VALUES (NEW.sender_key, 1, NEW.size)
+      ON CONFLICT (sender_key) DO UPDATE SET items = items + 1, bytes = bytes + excluded.bytes;
+  END;
+  CREATE TRIGGER mail_sender_removed AFTER DELETE ON mail WHEN OLD.sender_key IS NOT NULL BEGIN
+    UPDATE mail_sender SET items = items - 1, bytes = bytes - OLD.size
+      WHERE sender_key = OLD.sender_key;
+    DELETE FROM mail_sender WHERE sender_key = OLD.sender_key AND items = 0;
+  END;
+  `,
 ];
 
 /** The schema version this reelay writes. */

@@ -175,7 +175,8 @@ export interface Mailbox {
    * Holds an item, checking the bounds in the same transaction as the insert.
    *
    * Throws `ReelayError` with code `recipient-mailbox-full` (the recipient's items or bytes
-   * would pass their bound; the message says which), `mailbox-full` (the total bytes would),
+   * would pass their bound; the message says which), `sender-mailbox-full` (the bytes of the
+   * sender's held messages would; the SQLite store only), `mailbox-full` (the total bytes would),
    * or `bad-message-id`.
    */
   put(item: NewMail, options?: PutOptions): Promise<PutResult>;
@@ -326,6 +327,8 @@ export interface StoreOptions {
   maxBytesPerRecipient?: number;
   /** Bytes held for everyone together (`[mailbox] max_total_bytes`). */
   maxTotalBytes?: number;
+  /** Bytes of one sender's messages held (`[mailbox] max_bytes_per_sender`), by sender key. */
+  maxBytesPerSender?: number;
   /** How long an item is held before it expires (`[mailbox] ttl_ms`). */
   ttlMs?: number;
   /** One-time prekeys held per identity and kind (`[registry] max_one_time_prekeys`). */
@@ -351,6 +354,7 @@ export const DEFAULT_STORE_LIMITS: Readonly<StoreLimits> = Object.freeze({
   maxItemsPerRecipient: 1000,
   maxBytesPerRecipient: 16 * MIB,
   maxTotalBytes: 512 * MIB,
+  maxBytesPerSender: 32 * MIB,
   ttlMs: 7 * DAY_MS,
   maxOneTimePerKind: 200,
   registryTtlMs: 90 * DAY_MS,

@@ -180,6 +180,8 @@ export const SCHEMA = {
     maxBytesPerRecipient: key(intIn(1024, 2 ** 40), 16 * 1024 * 1024),
     /** Bytes held for everyone together. */
     maxTotalBytes: key(intIn(1024, 2 ** 44), 512 * 1024 * 1024),
+    /** Bytes of one sender's messages held (by key), so one sender cannot fill the total. */
+    maxBytesPerSender: key(intIn(1024, 2 ** 44), 32 * 1024 * 1024),
     /** How long a message is held before it expires and its sender is told. */
     ttlMs: key(intIn(1000, 365 * 24 * 3600 * 1000), 7 * 24 * 3600 * 1000),
   },
