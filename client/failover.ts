@@ -13,8 +13,8 @@ import { ReelayError } from "../shared/errors.ts";
 import type { Address } from "./reconnect.ts";
 
 /**
- * Endings after which the next address is worth a try: this one is down, not answering, full, or
- * up but stuck before its welcome. None of them refuses the person; a changed key, a refused
+ * Endings after which the next address is worth a try: this one is down, not answering, full
+ * (of people, or of connections still joining), or up but stuck before its welcome. None of them refuses the person; a changed key, a refused
  * identity or a name taken would be the same on every node, so they end the join where they are.
  */
 const TRY_NEXT: ReadonlySet<string> = new Set([
@@ -24,6 +24,7 @@ const TRY_NEXT: ReadonlySet<string> = new Set([
   "server-full",
   "host-full",
   "join-timeout",
+  "too-many-pending",
 ]);
 
 /**

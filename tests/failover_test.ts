@@ -7,6 +7,8 @@
 
 import assert from "node:assert/strict";
 import { DEFAULT_RECONNECT } from "../client/mod.ts";
+import { AddressRing } from "../client/failover.ts";
+import { ReelayError } from "../shared/errors.ts";
 import { ServerKey } from "../shared/channel/mod.ts";
 import { joinClient, startTestServer } from "../testing/harness.ts";
 import { within } from "./_deadline.ts";
@@ -112,4 +114,21 @@ Deno.test("failover: a full server met while reconnecting is passed for the next
     await full.close();
     await open.close();
   }
+});
+
+Deno.test("failover: a node flooded with joining connections (too-many-pending) is passed; a name taken is not", async () => {
+  const a = { hostname: "127.0.0.1", port: 1 };
+  const b = { hostname: "127.0.0.2", port: 2 };
+  const flooded = new AddressRing([a, b]);
+  const took = await flooded.connect((address) => {
+    if (address === a) throw new ReelayError("too-many-pending", "Too many connections joining");
+    return Promise.resolve(address);
+  });
+  assert.equal(took, b);
+  const taken = new AddressRing([a, b]);
+  await assert.rejects(
+    () => taken.connect(() => Promise.reject(new ReelayError("name-taken", "Taken"))),
+    (error: unknown) => error instanceof ReelayError && error.code === "name-taken",
+  );
+  assert.equal(taken.current, a);
 });
