@@ -85,9 +85,10 @@ export const mutants: Mutant[] = [
   {
     name: "relayed mail not held until acknowledged (a new connection starts after the old one's)",
     file: "server/mail.ts",
-    find: "const state: State = { fingerprint, draining: true, again: false };",
+    find:
+      "const state: State = { fingerprint, draining: true, again: false, rememberedAt: Date.now() };",
     replace:
-      "const state: State = { fingerprint, draining: true, again: false, after: [...this.#members.get(fingerprint) ?? []].map((m) => this.#state.get(m)?.after).findLast((a) => a !== undefined) };",
+      "const state: State = { fingerprint, draining: true, again: false, rememberedAt: Date.now(), after: [...this.#members.get(fingerprint) ?? []].map((m) => this.#state.get(m)?.after).findLast((a) => a !== undefined) };",
     tests: [{ file: forward, filter: "died unnoticed" }],
   },
   {
