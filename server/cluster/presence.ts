@@ -369,11 +369,12 @@ export class ClusterPresence {
       if (now - heard <= this.#options.ttlMs) continue;
       this.#options.log("warn", `Node ${node} went quiet: its people are removed`);
       const stale = [...this.#people].filter(([, person]) => person.node === node);
-      this.#nodeGone(node);
-      // Free the names at once; previousSeq keeps a name someone took meanwhile.
+      // Free the names before telling anyone they left, so that a name is free once its
+      // leaving is told; previousSeq keeps a name someone took meanwhile.
       for (const [key, person] of stale) {
         await this.#kv.delete(key, { previousSeq: person.revision }).catch(() => {});
       }
+      this.#nodeGone(node);
     }
   }
 
