@@ -367,25 +367,28 @@ Deno.test("attack 4: peers that never read cannot take the server's memory past 
   }
 });
 
+/**
+ * Limits under which only the server-wide queue budget can refuse: the rates, one reader's own
+ * cap and the mailbox's bounds are all far above what the attacks 4b and 4c send.
+ */
+function onlyTheBudgetLimits(config: Config, budget: number): void {
+  config.limits.maxQueueBytes = 64 * 1024 * 1024;
+  config.limits.maxFrameBytes = 128 * 1024;
+  config.limits.maxTotalQueueBytes = budget;
+  config.limits.chatRate = 100_000;
+  config.limits.chatBurst = 100_000;
+  config.limits.chatPairRate = 100_000;
+  config.limits.chatInboundRate = 100_000;
+  // Everything relayed is held until acknowledged, and a sleeper acknowledges nothing.
+  config.mailbox.maxItemsPerRecipient = 100_000;
+  config.mailbox.maxBytesPerRecipient = 1024 * 1024 * 1024;
+  config.mailbox.maxBytesPerSender = 1024 * 1024 * 1024;
+}
+
 Deno.test("attack 4b: past the server-wide budget, the sender is refused and the slow reader stays", async () => {
   const identity = await rawIdentity();
   const budget = 1024 * 1024;
-  // One slow reader whose own cap (half of max_queue_bytes) is far above the budget: only the
-  // server-wide budget can be what refuses.
-  const server = await startServer((config) => {
-    config.limits.maxQueueBytes = 64 * 1024 * 1024;
-    config.limits.maxFrameBytes = 128 * 1024;
-    config.limits.maxTotalQueueBytes = budget;
-    config.limits.chatRate = 100_000;
-    config.limits.chatBurst = 100_000;
-    config.limits.chatPairRate = 100_000;
-    config.limits.chatInboundRate = 100_000;
-    // Everything relayed is held until acknowledged, and the sleeper acknowledges nothing: its
-    // mailbox must have room for what the kernel's buffers take, or it is what refuses.
-    config.mailbox.maxItemsPerRecipient = 100_000;
-    config.mailbox.maxBytesPerRecipient = 1024 * 1024 * 1024;
-    config.mailbox.maxBytesPerSender = 1024 * 1024 * 1024;
-  });
+  const server = await startServer((config) => onlyTheBudgetLimits(config, budget));
   const mallory = await RawClient.connect(server.port);
   const sleeper = await RawClient.connect(server.port);
   try {
@@ -417,18 +420,28 @@ Deno.test("attack 4b: past the server-wide budget, the sender is refused and the
   }
 });
 
+/**
+ * Bytes of held mail sure to fill a reader's socket buffers and then the queue budget: on Linux
+ * a receive buffer may grow to `tcp_rmem`'s maximum (32 MiB here) and a send buffer to 4 MiB.
+ */
+async function backlogPastSocketBuffers(): Promise<number> {
+  const procMaximum = async (path: string, fallback: number) => {
+    try {
+      const fields = (await Deno.readTextFile(path)).trim().split(/\s+/);
+      return Number(fields.at(-1)) || fallback;
+    } catch {
+      return fallback;
+    }
+  };
+  const receive = await procMaximum("/proc/sys/net/ipv4/tcp_rmem", 32 * 1024 * 1024);
+  const send = await procMaximum("/proc/sys/net/ipv4/tcp_wmem", 4 * 1024 * 1024);
+  return receive + send + 8 * 1024 * 1024;
+}
+
 Deno.test("attack 4c: a backlog of held mail feeds a slow reader only within the budget, and it stays", async () => {
   const identity = await rawIdentity();
   const budget = 1024 * 1024;
-  const server = await startServer((config) => {
-    config.limits.maxQueueBytes = 64 * 1024 * 1024;
-    config.limits.maxFrameBytes = 128 * 1024;
-    config.limits.maxTotalQueueBytes = budget;
-    config.limits.chatRate = 100_000;
-    config.limits.chatBurst = 100_000;
-    config.limits.chatPairRate = 100_000;
-    config.limits.chatInboundRate = 100_000;
-  });
+  const server = await startServer((config) => onlyTheBudgetLimits(config, budget));
   const mallory = await RawClient.connect(server.port);
   let sleeper = await RawClient.connect(server.port);
   try {
@@ -436,9 +449,11 @@ Deno.test("attack 4c: a backlog of held mail feeds a slow reader only within the
     assert.equal((await sleeper.join("sleeper", identity)).type, "welcome");
     await sleeper.close();
     await mallory.waitFor((message) => message.type === "left" && message.name === "sleeper");
-    // Far more held for the sleeper than the kernel's socket buffers and the budget take.
-    const envelope = "A".repeat(30 * 1024);
-    for (let ref = 1; ref <= 500; ref++) {
+    // Far more held for the sleeper than the kernel's socket buffers and the budget can take, so
+    // the queue must fill whatever the buffers took (alone, they took all of a 15 MiB backlog).
+    const envelope = "A".repeat(60 * 1024);
+    const count = Math.ceil((await backlogPastSocketBuffers()) / envelope.length);
+    for (let ref = 1; ref <= count; ref++) {
       await mallory.send({ type: "send", ref, to: "sleeper", envelope });
       assert.equal((await mallory.waitFor((message) => message.ref === ref)).type, "queued");
     }
@@ -447,7 +462,7 @@ Deno.test("attack 4c: a backlog of held mail feeds a slow reader only within the
     sleeper.stopReading();
     // Delivering the backlog fills the kernel's buffers, then the queue up to the budget, and
     // waits there: all of it at once would pass the budget and cut the sleeper off.
-    const full = () => server.server.queuedBytes > budget - 64 * 1024;
+    const full = () => server.server.queuedBytes > budget - 128 * 1024;
     await waitUntil(full, "the held mail to fill the queue budget");
     assert.ok(server.server.queuedBytes <= budget, `${server.server.queuedBytes} bytes queued`);
     const bob = await person(server, "bob");
