@@ -14,7 +14,11 @@
  * mutants also carry no meaning; the point here is a short list named after the promises in
  * `docs/security.md`, each paired with the test that claims to show it.
  *
- * Usage: `deno task mutants [--only TEXT]... [--jobs N] [--no-baseline] [--list]`
+ * Usage: `deno task mutants [--only TEXT]... [--jobs N] [--no-baseline] [--list] [--check]`
+ *
+ * `--check` only checks the list against the code (each `find` exactly once, every file there)
+ * and runs nothing: `deno task ok` runs it, so an edit that leaves a mutant stale fails there and
+ * not half an hour into CI's mutant run.
  *
  * The checkout is never written: files are copied (tracked and untracked, minus what git ignores)
  * into one scratch folder per job, and each mutant is applied and undone there.
@@ -49,6 +53,7 @@ interface Options {
   jobs: number;
   baseline: boolean;
   list: boolean;
+  check: boolean;
   timeoutMs: number;
 }
 
@@ -60,6 +65,7 @@ function options(): Options {
       jobs: { type: "string", default: "2" },
       "no-baseline": { type: "boolean", default: false },
       list: { type: "boolean", default: false },
+      check: { type: "boolean", default: false },
       "timeout-s": { type: "string", default: "600" },
     },
   });
@@ -72,6 +78,7 @@ function options(): Options {
     jobs,
     baseline: !values["no-baseline"],
     list: values.list,
+    check: values.check,
     timeoutMs: timeoutS * 1000,
   };
 }
@@ -80,7 +87,7 @@ function usage(problem: string): never {
   say(
     Deno.stderr,
     `${problem}
-Usage: deno task mutants [--only TEXT]... [--jobs N] [--no-baseline] [--timeout-s S] [--list]`,
+Usage: deno task mutants [--only TEXT]... [--jobs N] [--no-baseline] [--timeout-s S] [--list] [--check]`,
   );
   Deno.exit(2);
 }
@@ -325,6 +332,12 @@ async function main(): Promise<void> {
   }
   const started = performance.now();
   const problems = checkList(chosen);
+  if (opts.check) {
+    for (const [name, problem] of problems) say(Deno.stdout, `mutants: STALE ${name} (${problem})`);
+    say(Deno.stdout, `mutants: ${chosen.length} checked, ${problems.size} stale`);
+    if (problems.size > 0) Deno.exit(1);
+    return;
+  }
   const rows: Row[] = [];
   for (const [name, problem] of problems) {
     rows.push({ mutant: name, test: problem, verdict: "stale", seconds: 0 });
