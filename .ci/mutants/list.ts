@@ -1169,6 +1169,16 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/cluster_presence_test.ts", filter: "a node that dies" }],
   },
   {
+    // Commit 7d1db1a: the swap let a person back on another node meet 'Name "bob" is taken'
+    // right after everyone saw bob leave.
+    name: "a dead node's people told gone before their names are free",
+    file: "server/cluster/presence.ts",
+    find: "const stale = [...this.#people].filter(([, person]) => person.node === node);",
+    replace:
+      "const stale = [...this.#people].filter(([, person]) => person.node === node); this.#nodeGone(node);",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "before anyone is told" }],
+  },
+  {
     name: "a worker transcodes a file other than the node's",
     file: "server/cluster/worker.ts",
     find: "if (info.size !== job.size) {",
