@@ -339,6 +339,8 @@ export class PeerConnection implements Recipient {
       case "ack":
         return await this.#context.mail.ack(this, message.mail);
       case "refuse":
+        // A refusal is held like a message (a synced write): it takes from the same rate.
+        this.#takeChatToken();
         return await this.#context.mail.refuse(this, message);
       case "videos":
         return this.#viewer.list(message.ref);
@@ -475,13 +477,18 @@ export class PeerConnection implements Recipient {
     }
   }
 
-  async #send(message: ClientMessage & { type: "send" }): Promise<void> {
+  /** Throws `rate-limited` past `chat_rate` messages (and refusals) a second. */
+  #takeChatToken(): void {
     if (!this.#chat.take()) {
       throw new ReelayError(
         "rate-limited",
         `Too many messages: the limit is ${this.#context.config.limits.chatRate} a second`,
       );
     }
+  }
+
+  async #send(message: ClientMessage & { type: "send" }): Promise<void> {
+    this.#takeChatToken();
     const routed = await this.#context.mail.send(this, message);
     const { status: type, to, id } = routed;
     this.notify({ type, ...refOf(message.ref), to, id });

@@ -21,7 +21,7 @@ import { nameKey, sameName } from "../shared/names.ts";
 import { type Announcement, encodeMessage, type ServerMessage } from "../shared/protocol/mod.ts";
 import type { Directory } from "./directory.ts";
 import type { Recipient as RelayRecipient } from "./relay.ts";
-import type { MailItem, Store } from "./store/mod.ts";
+import type { EndedMail, MailItem, Store } from "./store/mod.ts";
 
 /** What the mailroom needs of a connected person. */
 export interface Recipient extends RelayRecipient {
@@ -161,7 +161,13 @@ export class Mailroom<M extends Recipient> {
     for (const each of members) if (each.closed) members.delete(each);
     this.#members.set(fingerprint, members.add(member));
     this.#track(member, state, async () => {
-      await this.#remember(member, fingerprint);
+      // What is held is theirs whether or not the registry could be written (a busy store).
+      await this.#remember(member, fingerprint).catch((error) => {
+        this.#options.log(
+          "warn",
+          `Could not remember ${JSON.stringify(member.announcement.name)}: ${errorDetail(error)}`,
+        );
+      });
       await this.#deliverHeld(member, state);
     });
   }
@@ -379,21 +385,31 @@ export class Mailroom<M extends Recipient> {
     if (!entry || entry.fingerprint !== refusal.toKey) {
       throw new ReelayError("unknown-recipient", `Nobody called ${JSON.stringify(refusal.to)}`);
     }
+    // Counted against the refuser's share: refusals are mail they cause to be held.
     await this.#hold(entry.fingerprint, entry.name, {
       type: "refused",
       from: member.announcement.name,
       id: refusal.id,
       reason: refusal.reason,
       signature: refusal.signature,
-    });
+    }, this.fingerprintOf(member));
   }
 
-  /** Holds a notice for a person until their client acknowledges it; delivers it if they are here. */
-  async #hold(recipientKey: string, recipientName: string, notice: ServerMessage): Promise<void> {
+  /**
+   * Holds a notice for a person until their client acknowledges it; delivers it if they are here.
+   * `senderKey` is the person whose act it passes on, whose share of the mailbox it takes.
+   */
+  async #hold(
+    recipientKey: string,
+    recipientName: string,
+    notice: ServerMessage,
+    senderKey?: string,
+  ): Promise<void> {
     await this.#store.mailbox.put({
       kind: "notice",
       recipientKey,
       recipientName,
+      ...(senderKey === undefined ? {} : { senderKey }),
       notice: notice as unknown as Record<string, string>,
     });
     this.wake(recipientKey);
@@ -414,22 +430,24 @@ export class Mailroom<M extends Recipient> {
     while (true) {
       const page = await this.#store.mailbox.expire(now, PAGE);
       ended += page.length;
-      for (const item of page) {
-        if (item.kind !== "sealed") continue;
-        await this.#hold(item.senderKey, item.senderName, {
-          type: "failed",
-          to: item.recipientName,
-          id: item.messageId,
-          reason: item.reason,
-        }).catch((error) => {
-          this.#options.log(
-            "warn",
-            `Could not tell a sender about expired mail: ${messageOf(error)}`,
-          );
-        });
-      }
+      await Promise.all(page.map((item) => this.#tellEnded(item)));
       if (page.length < PAGE) return ended;
+      // A page is many synced writes: the connections get a turn before the next one.
+      await new Promise((resolve) => setTimeout(resolve, 0));
     }
+  }
+
+  /** Tells the sender of a sealed message that ended unread (a notice held for them). */
+  async #tellEnded(item: EndedMail): Promise<void> {
+    if (item.kind !== "sealed") return;
+    await this.#hold(item.senderKey, item.senderName, {
+      type: "failed",
+      to: item.recipientName,
+      id: item.messageId,
+      reason: item.reason,
+    }).catch((error) => {
+      this.#options.log("warn", `Could not tell a sender about expired mail: ${messageOf(error)}`);
+    });
   }
 
   #broadcast(sender: M, recipient: M | undefined, message: ServerMessage): void {
@@ -467,6 +485,8 @@ export class Mailroom<M extends Recipient> {
     }).finally(() => {
       state.draining = false;
       this.#draining.delete(task);
+      // Mail put while a delivery failed is not left waiting for the next put or connection.
+      if (state.again && !member.closed) this.#drain(member);
     });
     this.#draining.add(task);
   }

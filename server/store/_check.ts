@@ -139,7 +139,7 @@ export function checkMail(item: NewMail): CheckedMail {
     recipientKey,
     recipientName,
     kind: "notice",
-    senderKey: null,
+    senderKey: item.senderKey === undefined ? null : checkFingerprint(item.senderKey, "Sender key"),
     senderName: null,
     messageId: null,
     body,

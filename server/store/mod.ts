@@ -82,6 +82,12 @@ export interface NewNotice {
   recipientKey: string;
   /** Their name as the server shows it. */
   recipientName: string;
+  /**
+   * The key fingerprint of the person whose act the notice passes on (a refusal's refuser): it
+   * counts against their share of the mailbox like their own messages. None for the server's own
+   * notices (an expiry).
+   */
+  senderKey?: string;
   /** At most {@linkcode MAX_NOTICE_BYTES} bytes once written as JSON. */
   notice: JsonValue;
 }

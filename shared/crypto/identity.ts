@@ -36,6 +36,8 @@ export const MAX_EPOCH_TEXT = 64;
  * for the PKCS#8 form of an RSA-4096 private key, the largest key reelay accepts.
  */
 export const MAX_KEY_TEXT = 4096;
+/** Longest base64 text of an RSA-PSS signature: 512 bytes, from the largest key accepted. */
+export const MAX_SIGNATURE_TEXT = 4 * Math.ceil(MAX_RSA_BITS / 8 / 3);
 
 export { checkName };
 const OAEP: RsaHashedImportParams = { name: "RSA-OAEP", hash: "SHA-256" };

@@ -32,6 +32,7 @@ export {
   MAX_EPOCH_TEXT,
   MAX_KEY_TEXT,
   MAX_RSA_BITS,
+  MAX_SIGNATURE_TEXT,
   MIN_RSA_BITS,
   newEpoch,
   parsePublicIdentity,

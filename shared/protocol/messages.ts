@@ -13,6 +13,7 @@ import {
   MAX_EPOCH_TEXT,
   MAX_INITIAL_MESSAGE_BYTES,
   MAX_KEY_TEXT,
+  MAX_SIGNATURE_TEXT,
   type PublicIdentity,
 } from "../crypto/mod.ts";
 import { ProtocolError } from "../errors.ts";
@@ -285,7 +286,7 @@ function announcement(fields: Fields): Announcement {
     name: string(fields, "name", MAX_NAME_LENGTH),
     keys: keys(fields.keys, "keys"),
     epoch: string(fields, "epoch", MAX_EPOCH_TEXT),
-    signature: string(fields, "signature", MAX_KEY_TEXT),
+    signature: string(fields, "signature", MAX_SIGNATURE_TEXT),
   };
 }
 
@@ -342,14 +343,14 @@ export function parseClientMessage(frame: Frame): ClientMessage {
         toKey: string(fields, "toKey", MAX_FINGERPRINT),
         id: string(fields, "id", MAX_ID),
         reason: string(fields, "reason", MAX_REASON),
-        signature: string(fields, "signature", MAX_KEY_TEXT),
+        signature: string(fields, "signature", MAX_SIGNATURE_TEXT),
       };
     case "hello":
       return {
         type,
         protocol: integer(fields, "protocol", 0, 1000),
         ...announcement(fields),
-        proof: string(fields, "proof", MAX_KEY_TEXT),
+        proof: string(fields, "proof", MAX_SIGNATURE_TEXT),
       };
     case "videos":
       return { type, ...ref(fields) };
@@ -495,7 +496,7 @@ export function parseServerMessage(frame: Frame): ServerMessage {
         from: string(fields, "from", MAX_NAME_LENGTH),
         id: string(fields, "id", MAX_ID),
         reason: string(fields, "reason", MAX_REASON),
-        signature: string(fields, "signature", MAX_KEY_TEXT),
+        signature: string(fields, "signature", MAX_SIGNATURE_TEXT),
         ...optional("mail", optionalString(fields, "mail", MAX_ID)),
       };
     case "directory":
