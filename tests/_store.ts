@@ -36,9 +36,16 @@ export function sealed(from: number, to: number, messageId: string, size = 10): 
   };
 }
 
-/** A server notice for person `to`. */
-export function notice(to: number, text: string): NewNotice {
-  return { kind: "notice", recipientKey: fp(to), recipientName: `p${to}`, notice: { text } };
+/** A server notice for person `to`; `from` is whose act it passes on (a refusal's refuser). */
+export function notice(to: number, text: string, from?: number): NewNotice {
+  const senderKey = from === undefined ? {} : { senderKey: fp(from) };
+  return {
+    kind: "notice",
+    recipientKey: fp(to),
+    recipientName: `p${to}`,
+    ...senderKey,
+    notice: { text },
+  };
 }
 
 /** `count` one-time keys with ids from `first`. */

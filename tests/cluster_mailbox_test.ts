@@ -129,6 +129,21 @@ clusterTest(
 );
 
 clusterTest(
+  "cluster mailbox: a notice passed on from someone (a refusal) takes from their share",
+  async () => {
+    await using nats = await TestNats.start();
+    await using a = await node(nats, { maxBytesPerSender: 1000 });
+    await using b = await node(nats, { maxBytesPerSender: 1000 });
+    await a.mailbox.put(notice(2, "x".repeat(600), 1));
+    await rejectsWith(b.mailbox.put(sealed(1, 3, "b", 401)), "sender-mailbox-full", /611/);
+    await rejectsWith(b.mailbox.put(notice(3, "x".repeat(400), 1)), "sender-mailbox-full");
+    const [held] = await b.mailbox.pending(fp(2), 1);
+    assert.equal(await b.mailbox.remove(fp(2), [held.id]), 1);
+    await a.mailbox.put(sealed(1, 3, "b", 1000));
+  },
+);
+
+clusterTest(
   "cluster mailbox: a put costs the same few requests however much its recipient holds",
   async () => {
     await using nats = await TestNats.start();

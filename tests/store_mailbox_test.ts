@@ -165,6 +165,18 @@ Deno.test("mailbox: sender-mailbox-full when one sender's held bytes would pass"
   await mailbox.put(sealed(1, 3, "b", 1000));
 });
 
+Deno.test("mailbox: a notice passed on from someone (a refusal) takes from their share", async () => {
+  await using store = await openSqliteStore(":memory:", { maxBytesPerSender: 1000 });
+  const { mailbox } = store;
+  await mailbox.put(notice(2, "x".repeat(600), 1));
+  await rejectsWith(mailbox.put(sealed(1, 3, "b", 401)), "sender-mailbox-full", /611 bytes/);
+  await rejectsWith(mailbox.put(notice(3, "x".repeat(400), 1)), "sender-mailbox-full");
+  // Taken out of the share once acknowledged.
+  const [held] = await mailbox.pending(fp(2), 1);
+  await mailbox.remove(fp(2), [held.id]);
+  await mailbox.put(sealed(1, 3, "b", 1000));
+});
+
 Deno.test("mailbox: a bad message id is refused with bad-message-id", async () => {
   await using store = await openSqliteStore(":memory:");
   const { mailbox } = store;

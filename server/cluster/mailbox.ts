@@ -267,7 +267,10 @@ export class JetStreamMailbox implements Mailbox {
           senderName: checked.senderName ?? "",
           messageId: checked.messageId ?? "",
         }
-        : {}),
+        // A notice passed on from someone (a refusal) takes from their share.
+        : checked.senderKey === null
+        ? {}
+        : { senderKey: checked.senderKey }),
     };
     const idKey = meta.kind === "sealed"
       ? messageIdKey(meta.recipientKey, meta.senderKey ?? "", meta.messageId ?? "")
@@ -367,7 +370,9 @@ export class JetStreamMailbox implements Mailbox {
   /** Forgets the message ids of items taken out of their recipient's mailbox. */
   async #forgetIds(items: readonly Held[]): Promise<void> {
     for (const { meta } of items) {
-      if (meta.endReason !== undefined || meta.senderKey === undefined) continue;
+      if (meta.endReason !== undefined || meta.kind !== "sealed" || meta.senderKey === undefined) {
+        continue;
+      }
       await this.#counts.forget(
         messageIdKey(meta.recipientKey, meta.senderKey, meta.messageId ?? ""),
       );
