@@ -64,7 +64,7 @@ const MAX_BAD_MESSAGES = 16;
  * Sends and acknowledgements of one peer waiting for their commit at most, while the next are
  * read; past it the peer is read again once they were answered.
  */
-const MAX_PIPELINED = 64;
+const MAX_PIPELINED = 32;
 
 /**
  * A connected peer, from accept to close.

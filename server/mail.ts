@@ -454,7 +454,9 @@ export class Mailroom<M extends Recipient> {
     for (const other of this.#directory?.members() ?? []) {
       if (other === sender || other === recipient) continue;
       frame ??= encodeMessage(message);
-      other.sendFrame(frame);
+      // A copy someone cannot take now is left out rather than getting them cut off for what
+      // two others said: a burst committed together would otherwise pass a slow reader's queue.
+      if (other.hasRoom(frame.length)) other.sendFrame(frame);
     }
   }
 

@@ -1071,6 +1071,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/conversation_commit_test.ts", filter: "right after a refusal" }],
   },
   {
+    name: "broadcast copies pushed past a reader's queue (it is cut off for what others said)",
+    file: "server/mail.ts",
+    find: "if (other.hasRoom(frame.length)) other.sendFrame(frame);",
+    replace: "other.sendFrame(frame);",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 1d" }],
+  },
+  {
     name: "a send answered before its commit (group commit on the server)",
     file: "server/mail.ts",
     find: "const routed = held.then((): Routed => {",
