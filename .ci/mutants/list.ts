@@ -1222,10 +1222,18 @@ export const mutants: Mutant[] = [
     // right after everyone saw bob leave.
     name: "a dead node's people told gone before their names are free",
     file: "server/cluster/presence.ts",
-    find: "const stale = [...this.#people].filter(([, person]) => person.node === node);",
-    replace:
-      "const stale = [...this.#people].filter(([, person]) => person.node === node); this.#nodeGone(node);",
+    find: "const stale = this.#drop(node);",
+    replace: "const stale = this.#drop(node); for (const [key] of stale) this.#tellDropped(key);",
     tests: [{ file: "tests/cluster_presence_test.ts", filter: "before anyone is told" }],
+  },
+  {
+    // Review finding 3 (the order of 7d1db1a kept them listed while their entries were deleted):
+    // the watch's deletes told them as having left, never as their node gone.
+    name: "a dead node's people told they left, not that their node is gone",
+    file: "server/cluster/presence.ts",
+    find: "const stale = this.#drop(node);",
+    replace: "const stale = [...this.#people].filter(([, person]) => person.node === node);",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "a node that dies" }],
   },
   {
     name: "a worker transcodes a file other than the node's",
