@@ -1,25 +1,26 @@
 /**
- * The client's group commit (client/_group_commit.ts) on its own: what waits for a commit is
+ * The client's group commit (shared/group_commit.ts) on its own: what waits for a commit is
  * told of its own outcome, and what waits for nothing but the order (acks, error events) is never
  * lost with a commit that failed. Each flush is run by the test, so no timer decides the order.
  */
 import assert from "node:assert/strict";
-import { GroupCommit } from "../client/_group_commit.ts";
+import { GroupCommit } from "../shared/group_commit.ts";
 
 /** A group commit whose flushes the test runs, over a transaction that fails while `failing`. */
 function manual() {
   const flushes: (() => void)[] = [];
   const log: string[] = [];
   const state = { failing: false };
-  const commits = new GroupCommit(
-    (flush) => void flushes.push(flush),
-    (body) => {
+  const commits = new GroupCommit({
+    schedule: (flush) => void flushes.push(flush),
+    transaction: (body) => {
       body();
       if (state.failing) throw new Error("disk I/O error (test)");
       log.push("commit");
     },
-    (error) => void log.push(`failed: ${(error as Error).message}`),
-  );
+    failed: (error) => void log.push(`failed: ${(error as Error).message}`),
+    closed: () => new Error("Closed"),
+  });
   const flush = () => {
     assert.equal(flushes.length, 1, "one flush scheduled");
     flushes.shift()!();
