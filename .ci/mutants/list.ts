@@ -1066,8 +1066,8 @@ export const mutants: Mutant[] = [
   {
     name:
       "a failed commit leaves memory ahead of the file (a held message then refused as replayed)",
-    file: "client/_group_commit.ts",
-    find: "this.#failed(error);",
+    file: "shared/group_commit.ts",
+    find: "this.#options.failed?.(error);",
     replace: "",
     tests: [{ file: "tests/conversation_commit_test.ts", filter: "commit failed" }],
   },
@@ -1077,6 +1077,27 @@ export const mutants: Mutant[] = [
     find: "if (live === null) return undefined;",
     replace: "if (live === null) live = undefined;",
     tests: [{ file: "tests/conversation_commit_test.ts", filter: "right after a refusal" }],
+  },
+  {
+    name: "broadcast copies pushed past a reader's queue (it is cut off for what others said)",
+    file: "server/mail.ts",
+    find: "if (other.hasRoom(frame.length)) other.sendFrame(frame);",
+    replace: "other.sendFrame(frame);",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 1d" }],
+  },
+  {
+    name: "a send answered before its commit (group commit on the server)",
+    file: "server/mail.ts",
+    find: "const routed = held.then((): Routed => {",
+    replace: "held.catch(() => {}); const routed = Promise.resolve().then((): Routed => {",
+    tests: [{ file: "tests/server_commit_test.ts", filter: "a commit that fails" }],
+  },
+  {
+    name: "a failed batch answers only the first of a connection's sends (group commit)",
+    file: "server/connection.ts",
+    find: "if (answerable(error)) return this.notify(errorAnswer(error, ref));",
+    replace: "if (answerable(error)) { this.notify(errorAnswer(error, ref)); throw error; }",
+    tests: [{ file: "tests/server_commit_test.ts", filter: "a commit that fails" }],
   },
   {
     name: "people unseen for the registry's time to live kept for ever",
