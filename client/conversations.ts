@@ -42,7 +42,7 @@ import { messageOf, ReelayError } from "../shared/errors.ts";
 import { nameKey } from "../shared/names.ts";
 import type { ClientMessage, ServerMessage } from "../shared/protocol/mod.ts";
 import type { ClientEvent } from "./events.ts";
-import { GroupCommit } from "./_group_commit.ts";
+import { GroupCommit } from "../shared/group_commit.ts";
 import type { ClientStore, DeliveryStatus, HistoryEntry, SealedEntry } from "./store/mod.ts";
 
 /** One-time prekeys of each kind made at first, and again whenever the server runs low. */
@@ -156,16 +156,17 @@ export class Conversations {
     // A flush waits a turn of the event loop, so that the deliveries read together and the
     // sends made together join it, then runs as a task of the queue: never halfway through
     // sealing or opening a message. What one turn stages is bounded by what one turn reads.
-    this.#commits = new GroupCommit(
-      (flush) =>
+    this.#commits = new GroupCommit({
+      schedule: (flush) =>
         setTimeout(() =>
           void this.#queue.run(async () => {
             await this.#sealReceipts().catch((error) => this.#receiptsFailed(error));
             flush();
           }), 0),
-      (body) => this.#store.transaction(body),
-      () => this.#forgetUncommitted(),
-    );
+      transaction: (body) => this.#store.transaction(body),
+      failed: () => this.#forgetUncommitted(),
+      closed: () => new ReelayError("client-store-closed", "The store is closed"),
+    });
   }
 
   /**
@@ -221,29 +222,37 @@ export class Conversations {
     }
     const id = newId();
     const at = Date.now();
-    const open = await this.#queue.run(() => this.#conversation(to));
-    const bundle = open ? undefined : await this.#bundle(to);
-    const sent = await this.#queue.run(async () => {
-      const live = await this.#conversation(to) ?? await this.#start(to, bundle);
-      const envelope = await this.#seal(live, { k: "m", id, text, at });
-      const row = await this.#sealHistory({
-        peer: to.name,
-        direction: "out",
-        id,
-        text,
-        at,
-        status: "sending",
+    // The bundle is fetched outside the queue (its answer comes through the read loop, which may
+    // need the queue) once a run found no conversation: a refusal may end one between two runs.
+    let bundle: ServerMessage | undefined;
+    const seal = () =>
+      this.#queue.run(async () => {
+        const live = await this.#conversation(to) ?? (bundle && await this.#start(to, bundle));
+        if (!live) return undefined;
+        const envelope = await this.#seal(live, { k: "m", id, text, at });
+        const row = await this.#sealHistory({
+          peer: to.name,
+          direction: "out",
+          id,
+          text,
+          at,
+          status: "sending",
+        });
+        // The ratchet state is on disk before the message leaves (ratchet.ts), with its history
+        // row, in the next group commit: a burst of sends waits for the disk once.
+        this.#save(to, live);
+        let reply: Promise<ServerMessage> | undefined;
+        const committed = this.#commits.stage(
+          () => this.#keepHistory(row),
+          () => reply = this.#post(to, id, envelope),
+        );
+        return { reply: committed.then(() => reply!) };
       });
-      // The ratchet state is on disk before the message leaves (ratchet.ts), with its history
-      // row, in the next group commit: a burst of sends waits for the disk once.
-      this.#save(to, live);
-      let reply: Promise<ServerMessage> | undefined;
-      const committed = this.#commits.stage(
-        () => this.#keepHistory(row),
-        () => reply = this.#post(to, id, envelope),
-      );
-      return { reply: committed.then(() => reply!) };
-    });
+    let sent = await seal();
+    while (!sent) {
+      bundle = await this.#bundle(to);
+      sent = await seal();
+    }
     let reply: ServerMessage;
     try {
       reply = await sent.reply;
@@ -675,12 +684,8 @@ export class Conversations {
    * failed write undoes only itself (a savepoint), never the message.
    */
   #keepHistory(row: SealedEntry | undefined): void {
-    if (!row) return;
-    try {
-      this.#store.insertHistory(row);
+    if (row && this.#historyWrite(() => this.#store.insertHistory(row))) {
       this.#historyFailing = false;
-    } catch (error) {
-      this.#historyFailed(error);
     }
   }
 
@@ -691,10 +696,23 @@ export class Conversations {
     status: DeliveryStatus,
     onlyFrom?: readonly DeliveryStatus[],
   ): void {
+    this.#historyWrite(() => this.#store.markHistory(peer, id, status, onlyFrom));
+  }
+
+  /**
+   * Runs a history write; whether it was made. A failure is told and passed over, unless SQLite
+   * undid the whole transaction it ran in: the batch's later writes would then each commit alone,
+   * outside it (a message's id seen without its state: lost on its redelivery), so it stops here.
+   */
+  #historyWrite(write: () => void): boolean {
+    const inside = this.#store.inTransaction;
     try {
-      this.#store.markHistory(peer, id, status, onlyFrom);
+      write();
+      return true;
     } catch (error) {
+      if (inside && !this.#store.inTransaction) throw error;
       this.#historyFailed(error);
+      return false;
     }
   }
 

@@ -4,6 +4,9 @@ import { headers, type Msg } from "@nats-io/transport-node";
 import { ClusterPresence } from "../server/cluster/presence.ts";
 import { connectNats } from "../server/cluster/nats.ts";
 import { ClusterRelay, deliverSubject } from "../server/cluster/relay.ts";
+import { ClusterPeople } from "../server/cluster/people.ts";
+import type { Recipient } from "../server/relay.ts";
+import { ReelayError } from "../shared/errors.ts";
 import { deferred } from "../shared/async.ts";
 import { encodeFields, utf8 } from "../shared/bytes.ts";
 import { within } from "./_deadline.ts";
@@ -25,9 +28,15 @@ function clusterTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name: `${name}${NATS_SKIP_NOTE}`, ignore: !NATS_SERVER_PRESENT, fn });
 }
 
-async function openNode(nats: TestNats, nodeId: string, lines = new Lines(), ttlMs = 6000) {
+async function openNode(
+  nats: TestNats,
+  nodeId: string,
+  lines = new Lines(),
+  ttlMs = 6000,
+  bucket?: string,
+) {
   const nc = await connectNode(nats, nodeId, lines);
-  const presence = await ClusterPresence.open(nc, { nodeId, ttlMs, log: lines.log });
+  const presence = await ClusterPresence.open(nc, { nodeId, ttlMs, bucket, log: lines.log });
   return {
     nc,
     presence,
@@ -100,24 +109,44 @@ clusterTest(
   "cluster presence: a node that dies has its people removed and their names freed",
   async () => {
     await using nats = await TestNats.start();
-    await using a = await openNode(nats, "node-a", new Lines(), SHORT_TTL_MS);
+    // The bucket keeps entries for ten minutes, so that NATS's expiry never frees carol's name
+    // within the test: node a's delete does, and its watch sees that delete every time.
+    const bucket = "presence-dies";
+    const setup = await connectNode(nats, "setup");
+    await new Kvm(setup).create(bucket, { ttl: 600_000, history: 1 });
+    await setup.close();
+    await using a = await openNode(nats, "node-a", new Lines(), SHORT_TTL_MS, bucket);
     const lines = new Lines();
-    const doomed = await openNode(nats, "node-doomed", lines, SHORT_TTL_MS);
-    await doomed.presence.claim("carol", info("carol"));
-    await waitUntil(() => a.presence.get("carol") !== undefined, "carol to show on node a");
-    // How soon is not what a loaded machine can show: the deadline is generous.
-    const left = nextEvent(
-      a.presence,
-      (e) => e.type === "left" && e.person.name === "carol",
-      30_000,
-      "carol removed",
-    );
-    // The node loses NATS without a word: no release, no goodbye.
-    await doomed.nc.close();
-    const event = await left;
-    assert.equal(event.type === "left" && event.why, "node-gone");
-    await a.presence.claim("carol", info("carol"));
-    await doomed.presence.close(); // stops its timer; NATS is gone for it
+    const doomed = await openNode(nats, "node-doomed", lines, SHORT_TTL_MS, bucket);
+    const told: string[] = [];
+    const stop = a.presence.subscribe((event) => {
+      if (event.person.name === "carol") told.push(`${event.type} ${event.person.node}`);
+    });
+    try {
+      await doomed.presence.claim("carol", info("carol"));
+      await waitUntil(() => a.presence.get("carol") !== undefined, "carol to show on node a");
+      // How soon is not what a loaded machine can show: the deadline is generous.
+      const left = nextEvent(
+        a.presence,
+        (e) => e.type === "left" && e.person.name === "carol",
+        30_000,
+        "carol removed",
+      );
+      // The node loses NATS without a word: no release, no goodbye.
+      await doomed.nc.close();
+      const event = await left;
+      // Told as her node gone, though the delete that freed her name comes back through the
+      // watch like anyone's leaving (review finding 3: it was told as "left").
+      assert.equal(event.type === "left" && event.why, "node-gone");
+      // Only node a's delete can have freed the name in this bucket.
+      await a.presence.claim("carol", info("carol"));
+      // Her claim on node a comes through the watch after the delete: all of it was told, once.
+      await waitUntil(() => a.presence.get("carol")?.node === "node-a", "carol again on node a");
+      assert.deepEqual(told, ["joined node-doomed", "left node-doomed", "joined node-a"]);
+    } finally {
+      stop();
+      await doomed.presence.close(); // stops its timer; NATS is gone for it
+    }
   },
 );
 
@@ -228,6 +257,65 @@ clusterTest(
     } finally {
       await relayA.close();
       await relayB.close();
+      await ncA.close();
+      await ncB.close();
+    }
+  },
+);
+
+/** A person connected to a node, whose connection takes envelopes through `deliver`. */
+function person(name: string, deliver: Recipient["deliver"]): Recipient {
+  return {
+    announcement: { name, keys: { encryptionKey: "e", signingKey: "s" }, epoch: "", signature: "" },
+    sendFrame: () => {},
+    deliver,
+  };
+}
+
+clusterTest(
+  "cluster relay: a delivery the recipient's limits refuse tells the sender why, not that they are gone",
+  async () => {
+    await using nats = await TestNats.start();
+    const [linesA, linesB] = [new Lines(), new Lines()];
+    const ncA = await connectNode(nats, "node-a", linesA);
+    const ncB = await connectNode(nats, "node-b", linesB);
+    const open = (nc: typeof ncA, nodeId: string, lines: Lines) =>
+      ClusterPeople.open<Recipient>(nc, { nodeId, presenceTtlMs: 6000, log: lines.log });
+    const a = await open(ncA, "node-a", linesA);
+    const b = await open(ncB, "node-b", linesB);
+    // Bob's connection refuses as a PeerConnection's inbound limits do, then takes the next.
+    const refusals = [
+      new ReelayError("rate-limited", 'Too many messages to "bob": the limit is 1 a second'),
+      new ReelayError("recipient-busy", '"bob" is receiving more than 2 messages a second'),
+    ];
+    const got: string[] = [];
+    const bob = person("bob", (from) => {
+      const refusal = refusals.shift();
+      if (refusal) throw refusal;
+      got.push(from);
+      return true;
+    });
+    const alice = person("alice", () => true);
+    try {
+      await b.join(bob);
+      await a.join(alice);
+      await waitUntil(() => a.present("bob"), "bob to show on node a");
+      const envelope = new Uint8Array([1, 2, 3]);
+      // Told as on one node (review finding 10: both were "bob is no longer online").
+      await rejectsWith(a.route(alice, "bob", envelope, "m-1"), "rate-limited", /^Too many/);
+      await rejectsWith(a.route(alice, "bob", envelope, "m-2"), "recipient-busy", /^"bob" is/);
+      assert.equal(await a.route(alice, "bob", envelope, "m-3"), "bob");
+      assert.deepEqual(got, ["alice"]);
+      assert.deepEqual(linesB.lines.filter((line) => /Malformed/.test(line)), []);
+      // What is malformed is still answered as not delivered, and logged on the recipient's node.
+      const garbage = await ncA.request(deliverSubject("node-b"), new Uint8Array([0, 0, 0, 9]), {
+        timeout: 20_000,
+      });
+      assert.deepEqual([...garbage.data], [0]);
+      assert.equal(linesB.lines.filter((line) => /Malformed delivery/.test(line)).length, 1);
+    } finally {
+      await a.close();
+      await b.close();
       await ncA.close();
       await ncB.close();
     }
