@@ -106,6 +106,14 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/cluster_presence_test.ts", filter: "cluster relay" }],
   },
   {
+    // Review finding 10: the sender was told "no longer online" by the recipient's own limits.
+    name: "a refusal by a recipient's limits on another node told as the recipient gone",
+    file: "server/cluster/relay.ts",
+    find: "REFUSALS.has(error.code)) return encodeRefusal(error);",
+    replace: "REFUSALS.has(error.code)) return NOT_DELIVERED;",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "limits refuse" }],
+  },
+  {
     name: "names case-sensitive",
     file: "shared/names.ts",
     find: "for (const char of name.toLowerCase()) key",
