@@ -1072,6 +1072,28 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/conversation_commit_test.ts", filter: "commit failed" }],
   },
   {
+    name: "a transaction SQLite undid lets the rest of the batch commit alone (a message lost)",
+    file: "client/conversations.ts",
+    find: "if (inside && !this.#store.inTransaction) throw error;",
+    replace: "",
+    tests: [{ file: "tests/conversation_commit_test.ts", filter: "undoes the whole transaction" }],
+  },
+  {
+    name: "a failed commit drops the acks and error events queued behind it",
+    file: "shared/group_commit.ts",
+    find: "if (step.needsCommit) step.settled.reject(error);",
+    replace: "if (true) step.settled.reject(error);",
+    tests: [{ file: "tests/group_commit_test.ts", filter: "still runs what afterPending queued" }],
+  },
+  {
+    name: "one after's throw rejects every stager of the batch",
+    file: "shared/group_commit.ts",
+    find: "for (const step of batch.steps) settle(step);",
+    replace:
+      "const first = batch.steps.flatMap((step) => { try { step.run?.(); return []; } catch (error) { return [error]; } })[0]; for (const step of batch.steps) first === undefined ? step.settled.resolve() : step.settled.reject(first);",
+    tests: [{ file: "tests/group_commit_test.ts", filter: "rejects only its own stager" }],
+  },
+  {
     name: "an ended conversation read back from the file before its delete commits",
     file: "client/conversations.ts",
     find: "if (live === null) return undefined;",
