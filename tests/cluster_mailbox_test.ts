@@ -4,6 +4,8 @@ import type { NatsConnection } from "../server/cluster/nats.ts";
 import type { MailItem } from "../server/store/mod.ts";
 import { connectNode, NATS_SERVER_PRESENT, NATS_SKIP_NOTE, TestNats } from "./_cluster.ts";
 import { bytes, Clock, fp, notice, rejectsWith, sealed } from "./_store.ts";
+import { deferred } from "../shared/async.ts";
+import { within } from "./_deadline.ts";
 
 function clusterTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name: `${name}${NATS_SKIP_NOTE}`, ignore: !NATS_SERVER_PRESENT, fn });
@@ -79,14 +81,14 @@ clusterTest(
     await using a = await node(nats, limits);
     await using b = await node(nats, limits);
     const outcomes = await Promise.all(
-      Array.from({ length: 12 }, (_, i) =>
+      Array.from({ length: 24 }, (_, i) =>
         (i % 2 ? a : b).mailbox.put(sealed(1, 2, `m${i}`)).then(
           () => "held",
           (error) => error.code,
         )),
     );
     assert.equal(outcomes.filter((outcome) => outcome === "held").length, 5, String(outcomes));
-    assert.equal(outcomes.filter((o) => o === "recipient-mailbox-full").length, 7);
+    assert.equal(outcomes.filter((o) => o === "recipient-mailbox-full").length, 19);
     assert.equal((await a.mailbox.count(fp(2))).items, 5);
     // The byte bound too.
     await using c = await node(nats, { maxBytesPerRecipient: 100 });
@@ -96,6 +98,77 @@ clusterTest(
       "recipient-mailbox-full",
       /90 bytes/,
     );
+  },
+);
+
+clusterTest(
+  "cluster mailbox: one sender's held bytes are bounded across nodes, and freed as mail leaves",
+  async () => {
+    await using nats = await TestNats.start();
+    const clock = new Clock();
+    const limits = { maxBytesPerSender: 1000, now: clock.now, ttlMs: 1000 };
+    await using a = await node(nats, limits);
+    await using b = await node(nats, limits);
+    await a.mailbox.put(sealed(1, 2, "to-p2", 600));
+    await b.mailbox.put(sealed(1, 3, "to-p3", 300));
+    // On either node, to anyone: the sender's share is the cluster's, not a node's.
+    await rejectsWith(b.mailbox.put(sealed(1, 4, "one-more", 200)), "sender-mailbox-full", /900/);
+    await rejectsWith(a.mailbox.put(sealed(1, 2, "again", 101)), "sender-mailbox-full");
+    // Another sender is not held back by the first one's share.
+    await b.mailbox.put(sealed(5, 4, "other-sender", 200));
+    // Acknowledged mail leaves the sender's share (and its recipient's) on every node.
+    const [toP2] = await b.mailbox.pending(fp(2), 1);
+    assert.equal(await b.mailbox.remove(fp(2), [toP2.id]), 1);
+    await a.mailbox.put(sealed(1, 4, "one-more", 700));
+    await rejectsWith(b.mailbox.put(sealed(1, 4, "past", 1)), "sender-mailbox-full", /1000/);
+    // So does expired mail, once a node sweeps it.
+    clock.time += 2000;
+    assert.equal((await a.mailbox.expire(clock.time)).length, 3);
+    await b.mailbox.put(sealed(1, 2, "after-sweep", 1000));
+  },
+);
+
+clusterTest(
+  "cluster mailbox: a put costs the same few requests however much its recipient holds",
+  async () => {
+    await using nats = await TestNats.start();
+    await using n = await node(nats, { maxItemsPerRecipient: 200 });
+    const requestsOfPut = async (messageId: string) => {
+      const before = n.nc.stats().outMsgs;
+      await n.mailbox.put(sealed(1, 2, messageId, 1000));
+      return n.nc.stats().outMsgs - before;
+    };
+    await n.mailbox.put(sealed(1, 2, "first"));
+    const withOne = await requestsOfPut("second");
+    for (let i = 0; i < 60; i++) await n.mailbox.put(sealed(1, 2, `filler-${i}`));
+    // Counted, not read: a put read every item held for its recipient before (62 requests here).
+    assert.equal(await requestsOfPut("last"), withOne);
+    assert.ok(withOne <= 8, `${withOne} requests for one put`);
+    assert.deepEqual(await n.mailbox.count(fp(2)), { items: 63, bytes: 2000 + 61 * 10 });
+  },
+);
+
+clusterTest(
+  "cluster mailbox: other nodes are woken by a put without receiving its envelope",
+  async () => {
+    await using nats = await TestNats.start();
+    await using a = await node(nats);
+    await using b = await node(nats);
+    const woken = deferred<string>();
+    const stop = b.mailbox.watch(woken.resolve);
+    try {
+      await b.nc.flush(); // the subscription is in place before the put
+      const before = b.nc.stats().inBytes;
+      await a.mailbox.put(sealed(1, 2, "large", 200_000));
+      assert.equal(await within(woken.promise, 20_000, "the wake-up on node b"), fp(2));
+      const received = b.nc.stats().inBytes - before;
+      assert.ok(received < 4096, `node b received ${received} bytes for a 200 kB put`);
+      // The recipient's node reads the envelope when it delivers.
+      const [held] = await b.mailbox.pending(fp(2), 1);
+      assert.deepEqual(held.kind === "sealed" && held.envelope, bytes(200_000, 2));
+    } finally {
+      stop();
+    }
   },
 );
 

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
+import { Kvm } from "@nats-io/kv";
+import { headers, type Msg } from "@nats-io/transport-node";
 import { ClusterPresence } from "../server/cluster/presence.ts";
 import { connectNats } from "../server/cluster/nats.ts";
 import { ClusterRelay, deliverSubject } from "../server/cluster/relay.ts";
-import { encodeFields } from "../shared/bytes.ts";
+import { deferred } from "../shared/async.ts";
+import { encodeFields, utf8 } from "../shared/bytes.ts";
+import { within } from "./_deadline.ts";
 import { rejectsWith } from "./_store.ts";
 import { waitUntil } from "./_raw.ts";
 import {
@@ -114,6 +118,69 @@ clusterTest(
     assert.equal(event.type === "left" && event.why, "node-gone");
     await a.presence.claim("carol", info("carol"));
     await doomed.presence.close(); // stops its timer; NATS is gone for it
+  },
+);
+
+clusterTest(
+  "cluster presence: a dead node's names are free in NATS before anyone is told they left",
+  async () => {
+    await using nats = await TestNats.start();
+    // The bucket keeps entries for ten minutes, so that only the surviving node's delete can
+    // free the name within the test: with the nodes' own TTL, NATS's expiry races that delete.
+    const bucket = "presence-order";
+    const setup = await connectNode(nats, "setup");
+    const kv = await new Kvm(setup).create(bucket, { ttl: 600_000, history: 1 });
+    const open = async (nodeId: string) => {
+      const lines = new Lines();
+      const nc = await connectNode(nats, nodeId, lines);
+      const presence = await ClusterPresence.open(nc, {
+        nodeId,
+        ttlMs: SHORT_TTL_MS,
+        bucket,
+        log: lines.log,
+      });
+      return { nc, presence };
+    };
+    const a = await open("node-a");
+    const doomed = await open("node-doomed");
+    try {
+      await doomed.presence.claim("dave", info("dave"));
+      const keys: string[] = [];
+      for await (const key of await kv.keys("person.>")) keys.push(key);
+      assert.equal(keys.length, 1);
+      const held = await kv.get(keys[0]);
+      assert.ok(held?.operation === "PUT");
+      // The probe, sent from node a's listener the moment it tells that dave left: an update
+      // of dave's entry at the revision he held. It leaves on node a's own connection before
+      // anything node a sends afterwards, so NATS orders it before any later delete: it is
+      // refused only if dave's entry was already gone when his leaving was told.
+      const probe = deferred<Msg>();
+      const stop = a.presence.subscribe((event) => {
+        if (event.type !== "left" || event.person.name !== "dave") return;
+        const expect = headers();
+        expect.set("Nats-Expected-Last-Subject-Sequence", String(held.revision));
+        a.nc.request(`$KV.${bucket}.${keys[0]}`, utf8("probe"), {
+          headers: expect,
+          timeout: 20_000,
+        })
+          .then(probe.resolve, probe.reject);
+      });
+      // The node loses NATS without a word: no release, no goodbye.
+      await doomed.nc.close();
+      const answer = await within(probe.promise, 30_000, "dave's leaving told on node a");
+      stop();
+      const ack = answer.json<{ seq?: number; error?: { err_code?: number } }>();
+      assert.equal(
+        ack.error?.err_code,
+        10071,
+        `dave's entry was still there: ${JSON.stringify(ack)}`,
+      );
+    } finally {
+      await doomed.presence.close();
+      await a.presence.close();
+      await a.nc.close();
+      await setup.close();
+    }
   },
 );
 

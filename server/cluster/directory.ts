@@ -23,7 +23,6 @@ import type { NatsConnection } from "./nats.ts";
 import { type Bytes, fromBase64, toBase64, toHex, utf8 } from "../../shared/bytes.ts";
 import { messageOf, ReelayError } from "../../shared/errors.ts";
 import {
-  checkFingerprint,
   checkLimit,
   checkOneTimeKeys,
   checkTime,
@@ -50,13 +49,10 @@ import {
   type RememberResult,
   type StoreOptions,
 } from "../store/mod.ts";
-import { isWrongLastSequence } from "./_errors.ts";
+import { token, withCas } from "./_kv.ts";
 
 /** The bucket's default name. */
 export const DIRECTORY_BUCKET = "reelay-directory";
-
-/** How many times a compare-and-set is retried after losing a race. */
-const CAS_ATTEMPTS = 32;
 
 /** Options of {@linkcode KvDirectory.open}. */
 export type KvDirectoryOptions =
@@ -84,11 +80,6 @@ function nameKeyOf(nameKey: string): string {
   return `name.${toHex(utf8(nameKey))}`;
 }
 
-/** A fingerprint as a KV key token (":" is not allowed in keys). */
-function token(fingerprint: string): string {
-  return checkFingerprint(fingerprint).replaceAll(":", "");
-}
-
 function jsonOf<T>(value: Uint8Array): T {
   return JSON.parse(decoder.decode(value)) as T;
 }
@@ -98,20 +89,6 @@ function notRegistered(fingerprint: string): ReelayError {
     "not-registered",
     `Key ${shown(fingerprint)} is not registered on this server: join before publishing prekeys`,
   );
-}
-
-/**
- * Runs `step` (a read, then a compare-and-set write) until it does not lose a race.
- */
-async function withCas<T>(what: string, step: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-    try {
-      return await step();
-    } catch (error) {
-      if (!isWrongLastSequence(error)) throw error;
-    }
-  }
-  throw new ReelayError("store-busy", `${what} lost ${CAS_ATTEMPTS} races in a row: try again`);
 }
 
 /**

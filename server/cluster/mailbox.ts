@@ -3,11 +3,14 @@
  * subject per recipient (`reelay.mail.<recipient key>`), so it survives any node's restart and
  * any node can deliver it. An item's id is its stream sequence.
  *
- * Bounds are atomic without a lock: a put reads what the recipient holds, then publishes with
- * JetStream's expected last subject sequence, so a put that raced another for the same
- * recipient fails and is tried again on fresh counts. The total bound is the stream's
+ * Bounds are checked on counts kept beside the stream (`_mail_counts.ts`: per recipient and per
+ * sender, each changed by compare-and-set), so a put reads two counts, not every item held, and
+ * two nodes racing past a bound hold exactly the bound. The total bound is the stream's
  * `max_bytes` with discard-new, which counts JetStream's own bytes (subject and our metadata
  * too), so it bites a little before the envelopes alone reach it.
+ *
+ * A put wakes the nodes with an empty message on `<prefix>-held.<recipient key>` once the item is
+ * stored: every node learns that mail came, and only the recipient's node reads it.
  *
  * Mail whose recipient was dropped or changed key is ended by {@linkcode JetStreamMailbox.end}:
  * each item moves to `<prefix>.ended.<recipient key>` with its reason, where no delivery looks
@@ -21,6 +24,8 @@ import type { NatsConnection } from "./nats.ts";
 import { ByteReader, type Bytes, encodeFields, fromUtf8, utf8 } from "../../shared/bytes.ts";
 import { messageOf, ReelayError } from "../../shared/errors.ts";
 import { checkFingerprint, checkLimit, checkMail, checkTime, shown } from "../store/checks.ts";
+// The single server's refusals, word for word.
+import { checkRecipientRoom, checkSenderRoom } from "../store/checks.ts";
 import {
   DEFAULT_STORE_LIMITS,
   type EndedMail,
@@ -38,14 +43,28 @@ import {
   type PutResult,
   type StoreOptions,
 } from "../store/mod.ts";
-import { apiCode, isWrongLastSequence, JS_MAXIMUM_BYTES } from "./_errors.ts";
+import { apiCode, JS_MAXIMUM_BYTES } from "./_errors.ts";
+import {
+  type CountKey,
+  MailCounts,
+  messageIdKey,
+  recipientCount,
+  senderCount,
+} from "./_mail_counts.ts";
 
 /** The stream's default name. */
 export const MAIL_STREAM = "REELAY_MAIL";
 
 /** Bounds and clock of the JetStream mailbox (the same keys as the SQLite store's). */
 export type JetStreamMailboxOptions =
-  & Pick<StoreOptions, "maxItemsPerRecipient" | "maxBytesPerRecipient" | "maxTotalBytes" | "ttlMs">
+  & Pick<
+    StoreOptions,
+    | "maxItemsPerRecipient"
+    | "maxBytesPerRecipient"
+    | "maxBytesPerSender"
+    | "maxTotalBytes"
+    | "ttlMs"
+  >
   & {
     /** The stream's name (tests use their own). */
     stream?: string;
@@ -53,8 +72,6 @@ export type JetStreamMailboxOptions =
     now?: () => number;
   };
 
-/** How many times a put retries after losing a race for the same recipient. */
-const PUT_ATTEMPTS = 16;
 /** Held past their time only this long if no node sweeps (the stream's own max age). */
 const BACKSTOP_MS = 60 * 60 * 1000;
 
@@ -120,6 +137,10 @@ function itemOf(held: Held): MailItem {
   return { ...parties, notice, ...stamp };
 }
 
+function countItems(held: readonly Held[]): MailCount {
+  return { items: held.length, bytes: held.reduce((sum, item) => sum + item.body.length, 0) };
+}
+
 function seqOf(id: MailId): number | undefined {
   return /^[1-9]\d{0,15}$/.test(id) ? Number(id) : undefined;
 }
@@ -139,21 +160,25 @@ export class JetStreamMailbox implements Mailbox {
   readonly #stream: string;
   readonly #limits: Required<Omit<JetStreamMailboxOptions, "stream" | "now">>;
   readonly #now: () => number;
+  readonly #counts: MailCounts;
 
   private constructor(
     nc: NatsConnection,
     jsm: JetStreamManager,
     stream: string,
+    counts: MailCounts,
     options: JetStreamMailboxOptions,
   ) {
     this.#nc = nc;
     this.#jsm = jsm;
     this.#stream = stream;
+    this.#counts = counts;
     this.#limits = {
       maxItemsPerRecipient: options.maxItemsPerRecipient ??
         DEFAULT_STORE_LIMITS.maxItemsPerRecipient,
       maxBytesPerRecipient: options.maxBytesPerRecipient ??
         DEFAULT_STORE_LIMITS.maxBytesPerRecipient,
+      maxBytesPerSender: options.maxBytesPerSender ?? DEFAULT_STORE_LIMITS.maxBytesPerSender,
       maxTotalBytes: options.maxTotalBytes ?? DEFAULT_STORE_LIMITS.maxTotalBytes,
       ttlMs: options.ttlMs ?? DEFAULT_STORE_LIMITS.ttlMs,
     };
@@ -168,10 +193,14 @@ export class JetStreamMailbox implements Mailbox {
     const stream = options.stream ?? MAIL_STREAM;
     try {
       const jsm = await jetstreamManager(nc);
-      const mailbox = new JetStreamMailbox(nc, jsm, stream, options);
+      const maxAgeMs = (options.ttlMs ?? DEFAULT_STORE_LIMITS.ttlMs) + BACKSTOP_MS;
+      // The counts live as long as the mail they count: an entry unwritten that long counts
+      // nothing still held.
+      const counts = await MailCounts.open(nc, `${stream}_COUNTS`, maxAgeMs);
+      const mailbox = new JetStreamMailbox(nc, jsm, stream, counts, options);
       const limits = {
         max_bytes: mailbox.#limits.maxTotalBytes,
-        max_age: (mailbox.#limits.ttlMs + BACKSTOP_MS) * 1_000_000,
+        max_age: maxAgeMs * 1_000_000,
       };
       const found = await jsm.streams.info(stream).catch(() => undefined);
       if (found) {
@@ -205,13 +234,18 @@ export class JetStreamMailbox implements Mailbox {
     return `${this.#prefix}.${recipientKey}`;
   }
 
+  /** Where a put tells every node that mail came for a recipient (outside the stream). */
+  get #heldPrefix(): string {
+    return `${this.#prefix}-held`;
+  }
+
   /**
-   * Calls `onHeld` with the recipient key of every item any node puts from now on (a plain
-   * subscription on the stream's subjects), so the node where the recipient is connected can
-   * deliver it at once. Returns a function that stops it.
+   * Calls `onHeld` with the recipient key of every item any node puts from now on, once it is
+   * stored, so the node where the recipient is connected can deliver it at once. The wake-up
+   * carries no mail: only that node reads it. Returns a function that stops it.
    */
   watch(onHeld: (recipientKey: string) => void): () => void {
-    const prefix = `${this.#prefix}.`;
+    const prefix = `${this.#heldPrefix}.`;
     const subscription = this.#nc.subscribe(`${prefix}*`, {
       callback: (error, message) => {
         if (error === null) onHeld(message.subject.slice(prefix.length));
@@ -235,59 +269,117 @@ export class JetStreamMailbox implements Mailbox {
         }
         : {}),
     };
-    const subject = this.#subject(meta.recipientKey);
-    for (let attempt = 0; attempt < PUT_ATTEMPTS; attempt++) {
-      const held = await this.#all(subject);
-      if (meta.kind === "sealed") {
-        const same = held.find((other) =>
-          other.meta.kind === "sealed" && other.meta.senderKey === meta.senderKey &&
-          other.meta.messageId === meta.messageId
-        );
-        if (same) {
-          return { id: String(same.seq), expiresAt: same.meta.expiresAt, duplicate: true };
-        }
-      }
-      this.#checkRecipientBounds(meta.recipientName, held, body.length);
-      const queuedAt = this.#now();
-      const expiresAt = queuedAt + this.#limits.ttlMs;
-      const payload = encodeFields([
-        utf8(JSON.stringify({ ...meta, queuedAt, expiresAt })),
-        body,
-      ]);
-      try {
-        const js = this.#jsm.jetstream();
-        const ack = await js.publish(subject, payload, {
-          expect: { lastSubjectSequence: held.at(-1)?.seq ?? 0 },
-        });
-        return { id: String(ack.seq), expiresAt, duplicate: false };
-      } catch (error) {
-        if (isWrongLastSequence(error)) continue;
-        throw this.#putFailure(error, body.length);
-      }
+    const idKey = meta.kind === "sealed"
+      ? messageIdKey(meta.recipientKey, meta.senderKey ?? "", meta.messageId ?? "")
+      : undefined;
+    const same = idKey && await this.#call(() => this.#heldAs(idKey, meta));
+    if (same) return same;
+    await this.#call(() => this.#reserve(meta, body.length));
+    const queuedAt = this.#now();
+    const expiresAt = queuedAt + this.#limits.ttlMs;
+    const payload = encodeFields([utf8(JSON.stringify({ ...meta, queuedAt, expiresAt })), body]);
+    let seq: number;
+    try {
+      seq = (await this.#jsm.jetstream().publish(this.#subject(meta.recipientKey), payload)).seq;
+    } catch (error) {
+      await this.#unreserve(meta, body.length);
+      throw this.#putFailure(error, body.length);
     }
-    throw new ReelayError(
-      "store-busy",
-      `Too many puts at once for ${shown(meta.recipientName)}: try again`,
-    );
+    const first = idKey && await this.#call(() => this.#counts.record(idKey, seq));
+    if (first) {
+      // Another node held the same message at the same moment, and recorded it first.
+      await this.#delete(seq);
+      await this.#unreserve(meta, body.length);
+      return { id: String(first), expiresAt, duplicate: true };
+    }
+    this.#nc.publish(`${this.#heldPrefix}.${meta.recipientKey}`);
+    return { id: String(seq), expiresAt, duplicate: false };
   }
 
-  #checkRecipientBounds(name: string, held: Held[], size: number): void {
-    const limits = this.#limits;
-    if (held.length + 1 > limits.maxItemsPerRecipient) {
-      throw new ReelayError(
-        "recipient-mailbox-full",
-        `The mailbox for ${shown(name)} is full: ${held.length} items are held for them, the ` +
-          `most is ${limits.maxItemsPerRecipient}`,
+  /** The put result of the item held under a message id's `idKey`, if it is still held. */
+  async #heldAs(
+    idKey: string,
+    meta: Omit<Meta, "queuedAt" | "expiresAt">,
+  ): Promise<PutResult | undefined> {
+    const seq = await this.#counts.sequence(idKey);
+    if (seq === undefined) return undefined;
+    const message = await this.#get({ seq });
+    if (message?.subject === this.#subject(meta.recipientKey)) {
+      const held = heldOf(message);
+      return { id: String(seq), expiresAt: held.meta.expiresAt, duplicate: true };
+    }
+    // Taken out without its id forgotten (a node died in between).
+    await this.#counts.forget(idKey);
+    return undefined;
+  }
+
+  /** Counts the item for its recipient and its sender, refusing it past their bounds. */
+  async #reserve(meta: Omit<Meta, "queuedAt" | "expiresAt">, size: number): Promise<void> {
+    const recipient = recipientCount(meta.recipientKey);
+    await this.#counts.add(
+      recipient,
+      size,
+      (held) => checkRecipientRoom(meta.recipientName, held, size, this.#limits),
+      // Mail held before the counts were kept (a node of an older build put it).
+      async () => countItems(await this.#all(this.#subject(meta.recipientKey))),
+    );
+    if (meta.senderKey === undefined) return;
+    try {
+      await this.#counts.add(
+        senderCount(meta.senderKey),
+        size,
+        (sent) => checkSenderRoom(sent, size, this.#limits.maxBytesPerSender),
+        () => Promise.resolve({ items: 0, bytes: 0 }),
+      );
+    } catch (error) {
+      await this.#counts.take(recipient, 1, size).catch(() => {});
+      throw error;
+    }
+  }
+
+  /**
+   * Takes back what {@linkcode #reserve} counted for an item not held. When NATS is away the
+   * counts stay high (bounds bite early) until they expire.
+   */
+  async #unreserve(meta: Omit<Meta, "queuedAt" | "expiresAt">, size: number): Promise<void> {
+    await this.#uncount([{ meta, size }]).catch(() => {});
+  }
+
+  /**
+   * Takes items out of the counts, one write per count touched. An ended item left its
+   * recipient's count when it ended: only its sender's count still has it.
+   */
+  async #uncount(
+    items: readonly { meta: Omit<Meta, "queuedAt" | "expiresAt">; size: number }[],
+  ): Promise<void> {
+    const sums = new Map<CountKey, MailCount>();
+    const add = (key: CountKey, size: number) => {
+      const sum = sums.get(key) ?? { items: 0, bytes: 0 };
+      sums.set(key, { items: sum.items + 1, bytes: sum.bytes + size });
+    };
+    for (const { meta, size } of items) {
+      if (meta.endReason === undefined) add(recipientCount(meta.recipientKey), size);
+      if (meta.senderKey !== undefined) add(senderCount(meta.senderKey), size);
+    }
+    for (const [key, sum] of sums) await this.#counts.take(key, sum.items, sum.bytes);
+  }
+
+  /** Forgets the message ids of items taken out of their recipient's mailbox. */
+  async #forgetIds(items: readonly Held[]): Promise<void> {
+    for (const { meta } of items) {
+      if (meta.endReason !== undefined || meta.senderKey === undefined) continue;
+      await this.#counts.forget(
+        messageIdKey(meta.recipientKey, meta.senderKey, meta.messageId ?? ""),
       );
     }
-    const bytes = held.reduce((sum, other) => sum + other.body.length, 0);
-    if (bytes + size > limits.maxBytesPerRecipient) {
-      throw new ReelayError(
-        "recipient-mailbox-full",
-        `The mailbox for ${shown(name)} is full: ${bytes} bytes are held for them, and ` +
-          `${size} more would pass the most, ${limits.maxBytesPerRecipient} bytes`,
-      );
-    }
+  }
+
+  /** Takes removed or expired items out of the counts and forgets their ids. */
+  async #takenOut(items: readonly Held[]): Promise<void> {
+    await this.#call(async () => {
+      await this.#uncount(items.map((held) => ({ meta: held.meta, size: held.body.length })));
+      await this.#forgetIds(items);
+    });
   }
 
   #putFailure(error: unknown, size: number): ReelayError {
@@ -343,15 +435,16 @@ export class JetStreamMailbox implements Mailbox {
     if (ids.length === 0) return 0;
     checkLimit(ids.length, "Number of ids");
     const subject = this.#subject(recipientKey);
-    let removed = 0;
+    const removed: Held[] = [];
     for (const id of ids) {
       const seq = seqOf(id);
       if (seq === undefined) continue;
       const message = await this.#get({ seq });
       if (message?.subject !== subject) continue;
-      if (await this.#delete(seq)) removed++;
+      if (await this.#delete(seq)) removed.push(heldOf(message));
     }
-    return removed;
+    await this.#takenOut(removed);
+    return removed.length;
   }
 
   /**
@@ -362,7 +455,7 @@ export class JetStreamMailbox implements Mailbox {
   async end(recipientKey: string, reason: MailEndReason): Promise<number> {
     checkFingerprint(recipientKey, "Recipient key");
     const js = this.#jsm.jetstream();
-    let ended = 0;
+    const ended: Held[] = [];
     for (const held of await this.#all(this.#subject(recipientKey))) {
       const meta: Meta = { ...held.meta, expiresAt: this.#now(), endReason: reason };
       const payload = encodeFields([utf8(JSON.stringify(meta)), held.body]);
@@ -372,9 +465,17 @@ export class JetStreamMailbox implements Mailbox {
           msgID: `ended-${this.#stream}-${held.seq}`,
         })
       );
-      if (await this.#delete(held.seq)) ended++;
+      if (await this.#delete(held.seq)) ended.push(held);
     }
-    return ended;
+    // Out of the recipient's count and ids now; in the sender's until a sweep tells them.
+    await this.#call(async () => {
+      await this.#uncount(ended.map(({ meta, body }) => ({
+        meta: { ...meta, senderKey: undefined },
+        size: body.length,
+      })));
+      await this.#forgetIds(ended);
+    });
+    return ended.length;
   }
 
   /**
@@ -385,24 +486,26 @@ export class JetStreamMailbox implements Mailbox {
     checkTime(now);
     checkLimit(limit);
     const ended: EndedMail[] = [];
+    const swept: Held[] = [];
     const walks = [`${this.#prefix}.ended.*`, `${this.#prefix}.*`];
     for (const subjects of walks) {
       for await (const held of this.#walk(subjects, 1)) {
         if (ended.length >= limit || held.meta.expiresAt > now) break;
         if (!(await this.#delete(held.seq))) continue; // another node swept it first
+        swept.push(held);
         const { id, queuedAt, expiresAt, bytes } = itemOf(held);
         const reason = held.meta.endReason ?? "expired";
         ended.push({ ...partiesOf(held.meta), id, queuedAt, expiresAt, bytes, reason });
       }
     }
+    await this.#takenOut(swept);
     return ended;
   }
 
   /** See {@linkcode Mailbox.count}. */
   async count(recipientKey: string): Promise<MailCount> {
     checkFingerprint(recipientKey, "Recipient key");
-    const held = await this.#all(this.#subject(recipientKey));
-    return { items: held.length, bytes: held.reduce((sum, item) => sum + item.body.length, 0) };
+    return countItems(await this.#all(this.#subject(recipientKey)));
   }
 
   /**
@@ -454,11 +557,12 @@ export class JetStreamMailbox implements Mailbox {
     }
   }
 
+  /** Runs `run`, its NATS failures turned into `cluster-unavailable` (refusals pass as they are). */
   async #call<T>(run: () => Promise<T>): Promise<T> {
     try {
       return await run();
     } catch (error) {
-      throw this.#failure(error);
+      throw error instanceof ReelayError ? error : this.#failure(error);
     }
   }
 

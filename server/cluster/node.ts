@@ -104,6 +104,7 @@ export async function joinCluster<M extends Recipient>(
       mailbox = await JetStreamMailbox.open(nc, {
         maxItemsPerRecipient: config.mailbox.maxItemsPerRecipient,
         maxBytesPerRecipient: config.mailbox.maxBytesPerRecipient,
+        maxBytesPerSender: config.mailbox.maxBytesPerSender,
         maxTotalBytes: config.mailbox.maxTotalBytes,
         ttlMs: config.mailbox.ttlMs ?? DEFAULT_STORE_LIMITS.ttlMs,
       });

@@ -10,10 +10,12 @@ import { utf8 } from "../../shared/bytes.ts";
 import { ReelayError } from "../../shared/errors.ts";
 import {
   type JsonValue,
+  type MailCount,
   MAX_MESSAGE_ID_LENGTH,
   MAX_NOTICE_BYTES,
   MAX_PAGE,
   type NewMail,
+  type StoreOptions,
 } from "./mod.ts";
 
 const FINGERPRINT = /^[0-9a-f]+(?::[0-9a-f]+)*$/;
@@ -144,4 +146,42 @@ export function checkMail(item: NewMail): CheckedMail {
     messageId: null,
     body,
   };
+}
+
+/** Refuses an item of `size` bytes that would pass a recipient's bounds, given what they hold. */
+export function checkRecipientRoom(
+  name: string,
+  held: MailCount,
+  size: number,
+  limits: Required<Pick<StoreOptions, "maxItemsPerRecipient" | "maxBytesPerRecipient">>,
+): void {
+  if (held.items + 1 > limits.maxItemsPerRecipient) {
+    throw new ReelayError(
+      "recipient-mailbox-full",
+      `The mailbox for ${shown(name)} is full: ${held.items} items are held for them, the ` +
+        `most is ${limits.maxItemsPerRecipient}`,
+    );
+  }
+  if (held.bytes + size > limits.maxBytesPerRecipient) {
+    throw new ReelayError(
+      "recipient-mailbox-full",
+      `The mailbox for ${shown(name)} is full: ${held.bytes} bytes are held for them, and ` +
+        `${size} more would pass the most, ${limits.maxBytesPerRecipient} bytes`,
+    );
+  }
+}
+
+/**
+ * Refuses an item of `size` bytes that would pass one sender's share of the mailbox (`limit`),
+ * given the bytes of theirs it holds.
+ */
+export function checkSenderRoom(sent: MailCount, size: number, limit: number): void {
+  if (sent.bytes + size > limit) {
+    throw new ReelayError(
+      "sender-mailbox-full",
+      `You have too much mail waiting on this server: ${sent.bytes} bytes of your messages ` +
+        `are held until their recipients take them, and ${size} more would pass the most ` +
+        `one sender may have held, ${limit} bytes`,
+    );
+  }
 }

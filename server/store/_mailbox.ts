@@ -13,6 +13,8 @@ import {
   checkFingerprint,
   checkLimit,
   checkMail,
+  checkRecipientRoom,
+  checkSenderRoom,
   checkTime,
   shown,
 } from "./_check.ts";
@@ -231,20 +233,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
     const held = countOf(
       this.db.get("SELECT items, bytes FROM mail_recipient WHERE recipient_key = ?", recipientKey),
     );
-    if (held.items + 1 > limits.maxItemsPerRecipient) {
-      throw new ReelayError(
-        "recipient-mailbox-full",
-        `The mailbox for ${shown(name)} is full: ${held.items} items are held for them, the ` +
-          `most is ${limits.maxItemsPerRecipient}`,
-      );
-    }
-    if (held.bytes + size > limits.maxBytesPerRecipient) {
-      throw new ReelayError(
-        "recipient-mailbox-full",
-        `The mailbox for ${shown(name)} is full: ${held.bytes} bytes are held for them, and ` +
-          `${size} more would pass the most, ${limits.maxBytesPerRecipient} bytes`,
-      );
-    }
+    checkRecipientRoom(name, held, size, limits);
   }
 
   /** One sender's share, checked before the total so that it is what a flooder hits. */
@@ -253,14 +242,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
     const sent = countOf(
       this.db.get("SELECT items, bytes FROM mail_sender WHERE sender_key = ?", senderKey),
     );
-    if (sent.bytes + size > limit) {
-      throw new ReelayError(
-        "sender-mailbox-full",
-        `You have too much mail waiting on this server: ${sent.bytes} bytes of your messages ` +
-          `are held until their recipients take them, and ${size} more would pass the most ` +
-          `one sender may have held, ${limit} bytes`,
-      );
-    }
+    checkSenderRoom(sent, size, limit);
   }
 
   #checkTotal(size: number): void {

@@ -19,6 +19,8 @@ export {
   checkLimit,
   checkMail,
   checkMessageId,
+  checkRecipientRoom,
+  checkSenderRoom,
   checkTime,
   shown,
 } from "./_check.ts";

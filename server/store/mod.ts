@@ -176,7 +176,7 @@ export interface Mailbox {
    *
    * Throws `ReelayError` with code `recipient-mailbox-full` (the recipient's items or bytes
    * would pass their bound; the message says which), `sender-mailbox-full` (the bytes of the
-   * sender's held messages would; the SQLite store only), `mailbox-full` (the total bytes would),
+   * sender's held messages would), `mailbox-full` (the total bytes would),
    * or `bad-message-id`.
    */
   put(item: NewMail, options?: PutOptions): Promise<PutResult>;
