@@ -194,9 +194,8 @@ function attachRaw(peer: RawPeer, onAnswer?: (answer: SendAnswer) => void): { ti
   const slot: { timings?: Timings } = {};
   peer.handlers = {
     onControl: (message) => {
+      // RawPeer acknowledges every delivery itself (a second ack was one more commit each).
       if (message.type === "deliver") {
-        // Every relayed envelope is held until acknowledged, as a client does for each message.
-        if (message.mail !== undefined) peer.send({ type: "ack", mail: [message.mail] });
         slot.timings?.receive(rawSeq(message.envelope));
       } else if (
         message.type === "relayed" || message.type === "queued" || message.type === "error"

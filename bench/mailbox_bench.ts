@@ -9,12 +9,19 @@
  * - `acks in batches`: the acknowledgements of a burst removed in one transaction (`--batch`
  *   ids at a time), as the server does when several arrived before it got to them;
  * - `put and read`: the hold and the read that sends it, nothing removed;
- * - `put only`: the hold alone, the floor of any store and forward with a durable hold.
+ * - `put only`: the hold alone, the floor of any store and forward with a durable hold;
+ * - `puts of a turn together`: `--batch` puts staged in one turn of the event loop, which the
+ *   mailbox writes in one transaction with one sync (group commit), as the server does with the
+ *   sends it reads in one turn;
+ * - `a turn together: put, read, acks`: the same puts, one read of the page they make, and their
+ *   removals staged together (one more commit), as a server relaying a burst does.
  *
  * The four run side by side, each on its own store, in turns of 50 messages, so a disk shared
  * with other work weighs on each alike. Prints microseconds per message (median of the
- * repetitions) and messages a second; asserts nothing. Run: `deno run -A bench/mailbox_bench.ts [messages] [repetitions] [batch]`
- * (defaults 2000, 3, 32).
+ * repetitions) and messages a second; asserts nothing. Run:
+ * `deno run -A bench/mailbox_bench.ts [messages] [repetitions] [batch] [synced|relayed]`
+ * (defaults 2000, 3, 32, synced: every put synced, as for a message `queued`; `relayed`: puts
+ * unsynced, as for a message to someone online).
  *
  * @module
  */
@@ -26,6 +33,7 @@ import { median } from "./_stats.ts";
 const messages = Number(Deno.args[0] ?? 2000);
 const repetitions = Number(Deno.args[1] ?? 3);
 const batch = Number(Deno.args[2] ?? 32);
+const durable = (Deno.args[3] ?? "synced") === "synced";
 /** A sealed one-line chat message with its ratchet header is about this size. */
 const envelope = new Uint8Array(400).fill(7);
 const bob = "b0".repeat(32);
@@ -40,7 +48,12 @@ function put(store: Store, i: number) {
     senderName: "alice",
     messageId: `m${i}`,
     envelope,
-  });
+  }, { durable });
+}
+
+/** Whether message `i` ends a batch: a full one, the end of a turn of ways, or the last. */
+function endsBatch(i: number): boolean {
+  return (i + 1) % batch === 0 || (i + 1) % CHUNK === 0 || i + 1 === messages;
 }
 
 /** Put, then read back from the last one handed out, as the server's drain does. */
@@ -67,16 +80,32 @@ const ways: Record<string, (store: Store, i: number, state: State) => Promise<vo
     state.acked.push(await putAndRead(store, i, state));
     if (state.acked.length >= batch) await store.mailbox.remove(bob, state.acked.splice(0));
   },
+  "puts of a turn together": async (store, i, state) => {
+    state.staged.push(put(store, i));
+    if (endsBatch(i)) await Promise.all(state.staged.splice(0));
+  },
+  "a turn together: put, read, acks": async (store, i, state) => {
+    state.staged.push(put(store, i));
+    if (!endsBatch(i)) return;
+    const count = state.staged.length;
+    await Promise.all(state.staged.splice(0));
+    const options = state.after === undefined ? {} : { after: state.after };
+    const page = await store.mailbox.pending(bob, count, options);
+    state.after = page.at(-1)?.id;
+    await Promise.all(page.map((item) => store.mailbox.remove(bob, [item.id])));
+  },
 };
 
-type State = { after?: string; acked: string[] };
+type State = { after?: string; acked: string[]; staged: Promise<unknown>[] };
+
+/** Messages of each way in one turn of the ways. */
+const CHUNK = 64;
 
 /**
  * Runs every way on a store of its own, interleaved in chunks of `CHUNK` messages, so that each
  * sees the same moments of a disk shared with other work; returns microseconds per message.
  */
 async function interleaved(): Promise<Map<string, number>> {
-  const CHUNK = 50;
   const spent = new Map<string, number>();
   const stores: { name: string; store: Store; state: State; close(): Promise<void> }[] = [];
   for (const name of Object.keys(ways)) {
@@ -92,7 +121,7 @@ async function interleaved(): Promise<Map<string, number>> {
       await store.close();
       await Deno.remove(dir, { recursive: true });
     };
-    stores.push({ name, store, state: { acked: [] }, close });
+    stores.push({ name, store, state: { acked: [], staged: [] }, close });
   }
   try {
     for (let start = 0; start < messages; start += CHUNK) {
@@ -116,7 +145,10 @@ for (let round = 0; round < repetitions; round++) {
     results.set(name, [...results.get(name) ?? [], micros]);
   }
 }
-console.log(`${messages} messages of ${envelope.length} bytes, median of ${repetitions} runs`);
+console.log(
+  `${messages} messages of ${envelope.length} bytes, puts ${durable ? "synced" : "unsynced"}, ` +
+    `batches of ${batch}, median of ${repetitions} runs`,
+);
 console.log("way                 µs/message   messages/s   vs put only");
 const floor = median(results.get("put only")!);
 for (const [name, values] of results) {

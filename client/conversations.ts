@@ -42,7 +42,7 @@ import { messageOf, ReelayError } from "../shared/errors.ts";
 import { nameKey } from "../shared/names.ts";
 import type { ClientMessage, ServerMessage } from "../shared/protocol/mod.ts";
 import type { ClientEvent } from "./events.ts";
-import { GroupCommit } from "./_group_commit.ts";
+import { GroupCommit } from "../shared/group_commit.ts";
 import type { ClientStore, DeliveryStatus, HistoryEntry, SealedEntry } from "./store/mod.ts";
 
 /** One-time prekeys of each kind made at first, and again whenever the server runs low. */
@@ -156,16 +156,17 @@ export class Conversations {
     // A flush waits a turn of the event loop, so that the deliveries read together and the
     // sends made together join it, then runs as a task of the queue: never halfway through
     // sealing or opening a message. What one turn stages is bounded by what one turn reads.
-    this.#commits = new GroupCommit(
-      (flush) =>
+    this.#commits = new GroupCommit({
+      schedule: (flush) =>
         setTimeout(() =>
           void this.#queue.run(async () => {
             await this.#sealReceipts().catch((error) => this.#receiptsFailed(error));
             flush();
           }), 0),
-      (body) => this.#store.transaction(body),
-      () => this.#forgetUncommitted(),
-    );
+      transaction: (body) => this.#store.transaction(body),
+      failed: () => this.#forgetUncommitted(),
+      closed: () => new ReelayError("client-store-closed", "The store is closed"),
+    });
   }
 
   /**

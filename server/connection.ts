@@ -60,6 +60,11 @@ export interface ChannelFacts {
 
 /** Consecutive malformed messages tolerated before a peer is cut off. */
 const MAX_BAD_MESSAGES = 16;
+/**
+ * Sends and acknowledgements of one peer waiting for their commit at most, while the next are
+ * read; past it the peer is read again once they were answered.
+ */
+const MAX_PIPELINED = 32;
 
 /**
  * A connected peer, from accept to close.
@@ -84,6 +89,9 @@ export class PeerConnection implements Recipient {
   /** Set once the peer is being told why it is closed: nothing it sends is acted on after. */
   #hangingUp = false;
   #lastFrameAt = Date.now();
+  /** The answers to this peer's requests, chained in the order the requests came. */
+  #answers: Promise<void> = Promise.resolve();
+  #pipelined = 0;
   /** When the server last pinged this peer (keepalive; set by the server's sweep). */
   lastPingAt = 0;
 
@@ -234,8 +242,7 @@ export class PeerConnection implements Recipient {
       if (error instanceof ReelayError) {
         await this.hangUp(error);
       } else {
-        this.#context.log("error", `Bug while serving ${this.label}: ${errorDetail(error)}`);
-        this.framed.close();
+        this.#bug(error);
       }
     } finally {
       clearTimeout(joinTimer);
@@ -250,10 +257,17 @@ export class PeerConnection implements Recipient {
           `Bug while stopping the stream of ${this.label}: ${errorDetail(error)}`,
         );
       }
+      await this.#answers;
       await this.framed.done;
       const why = this.framed.closeReason ? ` (${this.framed.closeReason.code})` : "";
       this.#context.log("info", `${this.label} disconnected${why}`);
     }
+  }
+
+  /** Our own failure while serving this peer: logged as a bug, and the connection ends. */
+  #bug(error: unknown): void {
+    this.#context.log("error", `Bug while serving ${this.label}: ${errorDetail(error)}`);
+    this.framed.close();
   }
 
   /**
@@ -297,9 +311,9 @@ export class PeerConnection implements Recipient {
   }
 
   async #dispatch(message: ClientMessage): Promise<void> {
-    if (message.type === "ping") return this.notify({ type: "pong" });
-    if (message.type === "pong") return;
     if (!this.joined) {
+      if (message.type === "ping") return this.notify({ type: "pong" });
+      if (message.type === "pong") return;
       if (message.type !== "hello") {
         throw new ProtocolError(
           "not-joined",
@@ -308,26 +322,58 @@ export class PeerConnection implements Recipient {
       }
       return await this.#join(message);
     }
+    if (message.type === "send" || message.type === "ack") return await this.#pipeline(message);
+    // Anything else is handled once every earlier request was answered, one at a time.
+    await this.#answers;
+    if (message.type === "ping") return this.notify({ type: "pong" });
+    if (message.type === "pong") return;
     const ref = "ref" in message ? message.ref : undefined;
     try {
       await this.#handleJoined(message);
     } catch (error) {
-      if (!(error instanceof ReelayError) || error instanceof ProtocolError) throw error;
-      this.notify({
-        type: "error",
-        ...(ref === undefined ? {} : { ref }),
-        code: error.code,
-        message: error.message,
-      });
+      if (!answerable(error)) throw error;
+      this.notify(errorAnswer(error, ref));
     }
   }
 
-  async #handleJoined(message: ClientMessage): Promise<void> {
+  /**
+   * A send or an acknowledgement is checked now, in the order they came, and answered once the
+   * commit that holds it is done; meanwhile the next request is read, so the requests of one
+   * turn of the event loop, from this peer and others, share one commit. Answers, refusals
+   * included, go out in the order of the requests.
+   */
+  async #pipeline(message: ClientMessage & { type: "send" | "ack" }): Promise<void> {
+    if (this.#pipelined >= MAX_PIPELINED) await this.#answers;
+    const ref = message.type === "send" ? message.ref : undefined;
+    let outcome: Promise<ServerMessage | undefined>;
+    try {
+      outcome = message.type === "send"
+        ? (await this.#send(message)).answer
+        : this.#context.mail.ack(this, message.mail).then(() => undefined);
+    } catch (error) {
+      outcome = Promise.reject(error);
+    }
+    outcome.catch(() => {}); // answered in turn below
+    this.#pipelined++;
+    this.#answers = this.#answers.then(async () => {
+      try {
+        const answer = await outcome;
+        if (answer) this.notify(answer);
+      } catch (error) {
+        if (answerable(error)) return this.notify(errorAnswer(error, ref));
+        this.#bug(error);
+      } finally {
+        this.#pipelined--;
+      }
+    });
+  }
+
+  async #handleJoined(
+    message: Exclude<ClientMessage, { type: "send" | "ack" | "ping" | "pong" }>,
+  ): Promise<void> {
     switch (message.type) {
       case "hello":
         throw new ReelayError("already-joined", "Hello was already received on this connection");
-      case "send":
-        return await this.#send(message);
       case "prekeys": {
         const counts = await this.#context.mail.publish(this, message.published);
         return this.notify({ type: "prekeys-stored", ...refOf(message.ref), ...counts });
@@ -336,8 +382,6 @@ export class PeerConnection implements Recipient {
         const bundle = await this.#context.mail.bundle(message.name);
         return this.notify({ type: "bundle", ...refOf(message.ref), ...bundle });
       }
-      case "ack":
-        return await this.#context.mail.ack(this, message.mail);
       case "refuse":
         return await this.#context.mail.refuse(this, message);
       case "videos":
@@ -475,17 +519,34 @@ export class PeerConnection implements Recipient {
     }
   }
 
-  async #send(message: ClientMessage & { type: "send" }): Promise<void> {
+  /** Checks and stages a send; `answer` resolves once it is held (or rejects: refused). */
+  async #send(
+    message: ClientMessage & { type: "send" },
+  ): Promise<{ answer: Promise<ServerMessage> }> {
     if (!this.#chat.take()) {
       throw new ReelayError(
         "rate-limited",
         `Too many messages: the limit is ${this.#context.config.limits.chatRate} a second`,
       );
     }
-    const routed = await this.#context.mail.send(this, message);
-    const { status: type, to, id } = routed;
-    this.notify({ type, ...refOf(message.ref), to, id });
+    const { routed } = await this.#context.mail.accept(this, message);
+    const answer = routed.then(({ status: type, to, id }): ServerMessage => ({
+      type,
+      ...refOf(message.ref),
+      to,
+      id,
+    }));
+    return { answer };
   }
+}
+
+/** Whether `error` is told to the peer (a refusal of one request) rather than ending it. */
+function answerable(error: unknown): error is ReelayError {
+  return error instanceof ReelayError && !(error instanceof ProtocolError);
+}
+
+function errorAnswer(error: ReelayError, ref: number | undefined): ServerMessage {
+  return { type: "error", ...refOf(ref), code: error.code, message: error.message };
 }
 
 function refOf(ref: number | undefined): { ref?: number } {

@@ -64,6 +64,11 @@ export interface Routed {
   id: string;
 }
 
+/** An envelope that passed every check: where it went, once the commit holding it is done. */
+export interface Accepted {
+  routed: Promise<Routed>;
+}
+
 /** Options of {@linkcode Mailroom}. */
 export interface RelayOptions {
   /** Every other client also gets each sealed envelope (`[chat] broadcast`). */
@@ -119,7 +124,8 @@ interface State {
  * ```ts ignore
  * const relay = new Mailroom(directory, store, { broadcast: true, log });
  * relay.joined(peer, fingerprint); // registers the person and delivers what was held for them
- * const routed = await relay.send(peer, { to: "bob", envelope }); // "relayed" or "queued"
+ * const { routed } = await relay.accept(peer, { to: "bob", envelope }); // checked, staged
+ * const { status } = await routed; // "relayed" or "queued", once held on disk
  * ```
  */
 export class Mailroom<M extends Recipient> {
@@ -298,16 +304,22 @@ export class Mailroom<M extends Recipient> {
   }
 
   /**
-   * Sends a sealed envelope from `sender`. Every envelope accepted is held in the mailbox until
+   * Takes a sealed envelope from `sender`. Every envelope accepted is held in the mailbox until
    * the recipient's client acknowledges it (store and forward): handed at once to a recipient
    * online (`relayed`), delivered when one known but offline next connects (`queued`), and
    * delivered again, in order, on their next connection when the one it went out on was lost
-   * before the acknowledgement. Throws `unknown-recipient`, `recipient-key-changed` (the
-   * recipient's key is not the one the sender sealed for), the recipient's inbound limits
-   * (`rate-limited`, `recipient-busy`), or the mailbox's `recipient-mailbox-full`,
-   * `sender-mailbox-full` and `mailbox-full`: an envelope refused is not held.
+   * before the acknowledgement.
+   *
+   * Resolves once every check passed and the hold is staged for the next commit; `routed` then
+   * resolves once the commit holding it is done (the sender may be told then, and only then is
+   * it delivered), or rejects with the store's error when that commit failed: the envelope is
+   * then neither held nor delivered. Throws `unknown-recipient`, `recipient-key-changed` (the
+   * recipient's key is not the one the sender sealed for) or the recipient's inbound limits
+   * (`rate-limited`, `recipient-busy`); `routed` rejects with the mailbox's
+   * `recipient-mailbox-full`, `sender-mailbox-full` and `mailbox-full`: an envelope refused is
+   * not held.
    */
-  async send(sender: M, outgoing: Outgoing): Promise<Routed> {
+  async accept(sender: M, outgoing: Outgoing): Promise<Accepted> {
     const id = outgoing.id ?? crypto.randomUUID();
     if (nameKey(outgoing.to) === nameKey(sender.announcement.name)) {
       throw new ReelayError("unknown-recipient", "Messages to yourself are not relayed");
@@ -320,7 +332,7 @@ export class Mailroom<M extends Recipient> {
       // Online on another node but not in the shared registry yet (the moment after a first
       // join): relayed live, not held.
       const name = await this.#options.route(sender as never, outgoing.to, outgoing.envelope, id);
-      return { status: "relayed", to: name, id };
+      return { routed: Promise.resolve({ status: "relayed", to: name, id }) };
     }
     if (to === undefined || recipientKey === undefined) {
       throw new ReelayError(
@@ -341,7 +353,7 @@ export class Mailroom<M extends Recipient> {
     const live = online !== undefined || this.#options.online?.(to) === true;
     // On its way to an open connection, the hold needs no sync of its own: it survives a
     // restart, and a power cut only undoes it until the next sync (docs/storage.md).
-    await this.#store.mailbox.put({
+    const held = this.#store.mailbox.put({
       kind: "sealed",
       recipientKey,
       recipientName: to,
@@ -350,9 +362,13 @@ export class Mailroom<M extends Recipient> {
       messageId: id,
       envelope: new Uint8Array(outgoing.envelope),
     }, { durable: !live });
-    this.#broadcast(sender, online, { type: "sealed", from, to, envelope: outgoing.envelope });
-    this.wake(recipientKey);
-    return { status: live ? "relayed" : "queued", to, id };
+    const routed = held.then((): Routed => {
+      this.#broadcast(sender, online, { type: "sealed", from, to, envelope: outgoing.envelope });
+      this.wake(recipientKey);
+      return { status: live ? "relayed" : "queued", to, id };
+    });
+    routed.catch(() => {}); // the rejection goes to whoever awaits `routed`
+    return { routed };
   }
 
   /** The open connections on this node of the person called `name` holding `recipientKey`. */
@@ -438,7 +454,9 @@ export class Mailroom<M extends Recipient> {
     for (const other of this.#directory?.members() ?? []) {
       if (other === sender || other === recipient) continue;
       frame ??= encodeMessage(message);
-      other.sendFrame(frame);
+      // A copy someone cannot take now is left out rather than getting them cut off for what
+      // two others said: a burst committed together would otherwise pass a slow reader's queue.
+      if (other.hasRoom(frame.length)) other.sendFrame(frame);
     }
   }
 

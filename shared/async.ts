@@ -3,13 +3,41 @@
  * ({@linkcode deferred}), tasks run one at a time ({@linkcode SerialQueue}), waits with a
  * deadline ({@linkcode withTimeout}, {@linkcode settlesWithin}, {@linkcode abortAfter}), a queue drained by one async
  * reader ({@linkcode AsyncQueue}), a wake-up for loops that wait for more work
- * ({@linkcode Wake}), and signal hookups that are always undone ({@linkcode onSignals}).
+ * ({@linkcode Wake}), work put off to the end of this turn of the event loop
+ * ({@linkcode afterThisTurn}), and signal hookups that are always undone ({@linkcode onSignals}).
  *
  * Ours rather than a library's: each is a few lines over the platform's promises, and the
  * timers they start are always cleared, which Deno's test sanitizers check.
  *
  * @module
  */
+
+import { setImmediate } from "node:timers";
+
+/**
+ * Runs `task` once this turn of the event loop has handled the I/O it brought (Node's
+ * `setImmediate`, which Deno runs after polling): requests read from several sockets in one
+ * turn can join the work it does. Unlike `setTimeout(0)`, it is never clamped to milliseconds
+ * when chained.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { afterThisTurn } from "./async.ts";
+ * const order: string[] = [];
+ * const done = Promise.withResolvers<void>();
+ * afterThisTurn(() => {
+ *   order.push("later");
+ *   done.resolve();
+ * });
+ * order.push("now");
+ * await done.promise;
+ * assert.deepEqual(order, ["now", "later"]);
+ * ```
+ */
+export function afterThisTurn(task: () => void): void {
+  setImmediate(task);
+}
 
 /** A promise with its `resolve` and `reject`, and whether it has settled. */
 export interface Deferred<T> {

@@ -193,6 +193,39 @@ Deno.test("attack 1b: a flood within the rates but faster than the victim reads 
   }
 });
 
+Deno.test("attack 1d: broadcast copies a client does not read are left out, and it is not cut off", async () => {
+  const identity = await rawIdentity();
+  const server = await startServer((config) => {
+    onlyTheBudgetLimits(config, 64 * 1024 * 1024);
+    config.limits.maxQueueBytes = 256 * 1024;
+    config.chat.broadcast = true;
+  });
+  const watcher = await RawClient.connect(server.port);
+  const mallory = await RawClient.connect(server.port);
+  const bob = await RawClient.connect(server.port);
+  try {
+    assert.equal((await watcher.join("watcher", identity)).type, "welcome");
+    assert.equal((await bob.join("bob", identity)).type, "welcome");
+    assert.equal((await mallory.join("mallory", identity)).type, "welcome");
+    // The watcher's program hangs: every copy of what mallory sends bob queues for it once the
+    // kernel's socket buffers are full, and past its queue's cap that would cut it off.
+    watcher.stopReading();
+    const envelope = "A".repeat(60 * 1024);
+    const count = Math.ceil((await backlogPastSocketBuffers()) / envelope.length);
+    for (let ref = 1; ref <= count; ref++) {
+      await mallory.send({ type: "send", ref, to: "bob", envelope });
+      assert.equal((await mallory.waitFor((message) => message.ref === ref)).type, "relayed");
+    }
+    assert.ok(!server.lines.some((line) => line.includes("slow-consumer")), "nobody was cut off");
+    assert.ok(!mallory.messages.some((message) => message.type === "left"), "nobody left");
+  } finally {
+    await bob.close();
+    await mallory.close();
+    await watcher.close();
+    await server.stop();
+  }
+});
+
 Deno.test("attack 1c: many senders together past one person's inbound rate are refused as recipient-busy", async () => {
   const identity = await rawIdentity();
   const server = await startServer((config) => {

@@ -25,9 +25,15 @@ function clusterTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name: `${name}${NATS_SKIP_NOTE}`, ignore: !NATS_SERVER_PRESENT, fn });
 }
 
-async function openNode(nats: TestNats, nodeId: string, lines = new Lines(), ttlMs = 6000) {
+async function openNode(
+  nats: TestNats,
+  nodeId: string,
+  lines = new Lines(),
+  ttlMs = 6000,
+  bucket?: string,
+) {
   const nc = await connectNode(nats, nodeId, lines);
-  const presence = await ClusterPresence.open(nc, { nodeId, ttlMs, log: lines.log });
+  const presence = await ClusterPresence.open(nc, { nodeId, ttlMs, bucket, log: lines.log });
   return {
     nc,
     presence,
@@ -100,24 +106,44 @@ clusterTest(
   "cluster presence: a node that dies has its people removed and their names freed",
   async () => {
     await using nats = await TestNats.start();
-    await using a = await openNode(nats, "node-a", new Lines(), SHORT_TTL_MS);
+    // The bucket keeps entries for ten minutes, so that NATS's expiry never frees carol's name
+    // within the test: node a's delete does, and its watch sees that delete every time.
+    const bucket = "presence-dies";
+    const setup = await connectNode(nats, "setup");
+    await new Kvm(setup).create(bucket, { ttl: 600_000, history: 1 });
+    await setup.close();
+    await using a = await openNode(nats, "node-a", new Lines(), SHORT_TTL_MS, bucket);
     const lines = new Lines();
-    const doomed = await openNode(nats, "node-doomed", lines, SHORT_TTL_MS);
-    await doomed.presence.claim("carol", info("carol"));
-    await waitUntil(() => a.presence.get("carol") !== undefined, "carol to show on node a");
-    // How soon is not what a loaded machine can show: the deadline is generous.
-    const left = nextEvent(
-      a.presence,
-      (e) => e.type === "left" && e.person.name === "carol",
-      30_000,
-      "carol removed",
-    );
-    // The node loses NATS without a word: no release, no goodbye.
-    await doomed.nc.close();
-    const event = await left;
-    assert.equal(event.type === "left" && event.why, "node-gone");
-    await a.presence.claim("carol", info("carol"));
-    await doomed.presence.close(); // stops its timer; NATS is gone for it
+    const doomed = await openNode(nats, "node-doomed", lines, SHORT_TTL_MS, bucket);
+    const told: string[] = [];
+    const stop = a.presence.subscribe((event) => {
+      if (event.person.name === "carol") told.push(`${event.type} ${event.person.node}`);
+    });
+    try {
+      await doomed.presence.claim("carol", info("carol"));
+      await waitUntil(() => a.presence.get("carol") !== undefined, "carol to show on node a");
+      // How soon is not what a loaded machine can show: the deadline is generous.
+      const left = nextEvent(
+        a.presence,
+        (e) => e.type === "left" && e.person.name === "carol",
+        30_000,
+        "carol removed",
+      );
+      // The node loses NATS without a word: no release, no goodbye.
+      await doomed.nc.close();
+      const event = await left;
+      // Told as her node gone, though the delete that freed her name comes back through the
+      // watch like anyone's leaving (review finding 3: it was told as "left").
+      assert.equal(event.type === "left" && event.why, "node-gone");
+      // Only node a's delete can have freed the name in this bucket.
+      await a.presence.claim("carol", info("carol"));
+      // Her claim on node a comes through the watch after the delete: all of it was told, once.
+      await waitUntil(() => a.presence.get("carol")?.node === "node-a", "carol again on node a");
+      assert.deepEqual(told, ["joined node-doomed", "left node-doomed", "joined node-a"]);
+    } finally {
+      stop();
+      await doomed.presence.close(); // stops its timer; NATS is gone for it
+    }
   },
 );
 

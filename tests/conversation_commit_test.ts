@@ -1,5 +1,5 @@
 /**
- * The client's group commit (client/_group_commit.ts) never lets memory run ahead of the file in
+ * The client's group commit (shared/group_commit.ts) never lets memory run ahead of the file in
  * a way that loses a message or uses a key twice: a commit that fails drops what it covered, and
  * a conversation ended by a refusal stays ended while its delete waits for the commit.
  */

@@ -14,7 +14,7 @@
  *   `nameKey`), written at once.
  * - **Prekeys and ratchets** are written in a transaction before a message leaves or is
  *   acknowledged (see `shared/crypto/ratchet.ts`); the conversations put the writes of the
- *   messages of one moment in one {@linkcode ClientStore.transaction} (`client/_group_commit.ts`).
+ *   messages of one moment in one {@linkcode ClientStore.transaction} (`shared/group_commit.ts`).
  * - **History** (`_history.ts`): each message sent or received, with its time, direction and
  *   delivery status; AES-256-GCM under a random 32-byte key kept in the file wrapped with the
  *   identity's RSA-OAEP key, so the file alone does not show what was said; whoever also holds

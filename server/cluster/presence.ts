@@ -97,6 +97,11 @@ export class ClusterPresence {
   readonly #options: PresenceOptions;
   readonly #held = new Map<string, Held>();
   readonly #people = new Map<string, Seen>();
+  /**
+   * People of a node taken for dead, out of `#people` while their entries are deleted and not
+   * told yet: the watch's deletes of their entries find them here, not as people who left.
+   */
+  readonly #dropping = new Map<string, Seen>();
   /** Other nodes and when this node last heard their heartbeat (its own clock). */
   readonly #nodes = new Map<string, number>();
   readonly #listeners = new Set<(event: PresenceEvent) => void>();
@@ -296,6 +301,9 @@ export class ClusterPresence {
       return;
     }
     if (!entry.key.startsWith("person.")) return;
+    // A dropped person's entry deleted (their name is free now) or taken by someone else: their
+    // leaving is told before anything else of that name.
+    this.#tellDropped(entry.key);
     const before = this.#people.get(entry.key);
     if (removed) {
       if (!before) return;
@@ -314,12 +322,26 @@ export class ClusterPresence {
   }
 
   #nodeGone(node: string): void {
+    for (const [key] of this.#drop(node)) this.#tellDropped(key);
+  }
+
+  /** Takes `node` and its people off the lists, into `#dropping`; returns those people. */
+  #drop(node: string): [string, Seen][] {
     this.#nodes.delete(node);
-    for (const [key, person] of this.#people) {
-      if (person.node !== node) continue;
+    const dropped = [...this.#people].filter(([, person]) => person.node === node);
+    for (const [key, person] of dropped) {
       this.#people.delete(key);
-      this.#emit({ type: "left", person: publicPerson(person), why: "node-gone" });
+      this.#dropping.set(key, person);
     }
+    return dropped;
+  }
+
+  /** Tells that the person dropped under `key` left with their node, unless told already. */
+  #tellDropped(key: string): void {
+    const person = this.#dropping.get(key);
+    if (!person) return;
+    this.#dropping.delete(key);
+    this.#emit({ type: "left", person: publicPerson(person), why: "node-gone" });
   }
 
   #emit(event: PresenceEvent): void {
@@ -368,13 +390,15 @@ export class ClusterPresence {
     for (const [node, heard] of [...this.#nodes]) {
       if (now - heard <= this.#options.ttlMs) continue;
       this.#options.log("warn", `Node ${node} went quiet: its people are removed`);
-      const stale = [...this.#people].filter(([, person]) => person.node === node);
-      // Free the names before telling anyone they left, so that a name is free once its
-      // leaving is told; previousSeq keeps a name someone took meanwhile.
+      // Off the lists first, so that the watch's deletes of their entries are told as their
+      // node gone, not as people who left; told once their names are free (deleted, or expired
+      // on their own), so that a name is free once its leaving is told. previousSeq keeps a name
+      // someone took meanwhile.
+      const stale = this.#drop(node);
       for (const [key, person] of stale) {
         await this.#kv.delete(key, { previousSeq: person.revision }).catch(() => {});
       }
-      this.#nodeGone(node);
+      for (const [key] of stale) this.#tellDropped(key);
     }
   }
 

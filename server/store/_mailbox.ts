@@ -1,13 +1,18 @@
 /**
  * The SQLite {@linkcode Mailbox}: one `mail` table in insertion order, per-recipient and total
- * counters kept by triggers, and the bounds checked inside the inserting transaction.
+ * counters kept by triggers, and the bounds checked inside the inserting transaction. The puts
+ * and removals of one turn of the event loop share one transaction and one sync (group commit):
+ * each call resolves once the commit holding it is done, and a failed commit rejects every call
+ * it held.
  *
  * @module
  */
 
 import type { Bytes } from "../../shared/bytes.ts";
 import { fromUtf8 } from "../../shared/bytes.ts";
+import { afterThisTurn } from "../../shared/async.ts";
 import { ReelayError } from "../../shared/errors.ts";
+import { GroupCommit } from "../../shared/group_commit.ts";
 import {
   type CheckedMail,
   checkFingerprint,
@@ -18,7 +23,7 @@ import {
   checkTime,
   shown,
 } from "./_check.ts";
-import { type Row, settled } from "./_db.ts";
+import { type Row, settled, storeError } from "./_db.ts";
 import { SqlitePart } from "./_part.ts";
 import {
   type EndedMail,
@@ -83,6 +88,13 @@ function rowIdOf(id: MailId): number | undefined {
   return Number.isSafeInteger(value) ? value : undefined;
 }
 
+/** A bound that refuses one item: the rest of its batch goes on. */
+const REFUSALS = new Set(["recipient-mailbox-full", "sender-mailbox-full", "mailbox-full"]);
+
+function isRefusal(error: unknown): error is ReelayError {
+  return error instanceof ReelayError && REFUSALS.has(error.code);
+}
+
 function countOf(row: Row | undefined): MailCount {
   return { items: Number(row?.items ?? 0), bytes: Number(row?.bytes ?? 0) };
 }
@@ -96,12 +108,49 @@ function countOf(row: Row | undefined): MailCount {
  * ```
  */
 export class SqliteMailbox extends SqlitePart implements Mailbox {
-  /** See {@linkcode Mailbox.put}. */
+  /** Whether the batch staged now holds a put that must be synced before it is answered. */
+  #durable = false;
+  readonly #commits = new GroupCommit({
+    schedule: afterThisTurn,
+    transaction: (body) => {
+      const durable = this.#durable;
+      this.#durable = false;
+      this.db.write(body, { durable });
+    },
+    closed: () => storeError("store-closed", `The store in "${this.db.path}" is closed`),
+  });
+
+  /**
+   * See {@linkcode Mailbox.put}. Staged for the commit that ends this turn: the bounds are
+   * checked in that transaction, in the order of the calls, each against what the items before
+   * it left; a bound refuses only its own item.
+   */
   put(item: NewMail, options: PutOptions = {}): Promise<PutResult> {
-    return settled(() => {
-      const row = checkMail(item);
-      return this.db.write(() => this.#duplicateOf(row) ?? this.#insert(row), options);
+    let row: CheckedMail;
+    try {
+      row = checkMail(item);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    let outcome: PutResult | ReelayError | undefined;
+    const committed = this.#commits.stage(() => {
+      try {
+        outcome = this.#duplicateOf(row) ?? this.#insert(row);
+      } catch (error) {
+        if (!isRefusal(error)) throw error;
+        outcome = error;
+      }
     });
+    if (options.durable !== false) this.#durable = true;
+    return committed.then(() => {
+      if (outcome instanceof Error || outcome === undefined) throw outcome;
+      return outcome;
+    });
+  }
+
+  /** Writes what is staged now and takes nothing more: the store closes next. */
+  close(): void {
+    this.#commits.close();
   }
 
   /** See {@linkcode Mailbox.pending}. */
@@ -129,26 +178,27 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
 
   /** See {@linkcode Mailbox.remove}. */
   remove(recipientKey: string, ids: readonly MailId[]): Promise<number> {
-    return settled(() => {
+    try {
       checkFingerprint(recipientKey, "Recipient key");
-      if (ids.length === 0) return 0;
-      checkLimit(ids.length, "Number of ids");
-      const rowIds = ids.map(rowIdOf).filter((id) => id !== undefined);
-      // Not synced at once: a removal a power cut undoes only delivers the item again, which
-      // the client drops by its message id. One sync per acknowledgement would double the
-      // cost of every message (docs/storage.md).
-      return this.db.write(() => {
-        let removed = 0;
-        for (const id of rowIds) {
-          removed += this.db.run(
-            "DELETE FROM mail WHERE id = ? AND recipient_key = ?",
-            id,
-            recipientKey,
-          );
-        }
-        return removed;
-      }, { durable: false });
-    });
+      if (ids.length > 0) checkLimit(ids.length, "Number of ids");
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (ids.length === 0) return Promise.resolve(0);
+    const rowIds = ids.map(rowIdOf).filter((id) => id !== undefined);
+    // Staged without asking for a sync: a removal a power cut undoes only delivers the item
+    // again, which the client drops by its message id. One sync per acknowledgement would double
+    // the cost of every message (docs/storage.md); it shares the sync of a put in its batch.
+    let removed = 0;
+    return this.#commits.stage(() => {
+      for (const id of rowIds) {
+        removed += this.db.run(
+          "DELETE FROM mail WHERE id = ? AND recipient_key = ?",
+          id,
+          recipientKey,
+        );
+      }
+    }).then(() => removed);
   }
 
   /** See {@linkcode Mailbox.expire}. */

@@ -64,9 +64,11 @@ export async function openSqliteStore(
   const limits = limitsOf(options);
   const now = options.now ?? Date.now;
   const db = await openDb(location, limits.busyTimeoutMs);
+  const mailbox = new SqliteMailbox(db, limits, now);
   const close = () =>
     settled(() => {
       if (db.closed) return;
+      mailbox.close();
       try {
         // Keeps the query planner's statistics current; cheap, bounded by SQLite, and optional,
         // so a failure here (a busy or damaged file) must not keep the file open.
@@ -77,7 +79,7 @@ export async function openSqliteStore(
       db.close();
     });
   return {
-    mailbox: new SqliteMailbox(db, limits, now),
+    mailbox,
     prekeys: new SqlitePrekeys(db, limits, now),
     registry: new SqliteRegistry(db, limits, now),
     close,

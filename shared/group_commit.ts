@@ -1,14 +1,12 @@
 /**
- * Group commit for the client store: writes staged by several messages go to disk in one
- * transaction, so a burst of messages waits for the disk once instead of once each (a durable
- * commit costs milliseconds, far more than sealing or opening a message). What must wait for the
- * writes (an envelope leaving, an acknowledgement, an event) runs after the commit, in the order
- * staged.
+ * Group commit: writes staged by several requests go to disk in one transaction, so a burst
+ * waits for the disk once instead of once each (a durable commit costs milliseconds, far more
+ * than the work of one message). What must wait for the writes (an envelope leaving, an
+ * acknowledgement, an answer, an event) runs after the commit, in the order staged. The client
+ * store (`client/conversations.ts`) and the server's mailbox (`server/store/_mailbox.ts`) use it.
  *
  * @module
  */
-
-import { ReelayError } from "../shared/errors.ts";
 
 interface Batch {
   /** Set once written (or failed): a batch is flushed once, by its schedule or by `close`. */
@@ -18,23 +16,39 @@ interface Batch {
   committed: PromiseWithResolvers<void>;
 }
 
+/** How a {@linkcode GroupCommit} flushes, writes, fails and refuses. */
+export interface GroupCommitOptions {
+  /** Runs a batch's flush later: everything staged before it starts shares the commit. */
+  schedule: (flush: () => void) => void;
+  /** Runs `body` (every staged write) in one transaction and commits it; throws if it failed. */
+  transaction: (body: () => void) => void;
+  /**
+   * Runs at once when a commit failed, before anything else is staged: what lives in memory
+   * past the last commit must be dropped there, or the next commit would write state ahead of
+   * the file.
+   */
+  failed?: (error: unknown) => void;
+  /** The error of a `stage` after {@linkcode GroupCommit.close}. */
+  closed: () => Error;
+}
+
 /**
  * Stages writes for the next commit. The first write of a batch schedules its flush through
- * `schedule` (the conversations' serial queue, so a flush never runs halfway through a message);
- * everything staged before the flush starts shares it.
+ * `schedule`; everything staged before the flush starts shares it.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { GroupCommit } from "./_group_commit.ts";
+ * import { GroupCommit } from "./group_commit.ts";
  * const log: string[] = [];
- * const commits = new GroupCommit(
- *   (flush) => queueMicrotask(flush),
- *   (body) => {
+ * const commits = new GroupCommit({
+ *   schedule: (flush) => queueMicrotask(flush),
+ *   transaction: (body) => {
  *     body();
  *     log.push("commit");
  *   },
- * );
+ *   closed: () => new Error("Closed"),
+ * });
  * const one = commits.stage(() => log.push("a"), () => log.push("sent a"));
  * const two = commits.stage(() => log.push("b"), () => log.push("sent b"));
  * await Promise.all([one, two]);
@@ -42,26 +56,14 @@ interface Batch {
  * ```
  */
 export class GroupCommit {
-  readonly #schedule: (flush: () => void) => void;
-  readonly #transaction: (body: () => void) => void;
-  readonly #failed: (error: unknown) => void;
+  readonly #options: GroupCommitOptions;
   #batch: Batch | undefined;
   #nextWrite = 0;
   #closed = false;
 
-  /**
-   * Flushes scheduled with `schedule`, written with `transaction` (one commit). `failed` runs
-   * at once when a commit fails, before anything else is staged: what lives in memory past the
-   * last commit must be dropped there, or the next commit would write state ahead of the file.
-   */
-  constructor(
-    schedule: (flush: () => void) => void,
-    transaction: (body: () => void) => void,
-    failed: (error: unknown) => void = () => {},
-  ) {
-    this.#schedule = schedule;
-    this.#transaction = transaction;
-    this.#failed = failed;
+  /** Flushes scheduled with `options.schedule`, written with `options.transaction`. */
+  constructor(options: GroupCommitOptions) {
+    this.#options = options;
   }
 
   /**
@@ -73,7 +75,7 @@ export class GroupCommit {
    */
   stage(write: () => void, after?: () => void, key?: string): Promise<void> {
     if (this.#closed) {
-      const closed = Promise.reject(new ReelayError("client-store-closed", "The store is closed"));
+      const closed = Promise.reject(this.#options.closed());
       closed.catch(() => {}); // as a batch's: rejections go to whoever awaits `stage`
       return closed;
     }
@@ -92,7 +94,7 @@ export class GroupCommit {
     };
     batch.committed.promise.catch(() => {}); // rejections go to whoever awaits `stage`
     this.#batch = batch;
-    this.#schedule(() => this.#flush(batch));
+    this.#options.schedule(() => this.#flush(batch));
     return batch;
   }
 
@@ -107,7 +109,7 @@ export class GroupCommit {
 
   /**
    * Writes what is staged now, without waiting for its schedule, and takes nothing more: the
-   * store closes next (a later `stage` rejects with `client-store-closed` and writes nothing).
+   * store closes next (a later `stage` rejects with the `closed` error and writes nothing).
    */
   close(): void {
     if (this.#batch) this.#flush(this.#batch);
@@ -119,11 +121,11 @@ export class GroupCommit {
     batch.done = true;
     this.#batch = undefined;
     try {
-      this.#transaction(() => {
+      this.#options.transaction(() => {
         for (const write of batch.writes.values()) write();
       });
     } catch (error) {
-      this.#failed(error);
+      this.#options.failed?.(error);
       batch.committed.reject(error);
       return;
     }
