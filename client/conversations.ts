@@ -222,29 +222,37 @@ export class Conversations {
     }
     const id = newId();
     const at = Date.now();
-    const open = await this.#queue.run(() => this.#conversation(to));
-    const bundle = open ? undefined : await this.#bundle(to);
-    const sent = await this.#queue.run(async () => {
-      const live = await this.#conversation(to) ?? await this.#start(to, bundle);
-      const envelope = await this.#seal(live, { k: "m", id, text, at });
-      const row = await this.#sealHistory({
-        peer: to.name,
-        direction: "out",
-        id,
-        text,
-        at,
-        status: "sending",
+    // The bundle is fetched outside the queue (its answer comes through the read loop, which may
+    // need the queue) once a run found no conversation: a refusal may end one between two runs.
+    let bundle: ServerMessage | undefined;
+    const seal = () =>
+      this.#queue.run(async () => {
+        const live = await this.#conversation(to) ?? (bundle && await this.#start(to, bundle));
+        if (!live) return undefined;
+        const envelope = await this.#seal(live, { k: "m", id, text, at });
+        const row = await this.#sealHistory({
+          peer: to.name,
+          direction: "out",
+          id,
+          text,
+          at,
+          status: "sending",
+        });
+        // The ratchet state is on disk before the message leaves (ratchet.ts), with its history
+        // row, in the next group commit: a burst of sends waits for the disk once.
+        this.#save(to, live);
+        let reply: Promise<ServerMessage> | undefined;
+        const committed = this.#commits.stage(
+          () => this.#keepHistory(row),
+          () => reply = this.#post(to, id, envelope),
+        );
+        return { reply: committed.then(() => reply!) };
       });
-      // The ratchet state is on disk before the message leaves (ratchet.ts), with its history
-      // row, in the next group commit: a burst of sends waits for the disk once.
-      this.#save(to, live);
-      let reply: Promise<ServerMessage> | undefined;
-      const committed = this.#commits.stage(
-        () => this.#keepHistory(row),
-        () => reply = this.#post(to, id, envelope),
-      );
-      return { reply: committed.then(() => reply!) };
-    });
+    let sent = await seal();
+    while (!sent) {
+      bundle = await this.#bundle(to);
+      sent = await seal();
+    }
     let reply: ServerMessage;
     try {
       reply = await sent.reply;
@@ -676,12 +684,8 @@ export class Conversations {
    * failed write undoes only itself (a savepoint), never the message.
    */
   #keepHistory(row: SealedEntry | undefined): void {
-    if (!row) return;
-    try {
-      this.#store.insertHistory(row);
+    if (row && this.#historyWrite(() => this.#store.insertHistory(row))) {
       this.#historyFailing = false;
-    } catch (error) {
-      this.#historyFailed(error);
     }
   }
 
@@ -692,10 +696,23 @@ export class Conversations {
     status: DeliveryStatus,
     onlyFrom?: readonly DeliveryStatus[],
   ): void {
+    this.#historyWrite(() => this.#store.markHistory(peer, id, status, onlyFrom));
+  }
+
+  /**
+   * Runs a history write; whether it was made. A failure is told and passed over, unless SQLite
+   * undid the whole transaction it ran in: the batch's later writes would then each commit alone,
+   * outside it (a message's id seen without its state: lost on its redelivery), so it stops here.
+   */
+  #historyWrite(write: () => void): boolean {
+    const inside = this.#store.inTransaction;
     try {
-      this.#store.markHistory(peer, id, status, onlyFrom);
+      write();
+      return true;
     } catch (error) {
+      if (inside && !this.#store.inTransaction) throw error;
       this.#historyFailed(error);
+      return false;
     }
   }
 

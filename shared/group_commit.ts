@@ -12,8 +12,16 @@ interface Batch {
   /** Set once written (or failed): a batch is flushed once, by its schedule or by `close`. */
   done: boolean;
   writes: Map<string | number, () => void>;
-  after: (() => void)[];
-  committed: PromiseWithResolvers<void>;
+  /** What waits for the commit, in the order staged. */
+  steps: Step[];
+}
+
+/** A stager's `after` (or `afterPending`'s `told`), settled with its own result. */
+interface Step {
+  run: (() => void) | undefined;
+  /** Whether it waits for the commit to succeed (a stager's); `afterPending`'s runs either way. */
+  needsCommit: boolean;
+  settled: PromiseWithResolvers<void>;
 }
 
 /** How a {@linkcode GroupCommit} flushes, writes, fails and refuses. */
@@ -71,7 +79,7 @@ export class GroupCommit {
    * committed. A later write under the same `key` replaces an earlier one of the batch (a
    * conversation's latest state is all that needs saving). Resolves once committed and every
    * `after` of the batch ran; rejects with the store's error, running no `after`, if the
-   * commit failed (or with the first error an `after` threw).
+   * commit failed, or with what its own `after` threw (never another stager's).
    */
   stage(write: () => void, after?: () => void, key?: string): Promise<void> {
     if (this.#closed) {
@@ -81,18 +89,17 @@ export class GroupCommit {
     }
     const batch = this.#batch ?? this.#open();
     batch.writes.set(key ?? this.#nextWrite++, write);
-    if (after) batch.after.push(after);
-    return batch.committed.promise;
+    const step = newStep(after, true);
+    batch.steps.push(step);
+    return step.settled.promise;
   }
 
   #open(): Batch {
     const batch: Batch = {
       done: false,
       writes: new Map(),
-      after: [],
-      committed: Promise.withResolvers<void>(),
+      steps: [],
     };
-    batch.committed.promise.catch(() => {}); // rejections go to whoever awaits `stage`
     this.#batch = batch;
     this.#options.schedule(() => this.#flush(batch));
     return batch;
@@ -100,11 +107,15 @@ export class GroupCommit {
 
   /**
    * Runs `told` after the `after`s staged so far (at once when nothing waits for a commit), so
-   * what is said about a later message never comes before what an earlier one waits to say.
+   * what is said about a later message never comes before what an earlier one waits to say. It
+   * needs no commit, so it runs when the commit fails too (an ack, an error event). Settles with
+   * what `told` itself did.
    */
-  afterPending(told: () => void): void {
-    if (this.#batch) this.#batch.after.push(told);
-    else told();
+  afterPending(told: () => void): Promise<void> {
+    const step = newStep(told, false);
+    if (this.#batch) this.#batch.steps.push(step);
+    else settle(step);
+    return step.settled.promise;
   }
 
   /**
@@ -126,20 +137,29 @@ export class GroupCommit {
       });
     } catch (error) {
       this.#options.failed?.(error);
-      batch.committed.reject(error);
+      for (const step of batch.steps) {
+        if (step.needsCommit) step.settled.reject(error);
+        else settle(step);
+      }
       return;
     }
-    // Every `after` runs even if one throws (a listener's bug must not hold back an envelope);
-    // the first error is what the batch's stagers see, as if their own step had thrown.
-    let failure: { error: unknown } | undefined;
-    for (const after of batch.after) {
-      try {
-        after();
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-    if (failure) batch.committed.reject(failure.error);
-    else batch.committed.resolve();
+    // Every `after` runs even if one throws (a listener's bug must not hold back an envelope),
+    // and each stager hears only of its own.
+    for (const step of batch.steps) settle(step);
+  }
+}
+
+function newStep(run: (() => void) | undefined, needsCommit: boolean): Step {
+  const settled = Promise.withResolvers<void>();
+  settled.promise.catch(() => {}); // rejections go to whoever awaits `stage` or `afterPending`
+  return { run, needsCommit, settled };
+}
+
+function settle(step: Step): void {
+  try {
+    step.run?.();
+    step.settled.resolve();
+  } catch (error) {
+    step.settled.reject(error);
   }
 }

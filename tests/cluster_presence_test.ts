@@ -4,6 +4,9 @@ import { headers, type Msg } from "@nats-io/transport-node";
 import { ClusterPresence } from "../server/cluster/presence.ts";
 import { connectNats } from "../server/cluster/nats.ts";
 import { ClusterRelay, deliverSubject } from "../server/cluster/relay.ts";
+import { ClusterPeople } from "../server/cluster/people.ts";
+import type { Recipient } from "../server/relay.ts";
+import { ReelayError } from "../shared/errors.ts";
 import { deferred } from "../shared/async.ts";
 import { encodeFields, utf8 } from "../shared/bytes.ts";
 import { within } from "./_deadline.ts";
@@ -254,6 +257,65 @@ clusterTest(
     } finally {
       await relayA.close();
       await relayB.close();
+      await ncA.close();
+      await ncB.close();
+    }
+  },
+);
+
+/** A person connected to a node, whose connection takes envelopes through `deliver`. */
+function person(name: string, deliver: Recipient["deliver"]): Recipient {
+  return {
+    announcement: { name, keys: { encryptionKey: "e", signingKey: "s" }, epoch: "", signature: "" },
+    sendFrame: () => {},
+    deliver,
+  };
+}
+
+clusterTest(
+  "cluster relay: a delivery the recipient's limits refuse tells the sender why, not that they are gone",
+  async () => {
+    await using nats = await TestNats.start();
+    const [linesA, linesB] = [new Lines(), new Lines()];
+    const ncA = await connectNode(nats, "node-a", linesA);
+    const ncB = await connectNode(nats, "node-b", linesB);
+    const open = (nc: typeof ncA, nodeId: string, lines: Lines) =>
+      ClusterPeople.open<Recipient>(nc, { nodeId, presenceTtlMs: 6000, log: lines.log });
+    const a = await open(ncA, "node-a", linesA);
+    const b = await open(ncB, "node-b", linesB);
+    // Bob's connection refuses as a PeerConnection's inbound limits do, then takes the next.
+    const refusals = [
+      new ReelayError("rate-limited", 'Too many messages to "bob": the limit is 1 a second'),
+      new ReelayError("recipient-busy", '"bob" is receiving more than 2 messages a second'),
+    ];
+    const got: string[] = [];
+    const bob = person("bob", (from) => {
+      const refusal = refusals.shift();
+      if (refusal) throw refusal;
+      got.push(from);
+      return true;
+    });
+    const alice = person("alice", () => true);
+    try {
+      await b.join(bob);
+      await a.join(alice);
+      await waitUntil(() => a.present("bob"), "bob to show on node a");
+      const envelope = new Uint8Array([1, 2, 3]);
+      // Told as on one node (review finding 10: both were "bob is no longer online").
+      await rejectsWith(a.route(alice, "bob", envelope, "m-1"), "rate-limited", /^Too many/);
+      await rejectsWith(a.route(alice, "bob", envelope, "m-2"), "recipient-busy", /^"bob" is/);
+      assert.equal(await a.route(alice, "bob", envelope, "m-3"), "bob");
+      assert.deepEqual(got, ["alice"]);
+      assert.deepEqual(linesB.lines.filter((line) => /Malformed/.test(line)), []);
+      // What is malformed is still answered as not delivered, and logged on the recipient's node.
+      const garbage = await ncA.request(deliverSubject("node-b"), new Uint8Array([0, 0, 0, 9]), {
+        timeout: 20_000,
+      });
+      assert.deepEqual([...garbage.data], [0]);
+      assert.equal(linesB.lines.filter((line) => /Malformed delivery/.test(line)).length, 1);
+    } finally {
+      await a.close();
+      await b.close();
       await ncA.close();
       await ncB.close();
     }

@@ -1,15 +1,54 @@
 /**
  * The client's group commit (shared/group_commit.ts) never lets memory run ahead of the file in
- * a way that loses a message or uses a key twice: a commit that fails drops what it covered, and
- * a conversation ended by a refusal stays ended while its delete waits for the commit.
+ * a way that loses a message or uses a key twice: a commit that fails drops what it covered, a
+ * history write on which SQLite undid the whole transaction stops its batch there, and a
+ * conversation ended by a refusal stays ended while its delete waits for the commit (a send queued
+ * just before the refusal is still sealed).
  */
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { DEFAULT_RECONNECT } from "../client/mod.ts";
 import { ClientStore } from "../client/store/mod.ts";
-import { joinClient, startTestServer } from "../testing/harness.ts";
-import { HostileProxy } from "./_proxy.ts";
+import { SerialQueue } from "../shared/async.ts";
+import { joinClient, type JoinedClient, startTestServer } from "../testing/harness.ts";
+import { within } from "./_deadline.ts";
+import { HostileProxy, type Json } from "./_proxy.ts";
 
 const QUICK = { ...DEFAULT_RECONNECT, minDelayMs: 20, maxDelayMs: 200 };
+
+/** Alice and bob on a test server, each through a hostile relay; `close` ends all of it. */
+async function tamperingPair() {
+  const server = await startTestServer();
+  const aliceProxy = new HostileProxy(server.port);
+  const bobProxy = new HostileProxy(server.port);
+  const alice = await joinClient(aliceProxy.port, "alice");
+  const bob = await joinClient(bobProxy.port, "bob");
+  const close = async () => {
+    await alice.session.quit();
+    await bob.session.quit();
+    await aliceProxy.close();
+    await bobProxy.close();
+    await server.close();
+  };
+  return { alice, bob, aliceProxy, bobProxy, close };
+}
+
+/**
+ * Starts alice's conversation with bob (he answered: her next messages carry no init), then has
+ * bob's relay flip a bit of the next message he gets, which he refuses as not authentic.
+ */
+async function talkThenTamper(alice: JoinedClient, bobProxy: HostileProxy): Promise<void> {
+  await alice.session.send("bob", "hello");
+  await alice.log.waitFor("delivered");
+  let tamper = true;
+  bobProxy.rewrite = (direction, message) => {
+    if (direction !== "to-client" || message.type !== "deliver" || !tamper) return [message];
+    tamper = false;
+    const envelope = new Uint8Array(message.envelope as Uint8Array);
+    envelope[envelope.length - 3] ^= 1;
+    return [{ ...message, envelope }];
+  };
+}
 
 Deno.test("a message whose commit failed is not acknowledged, comes again after a reconnect and opens", async () => {
   const server = await startTestServer();
@@ -56,22 +95,9 @@ Deno.test("a message whose commit failed is not acknowledged, comes again after 
 });
 
 Deno.test("a send right after a refusal that ends the conversation starts a new one, never the old from the file", async () => {
-  const server = await startTestServer();
-  const aliceProxy = new HostileProxy(server.port);
-  const bobProxy = new HostileProxy(server.port);
-  const alice = await joinClient(aliceProxy.port, "alice");
-  const bob = await joinClient(bobProxy.port, "bob");
+  const { alice, bob, aliceProxy, bobProxy, close } = await tamperingPair();
   try {
-    await alice.session.send("bob", "hello");
-    await alice.log.waitFor("delivered"); // bob answered: alice's next messages carry no init
-    let tamper = true;
-    bobProxy.rewrite = (direction, message) => {
-      if (direction !== "to-client" || message.type !== "deliver" || !tamper) return [message];
-      tamper = false;
-      const envelope = new Uint8Array(message.envelope as Uint8Array);
-      envelope[envelope.length - 3] ^= 1;
-      return [{ ...message, envelope }];
-    };
+    await talkThenTamper(alice, bobProxy);
     const kinds: number[] = [];
     aliceProxy.rewrite = (direction, message) => {
       if (direction === "to-server" && message.type === "send") {
@@ -87,10 +113,127 @@ Deno.test("a send right after a refusal that ends the conversation starts a new 
     await bob.log.waitFor("message", (event) => event.text === "after the refusal");
     assert.deepEqual(kinds, [1, 2], "a ratchet message, then a new conversation's first");
   } finally {
+    await close();
+  }
+});
+
+Deno.test("a history write on which SQLite undoes the whole transaction fails the batch; no message is lost", async () => {
+  const server = await startTestServer();
+  const proxy = new HostileProxy(server.port);
+  let closing: Promise<void> | undefined;
+  let db: DatabaseSync | undefined;
+  const bob = await joinClient(server.port, "bob");
+  const alice = await joinClient(proxy.port, "alice", {
+    fallbacks: [{ hostname: "127.0.0.1", port: server.port }],
+    reconnect: QUICK,
+  });
+  try {
+    await bob.session.send("alice", "one");
+    await alice.log.waitFor("message", (event) => event.text === "one");
+    // SQLite undoing the whole transaction on a history insert (as it may on an I/O error or a
+    // full disk), made by a trigger from another connection to the file.
+    db = new DatabaseSync(alice.session.store.file);
+    db.exec(`CREATE TRIGGER undo BEFORE INSERT ON history
+      BEGIN SELECT RAISE(ROLLBACK, 'disk I/O error (test)'); END;`);
+    // Read in one batch or two: either way no write of the batch may land without the others.
+    await Promise.all([bob.session.send("alice", "two"), bob.session.send("alice", "three")]);
+    await alice.log.waitFor("error", (event) => event.code === "client-store-failed");
+    // Not "history-unavailable" (shown and acknowledged, only not kept): the whole commit failed.
+    const codes = () => new Set(alice.log.of("error").map((event) => event.code));
+    assert.deepEqual(codes(), new Set(["client-store-failed"]));
+    db.exec("DROP TRIGGER undo");
+    db.close();
+    db = undefined;
+    const cut = proxy.close(); // alice's link goes; the copies not acknowledged come again
+    closing = cut;
+    await cut;
+    await alice.log.waitFor("reconnected");
+    await bob.session.send("alice", "four");
+    const sent = bob.log.of("sent").map((event) => event.id);
+    assert.equal(sent.length, 4);
+    for (const id of sent) await bob.log.waitFor("delivered", (event) => event.id === id);
+    assert.deepEqual(bob.log.of("failed"), []);
+    const shown = alice.log.of("message").map((event) => event.text).sort();
+    assert.deepEqual(shown, ["four", "one", "three", "two"], "each message shown once");
+    assert.deepEqual(codes(), new Set(["client-store-failed"]));
+  } finally {
+    db?.close();
     await alice.session.quit();
     await bob.session.quit();
-    await aliceProxy.close();
-    await bobProxy.close();
+    await (closing ?? proxy.close());
     await server.close();
+  }
+});
+
+Deno.test("a send queued before a refusal that ends the conversation is sealed, not failed as no-prekeys", async () => {
+  const { alice, bob, aliceProxy, bobProxy, close } = await tamperingPair();
+  // Gates, not timing: alice's queue is held inside a send (its history row), the refusal is held
+  // by the relay, and the test sees when the refusal's task joins the queue.
+  const store = ClientStore.prototype as { sealHistory: ClientStore["sealHistory"] };
+  const sealHistory = store.sealHistory;
+  const queue = SerialQueue.prototype as { run: SerialQueue["run"] };
+  const run = queue.run;
+  const held = { reached: Promise.withResolvers<void>(), gate: Promise.withResolvers<void>() };
+  let holding = false;
+  store.sealHistory = async function (this: ClientStore, entry) {
+    if (holding && this.file.startsWith(alice.home)) {
+      holding = false;
+      held.reached.resolve();
+      await held.gate.promise;
+    }
+    return await sealHistory.call(this, entry);
+  };
+  let watch: ((queue: SerialQueue) => void) | undefined;
+  queue.run = function <T>(this: SerialQueue, task: () => Promise<T>): Promise<T> {
+    watch?.(this);
+    return run.call(this, task) as Promise<T>;
+  };
+  const refusal = Promise.withResolvers<void>();
+  let refused: Json | undefined;
+  try {
+    await talkThenTamper(alice, bobProxy);
+    aliceProxy.rewrite = (direction, message) => {
+      if (direction !== "to-client") return [message];
+      if (message.type === "refused" && !refused) {
+        refused = message;
+        refusal.resolve();
+        return [];
+      }
+      return message.type === "videos" && refused ? [refused, message] : [message];
+    };
+    await alice.session.send("bob", "tampered on the way");
+    await within(refusal.promise, 60_000, "bob's refusal of the tampered message");
+    holding = true;
+    const blocker = alice.session.send("bob", "holding the queue");
+    await within(held.reached.promise, 60_000, "alice's queue held in a send");
+    // The send's first task joins the queue now, behind the held one.
+    let aliceQueue: SerialQueue | undefined;
+    watch = (queue) => aliceQueue ??= queue;
+    const racing = alice.session.send("bob", "racing the refusal").then(
+      () => "sent",
+      (error: Error) => error.message,
+    );
+    const refusalQueued = Promise.withResolvers<void>();
+    watch = (queue) => {
+      if (queue === aliceQueue) refusalQueued.resolve();
+    };
+    assert.ok(aliceQueue, "the send queued at once");
+    const listed = alice.session.listVideos(); // an answer that carries the refusal through
+    await within(refusalQueued.promise, 60_000, "the refusal's task queued behind the send");
+    watch = undefined;
+    held.gate.resolve();
+    await blocker;
+    assert.equal(await racing, "sent"); // not 'No prekey bundle for "bob"' (no-prekeys)
+    await listed;
+    assert.equal((await alice.log.waitFor("failed")).reason, "not-authentic");
+    await alice.session.send("bob", "after the refusal");
+    await bob.log.waitFor("message", (event) => event.text === "after the refusal");
+    assert.equal(alice.log.of("sent").length, 5, "every send relayed");
+    assert.deepEqual(alice.log.of("failed").map((event) => event.reason), ["not-authentic"]);
+  } finally {
+    store.sealHistory = sealHistory;
+    queue.run = run;
+    held.gate.resolve();
+    await close();
   }
 });

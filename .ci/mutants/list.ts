@@ -106,6 +106,14 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/cluster_presence_test.ts", filter: "cluster relay" }],
   },
   {
+    // Review finding 10: the sender was told "no longer online" by the recipient's own limits.
+    name: "a refusal by a recipient's limits on another node told as the recipient gone",
+    file: "server/cluster/relay.ts",
+    find: "REFUSALS.has(error.code)) return encodeRefusal(error);",
+    replace: "REFUSALS.has(error.code)) return NOT_DELIVERED;",
+    tests: [{ file: "tests/cluster_presence_test.ts", filter: "limits refuse" }],
+  },
+  {
     name: "names case-sensitive",
     file: "shared/names.ts",
     find: "for (const char of name.toLowerCase()) key",
@@ -1062,6 +1070,28 @@ export const mutants: Mutant[] = [
     find: "this.#options.failed?.(error);",
     replace: "",
     tests: [{ file: "tests/conversation_commit_test.ts", filter: "commit failed" }],
+  },
+  {
+    name: "a transaction SQLite undid lets the rest of the batch commit alone (a message lost)",
+    file: "client/conversations.ts",
+    find: "if (inside && !this.#store.inTransaction) throw error;",
+    replace: "",
+    tests: [{ file: "tests/conversation_commit_test.ts", filter: "undoes the whole transaction" }],
+  },
+  {
+    name: "a failed commit drops the acks and error events queued behind it",
+    file: "shared/group_commit.ts",
+    find: "if (step.needsCommit) step.settled.reject(error);",
+    replace: "if (true) step.settled.reject(error);",
+    tests: [{ file: "tests/group_commit_test.ts", filter: "still runs what afterPending queued" }],
+  },
+  {
+    name: "one after's throw rejects every stager of the batch",
+    file: "shared/group_commit.ts",
+    find: "for (const step of batch.steps) settle(step);",
+    replace:
+      "const first = batch.steps.flatMap((step) => { try { step.run?.(); return []; } catch (error) { return [error]; } })[0]; for (const step of batch.steps) first === undefined ? step.settled.resolve() : step.settled.reject(first);",
+    tests: [{ file: "tests/group_commit_test.ts", filter: "rejects only its own stager" }],
   },
   {
     name: "an ended conversation read back from the file before its delete commits",

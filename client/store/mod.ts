@@ -482,6 +482,14 @@ export class ClientStore {
   }
 
   /**
+   * Whether a write transaction is open: inside {@linkcode ClientStore.transaction}, unless SQLite
+   * undid it itself (an I/O error, a full disk).
+   */
+  get inTransaction(): boolean {
+    return this.#db.isTransaction;
+  }
+
+  /**
    * Runs `body` in one write transaction: one commit, one wait for the disk, however many writes
    * it makes. Writes made inside it (directly or by a nested `transaction`) commit together; a
    * nested one that throws undoes only its own writes (a savepoint), so the caller may catch and

@@ -4,20 +4,26 @@
  * it to deliver. The payload is the sender's name, the recipient's name, the envelope and the
  * sender's message id (empty when none), each length-prefixed; the envelope stays opaque bytes
  * (sealed end to end by the clients). A payload without the id (a node of the build before it)
- * is taken with none. The reply is one byte: 1 delivered, 0 the recipient is not there (any
- * more). Chat between people both in the shared registry does not come this way: it is held in
- * the cluster's mailbox and delivered by the recipient's node (`server/mail.ts`).
+ * is taken with none. The reply is one byte, 1 delivered or 0 the recipient is not there (any
+ * more); or, when the recipient's inbound limits refuse the envelope, the byte 2 then the
+ * refusal's code (`rate-limited`, `recipient-busy`) and message, length-prefixed, which the
+ * sender's node throws as that error, as one node does (a node of an earlier build takes it as
+ * not delivered). Chat between people both in the shared registry does not come this way: it is
+ * held in the cluster's mailbox and delivered by the recipient's node (`server/mail.ts`).
  *
  * @module
  */
 
-import type { Subscription } from "@nats-io/transport-node";
-import { ByteReader, encodeFields, fromUtf8 } from "../../shared/bytes.ts";
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import { ByteReader, concat, encodeFields, fromUtf8 } from "../../shared/bytes.ts";
 import { errorDetail, messageOf, ReelayError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { NatsConnection } from "./nats.ts";
 
-/** Delivers to a person connected to this node; false when they are not (any more). */
+/**
+ * Delivers to a person connected to this node; false when they are not (any more). Throws
+ * `rate-limited` or `recipient-busy` when their inbound limits refuse it.
+ */
 export type LocalDelivery = (
   from: string,
   to: string,
@@ -30,6 +36,14 @@ const DELIVER_TIMEOUT_MS = 5000;
 const MAX_NAME_BYTES = 1024;
 /** A message id is at most 64 characters (`server/store`); room to spare for the check there. */
 const MAX_ID_BYTES = 256;
+/** A refusal's message (it names the recipient and a limit) is cut to this many characters. */
+const MAX_REFUSAL_CHARS = 1000;
+
+const DELIVERED = new Uint8Array([1]);
+const NOT_DELIVERED = new Uint8Array([0]);
+const REFUSED = 2;
+/** What a recipient's node passes back to the sender's: the recipient's inbound limits. */
+const REFUSALS = new Set(["rate-limited", "recipient-busy"]);
 
 /** The subject a node takes deliveries on. */
 export function deliverSubject(nodeId: string): string {
@@ -73,8 +87,9 @@ export class ClusterRelay {
 
   /**
    * Asks `node` to deliver `envelope` from `from` to `to`; resolves to whether it did. Throws
-   * `message-too-large` past NATS's payload limit and `cluster-unavailable` when the node does
-   * not answer in time.
+   * `message-too-large` past NATS's payload limit, `cluster-unavailable` when the node does not
+   * answer in time, and the recipient's refusal (`rate-limited`, `recipient-busy`) as their
+   * node gave it.
    */
   async send(
     node: string,
@@ -91,11 +106,11 @@ export class ClusterRelay {
         `Message of ${envelope.length} bytes is over the cluster's ${limit}-byte payload limit`,
       );
     }
+    let reply: Msg;
     try {
-      const reply = await this.#nc.request(deliverSubject(node), payload, {
+      reply = await this.#nc.request(deliverSubject(node), payload, {
         timeout: DELIVER_TIMEOUT_MS,
       });
-      return reply.data.length === 1 && reply.data[0] === 1;
     } catch (error) {
       // No node answers on that subject: it is gone, so the person is too.
       if (/no responders/i.test(messageOf(error))) return false;
@@ -105,6 +120,9 @@ export class ClusterRelay {
         { cause: error },
       );
     }
+    const refusal = reply.data[0] === REFUSED ? decodeRefusal(reply.data) : undefined;
+    if (refusal) throw refusal;
+    return reply.data.length === 1 && reply.data[0] === 1;
   }
 
   /** Stops taking deliveries. */
@@ -115,15 +133,48 @@ export class ClusterRelay {
 
   async #serve(deliver: LocalDelivery): Promise<void> {
     for await (const message of this.#subscription) {
-      let delivered = false;
-      try {
-        const { from, to, envelope, id } = decodeDelivery(message.data);
-        delivered = deliver(from, to, envelope, id === "" ? undefined : id);
-      } catch (error) {
-        this.#log("warn", `Malformed delivery on ${message.subject}: ${errorDetail(error)}`);
-      }
-      message.respond(new Uint8Array([delivered ? 1 : 0]));
+      message.respond(this.#answer(deliver, message));
     }
+  }
+
+  #answer(deliver: LocalDelivery, message: Msg): Uint8Array {
+    let delivery: NodeDelivery;
+    try {
+      delivery = decodeDelivery(message.data);
+    } catch (error) {
+      this.#log("warn", `Malformed delivery on ${message.subject}: ${errorDetail(error)}`);
+      return NOT_DELIVERED;
+    }
+    const { from, to, envelope, id } = delivery;
+    try {
+      return deliver(from, to, envelope, id === "" ? undefined : id) ? DELIVERED : NOT_DELIVERED;
+    } catch (error) {
+      // The recipient is there but refuses more now: the sender is told why, as on one node,
+      // not that they are gone.
+      if (error instanceof ReelayError && REFUSALS.has(error.code)) return encodeRefusal(error);
+      this.#log("error", `Delivery to ${JSON.stringify(to)} failed: ${errorDetail(error)}`);
+      return NOT_DELIVERED;
+    }
+  }
+}
+
+function encodeRefusal(error: ReelayError): Uint8Array {
+  const fields = encodeFields([error.code, error.message.slice(0, MAX_REFUSAL_CHARS)]);
+  return concat([new Uint8Array([REFUSED]), fields]);
+}
+
+/** The refusal a recipient's node answered; undefined for a reply that is not one. */
+function decodeRefusal(data: Uint8Array): ReelayError | undefined {
+  try {
+    const reader = new ByteReader(data);
+    reader.u8();
+    const code = fromUtf8(reader.prefixed32(1, 64));
+    const message = fromUtf8(reader.prefixed32(0, 3 * MAX_REFUSAL_CHARS));
+    reader.end();
+    if (code === undefined || message === undefined || !REFUSALS.has(code)) return undefined;
+    return new ReelayError(code, message);
+  } catch {
+    return undefined;
   }
 }
 
