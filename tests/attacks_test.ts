@@ -199,6 +199,8 @@ Deno.test("attack 1d: broadcast copies a client does not read are left out, and 
     onlyTheBudgetLimits(config, 64 * 1024 * 1024);
     config.limits.maxQueueBytes = 256 * 1024;
     config.chat.broadcast = true;
+    // Joins may wait on a loaded machine; the deadline is not what this test is about.
+    config.limits.joinTimeoutMs = 120_000;
   });
   const watcher = await RawClient.connect(server.port);
   const mallory = await RawClient.connect(server.port);
