@@ -43,7 +43,13 @@ import { nameKey } from "../shared/names.ts";
 import type { ClientMessage, ServerMessage } from "../shared/protocol/mod.ts";
 import type { ClientEvent } from "./events.ts";
 import { GroupCommit } from "../shared/group_commit.ts";
-import type { ClientStore, DeliveryStatus, HistoryEntry, SealedEntry } from "./store/mod.ts";
+import type {
+  ClientStore,
+  DeliveryStatus,
+  HistoryEntry,
+  OwedReceipt,
+  SealedEntry,
+} from "./store/mod.ts";
 
 /** One-time prekeys of each kind made at first, and again whenever the server runs low. */
 export const PREKEY_BATCH = 10;
@@ -127,6 +133,12 @@ export class Conversations {
   readonly #commits: GroupCommit;
   /** Receipts owed, by name key: sealed by `#sealReceipts` before each commit. */
   readonly #receipts = new Map<string, { peer: Correspondent; ids: string[] }>();
+  /** Messages being sent, by id: whether one failed before the server's answer was told. */
+  readonly #sending = new Map<string, { failed: boolean }>();
+  /** Receipts kept in the store (by `seq`) whose request is on its way, or taken. */
+  readonly #receiptsSending = new Set<number>();
+  /** Receipts the server took (by `seq`), deleted from the store with the next commit. */
+  readonly #receiptsTaken: number[] = [];
   /** Ids of messages opened whose `seen` row waits for its commit (see `#hasSeen`). */
   readonly #seenStaged = new Set<string>();
   readonly #now: () => number;
@@ -161,6 +173,7 @@ export class Conversations {
         setTimeout(() =>
           void this.#queue.run(async () => {
             await this.#sealReceipts().catch((error) => this.#receiptsFailed(error));
+            this.#forgetTakenReceipts();
             flush();
           }), 0),
       transaction: (body) => this.#store.transaction(body),
@@ -221,6 +234,21 @@ export class Conversations {
       );
     }
     const id = newId();
+    const failed = { failed: false };
+    this.#sending.set(id, failed);
+    try {
+      return await this.#send(to, text, id, failed);
+    } finally {
+      this.#sending.delete(id);
+    }
+  }
+
+  async #send(
+    to: Correspondent,
+    text: string,
+    id: string,
+    failed: { failed: boolean },
+  ): Promise<{ id: string; status: SendStatus }> {
     const at = Date.now();
     // The bundle is fetched outside the queue (its answer comes through the read loop, which may
     // need the queue) once a run found no conversation: a refusal may end one between two runs.
@@ -258,25 +286,46 @@ export class Conversations {
       reply = await sent.reply;
     } catch (error) {
       if (error instanceof ReelayError && MESSAGE_FAILURES.has(error.code)) {
-        this.#markHistory(to.name, id, "failed");
-        this.#emit({ event: "failed", to: to.name, id, reason: error.code });
+        await this.#tellFailed(to.name, id, error.code);
       }
       throw error;
     }
     const status: SendStatus = reply.type === "queued" ? "queued" : "relayed";
-    // Written with the other answers of the moment (statuses are history, best effort).
+    // Written with the other answers of the moment (statuses are history, best effort). Failed
+    // meanwhile (their signed refusal overtook the server's answer): the history keeps `failed`,
+    // and so does what is told.
     await this.#commits.stage(
       () => this.#markHistory(to.name, id, status === "queued" ? "queued" : "sent"),
-      () =>
-        this.#emit(
-          status === "queued" ? { event: "queued", to: to.name, id } : {
-            event: "sent",
-            to: to.name,
-            id,
-          },
-        ),
+      () => {
+        if (failed.failed) return;
+        this.#emit({ event: status === "queued" ? "queued" : "sent", to: to.name, id });
+      },
     );
     return { id, status };
+  }
+
+  /**
+   * Records message `id` to `to` as failed (`onlyFrom`: see {@linkcode ClientStore.markHistory})
+   * and says so, both with the next commit: after what earlier messages wait to say, in the
+   * history's order. Said even when the store cannot take it.
+   */
+  async #tellFailed(
+    to: string,
+    id: string,
+    reason: string,
+    onlyFrom?: readonly DeliveryStatus[],
+  ): Promise<void> {
+    const sending = this.#sending.get(id);
+    if (sending) sending.failed = true;
+    let told = false;
+    const tell = () => {
+      told = true;
+      this.#emit({ event: "failed", to, id, reason });
+    };
+    await this.#commits.stage(() => this.#markHistory(to, id, "failed", onlyFrom), tell)
+      .catch(() => {
+        if (!told) tell();
+      });
   }
 
   /**
@@ -299,11 +348,18 @@ export class Conversations {
 
   /**
    * Writes what is staged (states of messages opened or sealed, ids seen, history) before the
-   * store closes; the session calls it as it ends.
+   * store closes, with the receipts still owed sealed and kept, to leave with the next session;
+   * the session calls it as it ends, once nothing else uses the conversations.
    */
-  close(): void {
-    this.#receipts.clear(); // the connection is gone: they could not leave
-    this.#commits.close();
+  async close(): Promise<void> {
+    try {
+      await this.#queue.run(() => this.#sealReceipts()).catch((error) =>
+        this.#receiptsFailed(error)
+      );
+    } finally {
+      this.#forgetTakenReceipts();
+      this.#commits.close();
+    }
   }
 
   /** A refusal the server passed on: checked against `keys` (the refuser's pinned keys). */
@@ -346,8 +402,8 @@ export class Conversations {
         return Promise.resolve();
       });
     }
-    this.#markHistory(message.from, message.id, "failed");
-    this.#emit({ event: "failed", to: message.from, id: message.id, reason: message.reason });
+    // Not awaited: the session reads on while it commits.
+    void this.#tellFailed(message.from, message.id, message.reason);
   }
 
   /**
@@ -357,8 +413,7 @@ export class Conversations {
    */
   failed(message: ServerMessage & { type: "failed" }): void {
     this.#ack(message.mail);
-    this.#markHistory(message.to, message.id, "failed", SERVER_MAY_FAIL);
-    this.#emit({ event: "failed", to: message.to, id: message.id, reason: message.reason });
+    void this.#tellFailed(message.to, message.id, message.reason, SERVER_MAY_FAIL);
   }
 
   /** Test hook: the ratchet of the conversation with `name`, if one is open. */
@@ -466,7 +521,8 @@ export class Conversations {
   /**
    * Seals the receipts owed (one per person for the messages of this turn, up to
    * {@linkcode RECEIPT_IDS} ids each) in the conversations they came in, before the commit that
-   * saves those states; each leaves after it. A receipt per message would turn the ratchet, and
+   * saves those states; each is kept in the store in that commit and leaves after it (see
+   * {@linkcode Conversations.resendReceipts}). A receipt per message would turn the ratchet, and
    * cost the sender an opening and a commit, for every message.
    */
   async #sealReceipts(): Promise<void> {
@@ -478,14 +534,64 @@ export class Conversations {
       const live = this.#live.get(key(peer.name));
       if (live?.fingerprint !== peer.fingerprint) continue; // ended meanwhile: nothing to answer
       for (let start = 0; start < ids.length; start += RECEIPT_IDS) {
-        const receipt = await this.#seal(live, {
+        const envelope = await this.#seal(live, {
           k: "r",
           ids: ids.slice(start, start + RECEIPT_IDS),
         });
         this.#save(peer, live);
-        void this.#commits.stage(() => {}, () => void this.#post(peer, newId(), receipt));
+        const receipt: OwedReceipt = {
+          seq: 0,
+          name: peer.name,
+          fingerprint: peer.fingerprint,
+          id: newId(),
+          envelope,
+        };
+        void this.#commits.stage(
+          () => receipt.seq = this.#store.oweReceipt(receipt),
+          () => void this.#sendReceipt(receipt),
+        );
       }
     }
+  }
+
+  /**
+   * Sends the receipts kept in the store that are not on their way (all of them at the start of
+   * a session; after a reconnect, those whose request failed), oldest first, each as it was
+   * sealed: one its sender already took is dropped there by its id. Called before anything else
+   * is sent on a connection, since the ratchet keeps no key of a skipped message: a receipt
+   * arriving after a later message from us would be refused as late.
+   */
+  resendReceipts(): void {
+    for (const receipt of this.#store.receiptsOwed()) void this.#sendReceipt(receipt);
+  }
+
+  /** Stages the delete of the receipts taken since the last commit into the commit about to run. */
+  #forgetTakenReceipts(): void {
+    if (this.#receiptsTaken.length === 0) return;
+    const seqs = this.#receiptsTaken.splice(0);
+    const forgotten = () => {
+      for (const seq of seqs) this.#receiptsSending.delete(seq);
+    };
+    this.#commits.stage(() => this.#store.receiptsTaken(seqs)).then(forgotten, forgotten);
+  }
+
+  /** Sends a kept receipt, unless on its way; forgets it once the server took it. */
+  async #sendReceipt(receipt: OwedReceipt): Promise<void> {
+    if (this.#receiptsSending.has(receipt.seq)) return;
+    this.#receiptsSending.add(receipt.seq);
+    try {
+      await this.#post(receipt, receipt.id, receipt.envelope);
+    } catch (error) {
+      // Refused for good (their key changed, a mailbox is full): sending it again would not do.
+      // Else (the connection or the session ended) it stays, to be sent again.
+      if (!(error instanceof ReelayError && MESSAGE_FAILURES.has(error.code))) {
+        this.#receiptsSending.delete(receipt.seq);
+        return;
+      }
+    }
+    // Forgotten with the next commit (not one of its own), on its way until then. If the
+    // process ends first, it is sent again next time and dropped by its id.
+    this.#receiptsTaken.push(receipt.seq);
   }
 
   /**
@@ -575,7 +681,11 @@ export class Conversations {
    * Sends a sealed envelope; returns the server's answer to wait for outside the queue (the
    * answer comes through the read loop, which may need the queue).
    */
-  #post(to: Correspondent, id: string, envelope: Uint8Array): Promise<ServerMessage> {
+  #post(
+    to: { name: string; fingerprint: string },
+    id: string,
+    envelope: Uint8Array,
+  ): Promise<ServerMessage> {
     const reply = this.#link.request({
       type: "send",
       to: to.name,

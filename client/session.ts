@@ -226,6 +226,8 @@ export class ClientSession {
     const session = new ClientSession(options, channel, store);
     try {
       await session.#join();
+      // Before anything else leaves: the receipts owed since the last session come first.
+      session.#conversations.resendReceipts();
       await session.#conversations.publishPrekeys();
     } catch (error) {
       await session.#shutdown({ code: "join-failed", reason: messageOf(error) });
@@ -635,7 +637,11 @@ export class ClientSession {
       online: this.#peers.size + 1,
       names: this.#peers.who().map((peer) => peer.name),
     });
-    for (const [ref, pending] of this.#pending) this.#transmit(ref, pending);
+    // The receipts whose request failed meanwhile go before the requests that waited, which are
+    // newer (each request's deadline runs from when it was first sent).
+    const waiting = [...this.#pending];
+    this.#conversations.resendReceipts();
+    for (const [ref, pending] of waiting) this.#transmit(ref, pending);
     try {
       await this.#tracked(() => this.#conversations.publishPrekeys());
     } catch (error) {
@@ -897,7 +903,8 @@ export class ClientSession {
       await this.#reading; // the message being handled is kept before the store closes
       while (this.#inFlight > 0) await this.#idle.wait();
     } finally {
-      this.#conversations.close(); // what is staged for the store goes in first
+      // What is staged for the store goes in first, with the receipts still owed.
+      await this.#conversations.close().catch(() => {});
       this.store.close();
       this.#stopped.resolve();
     }

@@ -366,6 +366,9 @@ export class PeerConnection implements Recipient {
         this.#pipelined--;
       }
     });
+    // A cluster's mailbox (JetStream) does not group puts, and two of one sender at once could
+    // be held out of order: there each is answered before the next is read, as before.
+    if (this.#context.config.cluster.url !== "") await this.#answers;
   }
 
   async #handleJoined(

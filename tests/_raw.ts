@@ -25,6 +25,7 @@ import {
 } from "../shared/protocol/mod.ts";
 import { writeAll } from "../shared/io.ts";
 import { withTimeout } from "../shared/async.ts";
+import { serverTaps } from "../testing/harness.ts";
 
 /** A message as plain JSON; `envelope` (of `send` and `deliver`) is bytes. */
 export type Json = Record<string, unknown>;
@@ -97,26 +98,40 @@ export class RawClient {
   #closedByUs = false;
   #stopReading = false;
   readonly #closing = Promise.withResolvers<void>();
+  readonly #stall: WriteStall;
 
-  private constructor(conn: SecureConn, handshakeHash: Uint8Array) {
+  private constructor(conn: SecureConn, handshakeHash: Uint8Array, stall: WriteStall) {
     this.conn = conn;
     this.handshakeHash = handshakeHash;
+    this.#stall = stall;
     this.ended = this.#readLoop();
   }
 
   /** Connects to `port`, runs the secure handshake (any server key) and starts reading. */
   static async connect(port: number): Promise<RawClient> {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-    const channel = await initiate(conn, { prologue: CHANNEL_PROLOGUE });
-    return new RawClient(channel.transport, channel.handshakeHash);
+    // Registered before the handshake, which cannot end before this side speaks.
+    const stall = new WriteStall(conn.localAddr.port);
+    try {
+      const channel = await initiate(conn, { prologue: CHANNEL_PROLOGUE });
+      return new RawClient(channel.transport, channel.handshakeHash, stall);
+    } catch (error) {
+      stall.release();
+      throw error;
+    }
   }
 
   /**
    * Stops reading for good (a peer whose program hung): after the read already under way, the
-   * socket is left alone until {@linkcode RawClient.close}, so the kernel buffers fill up.
+   * socket is left alone until {@linkcode RawClient.close}. On a test server (one started with
+   * the harness's taps) the server's writes to this connection wait from now on as well, as
+   * once the kernel's socket buffers between the two are full: how much those take differs
+   * from machine to machine (up to `tcp_rmem`'s maximum, 32 MiB on ours), and a test must not
+   * depend on it.
    */
   stopReading(): void {
     this.#stopReading = true;
+    this.#stall.stall();
   }
 
   /** Whether the connection has ended (only tracked while reading). */
@@ -229,6 +244,7 @@ export class RawClient {
   async close(): Promise<void> {
     if (!this.#closedByUs) {
       this.#closedByUs = true;
+      this.#stall.release();
       this.#closing.resolve();
       try {
         this.conn.close();
@@ -273,6 +289,99 @@ export class RawClient {
 
   #wake(): void {
     for (const waiter of this.#waiters.splice(0)) waiter();
+  }
+}
+
+/**
+ * The server's side of one raw client's connection, as the test server's tap (`serverTaps`, by
+ * the client's port): its writes pass through until {@linkcode WriteStall.stall}, then wait
+ * until {@linkcode WriteStall.release} (the client or the server closing).
+ */
+class WriteStall {
+  readonly #port: number;
+  #stalled = false;
+  readonly #released = Promise.withResolvers<void>();
+
+  constructor(port: number) {
+    this.#port = port;
+    serverTaps.set(port, (conn) => {
+      serverTaps.delete(port);
+      return new StallableConn(conn, this);
+    });
+  }
+
+  /** From now on the server's writes wait. */
+  stall(): void {
+    this.#stalled = true;
+  }
+
+  /** Lets every write through again, and forgets the tap if the server never took it. */
+  release(): void {
+    if (serverTaps.has(this.#port)) serverTaps.delete(this.#port);
+    this.#released.resolve();
+  }
+
+  /** Resolves when a write may go on. */
+  async passage(): Promise<void> {
+    if (this.#stalled) await this.#released.promise;
+  }
+}
+
+/** A server's connection whose writes wait while its {@linkcode WriteStall} is stalled. */
+class StallableConn implements Deno.Conn {
+  readonly #inner: Deno.Conn;
+  readonly #stall: WriteStall;
+
+  constructor(inner: Deno.Conn, stall: WriteStall) {
+    this.#inner = inner;
+    this.#stall = stall;
+  }
+
+  get remoteAddr(): Deno.Addr {
+    return this.#inner.remoteAddr;
+  }
+
+  get localAddr(): Deno.Addr {
+    return this.#inner.localAddr;
+  }
+
+  get readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
+    return this.#inner.readable;
+  }
+
+  get writable(): WritableStream<Uint8Array<ArrayBufferLike>> {
+    return this.#inner.writable;
+  }
+
+  read(p: Uint8Array): Promise<number | null> {
+    return this.#inner.read(p);
+  }
+
+  async write(p: Uint8Array): Promise<number> {
+    await this.#stall.passage();
+    return await this.#inner.write(p);
+  }
+
+  close(): void {
+    // A write waiting here goes on to find the connection closed, and the writer ends.
+    this.#stall.release();
+    this.#inner.close();
+  }
+
+  closeWrite(): Promise<void> {
+    return this.#inner.closeWrite();
+  }
+
+  ref(): void {
+    this.#inner.ref();
+  }
+
+  unref(): void {
+    this.#inner.unref();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 }
 

@@ -3,7 +3,7 @@ import { DatabaseSync } from "node:sqlite";
 import { containsBytes, historyCiphertexts } from "./_thief.ts";
 import { fingerprintHash, Identity } from "../shared/crypto/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
-import { ClientStore, MAX_HISTORY_PER_PEER } from "../client/store/mod.ts";
+import { ClientStore, MAX_HISTORY_PER_PEER, MAX_RECEIPTS_OWED } from "../client/store/mod.ts";
 
 const onWindows = Deno.build.os === "windows";
 const [me, other] = await Promise.all([Identity.generate(), Identity.generate()]);
@@ -291,9 +291,40 @@ Deno.test("client store: a version 2 store, with or without the row count, is up
       assert.deepEqual(kept.map((entry) => entry.text), ["older", "hi", "again"], `${hadCount}`);
       store.close();
       const after = new DatabaseSync(made.file);
-      assert.equal(after.prepare("PRAGMA user_version").get()?.user_version, 3);
+      assert.equal(after.prepare("PRAGMA user_version").get()?.user_version, 4);
       assert.equal(after.prepare("SELECT rows FROM history_total").get()?.rows, 3);
       after.close();
     });
   }
+});
+
+Deno.test("client store: receipts owed are kept across a reopen, oldest first, until taken, and bounded", async () => {
+  await withHome(async (home) => {
+    const store = await ClientStore.open({ home, server: "s", identity: me });
+    const owe = (id: string) =>
+      store.oweReceipt({ name: "bob", fingerprint: "f", id, envelope: new Uint8Array([1, 2]) });
+    const first = owe("r1");
+    owe("r2");
+    owe("r3");
+    store.receiptsTaken([first]);
+    store.close();
+    const again = await ClientStore.open({ home, server: "s", identity: me });
+    assert.deepEqual(again.receiptsOwed().map((receipt) => receipt.id), ["r2", "r3"]);
+    assert.deepEqual(again.receiptsOwed()[0].envelope, new Uint8Array([1, 2]));
+    again.transaction(() => {
+      for (let i = 4; i <= MAX_RECEIPTS_OWED + 5; i++) {
+        again.oweReceipt({
+          name: "bob",
+          fingerprint: "f",
+          id: `r${i}`,
+          envelope: new Uint8Array(1),
+        });
+      }
+    });
+    const kept = again.receiptsOwed();
+    assert.equal(kept.length, MAX_RECEIPTS_OWED, "the oldest went");
+    assert.equal(kept[0].id, "r6");
+    assert.equal(kept.at(-1)?.id, `r${MAX_RECEIPTS_OWED + 5}`);
+    again.close();
+  });
 });

@@ -8,7 +8,7 @@ import { loadOrCreateIdentity } from "../client/keystore.ts";
 import { type AuthenticatedServer, openServerStore } from "../client/server_store.ts";
 import type { ClientStore } from "../client/store/mod.ts";
 import { deferred } from "../shared/async.ts";
-import { joinClient, startTestServer } from "../testing/harness.ts";
+import { joinClient, type JoinedClient, startTestServer } from "../testing/harness.ts";
 import { within } from "./_deadline.ts";
 
 /** The store's asynchronous first steps of keeping a received message in the history. */
@@ -42,22 +42,27 @@ function watchedStore(store: ClientStore, onHistory: () => Promise<void>) {
   return { watched, late };
 }
 
-Deno.test("leaving while a message is being kept: the store closes after it, the message is kept", async () => {
-  const server = await startTestServer();
-  const home = await Deno.makeTempDir({ prefix: "reelay-home-alice-" });
+/**
+ * Alice (home `home`) leaves while bob's message is on its way into her store, which must stay
+ * open until it is in; resolves once she left, with what she authenticated and whether anything
+ * used her store after it closed.
+ */
+async function leaveWhileKeeping(
+  port: number,
+  home: string,
+  bob: JoinedClient,
+): Promise<{ opened: AuthenticatedServer; late: string[] }> {
   const { identity } = await loadOrCreateIdentity(home);
   const leaving = deferred<{ quit: Promise<void> }>();
   let watchedLate: string[] = [];
   let opened: AuthenticatedServer | undefined;
-  // The person leaves while the message is on its way into the store: the store must stay open
-  // until it is in.
   const onHistory = async () => {
     leaving.resolve({ quit: alice.quit() });
     await alice.closed;
   };
   const alice: ClientSession = await ClientSession.connect({
     hostname: "127.0.0.1",
-    port: server.port,
+    port,
     name: "alice",
     identity,
     serverPins: knownServers(home),
@@ -69,24 +74,67 @@ Deno.test("leaving while a message is being kept: the store closes after it, the
       return watched;
     },
   });
-  const bob = await joinClient(server.port, "bob");
   try {
+    await bob.log.waitFor("joined", (event) => event.name === "alice");
     await bob.session.send("alice", "just before leaving");
     const { quit } = await within(leaving.promise, 60_000, "the message to reach alice's store");
     await within(quit, 60_000, "alice to leave");
-    assert.deepEqual(watchedLate, [], "nothing used the store after it closed");
   } finally {
     await alice.quit();
+  }
+  return { opened: opened!, late: watchedLate };
+}
+
+Deno.test("leaving while a message is being kept: the store closes after it, the message is kept", async () => {
+  const server = await startTestServer();
+  const home = await Deno.makeTempDir({ prefix: "reelay-home-alice-" });
+  const bob = await joinClient(server.port, "bob");
+  let opened: AuthenticatedServer;
+  try {
+    const left = await leaveWhileKeeping(server.port, home, bob);
+    opened = left.opened;
+    assert.deepEqual(left.late, [], "nothing used the store after it closed");
+  } finally {
     await bob.session.quit();
     await server.close();
   }
   // Opened again, the store has the message that came as alice left.
-  const store = await openServerStore({ home, identity, server: opened! });
+  const store = await openServerStore({
+    home,
+    identity: (await loadOrCreateIdentity(home)).identity,
+    server: opened,
+  });
   try {
     const kept = await store.history("bob", 10);
     assert.deepEqual(kept.map((entry) => entry.text), ["just before leaving"]);
   } finally {
     store.close();
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("leaving while a message is being kept: its receipt, owed, leaves with the next session", async () => {
+  const server = await startTestServer();
+  const home = await Deno.makeTempDir({ prefix: "reelay-home-alice-" });
+  const bob = await joinClient(server.port, "bob");
+  try {
+    await leaveWhileKeeping(server.port, home, bob);
+    const sent = bob.log.of("sent").at(-1)!.id;
+    assert.equal(bob.log.of("delivered").length, 0, "no receipt could leave");
+    const again = await joinClient(server.port, "alice", { home });
+    try {
+      await bob.log.waitFor("delivered", (event) => event.id === sent);
+      await bob.session.send("alice", "after");
+      const after = bob.log.of("sent").at(-1)!.id;
+      await bob.log.waitFor("delivered", (event) => event.id === after);
+      assert.deepEqual(bob.log.of("delivered").map((event) => event.id), [sent, after]);
+      assert.deepEqual(again.log.of("message").map((event) => event.text), ["after"]);
+    } finally {
+      await again.session.quit();
+    }
+  } finally {
+    await bob.session.quit();
+    await server.close();
     await Deno.remove(home, { recursive: true });
   }
 });

@@ -6,6 +6,7 @@
  * hold for people online too.
  */
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { DEFAULT_RECONNECT, type ReconnectPolicy } from "../client/mod.ts";
 import type { Config } from "../shared/config/mod.ts";
 import { openSqliteStore } from "../server/store/sqlite.ts";
@@ -99,6 +100,8 @@ interface Scene {
   bob: Client;
   link: FreezableLink;
   state: string;
+  /** The server's port (the link's is `link.port`). */
+  port: number;
   /** Stops the server and starts it again on the same port and state. */
   restart(): Promise<void>;
 }
@@ -121,7 +124,7 @@ async function scene(
       await server.close();
       server = await serverIn(state, port, patch);
     };
-    await test({ alice, bob, link, state, restart });
+    await test({ alice, bob, link, state, port, restart });
     await allAcknowledged(state);
     await alice.session.quit();
     await bob.session.quit();
@@ -167,6 +170,36 @@ Deno.test("a message whose acknowledgement was lost is held, delivered again, an
     await bob.log.waitFor("reconnected");
     // Delivered again on the new connection, dropped by its id; the receipt, sent again, comes.
     assert.equal(await arrivedOnce(alice, bob, id), "ack lost");
+  });
+});
+
+Deno.test("a receipt that had not left when the session ended leaves with the next one: delivered once", async () => {
+  await scene(async ({ alice, bob, link, state, port }) => {
+    // Bob takes the message and keeps it, but his receipt (and acknowledgement) go nowhere.
+    link.freeze("to-server");
+    await alice.session.send("bob", "owed a receipt");
+    const id = alice.log.of("sent").at(-1)!.id;
+    await bob.log.waitFor("message", (event) => event.id === id);
+    await bob.session.quit(); // the session ends with the receipt not taken by the server
+    assert.deepEqual(await heldFor(state, "bob"), [id], "not acknowledged either");
+    assert.equal(alice.log.of("delivered").filter((event) => event.id === id).length, 0);
+    // Bob's next session, from the same home, sends the receipt kept in his store.
+    const again = await joinClient(port, "bob", { home: bob.home });
+    try {
+      await alice.log.waitFor("delivered", (event) => event.id === id);
+      await settle(alice, again, "after");
+      assert.equal(alice.log.of("delivered").filter((event) => event.id === id).length, 1);
+      assert.equal(again.log.of("message").length, 1, "the held copy was dropped by its id");
+    } finally {
+      await again.session.quit();
+    }
+    // Taken, it is forgotten with bob's next commit (here the last, as he left).
+    const file = new DatabaseSync(again.session.store.file);
+    try {
+      assert.equal(file.prepare("SELECT count(*) AS n FROM receipts_owed").get()?.n, 0);
+    } finally {
+      file.close();
+    }
   });
 });
 

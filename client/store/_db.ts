@@ -16,7 +16,7 @@ import { messageOf, ReelayError } from "../../shared/errors.ts";
 const FOLDER_MODE = 0o700;
 const FILE_MODE = 0o600;
 const APPLICATION_ID = 0x52454543; // "REEC"
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 const canChmod = Deno.build.os !== "windows";
 
 const SCHEMA = `
@@ -63,10 +63,22 @@ CREATE TRIGGER IF NOT EXISTS history_deleted AFTER DELETE ON history
   BEGIN UPDATE history_total SET rows = rows - 1; END;
 `;
 
+/**
+ * From version 3 to 4: receipts sealed and not yet taken by the server, kept so that one owed
+ * when a connection or the session ends leaves on the next one (the same bytes, so its sender
+ * takes it once).
+ */
+const TO_VERSION_4 = `
+CREATE TABLE IF NOT EXISTS receipts_owed (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, fingerprint TEXT NOT NULL,
+  message_id TEXT NOT NULL, envelope BLOB NOT NULL) STRICT;
+`;
+
 /** What brings a file at each older version up to {@linkcode SCHEMA_VERSION}. */
 const UPGRADES: Record<number, string> = {
-  1: TO_VERSION_2 + TO_VERSION_3,
-  2: TO_VERSION_3,
+  1: TO_VERSION_2 + TO_VERSION_3 + TO_VERSION_4,
+  2: TO_VERSION_3 + TO_VERSION_4,
+  3: TO_VERSION_4,
 };
 
 function unusable(path: string, error: unknown): ReelayError {

@@ -2,8 +2,8 @@
  * What a client keeps about one server, in one SQLite file
  * `HOME/servers/<server id>/client.db` (folder 0700, file 0600): the keys pinned for people, who
  * is verified, who is ignored, our prekeys' private halves, each conversation's ratchet, the ids
- * of messages already taken (so a redelivery is dropped), and the message history, encrypted at
- * rest.
+ * of messages already taken (so a redelivery is dropped), the receipts sealed and not yet taken
+ * by the server, and the message history, encrypted at rest.
  *
  * - **Pins** live in memory and are written in batches: {@linkcode ClientStore.pin} marks a
  *   name, and every pin marked in the same turn of the event loop goes to disk in one
@@ -75,6 +75,9 @@ export const MAX_HISTORY_TOTAL = 50_000;
 /** Message ids remembered per person for dropping redeliveries. */
 export const MAX_SEEN_PER_PEER = 4096;
 
+/** Receipts kept until the server takes them; beyond this many, the oldest are dropped. */
+export const MAX_RECEIPTS_OWED = 1024;
+
 /** Whether the person compared safety numbers (`verified`) or not yet (`new`). */
 export type PinState = "new" | "verified";
 
@@ -102,6 +105,19 @@ export interface StoredConversation {
   ratchet: StoredRatchet;
   /** The init an initiator still attaches (until the first reply), else `null`. */
   init: Bytes | null;
+}
+
+/**
+ * A receipt sealed for `name` (whose keys have `fingerprint`), kept until the server takes it:
+ * the envelope as sealed, sent again as it is, under the same message `id`.
+ */
+export interface OwedReceipt {
+  /** Its place in the order they were sealed (set when written). */
+  seq: number;
+  name: string;
+  fingerprint: string;
+  id: string;
+  envelope: Uint8Array;
 }
 
 /** What {@linkcode ClientStore.open} needs. */
@@ -377,6 +393,43 @@ export class ClientStore {
         "DELETE FROM seen WHERE name_key = ? AND rowid NOT IN " +
           "(SELECT rowid FROM seen WHERE name_key = ? ORDER BY rowid DESC LIMIT ?)",
       ).run(key, key, MAX_SEEN_PER_PEER);
+    });
+  }
+
+  // ---- receipts owed ----------------------------------------------------------------------
+
+  /**
+   * Keeps a sealed receipt until {@linkcode ClientStore.receiptsTaken}; returns its `seq`. Beyond
+   * {@linkcode MAX_RECEIPTS_OWED}, the oldest go (their senders will not see those delivered).
+   */
+  oweReceipt(receipt: Omit<OwedReceipt, "seq">): number {
+    let seq = 0;
+    this.transaction(() => {
+      const added = this.#db.prepare(
+        "INSERT INTO receipts_owed (name, fingerprint, message_id, envelope) VALUES (?, ?, ?, ?)",
+      ).run(receipt.name, receipt.fingerprint, receipt.id, receipt.envelope);
+      seq = Number(added.lastInsertRowid);
+      this.#db.prepare("DELETE FROM receipts_owed WHERE seq <= ?").run(seq - MAX_RECEIPTS_OWED);
+    });
+    return seq;
+  }
+
+  /** The receipts kept and not yet taken, oldest first. */
+  receiptsOwed(): OwedReceipt[] {
+    return this.#db.prepare("SELECT * FROM receipts_owed ORDER BY seq").all().map((row) => ({
+      seq: Number(row.seq),
+      name: String(row.name),
+      fingerprint: String(row.fingerprint),
+      id: String(row.message_id),
+      envelope: new Uint8Array(row.envelope as Uint8Array),
+    }));
+  }
+
+  /** Forgets receipts the server took (or refused for good), by `seq`. */
+  receiptsTaken(seqs: readonly number[]): void {
+    const remove = this.#db.prepare("DELETE FROM receipts_owed WHERE seq = ?");
+    this.transaction(() => {
+      for (const seq of seqs) remove.run(seq);
     });
   }
 

@@ -275,9 +275,20 @@ export class JetStreamMailbox implements Mailbox {
     const idKey = meta.kind === "sealed"
       ? messageIdKey(meta.recipientKey, meta.senderKey ?? "", meta.messageId ?? "")
       : undefined;
-    const same = idKey && await this.#call(() => this.#heldAs(idKey, meta));
-    if (same) return same;
-    await this.#call(() => this.#reserve(meta, body.length));
+    // Both at once, each a round trip or two: a duplicate is rare, and gives its counts back.
+    const [same, reserved] = await Promise.allSettled([
+      idKey && this.#call(() => this.#heldAs(idKey, meta)),
+      this.#call(() => this.#reserve(meta, body.length)),
+    ]);
+    if (same.status === "fulfilled" && same.value) {
+      if (reserved.status === "fulfilled") await this.#unreserve(meta, body.length);
+      return same.value;
+    }
+    if (reserved.status === "rejected") throw reserved.reason;
+    if (same.status === "rejected") {
+      await this.#unreserve(meta, body.length);
+      throw same.reason;
+    }
     const queuedAt = this.#now();
     const expiresAt = queuedAt + this.#limits.ttlMs;
     const payload = encodeFields([utf8(JSON.stringify({ ...meta, queuedAt, expiresAt })), body]);
@@ -316,28 +327,36 @@ export class JetStreamMailbox implements Mailbox {
     return undefined;
   }
 
-  /** Counts the item for its recipient and its sender, refusing it past their bounds. */
+  /**
+   * Counts the item for its recipient and its sender, refusing it past their bounds (the
+   * recipient's refusal first, as on a single server). The two counts are written at once.
+   */
   async #reserve(meta: Omit<Meta, "queuedAt" | "expiresAt">, size: number): Promise<void> {
     const recipient = recipientCount(meta.recipientKey);
-    await this.#counts.add(
-      recipient,
-      size,
-      (held) => checkRecipientRoom(meta.recipientName, held, size, this.#limits),
-      // Mail held before the counts were kept (a node of an older build put it).
-      async () => countItems(await this.#all(this.#subject(meta.recipientKey))),
-    );
-    if (meta.senderKey === undefined) return;
-    try {
-      await this.#counts.add(
+    const counted = await Promise.allSettled([
+      this.#counts.add(
+        recipient,
+        size,
+        (held) => checkRecipientRoom(meta.recipientName, held, size, this.#limits),
+        // Mail held before the counts were kept (a node of an older build put it).
+        async () => countItems(await this.#all(this.#subject(meta.recipientKey))),
+      ),
+      meta.senderKey !== undefined && this.#counts.add(
         senderCount(meta.senderKey),
         size,
         (sent) => checkSenderRoom(sent, size, this.#limits.maxBytesPerSender),
         () => Promise.resolve({ items: 0, bytes: 0 }),
-      );
-    } catch (error) {
-      await this.#counts.take(recipient, 1, size).catch(() => {});
-      throw error;
-    }
+      ),
+    ]);
+    const refused = counted.find((result) => result.status === "rejected");
+    if (refused === undefined) return;
+    const keys = [recipient, meta.senderKey !== undefined && senderCount(meta.senderKey)];
+    await Promise.all(counted.map((result, i) => {
+      const key = keys[i];
+      if (result.status === "rejected" || !key) return undefined;
+      return this.#counts.take(key, 1, size).catch(() => {});
+    }));
+    throw refused.reason;
   }
 
   /**
@@ -364,27 +383,29 @@ export class JetStreamMailbox implements Mailbox {
       if (meta.endReason === undefined) add(recipientCount(meta.recipientKey), size);
       if (meta.senderKey !== undefined) add(senderCount(meta.senderKey), size);
     }
-    for (const [key, sum] of sums) await this.#counts.take(key, sum.items, sum.bytes);
+    await Promise.all([...sums].map(([key, sum]) => this.#counts.take(key, sum.items, sum.bytes)));
   }
 
   /** Forgets the message ids of items taken out of their recipient's mailbox. */
   async #forgetIds(items: readonly Held[]): Promise<void> {
-    for (const { meta } of items) {
+    await Promise.all(items.map(({ meta }) => {
       if (meta.endReason !== undefined || meta.kind !== "sealed" || meta.senderKey === undefined) {
-        continue;
+        return undefined;
       }
-      await this.#counts.forget(
+      return this.#counts.forget(
         messageIdKey(meta.recipientKey, meta.senderKey, meta.messageId ?? ""),
       );
-    }
+    }));
   }
 
   /** Takes removed or expired items out of the counts and forgets their ids. */
   async #takenOut(items: readonly Held[]): Promise<void> {
-    await this.#call(async () => {
-      await this.#uncount(items.map((held) => ({ meta: held.meta, size: held.body.length })));
-      await this.#forgetIds(items);
-    });
+    await this.#call(() =>
+      Promise.all([
+        this.#uncount(items.map((held) => ({ meta: held.meta, size: held.body.length }))),
+        this.#forgetIds(items),
+      ])
+    );
   }
 
   #putFailure(error: unknown, size: number): ReelayError {
