@@ -133,6 +133,8 @@ export class Conversations {
   readonly #commits: GroupCommit;
   /** Receipts owed, by name key: sealed by `#sealReceipts` before each commit. */
   readonly #receipts = new Map<string, { peer: Correspondent; ids: string[] }>();
+  /** Messages being sent, by id: whether one failed before the server's answer was told. */
+  readonly #sending = new Map<string, { failed: boolean }>();
   /** Receipts kept in the store (by `seq`) whose request is on its way, or taken. */
   readonly #receiptsSending = new Set<number>();
   /** Receipts the server took (by `seq`), deleted from the store with the next commit. */
@@ -232,6 +234,21 @@ export class Conversations {
       );
     }
     const id = newId();
+    const failed = { failed: false };
+    this.#sending.set(id, failed);
+    try {
+      return await this.#send(to, text, id, failed);
+    } finally {
+      this.#sending.delete(id);
+    }
+  }
+
+  async #send(
+    to: Correspondent,
+    text: string,
+    id: string,
+    failed: { failed: boolean },
+  ): Promise<{ id: string; status: SendStatus }> {
     const at = Date.now();
     // The bundle is fetched outside the queue (its answer comes through the read loop, which may
     // need the queue) once a run found no conversation: a refusal may end one between two runs.
@@ -269,25 +286,46 @@ export class Conversations {
       reply = await sent.reply;
     } catch (error) {
       if (error instanceof ReelayError && MESSAGE_FAILURES.has(error.code)) {
-        this.#markHistory(to.name, id, "failed");
-        this.#emit({ event: "failed", to: to.name, id, reason: error.code });
+        await this.#tellFailed(to.name, id, error.code);
       }
       throw error;
     }
     const status: SendStatus = reply.type === "queued" ? "queued" : "relayed";
-    // Written with the other answers of the moment (statuses are history, best effort).
+    // Written with the other answers of the moment (statuses are history, best effort). Failed
+    // meanwhile (their signed refusal overtook the server's answer): the history keeps `failed`,
+    // and so does what is told.
     await this.#commits.stage(
       () => this.#markHistory(to.name, id, status === "queued" ? "queued" : "sent"),
-      () =>
-        this.#emit(
-          status === "queued" ? { event: "queued", to: to.name, id } : {
-            event: "sent",
-            to: to.name,
-            id,
-          },
-        ),
+      () => {
+        if (failed.failed) return;
+        this.#emit({ event: status === "queued" ? "queued" : "sent", to: to.name, id });
+      },
     );
     return { id, status };
+  }
+
+  /**
+   * Records message `id` to `to` as failed (`onlyFrom`: see {@linkcode ClientStore.markHistory})
+   * and says so, both with the next commit: after what earlier messages wait to say, in the
+   * history's order. Said even when the store cannot take it.
+   */
+  async #tellFailed(
+    to: string,
+    id: string,
+    reason: string,
+    onlyFrom?: readonly DeliveryStatus[],
+  ): Promise<void> {
+    const sending = this.#sending.get(id);
+    if (sending) sending.failed = true;
+    let told = false;
+    const tell = () => {
+      told = true;
+      this.#emit({ event: "failed", to, id, reason });
+    };
+    await this.#commits.stage(() => this.#markHistory(to, id, "failed", onlyFrom), tell)
+      .catch(() => {
+        if (!told) tell();
+      });
   }
 
   /**
@@ -364,8 +402,8 @@ export class Conversations {
         return Promise.resolve();
       });
     }
-    this.#markHistory(message.from, message.id, "failed");
-    this.#emit({ event: "failed", to: message.from, id: message.id, reason: message.reason });
+    // Not awaited: the session reads on while it commits.
+    void this.#tellFailed(message.from, message.id, message.reason);
   }
 
   /**
@@ -375,8 +413,7 @@ export class Conversations {
    */
   failed(message: ServerMessage & { type: "failed" }): void {
     this.#ack(message.mail);
-    this.#markHistory(message.to, message.id, "failed", SERVER_MAY_FAIL);
-    this.#emit({ event: "failed", to: message.to, id: message.id, reason: message.reason });
+    void this.#tellFailed(message.to, message.id, message.reason, SERVER_MAY_FAIL);
   }
 
   /** Test hook: the ratchet of the conversation with `name`, if one is open. */

@@ -32,6 +32,7 @@ import { heldOneTimePrekeys } from "./_thief.ts";
 import { HostileProxy, type Json } from "./_proxy.ts";
 import { openSqliteStore } from "../server/store/sqlite.ts";
 import { waitUntil } from "./_raw.ts";
+import { within } from "./_deadline.ts";
 
 type Client = JoinedClient;
 
@@ -166,6 +167,41 @@ Deno.test("a relay cannot forge a receipt, nor replay an old one", async () => {
       alice.log.of("delivered").map((event) => event.id),
       [alice.log.of("sent")[0].id],
     );
+  });
+});
+
+Deno.test("a signed refusal that overtakes the server's answer: failed is told, and no sent after it", async () => {
+  await withProxy({
+    people: ["alice", "bob"],
+    behind: ["alice"],
+    proxy: (port) => new HostileProxy(port),
+  }, async ({ proxy, people: { alice, bob } }) => {
+    await talk(alice, bob, ["one"]);
+    // The hostile server spoils alice's next envelope (bob refuses it, signed) and holds its
+    // answer to her `send` until bob's refusal has gone to her: a gate, not a race.
+    let spoil = true;
+    let held: Json | undefined;
+    proxy.rewrite = (direction, message) => {
+      if (direction === "to-server" && message.type === "send" && spoil) {
+        spoil = false;
+        const envelope = new Uint8Array(message.envelope as Uint8Array);
+        envelope[envelope.length - 3] ^= 1; // in the authentication tag
+        return [{ ...message, envelope }];
+      }
+      if (direction === "to-client" && message.type === "relayed" && !spoil && !held) {
+        held = message;
+        return [];
+      }
+      if (direction === "to-client" && message.type === "refused" && held) return [message, held];
+      return [message];
+    };
+    // Resolves once the late answer was committed and told (or not).
+    await within(alice.session.send("bob", "spoiled"), 60_000, "the late answer to the send");
+    const failed = await alice.log.waitFor("failed");
+    const about = alice.log.events.filter((event) => "id" in event && event.id === failed.id);
+    assert.deepEqual(about.map((event) => event.event), ["failed"], "as the history has it");
+    const kept = await alice.session.store.history("bob", 10);
+    assert.equal(kept.find((entry) => entry.id === failed.id)?.status, "failed");
   });
 });
 

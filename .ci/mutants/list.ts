@@ -252,6 +252,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/store_close_test.ts", filter: "its receipt, owed" }],
   },
   {
+    name: "sent told after a signed refusal (events out of the history's order)",
+    file: "client/conversations.ts",
+    find: "if (failed.failed) return;",
+    replace: "",
+    tests: [{ file: conversations, filter: "overtakes the server's answer" }],
+  },
+  {
     name: "redelivered message not recognised by its id",
     file: "client/conversations.ts",
     find: 'if (id !== "" && this.#hasSeen(from, id)) {',
@@ -1024,8 +1031,8 @@ export const mutants: Mutant[] = [
   {
     name: "server's unsigned failed undoes sent or delivered",
     file: "client/conversations.ts",
-    find: 'this.#markHistory(message.to, message.id, "failed", SERVER_MAY_FAIL);',
-    replace: 'this.#markHistory(message.to, message.id, "failed");',
+    find: "void this.#tellFailed(message.to, message.id, message.reason, SERVER_MAY_FAIL);",
+    replace: "void this.#tellFailed(message.to, message.id, message.reason);",
     tests: [{ file: conversations, filter: "unsigned failed" }],
   },
   {
