@@ -33,8 +33,8 @@ import { askName, loadSavedName, loginName, readStdinLine, saveName } from "./tu
 import { isInteractive } from "./tui/terminal.ts";
 import { JsonEventWriter } from "./tui/json.ts";
 
-export { ClientSession, type SessionEnd, type SessionOptions } from "./session.ts";
-export { DEFAULT_RECONNECT, type ReconnectPolicy } from "./reconnect.ts";
+export { ClientSession, type SessionOptions } from "./session.ts";
+export { DEFAULT_RECONNECT, type ReconnectPolicy, type SessionEnd } from "./reconnect.ts";
 export type { ClientEvent, PeerView } from "./events.ts";
 export { discardSink, type SinkFactory, sinkFactory, type StreamSink } from "./player.ts";
 export { HELP_TEXT } from "./tui/commands.ts";

@@ -174,8 +174,8 @@ export function waitOrCancel(ms: number, cancel: Promise<unknown>): Promise<bool
   return settlesWithin(cancel, ms);
 }
 
-/** Why a connection, an attempt or the session ended. */
-export interface Ending {
+/** Why a connection, an attempt or the session ended (the one definition of a session's end). */
+export interface SessionEnd {
   code: string;
   reason: string;
 }
@@ -188,7 +188,7 @@ export interface ReconnectHost {
   ended(): boolean;
   emit(event: ClientEvent): void;
   /** The connection is down: holds (or fails) the work in flight. */
-  hold(lost: Ending): Promise<void>;
+  hold(lost: SessionEnd): Promise<void>;
   /**
    * Dials `address` (the session's own when undefined), joins again; `signal` calls the dial
    * off. Throws why it failed.
@@ -197,9 +197,9 @@ export interface ReconnectHost {
   /** Joined again after `downMs` and `attempts`: says so, sends what waited, resumes. */
   back(downMs: number, attempts: number): Promise<void>;
   /** Ends the session; `tell`: with a `disconnected` event. */
-  end(ending: Ending, tell?: boolean): Promise<void>;
+  end(ending: SessionEnd, tell?: boolean): Promise<void>;
   /** Why an attempt failed, from what it threw. */
-  endingOf(error: unknown): Ending;
+  endingOf(error: unknown): SessionEnd;
 }
 
 /**
@@ -210,10 +210,10 @@ export interface ReconnectHost {
  * ```ts
  * import assert from "node:assert/strict";
  * import type { ClientEvent } from "./events.ts";
- * import { DEFAULT_RECONNECT, type Ending, Reconnector } from "./reconnect.ts";
+ * import { DEFAULT_RECONNECT, type SessionEnd, Reconnector } from "./reconnect.ts";
  * const events: ClientEvent[] = [];
  * let now = 0;
- * let ended: Ending | undefined;
+ * let ended: SessionEnd | undefined;
  * const reconnector = new Reconnector({
  *   server: () => "h:9",
  *   ended: () => ended !== undefined,
@@ -259,7 +259,7 @@ export class Reconnector {
   }
 
   /** Whether a connection lost with `lost` is worth dialing again for. */
-  retries(lost: Ending): boolean {
+  retries(lost: SessionEnd): boolean {
     const policy = this.#policy;
     return policy !== undefined && !this.#leaving.settled && !isFinal(lost.code, 0, policy);
   }
@@ -268,7 +268,7 @@ export class Reconnector {
    * Dials again with backoff until a join succeeds, the person leaves, an ending is final or
    * the give-up time passed (see {@linkcode Reconnector.retries} first).
    */
-  run(lost: Ending): Promise<void> {
+  run(lost: SessionEnd): Promise<void> {
     const policy = this.#policy;
     if (!policy) return this.#host.end(lost);
     const loop = this.#loop(lost, policy);
@@ -287,7 +287,7 @@ export class Reconnector {
     return this.#running;
   }
 
-  async #loop(lost: Ending, policy: ReconnectPolicy): Promise<void> {
+  async #loop(lost: SessionEnd, policy: ReconnectPolicy): Promise<void> {
     const now = policy.now ?? Date.now;
     const outage = outageAfter(this.#outage, now(), policy);
     this.#outage = outage;
@@ -328,7 +328,7 @@ export class Reconnector {
   }
 
   /** Says it gave up, with the last attempt's ending as data, and ends the session. */
-  async #giveUp(last: Ending, downMs: number, attempts: number): Promise<void> {
+  async #giveUp(last: SessionEnd, downMs: number, attempts: number): Promise<void> {
     const server = this.#host.server();
     const { code, reason } = last;
     this.#host.emit({ event: "gave-up", server, code, reason, afterMs: downMs, attempts });

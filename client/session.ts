@@ -36,6 +36,7 @@ import {
   type ReconnectHost,
   Reconnector,
   type ReconnectPolicy,
+  type SessionEnd,
 } from "./reconnect.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { Peers } from "./peers.ts";
@@ -92,12 +93,6 @@ export const REQUEST_TIMEOUT_MS = 30_000;
  * without bound.
  */
 export const MAX_PENDING_REQUESTS = 1024;
-
-/** Why a session ended. */
-export interface SessionEnd {
-  code: string;
-  reason: string;
-}
 
 /** A request waiting for its answer; kept across a reconnect and sent again. */
 interface Pending {
