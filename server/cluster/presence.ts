@@ -210,6 +210,20 @@ export class ClusterPresence {
       throw unavailable("claim the name", error);
     }
     this.#held.set(key, { name, value, revision });
+    this.#forgetStale(key, revision);
+  }
+
+  /**
+   * The create proves that whoever held `key` before is gone: their entry expired with their
+   * silent node, which a watch is not told. Drops them now, before this node lists its own
+   * person under the name: a welcome must never show someone else under the newcomer's name.
+   */
+  #forgetStale(key: string, revision: number): void {
+    this.#tellDropped(key);
+    const stale = this.#people.get(key);
+    if (!stale || stale.revision >= revision) return;
+    this.#people.delete(key);
+    this.#emit({ type: "left", person: publicPerson(stale), why: "node-gone" });
   }
 
   /** Gives up a name this node claimed (the person left). Harmless for a name not held. */
