@@ -42,6 +42,11 @@ export interface ServerContext {
   streamsFrom(host: string): number;
   /** The server-wide budget of queued bytes. */
   readonly budget: QueueBudget;
+  /**
+   * Cuts off the peers holding the most of the budget past their fair part (they are not
+   * reading) until `bytes` more fit; false when they still do not.
+   */
+  makeRoom(bytes: number): boolean;
   /** Epochs of accepted joins: one is never accepted twice. */
   readonly joinEpochs: JoinEpochs;
 }
@@ -217,13 +222,28 @@ export class PeerConnection implements Recipient {
         `${name} is not taking messages as fast as they come: try again shortly`,
       );
     }
-    if (!this.#context.budget.hasRoom(bytes)) {
+    if (!this.#context.budget.hasRoom(bytes) && !this.#makeRoomAsReader(bytes)) {
       throw new ReelayError(
         "recipient-busy",
         `The server has ${this.#context.budget.limit} bytes queued for people who are not ` +
           `reading: try ${name} again shortly`,
       );
     }
+  }
+
+  /**
+   * A peer that reads (it holds no more than its fair part of the budget) is not refused its
+   * messages because others do not read: those holding the most are cut off instead, as
+   * nats-server does with slow consumers. A peer over its part is refused, and stays.
+   */
+  #makeRoomAsReader(bytes: number): boolean {
+    const { budget } = this.#context;
+    return this.framed.queuedBytes <= budget.fairPart() && this.#context.makeRoom(bytes);
+  }
+
+  /** Closes this peer at once as a slow consumer: what was queued for it is freed. */
+  cutOff(reason: string): void {
+    this.framed.close(new ReelayError("slow-consumer", reason));
   }
 
   /** Runs the read loop until the peer leaves; always releases the name and any stream. */

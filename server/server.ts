@@ -194,6 +194,7 @@ export class ReelayServer {
         return playing;
       },
       budget: this.#budget,
+      makeRoom: (bytes) => this.#makeRoom(bytes),
       joinEpochs: new JoinEpochs(),
     };
     const mail = this.#context.mail;
@@ -207,6 +208,22 @@ export class ReelayServer {
         deps.log("error", `Keepalive sweep failed: ${errorDetail(error)}`);
       }
     }, Math.min(1000, keepaliveMs / 2));
+  }
+
+  /** See `ServerContext.makeRoom`: the largest holders past their fair part go first. */
+  #makeRoom(bytes: number): boolean {
+    while (!this.#budget.hasRoom(bytes)) {
+      let hog: PeerConnection | undefined;
+      for (const peer of this.#peers) {
+        if (!peer.closed && peer.queuedBytes > (hog?.queuedBytes ?? 0)) hog = peer;
+      }
+      if (!hog || hog.queuedBytes <= this.#budget.fairPart()) return false;
+      hog.cutOff(
+        `Outbound queue of ${hog.queuedBytes} bytes is over its share of the server's budget, ` +
+          "which people who read need: the peer is not reading",
+      );
+    }
+    return true;
   }
 
   /** Starts listening on the configured host and port (port 0 picks a free one). */

@@ -227,12 +227,17 @@ export class QueueBudget {
     return this.#queued + bytes <= this.limit;
   }
 
+  /** One connection's fair part of the budget: the budget over the connections there are. */
+  fairPart(): number {
+    return this.limit / Math.max(1, this.#connections());
+  }
+
   /**
    * Counts `bytes` about to be queued on a connection that already holds `held`; false (nothing
    * counted) when the budget is spent and that connection holds more than its fair part.
    */
   reserve(bytes: number, held: number): boolean {
-    if (!this.hasRoom(bytes) && held > this.limit / Math.max(1, this.#connections())) {
+    if (!this.hasRoom(bytes) && held > this.fairPart()) {
       return false;
     }
     this.#queued += bytes;

@@ -468,9 +468,24 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/attacks_test.ts", filter: "attack 1b" }],
   },
   {
+    name:
+      "peers that never read stop chat between everyone (no slow consumer cut off for a reader)",
+    file: "server/connection.ts",
+    find: "!this.#context.budget.hasRoom(bytes) && !this.#makeRoomAsReader(bytes)",
+    replace: "!this.#context.budget.hasRoom(bytes)",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 4:" }],
+  },
+  {
+    name: "a slow reader cut off to make room for messages to itself (its fair part unchecked)",
+    file: "server/connection.ts",
+    find: "return this.framed.queuedBytes <= budget.fairPart() && this.#context.makeRoom(bytes);",
+    replace: "return this.#context.makeRoom(bytes);",
+    tests: [{ file: "tests/attacks_test.ts", filter: "attack 4b" }],
+  },
+  {
     name: "no server-wide queue budget for chat (max_total_queue_bytes)",
     file: "server/connection.ts",
-    find: "if (!this.#context.budget.hasRoom(bytes)) {",
+    find: "if (!this.#context.budget.hasRoom(bytes) && !this.#makeRoomAsReader(bytes)) {",
     replace: "if (false) {",
     tests: [{ file: "tests/attacks_test.ts", filter: "attack 4" }],
   },
