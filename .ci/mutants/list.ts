@@ -1162,6 +1162,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/group_commit_test.ts", filter: "rejects only its own stager" }],
   },
   {
+    name: "an ended conversation read back from the file before its delete commits",
+    file: "client/conversations.ts",
+    find: "if (live === null) return undefined;",
+    replace: "if (live === null) live = undefined;",
+    tests: [{ file: "tests/conversation_commit_test.ts", filter: "never the old from the file" }],
+  },
+  {
     name: "broadcast copies pushed past a reader's queue (it is cut off for what others said)",
     file: "server/mail.ts",
     find: "if (other.hasRoom(frame.length)) other.sendFrame(frame);",
