@@ -1125,6 +1125,16 @@ export const mutants: Mutant[] = [
     ],
   },
   {
+    name: "mail staged for a key that changed before its commit held to expire unread",
+    file: "server/store/_mailbox.ts",
+    find: "this.#checkKeyHeld(row, options.recipientNameKey);",
+    replace: "",
+    tests: [
+      { file: "tests/store_mailbox_test.ts", filter: "recipient-key-changed when" },
+      "tests/send_key_change_test.ts",
+    ],
+  },
+  {
     name: "held mail kept past its time (ttl_ms)",
     file: "server/store/_mailbox.ts",
     find: "const expiresAt = queuedAt + this.limits.ttlMs;",
