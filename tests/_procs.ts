@@ -164,7 +164,7 @@ export class Cli {
     options: { env?: Record<string, string>; pty?: { columns: number; rows: number } } = {},
   ) {
     const deno = denoOnPath();
-    const program = ["run", ...PERMISSIONS, MAIN, ...args];
+    const program = ["run", ...PERMISSIONS, MAIN, ...onDefaults(args)];
     const { pty } = options;
     this.child = new Deno.Command(deno, {
       args: pty
@@ -254,6 +254,18 @@ export class Cli {
       for (const waiter of [...this.#waiters]) waiter();
     }
   }
+}
+
+/**
+ * `args` with `--config /dev/null` (an empty config: the defaults) unless they name a config:
+ * a run started from the checkout would otherwise read its `config.ini`, which a person may have
+ * edited, and a test would pass or fail with their settings.
+ */
+function onDefaults(args: string[]): string[] {
+  const [command, ...rest] = args;
+  const readsConfig = command === "server" || command === "client" || command === "worker";
+  if (!readsConfig || rest.includes("--config") || rest.includes("--help")) return args;
+  return [command, "--config", "/dev/null", ...rest];
 }
 
 /** Starts `reelay server` on a free loopback port; resolves once it listens. */
