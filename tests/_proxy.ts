@@ -13,6 +13,7 @@
 import { writeAll } from "../shared/io.ts";
 import { encodeFrame, FrameDecoder } from "../shared/protocol/frame.ts";
 import { serverTaps } from "../testing/harness.ts";
+import { DelegatingConn } from "./_conn.ts";
 import { controlFrame, frameJson, type Json } from "./_raw.ts";
 
 export type { Json } from "./_raw.ts";
@@ -121,8 +122,7 @@ export class HostileProxy {
  * The server's decrypted side of the tapped connection: frames the client sent pass through the
  * rewrite before the server reads them, frames the server writes before they are encrypted.
  */
-class FrameTap implements Deno.Conn {
-  readonly #inner: Deno.Conn;
+class FrameTap extends DelegatingConn {
   readonly #proxy: HostileProxy;
   readonly #fromClient = new FrameDecoder(16 * 1024 * 1024);
   readonly #toClient = new FrameDecoder(16 * 1024 * 1024);
@@ -130,29 +130,13 @@ class FrameTap implements Deno.Conn {
   #ready: Uint8Array[] = [];
 
   constructor(inner: Deno.Conn, proxy: HostileProxy) {
-    this.#inner = inner;
+    super(inner);
     this.#proxy = proxy;
   }
 
-  get remoteAddr(): Deno.Addr {
-    return this.#inner.remoteAddr;
-  }
-
-  get localAddr(): Deno.Addr {
-    return this.#inner.localAddr;
-  }
-
-  get readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
-    return this.#inner.readable;
-  }
-
-  get writable(): WritableStream<Uint8Array<ArrayBufferLike>> {
-    return this.#inner.writable;
-  }
-
-  async read(p: Uint8Array): Promise<number | null> {
+  override async read(p: Uint8Array): Promise<number | null> {
     while (this.#ready.length === 0) {
-      const count = await this.#inner.read(this.#buffer);
+      const count = await this.inner.read(this.#buffer);
       if (count === null) return null;
       this.#ready = this.#proxy.rewriteFrames(
         this.#fromClient,
@@ -168,31 +152,11 @@ class FrameTap implements Deno.Conn {
     return count;
   }
 
-  async write(p: Uint8Array): Promise<number> {
+  override async write(p: Uint8Array): Promise<number> {
     for (const part of this.#proxy.rewriteFrames(this.#toClient, p.slice(), "to-client")) {
-      await writeAll(this.#inner, part);
+      await writeAll(this.inner, part);
     }
     return p.length;
-  }
-
-  close(): void {
-    this.#inner.close();
-  }
-
-  closeWrite(): Promise<void> {
-    return this.#inner.closeWrite();
-  }
-
-  ref(): void {
-    this.#inner.ref();
-  }
-
-  unref(): void {
-    this.#inner.unref();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }
 
