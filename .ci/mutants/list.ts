@@ -875,7 +875,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a video stopped while the server is away resumes anyway",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: "if (resume) {",
     replace: "if (false) {",
     tests: [{ file: reconnect, filter: "stays stopped" }],
@@ -906,7 +906,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a video paused while the server is away comes back playing",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: "if (resume.paused) this.#viewing.pause(); // paused while the server was away",
     replace: "",
     tests: [{ file: reconnect, filter: "comes back paused" }],
@@ -956,7 +956,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a stream that fully arrived is cut by a connection loss",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: 'if (!this.#viewing.arrived) await this.#viewing.abort(lost.reason, "error", resumes);',
     replace: 'await this.#viewing.abort(lost.reason, "error", resumes);',
     tests: [{ file: "tests/reconnect_stream_test.ts", filter: "fully arrived" }],
@@ -977,7 +977,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "video playing when the connection was lost not resumed",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: "this.#resume = this.#viewing.resumePoint();",
     replace: "this.#resume = undefined;",
     tests: [{ file: reconnect, filter: "resumes where it was" }],
