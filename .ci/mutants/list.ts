@@ -1125,6 +1125,16 @@ export const mutants: Mutant[] = [
     ],
   },
   {
+    name: "mail staged for a key that changed before its commit held to expire unread",
+    file: "server/store/_mailbox.ts",
+    find: "this.#checkKeyHeld(row, options.recipientNameKey);",
+    replace: "",
+    tests: [
+      { file: "tests/store_mailbox_test.ts", filter: "recipient-key-changed when" },
+      "tests/send_key_change_test.ts",
+    ],
+  },
+  {
     name: "held mail kept past its time (ttl_ms)",
     file: "server/store/_mailbox.ts",
     find: "const expiresAt = queuedAt + this.limits.ttlMs;",
@@ -1160,6 +1170,13 @@ export const mutants: Mutant[] = [
     replace:
       "const first = batch.steps.flatMap((step) => { try { step.run?.(); return []; } catch (error) { return [error]; } })[0]; for (const step of batch.steps) first === undefined ? step.settled.resolve() : step.settled.reject(first);",
     tests: [{ file: "tests/group_commit_test.ts", filter: "rejects only its own stager" }],
+  },
+  {
+    name: "an ended conversation read back from the file before its delete commits",
+    file: "client/conversations.ts",
+    find: "if (live === null) return undefined;",
+    replace: "if (live === null) live = undefined;",
+    tests: [{ file: "tests/conversation_commit_test.ts", filter: "never the old from the file" }],
   },
   {
     name: "broadcast copies pushed past a reader's queue (it is cut off for what others said)",
