@@ -322,8 +322,9 @@ export class Mailroom<M extends Recipient> {
    * then neither held nor delivered. Throws `unknown-recipient`, `recipient-key-changed` (the
    * recipient's key is not the one the sender sealed for) or the recipient's inbound limits
    * (`rate-limited`, `recipient-busy`); `routed` rejects with the mailbox's
-   * `recipient-mailbox-full`, `sender-mailbox-full` and `mailbox-full`: an envelope refused is
-   * not held.
+   * `recipient-mailbox-full`, `sender-mailbox-full` and `mailbox-full`, and with
+   * `recipient-key-changed` when the recipient's key changed while the hold waited for its
+   * commit: an envelope refused is not held.
    */
   async accept(sender: M, outgoing: Outgoing): Promise<Accepted> {
     const id = outgoing.id ?? crypto.randomUUID();
@@ -367,7 +368,7 @@ export class Mailroom<M extends Recipient> {
       senderName: from,
       messageId: id,
       envelope: new Uint8Array(outgoing.envelope),
-    }, { durable: !live });
+    }, { durable: !live, recipientNameKey: nameKey(to) });
     const routed = held.then((): Routed => {
       this.#broadcast(sender, online, { type: "sealed", from, to, envelope: outgoing.envelope });
       this.wake(recipientKey);
