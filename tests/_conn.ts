@@ -1,9 +1,27 @@
 /**
- * A connection that forwards everything to another one: the base of the test taps that change
- * only part of a server's connection (when its writes go, what its frames say).
+ * Connection helpers for the test taps and proxies: a connection that forwards everything to
+ * another one (the base of the taps that change only part of a server's connection: when its
+ * writes go, what its frames say), and a close for connections the other side may have ended.
  *
  * @module
  */
+
+/**
+ * Closes `conn`, ignoring that it is closed already (a peer or a relay's other task got there
+ * first).
+ *
+ * @example
+ * ```ts ignore
+ * for (const conn of conns) closeQuietly(conn);
+ * ```
+ */
+export function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
 
 /**
  * Forwards every member of `Deno.Conn` to `inner`; a subclass overrides only what it changes.

@@ -10,10 +10,12 @@
  * @module
  */
 
+import { concat } from "../shared/bytes.ts";
 import { writeAll } from "../shared/io.ts";
 import { encodeFrame, FrameDecoder } from "../shared/protocol/frame.ts";
 import { serverTaps } from "../testing/harness.ts";
-import { DelegatingConn } from "./_conn.ts";
+import { containsBytes } from "./_bytes.ts";
+import { closeQuietly, DelegatingConn } from "./_conn.ts";
 import { controlFrame, frameJson, type Json } from "./_raw.ts";
 
 export type { Json } from "./_raw.ts";
@@ -61,17 +63,7 @@ export class HostileProxy {
 
   /** Whether `needle` appears anywhere in the frames the server handled. */
   sawBytes(needle: Uint8Array): boolean {
-    const all = new Uint8Array(this.captured.reduce((sum, part) => sum + part.length, 0));
-    let offset = 0;
-    for (const part of this.captured) {
-      all.set(part, offset);
-      offset += part.length;
-    }
-    outer: for (let i = 0; i + needle.length <= all.length; i++) {
-      for (let j = 0; j < needle.length; j++) if (all[i + j] !== needle[j]) continue outer;
-      return true;
-    }
-    return false;
+    return containsBytes(concat(this.captured), needle);
   }
 
   /** Stops listening and closes both sides. */
@@ -173,12 +165,4 @@ async function pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
   }
   closeQuietly(to);
   closeQuietly(from);
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
 }

@@ -26,7 +26,7 @@ import {
 import { writeAll } from "../shared/io.ts";
 import { withTimeout } from "../shared/async.ts";
 import { serverTaps } from "../testing/harness.ts";
-import { DelegatingConn } from "./_conn.ts";
+import { closeQuietly, DelegatingConn } from "./_conn.ts";
 
 /** A message as plain JSON; `envelope` (of `send` and `deliver`) is bytes. */
 export type Json = Record<string, unknown>;
@@ -247,11 +247,7 @@ export class RawClient {
       this.#closedByUs = true;
       this.#stall.release();
       this.#closing.resolve();
-      try {
-        this.conn.close();
-      } catch {
-        // Already closed.
-      }
+      closeQuietly(this.conn);
     }
     await this.ended;
   }
