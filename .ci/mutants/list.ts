@@ -876,7 +876,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a video stopped while the server is away resumes anyway",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: "if (resume) {",
     replace: "if (false) {",
     tests: [{ file: reconnect, filter: "stays stopped" }],
@@ -907,7 +907,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a video paused while the server is away comes back playing",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: "if (resume.paused) this.#viewing.pause(); // paused while the server was away",
     replace: "",
     tests: [{ file: reconnect, filter: "comes back paused" }],
@@ -957,7 +957,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a stream that fully arrived is cut by a connection loss",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: 'if (!this.#viewing.arrived) await this.#viewing.abort(lost.reason, "error", resumes);',
     replace: 'await this.#viewing.abort(lost.reason, "error", resumes);',
     tests: [{ file: "tests/reconnect_stream_test.ts", filter: "fully arrived" }],
@@ -978,7 +978,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "video playing when the connection was lost not resumed",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: "this.#resume = this.#viewing.resumePoint();",
     replace: "this.#resume = undefined;",
     tests: [{ file: reconnect, filter: "resumes where it was" }],
@@ -1185,6 +1185,13 @@ export const mutants: Mutant[] = [
     replace:
       "const first = batch.steps.flatMap((step) => { try { step.run?.(); return []; } catch (error) { return [error]; } })[0]; for (const step of batch.steps) first === undefined ? step.settled.resolve() : step.settled.reject(first);",
     tests: [{ file: "tests/group_commit_test.ts", filter: "rejects only its own stager" }],
+  },
+  {
+    name: "an ended conversation read back from the file before its delete commits",
+    file: "client/conversations.ts",
+    find: "if (live === null) return undefined;",
+    replace: "if (live === null) live = undefined;",
+    tests: [{ file: "tests/conversation_commit_test.ts", filter: "never the old from the file" }],
   },
   {
     name: "broadcast copies pushed past a reader's queue (it is cut off for what others said)",
