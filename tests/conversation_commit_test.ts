@@ -94,29 +94,6 @@ Deno.test("a message whose commit failed is not acknowledged, comes again after 
   }
 });
 
-Deno.test("a send right after a refusal that ends the conversation starts a new one, never the old from the file", async () => {
-  const { alice, bob, aliceProxy, bobProxy, close } = await tamperingPair();
-  try {
-    await talkThenTamper(alice, bobProxy);
-    const kinds: number[] = [];
-    aliceProxy.rewrite = (direction, message) => {
-      if (direction === "to-server" && message.type === "send") {
-        kinds.push((message.envelope as Uint8Array)[0]);
-      }
-      return [message];
-    };
-    await alice.session.send("bob", "tampered on the way");
-    const failed = await alice.log.waitFor("failed");
-    assert.equal(failed.reason, "not-authentic");
-    // At once, before the delete of the ended conversation is committed.
-    await alice.session.send("bob", "after the refusal");
-    await bob.log.waitFor("message", (event) => event.text === "after the refusal");
-    assert.deepEqual(kinds, [1, 2], "a ratchet message, then a new conversation's first");
-  } finally {
-    await close();
-  }
-});
-
 Deno.test("a history write on which SQLite undoes the whole transaction fails the batch; no message is lost", async () => {
   const server = await startTestServer();
   const proxy = new HostileProxy(server.port);
@@ -168,10 +145,12 @@ Deno.test("a history write on which SQLite undoes the whole transaction fails th
   }
 });
 
-Deno.test("a send queued before a refusal that ends the conversation is sealed, not failed as no-prekeys", async () => {
-  const { alice, bob, aliceProxy, bobProxy, close } = await tamperingPair();
-  // Gates, not timing: alice's queue is held inside a send (its history row), the refusal is held
-  // by the relay, and the test sees when the refusal's task joins the queue.
+/**
+ * Gates on alice's client, not timing. `hold` holds her conversations' queue inside her next send
+ * (at its history row) until `release`; `watch` sees each task queued on any queue, and may wrap
+ * it. `restore` puts the store and the queue back.
+ */
+function gateAlice(home: string) {
   const store = ClientStore.prototype as { sealHistory: ClientStore["sealHistory"] };
   const sealHistory = store.sealHistory;
   const queue = SerialQueue.prototype as { run: SerialQueue["run"] };
@@ -179,52 +158,160 @@ Deno.test("a send queued before a refusal that ends the conversation is sealed, 
   const held = { reached: Promise.withResolvers<void>(), gate: Promise.withResolvers<void>() };
   let holding = false;
   store.sealHistory = async function (this: ClientStore, entry) {
-    if (holding && this.file.startsWith(alice.home)) {
+    if (holding && this.file.startsWith(home)) {
       holding = false;
       held.reached.resolve();
       await held.gate.promise;
     }
     return await sealHistory.call(this, entry);
   };
-  let watch: ((queue: SerialQueue) => void) | undefined;
-  queue.run = function <T>(this: SerialQueue, task: () => Promise<T>): Promise<T> {
-    watch?.(this);
-    return run.call(this, task) as Promise<T>;
+  const gates = {
+    watch: undefined as Watch | undefined,
+    /** Resolves once her next send holds the queue. */
+    hold(): Promise<void> {
+      holding = true;
+      return within(held.reached.promise, 60_000, "alice's queue held in a send");
+    },
+    release: () => held.gate.resolve(),
+    restore(): void {
+      store.sealHistory = sealHistory;
+      queue.run = run;
+      held.gate.resolve();
+    },
   };
-  const refusal = Promise.withResolvers<void>();
+  queue.run = function <T>(this: SerialQueue, task: () => Promise<T>): Promise<T> {
+    const watched = gates.watch?.(this, task) ?? task;
+    return run.call(this, watched as () => Promise<T>) as Promise<T>;
+  };
+  return gates;
+}
+
+/** Sees a task queued on `queue`; returns it, or what runs in its place. */
+type Watch = (queue: SerialQueue, task: () => Promise<unknown>) => (() => Promise<unknown>) | void;
+
+/**
+ * Has alice's relay hold bob's first refusal until it can carry the answer to a video listing
+ * through (so the test decides when she reads it); resolves once it is held. `sent` sees what
+ * she sends.
+ */
+function holdRefusal(proxy: HostileProxy, sent: (message: Json) => void = () => {}) {
+  const held = Promise.withResolvers<void>();
   let refused: Json | undefined;
+  proxy.rewrite = (direction, message) => {
+    if (direction === "to-server") {
+      sent(message);
+      return [message];
+    }
+    if (message.type === "refused" && !refused) {
+      refused = message;
+      held.resolve();
+      return [];
+    }
+    return message.type === "videos" && refused ? [refused, message] : [message];
+  };
+  return within(held.promise, 60_000, "bob's refusal of the tampered message");
+}
+
+/**
+ * Alice's queue held in a send (`blocker`) while bob's refusal is read; resolves once the
+ * refusal's task waits behind it. `listed` is the listing whose answer carries the refusal.
+ */
+async function refusalBehindSend(
+  alice: JoinedClient,
+  gates: ReturnType<typeof gateAlice>,
+): Promise<{ queue: SerialQueue; blocker: Promise<void>; listed: Promise<unknown> }> {
+  let queue: SerialQueue | undefined;
+  gates.watch = (watched) => void (queue ??= watched); // a send queues its first task at once
+  const reached = gates.hold();
+  const blocker = alice.session.send("bob", "holding the queue");
+  gates.watch = undefined;
+  assert.ok(queue, "the send queued at once");
+  await reached;
+  const refusalQueued = Promise.withResolvers<void>();
+  gates.watch = (watched) => {
+    if (watched === queue) refusalQueued.resolve();
+  };
+  const listed = alice.session.listVideos();
+  await within(refusalQueued.promise, 60_000, "the refusal's task queued behind the send");
+  gates.watch = undefined;
+  return { queue, blocker, listed };
+}
+
+Deno.test("a send right after a refusal that ends the conversation starts a new one, never the old from the file", async () => {
+  const { alice, bob, aliceProxy, bobProxy, close } = await tamperingPair();
+  const gates = gateAlice(alice.home);
   try {
     await talkThenTamper(alice, bobProxy);
-    aliceProxy.rewrite = (direction, message) => {
-      if (direction !== "to-client") return [message];
-      if (message.type === "refused" && !refused) {
-        refused = message;
-        refusal.resolve();
-        return [];
-      }
-      return message.type === "videos" && refused ? [refused, message] : [message];
-    };
+    const kinds: number[] = [];
+    const refusal = holdRefusal(aliceProxy, (message) => {
+      if (message.type === "send") kinds.push((message.envelope as Uint8Array)[0]);
+    });
     await alice.session.send("bob", "tampered on the way");
-    await within(refusal.promise, 60_000, "bob's refusal of the tampered message");
-    holding = true;
+    await refusal;
+    const { queue, blocker, listed } = await refusalBehindSend(alice, gates);
+    // Queued behind the refusal's task, so it runs after the conversation ended in memory, and
+    // before the flush that deletes it from the file: that flush joins the queue a timer after
+    // the blocker stages its writes, once the gate opens, so behind this task. Checked: when
+    // this first turn ends, the ended conversation is still in the file.
+    let inWindow: boolean | undefined;
+    gates.watch = (watched, task) => {
+      if (watched !== queue) return;
+      return async () => {
+        try {
+          return await task();
+        } finally {
+          inWindow = alice.session.store.conversation("bob") !== undefined;
+        }
+      };
+    };
+    const racing = alice.session.send("bob", "right after the refusal");
+    gates.watch = undefined;
+    gates.release();
+    await within(blocker, 60_000, "the held send");
+    await within(racing, 60_000, "the send right after the refusal");
+    await listed;
+    assert.equal(inWindow, true, "its first turn ran before the delete was committed");
+    assert.deepEqual(
+      kinds,
+      [1, 1, 2],
+      "ratchet messages, then a new conversation's first (not the old one read back)",
+    );
+    await bob.log.waitFor("message", (event) => event.text === "right after the refusal");
+    assert.equal((await alice.log.waitFor("failed")).reason, "not-authentic");
+    assert.deepEqual(alice.log.of("failed").map((event) => event.reason), ["not-authentic"]);
+  } finally {
+    gates.restore();
+    await close();
+  }
+});
+
+Deno.test("a send queued before a refusal that ends the conversation is sealed, not failed as no-prekeys", async () => {
+  const { alice, bob, aliceProxy, bobProxy, close } = await tamperingPair();
+  const gates = gateAlice(alice.home);
+  try {
+    await talkThenTamper(alice, bobProxy);
+    const refusal = holdRefusal(aliceProxy);
+    await alice.session.send("bob", "tampered on the way");
+    await refusal;
+    const reached = gates.hold();
     const blocker = alice.session.send("bob", "holding the queue");
-    await within(held.reached.promise, 60_000, "alice's queue held in a send");
+    await reached;
     // The send's first task joins the queue now, behind the held one.
     let aliceQueue: SerialQueue | undefined;
-    watch = (queue) => aliceQueue ??= queue;
+    gates.watch = (queue) => void (aliceQueue ??= queue);
     const racing = alice.session.send("bob", "racing the refusal").then(
       () => "sent",
       (error: Error) => error.message,
     );
     const refusalQueued = Promise.withResolvers<void>();
-    watch = (queue) => {
+    gates.watch = (queue) => {
       if (queue === aliceQueue) refusalQueued.resolve();
     };
     assert.ok(aliceQueue, "the send queued at once");
     const listed = alice.session.listVideos(); // an answer that carries the refusal through
     await within(refusalQueued.promise, 60_000, "the refusal's task queued behind the send");
-    watch = undefined;
-    held.gate.resolve();
+    gates.watch = undefined;
+    gates.release();
     await blocker;
     assert.equal(await racing, "sent"); // not 'No prekey bundle for "bob"' (no-prekeys)
     await listed;
@@ -234,9 +321,7 @@ Deno.test("a send queued before a refusal that ends the conversation is sealed, 
     assert.equal(alice.log.of("sent").length, 5, "every send relayed");
     assert.deepEqual(alice.log.of("failed").map((event) => event.reason), ["not-authentic"]);
   } finally {
-    store.sealHistory = sealHistory;
-    queue.run = run;
-    held.gate.resolve();
+    gates.restore();
     await close();
   }
 });

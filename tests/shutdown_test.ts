@@ -1,6 +1,7 @@
 /**
  * Ending cleanly, as real processes: `reelay server` on SIGTERM and SIGINT, `reelay server`
- * without ffmpeg, `reelay client` when its server vanishes or its home is broken.
+ * without ffmpeg, `reelay client` when its server vanishes or its home is broken. Every run reads
+ * a config.ini of its own, never the checkout's (whatever that one says changes nothing here).
  */
 
 import assert from "node:assert/strict";
@@ -19,16 +20,33 @@ import {
   stillRunning,
 } from "./_procs.ts";
 import { RawClient, waitUntil } from "./_raw.ts";
-import { loopbackServerArgs } from "../testing/processes.ts";
 
 async function tempDir(prefix: string): Promise<string> {
   return await Deno.makeTempDir({ prefix });
 }
 
+/**
+ * A temporary folder for one run of reelay: its videos (and a server's state in `.state`, as
+ * `loopbackServerArgs` has it), and its config.ini, written with `ini` (empty: the defaults).
+ */
+async function runFolder(ini = ""): Promise<{ dir: string; config: string }> {
+  const dir = await tempDir("reelay-run-");
+  const config = `${dir}/config.ini`;
+  await Deno.writeTextFile(config, ini);
+  return { dir, config };
+}
+
+/** `reelay server` on `host`:`port`, with the videos, state and config.ini of `folder`. */
+function serverArgs(folder: { dir: string; config: string }, host: string, port: string): string[] {
+  const { dir, config } = folder;
+  return ["server", "--host", host, "--port", port, "--videos", dir, "--state", `${dir}/.state`]
+    .concat(["--config", config]);
+}
+
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   Deno.test(`reelay server on ${signal}: clients hear server-shutdown, exit 0`, async () => {
-    const videos = await tempDir("reelay-videos-");
-    const { cli, port } = await startCliServer(videos);
+    const { dir: videos, config } = await runFolder();
+    const { cli, port } = await startCliServer(videos, ["--config", config]);
     let client: Awaited<ReturnType<typeof joinClient>> | undefined;
     try {
       client = await joinClient(port, "alice");
@@ -57,10 +75,8 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
 }
 
 Deno.test("reelay server with ffmpeg missing from PATH exits 1 naming the fix", async () => {
-  const videos = await tempDir("reelay-videos-");
-  const cli = new Cli(["server", "--host", "127.0.0.1", "--port", "0", "--videos", videos], {
-    env: { PATH: "/nonexistent" },
-  });
+  const folder = await runFolder();
+  const cli = new Cli(serverArgs(folder, "127.0.0.1", "0"), { env: { PATH: "/nonexistent" } });
   try {
     const status = await cli.exit(30_000);
     assert.equal(status.code, 1, cli.stderr);
@@ -69,15 +85,13 @@ Deno.test("reelay server with ffmpeg missing from PATH exits 1 naming the fix", 
     assert.doesNotMatch(cli.stderr, /Listening on/);
   } finally {
     await cli.dispose();
-    await Deno.remove(videos, { recursive: true });
+    await Deno.remove(folder.dir, { recursive: true });
   }
 });
 
 Deno.test("reelay server with [stream] ffmpeg pointing nowhere exits 1 naming the program", async () => {
-  const dir = await tempDir("reelay-config-");
-  const config = `${dir}/reelay.ini`;
-  await Deno.writeTextFile(config, "[stream]\nffmpeg = /nonexistent/bin/ffmpeg\n");
-  const cli = new Cli(loopbackServerArgs(dir, ["--config", config]));
+  const folder = await runFolder("[stream]\nffmpeg = /nonexistent/bin/ffmpeg\n");
+  const cli = new Cli(serverArgs(folder, "127.0.0.1", "0"));
   try {
     const status = await cli.exit(30_000);
     assert.equal(status.code, 1, cli.stderr);
@@ -85,13 +99,13 @@ Deno.test("reelay server with [stream] ffmpeg pointing nowhere exits 1 naming th
     assert.match(cli.stderr, /install ffmpeg|PATH/);
   } finally {
     await cli.dispose();
-    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(folder.dir, { recursive: true });
   }
 });
 
 Deno.test("reelay server that cannot listen on its host exits 1 naming host and fix", async () => {
-  const videos = await tempDir("reelay-videos-");
-  const cli = new Cli(["server", "--host", "nonsense.invalid", "--port", "0", "--videos", videos]);
+  const folder = await runFolder();
+  const cli = new Cli(serverArgs(folder, "nonsense.invalid", "0"));
   try {
     const status = await cli.exit(30_000);
     assert.equal(status.code, 1, cli.stderr);
@@ -99,15 +113,15 @@ Deno.test("reelay server that cannot listen on its host exits 1 naming host and 
     assert.doesNotMatch(cli.stderr, /Uncaught/);
   } finally {
     await cli.dispose();
-    await Deno.remove(videos, { recursive: true });
+    await Deno.remove(folder.dir, { recursive: true });
   }
 });
 
 Deno.test("reelay server on a port in use exits 1 naming the port and the fix", async () => {
-  const videos = await tempDir("reelay-videos-");
+  const folder = await runFolder();
   const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = String(taken.addr.port);
-  const cli = new Cli(["server", "--host", "127.0.0.1", "--port", port, "--videos", videos]);
+  const cli = new Cli(serverArgs(folder, "127.0.0.1", port));
   try {
     const status = await cli.exit(30_000);
     assert.equal(status.code, 1, cli.stderr);
@@ -119,40 +133,28 @@ Deno.test("reelay server on a port in use exits 1 naming the port and the fix", 
   } finally {
     taken.close();
     await cli.dispose();
-    await Deno.remove(videos, { recursive: true });
+    await Deno.remove(folder.dir, { recursive: true });
   }
 });
 
 Deno.test("reelay server with a bad config value exits 2 naming the key and the file", async () => {
-  const dir = await tempDir("reelay-config-");
-  const config = `${dir}/reelay.ini`;
-  await Deno.writeTextFile(config, "[limits]\nmax_pending = lots\n");
-  const cli = new Cli([
-    "server",
-    "--port",
-    "0",
-    "--videos",
-    dir,
-    "--config",
-    config,
-    "--state",
-    dir,
-  ]);
+  const folder = await runFolder("[limits]\nmax_pending = lots\n");
+  const cli = new Cli(serverArgs(folder, "127.0.0.1", "0"));
   try {
     const status = await cli.exit(30_000);
     assert.equal(status.code, 2, cli.stderr);
-    assert.match(cli.stderr, /\[limits\] max_pending in .*reelay\.ini/);
+    assert.match(cli.stderr, /\[limits\] max_pending in .*reelay-run-.*\/config\.ini/);
   } finally {
     await cli.dispose();
-    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(folder.dir, { recursive: true });
   }
 });
 
 Deno.test("reelay client --no-reconnect exits 4 with a clear message when the server vanishes mid-session", async () => {
-  const videos = await tempDir("reelay-videos-");
+  const { dir: videos, config } = await runFolder();
   const home = await tempDir("reelay-home-");
-  const { cli: server, port } = await startCliServer(videos);
-  const client = new Cli(clientArgs(port, "x", home, ["--no-reconnect"]));
+  const { cli: server, port } = await startCliServer(videos, ["--config", config]);
+  const client = new Cli(clientArgs(port, "x", home, ["--config", config, "--no-reconnect"]));
   try {
     await client.waitFor(/Connected to 127\.0\.0\.1:\d+ as x/);
     server.child.kill("SIGKILL");
@@ -170,10 +172,12 @@ Deno.test("reelay client --no-reconnect exits 4 with a clear message when the se
 });
 
 Deno.test("reelay client --json --no-reconnect reports the vanished server as a disconnected event, exits 4", async () => {
-  const videos = await tempDir("reelay-videos-");
+  const { dir: videos, config } = await runFolder();
   const home = await tempDir("reelay-home-");
-  const { cli: server, port } = await startCliServer(videos);
-  const client = new Cli(clientArgs(port, "x", home, ["--json", "--no-reconnect"]));
+  const { cli: server, port } = await startCliServer(videos, ["--config", config]);
+  const client = new Cli(
+    clientArgs(port, "x", home, ["--config", config, "--json", "--no-reconnect"]),
+  );
   try {
     await client.waitFor(/"event":"welcome"/);
     server.child.kill("SIGTERM");
@@ -196,8 +200,9 @@ Deno.test("reelay client with a corrupt identity.json exits 1 and leaves the fil
   const file = `${home}/identity.json`;
   const corrupt = '{"version":1,"encryption":';
   await Deno.writeTextFile(file, corrupt, { mode: 0o600 });
-  // Nothing listens here: the identity is read before any connection is tried.
-  const client = new Cli(["client", "--server", "127.0.0.1:9", "--name", "x", "--home", home]);
+  const { dir, config } = await runFolder();
+  // Nothing listens on port 9: the identity is read before any connection is tried.
+  const client = new Cli(clientArgs(9, "x", home, ["--config", config]));
   try {
     const status = await client.exit(30_000);
     assert.equal(status.code, 1, client.stderr);
@@ -208,6 +213,7 @@ Deno.test("reelay client with a corrupt identity.json exits 1 and leaves the fil
   } finally {
     await client.dispose();
     await Deno.remove(home, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
@@ -215,7 +221,8 @@ Deno.test("reelay client whose identity.json is a directory exits 1 and replaces
   const home = await tempDir("reelay-home-");
   const file = `${home}/identity.json`;
   await Deno.mkdir(file);
-  const client = new Cli(["client", "--server", "127.0.0.1:9", "--name", "x", "--home", home]);
+  const { dir, config } = await runFolder();
+  const client = new Cli(clientArgs(9, "x", home, ["--config", config]));
   try {
     const status = await client.exit(30_000);
     assert.equal(status.code, 1, client.stderr);
@@ -224,15 +231,12 @@ Deno.test("reelay client whose identity.json is a directory exits 1 and replaces
   } finally {
     await client.dispose();
     await Deno.remove(home, { recursive: true });
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("reelay server process: RSS and sockets come back after 500 connections", async () => {
-  const videos = await tempDir("reelay-videos-");
-  const dir = await tempDir("reelay-config-");
-  const config = `${dir}/reelay.ini`;
-  await Deno.writeTextFile(
-    config,
+  const { dir: videos, config } = await runFolder(
     // The 16 pending connections hold their slots for the whole burst (even on a busy machine),
     // so the rest are refused.
     // The clients all start their handshakes in this one process: their first bytes can take a
@@ -282,12 +286,11 @@ Deno.test("reelay server process: RSS and sockets come back after 500 connection
     for (const raw of raws) await raw.close();
     await cli.dispose();
     await Deno.remove(videos, { recursive: true });
-    await Deno.remove(dir, { recursive: true });
   }
 });
 
 Deno.test("reelay server on SIGTERM mid-stream kills and reaps every ffmpeg it started", async () => {
-  const videos = await tempDir("reelay-videos-");
+  const { dir: videos, config } = await runFolder();
   await generateVideo(`${videos}/long.mp4`, {
     width: 320,
     height: 180,
@@ -295,7 +298,7 @@ Deno.test("reelay server on SIGTERM mid-stream kills and reaps every ffmpeg it s
     seconds: 30,
     audioRate: 48000,
   });
-  const { cli, port } = await startCliServer(videos);
+  const { cli, port } = await startCliServer(videos, ["--config", config]);
   let client: Awaited<ReturnType<typeof joinClient>> | undefined;
   try {
     client = await joinClient(port, "viewer");

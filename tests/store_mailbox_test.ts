@@ -92,6 +92,27 @@ Deno.test("mailbox: a message id resent by the same sender is held once", async 
   assert.deepEqual(await mailbox.count(fp(2)), { items: 2, bytes: 20 });
 });
 
+Deno.test("mailbox: recipient-key-changed when the recipient's name holds another key by the commit", async () => {
+  await using store = await openSqliteStore(":memory:");
+  const { mailbox, registry } = store;
+  const remember = (key: number) =>
+    registry.remember({ nameKey: "p2", name: "p2", fingerprint: fp(key), announcement: {} });
+  await remember(2);
+  // Checked against the key the registry held, staged, then the key changes before the commit.
+  const staged = mailbox.put(sealed(1, 2, "m1"), { recipientNameKey: "p2" });
+  await remember(5);
+  await rejectsWith(staged, "recipient-key-changed", /"p2" now has another key/);
+  // Sealed for the new key, or for a name the registry does not hold, it is held.
+  const sealedForNew = { ...sealed(1, 2, "m2"), recipientKey: fp(5) };
+  assert.equal((await mailbox.put(sealedForNew, { recipientNameKey: "p2" })).duplicate, false);
+  assert.equal(
+    (await mailbox.put(sealed(1, 3, "m3"), { recipientNameKey: "p3" })).duplicate,
+    false,
+  );
+  assert.deepEqual(await mailbox.count(fp(2)), { items: 0, bytes: 0 });
+  assert.deepEqual(await mailbox.count(fp(5)), { items: 1, bytes: 10 });
+});
+
 Deno.test("mailbox: recipient-mailbox-full when a recipient's item count would pass", async () => {
   await using store = await openSqliteStore(":memory:", { maxItemsPerRecipient: 3 });
   const { mailbox } = store;

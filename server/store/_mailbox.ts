@@ -89,7 +89,12 @@ function rowIdOf(id: MailId): number | undefined {
 }
 
 /** A bound that refuses one item: the rest of its batch goes on. */
-const REFUSALS = new Set(["recipient-mailbox-full", "sender-mailbox-full", "mailbox-full"]);
+const REFUSALS = new Set([
+  "recipient-mailbox-full",
+  "sender-mailbox-full",
+  "mailbox-full",
+  "recipient-key-changed",
+]);
 
 function isRefusal(error: unknown): error is ReelayError {
   return error instanceof ReelayError && REFUSALS.has(error.code);
@@ -135,6 +140,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
     let outcome: PutResult | ReelayError | undefined;
     const committed = this.#commits.stage(() => {
       try {
+        this.#checkKeyHeld(row, options.recipientNameKey);
         outcome = this.#duplicateOf(row) ?? this.#insert(row);
       } catch (error) {
         if (!isRefusal(error)) throw error;
@@ -238,6 +244,24 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
       const row = this.db.get("SELECT items, bytes, recipients FROM mail_total WHERE id = 1");
       return { ...countOf(row), recipients: Number(row?.recipients ?? 0) };
     });
+  }
+
+  /**
+   * Refuses a sealed item whose recipient's name the registry now holds with another key: the
+   * registry's change ended what was held for the old key before this item was written, so it
+   * would wait unread for its time to live.
+   */
+  #checkKeyHeld(row: CheckedMail, recipientNameKey: string | undefined): void {
+    if (row.kind !== "sealed" || recipientNameKey === undefined) return;
+    const entry = this.db.get(
+      "SELECT fingerprint FROM registry WHERE name_key = ?",
+      recipientNameKey,
+    );
+    if (entry === undefined || entry.fingerprint === row.recipientKey) return;
+    throw new ReelayError(
+      "recipient-key-changed",
+      `${shown(row.recipientName)} now has another key than the one this message was sealed for`,
+    );
   }
 
   #duplicateOf(row: CheckedMail): PutResult | undefined {

@@ -158,6 +158,15 @@ export interface PutOptions {
    * before `put` resolves. A store that is always durable (JetStream) ignores it.
    */
   durable?: boolean;
+  /**
+   * The registry's name key of a sealed item's recipient, whose key the caller checked against
+   * the one the item was sealed for: if, when the item is written, the registry holds that name
+   * with another key (it changed while the put waited for its commit, after which nothing would
+   * end it but its time to live), the put is refused with `recipient-key-changed`. A name the
+   * registry does not hold refuses nothing. A store whose puts are not staged (JetStream)
+   * ignores it.
+   */
+  recipientNameKey?: string;
 }
 
 /** Paging for {@linkcode Mailbox.pending}. */
@@ -183,7 +192,7 @@ export interface Mailbox {
    * Throws `ReelayError` with code `recipient-mailbox-full` (the recipient's items or bytes
    * would pass their bound; the message says which), `sender-mailbox-full` (the bytes of the
    * sender's held messages would), `mailbox-full` (the total bytes would),
-   * or `bad-message-id`.
+   * `recipient-key-changed` (see {@linkcode PutOptions.recipientNameKey}) or `bad-message-id`.
    */
   put(item: NewMail, options?: PutOptions): Promise<PutResult>;
   /** Up to `limit` (at most {@linkcode MAX_PAGE}) unexpired items for a recipient, oldest first. */
