@@ -1,7 +1,8 @@
 /**
  * A client's connection to a reelay server: the join, requests and their answers, keepalive and
- * shutdown. The directory copy is `peers.ts`, sealing and opening `chat.ts`, video `viewing.ts`;
- * the session wires them to the connection and reports everything as {@linkcode ClientEvent}s.
+ * shutdown. The directory copy is `peers.ts`, sealing and opening `chat.ts`, video `watching.ts`
+ * (one stream in `viewing.ts`); the session wires them to the connection and reports everything
+ * as {@linkcode ClientEvent}s.
  * It never touches the terminal.
  *
  * @module
@@ -40,11 +41,11 @@ import {
 } from "./reconnect.ts";
 import type { ClientEvent, PeerView } from "./events.ts";
 import { Peers } from "./peers.ts";
-import { type SinkFactory, windowFor } from "./player.ts";
+import type { SinkFactory } from "./player.ts";
 import { type SecureDial, secureDial } from "./server_trust.ts";
 import type { AuthenticatedServer } from "./server_store.ts";
 import type { ClientStore } from "./store/mod.ts";
-import { Viewing } from "./viewing.ts";
+import { type VideoRequest, Watching, type WatchingHost } from "./watching.ts";
 
 /** How to reach the server and who we are. */
 export interface SessionOptions {
@@ -106,15 +107,7 @@ type Request =
   | Omit<ClientMessage & { type: "send" }, "ref">
   | Omit<ClientMessage & { type: "prekeys" }, "ref">
   | Omit<ClientMessage & { type: "bundle" }, "ref">
-  | { type: "videos" }
-  | { type: "play"; video: string };
-
-/** Where a video cut off by a lost connection picks up once back; `paused` by the person meanwhile. */
-interface Resume {
-  video: string;
-  position: number;
-  paused?: boolean;
-}
+  | VideoRequest;
 
 const CLIENT_QUEUE_BYTES = 64 * 1024 * 1024;
 
@@ -141,9 +134,7 @@ export class ClientSession {
   readonly #pending = new Map<number, Pending>();
   readonly #listeners: ((event: ClientEvent) => void)[] = [];
   readonly #early: ClientEvent[] = [];
-  readonly #viewing: Viewing;
-  /** The catalog as last listed, by name (for the player's window size). */
-  #listings = new Map<string, VideoListing>();
+  readonly #watching: Watching;
   readonly #idle = new Wake();
   readonly #closed = deferred<SessionEnd>();
   /** Resolves once a shutdown is over, the store closed. */
@@ -159,8 +150,6 @@ export class ClientSession {
   #welcome: Deferred<string> | undefined;
   /** Whether the current connection completed its join. */
   #joined = false;
-  /** The video that was playing when the connection was lost, to resume once back. */
-  #resume: Resume | undefined;
   /** During a rejoin: the people the new directory lists (the others left meanwhile). */
   #listed: Set<string> | undefined;
   /** This server key's client store, closed when the session ends. */
@@ -194,7 +183,7 @@ export class ClientSession {
         return current().closed;
       },
     };
-    this.#viewing = new Viewing(link, emit, () => this.#settleIdle());
+    this.#watching = new Watching(this.#watchingHost(), link, options.sinks);
     this.#reconnector = new Reconnector(this.#reconnectHost(), options.reconnect);
     this.#attach(channel);
   }
@@ -345,38 +334,16 @@ export class ClientSession {
   }
 
   /** Asks the server for its catalog. */
-  async listVideos(): Promise<VideoListing[]> {
-    return await this.#tracked(async () => {
-      const answer = await this.#request({ type: "videos" });
-      const videos = answer.type === "videos" ? answer.videos : [];
-      this.#listings = new Map(videos.map((video) => [video.name, video]));
-      return videos;
-    });
+  listVideos(): Promise<VideoListing[]> {
+    return this.#watching.listVideos();
   }
 
   /**
    * Starts playing `video` (stopping any current stream), from `from` seconds into it when
    * given; resolves once it started.
    */
-  async play(video: string, options: { from?: number } = {}): Promise<void> {
-    this.#resume = undefined; // a new play replaces the one waiting to resume
-    await this.#viewing.stop();
-    // The window fits the largest part when the catalog was listed (the TUI lists it to find
-    // the name); otherwise the player's default size.
-    const parts = this.#listings.get(video)?.segments;
-    const window = parts ? windowFor(parts) : undefined;
-    const sink = (this.#options.sinks ?? (() => undefined))(video, window);
-    const from = options.from && options.from > 0 ? { from: options.from } : {};
-    await this.#tracked(async () => {
-      const ref = this.#nextRef++;
-      this.#viewing.expect(ref, sink);
-      try {
-        await this.#request({ type: "play", video, ...from }, ref);
-      } catch (error) {
-        await this.#viewing.cancel(ref);
-        throw error;
-      }
-    });
+  play(video: string, options: { from?: number } = {}): Promise<void> {
+    return this.#watching.play(video, options);
   }
 
   /**
@@ -384,27 +351,12 @@ export class ClientSession {
    * video waiting to resume comes back paused.
    */
   pause(): void {
-    if (!this.#holdPaused(true)) this.#viewing.pause();
+    this.#watching.pause();
   }
 
   /** Resumes the paused stream where it was; `not-playing` when nothing plays. */
   resume(): void {
-    if (!this.#holdPaused(false)) this.#viewing.resume();
-  }
-
-  /**
-   * Cut off and waiting to resume: notes whether the video is to come back `paused` (and says
-   * so); false when no video waits.
-   */
-  #holdPaused(paused: boolean): boolean {
-    const resume = this.#resume;
-    if (!resume || this.#viewing.active) return false;
-    if (resume.paused !== paused) {
-      resume.paused = paused;
-      const event = paused ? "paused" : "resumed";
-      this.#emit({ event, video: resume.video, position: round1(resume.position) });
-    }
-    return true;
+    this.#watching.resume();
   }
 
   /**
@@ -413,40 +365,13 @@ export class ClientSession {
    * at that third's resolution. A position before the start is the start; one at or past the end
    * is refused with `bad-position` and the stream goes on. `not-playing` when nothing plays.
    */
-  async seek(seconds: number, relative = false): Promise<void> {
-    const playing = this.#viewing.playing;
-    if (!playing) throw new ReelayError("not-playing", "Nothing is playing");
-    // Relative to what the person sees, not to what arrived ahead of it.
-    const position = Math.max(0, relative ? playing.shown + seconds : seconds);
-    if (position >= playing.duration) {
-      throw new ReelayError(
-        "bad-position",
-        `Position "${round1(position)}" s is past the end of "${playing.video}" ` +
-          `(${round1(playing.duration)} s long)`,
-      );
-    }
-    await this.#viewing.stop("stopped", "Seeking", true);
-    this.#emit({ event: "seeked", video: playing.video, position: round1(position) });
-    await this.play(playing.video, { from: position });
+  seek(seconds: number, relative = false): Promise<void> {
+    return this.#watching.seek(seconds, relative);
   }
 
   /** Stops the current stream; `not-playing` when nothing plays. */
-  async stop(): Promise<void> {
-    const resume = this.#resume;
-    if (resume) {
-      // Cut off and waiting to resume: stopping means it stays stopped once back.
-      this.#resume = undefined;
-      this.#emit({
-        event: "stream-ended",
-        video: resume.video,
-        bytes: 0,
-        reason: "stopped",
-        resumes: false,
-      });
-      return this.#settleIdle();
-    }
-    if (!this.#viewing.active) throw new ReelayError("not-playing", "Nothing is playing");
-    await this.#viewing.stop();
+  stop(): Promise<void> {
+    return this.#watching.stop();
   }
 
   /** Resolves when no request is waiting for an answer and no stream is running. */
@@ -527,7 +452,7 @@ export class ClientSession {
     };
     try {
       for await (const item of framed.receive()) {
-        if (item.kind === "stream") this.#viewing.data(item.chunk);
+        if (item.kind === "stream") this.#watching.streamData(item.chunk);
         else if (item.kind === "malformed") throw item.error;
         else end = await this.#handle(item.message) ?? end;
       }
@@ -571,6 +496,18 @@ export class ClientSession {
     };
   }
 
+  /** What the video side borrows from the session. */
+  #watchingHost(): WatchingHost {
+    return {
+      request: (request, ref) => this.#request(request, ref),
+      nextRef: () => this.#nextRef++,
+      tracked: (task) => this.#tracked(task),
+      emit: (event) => this.#emit(event),
+      ended: () => this.#ended !== undefined,
+      settleIdle: () => this.#settleIdle(),
+    };
+  }
+
   /**
    * The connection is down: fail a video not started, note the video. Requests sent keep their
    * deadline, so a server that cuts the line before it answers cannot hold them for ever.
@@ -586,10 +523,7 @@ export class ClientSession {
       }
     }
     clearInterval(this.#keepalive);
-    this.#resume = this.#viewing.resumePoint();
-    const resumes = this.#resume ? true : undefined;
-    // A stream that fully arrived plays to its end from what the client holds.
-    if (!this.#viewing.arrived) await this.#viewing.abort(lost.reason, "error", resumes);
+    await this.#watching.lost(lost);
   }
 
   /** Dials `address`, joins again and brings the directory copy up to date. */
@@ -642,27 +576,8 @@ export class ClientSession {
     } catch (error) {
       if (!this.#ended) this.#emit({ event: "error", code: "prekeys", message: messageOf(error) });
     }
-    const resume = this.#resume;
-    // Tracked from before the resume point is cleared, so the session never looks idle between.
-    if (resume) await this.#tracked(() => this.#resumeVideo(resume));
+    await this.#watching.back();
     this.#settleIdle();
-  }
-
-  async #resumeVideo(resume: Resume): Promise<void> {
-    if (this.#resume !== resume) return; // stopped, or replaced by another play, meanwhile
-    const resumed = async () => {
-      await this.play(resume.video, { from: resume.position });
-      if (resume.paused) this.#viewing.pause(); // paused while the server was away
-    };
-    await resumed().catch((error) => {
-      if (this.#ended) return;
-      const code = error instanceof ReelayError ? error.code : "bug";
-      this.#emit({
-        event: "error",
-        code,
-        message: `Resuming ${resume.video}: ${messageOf(error)}`,
-      });
-    });
   }
 
   #endFor(error: unknown): SessionEnd {
@@ -687,7 +602,7 @@ export class ClientSession {
         for (const peer of message.peers) await this.#listPeer(peer);
         break;
       case "welcome":
-        this.#viewing.windowBytes = message.limits.windowBytes;
+        this.#watching.windowBytes = message.limits.windowBytes;
         this.#welcome?.resolve(message.name);
         break;
       case "joined":
@@ -729,7 +644,7 @@ export class ClientSession {
         break;
       case "stream-start":
         // Started here, in frame order, so no stream byte can arrive before the stream is known.
-        this.#viewing.started(message);
+        this.#watching.streamStarted(message);
         this.#answer(message.ref, message);
         break;
       case "relayed":
@@ -740,7 +655,7 @@ export class ClientSession {
         this.#answer(message.ref, message);
         break;
       case "stream-end":
-        this.#viewing.ended(message);
+        this.#watching.streamEnded(message);
         break;
       case "error":
         return this.#serverError(message);
@@ -841,7 +756,7 @@ export class ClientSession {
 
   #isIdle(): boolean {
     if (this.#ended !== undefined) return true;
-    return this.#inFlight === 0 && !this.#viewing.active && this.#resume === undefined;
+    return this.#inFlight === 0 && !this.#watching.busy;
   }
 
   #settleIdle(): void {
@@ -873,9 +788,8 @@ export class ClientSession {
       pending.answer.reject(error);
     }
     this.#pending.clear();
-    this.#resume = undefined;
     try {
-      await this.#viewing.abort(end.reason, end.code === "quit" ? "stopped" : "error");
+      await this.#watching.end(end);
       if (tell && end.code !== "quit" && end.code !== "join-failed") {
         this.#emit({ event: "disconnected", code: end.code, reason: end.reason });
       }
@@ -909,9 +823,4 @@ export class ClientSession {
     if (this.#listeners.length === 0) this.#early.push(event);
     for (const listener of this.#listeners) listener(event);
   }
-}
-
-/** Seconds to one decimal, as positions are told. */
-function round1(seconds: number): number {
-  return Math.round(seconds * 10) / 10;
 }

@@ -115,6 +115,11 @@ interface State {
   after?: string;
   /** When the registry last recorded this person as seen (ms since the epoch). */
   rememberedAt: number;
+  /**
+   * Whether the registry recorded this connection's key for its name: until then (or when that
+   * write failed) the registry may still hold an older key, which is no change of key.
+   */
+  registered: boolean;
 }
 
 /**
@@ -161,14 +166,20 @@ export class Mailroom<M extends Recipient> {
    * for them later) and what is held for them is delivered.
    */
   joined(member: M, fingerprint: string): void {
-    const state: State = { fingerprint, draining: true, again: false, rememberedAt: Date.now() };
+    const state: State = {
+      fingerprint,
+      draining: true,
+      again: false,
+      rememberedAt: Date.now(),
+      registered: false,
+    };
     this.#state.set(member, state);
     const members = this.#members.get(fingerprint) ?? new Set();
     for (const each of members) if (each.closed) members.delete(each);
     this.#members.set(fingerprint, members.add(member));
     this.#track(member, state, async () => {
       // What is held is theirs whether or not the registry could be written (a busy store).
-      await this.#remember(member, fingerprint).catch((error) => {
+      await this.#remember(member, fingerprint).then(() => state.registered = true, (error) => {
         this.#options.log(
           "warn",
           `Could not remember ${JSON.stringify(member.announcement.name)}: ${errorDetail(error)}`,
@@ -334,7 +345,8 @@ export class Mailroom<M extends Recipient> {
     const online = this.#directory?.get(outgoing.to);
     const entry = online ? undefined : await this.#known(outgoing.to);
     const to = online?.announcement.name ?? entry?.name;
-    const recipientKey = online ? this.#state.get(online)?.fingerprint : entry?.fingerprint;
+    const recipientState = online && this.#state.get(online);
+    const recipientKey = online ? recipientState?.fingerprint : entry?.fingerprint;
     if ((to === undefined || recipientKey === undefined) && this.#options.route) {
       // Online on another node but not in the shared registry yet (the moment after a first
       // join): relayed live, not held.
@@ -368,7 +380,11 @@ export class Mailroom<M extends Recipient> {
       senderName: from,
       messageId: id,
       envelope: new Uint8Array(outgoing.envelope),
-    }, { durable: !live, recipientNameKey: nameKey(to) });
+    }, {
+      durable: !live,
+      // Checked again in the commit: the key may change before it (a reconnect with a new key).
+      ...(online && !recipientState?.registered ? {} : { recipientNameKey: nameKey(to) }),
+    });
     const routed = held.then((): Routed => {
       this.#broadcast(sender, online, { type: "sealed", from, to, envelope: outgoing.envelope });
       this.wake(recipientKey);

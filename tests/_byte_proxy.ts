@@ -7,6 +7,8 @@
 
 import { concat } from "../shared/bytes.ts";
 import { writeAll } from "../shared/io.ts";
+import { containsBytes } from "./_bytes.ts";
+import { closeQuietly } from "./_conn.ts";
 
 /** Which way bytes travel. */
 export type Direction = "to-server" | "to-client";
@@ -109,7 +111,8 @@ export class ByteProxy {
 
   /** Whether `needle` appears in the bytes forwarded either way. */
   saw(needle: Uint8Array): boolean {
-    return [this.bytes("to-server"), this.bytes("to-client")].some((all) => contains(all, needle));
+    const sides = [this.bytes("to-server"), this.bytes("to-client")];
+    return sides.some((all) => containsBytes(all, needle));
   }
 
   /** Stops listening, closes both sides and waits for the relay tasks. */
@@ -152,22 +155,5 @@ export class ByteProxy {
       closeQuietly(from);
       closeQuietly(to);
     }
-  }
-}
-
-/** Whether `needle` occurs in `haystack`. */
-export function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
-  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
-    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
-    return true;
-  }
-  return false;
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
   }
 }

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { closeQuietly } from "./_conn.ts";
+
 /** Which way bytes travel through the link. */
 export type LinkDirection = "to-server" | "to-client";
 
@@ -47,13 +49,7 @@ export class FreezableLink {
   /** Closes both ends and the listener. */
   async close(): Promise<void> {
     this.#listener.close();
-    for (const conn of this.#conns) {
-      try {
-        conn.close();
-      } catch {
-        // closed already
-      }
-    }
+    for (const conn of this.#conns) closeQuietly(conn);
     await Promise.all(this.#pipes);
   }
 

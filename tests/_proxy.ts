@@ -10,9 +10,12 @@
  * @module
  */
 
+import { concat } from "../shared/bytes.ts";
 import { writeAll } from "../shared/io.ts";
 import { encodeFrame, FrameDecoder } from "../shared/protocol/frame.ts";
 import { serverTaps } from "../testing/harness.ts";
+import { containsBytes } from "./_bytes.ts";
+import { closeQuietly, DelegatingConn } from "./_conn.ts";
 import { controlFrame, frameJson, type Json } from "./_raw.ts";
 
 export type { Json } from "./_raw.ts";
@@ -60,17 +63,7 @@ export class HostileProxy {
 
   /** Whether `needle` appears anywhere in the frames the server handled. */
   sawBytes(needle: Uint8Array): boolean {
-    const all = new Uint8Array(this.captured.reduce((sum, part) => sum + part.length, 0));
-    let offset = 0;
-    for (const part of this.captured) {
-      all.set(part, offset);
-      offset += part.length;
-    }
-    outer: for (let i = 0; i + needle.length <= all.length; i++) {
-      for (let j = 0; j < needle.length; j++) if (all[i + j] !== needle[j]) continue outer;
-      return true;
-    }
-    return false;
+    return containsBytes(concat(this.captured), needle);
   }
 
   /** Stops listening and closes both sides. */
@@ -121,8 +114,7 @@ export class HostileProxy {
  * The server's decrypted side of the tapped connection: frames the client sent pass through the
  * rewrite before the server reads them, frames the server writes before they are encrypted.
  */
-class FrameTap implements Deno.Conn {
-  readonly #inner: Deno.Conn;
+class FrameTap extends DelegatingConn {
   readonly #proxy: HostileProxy;
   readonly #fromClient = new FrameDecoder(16 * 1024 * 1024);
   readonly #toClient = new FrameDecoder(16 * 1024 * 1024);
@@ -130,29 +122,13 @@ class FrameTap implements Deno.Conn {
   #ready: Uint8Array[] = [];
 
   constructor(inner: Deno.Conn, proxy: HostileProxy) {
-    this.#inner = inner;
+    super(inner);
     this.#proxy = proxy;
   }
 
-  get remoteAddr(): Deno.Addr {
-    return this.#inner.remoteAddr;
-  }
-
-  get localAddr(): Deno.Addr {
-    return this.#inner.localAddr;
-  }
-
-  get readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
-    return this.#inner.readable;
-  }
-
-  get writable(): WritableStream<Uint8Array<ArrayBufferLike>> {
-    return this.#inner.writable;
-  }
-
-  async read(p: Uint8Array): Promise<number | null> {
+  override async read(p: Uint8Array): Promise<number | null> {
     while (this.#ready.length === 0) {
-      const count = await this.#inner.read(this.#buffer);
+      const count = await this.inner.read(this.#buffer);
       if (count === null) return null;
       this.#ready = this.#proxy.rewriteFrames(
         this.#fromClient,
@@ -168,31 +144,11 @@ class FrameTap implements Deno.Conn {
     return count;
   }
 
-  async write(p: Uint8Array): Promise<number> {
+  override async write(p: Uint8Array): Promise<number> {
     for (const part of this.#proxy.rewriteFrames(this.#toClient, p.slice(), "to-client")) {
-      await writeAll(this.#inner, part);
+      await writeAll(this.inner, part);
     }
     return p.length;
-  }
-
-  close(): void {
-    this.#inner.close();
-  }
-
-  closeWrite(): Promise<void> {
-    return this.#inner.closeWrite();
-  }
-
-  ref(): void {
-    this.#inner.ref();
-  }
-
-  unref(): void {
-    this.#inner.unref();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
   }
 }
 
@@ -209,12 +165,4 @@ async function pipe(from: Deno.Conn, to: Deno.Conn): Promise<void> {
   }
   closeQuietly(to);
   closeQuietly(from);
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
 }

@@ -26,6 +26,7 @@ import {
 import { writeAll } from "../shared/io.ts";
 import { withTimeout } from "../shared/async.ts";
 import { serverTaps } from "../testing/harness.ts";
+import { closeQuietly, DelegatingConn } from "./_conn.ts";
 
 /** A message as plain JSON; `envelope` (of `send` and `deliver`) is bytes. */
 export type Json = Record<string, unknown>;
@@ -246,11 +247,7 @@ export class RawClient {
       this.#closedByUs = true;
       this.#stall.release();
       this.#closing.resolve();
-      try {
-        this.conn.close();
-      } catch {
-        // Already closed.
-      }
+      closeQuietly(this.conn);
     }
     await this.ended;
   }
@@ -328,60 +325,23 @@ class WriteStall {
 }
 
 /** A server's connection whose writes wait while its {@linkcode WriteStall} is stalled. */
-class StallableConn implements Deno.Conn {
-  readonly #inner: Deno.Conn;
+class StallableConn extends DelegatingConn {
   readonly #stall: WriteStall;
 
   constructor(inner: Deno.Conn, stall: WriteStall) {
-    this.#inner = inner;
+    super(inner);
     this.#stall = stall;
   }
 
-  get remoteAddr(): Deno.Addr {
-    return this.#inner.remoteAddr;
-  }
-
-  get localAddr(): Deno.Addr {
-    return this.#inner.localAddr;
-  }
-
-  get readable(): ReadableStream<Uint8Array<ArrayBuffer>> {
-    return this.#inner.readable;
-  }
-
-  get writable(): WritableStream<Uint8Array<ArrayBufferLike>> {
-    return this.#inner.writable;
-  }
-
-  read(p: Uint8Array): Promise<number | null> {
-    return this.#inner.read(p);
-  }
-
-  async write(p: Uint8Array): Promise<number> {
+  override async write(p: Uint8Array): Promise<number> {
     await this.#stall.passage();
-    return await this.#inner.write(p);
+    return await super.write(p);
   }
 
-  close(): void {
+  override close(): void {
     // A write waiting here goes on to find the connection closed, and the writer ends.
     this.#stall.release();
-    this.#inner.close();
-  }
-
-  closeWrite(): Promise<void> {
-    return this.#inner.closeWrite();
-  }
-
-  ref(): void {
-    this.#inner.ref();
-  }
-
-  unref(): void {
-    this.#inner.unref();
-  }
-
-  [Symbol.dispose](): void {
-    this.close();
+    super.close();
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * What a thief does with a client store's file and without the identity: reads the history
- * rows' ciphertexts straight from SQLite, and searches the file's bytes for them.
+ * rows' ciphertexts straight from SQLite (to search the file's bytes for them).
  *
  * @module
  */
@@ -19,17 +19,6 @@ export function historyCiphertexts(file: string, peer?: string): Uint8Array[] {
   } finally {
     db.close();
   }
-}
-
-/** Whether `needle` occurs in `haystack`, byte for byte. */
-export function containsBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
-  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
-    for (let j = 0; j < needle.length; j++) {
-      if (haystack[i + j] !== needle[j]) continue outer;
-    }
-    return true;
-  }
-  return false;
 }
 
 /** The ids of the one-time prekeys (X25519 and ML-KEM) whose private halves `file` holds. */

@@ -20,6 +20,7 @@ import {
 } from "../testing/harness.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { ByteProxy, type Direction, flipBit } from "./_byte_proxy.ts";
+import { containsBytes } from "./_bytes.ts";
 import { memorySink } from "./_media.ts";
 import { waitUntil } from "./_raw.ts";
 
@@ -33,17 +34,6 @@ function hasTsRun(bytes: Uint8Array, count = 8): boolean {
     let run = 0;
     while (run < count && bytes[start + run * TS_PACKET] === 0x47) run++;
     if (run === count) return true;
-  }
-  return false;
-}
-
-function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
-  const first = needle[0];
-  for (let i = haystack.indexOf(first); i >= 0; i = haystack.indexOf(first, i + 1)) {
-    if (i + needle.length > haystack.length) return false;
-    let j = 1;
-    while (j < needle.length && haystack[i + j] === needle[j]) j++;
-    if (j === needle.length) return true;
   }
   return false;
 }
@@ -102,7 +92,7 @@ Deno.test("a recording proxy sees no name, key, message, video name or MPEG-TS p
       ["a message type", utf8('"type"')],
     ];
     for (const [what, needle] of secrets) {
-      assert.ok(!contains(wire, needle), `${what} appears on the wire`);
+      assert.ok(!containsBytes(wire, needle), `${what} appears on the wire`);
     }
     for (const direction of ["to-server", "to-client"] as Direction[]) {
       assert.ok(!hasTsRun(recorder.bytes(direction)), `MPEG-TS packets on the wire ${direction}`);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { containsBytes, historyCiphertexts } from "./_thief.ts";
+import { containsBytes } from "./_bytes.ts";
+import { historyCiphertexts } from "./_thief.ts";
 import { fingerprintHash, Identity } from "../shared/crypto/mod.ts";
 import { ReelayError } from "../shared/errors.ts";
 import { ClientStore, MAX_HISTORY_PER_PEER, MAX_RECEIPTS_OWED } from "../client/store/mod.ts";

@@ -4,7 +4,8 @@
  * The thief reads the store's file without the identity and finds nothing that was said.
  */
 import assert from "node:assert/strict";
-import { containsBytes, historyCiphertexts } from "./_thief.ts";
+import { containsBytes } from "./_bytes.ts";
+import { historyCiphertexts } from "./_thief.ts";
 import type { ClientEvent } from "../client/events.ts";
 import { serverStoreId } from "../client/server_store.ts";
 import { ClientStore } from "../client/store/mod.ts";

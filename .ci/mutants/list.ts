@@ -83,8 +83,10 @@ export const mutants: Mutant[] = [
   {
     name: "held mail not delivered at a join when the registry cannot be written",
     file: "server/mail.ts",
-    find: "await this.#remember(member, fingerprint).catch(",
-    replace: "await this.#remember(member, fingerprint).then(",
+    find:
+      "await this.#remember(member, fingerprint).then(() => state.registered = true, (error) => {",
+    replace:
+      "await this.#remember(member, fingerprint).then(() => state.registered = true).then((error: unknown) => {",
     tests: ["tests/mail_store_busy_test.ts"],
   },
   {
@@ -106,10 +108,9 @@ export const mutants: Mutant[] = [
   {
     name: "relayed mail not held until acknowledged (a new connection starts after the old one's)",
     file: "server/mail.ts",
-    find:
-      "const state: State = { fingerprint, draining: true, again: false, rememberedAt: Date.now() };",
+    find: "registered: false,",
     replace:
-      "const state: State = { fingerprint, draining: true, again: false, rememberedAt: Date.now(), after: [...this.#members.get(fingerprint) ?? []].map((m) => this.#state.get(m)?.after).findLast((a) => a !== undefined) };",
+      "registered: false, after: [...this.#members.get(fingerprint) ?? []].map((m) => this.#state.get(m)?.after).findLast((a) => a !== undefined),",
     tests: [{ file: forward, filter: "died unnoticed" }],
   },
   {
@@ -875,7 +876,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a video stopped while the server is away resumes anyway",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: "if (resume) {",
     replace: "if (false) {",
     tests: [{ file: reconnect, filter: "stays stopped" }],
@@ -906,7 +907,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a video paused while the server is away comes back playing",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: "if (resume.paused) this.#viewing.pause(); // paused while the server was away",
     replace: "",
     tests: [{ file: reconnect, filter: "comes back paused" }],
@@ -956,7 +957,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "a stream that fully arrived is cut by a connection loss",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: 'if (!this.#viewing.arrived) await this.#viewing.abort(lost.reason, "error", resumes);',
     replace: 'await this.#viewing.abort(lost.reason, "error", resumes);',
     tests: [{ file: "tests/reconnect_stream_test.ts", filter: "fully arrived" }],
@@ -977,7 +978,7 @@ export const mutants: Mutant[] = [
   },
   {
     name: "video playing when the connection was lost not resumed",
-    file: "client/session.ts",
+    file: "client/watching.ts",
     find: "this.#resume = this.#viewing.resumePoint();",
     replace: "this.#resume = undefined;",
     tests: [{ file: reconnect, filter: "resumes where it was" }],
@@ -1133,6 +1134,20 @@ export const mutants: Mutant[] = [
       { file: "tests/store_mailbox_test.ts", filter: "recipient-key-changed when" },
       "tests/send_key_change_test.ts",
     ],
+  },
+  {
+    name: "a join the registry could not record makes sends to the new key recipient-key-changed",
+    file: "server/mail.ts",
+    find: "...(online && !recipientState?.registered ? {} : { recipientNameKey: nameKey(to) }),",
+    replace: "recipientNameKey: nameKey(to),",
+    tests: [{ file: "tests/mail_store_busy_test.ts", filter: "could not record" }],
+  },
+  {
+    name: "an online recipient's key change before the commit not checked",
+    file: "server/mail.ts",
+    find: ".then(() => state.registered = true, (error) => {",
+    replace: ".then(() => {}, (error) => {",
+    tests: [{ file: "tests/send_key_change_test.ts", filter: "relayed send" }],
   },
   {
     name: "held mail kept past its time (ttl_ms)",
