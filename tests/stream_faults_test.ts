@@ -11,6 +11,7 @@ import { clipServer, gatedSinks, makeMediaDir } from "./_media.ts";
 import { generateVideo } from "../testing/sample_video.ts";
 import { processesMentioning, run } from "../testing/processes.ts";
 import { RawClient, rawIdentity, waitUntil } from "./_raw.ts";
+import { decodeStreamPayload, KIND_STREAM } from "../shared/protocol/frame.ts";
 
 async function scene(options: { idleTimeoutMs?: number } = {}) {
   const { media, server } = await clipServer("faults", {
@@ -180,6 +181,38 @@ Deno.test("credit for more bytes than are in flight is refused as bad-credit", a
     assert.match(String(refused[0].message), /exceeds the \d+ bytes in flight/);
     await raw.send({ type: "stop", ref: 2 });
     await raw.waitFor((message) => message.type === "stream-end", 60_000);
+    await chatStillWorks(alice, bob);
+  } finally {
+    await raw.close();
+    await close();
+  }
+});
+
+Deno.test("a viewer that credits only a full window is sent the whole window each time", async () => {
+  const { server, alice, bob, close } = await scene();
+  const identity = await rawIdentity();
+  const raw = await RawClient.connect(server.port);
+  raw.answerPings = true;
+  const window = 64 * 1024;
+  /** Media bytes received so far (credit counts media bytes, not frame headers). */
+  const received = () =>
+    raw.otherFrames.filter((frame) => frame.kind === KIND_STREAM)
+      .reduce((sum, frame) => sum + decodeStreamPayload(frame.payload).media.length, 0);
+  try {
+    assert.equal((await raw.join("carol", identity)).type, "welcome");
+    await raw.send({ type: "play", ref: 1, video: "long.mp4" });
+    const start = await raw.waitFor((message) => message.type === "stream-start", 60_000);
+    // The protocol bounds what is in flight by the window, and no more: a viewer may wait until
+    // it holds a whole window before it credits. Whatever sizes ffmpeg's chunks come in, the
+    // server fills the window to the byte, and never past it.
+    for (let credited = 0; credited < 8 * window; credited += window) {
+      await waitUntil(() => received() - credited >= window, "a full window in flight", 60_000);
+      assert.equal(received() - credited, window, "never more than the window in flight");
+      await raw.send({ type: "credit", stream: start.stream, bytes: window });
+    }
+    await raw.send({ type: "stop", ref: 2 });
+    await raw.waitFor((message) => message.type === "stream-end", 60_000);
+    assert.deepEqual(raw.messages.filter((m) => m.type === "error"), []);
     await chatStillWorks(alice, bob);
   } finally {
     await raw.close();

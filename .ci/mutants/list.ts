@@ -623,9 +623,16 @@ export const mutants: Mutant[] = [
   {
     name: "stream window ignored (window_bytes)",
     file: "server/media/viewer.ts",
-    find: "playing.inFlight + bytes > windowBytes",
-    replace: "playing.inFlight + bytes > windowBytes * 4096",
+    find: "const room = () => windowBytes - playing.inFlight;",
+    replace: "const room = () => windowBytes * 4096 - playing.inFlight;",
     tests: [{ file: "tests/stream_faults_test.ts", filter: "cut off as stalled" }],
+  },
+  {
+    name: "a chunk sent past the viewer's window",
+    file: "server/media/viewer.ts",
+    find: "const piece = rest.subarray(0, room);",
+    replace: "const piece = rest;",
+    tests: [{ file: "tests/stream_faults_test.ts", filter: "credits only a full window" }],
   },
   // docs/security.md, "Faults".
   {

@@ -442,16 +442,28 @@ class StreamViewer implements Viewer {
     return "end";
   }
 
+  /**
+   * Sends `bytes` in pieces that fit the viewer's window: the server waits for credit only with
+   * the whole window in flight, so a viewer may grant it as late as that. (Waiting for room for
+   * a whole chunk instead waited for ever on a viewer that had taken everything it was sent but
+   * credits a quarter window at a time, as ours does: a chunk of more than three quarters of a
+   * small window, which ffmpeg's pipe gives after a pause, never fitted.)
+   */
   async #send(playing: Playing, segment: number, bytes: Uint8Array): Promise<void> {
-    await this.#awaitCredit(playing, bytes.length);
-    if (playing.stopReason) return;
-    playing.inFlight += bytes.length;
-    playing.bytes += bytes.length;
-    playing.partBytes += bytes.length;
-    playing.sent.push(bytes);
-    const sent = this.#framed.sendStream(playing.id, segment, bytes);
-    // A socket that takes nothing for too long is a stalled viewer too.
-    await withTimeout(sent, this.#deps.stallMs, this.#stalled);
+    let rest = bytes;
+    while (rest.length > 0) {
+      const room = await this.#awaitRoom(playing);
+      if (playing.stopReason) return;
+      const piece = rest.subarray(0, room);
+      rest = rest.subarray(piece.length);
+      playing.inFlight += piece.length;
+      playing.bytes += piece.length;
+      playing.partBytes += piece.length;
+      playing.sent.push(piece);
+      const sent = this.#framed.sendStream(playing.id, segment, piece);
+      // A socket that takes nothing for too long is a stalled viewer too.
+      await withTimeout(sent, this.#deps.stallMs, this.#stalled);
+    }
   }
 
   /**
@@ -532,12 +544,17 @@ class StreamViewer implements Viewer {
     else this.#deps.log("info", `${ended} ${reason} after ${playing.bytes} bytes`);
   }
 
-  /** Waits until the viewer has room for `bytes` more, or gives up on a stalled viewer. */
-  async #awaitCredit(playing: Playing, bytes: number): Promise<void> {
+  /**
+   * Waits until the viewer's window has room, or gives up on a stalled viewer; returns how many
+   * bytes fit.
+   */
+  async #awaitRoom(playing: Playing): Promise<number> {
     const { windowBytes, stallMs } = this.#deps;
-    while (playing.inFlight > 0 && playing.inFlight + bytes > windowBytes && !playing.stopReason) {
+    const room = () => windowBytes - playing.inFlight;
+    while (room() <= 0 && !playing.stopReason) {
       await withTimeout(playing.credit.wait(), stallMs, this.#stalled);
     }
+    return room();
   }
 }
 
