@@ -356,16 +356,20 @@ export function rawIdentity(): Promise<Identity> {
 
 /**
  * Polls `condition` every few milliseconds until it holds; fails with `what` after
- * `timeoutMs`. For states no event announces (counts, process tables).
+ * `timeoutMs` (a function is asked at that moment, so it can say what was last seen). For
+ * states no event announces (counts, process tables).
  */
 export async function waitUntil(
   condition: () => boolean | Promise<boolean>,
-  what: string,
+  what: string | (() => string),
   timeoutMs = 45_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms: ${what}`);
+    if (Date.now() > deadline) {
+      const said = typeof what === "string" ? what : what();
+      throw new Error(`Timed out after ${timeoutMs} ms: ${said}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }

@@ -260,9 +260,12 @@ Deno.test("reelay server process: RSS and sockets come back after 500 connection
     for (const raw of raws) await raw.close();
     const baseline = before.fds.filter((fd) => fd.startsWith("socket:")).length;
     let sockets = -1;
+    // At most the baseline: a socket the server had open for a moment when it was counted (its
+    // start-up work) may be gone by now. Headroom: this wait ran out at 45 s once at load 12.
     await waitUntil(
-      async () => (sockets = await openSockets(pid)) === baseline,
-      `server sockets back to ${baseline}, last seen ${sockets}`,
+      async () => (sockets = await openSockets(pid)) <= baseline,
+      () => `server sockets back to ${baseline}, last seen ${sockets}`,
+      120_000,
     );
     // A real client still joins and leaves normally.
     const alice = await joinClient(port, "alice");
