@@ -99,14 +99,18 @@ Deno.test("mailbox: recipient-key-changed when the recipient's name holds anothe
     registry.remember({ nameKey: "p2", name: "p2", fingerprint: fp(key), announcement: {} });
   await remember(2);
   // Checked against the key the registry held, staged, then the key changes before the commit.
+  // A put for someone else in the same commit is held all the same: the refusal is its own.
   const staged = mailbox.put(sealed(1, 2, "m1"), { recipientNameKey: "p2" });
+  const neighbour = mailbox.put(sealed(1, 3, "n1"));
   await remember(5);
   await rejectsWith(staged, "recipient-key-changed", /"p2" now has another key/);
+  assert.equal((await neighbour).duplicate, false);
+  assert.deepEqual(await mailbox.count(fp(3)), { items: 1, bytes: 10 });
   // Sealed for the new key, or for a name the registry does not hold, it is held.
   const sealedForNew = { ...sealed(1, 2, "m2"), recipientKey: fp(5) };
   assert.equal((await mailbox.put(sealedForNew, { recipientNameKey: "p2" })).duplicate, false);
   assert.equal(
-    (await mailbox.put(sealed(1, 3, "m3"), { recipientNameKey: "p3" })).duplicate,
+    (await mailbox.put(sealed(1, 4, "m3"), { recipientNameKey: "p4" })).duplicate,
     false,
   );
   assert.deepEqual(await mailbox.count(fp(2)), { items: 0, bytes: 0 });

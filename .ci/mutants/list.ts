@@ -1143,6 +1143,13 @@ export const mutants: Mutant[] = [
     ],
   },
   {
+    name: "a put refused for a changed key takes its commit's other puts down",
+    file: "server/store/_mailbox.ts",
+    find: '"mailbox-full",\n  "recipient-key-changed",',
+    replace: '"mailbox-full",',
+    tests: [{ file: "tests/store_mailbox_test.ts", filter: "recipient-key-changed when" }],
+  },
+  {
     name: "a join the registry could not record makes sends to the new key recipient-key-changed",
     file: "server/mail.ts",
     find: "...(online && !recipientState?.registered ? {} : { recipientNameKey: nameKey(to) }),",
