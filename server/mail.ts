@@ -383,7 +383,9 @@ export class Mailroom<M extends Recipient> {
     }, {
       durable: !live,
       // Checked again in the commit: the key may change before it (a reconnect with a new key).
-      ...(online && !recipientState?.registered ? {} : { recipientNameKey: nameKey(to) }),
+      ...(online && !recipientState?.registered
+        ? {}
+        : { recipientNameKey: nameKey(to), recipientOffline: !online }),
     });
     const routed = held.then((): Routed => {
       this.#broadcast(sender, online, { type: "sealed", from, to, envelope: outgoing.envelope });

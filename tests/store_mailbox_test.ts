@@ -117,6 +117,33 @@ Deno.test("mailbox: recipient-key-changed when the recipient's name holds anothe
   assert.deepEqual(await mailbox.count(fp(5)), { items: 1, bytes: 10 });
 });
 
+Deno.test("mailbox: unknown-recipient when an offline recipient's name is dropped by the commit", async () => {
+  const clock = new Clock();
+  await using store = await openSqliteStore(":memory:", { now: clock.now, maxRegistered: 1 });
+  const { mailbox, registry } = store;
+  const remember = (key: number) =>
+    registry.remember({
+      nameKey: `p${key}`,
+      name: `p${key}`,
+      fingerprint: fp(key),
+      announcement: {},
+    });
+  await remember(2);
+  clock.time += 1;
+  // Checked against the registry (p2 held), staged; a newcomer then evicts p2 (the registry is
+  // full), which ends what is held for p2: the staged message would wait for nobody.
+  const offline = mailbox.put(sealed(1, 2, "m1"), {
+    recipientNameKey: "p2",
+    recipientOffline: true,
+  });
+  const online = mailbox.put(sealed(1, 2, "m2"), { recipientNameKey: "p2" });
+  assert.deepEqual((await remember(7)).evicted.map((entry) => entry.nameKey), ["p2"]);
+  await rejectsWith(offline, "unknown-recipient", /Nobody called "p2"/);
+  // Someone online takes it through their connection whatever the registry says: held.
+  assert.equal((await online).duplicate, false);
+  assert.deepEqual(await mailbox.count(fp(2)), { items: 1, bytes: 10 });
+});
+
 Deno.test("mailbox: recipient-mailbox-full when a recipient's item count would pass", async () => {
   await using store = await openSqliteStore(":memory:", { maxItemsPerRecipient: 3 });
   const { mailbox } = store;

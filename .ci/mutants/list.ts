@@ -1135,7 +1135,7 @@ export const mutants: Mutant[] = [
   {
     name: "mail staged for a key that changed before its commit held to expire unread",
     file: "server/store/_mailbox.ts",
-    find: "this.#checkKeyHeld(row, options.recipientNameKey);",
+    find: "this.#checkKeyHeld(row, options);",
     replace: "",
     tests: [
       { file: "tests/store_mailbox_test.ts", filter: "recipient-key-changed when" },
@@ -1150,10 +1150,24 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/store_mailbox_test.ts", filter: "recipient-key-changed when" }],
   },
   {
+    name: "mail for an offline recipient dropped before its commit held for nobody",
+    file: "server/store/_mailbox.ts",
+    find: "if (entry === undefined && recipientOffline === true) {",
+    replace: "if (false) {",
+    tests: [{ file: "tests/store_mailbox_test.ts", filter: "dropped by the commit" }],
+  },
+  {
+    name: "a put refused for a dropped name takes its commit's other puts down",
+    file: "server/store/_mailbox.ts",
+    find: '"recipient-key-changed",\n  "unknown-recipient",',
+    replace: '"recipient-key-changed",',
+    tests: [{ file: "tests/store_mailbox_test.ts", filter: "dropped by the commit" }],
+  },
+  {
     name: "a join the registry could not record makes sends to the new key recipient-key-changed",
     file: "server/mail.ts",
-    find: "...(online && !recipientState?.registered ? {} : { recipientNameKey: nameKey(to) }),",
-    replace: "recipientNameKey: nameKey(to),",
+    find: "...(online && !recipientState?.registered",
+    replace: "...(false",
     tests: [{ file: "tests/mail_store_busy_test.ts", filter: "could not record" }],
   },
   {

@@ -94,6 +94,7 @@ const REFUSALS = new Set([
   "sender-mailbox-full",
   "mailbox-full",
   "recipient-key-changed",
+  "unknown-recipient",
 ]);
 
 function isRefusal(error: unknown): error is ReelayError {
@@ -140,7 +141,7 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
     let outcome: PutResult | ReelayError | undefined;
     const committed = this.#commits.stage(() => {
       try {
-        this.#checkKeyHeld(row, options.recipientNameKey);
+        this.#checkKeyHeld(row, options);
         outcome = this.#duplicateOf(row) ?? this.#insert(row);
       } catch (error) {
         if (!isRefusal(error)) throw error;
@@ -247,16 +248,23 @@ export class SqliteMailbox extends SqlitePart implements Mailbox {
   }
 
   /**
-   * Refuses a sealed item whose recipient's name the registry now holds with another key: the
-   * registry's change ended what was held for the old key before this item was written, so it
-   * would wait unread for its time to live.
+   * Refuses a sealed item whose recipient's name the registry now holds with another key, or, for
+   * an offline recipient, no longer holds: the registry's change ended what was held for them
+   * before this item was written, so it would wait unread for its time to live.
    */
-  #checkKeyHeld(row: CheckedMail, recipientNameKey: string | undefined): void {
+  #checkKeyHeld(row: CheckedMail, options: PutOptions): void {
+    const { recipientNameKey, recipientOffline } = options;
     if (row.kind !== "sealed" || recipientNameKey === undefined) return;
     const entry = this.db.get(
       "SELECT fingerprint FROM registry WHERE name_key = ?",
       recipientNameKey,
     );
+    if (entry === undefined && recipientOffline === true) {
+      throw new ReelayError(
+        "unknown-recipient",
+        `Nobody called ${shown(row.recipientName)} is online or known`,
+      );
+    }
     if (entry === undefined || entry.fingerprint === row.recipientKey) return;
     throw new ReelayError(
       "recipient-key-changed",

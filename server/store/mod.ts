@@ -163,10 +163,18 @@ export interface PutOptions {
    * the one the item was sealed for: if, when the item is written, the registry holds that name
    * with another key (it changed while the put waited for its commit, after which nothing would
    * end it but its time to live), the put is refused with `recipient-key-changed`. A name the
-   * registry does not hold refuses nothing. A store whose puts are not staged (JetStream)
-   * ignores it.
+   * registry does not hold refuses nothing, unless {@linkcode PutOptions.recipientOffline}. A
+   * store whose puts are not staged (JetStream) ignores it.
    */
   recipientNameKey?: string;
+  /**
+   * With `recipientNameKey`: the recipient is offline, so a name the registry dropped before the
+   * commit (evicted or unseen too long, which ended what was held for them) refuses the put with
+   * `unknown-recipient`, as a send after the drop is answered, instead of holding it for nobody
+   * until its time to live. (An online recipient's connection takes it whatever the registry
+   * says.)
+   */
+  recipientOffline?: boolean;
 }
 
 /** Paging for {@linkcode Mailbox.pending}. */
