@@ -213,6 +213,10 @@ Deno.test("a viewer that credits only a full window is sent the whole window eac
     await raw.send({ type: "stop", ref: 2 });
     await raw.waitFor((message) => message.type === "stream-end", 60_000);
     assert.deepEqual(raw.messages.filter((m) => m.type === "error"), []);
+    const empty = raw.otherFrames.filter((frame) =>
+      frame.kind === KIND_STREAM && decodeStreamPayload(frame.payload).media.length === 0
+    );
+    assert.equal(empty.length, 0, "no stream frame without media (a full window sends nothing)");
     await chatStillWorks(alice, bob);
   } finally {
     await raw.close();

@@ -628,6 +628,13 @@ export const mutants: Mutant[] = [
     tests: [{ file: "tests/stream_faults_test.ts", filter: "cut off as stalled" }],
   },
   {
+    name: "empty stream frames sent while the viewer's window is full",
+    file: "server/media/viewer.ts",
+    find: "while (room() <= 0 && !playing.stopReason) {",
+    replace: "while (room() < 0 && !playing.stopReason) {",
+    tests: [{ file: "tests/stream_faults_test.ts", filter: "credits only a full window" }],
+  },
+  {
     name: "a chunk sent past the viewer's window",
     file: "server/media/viewer.ts",
     find: "const piece = rest.subarray(0, room);",
