@@ -53,15 +53,15 @@ async function pair(port: number, link: FreezableLink): Promise<{ alice: Client;
     reconnect: { ...QUICK, address: () => direct },
   });
   await alice.log.waitFor("joined", (event) => event.name === "bob");
-  // The conversation is started, and bob's acknowledgement in, before the link goes dead.
+  // The conversation is started before the link goes dead.
   await settle(alice, bob, "hello");
   return { alice, bob };
 }
 
 /**
  * Sends `marker` and waits for it and for bob's receipt of it: mail reaches a person in order,
- * so whatever was held for bob before it has arrived (a copy would have come before it); bob
- * acknowledged it before his receipt left, and alice acknowledged the receipt before she saw it.
+ * so whatever was held for bob before it has arrived (a copy would have come before it). (Bob's
+ * acknowledgement of it may still be on its way: see {@linkcode allAcknowledged}.)
  */
 async function settle(alice: Client, bob: Client, marker: string): Promise<void> {
   await alice.session.send("bob", marker);
@@ -120,6 +120,9 @@ async function scene(
   const link = new FreezableLink(port);
   try {
     const { alice, bob } = await pair(port, link);
+    // And bob's acknowledgement of "hello" taken: it may leave after his receipt (each leaves
+    // after its own commit), so alice seeing "delivered" does not say the server has it.
+    await allAcknowledged(state);
     const restart = async () => {
       await server.close();
       server = await serverIn(state, port, patch);
